@@ -1,0 +1,85 @@
+"""The one configuration object of a job, built from CLI flags and recorded in the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from ferbatch.errors import ConfigError
+
+__all__ = ["JobConfig", "default_workers"]
+
+
+def default_workers() -> int:
+    """One worker per available core (each runs its models single-threaded)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything that decides a job's results or its speed.
+
+    Attributes:
+        detector, classifier: registry model names (None = the registry's defaults).
+        detector_file, classifier_file: explicit model files (checked against the registry hash).
+        backend: "onnxruntime" (CPU; TensorRT arrives with its own issue).
+        in_graph_nms: NMS inside the detector graph; False = the NumPy fallback.
+        max_faces: most faces kept per frame (K of the fixed-size detector outputs).
+        score_threshold, iou_threshold: detector thresholds (None = the registry's).
+        detect_batch: frames per detector call.
+        classify_batch: most face crops per classifier call.
+        workers: Ray worker actors (0 = one per core).
+        threads_per_worker: ONNX Runtime intra-op threads per worker (0 = cores / workers).
+        decode_threads: FFmpeg decoder threads per worker (0 = FFmpeg's choice).
+        prefetch: decoded frame batches buffered ahead of inference per worker.
+    """
+
+    detector: str | None = None
+    classifier: str | None = None
+    detector_file: str | None = None
+    classifier_file: str | None = None
+    backend: str = "onnxruntime"
+    in_graph_nms: bool = True
+    max_faces: int = 64
+    score_threshold: float | None = None
+    iou_threshold: float | None = None
+    detect_batch: int = 8
+    classify_batch: int = 64
+    workers: int = 0
+    threads_per_worker: int = 0
+    decode_threads: int = 1
+    prefetch: int = 2
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.backend not in ("onnxruntime",):
+            raise ConfigError(f"--backend | received {self.backend!r}; expected 'onnxruntime' on this build")
+        for name in ("max_faces", "detect_batch", "classify_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 1")
+        if self.workers < 0 or self.threads_per_worker < 0 or self.prefetch < 0:
+            raise ConfigError("--workers/--threads-per-worker/--prefetch | expected >= 0")
+
+    def resolved_workers(self) -> int:
+        """Number of worker actors to start."""
+        return self.workers or default_workers()
+
+    def resolved_threads(self) -> int:
+        """ONNX Runtime threads per worker."""
+        return self.threads_per_worker or max(1, default_workers() // self.resolved_workers())
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-serialisable)."""
+        return asdict(self)
+
+    def result_key(self) -> str:
+        """Hash of the settings that change the rows (not speed knobs): a rerun with another key
+        reprocesses every video."""
+        keys = ("detector", "classifier", "detector_file", "classifier_file", "in_graph_nms", "max_faces", "score_threshold", "iou_threshold")
+        d = {k: getattr(self, k) for k in keys}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,84 @@
+"""Build the detector and classifier a worker owns: registry lookup, file resolution, graph
+preparation and runner creation. Expensive; a worker calls :func:`load_models` once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ferbatch.classify import Classifier
+from ferbatch.config import JobConfig
+from ferbatch.detect import Detector
+from ferbatch.errors import ConfigError
+from ferbatch.graphs import prepare_classifier, prepare_detector
+from ferbatch.registry import ModelSpec, load_registry, resolve_model_file
+
+__all__ = ["Models", "ModelRef", "load_models", "resolve_specs"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model file a result came from (recorded in the manifest and the videos table)."""
+
+    name: str
+    file: str
+    sha256: str
+
+
+@dataclass
+class Models:
+    """A worker's loaded models."""
+
+    detector: Detector
+    classifier: Classifier
+    refs: dict[str, ModelRef]
+
+    def close(self) -> None:
+        """Free both runners."""
+        self.detector.runner.close()
+        self.classifier.runner.close()
+
+
+def resolve_specs(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
+    """The detector and classifier registry entries for ``cfg`` (defaults filled in).
+
+    Raises:
+        ConfigError: unknown model, wrong kind, or a classifier that needs landmarks paired with a
+            detector that gives none.
+    """
+    reg = load_registry()
+    det = reg.get(cfg.detector or reg.default_detector, "detector")
+    cls = reg.get(cfg.classifier or reg.default_classifier, "classifier")
+    if cls.requires_landmarks and det.family != "yunet":
+        raise ConfigError(f"classifier {cls.name} | needs 5 face landmarks; pair it with a yunet-* detector (got {det.name})")
+    return det, cls
+
+
+def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
+    """Resolve, check, prepare and load both models for ``cfg``.
+
+    Args:
+        cfg: the job config.
+        threads: ONNX Runtime intra-op threads (default ``cfg.resolved_threads()``).
+
+    Raises:
+        ConfigError, ModelError: see :func:`resolve_specs` and
+            :func:`ferbatch.registry.resolve_model_file`.
+    """
+    from ferbatch.runners.onnxruntime import OrtRunner
+
+    det_spec, cls_spec = resolve_specs(cfg)
+    threads = threads or cfg.resolved_threads()
+    det_file = resolve_model_file(det_spec, cfg.detector_file)
+    cls_file = resolve_model_file(cls_spec, cfg.classifier_file)
+    det_graph = prepare_detector(det_file, det_spec, in_graph_nms=cfg.in_graph_nms, max_faces=cfg.max_faces,
+                                 score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold, src_sha256=det_spec.sha256)
+    cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256)
+    det = Detector(OrtRunner(det_graph, threads=threads, max_batch=cfg.detect_batch, name=f"onnxruntime:{det_spec.name}"),
+                   det_spec, in_graph_nms=cfg.in_graph_nms, max_faces=cfg.max_faces,
+                   score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold)
+    cls = Classifier(OrtRunner(cls_graph, threads=threads, max_batch=cfg.classify_batch, name=f"onnxruntime:{cls_spec.name}"), cls_spec)
+    refs = {
+        "detector": ModelRef(det_spec.name, det_spec.file, det_spec.sha256),
+        "classifier": ModelRef(cls_spec.name, cls_spec.file, cls_spec.sha256),
+    }
+    return Models(det, cls, refs)

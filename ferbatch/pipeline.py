@@ -1,0 +1,211 @@
+"""Shard -> rows: decode, batched detection, crops, batched classification, Arrow tables, part files.
+
+Plain Python with no Ray inside: tests and the benchmark run a shard in-process; the Ray job
+(:mod:`ferbatch.job`) calls :func:`run_shard` inside its worker actors.
+
+Decoding runs in a background thread that keeps up to ``prefetch`` frame batches ready
+(FFmpeg and ONNX Runtime both release the GIL), so decode overlaps inference.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ferbatch.classify import extract_crops
+from ferbatch.errors import DecodeError
+from ferbatch.loaders import Models
+from ferbatch.output import FaceRows, faces_table, frames_table, write_part
+from ferbatch.video import Frame, VideoIndex, iter_frames
+
+__all__ = ["Shard", "ShardResult", "process_shard", "run_shard", "iter_batches"]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A half-open frame-index range ``[start, end)`` of one video.
+
+    Attributes:
+        video_id: path-safe id (the partition key).
+        path: the video file.
+        shard_idx: position of the shard in the video's plan (names its part files).
+        start, end: frame-index range; ``end`` None = to the end.
+        index: the video's packet index (so the worker does not re-probe).
+    """
+
+    video_id: str
+    path: str
+    shard_idx: int
+    start: int
+    end: int | None
+    index: VideoIndex
+
+
+@dataclass
+class ShardResult:
+    """What processing a shard produced (small: it travels back to the driver).
+
+    Attributes:
+        status: "ok", "partial" (decoding stopped early; the frames before are kept) or "failed".
+        error: a user-facing message when status is not "ok".
+        frames, faces: rows written.
+        seconds: wall time of the shard.
+        stage_seconds: time per stage (decode wait, detect, crop, classify, write).
+    """
+
+    video_id: str
+    shard_idx: int
+    status: str = "ok"
+    error: str = ""
+    frames: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+_END = object()
+
+
+def iter_batches(frames: Iterator[Frame], size: int, prefetch: int) -> Iterator[list[Frame]]:
+    """Group frames into lists of ``size``, decoding ahead in a thread when ``prefetch`` > 0.
+
+    An exception raised by the decoder is re-raised here, after the batches decoded before it.
+    """
+    def batches():
+        batch = []
+        for f in frames:
+            batch.append(f)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    if prefetch <= 0:
+        yield from batches()
+        return
+    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for b in batches():
+                while not stop.is_set():
+                    try:
+                        q.put(b, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            q.put(e)
+
+    t = threading.Thread(target=produce, name="ferbatch-decode", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def process_shard(shard: Shard, models: Models, *, detect_batch: int = 8, prefetch: int = 2, decode_threads: int = 1):
+    """Run the models over every frame of a shard.
+
+    Args:
+        shard: what to process.
+        models: the worker's loaded detector and classifier.
+        detect_batch: frames per detector call (crops of those frames go to the classifier together).
+        prefetch: decoded batches buffered ahead.
+        decode_threads: FFmpeg threads.
+
+    Returns:
+        (frames_columns, FaceRows, ShardResult): frames_columns is (frame_idx (F,) int64,
+        pts_ms (F,) float64, face_count (F,) int16).
+
+    Raises:
+        DecodeError: the video cannot be decoded at all (no frame of the shard came out).
+    """
+    t0 = time.perf_counter()
+    res = ShardResult(shard.video_id, shard.shard_idx)
+    st = {"decode_wait": 0.0, "detect": 0.0, "crop": 0.0, "classify": 0.0}
+    f_idx, f_pts, f_cnt = [], [], []
+    parts: list[FaceRows] = []
+    frames = iter_frames(shard.path, shard.index, shard.start, shard.end, threads=decode_threads)
+    it = iter_batches(frames, detect_batch, prefetch)
+    try:
+        while True:
+            t = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            st["decode_wait"] += time.perf_counter() - t
+            images = [f.image for f in batch]
+            t = time.perf_counter()
+            dets = models.detector.detect(images)
+            st["detect"] += time.perf_counter() - t
+            t = time.perf_counter()
+            crops = extract_crops(images, dets, models.classifier.spec)
+            st["crop"] += time.perf_counter() - t
+            t = time.perf_counter()
+            probs = models.classifier.classify(crops)
+            st["classify"] += time.perf_counter() - t
+            idx = np.array([f.idx for f in batch], np.int64)
+            pts = np.array([f.pts_ms for f in batch], np.float64)
+            counts = np.bincount(dets.frame_pos, minlength=len(batch)).astype(np.int16)
+            f_idx.append(idx)
+            f_pts.append(pts)
+            f_cnt.append(counts)
+            # face_idx: rank within its frame; detections come sorted by frame, then score
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            face_idx = (np.arange(len(dets)) - starts[dets.frame_pos]).astype(np.int16)
+            parts.append(FaceRows(idx[dets.frame_pos], pts[dets.frame_pos], face_idx, dets.boxes, dets.scores, probs))
+    except DecodeError as e:
+        if not f_idx:
+            raise
+        res.status, res.error = "partial", e.reason
+    frames_cols = (
+        np.concatenate(f_idx) if f_idx else np.empty(0, np.int64),
+        np.concatenate(f_pts) if f_pts else np.empty(0, np.float64),
+        np.concatenate(f_cnt) if f_cnt else np.empty(0, np.int16),
+    )
+    if parts:
+        rows = FaceRows(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs")))
+    else:
+        rows = FaceRows(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int16), np.empty((0, 4), np.float32),
+                        np.empty(0, np.float32), np.empty((0, 8), np.float32))
+    res.frames, res.faces = len(frames_cols[0]), len(rows.frame_idx)
+    res.stage_seconds = st
+    res.seconds = time.perf_counter() - t0
+    return frames_cols, rows, res
+
+
+def run_shard(shard: Shard, models: Models, out_dir: str, *, detect_batch: int = 8, prefetch: int = 2, decode_threads: int = 1) -> ShardResult:
+    """Process a shard and write its ``frames`` and ``faces`` part files (atomic, deterministic names).
+
+    Errors that concern only this video (it cannot be decoded) are returned as a failed
+    :class:`ShardResult`; errors of the machine (disk full, model broken) propagate.
+    """
+    try:
+        frames_cols, rows, res = process_shard(shard, models, detect_batch=detect_batch, prefetch=prefetch, decode_threads=decode_threads)
+    except DecodeError as e:
+        return ShardResult(shard.video_id, shard.shard_idx, status="failed", error=e.reason)
+    t = time.perf_counter()
+    write_part(out_dir, "faces", shard.video_id, shard.shard_idx, faces_table(rows, shard.shard_idx))
+    write_part(out_dir, "frames", shard.video_id, shard.shard_idx, frames_table(*frames_cols, shard.shard_idx))
+    res.stage_seconds["write"] = time.perf_counter() - t
+    return res

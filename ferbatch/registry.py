@@ -1,0 +1,234 @@
+"""The model registry (engines/models.toml): model specs, file resolution and sha256 checks.
+
+Resolution order for a model's file (first hit wins, every hit is sha256-checked):
+1. an explicit path given by the caller (``--detector-file`` / ``--classifier-file``);
+2. the mirror directory ``$FERBATCH_MODEL_MIRROR`` (``<mirror>/<file>``);
+3. the user cache ``$FERBATCH_CACHE`` or ``~/.cache/ferbatch`` (``<cache>/models/<file>``);
+4. a download from the entry's upstream ``url`` into the user cache, when the network allows.
+
+A file whose sha256 differs from the registry's is refused (never silently replaced).
+This module does not run models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ferbatch.errors import ConfigError, ModelError
+
+__all__ = [
+    "InputSpec",
+    "ModelSpec",
+    "Registry",
+    "load_registry",
+    "resolve_model_file",
+    "sha256_file",
+    "cache_dir",
+    "MIRROR_ENV",
+]
+
+MIRROR_ENV = "FERBATCH_MODEL_MIRROR"
+CACHE_ENV = "FERBATCH_CACHE"
+REGISTRY_ENV = "FERBATCH_REGISTRY"
+DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "engines" / "models.toml"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How to feed a model.
+
+    Attributes:
+        name: input tensor name.
+        layout: "NCHW" (the only layout the registry's models use).
+        width, height: input size in pixels.
+        color: "RGB", "BGR" or "GRAY".
+        scale, mean, std: normalisation ``x' = (x * scale - mean) / std`` applied to uint8 pixels.
+    """
+
+    name: str
+    layout: str
+    width: int
+    height: int
+    color: str
+    scale: float = 1.0
+    mean: float = 0.0
+    std: float = 1.0
+
+    @property
+    def channels(self) -> int:
+        """1 for GRAY, else 3."""
+        return 1 if self.color == "GRAY" else 3
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry (see engines/models.toml for the meaning of each key)."""
+
+    name: str
+    kind: str  # "detector" | "classifier"
+    family: str  # detector: "ultraface" | "yunet"; classifier: "gray-crop" | "aligned-rgb"
+    file: str
+    sha256: str
+    input: InputSpec
+    outputs: dict[str, str]
+    license: str = ""
+    source: str = ""
+    url: str | None = None
+    labels: tuple[str, ...] = ()
+    output_kind: str = "probs"  # classifiers: "probs" | "logits"
+    crop: dict[str, Any] = field(default_factory=dict)
+    requires_landmarks: bool = False
+    boxes_decoded: bool = True
+    score_threshold: float = 0.7
+    iou_threshold: float = 0.3
+
+
+@dataclass(frozen=True)
+class Registry:
+    """All model specs of one registry file plus its default detector and classifier names."""
+
+    path: Path
+    models: dict[str, ModelSpec]
+    default_detector: str
+    default_classifier: str
+
+    def get(self, name: str, kind: str | None = None) -> ModelSpec:
+        """The spec called ``name``.
+
+        Raises:
+            ConfigError: no such model, or it is not of ``kind``.
+        """
+        spec = self.models.get(name)
+        if spec is None:
+            known = ", ".join(sorted(n for n, s in self.models.items() if kind is None or s.kind == kind))
+            raise ConfigError(f"model {name!r} | not in the registry {self.path}; known: {known}")
+        if kind is not None and spec.kind != kind:
+            raise ConfigError(f"model {name!r} | is a {spec.kind}; expected a {kind}")
+        return spec
+
+
+def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
+    """Read a registry TOML file (default: ``$FERBATCH_REGISTRY`` or engines/models.toml).
+
+    Raises:
+        ConfigError: the file is missing or an entry lacks a required key.
+    """
+    p = Path(path or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"model registry {p} | file not found") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"model registry {p} | not valid TOML: {e}") from e
+    models = {}
+    for name, raw in data.get("models", {}).items():
+        try:
+            inp = InputSpec(**raw["input"])
+            models[name] = ModelSpec(
+                name=name,
+                kind=raw["kind"],
+                family=raw["family"],
+                file=raw["file"],
+                sha256=raw["sha256"].lower(),
+                input=inp,
+                outputs=dict(raw.get("outputs", {})),
+                license=raw.get("license", ""),
+                source=raw.get("source", ""),
+                url=raw.get("url"),
+                labels=tuple(raw.get("labels", ())),
+                output_kind=raw.get("output_kind", "probs"),
+                crop=dict(raw.get("crop", {})),
+                requires_landmarks=bool(raw.get("requires_landmarks", False)),
+                boxes_decoded=bool(raw.get("boxes_decoded", True)),
+                score_threshold=float(raw.get("score_threshold", 0.7)),
+                iou_threshold=float(raw.get("iou_threshold", 0.3)),
+            )
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"model registry {p} | entry {name!r} is incomplete: {e}") from e
+    defaults = data.get("defaults", {})
+    return Registry(p, models, defaults.get("detector", ""), defaults.get("classifier", ""))
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """The user cache: ``$FERBATCH_CACHE`` or ``~/.cache/ferbatch`` (created on demand)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ferbatch")
+
+
+def _check(spec: ModelSpec, path: Path) -> Path:
+    found = sha256_file(path)
+    if found != spec.sha256:
+        raise ModelError(
+            f"model {spec.name} file {path} | sha256 mismatch: expected {spec.sha256}, found {found}; "
+            "refusing to run with different weights"
+        )
+    return path
+
+
+def resolve_model_file(spec: ModelSpec, explicit: str | os.PathLike[str] | None = None, *, allow_download: bool = True) -> Path:
+    """Find the file for ``spec`` (explicit path, mirror, cache, download) and verify its sha256.
+
+    Args:
+        spec: the registry entry.
+        explicit: a path the user gave; used alone when set.
+        allow_download: try ``spec.url`` when the file is nowhere local.
+
+    Returns:
+        Path of a file whose sha256 equals ``spec.sha256``.
+
+    Raises:
+        ModelError: not found anywhere (the message names the file, the mirror variable and the
+            URL), download failed, or the sha256 differs.
+    """
+    if explicit is not None:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ModelError(f"model {spec.name} | file {p} does not exist")
+        return _check(spec, p)
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        p = Path(mirror) / spec.file
+        if p.is_file():
+            return _check(spec, p)
+    cached = cache_dir() / "models" / spec.file
+    if cached.is_file():
+        return _check(spec, cached)
+    where = f"${MIRROR_ENV}={mirror!r}" if mirror else f"${MIRROR_ENV} (unset)"
+    if not (allow_download and spec.url):
+        raise ModelError(
+            f"model {spec.name} | file {spec.file} not found in {where} or {cached.parent}; "
+            + (f"download it from {spec.url}" if spec.url else "it has no public URL: put it in the mirror")
+        )
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=30) as r:  # noqa: S310 - registry URL
+            while block := r.read(1 << 20):
+                out.write(block)
+        _check(spec, Path(tmp))
+        os.replace(tmp, cached)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise ModelError(
+            f"model {spec.name} | file {spec.file} not found in {where} or {cached.parent}, "
+            f"and downloading {spec.url} failed ({e}); set {MIRROR_ENV} to a folder holding {spec.file}"
+        ) from e
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return cached

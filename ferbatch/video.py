@@ -1,0 +1,249 @@
+"""Video probing, the demux-only index pass, and exact frame decoding with PyAV.
+
+Every decoded frame gets:
+- ``frame_idx``: the rank of its presentation timestamp among all video packets of the file
+  (from :func:`index_video`), so the same frame has the same index whether the video is
+  decoded whole or in shards, and variable frame rate needs no fps guess;
+- ``pts_ms``: ``pts * time_base * 1000`` from the stream, never ``idx / fps``.
+Rotation metadata (the display matrix, exposed as ``VideoFrame.rotation`` in degrees
+counter-clockwise, as ffmpeg's ``av_display_rotation_get``) is applied with ``np.rot90`` so the
+frame is upright, like ffmpeg's autorotate.
+
+OpenCV's ``CAP_PROP_POS_FRAMES`` seeking is not used: it is inexact on VFR (DESIGN_NOTES 4.1).
+This module knows nothing about models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ferbatch.errors import DecodeError
+
+__all__ = ["VideoInfo", "VideoIndex", "Frame", "probe_video", "iter_frames", "VIDEO_EXTENSIONS"]
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".3gp", ".ogv"}
+)
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    """The demux-only index of a video stream.
+
+    Attributes:
+        pts: (F,) int64 sorted presentation timestamps of the stream's packets, in ``time_base`` units.
+        keyframes: (K,) int64 sorted pts of keyframe packets.
+        time_base: seconds per pts unit.
+    """
+
+    pts: np.ndarray
+    keyframes: np.ndarray
+    time_base: Fraction
+
+    def frame_index(self, pts: int) -> int:
+        """Rank of ``pts`` among the packets (the frame's index); nearest rank if not exact."""
+        return int(np.searchsorted(self.pts, pts, side="left"))
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What probing a video found.
+
+    Attributes:
+        path: the file.
+        size_bytes, mtime_ns: the file's size and modification time (for resume checks).
+        width, height: upright frame size in pixels (after rotation).
+        fps: average frame rate (frames/s) from the container; 0 when unknown.
+        duration_s: from the first to past the last packet pts, seconds.
+        packets: number of video packets (an upper bound of decodable frames).
+        codec: decoder name ("h264", "hevc", ...).
+        rotation: degrees counter-clockwise applied to frames to make them upright.
+    """
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    packets: int
+    codec: str
+    rotation: int
+
+
+@dataclass
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        idx: frame index (rank of pts among the video's packets).
+        pts_ms: presentation time in milliseconds.
+        image: (H, W, 3) uint8 RGB, upright.
+    """
+
+    idx: int
+    pts_ms: float
+    image: np.ndarray
+
+
+def _open(path: str):
+    import av
+
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise DecodeError(str(path), f"cannot read the file: {e.strerror or e}") from e
+    if not p.is_file():
+        raise DecodeError(str(path), "not a regular file")
+    if st.st_size == 0:
+        raise DecodeError(str(path), "the file is empty (0 bytes)")
+    try:
+        c = av.open(str(path), mode="r")
+    except av.error.FFmpegError as e:
+        raise DecodeError(str(path), f"not a video file FFmpeg can read ({e.strerror or type(e).__name__})") from e
+    if not c.streams.video:
+        kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
+        c.close()
+        raise DecodeError(str(path), f"has no video stream ({kinds})")
+    return c, st
+
+
+def probe_video(path: str | os.PathLike[str]) -> tuple[VideoInfo, VideoIndex]:
+    """Open a video, read its stream metadata and index its packets (no decoding).
+
+    Raises:
+        DecodeError: empty, unreadable, not a video, no video stream, no decoder for its codec,
+            or no video packets.
+    """
+    import av
+
+    path = str(path)
+    c, st = _open(path)
+    with c:
+        s = c.streams.video[0]
+        codec = s.codec_context.name if s.codec_context is not None else ""
+        if s.codec_context is None:
+            raise DecodeError(path, f"no decoder for its video codec ({s.codec_context and s.codec_context.name or 'unknown'})")
+        tb = s.time_base or Fraction(1, 90000)
+        pts, keys = [], []
+        last_dur = 0
+        try:
+            for pkt in c.demux(s):
+                if pkt.size == 0:
+                    continue
+                t = pkt.pts if pkt.pts is not None else pkt.dts
+                if t is None:
+                    t = (pts[-1] + max(last_dur, 1)) if pts else 0
+                pts.append(int(t))
+                last_dur = int(pkt.duration or 0)
+                if pkt.is_keyframe:
+                    keys.append(int(t))
+        except av.error.FFmpegError as e:
+            if not pts:
+                raise DecodeError(path, f"cannot read its packets ({e.strerror or type(e).__name__})") from e
+        if not pts:
+            raise DecodeError(path, "has a video stream but no video packets")
+        pts_arr = np.unique(np.asarray(pts, np.int64))
+        rotation = _stream_rotation(s)
+        w, h = s.codec_context.width, s.codec_context.height
+        if rotation % 180:
+            w, h = h, w
+        fps = float(s.average_rate) if s.average_rate else 0.0
+        duration = float((pts_arr[-1] - pts_arr[0] + max(last_dur, 0)) * tb)
+    info = VideoInfo(path, st.st_size, st.st_mtime_ns, int(w), int(h), fps, duration, len(pts_arr), codec, rotation)
+    return info, VideoIndex(pts_arr, np.unique(np.asarray(keys, np.int64)), Fraction(tb))
+
+
+def _stream_rotation(stream) -> int:
+    """Rotation from the stream's display matrix side data, degrees CCW, a multiple of 90."""
+    try:
+        import av.sidedata  # noqa: F401
+    except ImportError:
+        pass
+    for attr in ("side_data",):
+        sd = getattr(stream, attr, None)
+        if sd:
+            try:
+                for key, val in dict(sd).items():
+                    if "DISPLAYMATRIX" in str(key).upper():
+                        return int(round(float(val) / 90.0)) * 90 % 360
+            except (TypeError, ValueError):
+                pass
+    return 0
+
+
+def _upright(img: np.ndarray, rotation: float | int | None) -> np.ndarray:
+    if not rotation:
+        return img
+    k = int(round(float(rotation) / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(img, k=k)) if k else img
+
+
+def iter_frames(
+    path: str | os.PathLike[str],
+    index: VideoIndex,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    threads: int = 0,
+) -> Iterator[Frame]:
+    """Decode frames ``start <= idx < end`` (half-open, in frame-index space) of a video.
+
+    Seeks to the keyframe at or before ``start`` and drops pre-roll frames, so a shard decodes
+    exactly its frames.
+
+    Args:
+        path: the video.
+        index: its :class:`VideoIndex` from :func:`probe_video`.
+        start, end: frame-index range; ``end=None`` means to the end.
+        threads: decoder threads (0 = FFmpeg's choice).
+
+    Yields:
+        :class:`Frame` in presentation order.
+
+    Raises:
+        DecodeError: the file cannot be opened, or decoding fails before any frame of the range
+            (a failure after some frames raises too, with ``reason`` starting "truncated").
+    """
+    import av
+
+    path = str(path)
+    n = len(index.pts)
+    end = n if end is None else min(end, n)
+    if start >= end:
+        return
+    p0 = int(index.pts[start])
+    p1 = int(index.pts[end]) if end < n else None
+    c, _ = _open(path)
+    yielded = 0
+    with c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        if threads:
+            s.codec_context.thread_count = int(threads)
+        tb = s.time_base or index.time_base
+        if start > 0:
+            c.seek(p0, stream=s, backward=True, any_frame=False)
+        try:
+            for fr in c.decode(s):
+                t = fr.pts
+                if t is None:
+                    t = int(index.pts[min(start + yielded, n - 1)])
+                if t < p0:
+                    continue
+                if p1 is not None and t >= p1:
+                    break
+                img = _upright(fr.to_ndarray(format="rgb24"), getattr(fr, "rotation", 0))
+                yield Frame(index.frame_index(t), float(t * tb) * 1000.0, img)
+                yielded += 1
+        except av.error.FFmpegError as e:
+            what = "truncated or corrupt stream" if yielded else "cannot decode its video stream"
+            raise DecodeError(path, f"{what} after {yielded} frames ({e.strerror or type(e).__name__})") from e

@@ -1,0 +1,63 @@
+"""Shared fixtures: the real models and clips from ../shared, one embedded Ray per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("FERBATCH_SHARED", REPO.parent / "shared"))
+DATA = SHARED / "data"
+os.environ.setdefault("FERBATCH_MODEL_MIRROR", str(SHARED / "models"))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+WOLFGANG = DATA / "videos_faces/pyfeat/WolfgangLanger_Pexels.mp4"
+NO_FACE = DATA / "videos_faces/pyfeat/no_face.mp4"
+FACE_NOFACE = DATA / "videos_faces/pyfeat/face_noface.mov"
+SINGLE_FACE = DATA / "videos_faces/pyfeat/single_face.mp4"
+INTEL_2FACE = DATA / "videos_faces/intel_sample_videos_mp4/head-pose-face-detection-female-and-male.mp4"
+INTEL_3FACE = DATA / "videos_faces/intel_sample_videos_mp4/face-demographics-walking-and-pause.mp4"
+ASTRONAUT = DATA / "smoke_images/skimage_astronaut.png"
+MULTI_FACE = DATA / "face_detection_images/pyfeat/multi_face.jpg"
+
+
+def pytest_configure(config):
+    if not (SHARED / "models").is_dir() or not DATA.is_dir():
+        raise pytest.UsageError(f"the tests need the real models and clips in {SHARED} (set FERBATCH_SHARED)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache(tmp_path_factory):
+    """Prepared graphs go to a per-session cache, so tests never depend on a user's cache."""
+    os.environ["FERBATCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def models(_cache):
+    from ferbatch.config import JobConfig
+    from ferbatch.loaders import load_models
+
+    m = load_models(JobConfig(), threads=2)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray runtime for the whole test session (start-up costs ~10 s)."""
+    ray = pytest.importorskip("ray")
+    from ferbatch.job import _init_ray
+
+    _init_ray(None, 2)
+    yield ray
+    ray.shutdown()
+
+
+def read_frames(path):
+    """Decode a clip with the PyAV default settings: list of RGB arrays (independent of ferbatch)."""
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]

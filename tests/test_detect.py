@@ -1,0 +1,81 @@
+"""Detection on real images and frames; the in-graph NMS agrees with the NumPy fallback."""
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import ASTRONAUT, INTEL_2FACE, MULTI_FACE, WOLFGANG, read_frames
+from ferbatch.detect import Detector, box_iou, nms_numpy
+from ferbatch.graphs import prepare_detector
+from ferbatch.registry import load_registry, resolve_model_file
+from ferbatch.runners.onnxruntime import OrtRunner
+
+
+def _rgb(path):
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    spec = load_registry().get("ultraface-rfb-320")
+    f = resolve_model_file(spec)
+    graph = Detector(OrtRunner(prepare_detector(f, spec, in_graph_nms=True), threads=2, max_batch=8), spec, in_graph_nms=True)
+    numpy = Detector(OrtRunner(prepare_detector(f, spec, in_graph_nms=False), threads=2, max_batch=8), spec, in_graph_nms=False)
+    return graph, numpy
+
+
+def test_astronaut_one_face_where_upstream_finds_it(detectors):
+    d = detectors[0].detect([_rgb(ASTRONAUT)])
+    assert len(d) == 1
+    assert box_iou(np.array([178, 62, 269, 173], np.float32), d.boxes)[0] > 0.8  # PROVENANCE.md sanity box
+    assert d.scores[0] > 0.99
+
+
+def test_in_graph_nms_equals_numpy_nms_on_real_frames(detectors):
+    frames = read_frames(WOLFGANG)[::40] + read_frames(INTEL_2FACE)[::8] + [_rgb(MULTI_FACE)]
+    a, b = (det.detect(frames) for det in detectors)
+    assert len(a) == len(b) and len(a) > len(frames)
+    np.testing.assert_array_equal(a.frame_pos, b.frame_pos)
+    size = np.array([[f.shape[1], f.shape[0]] * 2 for f in frames], np.float32)[a.frame_pos]
+    assert np.abs(a.boxes - b.boxes).max() / size.max() < 1e-3
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_batch_of_frames_equals_one_at_a_time(detectors):
+    frames = read_frames(INTEL_2FACE)[:10]
+    batched = detectors[0].detect(frames)
+    single = [detectors[0].detect([f]) for f in frames]
+    assert len(batched) == sum(len(s) for s in single)
+    np.testing.assert_allclose(batched.boxes, np.concatenate([s.boxes for s in single]), atol=1e-2)
+
+
+def test_no_face_in_a_landscape(detectors):
+    from conftest import DATA
+
+    d = detectors[0].detect([_rgb(DATA / "face_detection_images/pyfeat/free-mountain-vector-01.jpg")])
+    assert len(d) == 0
+
+
+boxes_strategy = st.integers(1, 40).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.tuples(*[st.floats(0, 100, allow_nan=False)] * 2, *[st.floats(1, 50, allow_nan=False)] * 2), min_size=n, max_size=n),
+        st.lists(st.floats(0, 1, allow_nan=False, width=32), min_size=n, max_size=n),
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(boxes_strategy, st.floats(0.1, 0.9), st.floats(0.0, 0.9))
+def test_numpy_nms_properties(data, iou_thr, score_thr):
+    raw, scores = data
+    xywh = np.array(raw, np.float32)
+    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+    scores = np.array(scores, np.float32)
+    keep = nms_numpy(boxes, scores, score_thr, iou_thr, 10)
+    assert len(keep) <= 10 and len(set(keep.tolist())) == len(keep)
+    assert np.all(scores[keep] > score_thr)
+    assert np.all(np.diff(scores[keep]) <= 0)  # sorted by score
+    for i in range(len(keep)):
+        assert np.all(box_iou(boxes[keep[i]], boxes[keep[i + 1:]]) <= iou_thr + 1e-6)

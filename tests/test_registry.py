@@ -1,0 +1,43 @@
+"""Model registry: resolution through the mirror, refusal of wrong hashes, clear errors."""
+
+import shutil
+
+import pytest
+
+from ferbatch.errors import ConfigError, ModelError
+from ferbatch.registry import MIRROR_ENV, load_registry, resolve_model_file, sha256_file
+
+
+def test_defaults_resolve_from_the_mirror():
+    reg = load_registry()
+    for name in (reg.default_detector, reg.default_classifier):
+        spec = reg.get(name)
+        assert sha256_file(resolve_model_file(spec, allow_download=False)) == spec.sha256
+
+
+def test_wrong_sha256_is_refused_with_both_hashes(tmp_path):
+    spec = load_registry().get("ultraface-rfb-320")
+    bad = tmp_path / "version-RFB-320.onnx"
+    shutil.copy(resolve_model_file(spec), bad)
+    data = bytearray(bad.read_bytes())
+    data[-100] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelError) as e:
+        resolve_model_file(spec, bad)
+    assert spec.sha256 in str(e.value) and sha256_file(bad) in str(e.value)
+
+
+def test_missing_file_names_the_mirror_and_the_url(monkeypatch, tmp_path):
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path))
+    spec = load_registry().get("ultraface-rfb-320")
+    with pytest.raises(ModelError) as e:
+        resolve_model_file(spec, allow_download=False)
+    assert MIRROR_ENV in str(e.value) and spec.url in str(e.value) and spec.file in str(e.value)
+
+
+def test_unknown_or_wrong_kind_model():
+    reg = load_registry()
+    with pytest.raises(ConfigError, match="not in the registry"):
+        reg.get("no-such-model")
+    with pytest.raises(ConfigError, match="expected a classifier"):
+        reg.get("ultraface-rfb-320", "classifier")
