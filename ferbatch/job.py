@@ -202,9 +202,11 @@ class _LocalPool:
     def map(self, method: str, items: Iterable, *args) -> Iterable[tuple[object, object, Exception | None]]:
         for it in items:
             try:
-                yield it, getattr(self.worker, method)(it, *args), None
-            except FerbatchError as e:
-                yield it, None, e
+                res = getattr(self.worker, method)(it, *args)
+            except Exception as e:  # noqa: BLE001 - one video's failure never stops the job
+                yield it, None, _describe(e)
+                continue
+            yield it, res, None
 
     def close(self):
         self.worker.models.close()
@@ -251,16 +253,20 @@ class _RayPool:
                     else:
                         yield it, None, FerbatchError(f"the worker process died {attempt} times on it")
                 except RayTaskError as e:
-                    cause = e.as_instanceof_cause() if hasattr(e, "as_instanceof_cause") else e
+                    # an exception inside the worker concerns this item only: record it, go on
                     idle.append(a)
-                    if isinstance(cause, FerbatchError):
-                        yield it, None, cause
-                    else:
-                        raise
+                    yield it, None, _describe(e.cause if getattr(e, "cause", None) is not None else e)
 
     def close(self):
         for a in self.actors:
             self.ray.kill(a)
+
+
+def _describe(e: BaseException) -> FerbatchError:
+    """A per-item error as a FerbatchError whose text a user can act on."""
+    if isinstance(e, FerbatchError):
+        return e
+    return FerbatchError(f"unexpected {type(e).__name__}: {e}")
 
 
 def _label(item) -> str:
