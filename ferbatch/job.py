@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ __all__ = ["VideoTask", "JobSummary", "scan_inputs", "plan_shards", "run_job", "
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # tries per shard when its worker process dies
+STARTUP_TIMEOUT_S = 120  # worker actors must be placed and have loaded their models by then
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class VideoTask:
         video_id: path-safe partition key.
         path: absolute path.
         rel_path: path relative to the input root (what the user recognises).
-        size_bytes, mtime_ns: fingerprint for resume.
+        size_bytes, mtime_ns, quick_hash: fingerprint for resume (quick_hash: sha256 of the first
+            and last MiB, so a file rewritten with the same size and mtime is still noticed).
     """
 
     video_id: str
@@ -66,6 +69,7 @@ class VideoTask:
     rel_path: str
     size_bytes: int
     mtime_ns: int
+    quick_hash: str = ""
 
 
 @dataclass
@@ -75,7 +79,8 @@ class JobSummary:
     Attributes:
         videos: inputs found; skipped: already complete from an earlier run;
         ok, partial, failed: videos by status in this run; frames, faces: rows written this run;
-        seconds: wall time; errors: video rel_path -> message.
+        seconds: wall time; retried: shards re-run because their worker process died;
+        errors: video rel_path -> message.
     """
 
     videos: int = 0
@@ -86,6 +91,7 @@ class JobSummary:
     frames: int = 0
     faces: int = 0
     seconds: float = 0.0
+    retried: int = 0
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -129,15 +135,25 @@ def scan_inputs(input_paths: str | os.PathLike[str] | Iterable[str | os.PathLike
             seen.add(p.absolute())
             try:
                 st = p.stat()
-                size, mtime = st.st_size, st.st_mtime_ns
-            except OSError:  # dangling symlink: reported when processed
-                size, mtime = -1, -1
+                size, mtime, qh = st.st_size, st.st_mtime_ns, _quick_hash(p, st.st_size)
+            except OSError:  # dangling symlink, unreadable: reported when processed
+                size, mtime, qh = -1, -1, ""
             vid = make_video_id(rel, hashlib.sha256(rel.encode()).hexdigest())
-            tasks.append(VideoTask(vid, str(p.absolute()), rel, size, mtime))
+            tasks.append(VideoTask(vid, str(p.absolute()), rel, size, mtime, qh))
     if not tasks:
         names = ", ".join(str(r) for r in roots)
         raise ConfigError(f"{names} | no video files found (extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})")
     return tasks
+
+
+def _quick_hash(p: Path, size: int, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        h.update(f.read(block))
+        if size > 2 * block:
+            f.seek(size - block)
+            h.update(f.read(block))
+    return h.hexdigest()[:16]
 
 
 def plan_shards(task: VideoTask, index: VideoIndex, target_frames: int) -> list[Shard]:
@@ -222,7 +238,22 @@ class _RayPool:
         self.actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(ShardWorker)
         self.args = (cfg, threads, env)
         self.actors = [self.actor_cls.remote(*self.args) for _ in range(n)]
-        ray.get([a.ping.remote() for a in self.actors])  # surface model errors before any work
+        self.deaths = 0  # worker processes that died under a call
+        # surface model errors before any work; a worker that cannot be placed is an error too
+        ready, waiting = ray.wait([a.ping.remote() for a in self.actors], num_returns=n, timeout=STARTUP_TIMEOUT_S)
+        if waiting:
+            free = ray.available_resources().get("CPU", 0)
+            self.close()
+            raise ConfigError(f"--workers {n} | only {len(ready)} worker actors started within {STARTUP_TIMEOUT_S} s "
+                              f"(the cluster has {free:g} free CPUs); lower --workers")
+        from ray.exceptions import RayTaskError
+
+        try:
+            ray.get(ready)
+        except RayTaskError as e:  # ModelError, ConfigError from a worker's __init__: same message here
+            self.close()
+            cause = getattr(e, "cause", None)
+            raise cause if isinstance(cause, FerbatchError) else FerbatchError(f"worker start-up failed: {e}") from e
 
     def map(self, method: str, items: Iterable, *args):
         ray = self.ray
@@ -244,6 +275,7 @@ class _RayPool:
                     idle.append(a)
                 except RayActorError as e:
                     log.warning("worker died on %s (attempt %d/%d): %s", _label(it), attempt, MAX_ATTEMPTS, e)
+                    self.deaths += 1
                     self.actors.remove(a)
                     new = self.actor_cls.remote(*self.args)
                     self.actors.append(new)
@@ -284,7 +316,9 @@ def _init_ray(address: str | None, num_cpus: int) -> None:
     if address:
         ray.init(address=address, configure_logging=False, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=256 * 2**20,
+        # address="local": always a new embedded instance bound to loopback, never a cluster that
+        # happens to run on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=256 * 2**20,
                  configure_logging=False, log_to_driver=True, _node_ip_address="127.0.0.1")
 
 
@@ -302,11 +336,12 @@ def run_job(
 
     Args:
         input_path: video files and/or directories (searched recursively), one or a list.
-        out_dir: output directory (created); rerunning into it resumes.
+        out_dir: output directory (created); rerunning into it resumes shard by shard.
         cfg: job settings (defaults: registry default models, one worker per core).
         use_ray: run on Ray actors (embedded local Ray unless ``address``); False = in-process.
         address: a running Ray cluster ("auto", "ray://..." or host:port).
-        shard_frames: target frames per shard (<= 0: one shard per video).
+        shard_frames: target frames per shard for newly planned videos (<= 0: one shard per
+            video); a video planned by an earlier run keeps its plan.
         progress: callback(kind, done, total) with kind "probe" (videos) or "frames".
 
     Returns:
@@ -315,6 +350,7 @@ def run_job(
     Raises:
         ConfigError, ModelError: bad settings or models (before any video is touched).
         OutputError: the output directory cannot be written.
+        KeyboardInterrupt: passed on after the manifest records every shard finished so far.
     """
     t0 = time.perf_counter()
     cfg = cfg or JobConfig()
@@ -328,122 +364,168 @@ def run_job(
     summary = JobSummary(videos=len(tasks))
     old = read_manifest(out) or {}
     key = cfg.result_key()
-    prev = old.get("videos", {}) if old.get("config_key") == key else {}
+    same_config = old.get("config_key") == key
     manifest = {
         "ferbatch_version": __version__,
         "config": cfg.to_dict(),
         "config_key": key,
         "models": {"detector": {"name": det_spec.name, "sha256": det_spec.sha256, "file": det_spec.file},
                    "classifier": {"name": cls_spec.name, "sha256": cls_spec.sha256, "file": cls_spec.file}},
-        "videos": {vid: rec for vid, rec in old.get("videos", {}).items()} if prev else {},
+        "videos": dict(old.get("videos", {})) if same_config else {},
     }
-    todo = []
-    for t in tasks:
-        rec = prev.get(t.video_id)
-        if rec and rec.get("status") in ("ok", "partial") and rec.get("size_bytes") == t.size_bytes and rec.get("mtime_ns") == t.mtime_ns:
-            summary.skipped += 1
-        else:
-            todo.append(t)
-    if not prev:  # different models or settings: start the dataset afresh
+    if not same_config:  # other models or thresholds: the old rows cannot be mixed with new ones
         for table in ("faces", "frames"):
-            d = out / table
-            if d.is_dir():
-                for sub in d.iterdir():
+            if (out / table).is_dir():
+                for sub in (out / table).iterdir():
                     if sub.is_dir() and sub.name.startswith("video_id="):
                         remove_video_parts(out, sub.name.split("=", 1)[1])
-    for t in todo:
-        remove_video_parts(out, t.video_id)
-        manifest["videos"].pop(t.video_id, None)
+    to_probe: list[VideoTask] = []
+    resumed: list[Shard] = []
+    for t in tasks:
+        rec = manifest["videos"].get(t.video_id)
+        plan = _stored_plan(out, t, rec)
+        if plan is None:
+            remove_video_parts(out, t.video_id)
+            manifest["videos"].pop(t.video_id, None)
+            to_probe.append(t)
+            continue
+        missing = [s for s in plan if rec["shards"][s.shard_idx]["status"] not in DONE]
+        if missing:
+            resumed += missing
+        else:
+            summary.skipped += 1
     env = {}
     if os.environ.get(MIRROR_ENV):
         env[MIRROR_ENV] = str(Path(os.environ[MIRROR_ENV]).expanduser().absolute())
-    n_workers = max(1, min(cfg.resolved_workers(), len(todo) or 1))
-    threads = cfg.threads_per_worker or max(1, cfg.resolved_workers() // n_workers)
+    n_items = len(to_probe) + len(resumed)
     pool = None
+    book = _Book(out, manifest, summary, progress, {t.video_id: t for t in tasks})
     try:
-        if todo:
+        if n_items:
             if use_ray:
+                import ray
+
                 _init_ray(address, cfg.resolved_workers())
+                # on a cluster: one single-threaded worker per CPU Ray has; locally: per core
+                cpus = int(ray.available_resources().get("CPU", 1)) if address else cfg.resolved_workers()
+                n_workers = max(1, min(cfg.workers or cpus, n_items))
+                threads = cfg.threads_per_worker or max(1, cfg.resolved_workers() // n_workers if not address else 1)
                 pool = _RayPool(cfg, n_workers, threads, env)
             else:
                 os.environ.update(env)
-                pool = _LocalPool(lambda: ShardWorker(cfg, threads))
-        _process(pool, todo, out, cfg, shard_frames, manifest, summary, progress) if todo else None
+                pool = _LocalPool(lambda: ShardWorker(cfg, cfg.threads_per_worker or cfg.resolved_workers()))
+            shards = resumed + book.probe_all(pool, to_probe, shard_frames)
+            book.run_all(pool, shards)
     finally:
         if pool is not None:
+            summary.retried = getattr(pool, "deaths", 0)
             pool.close()
-        _write_videos_table(out, manifest)
-        write_json_atomic(out / "_manifest.json", manifest)
+        book.save(force=True)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _process(pool, todo, out, cfg, shard_frames, manifest, summary, progress) -> None:
-    by_id = {t.video_id: t for t in todo}
-    plans: dict[str, list[Shard]] = {}
-    infos: dict[str, VideoInfo] = {}
-    total_frames = 0
-    for n, (task, res, err) in enumerate(pool.map("probe", todo), 1):
-        info, index, msg = res if res is not None else (None, None, str(err))
-        if info is None:
-            _record(manifest, summary, task, None, "failed", msg, 0, 0)
-        else:
-            infos[task.video_id] = info
-            plans[task.video_id] = plan_shards(task, index, shard_frames)
-            total_frames += info.packets
-        if progress:
-            progress("probe", n, len(todo))
-        write_json_atomic(out / "_manifest.json", manifest)
-    shards = [s for vid in plans for s in plans[vid]]
-    left = {vid: len(p) for vid, p in plans.items()}
-    acc: dict[str, list[ShardResult]] = {vid: [] for vid in plans}
-    done_frames = 0
-    for shard, res, err in pool.map("run", shards, str(out)):
-        if res is None:
-            res = ShardResult(shard.video_id, shard.shard_idx, status="failed", error=str(err))
-        acc[shard.video_id].append(res)
-        done_frames += res.frames
-        summary.frames += res.frames
-        summary.faces += res.faces
-        if progress:
-            progress("frames", done_frames, max(total_frames, done_frames))
-        left[shard.video_id] -= 1
-        if left[shard.video_id] == 0:
-            results = sorted(acc.pop(shard.video_id), key=lambda r: r.shard_idx)
-            bad = [r for r in results if r.status != "ok"]
-            status = "ok" if not bad else ("failed" if all(r.status == "failed" for r in results) else "partial")
-            error = "; ".join(f"shard {r.shard_idx}: {r.error}" if len(results) > 1 else r.error for r in bad)
-            task = by_id[shard.video_id]
-            _record(manifest, summary, task, infos[shard.video_id], status, error,
-                    sum(r.frames for r in results), sum(r.faces for r in results),
-                    shards=[{"shard_idx": s.shard_idx, "start": s.start, "end": s.end, "status": r.status,
-                             "frames": r.frames, "faces": r.faces, "error": r.error}
-                            for s, r in zip(plans[shard.video_id], results)])
-            write_json_atomic(out / "_manifest.json", manifest)
-    if progress:
-        progress("frames", done_frames, done_frames)  # packets that did not decode never come
+DONE = ("ok", "partial")  # shard states that a rerun does not repeat
 
 
-def _record(manifest, summary, task: VideoTask, info: VideoInfo | None, status: str, error: str, frames: int, faces: int, shards=None) -> None:
-    manifest["videos"][task.video_id] = {
-        "path": task.path,
-        "rel_path": task.rel_path,
-        "size_bytes": task.size_bytes,
-        "mtime_ns": task.mtime_ns,
-        "status": status,
-        "error": error,
-        "frames": frames,
-        "faces": faces,
-        "width": info.width if info else None,
-        "height": info.height if info else None,
-        "fps": info.fps if info else None,
-        "duration_s": info.duration_s if info else None,
-        "codec": info.codec if info else None,
-        "shards": shards or [],
-    }
-    setattr(summary, status, getattr(summary, status) + 1)
-    if error:
-        summary.errors[task.rel_path] = error
+def _fingerprint(t: VideoTask) -> dict:
+    return {"size_bytes": t.size_bytes, "mtime_ns": t.mtime_ns, "quick_hash": t.quick_hash}
+
+
+def _index_path(out: Path, video_id: str) -> Path:
+    return out / "_index" / f"{video_id}.npz"
+
+
+def _stored_plan(out: Path, t: VideoTask, rec: dict | None) -> list[Shard] | None:
+    """The plan an earlier run made for this video, if the file is unchanged and the index kept."""
+    if not rec or not rec.get("shards") or any(rec.get(k) != v for k, v in _fingerprint(t).items()):
+        return None
+    p = _index_path(out, t.video_id)
+    if not p.is_file():
+        return None
+    with np.load(p) as z:
+        index = VideoIndex(z["pts"], z["keyframes"], Fraction(int(z["tb"][0]), int(z["tb"][1])))
+    return [Shard(t.video_id, t.path, s["shard_idx"], s["start"], s["end"], index) for s in rec["shards"]]
+
+
+class _Book:
+    """Driver-side bookkeeping: the manifest (saved at most every few seconds and at the end),
+    the videos table, the summary and the progress callback."""
+
+    SAVE_EVERY_S = 2.0
+
+    def __init__(self, out: Path, manifest: dict, summary: JobSummary, progress, tasks: dict[str, VideoTask]):
+        self.out, self.manifest, self.summary, self.progress, self.tasks = out, manifest, summary, progress, tasks
+        self.last_save = 0.0
+        self.total_frames = 0
+        self.done_frames = 0
+
+    def save(self, force: bool = False) -> None:
+        if force or time.monotonic() - self.last_save > self.SAVE_EVERY_S:
+            if force:
+                _write_videos_table(self.out, self.manifest)
+            write_json_atomic(self.out / "_manifest.json", self.manifest)
+            self.last_save = time.monotonic()
+
+    def probe_all(self, pool, todo: list[VideoTask], shard_frames: int) -> list[Shard]:
+        shards: list[Shard] = []
+        for n, (task, res, err) in enumerate(pool.map("probe", todo) if todo else (), 1):
+            info, index, msg = res if res is not None else (None, None, str(err))
+            rec = {"path": task.path, "rel_path": task.rel_path, **_fingerprint(task), "status": "failed" if info is None else "pending",
+                   "error": msg, "frames": 0, "faces": 0, "shards": []}
+            if info is not None:
+                rec.update(width=info.width, height=info.height, fps=info.fps, duration_s=info.duration_s, codec=info.codec,
+                           packets=info.packets)
+                plan = plan_shards(task, index, shard_frames)
+                p = _index_path(self.out, task.video_id)
+                p.parent.mkdir(exist_ok=True)
+                tmp = p.with_name(f".{p.name}.tmp.npz")
+                np.savez(tmp, pts=index.pts, keyframes=index.keyframes, tb=np.array([index.time_base.numerator, index.time_base.denominator]))
+                os.replace(tmp, p)
+                rec["shards"] = [{"shard_idx": s.shard_idx, "start": s.start, "end": s.end, "status": "pending", "frames": 0,
+                                  "faces": 0, "error": "", "seconds": 0.0} for s in plan]
+                shards += plan
+            else:
+                self.summary.failed += 1
+                self.summary.errors[task.rel_path] = msg
+            self.manifest["videos"][task.video_id] = rec
+            if self.progress:
+                self.progress("probe", n, len(todo))
+            self.save()
+        return shards
+
+    def run_all(self, pool, shards: list[Shard]) -> None:
+        self.total_frames = sum(_shard_len(s) for s in shards)
+        for shard, res, err in pool.map("run", shards, str(self.out)) if shards else ():
+            if res is None:
+                res = ShardResult(shard.video_id, shard.shard_idx, status="failed", error=str(err))
+            rec = self.manifest["videos"][shard.video_id]
+            rec["shards"][shard.shard_idx].update(status=res.status, frames=res.frames, faces=res.faces, error=res.error,
+                                                  seconds=round(res.seconds, 3))
+            self.done_frames += res.frames
+            self.summary.frames += res.frames
+            self.summary.faces += res.faces
+            if all(s["status"] != "pending" for s in rec["shards"]):
+                self._finish_video(shard.video_id, rec)
+            if self.progress:
+                self.progress("frames", self.done_frames, max(self.total_frames, self.done_frames))
+            self.save()
+        if self.progress and shards:
+            self.progress("frames", self.done_frames, self.done_frames)  # packets that did not decode never come
+
+    def _finish_video(self, video_id: str, rec: dict) -> None:
+        sh = rec["shards"]
+        bad = [s for s in sh if s["status"] != "ok"]
+        status = "ok" if not bad else ("failed" if all(s["status"] == "failed" for s in sh) else "partial")
+        rec.update(status=status, frames=sum(s["frames"] for s in sh), faces=sum(s["faces"] for s in sh),
+                   error="; ".join(f"shard {s['shard_idx']}: {s['error']}" if len(sh) > 1 else s["error"] for s in bad))
+        setattr(self.summary, status, getattr(self.summary, status) + 1)
+        if rec["error"]:
+            self.summary.errors[rec["rel_path"]] = rec["error"]
+
+
+def _shard_len(s: Shard) -> int:
+    return (s.end if s.end is not None else len(s.index.pts)) - s.start
 
 
 def _write_videos_table(out: Path, manifest: dict) -> None:
@@ -451,8 +533,8 @@ def _write_videos_table(out: Path, manifest: dict) -> None:
     m = manifest["models"]
     for vid, r in sorted(manifest["videos"].items()):
         vals = {
-            "video_id": vid, "path": r["rel_path"], "size_bytes": r["size_bytes"], "width": r["width"], "height": r["height"],
-            "fps": r["fps"], "duration_s": r["duration_s"], "frames": r["frames"], "faces": r["faces"], "status": r["status"],
+            "video_id": vid, "path": r["rel_path"], "size_bytes": r["size_bytes"], "width": r.get("width"), "height": r.get("height"),
+            "fps": r.get("fps"), "duration_s": r.get("duration_s"), "frames": r["frames"], "faces": r["faces"], "status": r["status"],
             "error": r["error"] or None, "detector": m["detector"]["name"], "detector_sha256": m["detector"]["sha256"],
             "classifier": m["classifier"]["name"], "classifier_sha256": m["classifier"]["sha256"],
             "ferbatch_version": manifest["ferbatch_version"], "config_key": manifest["config_key"],

@@ -1,14 +1,20 @@
 """Ray Jobs entrypoint: the same job as ``ferbatch run``, connected to the cluster it runs in.
 
-Usage (as a job's entrypoint): python jobs/run_ferbatch.py VIDEO_DIR [VIDEO_DIR ...] --out OUT [ferbatch run options]
+Usage (the entrypoint ``ferbatch submit`` writes): python -m jobs.run_ferbatch VIDEO_DIR [...] --out OUT [run options]
+Inside a Ray Job, ``RAY_ADDRESS`` is set by the job supervisor, so ``--address auto`` connects to it.
 """
 
 import sys
 
 from ferbatch.cli import app
 
-if __name__ == "__main__":
+
+def main() -> None:
     args = sys.argv[1:]
     if "--address" not in args and "--no-ray" not in args:
         args += ["--address", "auto"]
-    sys.exit(app(["run", *args]))
+    app(["run", "--quiet", *args])
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,6 @@ import platform
 import tempfile
 import time
 
-import numpy as np
 
 from ferbatch.classify import extract_crops
 from ferbatch.config import JobConfig

@@ -61,3 +61,15 @@ def read_frames(path):
 
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+
+
+@pytest.fixture(scope="session")
+def reference_wolfgang(tmp_path_factory, _cache):
+    """An uninterrupted in-process run over WolfgangLanger_Pexels.mp4 (one shard): the rows to compare with."""
+    from ferbatch.config import JobConfig
+    from ferbatch.job import run_job
+
+    out = tmp_path_factory.mktemp("ref_wolfgang")
+    s = run_job(WOLFGANG, out, JobConfig(workers=1), use_ray=False, shard_frames=0)
+    assert s.ok == 1 and s.frames == 472
+    return out

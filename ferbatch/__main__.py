@@ -1,0 +1,5 @@
+"""``python -m ferbatch`` runs the command line."""
+
+from ferbatch.cli import app
+
+app()

@@ -1,0 +1,91 @@
+"""Faults: a worker killed mid-shard and an interrupted driver lose no row and duplicate none."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from conftest import WOLFGANG
+from ferbatch.config import JobConfig
+from ferbatch.job import run_job
+from ferbatch.output import open_table
+
+COLS = ["frame_idx", "pts_ms", "face_idx", "x1", "y1", "x2", "y2", "det_score", "prob_happiness", "prob_neutral"]
+
+
+def _rows(out):
+    faces = open_table(out, "faces").sort_by([("frame_idx", "ascending"), ("face_idx", "ascending")])
+    frames = open_table(out, "frames").sort_by("frame_idx")
+    return faces, frames
+
+
+def _assert_same_rows(out, ref):
+    (fa, fr), (ra, rr) = _rows(out), _rows(ref)
+    assert fr["frame_idx"].to_pylist() == rr["frame_idx"].to_pylist() == list(range(472))
+    assert fr["face_count"].to_pylist() == rr["face_count"].to_pylist()
+    assert fa.num_rows == ra.num_rows
+    for c in COLS:
+        np.testing.assert_allclose(fa[c].to_numpy(), ra[c].to_numpy(), atol=1e-3, err_msg=c)
+
+
+def _worker_pids(method="ShardWorker.run"):
+    """PIDs of Ray worker processes busy in ``method`` (Ray sets the process title to ray::CLASS.METHOD)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if f"ray::{method}" in (d / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_worker_killed_mid_shard(ray_session, tmp_path, reference_wolfgang):
+    out = tmp_path / "out"
+    killed = []
+
+    def killer():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            parts = list((out / "frames").glob("*/shard-*.parquet")) if (out / "frames").is_dir() else []
+            pids = _worker_pids()
+            if parts and pids:  # some shards done, a worker busy in another: kill it mid-shard
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    s = run_job(WOLFGANG, out, JobConfig(workers=2), use_ray=True, shard_frames=60)
+    t.join()
+    assert killed, "no worker was busy long enough to be killed"
+    assert s.retried >= 1 and s.ok == 1 and s.failed == 0
+    _assert_same_rows(out, reference_wolfgang)
+
+
+def test_interrupted_driver_resumes_only_missing_shards(tmp_path, reference_wolfgang):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "ferbatch", "run", str(WOLFGANG), "--out", str(out), "--shard-frames", "60", "--workers", "1", "-q"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "frames").is_dir() and len(list((out / "frames").glob("*/shard-*.parquet"))) >= 2:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    output, _ = p.communicate(timeout=60)
+    assert p.returncode == 130, output
+    assert "resume" in output
+    done_before = len(list((out / "frames").glob("*/shard-*.parquet")))
+    assert 2 <= done_before < 8
+    s = run_job(WOLFGANG, out, JobConfig(workers=1), use_ray=False, shard_frames=60)
+    assert 0 < s.frames < 472 and s.ok == 1  # only the missing shards ran
+    _assert_same_rows(out, reference_wolfgang)
