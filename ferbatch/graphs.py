@@ -20,6 +20,7 @@ onnx is imported here; onnxruntime and tensorrt are not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferbatch.errors import ModelError
 from ferbatch.registry import ModelSpec, cache_dir
 
 __all__ = ["prepare_detector", "prepare_classifier", "ultraface_priors", "GRAPHS_VERSION", "DET_BOXES", "DET_SCORES"]
@@ -237,12 +239,13 @@ def prepare_detector(
     dst = _cache_path(spec, src_sha256 or sha256_file(src), params)
     if dst.is_file():
         return dst
-    m = _load_at_opset(src)
-    _make_batch_symbolic(m)
-    if nms:
-        _append_nms(m, spec, max_faces, score, iou)
-    onnx.checker.check_model(m)
-    m = onnx.shape_inference.infer_shapes(m)
+    with _parsing(src, spec):
+        m = _load_at_opset(src)
+        _make_batch_symbolic(m)
+        if nms:
+            _append_nms(m, spec, max_faces, score, iou)
+        onnx.checker.check_model(m)
+        m = onnx.shape_inference.infer_shapes(m)
     _save_atomic(m, dst)
     return dst
 
@@ -261,8 +264,20 @@ def prepare_classifier(src: str | os.PathLike[str], spec: ModelSpec, *, src_sha2
     dst = _cache_path(spec, src_sha256 or sha256_file(src), {"kind": "classifier"})
     if dst.is_file():
         return dst
-    m = onnx.load(str(src))
-    _make_batch_symbolic(m)
-    onnx.checker.check_model(m)
+    with _parsing(src, spec):
+        m = onnx.load(str(src))
+        _make_batch_symbolic(m)
+        onnx.checker.check_model(m)
     _save_atomic(m, dst)
     return dst
+
+
+@contextlib.contextmanager
+def _parsing(src: Path, spec: ModelSpec):
+    """Turn parser/checker failures into a ModelError that names the file and gives the parser's words."""
+    try:
+        yield
+    except (KeyError, IndexError) as e:  # a graph without the outputs/inputs the registry names
+        raise ModelError(f"model {spec.name} file {src} | does not match its registry entry: missing {e}") from e
+    except Exception as e:  # protobuf DecodeError, onnx ValidationError/InferenceError, converter errors
+        raise ModelError(f"model {spec.name} file {src} | not a valid ONNX model: {type(e).__name__}: {e}") from e

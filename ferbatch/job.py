@@ -188,6 +188,9 @@ class ShardWorker:
 
     def __init__(self, cfg: JobConfig, threads: int, env: dict[str, str] | None = None):
         os.environ.update(env or {})
+        import cv2
+
+        cv2.setNumThreads(threads)  # resize/colour conversion stay within this worker's share of cores
         self.cfg = cfg
         self.models: Models = load_models(cfg, threads=threads)
 
@@ -316,10 +319,10 @@ def _init_ray(address: str | None, num_cpus: int) -> None:
     if address:
         ray.init(address=address, configure_logging=False, log_to_driver=True)
     else:
-        # address="local": always a new embedded instance bound to loopback, never a cluster that
-        # happens to run on this machine
+        # address="local": always a new embedded instance, never a cluster that happens to run on
+        # this machine. No dashboard; Ray 2.6x token authentication is on by default and stays on.
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=256 * 2**20,
-                 configure_logging=False, log_to_driver=True, _node_ip_address="127.0.0.1")
+                 configure_logging=False, log_to_driver=True)
 
 
 def run_job(
@@ -408,7 +411,8 @@ def run_job(
                 _init_ray(address, cfg.resolved_workers())
                 # on a cluster: one single-threaded worker per CPU Ray has; locally: per core
                 cpus = int(ray.available_resources().get("CPU", 1)) if address else cfg.resolved_workers()
-                n_workers = max(1, min(cfg.workers or cpus, n_items))
+                # one shard per video: no more workers than videos; else the plan is not known yet
+                n_workers = max(1, min(cfg.workers or cpus, n_items) if shard_frames <= 0 and not resumed else (cfg.workers or cpus))
                 threads = cfg.threads_per_worker or max(1, cfg.resolved_workers() // n_workers if not address else 1)
                 pool = _RayPool(cfg, n_workers, threads, env)
             else:
@@ -476,6 +480,9 @@ class _Book:
             if info is not None:
                 rec.update(width=info.width, height=info.height, fps=info.fps, duration_s=info.duration_s, codec=info.codec,
                            packets=info.packets)
+                if info.truncated:
+                    rec["warning"] = (f"truncated: the container lists {info.declared_frames} frames, "
+                                      f"only {info.packets} are in the file")
                 plan = plan_shards(task, index, shard_frames)
                 p = _index_path(self.out, task.video_id)
                 p.parent.mkdir(exist_ok=True)
@@ -502,6 +509,8 @@ class _Book:
             rec = self.manifest["videos"][shard.video_id]
             rec["shards"][shard.shard_idx].update(status=res.status, frames=res.frames, faces=res.faces, error=res.error,
                                                   seconds=round(res.seconds, 3))
+            if res.frame_size[0]:  # decoded frames are upright: their size wins over the stream's
+                rec["width"], rec["height"] = res.frame_size
             self.done_frames += res.frames
             self.summary.frames += res.frames
             self.summary.faces += res.faces
@@ -517,8 +526,10 @@ class _Book:
         sh = rec["shards"]
         bad = [s for s in sh if s["status"] != "ok"]
         status = "ok" if not bad else ("failed" if all(s["status"] == "failed" for s in sh) else "partial")
-        rec.update(status=status, frames=sum(s["frames"] for s in sh), faces=sum(s["faces"] for s in sh),
-                   error="; ".join(f"shard {s['shard_idx']}: {s['error']}" if len(sh) > 1 else s["error"] for s in bad))
+        error = "; ".join(f"shard {s['shard_idx']}: {s['error']}" if len(sh) > 1 else s["error"] for s in bad)
+        if rec.get("warning") and status == "ok":  # the frames that exist are done; the rest is missing
+            status, error = "partial", rec["warning"]
+        rec.update(status=status, frames=sum(s["frames"] for s in sh), faces=sum(s["faces"] for s in sh), error=error)
         setattr(self.summary, status, getattr(self.summary, status) + 1)
         if rec["error"]:
             self.summary.errors[rec["rel_path"]] = rec["error"]

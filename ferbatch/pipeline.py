@@ -55,6 +55,7 @@ class ShardResult:
         error: a user-facing message when status is not "ok".
         frames, faces: rows written.
         seconds: wall time of the shard.
+        frame_size: (width, height) of the decoded, upright frames; (0, 0) when none.
         stage_seconds: time per stage (decode wait, detect, crop, classify, write).
     """
 
@@ -65,6 +66,7 @@ class ShardResult:
     frames: int = 0
     faces: int = 0
     seconds: float = 0.0
+    frame_size: tuple[int, int] = (0, 0)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -155,6 +157,7 @@ def process_shard(shard: Shard, models: Models, *, detect_batch: int = 8, prefet
                 break
             st["decode_wait"] += time.perf_counter() - t
             images = [f.image for f in batch]
+            res.frame_size = (images[0].shape[1], images[0].shape[0])
             t = time.perf_counter()
             dets = models.detector.detect(images)
             st["detect"] += time.perf_counter() - t

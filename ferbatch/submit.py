@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shlex
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ferbatch.errors import ConfigError
 __all__ = ["runtime_env", "submit", "client", "submission_id_for", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+AGENT_WAIT_S = 60  # how long to retry while a freshly started head has no job agent yet
 _EXCLUDES = [".git", ".venv*", "out", "**/__pycache__", "*.egg-info", "engines/*.plan", "engines/*.engine", "engines/*.cache",
              ".pytest_cache", ".ruff_cache", ".hypothesis", "/.whl", "report"]
 
@@ -90,16 +92,22 @@ def submit(address: str, inputs: Sequence[str], out: str, run_args: Sequence[str
     cmd = ["python", "-m", "jobs.run_ferbatch", *inputs, "--out", out, *run_args]
     c = client(address)
     logging.getLogger("ray").setLevel(logging.WARNING)  # packaging chatter
-    try:
-        return c.submit_job(
-            entrypoint=" ".join(shlex.quote(c) for c in cmd),
-            submission_id=sid,
-            runtime_env=runtime_env(model_mirror=model_mirror, pip=pip),
-            entrypoint_num_cpus=entrypoint_num_cpus,
-            metadata={"tool": "ferbatch"},
-        )
-    except RuntimeError as e:
-        if "already exists" in str(e):
-            raise ConfigError(f"submission id {sid} | already exists on the cluster: the same job was submitted before "
-                              "(see `ferbatch jobs status`), or pass --submission-id") from e
-        raise ConfigError(f"submit to {address} | the cluster refused the job: {str(e).splitlines()[-1]}") from e
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return c.submit_job(
+                entrypoint=" ".join(shlex.quote(arg) for arg in cmd),
+                submission_id=sid,
+                runtime_env=runtime_env(model_mirror=model_mirror, pip=pip),
+                entrypoint_num_cpus=entrypoint_num_cpus,
+                metadata={"tool": "ferbatch"},
+            )
+        except RuntimeError as e:
+            # a head that has just started answers "No available agent ... try again later"
+            if "try again later" in str(e) and time.monotonic() < deadline:
+                time.sleep(2)
+                continue
+            if "already exists" in str(e):
+                raise ConfigError(f"submission id {sid} | already exists on the cluster: the same job was submitted before "
+                                  "(see `ferbatch jobs status`), or pass --submission-id") from e
+            raise ConfigError(f"submit to {address} | the cluster refused the job: {str(e).splitlines()[-1]}") from e

@@ -64,6 +64,8 @@ class VideoInfo:
         packets: number of video packets (an upper bound of decodable frames).
         codec: decoder name ("h264", "hevc", ...).
         rotation: degrees counter-clockwise applied to frames to make them upright.
+        declared_frames: frame count the container states (0 when it states none); more than
+            ``packets`` means the file is truncated.
     """
 
     path: str
@@ -76,6 +78,12 @@ class VideoInfo:
     packets: int
     codec: str
     rotation: int
+    declared_frames: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """True when the container lists more frames than could be read from the file."""
+        return self.declared_frames > self.packets
 
 
 @dataclass
@@ -128,10 +136,13 @@ def probe_video(path: str | os.PathLike[str]) -> tuple[VideoInfo, VideoIndex]:
     path = str(path)
     c, st = _open(path)
     with c:
+        fmt = c.format.name if c.format is not None else ""
+        if fmt.endswith("_pipe") or fmt in ("image2", "gif"):
+            raise DecodeError(path, f"is a still image ({fmt.removesuffix('_pipe')}), not a video")
         s = c.streams.video[0]
-        codec = s.codec_context.name if s.codec_context is not None else ""
         if s.codec_context is None:
-            raise DecodeError(path, f"no decoder for its video codec ({s.codec_context and s.codec_context.name or 'unknown'})")
+            raise DecodeError(path, "no decoder for its video codec (FFmpeg in this build cannot decode it)")
+        codec = s.codec_context.name
         tb = s.time_base or Fraction(1, 90000)
         pts, keys = [], []
         last_dur = 0
@@ -158,7 +169,8 @@ def probe_video(path: str | os.PathLike[str]) -> tuple[VideoInfo, VideoIndex]:
             w, h = h, w
         fps = float(s.average_rate) if s.average_rate else 0.0
         duration = float((pts_arr[-1] - pts_arr[0] + max(last_dur, 0)) * tb)
-    info = VideoInfo(path, st.st_size, st.st_mtime_ns, int(w), int(h), fps, duration, len(pts_arr), codec, rotation)
+        declared = int(s.frames or 0)
+    info = VideoInfo(path, st.st_size, st.st_mtime_ns, int(w), int(h), fps, duration, len(pts_arr), codec, rotation, declared)
     return info, VideoIndex(pts_arr, np.unique(np.asarray(keys, np.int64)), Fraction(tb))
 
 

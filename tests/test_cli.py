@@ -38,3 +38,11 @@ def test_run_no_ray_then_query(tmp_path):
 def test_missing_input_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["run", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--no-ray"])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_local_ray_runs_with_token_authentication(ray_session):
+    """Ray 2.6x token auth stays on for the embedded instance (its gRPC ports listen on every
+    interface, which Ray does not let us change: the token is what guards them)."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    assert is_token_auth_enabled()

@@ -41,3 +41,27 @@ def test_unknown_or_wrong_kind_model():
         reg.get("no-such-model")
     with pytest.raises(ConfigError, match="expected a classifier"):
         reg.get("ultraface-rfb-320", "classifier")
+
+
+def test_corrupt_onnx_is_refused_with_the_parsers_message(tmp_path, monkeypatch):
+    from ferbatch.config import JobConfig
+    from ferbatch.loaders import load_models
+
+    reg_text = (load_registry().path.read_text()
+                .replace('file = "detectors/version-RFB-320.onnx"', 'file = "detectors/broken.onnx"'))
+    good = resolve_model_file(load_registry().get("ultraface-rfb-320"))
+    (tmp_path / "detectors").mkdir()
+    broken = tmp_path / "detectors/broken.onnx"
+    broken.write_bytes(good.read_bytes()[: 5000] + b"\x00garbage" * 100)
+    reg_text = reg_text.replace(load_registry().get("ultraface-rfb-320").sha256, sha256_file(broken))
+    (tmp_path / "models.toml").write_text(reg_text)
+    monkeypatch.setenv("FERBATCH_REGISTRY", str(tmp_path / "models.toml"))
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path))
+    monkeypatch.setenv("FERBATCH_CACHE", str(tmp_path / "cache"))
+    # the classifier comes from the real mirror through an explicit path
+    from conftest import SHARED
+
+    cls_file = SHARED / "models/classifiers/fer2013_mini_XCEPTION_102-0.66_nchw.onnx"
+    with pytest.raises(ModelError, match="not a valid ONNX model") as e:
+        load_models(JobConfig(classifier_file=str(cls_file)), threads=1)
+    assert "broken.onnx" in str(e.value)

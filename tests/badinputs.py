@@ -1,0 +1,113 @@
+"""Generators of bad and unusual inputs, made from the real sample clips with PyAV (for test_bad_inputs)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from conftest import DATA, WOLFGANG, read_frames
+
+
+def encode(path: Path, frames: list[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p", rate: int = 24,
+           options: dict | None = None, pts: list[int] | None = None) -> Path:
+    """Write RGB frames as a video; ``pts`` (in 1/rate/100 units) gives variable timing."""
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=rate)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        if options:
+            s.options = options
+        if pts is not None:
+            from fractions import Fraction
+
+            s.codec_context.time_base = Fraction(1, rate * 100)
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if pts is not None:
+                f.pts = pts[i]
+                f.time_base = s.codec_context.time_base
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+def rotate_mp4(src: Path, dst: Path) -> Path:
+    """Copy an mp4 and set a 90-degree display matrix in its video track header (tkhd)."""
+    data = bytearray(src.read_bytes())
+    i = data.find(b"tkhd")
+    version = data[i + 4]
+    off = i + 4 + 4 + (8 + 8 + 4 + 4 + 8 if version == 1 else 4 + 4 + 4 + 4 + 4) + 8  # to layer
+    m = off + 8  # skip layer, alternate group, volume, reserved
+    # [a b u; c d v; x y w] = [0 1 0; -1 0 0; 0 0 1] in 16.16 / 2.30 fixed point: 90 degrees
+    data[m : m + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def unknown_codec_avi(dst: Path, frames: list[np.ndarray]) -> Path:
+    """An AVI whose video codec tag no decoder knows (mpeg4 data relabelled 'ZZZZ')."""
+    tmp = dst.with_suffix(".src.avi")
+    encode(tmp, frames, codec="mpeg4", options={"g": "12"})
+    data = tmp.read_bytes()
+    tag = data[data.find(b"strf") + 8 + 16 : data.find(b"strf") + 8 + 20]  # BITMAPINFOHEADER biCompression
+    dst.write_bytes(data.replace(tag, b"ZZZZ"))
+    tmp.unlink()
+    return dst
+
+
+def audio_only(dst: Path) -> Path:
+    with av.open(str(dst), "w") as out:
+        s = out.add_stream("aac", rate=16000)
+        t = np.arange(16000) / 16000
+        samples = (np.sin(2 * np.pi * 440 * t) * 0.3).astype(np.float32)[None]
+        f = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        f.sample_rate = 16000
+        for p in s.encode(f):
+            out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return dst
+
+
+def build(root: Path) -> dict[str, Path]:
+    """Make every case under ``root``; returns name -> path."""
+    root.mkdir(parents=True, exist_ok=True)
+    frames = read_frames(WOLFGANG)[:24]
+    cases: dict[str, Path] = {}
+    (root / "zero.mp4").write_bytes(b"")
+    cases["zero-byte"] = root / "zero.mp4"
+    data = WOLFGANG.read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    cases["truncated"] = root / "truncated.mp4"
+    (root / "notes.mp4").write_text("a text file, not a video\n" * 40)
+    cases["text"] = root / "notes.mp4"
+    shutil.copy(DATA / "face_detection_images/pyfeat/single_face.jpg", root / "photo.mp4")
+    cases["jpeg renamed"] = root / "photo.mp4"
+    cases["audio only"] = audio_only(root / "audio.mp4")
+    cases["unknown codec"] = unknown_codec_avi(root / "unknown.avi", frames[:6])
+    # stored sideways (rotated 90 degrees counter-clockwise) with a display matrix that turns it back upright
+    src = encode(root / ".rot_src.mp4", [np.ascontiguousarray(np.rot90(f, 1)) for f in frames])
+    cases["rotated 90"] = rotate_mp4(src, root / "rotated.mp4")
+    src.unlink()
+    vfr_pts = np.cumsum([0] + [100 if i % 3 else 250 for i in range(len(frames) - 1)]).tolist()
+    cases["variable frame rate"] = encode(root / "vfr.mp4", frames, pts=vfr_pts)
+    cases["single frame"] = encode(root / "one.mp4", frames[:1])
+    big = [cv2.resize(f, (3840, 2160), interpolation=cv2.INTER_LINEAR) for f in frames[:3]]
+    cases["4K"] = encode(root / "uhd.mp4", big, options={"preset": "ultrafast"})
+    cases["grayscale"] = encode(root / "gray.mkv", frames[:6], codec="ffv1", pix_fmt="gray")
+    cases["10-bit yuv444"] = encode(root / "yuv444p10.mkv", frames[:6], codec="ffv1", pix_fmt="yuv444p10le")
+    tiny = [cv2.resize(f, (17, 9), interpolation=cv2.INTER_AREA) for f in frames[:4]]
+    cases["17x9"] = encode(root / "tiny.mkv", tiny, codec="ffv1", pix_fmt="yuv444p")
+    odd = root / "we ird=..名前"
+    odd.mkdir()
+    shutil.copy(DATA / "videos_faces/pyfeat/single_face.mp4", odd / "a b=c..ü.mp4")
+    cases["odd path"] = odd / "a b=c..ü.mp4"
+    os.symlink(root, root / "loop")  # a symlink loop in the input directory
+    return cases
