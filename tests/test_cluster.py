@@ -29,7 +29,9 @@ def cluster(tmp_path_factory):
     ray_bin = Path(sys.executable).with_name("ray")
     cmd = [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2", "--disable-usage-stats",
-           "--include-dashboard", "true"]
+           "--include-dashboard", "true",
+           # fixed defaults (agent 52365, client 10001) may be taken by the session's embedded Ray
+           "--dashboard-agent-listen-port", str(_free_port()), "--ray-client-server-port", str(_free_port())]
     log = open(tmp_path_factory.mktemp("cluster") / "head.log", "w")
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
