@@ -6,4 +6,13 @@ Importing ferbatch never imports TensorRT, pycuda or Ray.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "open"]
+
+
+def open(out_dir):  # noqa: A001 - mirrors the documented API
+    """Open a ferbatch output directory for questions: a :class:`ferbatch.answers.Dataset` with
+    ``summary()``, ``timeline()``, ``moments()``, ``sql()`` and the ``faces``/``frames``/``videos``
+    DuckDB relations."""
+    from ferbatch.answers import open as _open
+
+    return _open(out_dir)

@@ -60,26 +60,65 @@ def run_sql(con, sql: str):
     return con.sql(sql)
 
 
-def render(rel, fmt: str, console) -> None:
-    """Print a DuckDB relation as a rich table, CSV or JSON lines."""
+def render(result, fmt: str, console, output: str | os.PathLike[str] | None = None) -> None:
+    """Print (or write) a DuckDB relation or a pyarrow Table.
+
+    Args:
+        result: what to show.
+        fmt: "table" (rich, floats to 4 significant digits), "csv", "json" (one object per line) or
+            "parquet" (needs ``output``).
+        console: a rich Console for tables.
+        output: write to this file instead of standard output.
+
+    Raises:
+        OutputError: unknown format, or parquet without an output path.
+    """
+    import csv
     import json
+    import sys
 
-    cols = rel.columns
-    rows = rel.fetchall()
-    if fmt == "csv":
-        import csv
-        import sys
+    import pyarrow.parquet as pq
 
-        w = csv.writer(sys.stdout)
-        w.writerow(cols)
-        w.writerows(rows)
-    elif fmt == "json":
-        for r in rows:
-            print(json.dumps(dict(zip(cols, r)), default=str))
-    else:
-        from rich.table import Table
+    table = result if hasattr(result, "column_names") else result.to_arrow_table()
+    if fmt == "parquet":
+        if not output:
+            raise OutputError("--format parquet | needs --output FILE.parquet")
+        pq.write_table(table, output)
+        return
+    if fmt not in ("table", "csv", "json"):
+        raise OutputError(f"--format | received {fmt!r}; expected table, csv, json or parquet")
+    cols, rows = table.column_names, table.to_pylist()
+    stream = open(output, "w", newline="") if output else sys.stdout
+    try:
+        if fmt == "csv":
+            w = csv.writer(stream)
+            w.writerow(cols)
+            w.writerows([r[c] for c in cols] for r in rows)
+        elif fmt == "json":
+            for r in rows:
+                stream.write(json.dumps(r, default=str) + "\n")
+        else:
+            from rich.console import Console
+            from rich.table import Table
 
-        t = Table(*cols)
-        for r in rows:
-            t.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in r))
-        console.print(t)
+            # terminal tables stay narrow: shares as "hap %" columns, per-class mean probabilities
+            # and the video id (when a path is there) only in csv/json/parquet
+            shown = [c for c in cols if not c.startswith("mean_prob_") and not (c == "video_id" and "path" in cols)]
+            head = {c: (c[6:9] + " %" if c.startswith("share_") else c) for c in shown}
+            t = Table()
+            for c in shown:
+                t.add_column(head[c], no_wrap=c == "path", min_width=min(40, max((len(str(r[c])) for r in rows), default=4)) if c == "path" else None)
+
+            def cell(c, v):
+                if v is None:
+                    return ""
+                if c.startswith("share_"):
+                    return f"{100 * v:.0f}"
+                return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+            for r in rows:
+                t.add_row(*(cell(c, r[c]) for c in shown))
+            (Console(file=stream, width=200) if output else console).print(t)
+    finally:
+        if output:
+            stream.close()

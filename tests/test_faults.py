@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 
 from conftest import WOLFGANG
 from ferbatch.config import JobConfig

@@ -1,0 +1,116 @@
+"""Annotated video: the source re-encoded (H.264, PyAV) with each face's box, emotion and
+probability drawn from the Parquet rows. No model runs; frame count, size and timestamps (pts,
+time base) are the source's, so the annotated frames line up with the rows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferbatch.answers import Dataset
+from ferbatch.errors import OutputError
+from ferbatch.output import read_manifest
+from ferbatch.report import COLORS
+from ferbatch.video import iter_frames, probe_video
+
+__all__ = ["annotate_video", "draw_faces"]
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    return tuple(int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def draw_faces(img: np.ndarray, boxes: np.ndarray, labels: list[str], probs: np.ndarray) -> np.ndarray:
+    """Draw boxes and "emotion 0.87" labels on an RGB frame (in place; returned for chaining).
+
+    Args:
+        img: (H, W, 3) uint8 RGB.
+        boxes: (F, 4) float32 x1 y1 x2 y2 in pixels.
+        labels: F emotion names; probs: (F,) float32.
+    """
+    h, w = img.shape[:2]
+    thick = max(2, round(min(h, w) / 240))
+    for (x1, y1, x2, y2), lab, p in zip(boxes.round().astype(int), labels, probs):
+        color = _rgb(COLORS.get(lab, "#ffffff"))
+        cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
+        text = f"{lab} {p:.2f}"
+        scale = max(0.4, min(h, w) / 720)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        ty = y1 - 4 if y1 - th - 6 >= 0 else min(h - 1, y2 + th + 4)
+        cv2.rectangle(img, (x1, ty - th - 2), (x1 + tw + 2, ty + base - 2), color, -1)
+        cv2.putText(img, text, (x1 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def _find_video_id(out_dir, video: Path, ds: Dataset) -> str:
+    manifest = read_manifest(out_dir) or {}
+    target = str(video.absolute())
+    hits = [vid for vid, r in manifest.get("videos", {}).items() if r.get("path") == target]
+    if len(hits) == 1:
+        return hits[0]
+    return ds.video_id(video.name)
+
+
+def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str], dst: str | os.PathLike[str], *, crf: int = 18) -> int:
+    """Write ``dst`` (mp4, H.264) with the faces of ``video`` from the dataset ``results`` drawn in.
+
+    Returns:
+        Number of frames written.
+
+    Raises:
+        OutputError: the video is not in the dataset; DecodeError: it cannot be decoded.
+    """
+    import av
+
+    video = Path(video)
+    ds = Dataset(results)
+    vid = _find_video_id(results, video, ds)
+    faces = ds.con.execute(
+        "SELECT frame_idx, x1, y1, x2, y2, emotion, emotion_prob FROM faces WHERE video_id = ? ORDER BY frame_idx, face_idx", [vid]
+    ).fetchnumpy()
+    by_frame: dict[int, np.ndarray] = {}
+    if len(faces["frame_idx"]):
+        fi = np.asarray(faces["frame_idx"])
+        starts = np.flatnonzero(np.r_[True, fi[1:] != fi[:-1]])
+        for s, e in zip(starts, np.r_[starts[1:], len(fi)]):
+            by_frame[int(fi[s])] = np.arange(s, e)
+    boxes = np.stack([np.asarray(faces[c], np.float32) for c in ("x1", "y1", "x2", "y2")], 1) if len(faces["frame_idx"]) else None
+    info, index = probe_video(video)
+    with av.open(str(video)) as src:
+        s_in = src.streams.video[0]
+        rate, tb = s_in.average_rate, s_in.time_base
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp{dst.suffix}")
+    n = 0
+    try:
+        with av.open(str(tmp), "w") as out:
+            s = out.add_stream("libx264", rate=rate)
+            s.width, s.height, s.pix_fmt = info.width + info.width % 2, info.height + info.height % 2, "yuv420p"
+            s.time_base = tb
+            s.codec_context.time_base = tb
+            s.options = {"crf": str(crf), "preset": "veryfast"}
+            for f in iter_frames(video, index):
+                img = f.image
+                if img.shape[1] != s.width or img.shape[0] != s.height:  # odd sizes: pad one pixel for yuv420p
+                    img = np.pad(img, ((0, s.height - img.shape[0]), (0, s.width - img.shape[1]), (0, 0)))
+                rows = by_frame.get(f.idx)
+                if rows is not None:
+                    img = draw_faces(img.copy(), boxes[rows], [str(x) for x in faces["emotion"][rows]], np.asarray(faces["emotion_prob"])[rows])
+                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+                vf.pts = int(index.pts[f.idx])
+                vf.time_base = tb
+                for p in s.encode(vf):
+                    out.mux(p)
+                n += 1
+            for p in s.encode():
+                out.mux(p)
+        os.replace(tmp, dst)
+    except OSError as e:
+        raise OutputError(f"{dst} | cannot write: {e.strerror or e}") from e
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
