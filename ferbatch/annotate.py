@@ -23,20 +23,22 @@ def _rgb(hex_color: str) -> tuple[int, int, int]:
     return tuple(int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
 
 
-def draw_faces(img: np.ndarray, boxes: np.ndarray, labels: list[str], probs: np.ndarray) -> np.ndarray:
-    """Draw boxes and "emotion 0.87" labels on an RGB frame (in place; returned for chaining).
+def draw_faces(img: np.ndarray, boxes: np.ndarray, labels: list[str], probs: np.ndarray,
+               track_ids: list[int | None] | None = None) -> np.ndarray:
+    """Draw boxes and "#track emotion 0.87" labels on an RGB frame (in place; returned for chaining).
 
     Args:
         img: (H, W, 3) uint8 RGB.
         boxes: (F, 4) float32 x1 y1 x2 y2 in pixels.
-        labels: F emotion names; probs: (F,) float32.
+        labels: F emotion names; probs: (F,) float32; track_ids: F ids or None (no track).
     """
     h, w = img.shape[:2]
     thick = max(2, round(min(h, w) / 240))
-    for (x1, y1, x2, y2), lab, p in zip(boxes.round().astype(int), labels, probs):
+    tids = track_ids if track_ids is not None else [None] * len(labels)
+    for (x1, y1, x2, y2), lab, p, tid in zip(boxes.round().astype(int), labels, probs, tids):
         color = _rgb(COLORS.get(lab, "#ffffff"))
         cv2.rectangle(img, (x1, y1), (x2, y2), color, thick)
-        text = f"{lab} {p:.2f}"
+        text = (f"#{tid} " if tid is not None else "") + f"{lab} {p:.2f}"
         scale = max(0.4, min(h, w) / 720)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         ty = y1 - 4 if y1 - th - 6 >= 0 else min(h - 1, y2 + th + 4)
@@ -69,7 +71,8 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
     ds = Dataset(results)
     vid = _find_video_id(results, video, ds)
     faces = ds.con.execute(
-        "SELECT frame_idx, x1, y1, x2, y2, emotion, emotion_prob FROM faces WHERE video_id = ? ORDER BY frame_idx, face_idx", [vid]
+        "SELECT frame_idx, x1, y1, x2, y2, emotion, emotion_prob, track_id FROM faces WHERE video_id = ? ORDER BY frame_idx, face_idx",
+        [vid]
     ).fetchnumpy()
     by_frame: dict[int, np.ndarray] = {}
     if len(faces["frame_idx"]):
@@ -98,7 +101,9 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
                     img = np.pad(img, ((0, s.height - img.shape[0]), (0, s.width - img.shape[1]), (0, 0)))
                 rows = by_frame.get(f.idx)
                 if rows is not None:
-                    img = draw_faces(img.copy(), boxes[rows], [str(x) for x in faces["emotion"][rows]], np.asarray(faces["emotion_prob"])[rows])
+                    tids = [None if np.ma.is_masked(t) else int(t) for t in faces["track_id"][rows]]
+                    img = draw_faces(img.copy(), boxes[rows], [str(x) for x in faces["emotion"][rows]],
+                                     np.asarray(faces["emotion_prob"])[rows], tids)
                 vf = av.VideoFrame.from_ndarray(img, format="rgb24")
                 vf.pts = int(index.pts[f.idx])
                 vf.time_base = tb

@@ -55,16 +55,20 @@ def summary_sql() -> str:
         ORDER BY v.path"""
 
 
-def timeline_sql(video_id: str, bin_s: float, by_face: bool = True) -> str:
-    """Emotion shares per time bin (``t_s`` = bin start in seconds) and, with ``by_face``, per face index."""
+def timeline_sql(video_id: str, bin_s: float, by: str | None = "face_idx") -> str:
+    """Emotion shares per time bin (``t_s`` = bin start in seconds), per ``by`` ("face_idx",
+    "track_id" — rows without a track left out — or None for all faces together)."""
     if bin_s <= 0:
         raise ConfigError(f"--bin | received {bin_s}; expected > 0")
-    face = "face_idx, " if by_face else ""
+    if by not in (None, "face_idx", "track_id"):
+        raise ConfigError(f"timeline by {by!r} | expected face_idx, track_id or None")
+    key = f"{by}, " if by else ""
+    where = " AND track_id IS NOT NULL" if by == "track_id" else ""
     return f"""
-        SELECT floor(pts_ms / {bin_s * 1000.0!r}) * {bin_s!r} AS t_s, {face}count(*) AS faces, {_SHARES},
+        SELECT floor(pts_ms / {bin_s * 1000.0!r}) * {bin_s!r} AS t_s, {key}count(*) AS faces, {_SHARES},
                {", ".join(f"avg(prob_{e}) AS mean_prob_{e}" for e in EMOTIONS)}
-        FROM faces WHERE video_id = {_lit(video_id)}
-        GROUP BY ALL ORDER BY t_s{", face_idx" if by_face else ""}"""
+        FROM faces WHERE video_id = {_lit(video_id)}{where}
+        GROUP BY ALL ORDER BY t_s{", " + by if by else ""}"""
 
 
 def moments_sql(emotion: str, min_prob: float, min_duration_s: float) -> str:
@@ -146,8 +150,19 @@ class Dataset:
         return self.con.sql(summary_sql()).to_arrow_table()
 
     def timeline(self, video: str, bin_s: float | str = 1.0, by_face: bool = True) -> pa.Table:
-        """See :func:`timeline_sql`; ``video`` as accepted by :meth:`video_id`."""
-        return self.con.sql(timeline_sql(self.video_id(video), parse_duration(bin_s), by_face)).to_arrow_table()
+        """See :func:`timeline_sql`; ``video`` as accepted by :meth:`video_id`. With ``by_face``
+        rows go per track when the video has tracks, else per face index."""
+        vid = self.video_id(video)
+        by = None
+        if by_face:
+            tracked = self.con.execute("SELECT count(track_id) FROM faces WHERE video_id = ?", [vid]).fetchall()[0][0]
+            by = "track_id" if tracked else "face_idx"
+        return self.con.sql(timeline_sql(vid, parse_duration(bin_s), by)).to_arrow_table()
+
+    def tracks(self, video: str | None = None) -> pa.Table:
+        """The tracks table (all videos, or one)."""
+        where = f" WHERE video_id = {_lit(self.video_id(video))}" if video else ""
+        return self.con.sql(f"SELECT * FROM tracks{where} ORDER BY video_id, track_id").to_arrow_table()
 
     def moments(self, emotion: str, min_prob: float = 0.8, min_duration: float | str = 0.5) -> pa.Table:
         """See :func:`moments_sql`."""

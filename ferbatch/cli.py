@@ -44,6 +44,7 @@ def run(
     max_faces: Annotated[int, typer.Option(help="Most faces kept per frame.")] = 64,
     score_threshold: Annotated[Optional[float], typer.Option(help="Detector score threshold (default: the registry's, 0.7 for UltraFace).")] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Run NMS in NumPy instead of inside the detector graph.")] = False,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Track faces across frames (track ids, smoothed emotions, tracks table).")] = True,
     address: Annotated[Optional[str], typer.Option(help="Connect to a running Ray cluster instead of starting one locally.")] = None,
     no_ray: Annotated[bool, typer.Option("--no-ray", help="Run in this process without Ray (one worker).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -65,7 +66,7 @@ def run(
         cfg = JobConfig(detector=detector, classifier=classifier, detector_file=str(detector_file) if detector_file else None,
                         classifier_file=str(classifier_file) if classifier_file else None, workers=workers,
                         threads_per_worker=threads_per_worker, detect_batch=detect_batch, classify_batch=classify_batch,
-                        max_faces=max_faces, score_threshold=score_threshold, in_graph_nms=not numpy_nms)
+                        max_faces=max_faces, score_threshold=score_threshold, in_graph_nms=not numpy_nms, track=track)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console, disable=quiet, transient=False) as bar:
             tasks: dict[str, int] = {}

@@ -37,6 +37,8 @@ class JobConfig:
         threads_per_worker: ONNX Runtime intra-op threads per worker (0 = cores / workers).
         decode_threads: FFmpeg decoder threads per worker (0 = FFmpeg's choice).
         prefetch: decoded frame batches buffered ahead of inference per worker.
+        track: run the face tracker over each finished video (track ids, smoothed probabilities,
+            the tracks table).
     """
 
     detector: str | None = None
@@ -54,6 +56,7 @@ class JobConfig:
     threads_per_worker: int = 0
     decode_threads: int = 1
     prefetch: int = 2
+    track: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -80,6 +83,7 @@ class JobConfig:
     def result_key(self) -> str:
         """Hash of the settings that change the rows (not speed knobs): a rerun with another key
         reprocesses every video."""
-        keys = ("detector", "classifier", "detector_file", "classifier_file", "in_graph_nms", "max_faces", "score_threshold", "iou_threshold")
+        keys = ("detector", "classifier", "detector_file", "classifier_file", "in_graph_nms", "max_faces", "score_threshold",
+                "iou_threshold", "track")
         d = {k: getattr(self, k) for k in keys}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -384,6 +384,7 @@ def run_job(
                         remove_video_parts(out, sub.name.split("=", 1)[1])
     to_probe: list[VideoTask] = []
     resumed: list[Shard] = []
+    untracked: list[str] = []
     for t in tasks:
         rec = manifest["videos"].get(t.video_id)
         plan = _stored_plan(out, t, rec)
@@ -395,6 +396,8 @@ def run_job(
         missing = [s for s in plan if rec["shards"][s.shard_idx]["status"] not in DONE]
         if missing:
             resumed += missing
+        elif cfg.track and rec.get("status") in DONE and not rec.get("tracked"):
+            untracked.append(t.video_id)  # interrupted between its last shard and the tracking pass
         else:
             summary.skipped += 1
     env = {}
@@ -402,8 +405,10 @@ def run_job(
         env[MIRROR_ENV] = str(Path(os.environ[MIRROR_ENV]).expanduser().absolute())
     n_items = len(to_probe) + len(resumed)
     pool = None
-    book = _Book(out, manifest, summary, progress, {t.video_id: t for t in tasks})
+    book = _Book(out, manifest, summary, progress, {t.video_id: t for t in tasks}, cfg)
     try:
+        for vid in untracked:
+            book.track(vid, manifest["videos"][vid])
         if n_items:
             if use_ray:
                 import ray
@@ -458,8 +463,8 @@ class _Book:
 
     SAVE_EVERY_S = 2.0
 
-    def __init__(self, out: Path, manifest: dict, summary: JobSummary, progress, tasks: dict[str, VideoTask]):
-        self.out, self.manifest, self.summary, self.progress, self.tasks = out, manifest, summary, progress, tasks
+    def __init__(self, out: Path, manifest: dict, summary: JobSummary, progress, tasks: dict[str, VideoTask], cfg: JobConfig):
+        self.out, self.manifest, self.summary, self.progress, self.tasks, self.cfg = out, manifest, summary, progress, tasks, cfg
         self.last_save = 0.0
         self.total_frames = 0
         self.done_frames = 0
@@ -530,9 +535,24 @@ class _Book:
         if rec.get("warning") and status == "ok":  # the frames that exist are done; the rest is missing
             status, error = "partial", rec["warning"]
         rec.update(status=status, frames=sum(s["frames"] for s in sh), faces=sum(s["faces"] for s in sh), error=error)
+        if self.cfg.track and status in DONE:
+            self.track(video_id, rec)
+        status = rec["status"]
         setattr(self.summary, status, getattr(self.summary, status) + 1)
         if rec["error"]:
             self.summary.errors[rec["rel_path"]] = rec["error"]
+
+    def track(self, video_id: str, rec: dict) -> None:
+        """The tracking pass over a finished video (on the driver: it reads boxes, not images)."""
+        from ferbatch.track_video import track_video
+
+        try:
+            rec["tracks"] = track_video(self.out, video_id)
+            rec["tracked"] = True
+        except (FerbatchError, OSError, ValueError) as e:
+            rec["tracked"] = False
+            rec["status"] = "partial"
+            rec["error"] = "; ".join(x for x in (rec["error"], f"tracking failed: {e}") if x)
 
 
 def _shard_len(s: Shard) -> int:

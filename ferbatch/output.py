@@ -4,6 +4,7 @@ Layout under OUT_DIR::
 
     faces/video_id=<id>/shard-<NNNNN>.parquet    one row per face per frame
     frames/video_id=<id>/shard-<NNNNN>.parquet   one row per decoded frame (face_count may be 0)
+    tracks/video_id=<id>/shard-00000.parquet     one row per face track
     videos.parquet                               one row per input video (status, error, models, ...)
     _manifest.json                               job config, models, per-video status and shards
 
@@ -35,6 +36,7 @@ from ferbatch.labels import EMOTIONS
 __all__ = [
     "FACES_SCHEMA",
     "FRAMES_SCHEMA",
+    "TRACKS_SCHEMA",
     "VIDEOS_SCHEMA",
     "PARTITION_SCHEMA",
     "SCHEMA_VERSION",
@@ -50,6 +52,7 @@ __all__ = [
 
 SCHEMA_VERSION = "1"
 PROB_COLUMNS = tuple(f"prob_{e}" for e in EMOTIONS)
+SMOOTH_COLUMNS = tuple(f"smooth_prob_{e}" for e in EMOTIONS)
 _META = {b"ferbatch.schema_version": SCHEMA_VERSION.encode(), b"ferbatch.emotions": ",".join(EMOTIONS).encode()}
 
 FACES_SCHEMA = pa.schema(
@@ -66,6 +69,26 @@ FACES_SCHEMA = pa.schema(
         ("emotion_prob", pa.float32()),
         *[(c, pa.float32()) for c in PROB_COLUMNS],
         ("shard_idx", pa.int32()),
+        # filled by the tracking pass (ferbatch.track_video); null until then or without tracking
+        ("track_id", pa.int64()),
+        ("track_emotion", pa.string()),
+        *[(c, pa.float32()) for c in SMOOTH_COLUMNS],
+    ],
+    metadata=_META,
+)
+TRACKS_SCHEMA = pa.schema(
+    [
+        ("track_id", pa.int64()),
+        ("first_frame", pa.int64()),
+        ("last_frame", pa.int64()),
+        ("first_ms", pa.float64()),
+        ("last_ms", pa.float64()),
+        ("frames", pa.int64()),
+        ("mean_box_w", pa.float32()),
+        ("mean_box_h", pa.float32()),
+        *[(f"mean_prob_{e}", pa.float32()) for e in EMOTIONS],
+        ("dominant_emotion", pa.string()),
+        *[(f"share_{e}", pa.float32()) for e in EMOTIONS],
     ],
     metadata=_META,
 )
@@ -151,6 +174,10 @@ def faces_table(rows: FaceRows, shard_idx: int) -> pa.Table:
         col = rows.probs[:, j]
         cols[c] = pa.array(col, pa.float32(), mask=np.isnan(col))
     cols["shard_idx"] = pa.array(np.full(m, shard_idx, np.int32), pa.int32())
+    cols["track_id"] = pa.nulls(m, pa.int64())
+    cols["track_emotion"] = pa.nulls(m, pa.string())
+    for c in SMOOTH_COLUMNS:
+        cols[c] = pa.nulls(m, pa.float32())
     return pa.table(cols, schema=FACES_SCHEMA)
 
 
@@ -196,7 +223,7 @@ def write_part(out_dir: str | os.PathLike[str], table_name: str, video_id: str, 
 
 def remove_video_parts(out_dir: str | os.PathLike[str], video_id: str) -> None:
     """Delete every part file of a video (before it is reprocessed with a new plan)."""
-    for table in ("faces", "frames"):
+    for table in ("faces", "frames", "tracks"):
         d = Path(out_dir) / table / f"video_id={video_id}"
         if d.is_dir():
             for f in d.iterdir():
@@ -264,9 +291,9 @@ def open_table(out_dir: str | os.PathLike[str], name: str) -> pa.Table:
         if not p.is_file():
             raise OutputError(f"{p} | no videos table: is {root} a ferbatch output directory?")
         return pq.read_table(p)
-    if name not in ("faces", "frames"):
-        raise OutputError(f"table {name!r} | expected faces, frames or videos")
-    schema = FACES_SCHEMA if name == "faces" else FRAMES_SCHEMA
+    if name not in ("faces", "frames", "tracks"):
+        raise OutputError(f"table {name!r} | expected faces, frames, tracks or videos")
+    schema = {"faces": FACES_SCHEMA, "frames": FRAMES_SCHEMA, "tracks": TRACKS_SCHEMA}[name]
     d = root / name
     if not d.is_dir():
         return schema.append(pa.field("video_id", pa.string())).empty_table()

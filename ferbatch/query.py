@@ -17,6 +17,7 @@ def _sql_str(p: Path) -> str:
 def connect(out_dir: str | os.PathLike[str]):
     """An in-memory DuckDB connection with views over the dataset.
 
+    Views: ``faces``, ``frames``, ``tracks`` (empty when tracking was off) and ``videos``.
     ``video_id`` comes from the hive partition as VARCHAR (explicit type: an inferred one would
     turn ``0012`` into 12). Files outside ``out_dir`` cannot be read or written and extensions
     cannot be loaded (``allowed_directories`` + ``enable_external_access = false``, locked);
@@ -33,15 +34,27 @@ def connect(out_dir: str | os.PathLike[str]):
     con = duckdb.connect(":memory:")
     con.execute(f"SET allowed_directories = [{_sql_str(root)} || '/']")
     con.execute("SET enable_external_access = false")
-    for name in ("faces", "frames"):
+    for name in ("faces", "frames", "tracks"):
         if any((root / name).glob("video_id=*/*.parquet")):
             src = f"read_parquet({_sql_str(root / name / '*' / '*.parquet')}, hive_partitioning=true, hive_types={{'video_id': VARCHAR}})"
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM {src}")
         else:
-            con.execute(f"CREATE VIEW {name} AS SELECT NULL::VARCHAR AS video_id WHERE false")
+            con.execute(f"CREATE VIEW {name} AS SELECT {_empty_columns(name)} WHERE false")
     con.execute(f"CREATE VIEW videos AS SELECT * FROM read_parquet({_sql_str(root / 'videos.parquet')})")
     con.execute("SET lock_configuration = true")
     return con
+
+
+_DUCK = {"int64": "BIGINT", "int32": "INTEGER", "int16": "SMALLINT", "float": "FLOAT", "double": "DOUBLE", "string": "VARCHAR"}
+
+
+def _empty_columns(name: str) -> str:
+    """Typed NULL columns of a table's schema, so queries on an empty table still bind."""
+    from ferbatch.output import FACES_SCHEMA, FRAMES_SCHEMA, TRACKS_SCHEMA
+
+    schema = {"faces": FACES_SCHEMA, "frames": FRAMES_SCHEMA, "tracks": TRACKS_SCHEMA}[name]
+    cols = [f"NULL::{_DUCK[str(f.type)]} AS {f.name}" for f in schema]
+    return ", ".join(cols + ["NULL::VARCHAR AS video_id"])
 
 
 def run_sql(con, sql: str):
@@ -107,7 +120,7 @@ def render(result, fmt: str, console, output: str | os.PathLike[str] | None = No
             head = {c: (c[6:9] + " %" if c.startswith("share_") else c) for c in shown}
             t = Table()
             for c in shown:
-                t.add_column(head[c], no_wrap=c == "path", min_width=min(40, max((len(str(r[c])) for r in rows), default=4)) if c == "path" else None)
+                t.add_column(head[c], overflow="fold", min_width=min(24, max((len(str(r[c])) for r in rows), default=4)) if c == "path" else None)
 
             def cell(c, v):
                 if v is None:

@@ -53,6 +53,36 @@ def _plot_timeline(ds: Dataset, vid: str, path: str, duration: float | None, png
     return b
 
 
+def _plot_tracks(ds: Dataset, vid: str, path: str, duration: float | None, png: Path, max_tracks: int = 20) -> int:
+    """One horizontal ribbon per face track: its smoothed emotion at each frame it was seen."""
+    import matplotlib.pyplot as plt
+
+    rows = ds.con.execute(
+        """SELECT track_id, pts_ms / 1000 AS t, coalesce(track_emotion, emotion) AS e FROM faces
+           WHERE video_id = ? AND track_id IN (SELECT track_id FROM tracks WHERE video_id = ? ORDER BY frames DESC LIMIT ?)
+           ORDER BY track_id, pts_ms""", [vid, vid, max_tracks]).fetchall()
+    tids = sorted({r[0] for r in rows})
+    if not tids:
+        return 0
+    fig, ax = plt.subplots(figsize=(9, max(2.2, 0.9 + 0.35 * len(tids))), dpi=110)
+    y = {t: i for i, t in enumerate(tids)}
+    for e in EMOTIONS:
+        pts = [(r[1], y[r[0]]) for r in rows if r[2] == e]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.scatter(xs, ys, marker="|", s=160, color=COLORS[e], label=e, linewidths=2)
+    ax.set_yticks(range(len(tids)), [f"track {t}" for t in tids], fontsize=8)
+    ax.set_ylim(-0.7, len(tids) - 0.3)
+    ax.set_xlim(0, duration or None)
+    ax.set_xlabel("time (s)")
+    ax.set_title(f"{os.path.basename(path)}: smoothed emotion per face track", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return len(tids)
+
+
 def _plot_distribution(row: dict, path: str, png: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -95,13 +125,16 @@ def write_report(out_dir: str | os.PathLike[str], to: str | os.PathLike[str]) ->
         tl, dist = f"{vid}-timeline.png", f"{vid}-distribution.png"
         b = _plot_timeline(ds, vid, path, row["duration_s"], dest / tl)
         _plot_distribution(row, path, dest / dist)
+        tr = f"{vid}-tracks.png"
+        n_tracks = _plot_tracks(ds, vid, path, row["duration_s"], dest / tr)
         nums = [("duration", f"{row['duration_s'] or 0:.1f} s"), ("frames", row["frames"]),
                 ("frames with faces", row["frames_with_faces"]),
                 ("mean faces per frame", f"{row['mean_faces_per_frame'] or 0:.2f}"), ("faces", row["faces"]),
-                ("dominant emotion", row["dominant_emotion"] or "-"), ("status", row["status"])]
+                ("dominant emotion", row["dominant_emotion"] or "-"), ("face tracks", n_tracks), ("status", row["status"])]
         table = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in nums)
         parts.append(f"""<section><h2>{e(path)}</h2><table>{table}</table>
-<img src="{e(tl)}" alt="emotion shares per {b:g} s over time"><img src="{e(dist)}" alt="emotion distribution"></section>""")
+<img src="{e(tl)}" alt="emotion shares per {b:g} s over time"><img src="{e(dist)}" alt="emotion distribution">
+{f'<img src="{e(tr)}" alt="emotion per face track">' if n_tracks else ""}</section>""")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>ferbatch report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} section{{border-top:1px solid #ccc;padding:1em 0}}
 table{{border-collapse:collapse;margin-bottom:.5em}} th,td{{text-align:left;padding:2px 10px}} img{{max-width:100%;vertical-align:top}}
