@@ -45,6 +45,8 @@ def run(
     score_threshold: Annotated[Optional[float], typer.Option(help="Detector score threshold (default: the registry's, 0.7 for UltraFace).")] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Run NMS in NumPy instead of inside the detector graph.")] = False,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Track faces across frames (track ids, smoothed emotions, tracks table).")] = True,
+    backend: Annotated[str, typer.Option(help="auto (TensorRT when a GPU, tensorrt and pycuda are present) | tensorrt | onnxruntime.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32 | fp16 (the graphs' own types; NMS stays fp32).")] = "fp32",
     address: Annotated[Optional[str], typer.Option(help="Connect to a running Ray cluster instead of starting one locally.")] = None,
     no_ray: Annotated[bool, typer.Option("--no-ray", help="Run in this process without Ray (one worker).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -66,7 +68,8 @@ def run(
         cfg = JobConfig(detector=detector, classifier=classifier, detector_file=str(detector_file) if detector_file else None,
                         classifier_file=str(classifier_file) if classifier_file else None, workers=workers,
                         threads_per_worker=threads_per_worker, detect_batch=detect_batch, classify_batch=classify_batch,
-                        max_faces=max_faces, score_threshold=score_threshold, in_graph_nms=not numpy_nms, track=track)
+                        max_faces=max_faces, score_threshold=score_threshold, in_graph_nms=not numpy_nms, track=track,
+                        backend=backend, precision=precision)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console, disable=quiet, transient=False) as bar:
             tasks: dict[str, int] = {}
@@ -85,13 +88,44 @@ def run(
     t = Table(title=f"ferbatch {__version__}: {out}", show_header=False)
     for k, v in [("videos", s.videos), ("skipped (already done)", s.skipped), ("ok", s.ok), ("partial", s.partial),
                  ("failed", s.failed), ("frames", s.frames), ("faces", s.faces), ("seconds", f"{s.seconds:.1f}"),
-                 ("frames/s", f"{s.frames_per_s:.1f}"), ("shards retried", s.retried)]:
+                 ("frames/s", f"{s.frames_per_s:.1f}"), ("shards retried", s.retried), ("backend", s.backend or "-")]:
         t.add_row(k, str(v))
     Console().print(t)
     for path, err in s.errors.items():
         console.print(f"[yellow]{path}[/yellow]: {err}", soft_wrap=True, highlight=False)
     if s.failed:
         raise typer.Exit(1)
+
+
+@app.command("build-engines")
+def build_engines(
+    precision: Annotated[str, typer.Option(help="fp32 | fp16.")] = "fp32",
+    max_batch: Annotated[int, typer.Option(help="Profile max batch (detector: frames, classifier: faces).")] = 64,
+    models_: Annotated[Optional[list[str]], typer.Option("--models", help="Registry names (default: the default pair).")] = None,
+    engines_dir: Annotated[Optional[Path], typer.Option(help="Where plans go (default engines/built/).")] = None,
+    numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Build the raw detector (NMS in NumPy).")] = False,
+) -> None:
+    """Build TensorRT engines from the prepared ONNX graphs (needs a GPU, tensorrt and pycuda).
+
+    Plans are keyed by ONNX sha256, precision, profile, TensorRT version, CUDA major and GPU;
+    a stale or foreign plan is rebuilt. Example: ferbatch build-engines --precision fp16 --max-batch 64
+    """
+    from ferbatch.engines import build_or_load_plan, engine_key
+    from ferbatch.graphs import prepare_classifier, prepare_detector
+    from ferbatch.registry import load_registry, resolve_model_file
+
+    try:
+        reg = load_registry()
+        for name in models_ or [reg.default_detector, reg.default_classifier]:
+            spec = reg.get(name)
+            f = resolve_model_file(spec)
+            graph = (prepare_detector(f, spec, in_graph_nms=not numpy_nms, precision=precision) if spec.kind == "detector"
+                     else prepare_classifier(f, spec, precision=precision))
+            inp = spec.input
+            key = engine_key(spec.name, graph, precision, inp.name, (inp.channels, inp.height, inp.width), max_batch)
+            print(build_or_load_plan(graph, key, engines_dir))
+    except FerbatchError as e:
+        _fail(e)
 
 
 @app.command()

@@ -27,7 +27,9 @@ class JobConfig:
     Attributes:
         detector, classifier: registry model names (None = the registry's defaults).
         detector_file, classifier_file: explicit model files (checked against the registry hash).
-        backend: "onnxruntime" (CPU; TensorRT arrives with its own issue).
+        backend: "auto" (TensorRT when a GPU, tensorrt and pycuda are present, else ONNX Runtime),
+            "tensorrt" or "onnxruntime".
+        precision: "fp32" or "fp16" (the graphs' own types; fp16 keeps the NMS in float32).
         in_graph_nms: NMS inside the detector graph; False = the NumPy fallback.
         max_faces: most faces kept per frame (K of the fixed-size detector outputs).
         score_threshold, iou_threshold: detector thresholds (None = the registry's).
@@ -45,7 +47,8 @@ class JobConfig:
     classifier: str | None = None
     detector_file: str | None = None
     classifier_file: str | None = None
-    backend: str = "onnxruntime"
+    backend: str = "auto"
+    precision: str = "fp32"
     in_graph_nms: bool = True
     max_faces: int = 64
     score_threshold: float | None = None
@@ -60,8 +63,10 @@ class JobConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.backend not in ("onnxruntime",):
-            raise ConfigError(f"--backend | received {self.backend!r}; expected 'onnxruntime' on this build")
+        if self.backend not in ("auto", "onnxruntime", "tensorrt"):
+            raise ConfigError(f"--backend | received {self.backend!r}; expected auto, tensorrt or onnxruntime")
+        if self.precision not in ("fp32", "fp16"):
+            raise ConfigError(f"--precision | received {self.precision!r}; expected fp32 or fp16")
         for name in ("max_faces", "detect_batch", "classify_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 1")
@@ -84,6 +89,6 @@ class JobConfig:
         """Hash of the settings that change the rows (not speed knobs): a rerun with another key
         reprocesses every video."""
         keys = ("detector", "classifier", "detector_file", "classifier_file", "in_graph_nms", "max_faces", "score_threshold",
-                "iou_threshold", "track")
+                "iou_threshold", "track", "precision")
         d = {k: getattr(self, k) for k in keys}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -212,6 +212,7 @@ def prepare_detector(
     score_threshold: float | None = None,
     iou_threshold: float | None = None,
     src_sha256: str | None = None,
+    precision: str = "fp32",
 ) -> Path:
     """Make (or reuse from the cache) the batchable detector graph.
 
@@ -223,6 +224,9 @@ def prepare_detector(
         max_faces: K, the fixed number of output slots per frame.
         score_threshold, iou_threshold: default to the registry entry's.
         src_sha256: the source hash when already known (skips hashing it again).
+        precision: "fp32", or "fp16": the backbone converted to float16 with float32 inputs and
+            outputs (``onnxruntime.transformers.float16``, keep_io_types), the appended
+            post-processing kept in float32 (TensorRT 11 takes precision from the graph's types).
 
     Returns:
         Path of the prepared ONNX file in the user cache.
@@ -235,13 +239,17 @@ def prepare_detector(
     score = spec.score_threshold if score_threshold is None else float(score_threshold)
     iou = spec.iou_threshold if iou_threshold is None else float(iou_threshold)
     nms = in_graph_nms and spec.family == "ultraface"
-    params = {"kind": "detector", "nms": nms, "k": max_faces if nms else 0, "score": score if nms else 0, "iou": iou if nms else 0}
+    _check_precision(precision)
+    params = {"kind": "detector", "nms": nms, "k": max_faces if nms else 0, "score": score if nms else 0, "iou": iou if nms else 0,
+              "precision": precision}
     dst = _cache_path(spec, src_sha256 or sha256_file(src), params)
     if dst.is_file():
         return dst
     with _parsing(src, spec):
         m = _load_at_opset(src)
         _make_batch_symbolic(m)
+        if precision == "fp16":
+            m = _to_fp16(m)
         if nms:
             _append_nms(m, spec, max_faces, score, iou)
         onnx.checker.check_model(m)
@@ -250,8 +258,11 @@ def prepare_detector(
     return dst
 
 
-def prepare_classifier(src: str | os.PathLike[str], spec: ModelSpec, *, src_sha256: str | None = None) -> Path:
+def prepare_classifier(src: str | os.PathLike[str], spec: ModelSpec, *, src_sha256: str | None = None, precision: str = "fp32") -> Path:
     """Make (or reuse) the classifier graph with a symbolic batch dimension.
+
+    Args:
+        precision: "fp32" or "fp16" (float16 inside, float32 input and output).
 
     Returns:
         Path of the prepared ONNX file in the user cache (input (N, C, H, W) float32).
@@ -261,15 +272,58 @@ def prepare_classifier(src: str | os.PathLike[str], spec: ModelSpec, *, src_sha2
     from ferbatch.registry import sha256_file
 
     src = Path(src)
-    dst = _cache_path(spec, src_sha256 or sha256_file(src), {"kind": "classifier"})
+    _check_precision(precision)
+    dst = _cache_path(spec, src_sha256 or sha256_file(src), {"kind": "classifier", "precision": precision})
     if dst.is_file():
         return dst
     with _parsing(src, spec):
         m = onnx.load(str(src))
         _make_batch_symbolic(m)
+        if precision == "fp16":
+            m = _to_fp16(m)
         onnx.checker.check_model(m)
     _save_atomic(m, dst)
     return dst
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in ("fp32", "fp16"):
+        from ferbatch.errors import ConfigError
+
+        raise ConfigError(f"--precision | received {precision!r}; expected fp32 or fp16")
+
+
+def _to_fp16(model):
+    """float16 copy of a graph with float32 inputs/outputs (the converter inserts the casts).
+
+    ``convert_float_to_float16`` ships inside the onnxruntime wheel (no extra dependency); on
+    RFB-320 it changes scores by ~3e-4 (DESIGN_NOTES 1.1).
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    m = convert_float_to_float16(model, keep_io_types=True)
+    _toposort(m.graph)  # the converter appends its input casts after their consumers
+    return m
+
+
+def _toposort(g) -> None:
+    """Reorder ``g.node`` so every node comes after the producers of its inputs (Kahn's algorithm)."""
+    available = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    pending = list(g.node)
+    ordered = []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in available for i in n.input):
+                ordered.append(n)
+                available.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise ValueError(f"graph has a cycle or a missing input near node {rest[0].name or rest[0].op_type}")
+        pending = rest
+    del g.node[:]
+    g.node.extend(ordered)
 
 
 @contextlib.contextmanager

@@ -92,6 +92,7 @@ class JobSummary:
     faces: int = 0
     seconds: float = 0.0
     retried: int = 0
+    backend: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -207,9 +208,9 @@ class ShardWorker:
         c = self.cfg
         return run_shard(shard, self.models, out_dir, detect_batch=c.detect_batch, prefetch=c.prefetch, decode_threads=c.decode_threads)
 
-    def ping(self) -> bool:
-        """True once the models are loaded (used to wait for start-up)."""
-        return True
+    def ping(self) -> str:
+        """The backend this worker runs and why (returned once the models are loaded)."""
+        return f"{self.models.backend} ({self.models.backend_reason})"
 
 
 class _LocalPool:
@@ -217,6 +218,7 @@ class _LocalPool:
 
     def __init__(self, make_worker: Callable[[], ShardWorker]):
         self.worker = make_worker()
+        self.backends = [self.worker.ping()]
 
     def map(self, method: str, items: Iterable, *args) -> Iterable[tuple[object, object, Exception | None]]:
         for it in items:
@@ -238,7 +240,12 @@ class _RayPool:
         import ray
 
         self.ray = ray
-        self.actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(ShardWorker)
+        # a TensorRT worker owns one whole GPU; an ONNX Runtime worker one CPU
+        gpus = ray.available_resources().get("GPU", 0)
+        use_gpu = cfg.backend == "tensorrt" or (cfg.backend == "auto" and gpus >= 1)
+        if use_gpu:
+            n = max(1, min(n, int(gpus))) if gpus else n
+        self.actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=0, max_task_retries=0)(ShardWorker)
         self.args = (cfg, threads, env)
         self.actors = [self.actor_cls.remote(*self.args) for _ in range(n)]
         self.deaths = 0  # worker processes that died under a call
@@ -252,7 +259,7 @@ class _RayPool:
         from ray.exceptions import RayTaskError
 
         try:
-            ray.get(ready)
+            self.backends = sorted(set(ray.get(ready)))
         except RayTaskError as e:  # ModelError, ConfigError from a worker's __init__: same message here
             self.close()
             cause = getattr(e, "cause", None)
@@ -423,6 +430,7 @@ def run_job(
             else:
                 os.environ.update(env)
                 pool = _LocalPool(lambda: ShardWorker(cfg, cfg.threads_per_worker or cfg.resolved_workers()))
+            summary.backend = ", ".join(pool.backends)
             shards = resumed + book.probe_all(pool, to_probe, shard_frames)
             book.run_all(pool, shards)
     finally:

@@ -12,7 +12,7 @@ from ferbatch.errors import ConfigError
 from ferbatch.graphs import prepare_classifier, prepare_detector
 from ferbatch.registry import ModelSpec, load_registry, resolve_model_file
 
-__all__ = ["Models", "ModelRef", "load_models", "resolve_specs"]
+__all__ = ["Models", "ModelRef", "load_models", "resolve_specs", "resolve_backend"]
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,17 @@ class ModelRef:
 
 @dataclass
 class Models:
-    """A worker's loaded models."""
+    """A worker's loaded models.
+
+    Attributes:
+        backend: "onnxruntime" or "tensorrt"; backend_reason: why it was picked.
+    """
 
     detector: Detector
     classifier: Classifier
     refs: dict[str, ModelRef]
+    backend: str = "onnxruntime"
+    backend_reason: str = ""
 
     def close(self) -> None:
         """Free both runners."""
@@ -53,6 +59,31 @@ def resolve_specs(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
     return det, cls
 
 
+def resolve_backend(requested: str) -> tuple[str, str]:
+    """(backend, reason) for ``requested`` = auto | tensorrt | onnxruntime.
+
+    Raises:
+        ConfigError: tensorrt requested but unusable here (the reason is in the message).
+    """
+    if requested == "onnxruntime":
+        return "onnxruntime", "requested"
+    from ferbatch.engines import gpu_available
+
+    ok, why = gpu_available()
+    if requested == "tensorrt" and not ok:
+        raise ConfigError(f"--backend tensorrt | not usable on this machine: {why}")
+    return ("tensorrt", f"GPU {why}") if ok else ("onnxruntime", f"no TensorRT GPU ({why})")
+
+
+def _trt_runner(graph, spec: ModelSpec, precision: str, max_batch: int):
+    from ferbatch.engines import build_or_load_plan, engine_key
+    from ferbatch.runners.tensorrt import TrtRunner
+
+    inp = spec.input
+    key = engine_key(spec.name, graph, precision, inp.name, (inp.channels, inp.height, inp.width), max_batch)
+    return TrtRunner(build_or_load_plan(graph, key), name=f"tensorrt:{spec.name}")
+
+
 def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
     """Resolve, check, prepare and load both models for ``cfg``.
 
@@ -64,21 +95,41 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
         ConfigError, ModelError: see :func:`resolve_specs` and
             :func:`ferbatch.registry.resolve_model_file`.
     """
+    import logging
+
+    from ferbatch.errors import ModelError
     from ferbatch.runners.onnxruntime import OrtRunner
 
     det_spec, cls_spec = resolve_specs(cfg)
     threads = threads or cfg.resolved_threads()
+    backend, reason = resolve_backend(cfg.backend)
     det_file = resolve_model_file(det_spec, cfg.detector_file)
     cls_file = resolve_model_file(cls_spec, cfg.classifier_file)
-    det_graph = prepare_detector(det_file, det_spec, in_graph_nms=cfg.in_graph_nms, max_faces=cfg.max_faces,
-                                 score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold, src_sha256=det_spec.sha256)
-    cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256)
-    det = Detector(OrtRunner(det_graph, threads=threads, max_batch=cfg.detect_batch, name=f"onnxruntime:{det_spec.name}"),
-                   det_spec, in_graph_nms=cfg.in_graph_nms, max_faces=cfg.max_faces,
+
+    def det_graph(nms: bool):
+        return prepare_detector(det_file, det_spec, in_graph_nms=nms, max_faces=cfg.max_faces, score_threshold=cfg.score_threshold,
+                                iou_threshold=cfg.iou_threshold, src_sha256=det_spec.sha256, precision=cfg.precision)
+
+    cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
+    nms = cfg.in_graph_nms
+    if backend == "tensorrt":
+        try:
+            det_runner = _trt_runner(det_graph(nms), det_spec, cfg.precision, cfg.detect_batch)
+        except ModelError as e:
+            if not nms:
+                raise
+            logging.getLogger(__name__).warning("in-graph NMS engine failed (%s); using the raw detector + NumPy NMS", e)
+            nms = False
+            det_runner = _trt_runner(det_graph(False), det_spec, cfg.precision, cfg.detect_batch)
+        cls_runner = _trt_runner(cls_graph, cls_spec, cfg.precision, cfg.classify_batch)
+    else:
+        det_runner = OrtRunner(det_graph(nms), threads=threads, max_batch=cfg.detect_batch, name=f"onnxruntime:{det_spec.name}")
+        cls_runner = OrtRunner(cls_graph, threads=threads, max_batch=cfg.classify_batch, name=f"onnxruntime:{cls_spec.name}")
+    det = Detector(det_runner, det_spec, in_graph_nms=nms, max_faces=cfg.max_faces,
                    score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold)
-    cls = Classifier(OrtRunner(cls_graph, threads=threads, max_batch=cfg.classify_batch, name=f"onnxruntime:{cls_spec.name}"), cls_spec)
+    cls = Classifier(cls_runner, cls_spec)
     refs = {
         "detector": ModelRef(det_spec.name, det_spec.file, det_spec.sha256),
         "classifier": ModelRef(cls_spec.name, cls_spec.file, cls_spec.sha256),
     }
-    return Models(det, cls, refs)
+    return Models(det, cls, refs, backend, reason)
