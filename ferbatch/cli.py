@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ferbatch import __version__
+from ferbatch import __version__, cli_cluster, cli_results
+from ferbatch.cli_common import console
+from ferbatch.cli_common import fail as _fail
 from ferbatch.errors import FerbatchError
 
 app = typer.Typer(
@@ -20,12 +22,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
-
-
-def _fail(e: Exception, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {e}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -97,6 +93,69 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option("--model", help="Registry classifier name, or a file whose sha256 is a registry entry's.")],
+    data: Annotated[Path, typer.Option("--data", help="FER+ folder (images + label.csv) or one folder per emotion.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for metrics.json, confusion.csv, confusion.png.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+) -> None:
+    """Evaluate an expression classifier: acc@1, acc@5, per-class and macro precision/recall/specificity/F1, confusion matrix.
+
+    FER+ protocol: majority label, unknown/NF dropped. Example: ferbatch eval --model mini-xception-fer2013 --data ../shared/data/ferplus/FER2013Valid --out eval/
+    """
+    import json
+
+    from ferbatch.evaluate import evaluate, write_outputs
+
+    try:
+        res = evaluate(model, data)
+    except FerbatchError as e:
+        _fail(e)
+    if out:
+        write_outputs(res, out)
+    if fmt == "json":
+        print(json.dumps(res))
+        return
+    t = Table(title=f"{res['model']} on {data}: acc@1 {res['acc1']:.4f}, acc@5 {res['acc5']:.4f}, n={res['n']}")
+    for c in ("class", "precision", "recall", "specificity", "F1", "support"):
+        t.add_column(c)
+    for e, m in res["per_class"].items():
+        t.add_row(e, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['specificity']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    mac = res["macro"]
+    t.add_row("macro", f"{mac['precision']:.3f}", f"{mac['recall']:.3f}", f"{mac['specificity']:.3f}", f"{mac['f1']:.3f}", str(res["n"]))
+    Console().print(t)
+    console.print(f"skipped: {res['skipped'] or 'none'}; classes the model lacks: {res['classes_missing'] or 'none'}"
+                  + (f"; {res['align_fallback']} faces without landmarks fell back to a plain resize" if res["align_fallback"] else ""),
+                  soft_wrap=True, highlight=False)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="FER+ training folder (images + label.csv) or FER2013Train.tar.gz.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, best.pt, model.onnx, train_summary.json.")],
+    val: Annotated[Optional[Path], typer.Option("--val", help="Validation folder (selection and early stopping).")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs (cosine one-cycle schedule over them).")] = 16,
+    label_mode: Annotated[str, typer.Option(help="probability (FER+ vote distribution) | majority.")] = "probability",
+    width: Annotated[int, typer.Option(help="Channels of the first block (16 = 147k parameters).")] = 16,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N training images (smoke runs).")] = None,
+) -> None:
+    """Train the compact FER+ 8-class CNN (needs the 'train' extra: torch==2.13.0); resumes from OUT/checkpoint.pt.
+
+    Example: ferbatch train --data ../shared/data/ferplus/FER2013Train.tar.gz --val ../shared/data/ferplus/FER2013Valid --out model_dir/
+    """
+    from ferbatch.train import TrainConfig, prepare_train_folder
+    from ferbatch.train import train as do_train
+
+    try:
+        folder = prepare_train_folder(data)
+        s = do_train(TrainConfig(data=str(folder), out=str(out), val=str(val) if val else None, epochs=epochs,
+                                 label_mode=label_mode, width=width, limit=limit), log=lambda m: console.print(m, highlight=False))
+    except FerbatchError as e:
+        _fail(e)
+    print(f"best val acc@1 {s['best_val_acc1']:.4f} at epoch {s['best_epoch']}; {s['train_seconds']:.0f} s; {out}/model.onnx")
+
+
 @app.command("build-engines")
 def build_engines(
     precision: Annotated[str, typer.Option(help="fp32 | fp16.")] = "fp32",
@@ -150,225 +209,6 @@ def models() -> None:
     Console().print(t)
 
 
-@app.command()
-def query(
-    out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")],
-    sql: Annotated[str, typer.Option("--sql", help="SQL over the views faces, frames, videos.")],
-    fmt: FormatOpt = "table",
-    output: OutputOpt = None,
-) -> None:
-    """Run DuckDB SQL over a dataset (read-only views faces, frames, videos).
-
-    Example: ferbatch query out/ --sql "SELECT emotion, count(*) FROM faces GROUP BY 1"
-    """
-    from ferbatch.query import connect, render, run_sql
-
-    try:
-        render(run_sql(connect(out), sql), fmt, Console(), output)
-    except FerbatchError as e:
-        _fail(e)
-    except Exception as e:  # duckdb's own errors: one line for the user
-        _fail(FerbatchError(f"--sql | {type(e).__name__}: {e}"))
-
-
-FormatOpt = Annotated[str, typer.Option("--format", help="table | csv | json | parquet (parquet needs --output).")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", help="Write to this file instead of the terminal.")]
-
-
-def _answer(out: Path, fn, fmt: str, output: Optional[Path]) -> None:
-    from ferbatch.answers import Dataset
-    from ferbatch.query import render
-
-    try:
-        render(fn(Dataset(out)), fmt, Console(), output)
-    except FerbatchError as e:
-        _fail(e)
-
-
-@app.command()
-def summary(out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")], fmt: FormatOpt = "table",
-            output: OutputOpt = None) -> None:
-    """Per video: duration, frames, frames with faces, mean faces per frame, share of each emotion, dominant emotion.
-
-    Example: ferbatch summary out/ --format csv
-    """
-    _answer(out, lambda ds: ds.summary(), fmt, output)
-
-
-@app.command()
-def timeline(out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")],
-             video: Annotated[str, typer.Argument(help="Video id, relative path, file name or stem.")],
-             bin: Annotated[str, typer.Option("--bin", help="Bin width: 1s, 500ms, 2m.")] = "1s",
-             all_faces: Annotated[bool, typer.Option("--all-faces", help="One row per bin over all faces, not per face index.")] = False,
-             fmt: FormatOpt = "table", output: OutputOpt = None) -> None:
-    """Emotion shares (and mean probabilities) per time bin and face index of one video.
-
-    Example: ferbatch timeline out/ WolfgangLanger_Pexels --bin 1s
-    """
-    _answer(out, lambda ds: ds.timeline(video, bin, by_face=not all_faces), fmt, output)
-
-
-@app.command()
-def moments(out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")],
-            emotion: Annotated[str, typer.Option(help="One of neutral, happiness, surprise, sadness, anger, disgust, fear, contempt.")],
-            min_prob: Annotated[float, typer.Option(help="A face's probability of the emotion at least this.")] = 0.8,
-            min_duration: Annotated[str, typer.Option(help="Spans at least this long: 0.5s, 500ms.")] = "0.5s",
-            fmt: FormatOpt = "table", output: OutputOpt = None) -> None:
-    """Time spans where some face shows EMOTION (its top class, with probability >= --min-prob) in consecutive frames.
-
-    Example: ferbatch moments out/ --emotion surprise --min-prob 0.8 --min-duration 0.5s
-    """
-    _answer(out, lambda ds: ds.moments(emotion, min_prob, min_duration), fmt, output)
-
-
-@app.command()
-def report(out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")],
-           to: Annotated[Path, typer.Option("--to", help="Folder for index.html and its PNGs.")] = Path("report")) -> None:
-    """A static HTML report: per video an emotion timeline, an emotion distribution and the summary numbers.
-
-    Example: ferbatch report out/ --to report/
-    """
-    from ferbatch.report import write_report
-
-    try:
-        index = write_report(out, to)
-    except FerbatchError as e:
-        _fail(e)
-    print(index)
-
-
-@app.command()
-def annotate(video: Annotated[Path, typer.Argument(help="The source video (as processed).", exists=True, dir_okay=False)],
-             results: Annotated[Path, typer.Option("--results", help="The ferbatch output directory that holds its rows.")],
-             output: Annotated[Path, typer.Option("-o", "--output", help="Annotated video to write (.mp4).")] = Path("annotated.mp4")) -> None:
-    """Re-encode VIDEO with each face's box, emotion and probability drawn from the Parquet rows (no model runs).
-
-    Example: ferbatch annotate ../shared/data/videos_faces/pyfeat/WolfgangLanger_Pexels.mp4 --results out/ -o annotated.mp4
-    """
-    from ferbatch.annotate import annotate_video
-
-    try:
-        n = annotate_video(video, results, output)
-    except FerbatchError as e:
-        _fail(e)
-    print(f"{output}: {n} frames")
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def submit(
-    ctx: typer.Context,
-    inputs: Annotated[list[str], typer.Argument(help="Video files/directories as the cluster's nodes see them.", show_default=False)],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output directory on storage every node shares.")],
-    address: Annotated[str, typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265.")],
-    submission_id: Annotated[Optional[str], typer.Option(help="Job id; default: a hash of inputs, out and options (a repeat is refused).")] = None,
-    model_mirror: Annotated[Optional[str], typer.Option(help="FERBATCH_MODEL_MIRROR on the cluster's nodes.")] = None,
-    pip: Annotated[Optional[list[str]], typer.Option(help="Extra pip requirement for the job's runtime env (repeatable).")] = None,
-) -> None:
-    """Submit a ferbatch run to a running Ray cluster (Ray Jobs API).
-
-    Options after `--` are passed to `ferbatch run` on the cluster.
-
-    Example: ferbatch submit /data/videos --out /shared/out --address http://head:8265 --model-mirror /shared/models -- --shard-frames 3000
-
-    Clusters with token authentication (the Ray 2.6x default): the token is read from RAY_AUTH_TOKEN,
-    RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.
-    """
-    from ferbatch.submit import submit as do_submit
-
-    try:
-        sid = do_submit(address, inputs, out, list(ctx.args), submission_id=submission_id, model_mirror=model_mirror, pip=pip or ())
-    except FerbatchError as e:
-        _fail(e)
-    except Exception as e:  # the SDK raises RuntimeError for a duplicate id, a refused upload, ...
-        _fail(FerbatchError(f"submit | {e}"))
-    print(sid)
-    console.print(f"follow it with: ferbatch jobs logs {sid} --address {address} --follow", soft_wrap=True, highlight=False)
-
-
-jobs_app = typer.Typer(help="Status, logs and stopping of submitted jobs (Ray Jobs API).", no_args_is_help=True)
-app.add_typer(jobs_app, name="jobs")
-AddressOpt = Annotated[str, typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265.")]
-
-
-@jobs_app.command("status")
-def jobs_status(submission_id: str, address: AddressOpt) -> None:
-    """Print a submitted job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED).
-
-    Example: ferbatch jobs status ferbatch-1a2b3c4d5e6f --address http://head:8265
-    """
-    from ferbatch.submit import client
-
-    try:
-        info = client(address).get_job_info(submission_id)
-    except FerbatchError as e:
-        _fail(e)
-    except Exception as e:  # unknown id
-        _fail(FerbatchError(f"{submission_id} | {e}"))
-    print(info.status.value if hasattr(info.status, "value") else info.status)
-    if info.message:
-        console.print(info.message, soft_wrap=True, highlight=False)
-
-
-@jobs_app.command("logs")
-def jobs_logs(submission_id: str, address: AddressOpt,
-              follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False) -> None:
-    """Print a submitted job's logs.
-
-    Example: ferbatch jobs logs ferbatch-1a2b3c4d5e6f --address http://head:8265 --follow
-    """
-    import asyncio
-
-    from ferbatch.submit import client
-
-    try:
-        c = client(address)
-        if not follow:
-            sys.stdout.write(c.get_job_logs(submission_id))
-            return
-
-        async def tail():
-            async for chunk in c.tail_job_logs(submission_id):
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
-
-        asyncio.run(tail())
-    except Exception as e:  # noqa: BLE001 - unknown id, lost connection
-        _fail(FerbatchError(f"{submission_id} | {e}"))
-
-
-@jobs_app.command("stop")
-def jobs_stop(submission_id: str, address: AddressOpt) -> None:
-    """Stop a submitted job (a rerun with the same --out resumes it).
-
-    Example: ferbatch jobs stop ferbatch-1a2b3c4d5e6f --address http://head:8265
-    """
-    from ferbatch.submit import client
-
-    try:
-        stopped = client(address).stop_job(submission_id)
-    except Exception as e:  # noqa: BLE001
-        _fail(FerbatchError(f"{submission_id} | {e}"))
-    print("stopping" if stopped else "already finished")
-
-
-@jobs_app.command("list")
-def jobs_list(address: AddressOpt) -> None:
-    """List the cluster's submitted jobs.
-
-    Example: ferbatch jobs list --address http://head:8265
-    """
-    from ferbatch.submit import client
-
-    t = Table("submission id", "status", "entrypoint")
-    try:
-        jobs = client(address).list_jobs()
-    except FerbatchError as e:
-        _fail(e)
-    for j in jobs:
-        t.add_row(str(j.submission_id), str(getattr(j.status, "value", j.status)), j.entrypoint[:80])
-    Console().print(t)
-
-
 @app.callback(invoke_without_command=True)
 def _main(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
     if version:
@@ -378,3 +218,7 @@ def _main(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 def main() -> None:  # pragma: no cover - console script shim
     sys.exit(app())
+
+
+cli_results.register(app)
+cli_cluster.register(app)

@@ -1,6 +1,7 @@
 """The model registry (engines/models.toml): model specs, file resolution and sha256 checks.
 
 Resolution order for a model's file (first hit wins, every hit is sha256-checked):
+0. for ``bundled = true`` entries (ferbatch's own models, committed beside the registry): that file;
 1. an explicit path given by the caller (``--detector-file`` / ``--classifier-file``);
 2. the mirror directory ``$FERBATCH_MODEL_MIRROR`` (``<mirror>/<file>``);
 3. the user cache ``$FERBATCH_CACHE`` or ``~/.cache/ferbatch`` (``<cache>/models/<file>``);
@@ -89,6 +90,7 @@ class ModelSpec:
     boxes_decoded: bool = True
     score_threshold: float = 0.7
     iou_threshold: float = 0.3
+    bundled_path: str | None = None  # set for bundled entries: the committed file
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
                 boxes_decoded=bool(raw.get("boxes_decoded", True)),
                 score_threshold=float(raw.get("score_threshold", 0.7)),
                 iou_threshold=float(raw.get("iou_threshold", 0.3)),
+                bundled_path=str(p.parent / raw["file"]) if raw.get("bundled") else None,
             )
         except (KeyError, TypeError) as e:
             raise ConfigError(f"model registry {p} | entry {name!r} is incomplete: {e}") from e
@@ -196,6 +199,11 @@ def resolve_model_file(spec: ModelSpec, explicit: str | os.PathLike[str] | None 
         ModelError: not found anywhere (the message names the file, the mirror variable and the
             URL), download failed, or the sha256 differs.
     """
+    if explicit is None and spec.bundled_path:
+        p = Path(spec.bundled_path)
+        if not p.is_file():
+            raise ModelError(f"model {spec.name} | bundled file {p} is missing from this checkout")
+        return _check(spec, p)
     if explicit is not None:
         p = Path(explicit)
         if not p.is_file():
