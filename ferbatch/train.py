@@ -182,7 +182,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         history.append({"epoch": epoch, "loss": total / len(xtr), "val_acc1": acc, "seconds": time.time() - te})
         log(f"epoch {epoch}: loss {total / len(xtr):.4f} val acc@1 {acc:.4f} ({time.time() - te:.0f} s)")
         if acc > best + cfg.min_delta or best < 0:
-            best, best_epoch = acc, epoch
+            best_epoch = epoch  # a gain that counts for early stopping
+        if acc > best or best < 0:  # the best model is kept on any gain
+            best = acc
             torch.save({"model": model.state_dict(), "epoch": epoch, "val_acc1": acc, "config": asdict(cfg)}, out / "best.pt")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch, "best": best,
                     "best_epoch": best_epoch, "history": history}, ck)
