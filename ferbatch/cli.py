@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ferbatch import __version__, cli_cluster, cli_results
@@ -85,10 +86,10 @@ def run(
     for k, v in [("videos", s.videos), ("skipped (already done)", s.skipped), ("ok", s.ok), ("partial", s.partial),
                  ("failed", s.failed), ("frames", s.frames), ("faces", s.faces), ("seconds", f"{s.seconds:.1f}"),
                  ("frames/s", f"{s.frames_per_s:.1f}"), ("shards retried", s.retried), ("backend", s.backend or "-")]:
-        t.add_row(k, str(v))
+        t.add_row(k, escape(str(v)))
     Console().print(t)
     for path, err in s.errors.items():
-        console.print(f"[yellow]{path}[/yellow]: {err}", soft_wrap=True, highlight=False)
+        console.print(f"[yellow]{escape(path)}[/yellow]: {escape(err)}", soft_wrap=True, highlight=False)
     if s.failed:
         raise typer.Exit(1)
 
@@ -127,7 +128,7 @@ def eval_cmd(
     Console().print(t)
     console.print(f"skipped: {res['skipped'] or 'none'}; classes the model lacks: {res['classes_missing'] or 'none'}"
                   + (f"; {res['align_fallback']} faces without landmarks fell back to a plain resize" if res["align_fallback"] else ""),
-                  soft_wrap=True, highlight=False)
+                  soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()
@@ -150,7 +151,7 @@ def train(
     try:
         folder = prepare_train_folder(data)
         s = do_train(TrainConfig(data=str(folder), out=str(out), val=str(val) if val else None, epochs=epochs,
-                                 label_mode=label_mode, width=width, limit=limit), log=lambda m: console.print(m, highlight=False))
+                                 label_mode=label_mode, width=width, limit=limit), log=lambda m: console.print(m, highlight=False, markup=False))
     except FerbatchError as e:
         _fail(e)
     print(f"best val acc@1 {s['best_val_acc1']:.4f} at epoch {s['best_epoch']}; {s['train_seconds']:.0f} s; {out}/model.onnx")

@@ -43,7 +43,7 @@ def submit(
     except Exception as e:  # the SDK raises RuntimeError for a duplicate id, a refused upload, ...
         _fail(FerbatchError(f"submit | {e}"))
     print(sid)
-    console.print(f"follow it with: ferbatch jobs logs {sid} --address {address} --follow", soft_wrap=True, highlight=False)
+    console.print(f"follow it with: ferbatch jobs logs {sid} --address {address} --follow", soft_wrap=True, highlight=False, markup=False)
 
 
 jobs_app = typer.Typer(help="Status, logs and stopping of submitted jobs (Ray Jobs API).", no_args_is_help=True)
@@ -66,7 +66,7 @@ def jobs_status(submission_id: str, address: AddressOpt) -> None:
         _fail(FerbatchError(f"{submission_id} | {e}"))
     print(info.status.value if hasattr(info.status, "value") else info.status)
     if info.message:
-        console.print(info.message, soft_wrap=True, highlight=False)
+        console.print(info.message, soft_wrap=True, highlight=False, markup=False)
 
 
 @jobs_app.command("logs")

@@ -122,12 +122,14 @@ def render(result, fmt: str, console, output: str | os.PathLike[str] | None = No
             for c in shown:
                 t.add_column(head[c], overflow="fold", min_width=min(24, max((len(str(r[c])) for r in rows), default=4)) if c == "path" else None)
 
+            from rich.markup import escape
+
             def cell(c, v):
                 if v is None:
                     return ""
                 if c.startswith("share_"):
                     return f"{100 * v:.0f}"
-                return f"{v:.4g}" if isinstance(v, float) else str(v)
+                return f"{v:.4g}" if isinstance(v, float) else escape(str(v))
 
             for r in rows:
                 t.add_row(*(cell(c, r[c]) for c in shown))

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import typer.main
 from typer.testing import CliRunner
 
@@ -46,3 +48,13 @@ def test_local_ray_runs_with_token_authentication(ray_session):
     from ray._private.authentication.authentication_utils import is_token_auth_enabled
 
     assert is_token_auth_enabled()
+
+
+def test_errors_keep_their_brackets(tmp_path):
+    """Messages pass through rich without markup eating "[gpu]"."""
+    from ferbatch.engines import gpu_available
+
+    if gpu_available()[0]:
+        pytest.skip("tensorrt is usable on this machine: nothing to refuse")
+    res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(tmp_path / "o"), "--no-ray", "--backend", "tensorrt"])
+    assert res.exit_code == 2 and "ferbatch[gpu]" in res.output.replace("\n", "")
