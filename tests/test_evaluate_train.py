@@ -76,3 +76,15 @@ def test_one_epoch_training_exports_a_working_onnx(tmp_path, monkeypatch):
     assert [(o.name, o.shape) for o in sess.get_outputs()] == [("logits", ["N", 8])]
     out = sess.run(None, {"input": np.zeros((5, 1, 48, 48), np.float32)})[0]
     assert out.shape == (5, 8) and np.isfinite(out).all()
+
+
+def test_committed_model_reaches_its_recorded_validation_accuracy():
+    import json
+    from pathlib import Path
+
+    from ferbatch.evaluate import evaluate
+
+    recorded = json.loads((Path(__file__).resolve().parent.parent / "engines/models/train-v1/train_summary.json").read_text())
+    res = evaluate("ferbatch-ferplus-cnn-v1", DATA / "ferplus/FER2013Valid")
+    assert res["n"] == 3555 and res["classes_missing"] == []
+    assert abs(res["acc1"] - recorded["best_val_acc1"]) < 1e-3  # the training loop's own evaluation, reproduced
