@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 
 from ferbatch.answers import Dataset
-from ferbatch.errors import OutputError
-from ferbatch.output import read_manifest
+from ferbatch.output import atomic_target, read_manifest
 from ferbatch.report import COLORS
 from ferbatch.video import iter_frames, probe_video
 
@@ -86,36 +85,28 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
         s_in = src.streams.video[0]
         rate, tb = s_in.average_rate, s_in.time_base
     dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{dst.suffix}")
     n = 0
-    try:
-        with av.open(str(tmp), "w") as out:
-            s = out.add_stream("libx264", rate=rate)
-            s.width, s.height, s.pix_fmt = info.width + info.width % 2, info.height + info.height % 2, "yuv420p"
-            s.time_base = tb
-            s.codec_context.time_base = tb
-            s.options = {"crf": str(crf), "preset": "veryfast"}
-            for f in iter_frames(video, index):
-                img = f.image
-                if img.shape[1] != s.width or img.shape[0] != s.height:  # odd sizes: pad one pixel for yuv420p
-                    img = np.pad(img, ((0, s.height - img.shape[0]), (0, s.width - img.shape[1]), (0, 0)))
-                rows = by_frame.get(f.idx)
-                if rows is not None:
-                    tids = [None if np.ma.is_masked(t) else int(t) for t in faces["track_id"][rows]]
-                    img = draw_faces(img.copy(), boxes[rows], [str(x) for x in faces["emotion"][rows]],
-                                     np.asarray(faces["emotion_prob"])[rows], tids)
-                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-                vf.pts = int(index.pts[f.idx])
-                vf.time_base = tb
-                for p in s.encode(vf):
-                    out.mux(p)
-                n += 1
-            for p in s.encode():
+    with atomic_target(dst, suffix=dst.suffix or ".mp4") as tmp, av.open(str(tmp), "w") as out:
+        s = out.add_stream("libx264", rate=rate)
+        s.width, s.height, s.pix_fmt = info.width + info.width % 2, info.height + info.height % 2, "yuv420p"
+        s.time_base = tb
+        s.codec_context.time_base = tb
+        s.options = {"crf": str(crf), "preset": "veryfast"}
+        for f in iter_frames(video, index):
+            img = f.image
+            if img.shape[1] != s.width or img.shape[0] != s.height:  # odd sizes: pad one pixel for yuv420p
+                img = np.pad(img, ((0, s.height - img.shape[0]), (0, s.width - img.shape[1]), (0, 0)))
+            rows = by_frame.get(f.idx)
+            if rows is not None:
+                tids = [None if np.ma.is_masked(t) else int(t) for t in faces["track_id"][rows]]
+                img = draw_faces(img.copy(), boxes[rows], [str(x) for x in faces["emotion"][rows]],
+                                 np.asarray(faces["emotion_prob"])[rows], tids)
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts = int(index.pts[f.idx])
+            vf.time_base = tb
+            for p in s.encode(vf):
                 out.mux(p)
-        os.replace(tmp, dst)
-    except OSError as e:
-        raise OutputError(f"{dst} | cannot write: {e.strerror or e}") from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            n += 1
+        for p in s.encode():
+            out.mux(p)
     return n

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ferbatch.errors import ConfigError
 
@@ -60,7 +60,6 @@ class JobConfig:
     decode_threads: int = 1
     prefetch: int = 2
     track: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.backend not in ("auto", "onnxruntime", "tensorrt"):

@@ -17,10 +17,10 @@ partition schema (an inferred one turns ``0012`` into 12).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,8 @@ __all__ = [
     "write_part",
     "remove_video_parts",
     "write_json_atomic",
+    "write_table_atomic",
+    "atomic_target",
     "read_manifest",
     "open_table",
     "make_video_id",
@@ -198,6 +200,33 @@ def _part_path(out_dir: Path, table: str, video_id: str, shard_idx: int) -> Path
     return out_dir / table / f"video_id={video_id}" / f"shard-{shard_idx:05d}.parquet"
 
 
+@contextlib.contextmanager
+def atomic_target(dst: Path, suffix: str = ".tmp"):
+    """Yield a hidden temp path beside ``dst``; on success it replaces ``dst`` atomically
+    (``os.replace``), on failure it is removed. Readers never see a half-written file: temp names
+    start with "." and end in ``suffix`` (not ".parquet").
+
+    Raises:
+        OutputError: the folder cannot be created or the file written (disk full, permissions).
+    """
+    dst = Path(dst)
+    tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp{'' if suffix == '.tmp' else suffix}"
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, dst)
+    except OSError as e:
+        raise OutputError(f"{dst} | cannot write: {e.strerror or e}") from e
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 def write_part(out_dir: str | os.PathLike[str], table_name: str, video_id: str, shard_idx: int, table: pa.Table) -> Path:
     """Write one shard's table atomically to its deterministic path (replacing an earlier attempt).
 
@@ -205,19 +234,9 @@ def write_part(out_dir: str | os.PathLike[str], table_name: str, video_id: str, 
         OutputError: the directory cannot be created or written (disk full, permissions).
     """
     dst = _part_path(Path(out_dir), table_name, video_id, shard_idx)
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, dst)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    except OSError as e:
-        raise OutputError(f"{dst} | cannot write: {e.strerror or e}") from e
+    with atomic_target(dst) as tmp:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+        _fsync(tmp)
     return dst
 
 
@@ -232,35 +251,18 @@ def remove_video_parts(out_dir: str | os.PathLike[str], video_id: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj) -> None:
-    """Write JSON via a temp file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
+    """Write JSON atomically (see :func:`atomic_target`)."""
+    with atomic_target(Path(path)) as tmp:
+        with open(tmp, "w") as f:
             json.dump(obj, f, indent=1, sort_keys=True, default=str)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"{path} | cannot write: {e.strerror or e}") from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_table_atomic(path: str | os.PathLike[str], table: pa.Table) -> None:
-    """Write a single Parquet file via a temp file and ``os.replace``."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
+    """Write a single Parquet file atomically (see :func:`atomic_target`)."""
+    with atomic_target(Path(path)) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"{path} | cannot write: {e.strerror or e}") from e
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_manifest(out_dir: str | os.PathLike[str]) -> dict | None:
