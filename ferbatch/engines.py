@@ -138,8 +138,9 @@ def _plan_ok(trt, plan: Path, sidecar: Path, key: EngineKey) -> bool:
     except (OSError, json.JSONDecodeError):
         log.warning("rebuilding %s: its sidecar is unreadable", plan.name)
         return False
-    if stored != json.loads(json.dumps(asdict(key))):
-        diff = sorted(k for k in asdict(key) if stored.get(k) != json.loads(json.dumps(asdict(key)))[k])
+    expected = json.loads(json.dumps(asdict(key)))  # tuples -> lists, as stored
+    if stored != expected:
+        diff = sorted(k for k in expected if stored.get(k) != expected[k])
         log.warning("rebuilding %s: built for another %s", plan.name, ", ".join(diff))
         return False
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan.read_bytes())

@@ -175,21 +175,14 @@ def probe_video(path: str | os.PathLike[str]) -> tuple[VideoInfo, VideoIndex]:
 
 
 def _stream_rotation(stream) -> int:
-    """Rotation from the stream's display matrix side data, degrees CCW, a multiple of 90."""
+    """Rotation from the stream's display-matrix side data, degrees CCW, a multiple of 90; 0 when
+    the stream exposes none (PyAV 18 puts it on each frame: ``VideoFrame.rotation``, applied in
+    :func:`iter_frames`; the job then takes width/height from the decoded, upright frames)."""
     try:
-        import av.sidedata  # noqa: F401
-    except ImportError:
-        pass
-    for attr in ("side_data",):
-        sd = getattr(stream, attr, None)
-        if sd:
-            try:
-                for key, val in dict(sd).items():
-                    if "DISPLAYMATRIX" in str(key).upper():
-                        return int(round(float(val) / 90.0)) * 90 % 360
-            except (TypeError, ValueError):
-                pass
-    return 0
+        items = dict(getattr(stream, "side_data", None) or {}).items()
+        return next((int(round(float(v) / 90.0)) * 90 % 360 for k, v in items if "DISPLAYMATRIX" in str(k).upper()), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _upright(img: np.ndarray, rotation: float | int | None) -> np.ndarray:
