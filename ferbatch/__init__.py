@@ -10,9 +10,9 @@ __all__ = ["__version__", "open"]
 
 
 def open(out_dir):  # noqa: A001 - mirrors the documented API
-    """Open a ferbatch output directory for questions: a :class:`ferbatch.answers.Dataset` with
+    """Open a ferbatch output directory for questions: a :class:`ferbatch.dataset.api.Dataset` with
     ``summary()``, ``timeline()``, ``moments()``, ``sql()`` and the ``faces``/``frames``/``videos``
     DuckDB relations."""
-    from ferbatch.answers import open as _open
+    from ferbatch.dataset.api import open as _open
 
     return _open(out_dir)

@@ -87,7 +87,17 @@ class JobConfig:
     def result_key(self) -> str:
         """Hash of the settings that change the rows (not speed knobs): a rerun with another key
         reprocesses every video."""
-        keys = ("detector", "classifier", "detector_file", "classifier_file", "in_graph_nms", "max_faces", "score_threshold",
-                "iou_threshold", "track", "precision")
+        keys = (
+            "detector",
+            "classifier",
+            "detector_file",
+            "classifier_file",
+            "in_graph_nms",
+            "max_faces",
+            "score_threshold",
+            "iou_threshold",
+            "track",
+            "precision",
+        )
         d = {k: getattr(self, k) for k in keys}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -12,7 +12,7 @@ import numpy as np
 
 from ferbatch.errors import ConfigError
 
-__all__ = ["EMOTIONS", "to_ferplus_order"]
+__all__ = ["EMOTIONS", "EMOTION_COLORS", "to_ferplus_order", "argmax_known"]
 
 EMOTIONS: tuple[str, ...] = (
     "neutral",
@@ -24,6 +24,18 @@ EMOTIONS: tuple[str, ...] = (
     "fear",
     "contempt",
 )
+
+# one colour per emotion ("#rrggbb"), the same in every plot and annotated video
+EMOTION_COLORS: dict[str, str] = {
+    "neutral": "#9e9e9e",
+    "happiness": "#f4b400",
+    "surprise": "#ab47bc",
+    "sadness": "#4285f4",
+    "anger": "#db4437",
+    "disgust": "#0f9d58",
+    "fear": "#795548",
+    "contempt": "#00acc1",
+}
 
 
 def to_ferplus_order(probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
@@ -48,3 +60,15 @@ def to_ferplus_order(probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
             raise ConfigError(f"classifier label {name!r} | expected one of {', '.join(EMOTIONS)}")
         out[:, EMOTIONS.index(name)] = probs[:, j]
     return out
+
+
+def argmax_known(probs: np.ndarray) -> np.ndarray:
+    """Index of the most probable class per row, ignoring NaN columns (classes the model lacks).
+
+    Args:
+        probs: (M, 8) float probabilities in EMOTIONS order, NaN where the model has no class.
+
+    Returns:
+        (M,) int64 column indices into EMOTIONS (0 for a row that is all NaN).
+    """
+    return np.where(np.isnan(probs), -np.inf, probs).argmax(axis=1)

@@ -1,7 +1,7 @@
 """Shard -> rows: decode, batched detection, crops, batched classification, Arrow tables, part files.
 
 Plain Python with no Ray inside: tests and the benchmark run a shard in-process; the Ray job
-(:mod:`ferbatch.job`) calls :func:`run_shard` inside its worker actors.
+(:mod:`ferbatch.job.workers`) calls :func:`run_shard` inside its worker actors.
 
 Decoding runs in a background thread that keeps up to ``prefetch`` frame batches ready
 (FFmpeg and ONNX Runtime both release the GIL), so decode overlaps inference.
@@ -14,36 +14,26 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from ferbatch.classify import extract_crops
+from ferbatch.dataset.schema import FaceRows, faces_table, frames_table
+from ferbatch.dataset.store import write_part
 from ferbatch.errors import DecodeError
-from ferbatch.loaders import Models
-from ferbatch.output import FaceRows, faces_table, frames_table, write_part
-from ferbatch.video import Frame, VideoIndex, iter_frames
+from ferbatch.media.decode import Frame, iter_frames
+from ferbatch.media.shards import Shard
+from ferbatch.vision.classify import Classifier, extract_crops
+from ferbatch.vision.detect import Detector
 
-__all__ = ["Shard", "ShardResult", "process_shard", "run_shard", "iter_batches"]
+__all__ = ["ShardModels", "ShardResult", "ShardRows", "process_shard", "run_shard", "iter_batches"]
 
 
-@dataclass(frozen=True)
-class Shard:
-    """A half-open frame-index range ``[start, end)`` of one video.
+class ShardModels(Protocol):
+    """What a shard needs of a worker's models (:class:`ferbatch.models.load.Models` is one)."""
 
-    Attributes:
-        video_id: path-safe id (the partition key).
-        path: the video file.
-        shard_idx: position of the shard in the video's plan (names its part files).
-        start, end: frame-index range; ``end`` None = to the end.
-        index: the video's packet index (so the worker does not re-probe).
-    """
-
-    video_id: str
-    path: str
-    shard_idx: int
-    start: int
-    end: int | None
-    index: VideoIndex
+    detector: Detector
+    classifier: Classifier
 
 
 @dataclass
@@ -70,6 +60,25 @@ class ShardResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class ShardRows:
+    """Everything a shard produced, before it is written.
+
+    Attributes:
+        frame_idx: (F,) int64 frame index of each decoded frame.
+        pts_ms: (F,) float64 presentation time in milliseconds.
+        face_count: (F,) int16 faces found in each frame.
+        faces: per-face rows (M faces).
+        result: counts, status and stage timings.
+    """
+
+    frame_idx: np.ndarray
+    pts_ms: np.ndarray
+    face_count: np.ndarray
+    faces: FaceRows
+    result: ShardResult
+
+
 _END = object()
 
 
@@ -78,6 +87,7 @@ def iter_batches(frames: Iterator[Frame], size: int, prefetch: int) -> Iterator[
 
     An exception raised by the decoder is re-raised here, after the batches decoded before it.
     """
+
     def batches():
         batch = []
         for f in frames:
@@ -124,7 +134,7 @@ def iter_batches(frames: Iterator[Frame], size: int, prefetch: int) -> Iterator[
         t.join(timeout=5)
 
 
-def process_shard(shard: Shard, models: Models, *, detect_batch: int = 8, prefetch: int = 2, decode_threads: int = 1):
+def process_shard(shard: Shard, models: ShardModels, *, detect_batch: int = 8, prefetch: int = 2, decode_threads: int = 1) -> ShardRows:
     """Run the models over every frame of a shard.
 
     Args:
@@ -135,8 +145,7 @@ def process_shard(shard: Shard, models: Models, *, detect_batch: int = 8, prefet
         decode_threads: FFmpeg threads.
 
     Returns:
-        (frames_columns, FaceRows, ShardResult): frames_columns is (frame_idx (F,) int64,
-        pts_ms (F,) float64, face_count (F,) int16).
+        :class:`ShardRows`.
 
     Raises:
         DecodeError: the video cannot be decoded at all (no frame of the shard came out).
@@ -181,34 +190,43 @@ def process_shard(shard: Shard, models: Models, *, detect_batch: int = 8, prefet
         if not f_idx:
             raise
         res.status, res.error = "partial", e.reason
-    frames_cols = (
-        np.concatenate(f_idx) if f_idx else np.empty(0, np.int64),
-        np.concatenate(f_pts) if f_pts else np.empty(0, np.float64),
-        np.concatenate(f_cnt) if f_cnt else np.empty(0, np.int16),
-    )
+    frame_idx = np.concatenate(f_idx) if f_idx else np.empty(0, np.int64)
+    pts_ms = np.concatenate(f_pts) if f_pts else np.empty(0, np.float64)
+    face_count = np.concatenate(f_cnt) if f_cnt else np.empty(0, np.int16)
     if parts:
-        rows = FaceRows(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs")))
+        rows = FaceRows(
+            *(np.concatenate([getattr(p, k) for p in parts]) for k in ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs"))
+        )
     else:
-        rows = FaceRows(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int16), np.empty((0, 4), np.float32),
-                        np.empty(0, np.float32), np.empty((0, 8), np.float32))
-    res.frames, res.faces = len(frames_cols[0]), len(rows.frame_idx)
+        rows = FaceRows(
+            np.empty(0, np.int64),
+            np.empty(0, np.float64),
+            np.empty(0, np.int16),
+            np.empty((0, 4), np.float32),
+            np.empty(0, np.float32),
+            np.empty((0, 8), np.float32),
+        )
+    res.frames, res.faces = len(frame_idx), len(rows.frame_idx)
     res.stage_seconds = st
     res.seconds = time.perf_counter() - t0
-    return frames_cols, rows, res
+    return ShardRows(frame_idx, pts_ms, face_count, rows, res)
 
 
-def run_shard(shard: Shard, models: Models, out_dir: str, *, detect_batch: int = 8, prefetch: int = 2, decode_threads: int = 1) -> ShardResult:
+def run_shard(
+    shard: Shard, models: ShardModels, out_dir: str, *, detect_batch: int = 8, prefetch: int = 2, decode_threads: int = 1
+) -> ShardResult:
     """Process a shard and write its ``frames`` and ``faces`` part files (atomic, deterministic names).
 
     Errors that concern only this video (it cannot be decoded) are returned as a failed
     :class:`ShardResult`; errors of the machine (disk full, model broken) propagate.
     """
     try:
-        frames_cols, rows, res = process_shard(shard, models, detect_batch=detect_batch, prefetch=prefetch, decode_threads=decode_threads)
+        out = process_shard(shard, models, detect_batch=detect_batch, prefetch=prefetch, decode_threads=decode_threads)
     except DecodeError as e:
         return ShardResult(shard.video_id, shard.shard_idx, status="failed", error=e.reason)
+    res = out.result
     t = time.perf_counter()
-    write_part(out_dir, "faces", shard.video_id, shard.shard_idx, faces_table(rows, shard.shard_idx))
-    write_part(out_dir, "frames", shard.video_id, shard.shard_idx, frames_table(*frames_cols, shard.shard_idx))
+    write_part(out_dir, "faces", shard.video_id, shard.shard_idx, faces_table(out.faces, shard.shard_idx))
+    write_part(out_dir, "frames", shard.video_id, shard.shard_idx, frames_table(out.frame_idx, out.pts_ms, out.face_count, shard.shard_idx))
     res.stage_seconds["write"] = time.perf_counter() - t
     return res

@@ -31,12 +31,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferbatch.classify import extract_crops
 from ferbatch.config import JobConfig
-from ferbatch.loaders import load_models
-from ferbatch.pipeline import Shard, process_shard
-from ferbatch.registry import load_registry, resolve_model_file
-from ferbatch.video import iter_frames, probe_video
+from ferbatch.media.decode import iter_frames
+from ferbatch.media.probe import probe_video
+from ferbatch.media.shards import Shard
+from ferbatch.models.load import load_models
+from ferbatch.models.registry import load_registry, resolve_model_file
+from ferbatch.pipeline import process_shard
+from ferbatch.vision.classify import extract_crops
 
 
 def best_of(fn, repeat: int) -> float:
@@ -50,9 +52,10 @@ def best_of(fn, repeat: int) -> float:
 
 def cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()
@@ -148,24 +151,30 @@ def main() -> None:
     cls_file = str(resolve_model_file(reg.get("mini-xception-fer2013")))
     res["seed_loop_fps_1thread"] = n / best_of(lambda: seed_loop(a.video, det_file, cls_file), max(1, a.repeat - 1))
     cv2.setNumThreads(cores)
-    res["seed_loop_fps"] = max(res["seed_loop_fps_1thread"], n / best_of(lambda: seed_loop(a.video, det_file, cls_file), max(1, a.repeat - 1)))
+    res["seed_loop_fps"] = max(
+        res["seed_loop_fps_1thread"], n / best_of(lambda: seed_loop(a.video, det_file, cls_file), max(1, a.repeat - 1))
+    )
     # 4. ferbatch end to end
     m = load_models(cfg, threads=cores)
     shard = Shard("b", a.video, 0, 0, None, index)
     res["ferbatch_inprocess_fps"] = info.packets / best_of(lambda: process_shard(shard, m), a.repeat)
     m.close()
     if not a.no_ray:
-        from ferbatch.job import _init_ray, run_job
+        from ferbatch.job import run_job
+        from ferbatch.job.workers import init_ray
 
-        _init_ray(None, cores)
+        init_ray(None, cores)
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
-            s = run_job(a.video, d, JobConfig(workers=cores, threads_per_worker=1), use_ray=True,
-                        shard_frames=max(60, n // (2 * cores)))
+            s = run_job(a.video, d, JobConfig(workers=cores, threads_per_worker=1), use_ray=True, shard_frames=max(60, n // (2 * cores)))
             res["ferbatch_ray_fps"] = s.frames / (time.perf_counter() - t)
     # 5. ratios
-    per_frame_1t = 1 / res["decode_pyav_fps"] + 1 / res["detect_fps_1thread"] + 1 / res["crop_fps_1thread"] \
+    per_frame_1t = (
+        1 / res["decode_pyav_fps"]
+        + 1 / res["detect_fps_1thread"]
+        + 1 / res["crop_fps_1thread"]
         + res["faces_per_frame"] / res["classify_faces_per_s_1thread"]
+    )
     res["bound_fps"] = cores / per_frame_1t
     best = max(res["ferbatch_inprocess_fps"], res.get("ferbatch_ray_fps", 0))
     res["ferbatch_best_fps"] = best

@@ -52,21 +52,30 @@ def main() -> None:
     ap.add_argument("--clip", default="../shared/data/videos_faces/pyfeat/WolfgangLanger_Pexels.mp4")
     ap.add_argument("--frames", type=int, default=5000)
     ap.add_argument("--shard-frames", type=int, default=500)
-    ap.add_argument("--prefetch", type=int, default=2, help="decoded batches buffered per worker; 0 = decode in the "
-                    "inference thread, i.e. strictly one thread of work per worker")
+    ap.add_argument(
+        "--prefetch",
+        type=int,
+        default=2,
+        help="decoded batches buffered per worker; 0 = decode in the inference thread, i.e. strictly one thread of work per worker",
+    )
     a = ap.parse_args()
     from ferbatch.config import JobConfig
-    from ferbatch.job import _init_ray, run_job
+    from ferbatch.job import run_job
+    from ferbatch.job.workers import init_ray
 
     long = make_long_clip(a.clip, Path(tempfile.gettempdir()) / f"ferbatch_long_{Path(a.clip).stem}_{a.frames}.mp4", a.frames)
-    _init_ray(None, len(os.sched_getaffinity(0)))
+    init_ray(None, len(os.sched_getaffinity(0)))
     res = {}
     for workers, shard in [(1, 0), (1, a.shard_frames), (2, a.shard_frames), (2, 0)]:
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
             s = run_job(long, d, JobConfig(workers=workers, threads_per_worker=1, prefetch=a.prefetch), use_ray=True, shard_frames=shard)
             dt = time.perf_counter() - t
-        res[f"{workers}w_{'1shard' if shard == 0 else f'{shard}f_shards'}"] = {"frames": s.frames, "seconds": round(dt, 2), "fps": round(s.frames / dt, 1)}
+        res[f"{workers}w_{'1shard' if shard == 0 else f'{shard}f_shards'}"] = {
+            "frames": s.frames,
+            "seconds": round(dt, 2),
+            "fps": round(s.frames / dt, 1),
+        }
     base = res["1w_1shard"]["fps"]
     for k, v in res.items():
         v["ratio_vs_1w_1shard"] = round(v["fps"] / base, 2)

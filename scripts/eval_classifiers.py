@@ -15,22 +15,23 @@ Prints a Markdown table and writes JSON next to it when --json is given.
 from __future__ import annotations
 
 import argparse
-import warnings
 import csv
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ferbatch.config import JobConfig
 from ferbatch.errors import FerbatchError
-from ferbatch.evaluate import evaluate
 from ferbatch.labels import EMOTIONS
-from ferbatch.loaders import load_models
-from ferbatch.pipeline import Shard, process_shard
-from ferbatch.registry import load_registry, resolve_model_file
-from ferbatch.video import probe_video
+from ferbatch.media.probe import probe_video
+from ferbatch.media.shards import Shard
+from ferbatch.models.load import load_models
+from ferbatch.models.registry import load_registry, resolve_model_file
+from ferbatch.pipeline import process_shard
+from ferbatch.training.evaluate import evaluate
 
 
 def ferplus_valid(data: Path, name: str) -> dict:
@@ -47,15 +48,22 @@ def ferplus_valid(data: Path, name: str) -> dict:
 def cremad(data: Path, cfg: JobConfig) -> dict:
     models = load_models(cfg, threads=2)
     out = {}
-    for r in csv.DictReader(open(data / "videos_emotion_cremad_labels.csv")):
+    with open(data / "videos_emotion_cremad_labels.csv") as f:
+        clips = list(csv.DictReader(f))
+    for r in clips:
         p = data / "videos_emotion_cremad" / r["flv"]
         info, index = probe_video(p)
-        _, rows, res = process_shard(Shard("c", str(p), 0, 0, None, index), models)
+        out_rows = process_shard(Shard("c", str(p), 0, 0, None, index), models)
+        rows, res = out_rows.faces, out_rows.result
         with np.errstate(all="ignore"):
             mean = np.nanmean(rows.probs, 0) if len(rows.probs) else np.full(8, np.nan)
-        out[r["clip"]] = {"vote": r["face_only_perceived_vote"], "pred": EMOTIONS[int(np.nanargmax(mean))],
-                          "mean_probs": {e: round(float(v), 3) for e, v in zip(EMOTIONS, mean) if not np.isnan(v)},
-                          "frames": res.frames, "faces": res.faces}
+        out[r["clip"]] = {
+            "vote": r["face_only_perceived_vote"],
+            "pred": EMOTIONS[int(np.nanargmax(mean))],
+            "mean_probs": {e: round(float(v), 3) for e, v in zip(EMOTIONS, mean, strict=True) if not np.isnan(v)},
+            "frames": res.frames,
+            "faces": res.faces,
+        }
     models.close()
     return out
 
@@ -90,9 +98,14 @@ def main() -> None:
             print(f"| {name} | not available: {r['error'][:80]} | | | | |")
             continue
         c = r["cremad"]
-        cell = lambda k: f"{c[k]['pred']} (vote {c[k]['vote']})"  # noqa: E731
-        print(f"| {name} | {r['acc1']:.3f} ({r['images']} img) | {r['acc1_without_contempt']:.3f} | {r['macro_f1']:.3f} | "
-              f"{cell('1001_DFA_HAP_XX')} | {cell('1001_DFA_NEU_XX')} |")
+
+        def cell(k: str, c: dict = c) -> str:
+            return f"{c[k]['pred']} (vote {c[k]['vote']})"
+
+        print(
+            f"| {name} | {r['acc1']:.3f} ({r['images']} img) | {r['acc1_without_contempt']:.3f} | {r['macro_f1']:.3f} | "
+            f"{cell('1001_DFA_HAP_XX')} | {cell('1001_DFA_NEU_XX')} |"
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
 

@@ -2,7 +2,7 @@
 reproduces it, validation metrics (``ferbatch eval``), CPU latency per face at batch 1 and 32
 (ONNX Runtime, 1 thread and all cores), training time, and the dataset-licence caveat.
 
-Usage: python scripts/model_card.py --model NAME --train-dir model_dir/ --card engines/models/NAME.md
+Usage: python scripts/model_card.py --model NAME --train-dir model_dir/ --card ferbatch/models/bundled/NAME.md
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ferbatch.evaluate import evaluate
 from ferbatch.labels import EMOTIONS
-from ferbatch.registry import load_registry, resolve_model_file
-from ferbatch.runners.onnxruntime import OrtRunner
+from ferbatch.models.registry import load_registry, resolve_model_file
+from ferbatch.models.runners.onnxruntime import OrtRunner
+from ferbatch.training.evaluate import evaluate
 
 
 def latency_ms_per_face(path: str, batch: int, threads: int, repeat: int = 50) -> float:
@@ -46,8 +46,10 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     lat = {(b, t): latency_ms_per_face(f, b, t) for b in (1, 32) for t in (1, cores)}
     cfg = summary["config"]
-    rows = "\n".join(f"| {e} | {m['precision']:.3f} | {m['recall']:.3f} | {m['specificity']:.3f} | {m['f1']:.3f} | {m['support']} |"
-                     for e, m in res["per_class"].items())
+    rows = "\n".join(
+        f"| {e} | {m['precision']:.3f} | {m['recall']:.3f} | {m['specificity']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        for e, m in res["per_class"].items()
+    )
     mac = res["macro"]
     card = f"""# {spec.name}: ferbatch's FER+ 8-class expression classifier
 
@@ -57,25 +59,25 @@ per image). sha256 `{spec.sha256}`, {os.path.getsize(f) / 1e6:.2f} MB, {spec.lic
 ## Contract
 - Input `input` [N, 1, 48, 48] float32: the face as a square gray crop resized to 48x48, x / 255, then (x - 0.5) / 0.5.
 - Output `logits` [N, 8], softmax for probabilities, in FER+ order: {", ".join(EMOTIONS)}.
-- Network: plain conv3x3/BN/ReLU blocks [{cfg['width']}, {cfg['width']}] pool [{2 * cfg['width']}, {2 * cfg['width']}] pool [{4 * cfg['width']}, {4 * cfg['width']}] pool [{8 * cfg['width']}] pool, global average pooling, dropout 0.3, linear; ONNX opset 17 with a symbolic batch (runs on ONNX Runtime and TensorRT without custom ops). ONNX Runtime reproduces PyTorch to {summary['onnx_max_abs_diff']:.1e} (max abs diff on 64 validation faces).
+- Network: plain conv3x3/BN/ReLU blocks [{cfg["width"]}, {cfg["width"]}] pool [{2 * cfg["width"]}, {2 * cfg["width"]}] pool [{4 * cfg["width"]}, {4 * cfg["width"]}] pool [{8 * cfg["width"]}] pool, global average pooling, dropout 0.3, linear; ONNX opset 17 with a symbolic batch (runs on ONNX Runtime and TensorRT without custom ops). ONNX Runtime reproduces PyTorch to {summary["onnx_max_abs_diff"]:.1e} (max abs diff on 64 validation faces).
 
 ## Data and label protocol
-- Train: FER2013Train (28,558 images; {cfg.get('limit') or 'all'} used; images whose majority vote is unknown or NF dropped).
-- Labels: `{cfg['label_mode']}` mode — cross-entropy against the normalised 8 emotion votes (the FER+ paper's probability-distribution mode).
+- Train: FER2013Train (28,558 images; {cfg.get("limit") or "all"} used; images whose majority vote is unknown or NF dropped).
+- Labels: `{cfg["label_mode"]}` mode — cross-entropy against the normalised 8 emotion votes (the FER+ paper's probability-distribution mode).
 - Selection and early stopping: acc@1 on FER2013Valid, majority label (argmax of the votes, first on ties), unknown/NF dropped.
 - Augmentation (train only): horizontal flip, rotation ±10°, scale ±10%, shift ±8%, brightness/contrast ±20%.
-- AdamW (lr {cfg['lr']}, weight decay {cfg['weight_decay']}), one-cycle cosine schedule over {cfg['epochs']} epochs, batch {cfg['batch']}, seed {cfg['seed']}.
-- Training time: {summary['train_seconds'] / 60:.1f} min on a 2-core CPU (torch 2.13.0 CPU), {summary['epochs_run']} epochs, best epoch {summary['best_epoch']}.
+- AdamW (lr {cfg["lr"]}, weight decay {cfg["weight_decay"]}), one-cycle cosine schedule over {cfg["epochs"]} epochs, batch {cfg["batch"]}, seed {cfg["seed"]}.
+- Training time: {summary["train_seconds"] / 60:.1f} min on a 2-core CPU (torch 2.13.0 CPU), {summary["epochs_run"]} epochs, best epoch {summary["best_epoch"]}.
 
 Reproduce:
 ```
 pip install -e ".[train]"
-ferbatch train --data ../shared/data/ferplus/FER2013Train.tar.gz --val ../shared/data/ferplus/FER2013Valid --out model_dir/ --epochs {cfg['epochs']}
-python scripts/model_card.py --model {spec.name} --train-dir model_dir/ --card engines/models/{spec.name}.md
+ferbatch train --data ../shared/data/ferplus/FER2013Train.tar.gz --val ../shared/data/ferplus/FER2013Valid --out model_dir/ --epochs {cfg["epochs"]}
+python scripts/model_card.py --model {spec.name} --train-dir model_dir/ --card ferbatch/models/bundled/{spec.name}.md
 ```
 
-## Validation (FER2013Valid, {res['n']} images, majority protocol; `ferbatch eval --model {spec.name} --data ../shared/data/ferplus/FER2013Valid`)
-acc@1 **{res['acc1']:.4f}**, acc@5 {res['acc5']:.4f}; macro precision {mac['precision']:.3f}, recall {mac['recall']:.3f}, specificity {mac['specificity']:.3f}, F1 {mac['f1']:.3f}.
+## Validation (FER2013Valid, {res["n"]} images, majority protocol; `ferbatch eval --model {spec.name} --data ../shared/data/ferplus/FER2013Valid`)
+acc@1 **{res["acc1"]:.4f}**, acc@5 {res["acc5"]:.4f}; macro precision {mac["precision"]:.3f}, recall {mac["recall"]:.3f}, specificity {mac["specificity"]:.3f}, F1 {mac["f1"]:.3f}.
 
 | class | precision | recall | specificity | F1 | support |
 |---|---|---|---|---|---|

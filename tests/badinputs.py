@@ -10,12 +10,18 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-
 from conftest import DATA, WOLFGANG, read_frames
 
 
-def encode(path: Path, frames: list[np.ndarray], codec: str = "libx264", pix_fmt: str = "yuv420p", rate: int = 24,
-           options: dict | None = None, pts: list[int] | None = None) -> Path:
+def encode(
+    path: Path,
+    frames: list[np.ndarray],
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    rate: int = 24,
+    options: dict | None = None,
+    pts: list[int] | None = None,
+) -> Path:
     """Write RGB frames as a video; ``pts`` (in 1/rate/100 units) gives variable timing."""
     with av.open(str(path), "w") as out:
         s = out.add_stream(codec, rate=rate)

@@ -37,7 +37,7 @@ def _cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def models(_cache):
     from ferbatch.config import JobConfig
-    from ferbatch.loaders import load_models
+    from ferbatch.models.load import load_models
 
     m = load_models(JobConfig(), threads=2)
     yield m
@@ -48,9 +48,9 @@ def models(_cache):
 def ray_session():
     """One embedded Ray runtime for the whole test session (start-up costs ~10 s)."""
     ray = pytest.importorskip("ray")
-    from ferbatch.job import _init_ray
+    from ferbatch.job.workers import init_ray
 
-    _init_ray(None, 2)
+    init_ray(None, 2)
     yield ray
     ray.shutdown()
 

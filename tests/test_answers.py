@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import FACE_NOFACE, read_frames
 
 import ferbatch
-from conftest import FACE_NOFACE, read_frames
+from ferbatch.dataset.schema import VIDEOS_SCHEMA, FaceRows, faces_table, frames_table
+from ferbatch.dataset.store import open_table, write_part, write_table_atomic
 from ferbatch.labels import EMOTIONS
-from ferbatch.output import (VIDEOS_SCHEMA, FaceRows, faces_table, frames_table, open_table, write_part,
-                             write_table_atomic)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,7 @@ def _planted(root, surprise_frames):
         probs[:, 0] = 0.9
         probs[list(hits)] = [0.05, 0, 0.9, 0.05, 0, 0, 0, 0]
         probs[:, 7] = np.nan
-        rows = FaceRows(idx, pts, np.zeros(100, np.int16), np.tile(np.float32([1, 1, 20, 20]), (100, 1)),
-                        np.ones(100, np.float32), probs)
+        rows = FaceRows(idx, pts, np.zeros(100, np.int16), np.tile(np.float32([1, 1, 20, 20]), (100, 1)), np.ones(100, np.float32), probs)
         write_part(root, "faces", vid, 0, faces_table(rows, 0))
     cols = {f.name: [None, None] for f in VIDEOS_SCHEMA}
     cols.update(video_id=["a-00000001", "b-00000002"], path=["a.mp4", "b.mp4"], status=["ok", "ok"], frames=[100, 100], faces=[100, 100])
@@ -91,7 +90,7 @@ def test_moments_finds_the_planted_span_and_nothing_else(tmp_path):
 
 
 def test_annotated_video_matches_the_source(face_noface_out, tmp_path):
-    from ferbatch.annotate import annotate_video
+    from ferbatch.dataset.annotate import annotate_video
 
     dst = tmp_path / "annotated.mp4"
     n = annotate_video(FACE_NOFACE, face_noface_out, dst, crf=12)
@@ -118,7 +117,7 @@ def test_annotated_video_matches_the_source(face_noface_out, tmp_path):
 
 
 def test_report_pngs_and_html(reference_wolfgang, tmp_path):
-    from ferbatch.report import write_report
+    from ferbatch.dataset.report import write_report
 
     index = write_report(reference_wolfgang, tmp_path / "report")
     html = index.read_text()

@@ -3,14 +3,14 @@ with an error a user understands; the rest of the job completes; nothing escapes
 
 from pathlib import Path
 
+import badinputs
 import numpy as np
 import pyarrow.compute as pc
 import pytest
 from typer.testing import CliRunner
 
-import badinputs
 from ferbatch.cli import app
-from ferbatch.output import open_table
+from ferbatch.dataset.store import open_table
 
 FAILED = {  # case -> words the recorded error must contain
     "zero-byte": "empty",

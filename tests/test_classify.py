@@ -4,10 +4,10 @@ import csv
 
 import cv2
 import numpy as np
-
 from conftest import DATA, WOLFGANG, read_frames
-from ferbatch.classify import extract_crops
+
 from ferbatch.labels import EMOTIONS, to_ferplus_order
+from ferbatch.vision.classify import extract_crops
 
 
 def test_seven_class_order_maps_into_ferplus_with_null_contempt():
@@ -32,10 +32,12 @@ def test_batched_classification_equals_one_at_a_time(models):
 
 def test_ferplus_sample_accuracy(models):
     """The default classifier (8 classes) on the 80-image FER+ sample, 10 faces per class."""
-    rows = list(csv.DictReader(open(DATA / "fer_sample/labels.csv")))
+    with open(DATA / "fer_sample/labels.csv") as f:
+        rows = list(csv.DictReader(f))
     inp = models.classifier.spec.input
-    imgs = np.stack([cv2.resize(cv2.imread(str(DATA / "fer_sample" / r["image"]), cv2.IMREAD_GRAYSCALE), (inp.width, inp.height))
-                     for r in rows])
+    imgs = np.stack(
+        [cv2.resize(cv2.imread(str(DATA / "fer_sample" / r["image"]), cv2.IMREAD_GRAYSCALE), (inp.width, inp.height)) for r in rows]
+    )
     probs = models.classifier.classify(imgs[..., None])
     pred = np.nanargmax(probs, 1)
     truth = np.array([EMOTIONS.index(r["ferplus_majority"]) for r in rows])

@@ -4,11 +4,10 @@ import subprocess
 import sys
 
 import pytest
-
 import typer.main
+from conftest import SINGLE_FACE
 from typer.testing import CliRunner
 
-from conftest import SINGLE_FACE
 from ferbatch.cli import app
 
 
@@ -21,8 +20,10 @@ def test_every_command_has_help():
 
 
 def test_import_without_tensorrt_pycuda_or_ray():
-    code = ("import sys; sys.modules['tensorrt'] = None; sys.modules['pycuda'] = None; "
-            "import ferbatch.cli, ferbatch.job; assert 'ray' not in sys.modules, 'ray imported eagerly'")
+    code = (
+        "import sys; sys.modules['tensorrt'] = None; sys.modules['pycuda'] = None; "
+        "import ferbatch.cli, ferbatch.job; assert 'ray' not in sys.modules, 'ray imported eagerly'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -52,7 +53,7 @@ def test_local_ray_runs_with_token_authentication(ray_session):
 
 def test_errors_keep_their_brackets(tmp_path):
     """Messages pass through rich without markup eating "[gpu]"."""
-    from ferbatch.engines import gpu_available
+    from ferbatch.models.trt_plans import gpu_available
 
     if gpu_available()[0]:
         pytest.skip("tensorrt is usable on this machine: nothing to refuse")

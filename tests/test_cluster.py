@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DATA, SHARED
-from ferbatch.output import open_table
+
+from ferbatch.dataset.store import open_table
 
 
 def _free_port():
@@ -27,17 +27,37 @@ def cluster(tmp_path_factory):
     failure), so the test never touches another Ray instance on the machine the way `ray stop` would."""
     port, dash = _free_port(), _free_port()
     ray_bin = Path(sys.executable).with_name("ray")
-    cmd = [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "2", "--disable-usage-stats",
-           "--include-dashboard", "true",
-           # fixed defaults (agent 52365, client 10001) may be taken by the session's embedded Ray
-           "--dashboard-agent-listen-port", str(_free_port()), "--ray-client-server-port", str(_free_port())]
-    log = open(tmp_path_factory.mktemp("cluster") / "head.log", "w")
-    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                         env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    cmd = [
+        str(ray_bin),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dash),
+        "--num-cpus",
+        "2",
+        "--disable-usage-stats",
+        "--include-dashboard",
+        "true",
+        # fixed defaults (agent 52365, client 10001) may be taken by the session's embedded Ray
+        "--dashboard-agent-listen-port",
+        str(_free_port()),
+        "--ray-client-server-port",
+        str(_free_port()),
+    ]
+    log = open(tmp_path_factory.mktemp("cluster") / "head.log", "w")  # noqa: SIM115 - closed in the finally below
+    p = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    )
     address = f"http://127.0.0.1:{dash}"
     try:
-        from ferbatch.submit import client
+        from ferbatch.job.submit import client
 
         deadline = time.time() + 90
         while True:
@@ -46,7 +66,7 @@ def cluster(tmp_path_factory):
                 break
             except Exception:
                 if time.time() > deadline or p.poll() is not None:
-                    raise RuntimeError(f"the Ray head did not start; see {log.name}")
+                    raise RuntimeError(f"the Ray head did not start; see {log.name}") from None
                 time.sleep(1)
         yield address
     finally:
@@ -61,14 +81,20 @@ def cluster(tmp_path_factory):
 def test_submit_to_cluster_gives_the_local_rows(cluster, tmp_path):
     from ferbatch.config import JobConfig
     from ferbatch.job import run_job
-    from ferbatch.submit import client, submit
+    from ferbatch.job.submit import client, submit
 
     src = DATA / "videos_faces/intel_sample_videos_mp4"
     out = tmp_path / "cluster_out"
     sid = submit(cluster, [str(src)], str(out), ["--shard-frames", "20"], model_mirror=str(SHARED / "models"))
     c = client(cluster)
     deadline = time.time() + 300
-    while (status := str(c.get_job_status(sid))) not in ("JobStatus.SUCCEEDED", "SUCCEEDED", "JobStatus.FAILED", "FAILED", "JobStatus.STOPPED"):
+    while (status := str(c.get_job_status(sid))) not in (
+        "JobStatus.SUCCEEDED",
+        "SUCCEEDED",
+        "JobStatus.FAILED",
+        "FAILED",
+        "JobStatus.STOPPED",
+    ):
         assert time.time() < deadline, c.get_job_logs(sid)
         time.sleep(2)
     logs = c.get_job_logs(sid)

@@ -3,14 +3,15 @@
 import cv2
 import numpy as np
 import pytest
+from conftest import ASTRONAUT, INTEL_2FACE, MULTI_FACE, WOLFGANG, read_frames
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ASTRONAUT, INTEL_2FACE, MULTI_FACE, WOLFGANG, read_frames
-from ferbatch.detect import Detector, box_iou, nms_numpy
-from ferbatch.graphs import prepare_detector
-from ferbatch.registry import load_registry, resolve_model_file
-from ferbatch.runners.onnxruntime import OrtRunner
+from ferbatch.models.graphs import prepare_detector
+from ferbatch.models.registry import load_registry, resolve_model_file
+from ferbatch.models.runners.onnxruntime import OrtRunner
+from ferbatch.vision.boxes import iou_matrix, nms
+from ferbatch.vision.detect import Detector
 
 
 def _rgb(path):
@@ -29,7 +30,7 @@ def detectors():
 def test_astronaut_one_face_where_upstream_finds_it(detectors):
     d = detectors[0].detect([_rgb(ASTRONAUT)])
     assert len(d) == 1
-    assert box_iou(np.array([178, 62, 269, 173], np.float32), d.boxes)[0] > 0.8  # PROVENANCE.md sanity box
+    assert iou_matrix(np.array([178, 62, 269, 173], np.float32), d.boxes)[0, 0] > 0.8  # PROVENANCE.md sanity box
     assert d.scores[0] > 0.99
 
 
@@ -73,9 +74,9 @@ def test_numpy_nms_properties(data, iou_thr, score_thr):
     xywh = np.array(raw, np.float32)
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
     scores = np.array(scores, np.float32)
-    keep = nms_numpy(boxes, scores, score_thr, iou_thr, 10)
+    keep = nms(boxes, scores, score_thr, iou_thr, 10)
     assert len(keep) <= 10 and len(set(keep.tolist())) == len(keep)
     assert np.all(scores[keep] > score_thr)
     assert np.all(np.diff(scores[keep]) <= 0)  # sorted by score
     for i in range(len(keep)):
-        assert np.all(box_iou(boxes[keep[i]], boxes[keep[i + 1:]]) <= iou_thr + 1e-6)
+        assert np.all(iou_matrix(boxes[keep[i]], boxes[keep[i + 1 :]]) <= iou_thr + 1e-6)

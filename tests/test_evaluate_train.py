@@ -3,10 +3,10 @@ working ONNX model."""
 
 import numpy as np
 import pytest
-
 from conftest import DATA
-from ferbatch.evaluate import metrics
+
 from ferbatch.labels import EMOTIONS
+from ferbatch.training.evaluate import metrics
 
 
 def test_metrics_equal_scikit_learn():
@@ -37,20 +37,34 @@ def test_metrics_equal_scikit_learn():
 
 
 def test_eval_command_on_the_ferplus_sample(tmp_path):
-    from typer.testing import CliRunner
-
-    from ferbatch.cli import app
-
     # the 80-image sample in the ImageFolder layout (one folder per majority label)
     import csv
     import shutil
 
-    for row in csv.DictReader(open(DATA / "fer_sample/labels.csv")):
+    from typer.testing import CliRunner
+
+    from ferbatch.cli import app
+
+    with open(DATA / "fer_sample/labels.csv") as f:
+        sample = list(csv.DictReader(f))
+    for row in sample:
         d = tmp_path / "faces" / row["ferplus_majority"]
         d.mkdir(parents=True, exist_ok=True)
         shutil.copy(DATA / "fer_sample" / row["image"], d / row["image"])
-    res = CliRunner().invoke(app, ["eval", "--model", "mini-xception-fer2013", "--data", str(tmp_path / "faces"),
-                                   "--out", str(tmp_path / "eval"), "--format", "json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            "mini-xception-fer2013",
+            "--data",
+            str(tmp_path / "faces"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--format",
+            "json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     import json
 
@@ -64,12 +78,11 @@ def test_one_epoch_training_exports_a_working_onnx(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     import onnxruntime as ort
 
-    from ferbatch.train import TrainConfig, prepare_train_folder, train
+    from ferbatch.training.train import TrainConfig, prepare_train_folder, train
 
     monkeypatch.setenv("FERBATCH_CACHE", str(tmp_path / "cache"))
     folder = prepare_train_folder(DATA / "ferplus/FER2013Train.tar.gz")
-    s = train(TrainConfig(data=str(folder), out=str(tmp_path / "m"),
-                          epochs=1, limit=1500, threads=2), log=lambda m: None)
+    s = train(TrainConfig(data=str(folder), out=str(tmp_path / "m"), epochs=1, limit=1500, threads=2), log=lambda m: None)
     assert s["epochs_run"] == 1 and s["onnx_max_abs_diff"] < 1e-4
     sess = ort.InferenceSession(str(tmp_path / "m/model.onnx"), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape) for i in sess.get_inputs()] == [("input", ["N", 1, 48, 48])]
@@ -82,9 +95,9 @@ def test_committed_model_reaches_its_recorded_validation_accuracy():
     import json
     from pathlib import Path
 
-    from ferbatch.evaluate import evaluate
+    from ferbatch.training.evaluate import evaluate
 
-    recorded = json.loads((Path(__file__).resolve().parent.parent / "engines/models/train-v1/train_summary.json").read_text())
+    recorded = json.loads((Path(__file__).resolve().parent.parent / "ferbatch/models/bundled/train-v1/train_summary.json").read_text())
     res = evaluate("ferbatch-ferplus-cnn-v1", DATA / "ferplus/FER2013Valid")
     assert res["n"] == 3555 and res["classes_missing"] == []
     assert abs(res["acc1"] - recorded["best_val_acc1"]) < 1e-3  # the training loop's own evaluation, reproduced

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from conftest import WOLFGANG
+
 from ferbatch.config import JobConfig
+from ferbatch.dataset.store import open_table
 from ferbatch.job import run_job
-from ferbatch.output import open_table
 
 COLS = ["frame_idx", "pts_ms", "face_idx", "x1", "y1", "x2", "y2", "det_score", "prob_happiness", "prob_neutral"]
 

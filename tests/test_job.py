@@ -6,15 +6,19 @@ import shutil
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-
 from conftest import FACE_NOFACE, INTEL_2FACE, NO_FACE, WOLFGANG, read_frames
-from ferbatch.config import JobConfig
-from ferbatch.job import run_job
-from ferbatch.output import open_table
-from ferbatch.query import connect, run_sql
 
-CLIPS = {"pyfeat/WolfgangLanger_Pexels.mp4": WOLFGANG, "pyfeat/no_face.mp4": NO_FACE,
-         "pyfeat/face_noface.mov": FACE_NOFACE, "intel/two faces=x.mp4": INTEL_2FACE}
+from ferbatch.config import JobConfig
+from ferbatch.dataset.query import connect, run_sql
+from ferbatch.dataset.store import open_table
+from ferbatch.job import run_job
+
+CLIPS = {
+    "pyfeat/WolfgangLanger_Pexels.mp4": WOLFGANG,
+    "pyfeat/no_face.mp4": NO_FACE,
+    "pyfeat/face_noface.mov": FACE_NOFACE,
+    "intel/two faces=x.mp4": INTEL_2FACE,
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +89,20 @@ def test_two_faces_in_most_intel_frames(job):
 def test_faces_rows_are_consistent(job):
     _, out, _ = job
     con = connect(out)
-    bad = run_sql(con, """
+    bad = run_sql(
+        con,
+        """
         SELECT count(*) FROM faces f JOIN frames fr USING (video_id, frame_idx)
         WHERE f.x2 <= f.x1 OR f.y2 <= f.y1 OR f.emotion_prob < 0.125 OR f.face_idx >= fr.face_count
            OR abs(f.prob_neutral + f.prob_happiness + f.prob_surprise + f.prob_sadness + f.prob_anger + f.prob_disgust
-                  + f.prob_fear + coalesce(f.prob_contempt, 0) - 1) > 1e-3""").fetchall()[0][0]
+                  + f.prob_fear + coalesce(f.prob_contempt, 0) - 1) > 1e-3""",
+    ).fetchall()[0][0]
     assert bad == 0
-    per_frame = run_sql(con, "SELECT count(*) FROM (SELECT video_id, frame_idx, count(*) n FROM faces GROUP BY ALL) a "
-                             "JOIN frames b USING (video_id, frame_idx) WHERE a.n <> b.face_count").fetchall()[0][0]
+    per_frame = run_sql(
+        con,
+        "SELECT count(*) FROM (SELECT video_id, frame_idx, count(*) n FROM faces GROUP BY ALL) a "
+        "JOIN frames b USING (video_id, frame_idx) WHERE a.n <> b.face_count",
+    ).fetchall()[0][0]
     assert per_frame == 0
     types = dict(run_sql(con, "SELECT column_name, column_type FROM (DESCRIBE faces)").fetchall())
     assert types["video_id"] == "VARCHAR"

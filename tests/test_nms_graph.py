@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from onnx import TensorProto
 from onnx import helper as oh
 
-from ferbatch.detect import postprocess_raw
-from ferbatch.graphs import DET_BOXES, DET_SCORES, OPSET, _append_nms
-from ferbatch.registry import load_registry
-from ferbatch.runners.onnxruntime import OrtRunner
+from ferbatch.models.graphs import DET_BOXES, DET_SCORES, OPSET, _append_nms
+from ferbatch.models.registry import load_registry
+from ferbatch.models.runners.onnxruntime import OrtRunner
+from ferbatch.vision.detect import postprocess_raw
 
 P, K = 60, 8
 
@@ -24,10 +24,14 @@ def nms_graph(tmp_path_factory):
     g = oh.make_graph(
         [oh.make_node("Identity", ["raw_scores"], ["scores"]), oh.make_node("Identity", ["raw_boxes"], ["boxes"])],
         "nms_only",
-        [oh.make_tensor_value_info("raw_scores", TensorProto.FLOAT, ["N", P, 2]),
-         oh.make_tensor_value_info("raw_boxes", TensorProto.FLOAT, ["N", P, 4])],
-        [oh.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", P, 2]),
-         oh.make_tensor_value_info("boxes", TensorProto.FLOAT, ["N", P, 4])],
+        [
+            oh.make_tensor_value_info("raw_scores", TensorProto.FLOAT, ["N", P, 2]),
+            oh.make_tensor_value_info("raw_boxes", TensorProto.FLOAT, ["N", P, 4]),
+        ],
+        [
+            oh.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", P, 2]),
+            oh.make_tensor_value_info("boxes", TensorProto.FLOAT, ["N", P, 4]),
+        ],
     )
     m = oh.make_model(g, opset_imports=[oh.make_opsetid("", OPSET)], ir_version=8)
     _append_nms(m, spec, K, 0.5, 0.3)

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from ferbatch.errors import ConfigError, ModelError
-from ferbatch.registry import MIRROR_ENV, load_registry, resolve_model_file, sha256_file
+from ferbatch.models.registry import MIRROR_ENV, load_registry, resolve_model_file, sha256_file
 
 
 def test_defaults_resolve_from_the_mirror():
@@ -45,14 +45,13 @@ def test_unknown_or_wrong_kind_model():
 
 def test_corrupt_onnx_is_refused_with_the_parsers_message(tmp_path, monkeypatch):
     from ferbatch.config import JobConfig
-    from ferbatch.loaders import load_models
+    from ferbatch.models.load import load_models
 
-    reg_text = (load_registry().path.read_text()
-                .replace('file = "detectors/version-RFB-320.onnx"', 'file = "detectors/broken.onnx"'))
+    reg_text = load_registry().path.read_text().replace('file = "detectors/version-RFB-320.onnx"', 'file = "detectors/broken.onnx"')
     good = resolve_model_file(load_registry().get("ultraface-rfb-320"))
     (tmp_path / "detectors").mkdir()
     broken = tmp_path / "detectors/broken.onnx"
-    broken.write_bytes(good.read_bytes()[: 5000] + b"\x00garbage" * 100)
+    broken.write_bytes(good.read_bytes()[:5000] + b"\x00garbage" * 100)
     reg_text = reg_text.replace(load_registry().get("ultraface-rfb-320").sha256, sha256_file(broken))
     (tmp_path / "models.toml").write_text(reg_text)
     monkeypatch.setenv("FERBATCH_REGISTRY", str(tmp_path / "models.toml"))

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import WOLFGANG, read_frames
-from ferbatch.engines import EngineKey, gpu_available
+
 from ferbatch.errors import ConfigError
-from ferbatch.loaders import resolve_backend
+from ferbatch.models.load import resolve_backend
+from ferbatch.models.trt_plans import EngineKey, gpu_available
 
 HAS_GPU, WHY = gpu_available()
 gpu = pytest.mark.skipif(not HAS_GPU, reason=f"needs an NVIDIA GPU with tensorrt and pycuda: {WHY}")
@@ -36,11 +36,11 @@ def test_import_never_needs_tensorrt(monkeypatch):
 
 
 def test_fp16_graphs_agree_with_fp32_on_real_frames(_cache):
-    from ferbatch.classify import Classifier, extract_crops
-    from ferbatch.detect import Detector
-    from ferbatch.graphs import prepare_classifier, prepare_detector
-    from ferbatch.registry import load_registry, resolve_model_file
-    from ferbatch.runners.onnxruntime import OrtRunner
+    from ferbatch.models.graphs import prepare_classifier, prepare_detector
+    from ferbatch.models.registry import load_registry, resolve_model_file
+    from ferbatch.models.runners.onnxruntime import OrtRunner
+    from ferbatch.vision.classify import Classifier, extract_crops
+    from ferbatch.vision.detect import Detector
 
     reg = load_registry()
     ds, cs = reg.get("ultraface-rfb-320"), reg.get("mini-xception-fer2013")
@@ -50,17 +50,34 @@ def test_fp16_graphs_agree_with_fp32_on_real_frames(_cache):
     assert len(a) == len(b) == len(frames)
     assert np.abs(a.boxes - b.boxes).max() < 2.0 and np.abs(a.scores - b.scores).max() < 1e-3
     crops = extract_crops(frames, a, cs)
-    pa, pb = (Classifier(OrtRunner(prepare_classifier(resolve_model_file(cs), cs, precision=p)), cs).classify(crops) for p in ("fp32", "fp16"))
+    pa, pb = (
+        Classifier(OrtRunner(prepare_classifier(resolve_model_file(cs), cs, precision=p)), cs).classify(crops) for p in ("fp32", "fp16")
+    )
     assert np.nanmax(np.abs(pa - pb)) < 1e-2
     assert (np.nanargmax(pa, 1) == np.nanargmax(pb, 1)).all()
 
 
 def test_engine_key_changes_with_anything_that_makes_a_plan_unportable():
-    k = EngineKey("ultraface-rfb-320", "ab" * 32, "fp16", "input", ((1, 3, 240, 320), (32, 3, 240, 320), (64, 3, 240, 320)),
-                  "11.4.0", 13, "NVIDIA H100", "9.0")
+    k = EngineKey(
+        "ultraface-rfb-320",
+        "ab" * 32,
+        "fp16",
+        "input",
+        ((1, 3, 240, 320), (32, 3, 240, 320), (64, 3, 240, 320)),
+        "11.4.0",
+        13,
+        "NVIDIA H100",
+        "9.0",
+    )
     assert k.file_stem().startswith("ultraface-rfb-320-fp16-b64-trt11.4.0-sm90-")
-    for change in ({"gpu": "NVIDIA A100"}, {"compute_capability": "8.0"}, {"trt": "10.16.0"}, {"precision": "fp32"},
-                   {"onnx_sha256": "cd" * 32}, {"cuda_major": 12}):
+    for change in (
+        {"gpu": "NVIDIA A100"},
+        {"compute_capability": "8.0"},
+        {"trt": "10.16.0"},
+        {"precision": "fp32"},
+        {"onnx_sha256": "cd" * 32},
+        {"cuda_major": 12},
+    ):
         assert replace(k, **change).digest() != k.digest(), change
     assert replace(k).digest() == k.digest()
 
@@ -68,8 +85,8 @@ def test_engine_key_changes_with_anything_that_makes_a_plan_unportable():
 @gpu
 def test_tensorrt_rows_match_onnxruntime(tmp_path, _cache):
     from ferbatch.config import JobConfig
+    from ferbatch.dataset.store import open_table
     from ferbatch.job import run_job
-    from ferbatch.output import open_table
 
     outs = {}
     for backend in ("onnxruntime", "tensorrt"):
@@ -86,9 +103,9 @@ def test_tensorrt_rows_match_onnxruntime(tmp_path, _cache):
 def test_stale_plan_is_rebuilt(tmp_path, _cache):
     import json
 
-    from ferbatch.engines import build_or_load_plan, engine_key, engine_paths
-    from ferbatch.graphs import prepare_classifier
-    from ferbatch.registry import load_registry, resolve_model_file
+    from ferbatch.models.graphs import prepare_classifier
+    from ferbatch.models.registry import load_registry, resolve_model_file
+    from ferbatch.models.trt_plans import build_or_load_plan, engine_key, engine_paths
 
     spec = load_registry().get("mini-xception-fer2013")
     g = prepare_classifier(resolve_model_file(spec), spec)

@@ -4,18 +4,17 @@ face positions, stable under sharding, and the hard cases run through."""
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-
 from conftest import FACE_NOFACE, INTEL_2FACE, INTEL_3FACE
+
 from ferbatch.config import JobConfig
+from ferbatch.dataset.store import open_table
 from ferbatch.job import run_job
-from ferbatch.output import open_table
-from ferbatch.track import TrackerConfig, track_boxes
+from ferbatch.vision.track import TrackerConfig, track_boxes
 
 # face centres (x, y) in pixels, labelled by hand on frames of the 480x270 clips; one list per person
 LABELS = {
     INTEL_2FACE: {0: [(110, 90), (355, 85)], 27: [(75, 115), (330, 100)], 55: [(80, 110), (325, 100)]},
-    INTEL_3FACE: {0: [(115, 115), (225, 105), (325, 125)], 20: [(80, 100), (230, 95), (370, 120)],
-                  40: [(80, 105), (225, 95), (375, 115)]},
+    INTEL_3FACE: {0: [(115, 115), (225, 105), (325, 125)], 20: [(80, 100), (230, 95), (370, 120)], 40: [(80, 105), (225, 95), (375, 115)]},
 }
 
 

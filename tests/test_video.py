@@ -3,11 +3,12 @@
 import av
 import numpy as np
 import pytest
-
 from conftest import FACE_NOFACE, NO_FACE, WOLFGANG
+
 from ferbatch.errors import DecodeError
-from ferbatch.job import VideoTask, plan_shards
-from ferbatch.video import iter_frames, probe_video
+from ferbatch.media.decode import iter_frames
+from ferbatch.media.probe import probe_video
+from ferbatch.media.shards import plan_shards
 
 
 def test_wolfgang_has_472_frames_in_order():
@@ -44,8 +45,7 @@ def test_no_face_counts_only_decodable_frames():
 @pytest.mark.parametrize("target", [50, 100, 200])
 def test_shards_cover_every_frame_once(target):
     _, index = probe_video(WOLFGANG)
-    task = VideoTask("w", str(WOLFGANG), "w.mp4", 0, 0)
-    shards = plan_shards(task, index, target)
+    shards = plan_shards("v", str(WOLFGANG), index, target)
     assert len(shards) > 1
     seen = []
     for s in shards:

@@ -1,0 +1,36 @@
+"""The outcome of a job, as :func:`ferbatch.job.run_job` returns it and the CLI prints it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["JobSummary"]
+
+
+@dataclass
+class JobSummary:
+    """The outcome of :func:`run_job`.
+
+    Attributes:
+        videos: inputs found; skipped: already complete from an earlier run;
+        ok, partial, failed: videos by status in this run; frames, faces: rows written this run;
+        seconds: wall time; retried: shards re-run because their worker process died;
+        errors: video rel_path -> message.
+    """
+
+    videos: int = 0
+    skipped: int = 0
+    ok: int = 0
+    partial: int = 0
+    failed: int = 0
+    frames: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    retried: int = 0
+    backend: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def frames_per_s(self) -> float:
+        """Frames processed per second of wall time (0 if nothing ran)."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0

@@ -1,0 +1,93 @@
+"""The tracking pass over one stored video: read its faces rows, assign track ids
+(:func:`ferbatch.vision.track.track_boxes`), smooth probabilities per track, rewrite the faces part
+files with those columns (atomically, same names) and write the video's ``tracks`` table."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ferbatch.dataset.schema import PROB_COLUMNS, SMOOTH_COLUMNS, TRACKS_SCHEMA
+from ferbatch.dataset.store import write_part
+from ferbatch.labels import EMOTIONS, argmax_known
+from ferbatch.vision.track import TrackerConfig, smooth_probs, track_boxes
+
+__all__ = ["track_video"]
+
+
+def track_video(out_dir: str | os.PathLike[str], video_id: str, cfg: TrackerConfig = TrackerConfig()) -> int:
+    """Track the faces of ``video_id`` in the dataset at ``out_dir``; returns the number of tracks.
+
+    Raises:
+        OutputError: the parts cannot be read or written.
+    """
+    import pyarrow.dataset as pads
+
+    from ferbatch.dataset.schema import FACES_SCHEMA
+
+    d = os.path.join(out_dir, "faces", f"video_id={video_id}")
+    if not os.path.isdir(d):
+        faces = FACES_SCHEMA.empty_table()
+    else:
+        faces = pads.dataset(d, format="parquet", schema=FACES_SCHEMA).to_table()
+    faces = faces.sort_by([("frame_idx", "ascending"), ("face_idx", "ascending")])
+    fi = faces["frame_idx"].to_numpy()
+    ts = faces["pts_ms"].to_numpy()
+    boxes = (
+        np.stack([faces[c].to_numpy() for c in ("x1", "y1", "x2", "y2")], 1).astype(np.float32) if len(fi) else np.empty((0, 4), np.float32)
+    )
+    scores = faces["det_score"].to_numpy()
+    ids = track_boxes(fi, ts, boxes, scores, cfg)
+    probs = (
+        np.stack([faces[c].to_numpy(zero_copy_only=False) for c in PROB_COLUMNS], 1).astype(np.float32)
+        if len(fi)
+        else np.empty((0, 8), np.float32)
+    )
+    # smoothing goes track by track in time order; rows are in frame order already
+    sm = smooth_probs(ids, ts, probs, cfg.smooth_half_life_s)
+    has = ids >= 0
+    names = np.asarray(EMOTIONS, object)[argmax_known(sm)] if len(fi) else np.empty(0, object)
+    track_emotion = np.where(has, names, np.asarray(None, object))
+    faces = faces.set_column(faces.schema.get_field_index("track_id"), "track_id", pa.array(np.where(has, ids, 0), pa.int64(), mask=~has))
+    faces = faces.set_column(faces.schema.get_field_index("track_emotion"), "track_emotion", pa.array(track_emotion, pa.string()))
+    for j, c in enumerate(SMOOTH_COLUMNS):
+        col = sm[:, j]
+        faces = faces.set_column(faces.schema.get_field_index(c), c, pa.array(col, pa.float32(), mask=np.isnan(col) | ~has))
+    for shard in sorted(set(faces["shard_idx"].to_pylist())):
+        part = faces.filter(pc.equal(faces["shard_idx"], shard))
+        write_part(out_dir, "faces", video_id, shard, part)
+    write_part(out_dir, "tracks", video_id, 0, _tracks_table(faces, ids, fi, ts, boxes, probs))
+    return int(ids.max() + 1) if has.any() else 0
+
+
+def _tracks_table(faces: pa.Table, ids, fi, ts, boxes, probs) -> pa.Table:
+    rows: dict[str, list] = {f.name: [] for f in TRACKS_SCHEMA}
+    emo = faces["emotion"].to_pylist()
+    for tid in np.unique(ids[ids >= 0]):
+        sel = np.flatnonzero(ids == tid)
+        c = Counter(emo[i] for i in sel)
+        with warnings.catch_warnings():  # a class the model lacks is all-NaN: its mean stays NaN (null)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(probs[sel], 0)
+        vals = {
+            "track_id": int(tid),
+            "first_frame": int(fi[sel[0]]),
+            "last_frame": int(fi[sel[-1]]),
+            "first_ms": float(ts[sel[0]]),
+            "last_ms": float(ts[sel[-1]]),
+            "frames": len(sel),
+            "mean_box_w": float((boxes[sel, 2] - boxes[sel, 0]).mean()),
+            "mean_box_h": float((boxes[sel, 3] - boxes[sel, 1]).mean()),
+            "dominant_emotion": c.most_common(1)[0][0],
+        }
+        for j, e in enumerate(EMOTIONS):
+            vals[f"mean_prob_{e}"] = None if np.isnan(mean[j]) else float(mean[j])
+            vals[f"share_{e}"] = c[e] / len(sel)
+        for k, v in vals.items():
+            rows[k].append(v)
+    return pa.table(rows, schema=TRACKS_SCHEMA)

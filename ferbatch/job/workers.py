@@ -1,0 +1,216 @@
+"""Workers: the actor that owns a detector + classifier and runs shards, and the pools that run it
+in-process or on Ray actors with retries.
+
+Scheduling is a hand-rolled ``ray.wait`` loop over explicit actors rather than ``ActorPool`` or
+Ray Data: each actor owns its models (loaded once in ``__init__``), takes one shard per call and
+writes that shard's part files itself, and the loop sees which actor died with which shard so it
+can start a replacement and retry the shard a bounded number of times (DESIGN_NOTES 5.1-5.2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from ferbatch.config import JobConfig
+from ferbatch.errors import ConfigError, DecodeError, FerbatchError
+from ferbatch.job.inputs import VideoTask
+from ferbatch.media.probe import VideoIndex, VideoInfo, probe_video
+from ferbatch.media.shards import Shard
+from ferbatch.models.load import Models, load_models
+from ferbatch.pipeline import ShardResult, run_shard
+
+__all__ = ["ShardWorker", "WorkerPool", "LocalPool", "RayPool", "init_ray", "MAX_ATTEMPTS"]
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3  # tries per shard when its worker process dies
+STARTUP_TIMEOUT_S = 120  # worker actors must be placed and have loaded their models by then
+
+# (item, result, error): exactly one of result and error is None
+PoolItem = tuple[Any, Any, "FerbatchError | None"]
+
+
+class WorkerPool(Protocol):
+    """Runs a :class:`ShardWorker` method over items and yields ``(item, result, error)`` as they finish.
+
+    Attributes:
+        backends: the backend each distinct worker reported ("onnxruntime (requested)").
+        deaths: worker processes that died under a call (retried).
+    """
+
+    backends: list[str]
+    deaths: int
+
+    def map(self, method: str, items: Iterable[Any], *args: Any) -> Iterator[PoolItem]:
+        """Call ``worker.method(item, *args)`` for each item; a failure of one item is yielded as its error."""
+        ...
+
+    def close(self) -> None:
+        """Stop the workers and free their models."""
+        ...
+
+
+class ShardWorker:
+    """Owns one detector + classifier and processes shards (a Ray actor, or a plain object).
+
+    Args:
+        cfg: the job config.
+        threads: ONNX Runtime threads for this worker.
+        env: environment variables to set first (the model mirror, made absolute by the driver).
+    """
+
+    def __init__(self, cfg: JobConfig, threads: int, env: dict[str, str] | None = None):
+        os.environ.update(env or {})
+        import cv2
+
+        cv2.setNumThreads(threads)  # resize/colour conversion stay within this worker's share of cores
+        self.cfg = cfg
+        self.models: Models = load_models(cfg, threads=threads)
+
+    def probe(self, task: VideoTask) -> tuple[VideoInfo | None, VideoIndex | None, str]:
+        """Index a video; returns (info, index, "") or (None, None, error message)."""
+        try:
+            info, index = probe_video(task.path)
+        except DecodeError as e:
+            return None, None, e.reason
+        return info, index, ""
+
+    def run(self, shard: Shard, out_dir: str) -> ShardResult:
+        """Process one shard and write its part files."""
+        c = self.cfg
+        return run_shard(shard, self.models, out_dir, detect_batch=c.detect_batch, prefetch=c.prefetch, decode_threads=c.decode_threads)
+
+    def ping(self) -> str:
+        """The backend this worker runs and why (returned once the models are loaded)."""
+        return f"{self.models.backend} ({self.models.backend_reason})"
+
+
+class LocalPool:
+    """Runs worker calls in this process, one at a time (no Ray)."""
+
+    def __init__(self, make_worker: Callable[[], ShardWorker]):
+        self.worker = make_worker()
+        self.backends = [self.worker.ping()]
+        self.deaths = 0
+
+    def map(self, method: str, items: Iterable[Any], *args: Any) -> Iterator[PoolItem]:
+        for it in items:
+            try:
+                res = getattr(self.worker, method)(it, *args)
+            except Exception as e:
+                yield it, None, _describe(e)
+                continue
+            yield it, res, None
+
+    def close(self) -> None:
+        self.worker.models.close()
+
+
+class RayPool:
+    """Runs worker calls on Ray actors; replaces an actor that dies and retries its item."""
+
+    def __init__(self, cfg: JobConfig, n: int, threads: int, env: dict[str, str]):
+        import ray
+
+        self.ray = ray
+        # a TensorRT worker owns one whole GPU; an ONNX Runtime worker one CPU
+        gpus = ray.available_resources().get("GPU", 0)
+        use_gpu = cfg.backend == "tensorrt" or (cfg.backend == "auto" and gpus >= 1)
+        if use_gpu:
+            n = max(1, min(n, int(gpus))) if gpus else n
+        self.actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=0, max_task_retries=0)(ShardWorker)
+        self.args = (cfg, threads, env)
+        self.actors: list[Any] = [self.actor_cls.remote(*self.args) for _ in range(n)]  # Ray actor handles
+        self.deaths = 0  # worker processes that died under a call
+        # surface model errors before any work; a worker that cannot be placed is an error too
+        ready, waiting = ray.wait([a.ping.remote() for a in self.actors], num_returns=n, timeout=STARTUP_TIMEOUT_S)
+        if waiting:
+            free = ray.available_resources().get("CPU", 0)
+            self.close()
+            raise ConfigError(
+                f"--workers {n} | only {len(ready)} worker actors started within {STARTUP_TIMEOUT_S} s "
+                f"(the cluster has {free:g} free CPUs); lower --workers"
+            )
+        from ray.exceptions import RayTaskError
+
+        try:
+            self.backends = sorted(set(ray.get(ready)))
+        except RayTaskError as e:  # ModelError, ConfigError from a worker's __init__: same message here
+            self.close()
+            cause = getattr(e, "cause", None)
+            raise cause if isinstance(cause, FerbatchError) else FerbatchError(f"worker start-up failed: {e}") from e
+
+    def map(self, method: str, items: Iterable[Any], *args: Any) -> Iterator[PoolItem]:
+        ray = self.ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        pending = deque((it, 1) for it in items)
+        idle = list(self.actors)
+        running: dict = {}
+        while pending or running:
+            while idle and pending:
+                it, attempt = pending.popleft()
+                a = idle.pop()
+                running[getattr(a, method).remote(it, *args)] = (a, it, attempt)
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                a, it, attempt = running.pop(ref)
+                try:
+                    yield it, ray.get(ref), None
+                    idle.append(a)
+                except RayActorError as e:
+                    log.warning("worker died on %s (attempt %d/%d): %s", _label(it), attempt, MAX_ATTEMPTS, e)
+                    self.deaths += 1
+                    self.actors.remove(a)
+                    new = self.actor_cls.remote(*self.args)
+                    self.actors.append(new)
+                    idle.append(new)
+                    if attempt < MAX_ATTEMPTS:
+                        pending.append((it, attempt + 1))
+                    else:
+                        yield it, None, FerbatchError(f"the worker process died {attempt} times on it")
+                except RayTaskError as e:
+                    # an exception inside the worker concerns this item only: record it, go on
+                    idle.append(a)
+                    yield it, None, _describe(e.cause if getattr(e, "cause", None) is not None else e)
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+
+
+def _describe(e: BaseException) -> FerbatchError:
+    """A per-item error as a FerbatchError whose text a user can act on."""
+    if isinstance(e, FerbatchError):
+        return e
+    return FerbatchError(f"unexpected {type(e).__name__}: {e}")
+
+
+def _label(item) -> str:
+    if isinstance(item, Shard):
+        return f"{item.path} shard {item.shard_idx}"
+    return getattr(item, "path", str(item))
+
+
+def init_ray(address: str | None, num_cpus: int) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, configure_logging=False, log_to_driver=True)
+    else:
+        # address="local": always a new embedded instance, never a cluster that happens to run on
+        # this machine. No dashboard; Ray 2.6x token authentication is on by default and stays on.
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            object_store_memory=256 * 2**20,
+            configure_logging=False,
+            log_to_driver=True,
+        )

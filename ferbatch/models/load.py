@@ -1,0 +1,152 @@
+"""Build the detector and classifier a worker owns: registry lookup, file resolution, graph
+preparation and runner creation. Expensive; a worker calls :func:`load_models` once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ferbatch.config import JobConfig
+from ferbatch.errors import ConfigError
+from ferbatch.models.graphs import prepare_classifier, prepare_detector
+from ferbatch.models.registry import ModelSpec, load_registry, resolve_model_file
+from ferbatch.vision.classify import Classifier
+from ferbatch.vision.detect import Detector
+
+__all__ = ["Models", "ModelRef", "load_models", "resolve_specs", "resolve_backend"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model file a result came from (recorded in the manifest and the videos table)."""
+
+    name: str
+    file: str
+    sha256: str
+
+
+@dataclass
+class Models:
+    """A worker's loaded models.
+
+    Attributes:
+        backend: "onnxruntime" or "tensorrt"; backend_reason: why it was picked.
+    """
+
+    detector: Detector
+    classifier: Classifier
+    refs: dict[str, ModelRef]
+    backend: str = "onnxruntime"
+    backend_reason: str = ""
+
+    def close(self) -> None:
+        """Free both runners."""
+        self.detector.runner.close()
+        self.classifier.runner.close()
+
+
+def resolve_specs(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
+    """The detector and classifier registry entries for ``cfg`` (defaults filled in).
+
+    Raises:
+        ConfigError: unknown model, wrong kind, or a classifier that needs landmarks paired with a
+            detector that gives none.
+    """
+    reg = load_registry()
+    det = reg.get(cfg.detector or reg.default_detector, "detector")
+    cls = reg.get(cfg.classifier or reg.default_classifier, "classifier")
+    if cls.requires_landmarks and not det.gives_landmarks:
+        with_lm = ", ".join(sorted(n for n, s in reg.models.items() if s.gives_landmarks))
+        raise ConfigError(
+            f"classifier {cls.name} | needs 5 face landmarks; pair it with a detector that gives them ({with_lm}), got {det.name}"
+        )
+    return det, cls
+
+
+def resolve_backend(requested: str) -> tuple[str, str]:
+    """(backend, reason) for ``requested`` = auto | tensorrt | onnxruntime.
+
+    Raises:
+        ConfigError: tensorrt requested but unusable here (the reason is in the message).
+    """
+    if requested == "onnxruntime":
+        return "onnxruntime", "requested"
+    from ferbatch.models.trt_plans import gpu_available
+
+    ok, why = gpu_available()
+    if requested == "tensorrt" and not ok:
+        raise ConfigError(f"--backend tensorrt | not usable on this machine: {why}")
+    return ("tensorrt", f"GPU {why}") if ok else ("onnxruntime", f"no TensorRT GPU ({why})")
+
+
+def _trt_runner(graph, spec: ModelSpec, precision: str, max_batch: int):
+    from ferbatch.models.runners.tensorrt import TrtRunner
+    from ferbatch.models.trt_plans import build_or_load_plan, engine_key
+
+    inp = spec.input
+    key = engine_key(spec.name, graph, precision, inp.name, (inp.channels, inp.height, inp.width), max_batch)
+    return TrtRunner(build_or_load_plan(graph, key), name=f"tensorrt:{spec.name}")
+
+
+def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
+    """Resolve, check, prepare and load both models for ``cfg``.
+
+    Args:
+        cfg: the job config.
+        threads: ONNX Runtime intra-op threads (default ``cfg.resolved_threads()``).
+
+    Raises:
+        ConfigError, ModelError: see :func:`resolve_specs` and
+            :func:`ferbatch.models.registry.resolve_model_file`.
+    """
+    import logging
+
+    from ferbatch.errors import ModelError
+    from ferbatch.models.runners.onnxruntime import OrtRunner
+
+    det_spec, cls_spec = resolve_specs(cfg)
+    threads = threads or cfg.resolved_threads()
+    backend, reason = resolve_backend(cfg.backend)
+    det_file = resolve_model_file(det_spec, cfg.detector_file)
+    cls_file = resolve_model_file(cls_spec, cfg.classifier_file)
+
+    def det_graph(nms: bool):
+        return prepare_detector(
+            det_file,
+            det_spec,
+            in_graph_nms=nms,
+            max_faces=cfg.max_faces,
+            score_threshold=cfg.score_threshold,
+            iou_threshold=cfg.iou_threshold,
+            src_sha256=det_spec.sha256,
+            precision=cfg.precision,
+        )
+
+    cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
+    nms = cfg.in_graph_nms
+    if backend == "tensorrt":
+        try:
+            det_runner = _trt_runner(det_graph(nms), det_spec, cfg.precision, cfg.detect_batch)
+        except ModelError as e:
+            if not nms:
+                raise
+            logging.getLogger(__name__).warning("in-graph NMS engine failed (%s); using the raw detector + NumPy NMS", e)
+            nms = False
+            det_runner = _trt_runner(det_graph(False), det_spec, cfg.precision, cfg.detect_batch)
+        cls_runner = _trt_runner(cls_graph, cls_spec, cfg.precision, cfg.classify_batch)
+    else:
+        det_runner = OrtRunner(det_graph(nms), threads=threads, max_batch=cfg.detect_batch, name=f"onnxruntime:{det_spec.name}")
+        cls_runner = OrtRunner(cls_graph, threads=threads, max_batch=cfg.classify_batch, name=f"onnxruntime:{cls_spec.name}")
+    det = Detector(
+        det_runner,
+        det_spec,
+        in_graph_nms=nms,
+        max_faces=cfg.max_faces,
+        score_threshold=cfg.score_threshold,
+        iou_threshold=cfg.iou_threshold,
+    )
+    cls = Classifier(cls_runner, cls_spec)
+    refs = {
+        "detector": ModelRef(det_spec.name, det_spec.file, det_spec.sha256),
+        "classifier": ModelRef(cls_spec.name, cls_spec.file, cls_spec.sha256),
+    }
+    return Models(det, cls, refs, backend, reason)

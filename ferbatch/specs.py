@@ -1,0 +1,116 @@
+"""What crosses the boundary between the model layer and the vision layer: the registry entry
+dataclasses (:class:`ModelSpec`, :class:`InputSpec`) and the :class:`Runner` interface.
+
+Pure data and a Protocol: the vision layer (pre/post-processing) reads specs and calls runners
+without importing the builder layer (:mod:`ferbatch.models`) that makes them. Routing by model
+family happens here, once, as properties (``gives_landmarks``, ``nms_in_graph``, ``letterbox``),
+never by comparing family strings elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["InputSpec", "ModelSpec", "Runner"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How to feed a model.
+
+    Attributes:
+        name: input tensor name.
+        layout: "NCHW" (the only layout the registry's models use).
+        width, height: input size in pixels.
+        color: "RGB", "BGR" or "GRAY".
+        scale, mean, std: normalisation ``x' = (x * scale - mean) / std`` applied to uint8 pixels.
+    """
+
+    name: str
+    layout: str
+    width: int
+    height: int
+    color: str
+    scale: float = 1.0
+    mean: float = 0.0
+    std: float = 1.0
+
+    @property
+    def channels(self) -> int:
+        """1 for GRAY, else 3."""
+        return 1 if self.color == "GRAY" else 3
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry (see ferbatch/models/registry.toml for the meaning of each key)."""
+
+    name: str
+    kind: str  # "detector" | "classifier"
+    family: str  # detector: "ultraface" | "yunet"; classifier: "gray-crop" | "aligned-rgb"
+    file: str
+    sha256: str
+    input: InputSpec
+    outputs: dict[str, str]
+    license: str = ""
+    source: str = ""
+    url: str | None = None
+    labels: tuple[str, ...] = ()
+    output_kind: str = "probs"  # classifiers: "probs" | "logits"
+    crop: dict[str, Any] = field(default_factory=dict)
+    requires_landmarks: bool = False
+    boxes_decoded: bool = True
+    score_threshold: float = 0.7
+    iou_threshold: float = 0.3
+    bundled_path: str | None = None  # set for bundled entries: the committed file
+
+    @property
+    def gives_landmarks(self) -> bool:
+        """True for detectors that output 5 face landmarks per box (YuNet)."""
+        return self.kind == "detector" and self.family == "yunet"
+
+    @property
+    def nms_in_graph(self) -> bool:
+        """True for detectors whose raw outputs (decoded corner boxes + softmaxed scores) can get
+        ONNX ``NonMaxSuppression`` appended to the graph (UltraFace)."""
+        return self.kind == "detector" and self.family == "ultraface"
+
+    @property
+    def letterbox(self) -> bool:
+        """True when frames are letterboxed (aspect kept, zero padding right/bottom) rather than
+        plainly resized into the detector's input (YuNet; UltraFace was trained on plain resizes)."""
+        return self.kind == "detector" and self.family == "yunet"
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """A loaded model that maps named input arrays to named output arrays.
+
+    Attributes:
+        name: a short label for logs ("onnxruntime:ultraface-rfb-320").
+        max_batch: the largest batch one ``infer`` call takes (0 = unbounded).
+        input_names, output_names: tensor names in the graph.
+    """
+
+    name: str
+    max_batch: int
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch.
+
+        Args:
+            feed: input name -> C-contiguous array of the graph's dtype; dim 0 is the batch.
+
+        Returns:
+            output name -> array owned by the caller (never a buffer the runner reuses).
+        """
+        ...
+
+    def close(self) -> None:
+        """Free the session or engine; the runner is unusable afterwards."""
+        ...

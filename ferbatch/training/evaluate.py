@@ -1,0 +1,173 @@
+"""Evaluating an expression classifier on labelled faces: acc@1, acc@5, per-class and macro
+precision / recall / specificity / F1, and the confusion matrix (CSV and PNG).
+
+Gray-crop classifiers get the images resized to their input. Landmark classifiers (aligned RGB)
+get each face upscaled to 160x160, run through YuNet and aligned with its 5 landmarks; faces where
+YuNet finds nothing fall back to a plain resize and are counted in ``align_fallback``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferbatch.labels import EMOTIONS, argmax_known
+from ferbatch.training.data import FaceSet, load_faces
+from ferbatch.vision.classify import Classifier, extract_crops
+from ferbatch.vision.detect import Detections
+
+__all__ = ["metrics", "classify_faces", "evaluate", "write_outputs"]
+
+
+def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Metrics of predictions against labels.
+
+    Args:
+        probs: (N, 8) float32 in FER+ order; NaN columns are classes the model lacks (never predicted).
+        labels: (N,) int64 true classes.
+
+    Returns:
+        dict with acc1, acc5, per_class (name -> precision, recall, specificity, f1, support),
+        macro (precision, recall, specificity, f1 averaged over the classes present in the labels
+        or the predictions, as scikit-learn's macro average), confusion ((8, 8) list, rows = truth).
+    """
+    pred = argmax_known(probs)
+    top5 = np.argsort(-np.where(np.isnan(probs), -np.inf, probs), 1)[:, :5]
+    n = len(labels)
+    cm = np.zeros((8, 8), np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    per = {}
+    for i, e in enumerate(EMOTIONS):
+        tp = cm[i, i]
+        fp = cm[:, i].sum() - tp
+        fn = cm[i, :].sum() - tp
+        tn = n - tp - fp - fn
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        per[e] = {
+            "precision": float(p),
+            "recall": float(r),
+            "specificity": float(tn / (tn + fp)) if tn + fp else 0.0,
+            "f1": float(2 * p * r / (p + r)) if p + r else 0.0,
+            "support": int(cm[i].sum()),
+        }
+    present = sorted(set(labels.tolist()) | set(pred.tolist()))
+    macro = {k: float(np.mean([per[EMOTIONS[i]][k] for i in present])) for k in ("precision", "recall", "specificity", "f1")}
+    return {
+        "n": n,
+        "acc1": float((pred == labels).mean()),
+        "acc5": float((top5 == labels[:, None]).any(1).mean()),
+        "per_class": per,
+        "macro": macro,
+        "confusion": cm.tolist(),
+    }
+
+
+def classify_faces(cls: Classifier, faces: FaceSet, aligner=None) -> tuple[np.ndarray, int]:
+    """(N, 8) probabilities for the faces of ``faces``, and how many fell back from alignment."""
+    inp = cls.spec.input
+    if cls.spec.crop.get("mode") != "align5":
+        x = np.stack([cv2.resize(im, (inp.width, inp.height), interpolation=cv2.INTER_AREA) for im in faces.images])[..., None]
+        if inp.channels == 3:
+            x = np.repeat(x, 3, axis=3)
+        return cls.classify(x), 0
+    if aligner is None:
+        raise ValueError("classify_faces | an aligned classifier needs a landmark detector (aligner)")
+    square = replace(cls.spec, crop={"mode": "square", "scale": 1.0})
+    crops, fallback = [], 0
+    for im in faces.images:
+        rgb = cv2.cvtColor(cv2.resize(im, (160, 160), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2RGB)
+        d = aligner.detect([rgb])
+        if len(d) == 0:
+            fallback += 1
+            whole = Detections(np.zeros(1, np.int32), np.array([[0, 0, 160, 160]], np.float32), np.ones(1, np.float32), None)
+            crops.append(extract_crops([rgb], whole, square)[0])
+        else:
+            crops.append(extract_crops([rgb], d, cls.spec)[0])
+    return cls.classify(np.stack(crops)), fallback
+
+
+def evaluate(model: str, data: str | os.PathLike[str], threads: int = 0) -> dict:
+    """Evaluate the registry classifier ``model`` (a name, or a file whose sha256 is a registry
+    entry's) on the labelled faces in ``data``.
+
+    Raises:
+        ConfigError, ModelError: unknown model, bad data folder.
+    """
+    from ferbatch.config import JobConfig
+    from ferbatch.errors import ConfigError
+    from ferbatch.models.graphs import prepare_classifier
+    from ferbatch.models.load import load_models
+    from ferbatch.models.registry import load_registry, resolve_model_file, sha256_file
+    from ferbatch.models.runners.onnxruntime import OrtRunner
+
+    reg = load_registry()
+    explicit = None
+    if os.path.isfile(model):
+        sha = sha256_file(model)
+        names = [n for n, s in reg.models.items() if s.sha256 == sha and s.kind == "classifier"]
+        if not names:
+            raise ConfigError(f"{model} | not a registry classifier (sha256 {sha}); add an entry to {reg.path} first")
+        model, explicit = names[0], model
+    spec = reg.get(model, "classifier")
+    faces = load_faces(data, 48 if spec.input.height <= 64 else 112)
+    threads = threads or max(1, os.cpu_count() or 1)
+    cls = Classifier(OrtRunner(prepare_classifier(resolve_model_file(spec, explicit), spec), threads=threads, max_batch=256), spec)
+    aligner = None
+    if spec.requires_landmarks:
+        aligner_name = reg.default_landmark_detector
+        if not aligner_name:
+            raise ConfigError(
+                f"classifier {spec.name} | needs 5 face landmarks, and the registry {reg.path} names no [defaults] landmark_detector"
+            )
+        aligner = load_models(JobConfig(detector=aligner_name, classifier=spec.name, backend="onnxruntime"), threads=threads).detector
+    probs, fallback = classify_faces(cls, faces, aligner)
+    res = metrics(probs, faces.labels)
+    res.update(
+        model=spec.name,
+        data=str(data),
+        skipped=dict(faces.skipped),
+        align_fallback=fallback,
+        classes_missing=[e for e, col in zip(EMOTIONS, probs.T, strict=True) if np.isnan(col).all()],
+    )
+    return res
+
+
+def write_outputs(res: dict, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write metrics.json, confusion.csv and confusion.png; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "metrics.json").write_text(json.dumps(res, indent=1))
+    with open(d / "confusion.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["truth \\ predicted", *EMOTIONS])
+        for e, row in zip(EMOTIONS, res["confusion"], strict=True):
+            w.writerow([e, *row])
+    cm = np.asarray(res["confusion"], float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(8):
+        for j in range(8):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(8), EMOTIONS, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(8), EMOTIONS, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("truth")
+    ax.set_title(f"{res.get('model', '')}: acc@1 {res['acc1']:.3f} (n={res['n']})", fontsize=9)
+    fig.colorbar(im, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(d / "confusion.png")
+    plt.close(fig)
+    return [d / "metrics.json", d / "confusion.csv", d / "confusion.png"]

@@ -1,0 +1,130 @@
+"""Expression classification: face crops in the geometry each classifier expects, batched inference,
+and probabilities in the FER+ order (:data:`ferbatch.labels.EMOTIONS`).
+
+Crop modes (registry key ``crop.mode``):
+- "square": a square of side ``max(w, h) * crop.scale`` centred on the detector box, clipped to
+  the frame, resized to the input size (gray for GRAY inputs). FER2013/FER+ faces are roughly
+  such square, tight crops (Goodfellow et al. 2013).
+- "align5": a similarity transform (``cv2.estimateAffinePartial2D``) from the 5 detector
+  landmarks to the 112x112 template of the OpenCV Zoo expression model
+  (opencv_zoo/models/facial_expression_recognition/facial_fer_model.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from ferbatch.errors import ConfigError
+from ferbatch.labels import to_ferplus_order
+from ferbatch.specs import InputSpec, ModelSpec, Runner
+from ferbatch.vision.boxes import square_boxes
+from ferbatch.vision.detect import Detections
+
+__all__ = ["Classifier", "extract_crops", "softmax", "ALIGN5_TEMPLATE_112"]
+
+ALIGN5_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    np.float32,
+)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax; same shape and dtype float32."""
+    z = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z, dtype=np.float32)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def extract_crops(frames: Sequence[np.ndarray], dets: Detections, spec: ModelSpec) -> np.ndarray:
+    """Cut each detected face out of its frame in the classifier's geometry.
+
+    Args:
+        frames: the batch's frames, (H, W, 3) uint8 RGB each.
+        dets: detections of that batch (``frame_pos`` indexes ``frames``).
+        spec: the classifier's registry entry (input size, colour, ``crop`` mode and scale).
+
+    Returns:
+        (M, h, w, C) uint8 crops, C = 1 for GRAY inputs else 3 in the input's colour order.
+
+    Raises:
+        ConfigError: "align5" without landmarks, or an unknown crop mode.
+    """
+    inp: InputSpec = spec.input
+    mode = spec.crop.get("mode", "square")
+    out = np.empty((len(dets), inp.height, inp.width, inp.channels), np.uint8)
+    if mode == "align5":
+        if dets.landmarks is None:
+            raise ConfigError(f"classifier {spec.name} | needs 5 face landmarks; use a detector that gives them (yunet-*)")
+        tpl = ALIGN5_TEMPLATE_112 * np.array([inp.width / 112, inp.height / 112], np.float32)
+        for i in range(len(dets)):
+            m, _ = cv2.estimateAffinePartial2D(dets.landmarks[i], tpl, method=cv2.LMEDS)
+            if m is None:  # degenerate landmarks: fall back to the box
+                m = _box_to_affine(dets.boxes[i], inp.width, inp.height)
+            crop = cv2.warpAffine(frames[dets.frame_pos[i]], m, (inp.width, inp.height), flags=cv2.INTER_LINEAR, borderValue=0)
+            out[i] = _to_color(crop, inp.color)
+        return out
+    if mode != "square":
+        raise ConfigError(f"classifier {spec.name} | unknown crop mode {mode!r}; expected 'square' or 'align5'")
+    sq = square_boxes(dets.boxes, float(spec.crop.get("scale", 1.0)))
+    for i in range(len(dets)):
+        f = frames[dets.frame_pos[i]]
+        fh, fw = f.shape[:2]
+        x1, y1 = int(max(0, np.floor(sq[i, 0]))), int(max(0, np.floor(sq[i, 1])))
+        x2, y2 = int(min(fw, np.ceil(sq[i, 2]))), int(min(fh, np.ceil(sq[i, 3])))
+        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+        crop = _to_color(f[y1:y2, x1:x2], inp.color)
+        out[i] = cv2.resize(crop, (inp.width, inp.height), interpolation=cv2.INTER_AREA).reshape(out.shape[1:])
+    return out
+
+
+def _box_to_affine(box: np.ndarray, w: int, h: int) -> np.ndarray:
+    sx, sy = w / max(box[2] - box[0], 1), h / max(box[3] - box[1], 1)
+    return np.array([[sx, 0, -box[0] * sx], [0, sy, -box[1] * sy]], np.float32)
+
+
+def _to_color(rgb: np.ndarray, color: str) -> np.ndarray:
+    if color == "GRAY":
+        return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)[..., None]
+    if color == "BGR":
+        return rgb[..., ::-1]
+    return rgb
+
+
+class Classifier:
+    """Batched expression classifier over a runner.
+
+    Args:
+        runner: runs the prepared classifier graph (symbolic batch).
+        spec: the registry entry (labels, output kind, input spec).
+    """
+
+    def __init__(self, runner: Runner, spec: ModelSpec):
+        if spec.kind != "classifier":
+            raise ConfigError(f"model {spec.name} | is a {spec.kind}; expected a classifier")
+        self.runner = runner
+        self.spec = spec
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Classify face crops, in chunks of the runner's max batch.
+
+        Args:
+            crops: (M, h, w, C) uint8 from :func:`extract_crops`.
+
+        Returns:
+            (M, 8) float32 probabilities in FER+ order; NaN for classes the model lacks.
+        """
+        inp = self.spec.input
+        if len(crops) == 0:
+            return np.empty((0, 8), np.float32)
+        step = self.runner.max_batch or len(crops)
+        outs = []
+        for i in range(0, len(crops), step):
+            x = crops[i : i + step].astype(np.float32)
+            x = (x * (inp.scale / inp.std) - inp.mean / inp.std).transpose(0, 3, 1, 2)
+            y = self.runner.infer({inp.name: np.ascontiguousarray(x, dtype=np.float32)})[self.spec.outputs["scores"]]
+            y = y.reshape(len(x), -1).astype(np.float32)
+            outs.append(softmax(y) if self.spec.output_kind == "logits" else y)
+        return to_ferplus_order(np.concatenate(outs), self.spec.labels)

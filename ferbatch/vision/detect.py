@@ -1,0 +1,246 @@
+"""Face detection pre/post-processing (pure NumPy/cv2) and the batched ``Detector``.
+
+Families:
+- "ultraface" (Linzaer Ultra-Light-Fast-Generic-Face-Detector-1MB, RFB-320/640, slim-320): plain
+  resize to the input size, RGB, (x - 127) / 128. NMS runs inside the prepared graph
+  (:func:`ferbatch.models.graphs.prepare_detector`) or, as the fallback, in :func:`ferbatch.vision.boxes.nms` on the raw
+  outputs; both give det_boxes (N, K, 4) / det_scores (N, K).
+- "yunet" (OpenCV Zoo YuNet): letterboxed into the input size (top-left, zero padding), BGR 0..255;
+  per-stride outputs decoded as in OpenCV's ``FaceDetectorYN`` (score = sqrt(cls * obj),
+  cx = (col + dx) * s, w = exp(dw) * s), then :func:`ferbatch.vision.boxes.nms`. Gives 5 landmarks per face.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ferbatch.errors import ConfigError
+from ferbatch.specs import InputSpec, ModelSpec, Runner
+from ferbatch.vision.boxes import nms
+
+__all__ = ["Detections", "Detector", "preprocess_frames", "postprocess_raw", "DET_BOXES", "DET_SCORES"]
+
+# output names of a detector graph with in-graph NMS (the contract ferbatch.models.graphs builds to)
+DET_BOXES, DET_SCORES = "det_boxes", "det_scores"
+
+
+@dataclass
+class Detections:
+    """Faces found in a batch of frames, flattened.
+
+    Attributes:
+        frame_pos: (F,) int32, index of the frame in the batch each face belongs to (ascending).
+        boxes: (F, 4) float32, x1 y1 x2 y2 in source-frame pixels, clipped to the frame.
+        scores: (F,) float32 detector score in 0..1, descending within a frame.
+        landmarks: (F, 5, 2) float32 pixels (right eye, left eye, nose, right and left mouth
+            corner) or None when the detector gives none.
+    """
+
+    frame_pos: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    landmarks: np.ndarray | None = None
+
+    def __post_init__(self):
+        n = len(self.frame_pos)
+        if self.boxes.shape != (n, 4) or self.scores.shape != (n,):
+            raise ValueError(f"Detections | received boxes {self.boxes.shape}, scores {self.scores.shape}; expected ({n}, 4), ({n},)")
+        if self.landmarks is not None and self.landmarks.shape != (n, 5, 2):
+            raise ValueError(f"Detections | received landmarks {self.landmarks.shape}; expected ({n}, 5, 2)")
+
+    def __len__(self) -> int:
+        return len(self.frame_pos)
+
+
+def postprocess_raw(
+    scores: np.ndarray, boxes: np.ndarray, score_threshold: float, iou_threshold: float, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy fallback of the in-graph post-processing for UltraFace raw outputs.
+
+    Args:
+        scores: (N, P, 2) float32 softmaxed (column 1 = face).
+        boxes: (N, P, 4) float32 corner boxes normalised to 0..1.
+
+    Returns:
+        det_boxes (N, K, 4) float32 and det_scores (N, K) float32, zero-padded, like the graph.
+    """
+    n = scores.shape[0]
+    out_b = np.zeros((n, k, 4), np.float32)
+    out_s = np.zeros((n, k), np.float32)
+    for i in range(n):
+        keep = nms(boxes[i], scores[i, :, 1], score_threshold, iou_threshold, k)
+        out_b[i, : len(keep)] = boxes[i, keep]
+        out_s[i, : len(keep)] = scores[i, keep, 1]
+    return out_b, out_s
+
+
+def _normalise(batch_nhwc: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) with (x * scale - mean) / std."""
+    x = batch_nhwc.astype(np.float32)
+    a = spec.scale / spec.std
+    b = -spec.mean / spec.std
+    if a != 1.0:
+        x *= a
+    if b != 0.0:
+        x += b
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def preprocess_frames(frames: Sequence[np.ndarray], spec: InputSpec, letterbox: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Resize RGB frames to the detector's input and normalise them.
+
+    Args:
+        frames: F arrays (H, W, 3) uint8 RGB; sizes may differ.
+        spec: the detector's input spec.
+        letterbox: keep the aspect ratio (pad right/bottom with zeros) instead of a plain resize.
+
+    Returns:
+        x: (F, 3, h, w) float32 input tensor.
+        scale: (F, 2) float32 factors that map input pixels back to frame pixels (sx, sy).
+    """
+    w, h = spec.width, spec.height
+    buf = np.zeros((len(frames), h, w, 3), np.uint8)
+    scale = np.empty((len(frames), 2), np.float32)
+    for i, f in enumerate(frames):
+        fh, fw = f.shape[:2]
+        if letterbox:
+            r = min(w / fw, h / fh)
+            nw, nh = max(1, round(fw * r)), max(1, round(fh * r))
+            buf[i, :nh, :nw] = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            scale[i] = (fw / nw, fh / nh)
+        else:
+            cv2.resize(f, (w, h), dst=buf[i], interpolation=cv2.INTER_LINEAR)
+            scale[i] = (fw / w, fh / h)
+    if spec.color == "BGR":
+        buf = buf[..., ::-1]
+    return _normalise(buf, spec), scale
+
+
+def _decode_yunet(out: dict[str, np.ndarray], w: int, h: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YuNet per-stride outputs -> (N, A, 4) boxes, (N, A) scores, (N, A, 5, 2) landmarks, input pixels."""
+    boxes, scores, kps = [], [], []
+    for s in strides:
+        cols, rows = w // s, h // s
+        cls = out[f"cls_{s}"][..., 0]
+        obj = out[f"obj_{s}"][..., 0]
+        bb = out[f"bbox_{s}"]
+        kp = out[f"kps_{s}"]
+        n = cls.shape[0]
+        r, c = np.divmod(np.arange(rows * cols, dtype=np.float32), cols)
+        cx = (c + bb[..., 0]) * s
+        cy = (r + bb[..., 1]) * s
+        bw = np.exp(bb[..., 2]) * s
+        bh = np.exp(bb[..., 3]) * s
+        boxes.append(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1))
+        scores.append(np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1)))
+        kx = (c[None, :, None] + kp[..., 0::2]) * s
+        ky = (r[None, :, None] + kp[..., 1::2]) * s
+        kps.append(np.stack([kx, ky], -1).reshape(n, -1, 5, 2))
+    return np.concatenate(boxes, 1), np.concatenate(scores, 1), np.concatenate(kps, 1)
+
+
+class Detector:
+    """Batched face detector over a runner.
+
+    Args:
+        runner: runs the prepared detector graph.
+        spec: the registry entry.
+        in_graph_nms: the graph outputs det_boxes/det_scores (ultraface); False runs the NumPy
+            fallback on raw outputs (always the case for yunet).
+        max_faces: K, the most faces kept per frame.
+        score_threshold, iou_threshold: override the registry's values (must match the graph's
+            when in_graph_nms).
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        spec: ModelSpec,
+        *,
+        in_graph_nms: bool = True,
+        max_faces: int = 64,
+        score_threshold: float | None = None,
+        iou_threshold: float | None = None,
+    ):
+        if spec.kind != "detector":
+            raise ConfigError(f"model {spec.name} | is a {spec.kind}; expected a detector")
+        self.runner = runner
+        self.spec = spec
+        self.in_graph_nms = in_graph_nms and spec.nms_in_graph
+        self.max_faces = max_faces
+        self.score_threshold = spec.score_threshold if score_threshold is None else score_threshold
+        self.iou_threshold = spec.iou_threshold if iou_threshold is None else iou_threshold
+        self.strides = tuple(int(s) for s in spec.outputs.get("strides", "8,16,32").split(","))
+
+    @property
+    def gives_landmarks(self) -> bool:
+        """True when detections carry 5 landmarks (YuNet)."""
+        return self.spec.gives_landmarks
+
+    def detect(self, frames: Sequence[np.ndarray]) -> Detections:
+        """Find faces in a batch of frames.
+
+        Args:
+            frames: F arrays (H, W, 3) uint8 RGB.
+
+        Returns:
+            Detections with boxes in each frame's pixels.
+        """
+        if not frames:
+            return Detections(
+                np.empty(0, np.int32),
+                np.empty((0, 4), np.float32),
+                np.empty(0, np.float32),
+                np.empty((0, 5, 2), np.float32) if self.gives_landmarks else None,
+            )
+        step = self.runner.max_batch or len(frames)
+        parts = [self._detect_chunk(frames[i : i + step], i) for i in range(0, len(frames), step)]
+        lm = np.concatenate([p.landmarks for p in parts]) if self.gives_landmarks else None
+        return Detections(
+            np.concatenate([p.frame_pos for p in parts]),
+            np.concatenate([p.boxes for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+            lm,
+        )
+
+    def _detect_chunk(self, frames: Sequence[np.ndarray], offset: int) -> Detections:
+        spec = self.spec.input
+        yunet = self.spec.gives_landmarks  # YuNet: letterboxed input, per-stride outputs, landmarks
+        x, scale = preprocess_frames(frames, spec, letterbox=self.spec.letterbox)
+        out = self.runner.infer({spec.name: x})
+        lms = None
+        if yunet:
+            raw_b, raw_s, raw_k = _decode_yunet(out, spec.width, spec.height, self.strides)
+            k = self.max_faces
+            db = np.zeros((len(frames), k, 4), np.float32)
+            ds = np.zeros((len(frames), k), np.float32)
+            dk = np.zeros((len(frames), k, 5, 2), np.float32)
+            for i in range(len(frames)):
+                keep = nms(raw_b[i], raw_s[i], self.score_threshold, self.iou_threshold, k)
+                db[i, : len(keep)], ds[i, : len(keep)], dk[i, : len(keep)] = raw_b[i, keep], raw_s[i, keep], raw_k[i, keep]
+            db = db * np.tile(scale, 2)[:, None, :]
+            dk = dk * scale[:, None, None, :]
+        else:
+            if self.in_graph_nms:
+                db, ds = out[DET_BOXES], out[DET_SCORES]
+            else:
+                db, ds = postprocess_raw(
+                    out[self.spec.outputs["scores"]],
+                    out[self.spec.outputs["boxes"]],
+                    self.score_threshold,
+                    self.iou_threshold,
+                    self.max_faces,
+                )
+            db = db * np.tile(np.array([spec.width, spec.height], np.float32), 2) * np.tile(scale, 2)[:, None, :]
+        pos, slot = np.nonzero(ds > 0)
+        boxes = db[pos, slot].astype(np.float32)
+        sizes = np.array([[f.shape[1], f.shape[0]] for f in frames], np.float32)[pos]
+        boxes = np.clip(boxes, 0, np.tile(sizes, 2))
+        ok = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)  # drop boxes clipped to nothing
+        if yunet:
+            lms = dk[pos, slot][ok].astype(np.float32)
+        return Detections((pos[ok] + offset).astype(np.int32), boxes[ok], ds[pos, slot][ok].astype(np.float32), lms)

@@ -1,0 +1,178 @@
+"""Face tracks: an online ByteTrack-style tracker over the detector's boxes, run per video after
+all of its shards are done, plus per-track temporal smoothing of the emotion probabilities.
+
+Why a small NumPy tracker and not a library: supervision's ByteTrack would fit but brings
+scipy, matplotlib, pyyaml and more for ~200 lines of logic; faces per frame are few, so greedy
+IoU assignment (sorted by IoU) matches what Hungarian assignment would give in practice.
+
+Why per video, after the shards: the tracker only needs boxes and scores, which are all in the
+``faces`` rows. Running it over the whole video's rows in frame order makes tracks continuous
+across shard boundaries by construction, and a 1-shard and an N-shard run get the same track ids
+(the detections are the same), without warm-up overlaps or stitching heuristics.
+
+Association (Zhang et al. 2022, ByteTrack, arXiv 2110.06864): each frame, tracks are moved by a
+constant-velocity prediction; high-score detections are matched to tracks by IoU first, then
+remaining tracks to low-score detections; unmatched high-score detections start tentative tracks,
+confirmed after ``min_hits`` frames; a track unseen for ``max_lost_s`` seconds ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ferbatch.vision.boxes import iou_matrix
+
+__all__ = ["TrackerConfig", "track_boxes", "smooth_probs"]
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Tracker settings.
+
+    Attributes:
+        high_score: detections at or above are matched first and may start tracks.
+        match_iou: least IoU (predicted track box vs detection) for a high-score match.
+        low_match_iou: least IoU for the second, low-score stage.
+        min_hits: frames a new track needs before it counts (shorter ones get no track id).
+        max_lost_s: seconds a track may go unseen before it ends (face hidden, turned away).
+        velocity_smoothing: weight of the newest motion in the velocity estimate (0..1).
+        smooth_half_life_s: half-life of the exponential moving average of per-track probabilities.
+    """
+
+    high_score: float = 0.8
+    match_iou: float = 0.3
+    low_match_iou: float = 0.5
+    min_hits: int = 3
+    max_lost_s: float = 1.0
+    velocity_smoothing: float = 0.5
+    smooth_half_life_s: float = 0.5
+
+
+@dataclass
+class _Track:
+    tid: int
+    box: np.ndarray  # (4,) last matched box
+    vel: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # per ms
+    last_ms: float = 0.0
+    hits: int = 1
+
+    def predict(self, t_ms: float) -> np.ndarray:
+        return self.box + self.vel * (t_ms - self.last_ms)
+
+
+def _greedy_match(iou: np.ndarray, thr: float) -> list[tuple[int, int]]:
+    """Pairs (row, col) by descending IoU, each row and column at most once, IoU >= thr."""
+    pairs: list[tuple[int, int]] = []
+    if iou.size == 0:
+        return pairs
+    rows, cols = np.nonzero(iou >= thr)
+    order = np.argsort(-iou[rows, cols], kind="stable")
+    used_r, used_c = set(), set()
+    for k in order:
+        r, c = int(rows[k]), int(cols[k])
+        if r not in used_r and c not in used_c:
+            pairs.append((r, c))
+            used_r.add(r)
+            used_c.add(c)
+    return pairs
+
+
+def track_boxes(
+    frame_idx: np.ndarray, pts_ms: np.ndarray, boxes: np.ndarray, scores: np.ndarray, cfg: TrackerConfig = TrackerConfig()
+) -> np.ndarray:
+    """Assign track ids to detections.
+
+    Args:
+        frame_idx: (M,) int64 frame of each detection, sorted ascending.
+        pts_ms: (M,) float64 timestamps in ms (variable frame rate is fine).
+        boxes: (M, 4) float32 x1 y1 x2 y2 in pixels.
+        scores: (M,) float32 detector scores.
+        cfg: tracker settings.
+
+    Returns:
+        (M,) int64 track ids, 0, 1, 2, ... in order of first appearance; -1 for detections whose
+        track never reached ``min_hits`` frames.
+    """
+    m = len(frame_idx)
+    ids = np.full(m, -1, np.int64)
+    if m == 0:
+        return ids
+    if np.any(np.diff(frame_idx) < 0):
+        raise ValueError("track_boxes | frame_idx must be sorted ascending")
+    provisional = np.full(m, -1, np.int64)
+    hits_of: dict[int, int] = {}
+    tracks: list[_Track] = []
+    next_tid = 0
+    starts = np.flatnonzero(np.r_[True, frame_idx[1:] != frame_idx[:-1]])
+    ends = np.r_[starts[1:], m]
+    max_lost = cfg.max_lost_s * 1000.0
+    for s, e in zip(starts, ends, strict=True):
+        t = float(pts_ms[s])
+        tracks = [tr for tr in tracks if t - tr.last_ms <= max_lost]
+        det = np.arange(s, e)
+        high = det[scores[det] >= cfg.high_score]
+        low = det[scores[det] < cfg.high_score]
+        pred = np.array([tr.predict(t) for tr in tracks], np.float32).reshape(-1, 4)
+        unmatched_tr = list(range(len(tracks)))
+        matched: list[tuple[int, int]] = []
+        for pool, thr in ((high, cfg.match_iou), (low, cfg.low_match_iou)):
+            if not len(pool) or not unmatched_tr:
+                continue
+            iou = iou_matrix(pred[unmatched_tr], boxes[pool])
+            for r, c in _greedy_match(iou, thr):
+                matched.append((unmatched_tr[r], int(pool[c])))
+            done = {tr for tr, _ in matched}
+            unmatched_tr = [i for i in range(len(tracks)) if i not in done]
+        used = {d for _, d in matched}
+        for ti, d in matched:
+            tr = tracks[ti]
+            dt = max(t - tr.last_ms, 1e-3)
+            v = (boxes[d] - tr.box) / dt
+            tr.vel = cfg.velocity_smoothing * v + (1 - cfg.velocity_smoothing) * tr.vel
+            tr.box, tr.last_ms = boxes[d].astype(np.float32), t
+            tr.hits += 1
+            hits_of[tr.tid] = tr.hits
+            provisional[d] = tr.tid
+        for d in high:
+            if int(d) not in used:
+                tracks.append(_Track(next_tid, boxes[d].astype(np.float32), last_ms=t))
+                hits_of[next_tid] = 1
+                provisional[d] = next_tid
+                next_tid += 1
+    # keep tracks that reached min_hits; renumber them by first appearance
+    good = {tid for tid, h in hits_of.items() if h >= cfg.min_hits}
+    remap: dict[int, int] = {}
+    for i, p in enumerate(provisional.tolist()):
+        if p in good:
+            if p not in remap:
+                remap[p] = len(remap)
+            ids[i] = remap[p]
+    return ids
+
+
+def smooth_probs(track_id: np.ndarray, pts_ms: np.ndarray, probs: np.ndarray, half_life_s: float) -> np.ndarray:
+    """Exponential moving average of each track's probabilities over time (time-aware: the weight
+    of a new frame is ``1 - 0.5 ** (dt / half_life)``, so variable frame rate is handled).
+
+    Args:
+        track_id: (M,) int64, -1 = no track (copied through unsmoothed).
+        pts_ms: (M,) float64, ascending within each track.
+        probs: (M, C) float32 (NaN columns stay NaN).
+
+    Returns:
+        (M, C) float32 smoothed probabilities.
+    """
+    out = probs.astype(np.float32).copy()
+    last: dict[int, tuple[float, np.ndarray]] = {}
+    for i in range(len(track_id)):
+        tid = int(track_id[i])
+        if tid < 0:
+            continue
+        if tid in last:
+            t0, prev = last[tid]
+            w = 1.0 - 0.5 ** (max(pts_ms[i] - t0, 0.0) / 1000.0 / half_life_s)
+            out[i] = w * probs[i] + (1 - w) * prev
+        last[tid] = (float(pts_ms[i]), out[i])
+    return out

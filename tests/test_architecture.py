@@ -1,0 +1,119 @@
+"""The package's shape: layers import one way, no cycles, one helper per concern, small modules.
+
+Parsed from the source with ``ast`` (imports inside functions count too), so the rules hold for
+lazy imports as well.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "ferbatch"
+
+# what each pure layer may import from ferbatch (besides itself)
+PURE_LAYERS = {
+    "ferbatch.media": {"ferbatch.errors"},
+    "ferbatch.vision": {"ferbatch.errors", "ferbatch.labels", "ferbatch.specs"},
+    "ferbatch.dataset.schema": {"ferbatch.labels"},
+    "ferbatch.specs": set(),
+    "ferbatch.labels": {"ferbatch.errors"},
+    "ferbatch.errors": set(),
+    "ferbatch.atomic": {"ferbatch.errors"},
+}
+MAX_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """ferbatch modules imported anywhere in the file (``from ferbatch.x import y`` gives
+    ``ferbatch.x.y`` when that is a module, else ``ferbatch.x``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("ferbatch")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ferbatch"):
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                found.add(sub if sub in MODULES else node.module)
+    return found
+
+
+FILES = sorted(PKG.rglob("*.py"))
+MODULES = {_module_name(p) for p in FILES}
+GRAPH = {_module_name(p): _imports(p) - {_module_name(p)} for p in FILES}
+
+
+def _in_layer(module: str, layer: str) -> bool:
+    return module == layer or module.startswith(layer + ".")
+
+
+@pytest.mark.parametrize("layer", sorted(PURE_LAYERS))
+def test_pure_layers_import_nothing_above_them(layer):
+    allowed = PURE_LAYERS[layer]
+    bad = {
+        (m, dep)
+        for m, deps in GRAPH.items()
+        if _in_layer(m, layer)
+        for dep in deps
+        if not _in_layer(dep, layer) and not any(_in_layer(dep, a) for a in allowed)
+    }
+    assert not bad, f"{layer} imports builder layers: {sorted(bad)}"
+
+
+def test_no_import_cycles():
+    # package __init__ re-exports are edges too; a cycle through them would still be a cycle
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(GRAPH.get(m, ())):
+            if d not in GRAPH or _in_layer(m, d):  # a module importing its own package's __init__
+                continue
+            if state.get(d) == 1:
+                cycle = stack[stack.index(d) :] + [d]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(GRAPH):
+        if m not in state:
+            visit(m)
+
+
+def test_modules_stay_small():
+    big = {str(p.relative_to(PKG)): n for p in FILES if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_one_atomic_write_helper():
+    # every rename-into-place and temp file goes through ferbatch/atomic.py
+    pattern = re.compile(r"os\.replace\(|os\.rename\(|mkstemp\(|NamedTemporaryFile\(")
+    elsewhere = [str(p.relative_to(PKG)) for p in FILES if p.name != "atomic.py" and pattern.search(p.read_text())]
+    assert not elsewhere, f"temp-file-and-rename writers outside ferbatch/atomic.py: {elsewhere}"
+
+
+def test_one_iou():
+    pattern = re.compile(r"def \w*iou\w*\(", re.IGNORECASE)
+    defs = [str(p.relative_to(PKG)) for p in FILES for _ in pattern.finditer(p.read_text())]
+    assert defs == ["vision/boxes.py"], f"IoU defined in {defs}; keep the one in vision/boxes.py"
+
+
+def test_no_family_routing_by_string_outside_specs():
+    pattern = re.compile(r"family\s*[!=]=\s*\"|\"yunet-\d")
+    hits = [str(p.relative_to(PKG)) for p in FILES if p.name != "specs.py" and pattern.search(p.read_text())]
+    assert not hits, f"model family compared as a string in {hits}; use the ModelSpec properties"

@@ -1,0 +1,50 @@
+"""A built wheel carries the model registry and the bundled classifier, and resolves them from
+outside the checkout (the registry is package data read with importlib.resources)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_carries_registry_and_bundled_model(tmp_path):
+    # build from a clean copy: an editable install's egg-info (SOURCES.txt) would otherwise add
+    # package data that pyproject.toml does not declare
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "out", "engines")
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("ferbatch-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "ferbatch/models/registry.toml" in names
+    assert "ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.onnx" in names
+    assert "ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.md" in names
+
+    # installed (unpacked) elsewhere and imported from another directory, the default classifier
+    # resolves to the wheel's own file and passes its sha256 check
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", str(site), str(wheel)],
+        check=True,
+        timeout=300,
+    )
+    code = (
+        "import ferbatch; from ferbatch.models.registry import load_registry, resolve_model_file; "
+        "r = load_registry(); print(ferbatch.__file__); print(resolve_model_file(r.get(r.default_classifier)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("FERBATCH_REGISTRY",)} | {"PYTHONPATH": str(site)}
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    pkg, model = res.stdout.split()
+    assert pkg.startswith(str(site)) and model.startswith(str(site)), res.stdout
