@@ -19,16 +19,21 @@ def query(
     sql: Annotated[str, typer.Option("--sql", help="SQL over the views faces, frames, videos.")],
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Stop the query after this many seconds (0 = never).")] = 300.0,
 ) -> None:
     """Run DuckDB SQL over a dataset (read-only views faces, frames, videos).
 
     Example: ferbatch query out/ --sql "SELECT emotion, count(*) FROM faces GROUP BY 1"
     """
     from ferbatch.cli.render import render
-    from ferbatch.dataset.query import connect, run_sql
+    from ferbatch.dataset.query import connect, deadline, inside, run_sql
 
     try:
-        render(run_sql(connect(out), sql), fmt, Console(), output)
+        if output is not None and inside(out, output):
+            raise FerbatchError(f"--output {output} | is inside the dataset {out}: it would overwrite the dataset's own files")
+        con = connect(out)
+        with deadline(con, timeout):
+            render(run_sql(con, sql), fmt, Console(), output)
     except FerbatchError as e:
         _fail(e)
     except Exception as e:  # duckdb's own errors: one line for the user

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +18,7 @@ from rich.table import Table
 from ferbatch import __version__
 from ferbatch.cli.common import console
 from ferbatch.cli.common import fail as _fail
-from ferbatch.errors import FerbatchError
+from ferbatch.errors import FerbatchError, JobAborted
 
 __all__ = ["register"]
 
@@ -52,13 +56,21 @@ def run(
     address: Annotated[str | None, typer.Option(help="Connect to a running Ray cluster instead of starting one locally.")] = None,
     no_ray: Annotated[bool, typer.Option("--no-ray", help="Run in this process without Ray (one worker).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start OUT afresh when its rows were made with other result-changing settings.")
+    ] = False,
+    full_hash: Annotated[
+        bool, typer.Option("--full-hash", help="Identify videos by the sha256 of the whole file (default: size + sampled blocks).")
+    ] = False,
 ) -> None:
     """Find every face in every frame of the videos, classify its expression, write Parquet to OUT.
 
     Example: ferbatch run ../shared/data/videos_faces ../shared/data/videos_emotion_cremad --out out/
 
-    Exit status: 0 all videos done, 1 some videos failed (see the summary and OUT/videos.parquet),
-    2 bad settings or models.
+    Exit status: 0 every video ok; 1 some videos failed; 3 none failed but some are partial (see the
+    summary and OUT/videos.parquet); 2 bad settings, models or output directory (nothing touched);
+    4 the job stopped on an error of the machine (disk full, out of memory) or a bug, finished
+    shards kept; 130 interrupted (Ctrl-C or SIGTERM), finished shards kept.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -100,7 +112,20 @@ def run(
                     tasks[kind] = bar.add_task("indexing videos" if kind == "probe" else "frames", total=total)
                 bar.update(tasks[kind], completed=done, total=total)
 
-            s = run_job(inputs, out, cfg, use_ray=not no_ray, address=address, shard_frames=shard_frames, progress=progress)
+            with _sigterm_as_interrupt():
+                s = run_job(
+                    inputs,
+                    out,
+                    cfg,
+                    use_ray=not no_ray,
+                    address=address,
+                    shard_frames=shard_frames,
+                    progress=progress,
+                    overwrite=overwrite,
+                    full_hash=full_hash,
+                )
+    except JobAborted as e:
+        _fail(e, code=4)
     except FerbatchError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -126,6 +151,26 @@ def run(
         console.print(f"[yellow]{escape(path)}[/yellow]: {escape(err)}", soft_wrap=True, highlight=False)
     if s.failed:
         raise typer.Exit(1)
+    if s.partial:
+        raise typer.Exit(3)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler or ``kill`` stopping the job) like Ctrl-C: finished shards are
+    recorded and the exit status is 130."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def register(app: typer.Typer) -> None:
