@@ -311,3 +311,21 @@ def test_partial_videos_exit_3(clips, tmp_path):
     res = _run_cli([bad, "--out", tmp_path / "out"])
     assert res.returncode == 3, res.stdout + res.stderr
     assert "frames decoded" in res.stderr
+
+
+def test_frame_size_change_is_recorded_and_annotate_copes(clips, tmp_path):
+    import av
+
+    small = encode(tmp_path / "small.ts", [f[::2, ::2].copy() for f in read_frames(WOLFGANG)[:48]], options={"g": "24", "bf": "2"})
+    both = tmp_path / "both.ts"
+    both.write_bytes(clips["ts"].read_bytes() + small.read_bytes())
+    out = tmp_path / "out"
+    s = run_job(both, out, CFG, use_ray=False)
+    (row,) = open_table(out, "videos").to_pylist()
+    assert s.ok == 1 and row["frames"] == 168 and (row["width"], row["height"]) == (640, 360)
+    assert "640x360 -> 320x180" in row["notes"], row["notes"]
+    from ferbatch.dataset.annotate import annotate_video
+
+    assert annotate_video(both, out, tmp_path / "annotated.mp4") == 168
+    with av.open(str(tmp_path / "annotated.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (640, 360)
