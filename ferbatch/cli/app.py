@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ferbatch import __version__
-from ferbatch.cli import cluster, models, results, run, training
+from ferbatch.cli import cluster, models, results, run, serve, training
 
 __all__ = ["app", "main"]
 
@@ -41,3 +41,4 @@ results.register(app)
 training.register(app)
 models.register(app)
 cluster.register(app)
+serve.register(app)
