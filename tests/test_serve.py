@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import INTEL_2FACE, MULTI_FACE, read_frames
 from servers import free_port, spawn, stop, wait_until
 
@@ -76,7 +75,9 @@ def test_analyze_image_matches_the_library(server, models):
 
 
 def test_analyze_clip(server):
-    r = httpx.post(f"{server}/v1/analyze?every=5", files={"file": ("c.mp4", INTEL_2FACE.read_bytes(), "video/mp4")}, headers=AUTH, timeout=60)
+    r = httpx.post(
+        f"{server}/v1/analyze?every=5", files={"file": ("c.mp4", INTEL_2FACE.read_bytes(), "video/mp4")}, headers=AUTH, timeout=60
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     n = len(read_frames(INTEL_2FACE))

@@ -176,6 +176,7 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
     app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes)
     app.state.ferbatch = state
     app.state.ferbatch_token = settings.token
+
     @app.get("/healthz", summary="Liveness and model names (no auth)")
     def healthz() -> dict[str, Any]:
         m = state.get("models")
