@@ -28,7 +28,7 @@ class JobConfig:
         detector, classifier: registry model names (None = the registry's defaults).
         detector_file, classifier_file: explicit model files (checked against the registry hash).
         backend: "auto" (TensorRT when a GPU, tensorrt and pycuda are present, else ONNX Runtime),
-            "tensorrt" or "onnxruntime".
+            "tensorrt", "onnxruntime" or "openvino" (CPU, the ``openvino`` extra).
         precision: "fp32" or "fp16" (the graphs' own types; fp16 keeps the NMS in float32).
         in_graph_nms: NMS inside the detector graph; False = the NumPy fallback.
         max_faces: most faces kept per frame (K of the fixed-size detector outputs).
@@ -62,8 +62,8 @@ class JobConfig:
     track: bool = True
 
     def __post_init__(self):
-        if self.backend not in ("auto", "onnxruntime", "tensorrt"):
-            raise ConfigError(f"--backend | received {self.backend!r}; expected auto, tensorrt or onnxruntime")
+        if self.backend not in ("auto", "onnxruntime", "tensorrt", "openvino"):
+            raise ConfigError(f"--backend | received {self.backend!r}; expected auto, tensorrt, onnxruntime or openvino")
         if self.precision not in ("fp32", "fp16"):
             raise ConfigError(f"--precision | received {self.precision!r}; expected fp32 or fp16")
         for name in ("max_faces", "detect_batch", "classify_batch"):

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ferbatch import __version__
-from ferbatch.cli import cluster, live, models, results, run, serve, training
+from ferbatch.cli import cluster, export, live, models, results, run, serve, training
 
 __all__ = ["app", "main"]
 
@@ -43,3 +43,4 @@ models.register(app)
 cluster.register(app)
 serve.register(app)
 live.register(app)
+export.register(app)

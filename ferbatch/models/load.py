@@ -29,7 +29,7 @@ class Models:
     """A worker's loaded models.
 
     Attributes:
-        backend: "onnxruntime" or "tensorrt"; backend_reason: why it was picked.
+        backend: "onnxruntime", "tensorrt" or "openvino"; backend_reason: why it was picked.
     """
 
     detector: Detector
@@ -63,13 +63,13 @@ def resolve_specs(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
 
 
 def resolve_backend(requested: str) -> tuple[str, str]:
-    """(backend, reason) for ``requested`` = auto | tensorrt | onnxruntime.
+    """(backend, reason) for ``requested`` = auto | tensorrt | onnxruntime | openvino.
 
     Raises:
         ConfigError: tensorrt requested but unusable here (the reason is in the message).
     """
-    if requested == "onnxruntime":
-        return "onnxruntime", "requested"
+    if requested in ("onnxruntime", "openvino"):
+        return requested, "requested"
     from ferbatch.models.trt_plans import gpu_available
 
     ok, why = gpu_available()
@@ -161,6 +161,11 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
             nms = False
             det_runner = _trt_runner(det_graph(False), det_spec, cfg.precision, cfg.detect_batch)
         cls_runner = _trt_runner(cls_graph, cls_spec, cfg.precision, cfg.classify_batch)
+    elif backend == "openvino":
+        from ferbatch.models.runners.openvino import OvRunner
+
+        det_runner = OvRunner(det_graph(nms), threads=threads, max_batch=cfg.detect_batch, name=f"openvino:{det_spec.name}")
+        cls_runner = OvRunner(cls_graph, threads=threads, max_batch=cfg.classify_batch, name=f"openvino:{cls_spec.name}")
     else:
         det_runner = OrtRunner(det_graph(nms), threads=threads, max_batch=cfg.detect_batch, name=f"onnxruntime:{det_spec.name}")
         cls_runner = OrtRunner(cls_graph, threads=threads, max_batch=cfg.classify_batch, name=f"onnxruntime:{cls_spec.name}")
