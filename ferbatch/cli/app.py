@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ferbatch import __version__
-from ferbatch.cli import cluster, export, live, models, results, run, serve, training
+from ferbatch.cli import cluster, export, live, models, results, run, serve, training, tune
 
 __all__ = ["app", "main"]
 
@@ -44,3 +44,4 @@ cluster.register(app)
 serve.register(app)
 live.register(app)
 export.register(app)
+tune.register(app)
