@@ -58,7 +58,7 @@ def serve(
     address: Annotated[str | None, typer.Option(help="Ray cluster for jobs (implies --ray).")] = None,
 ) -> None:
     """Serve the models over HTTP: POST /v1/analyze (image or clip -> faces, boxes, 8 FER+
-    probabilities), POST /v1/jobs and GET /v1/jobs/{id}[/summary]; docs at /docs.
+    probabilities), POST /v1/jobs, GET /v1/jobs/{id} and GET /v1/jobs/{id}/summary; docs at /docs.
 
     Example: FERBATCH_TOKEN=s3cret ferbatch serve --port 8000 --data-root videos/
 
