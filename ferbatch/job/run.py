@@ -24,6 +24,7 @@ from ferbatch.errors import ConfigError, FerbatchError, OutputError
 from ferbatch.job.inputs import Inputs, VideoTask, scan_inputs
 from ferbatch.job.lock import OutputLock
 from ferbatch.job.manifest import DONE, JobLedger, adopt_ids, record_paths, shard_intact, stored_plan, tracks_intact
+from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary
 from ferbatch.job.workers import LocalPool, RayPool, ShardWorker, WorkerPool, init_ray
 from ferbatch.media.shards import Shard
@@ -187,12 +188,19 @@ def _run_locked(
                 import ray
 
                 init_ray(address, cfg.resolved_workers())
-                # on a cluster: one single-threaded worker per CPU Ray has; locally: per core
-                cpus = int(ray.available_resources().get("CPU", 1)) if address else cfg.resolved_workers()
-                # one shard per video: no more workers than videos; else the plan is not known yet
-                n_workers = max(1, min(cfg.workers or cpus, n_items) if shard_frames <= 0 and not resumed else (cfg.workers or cpus))
-                threads = cfg.threads_per_worker or max(1, cfg.resolved_workers() // n_workers if not address else 1)
-                pool = RayPool(cfg, n_workers, threads, env)
+                # on a cluster: what Ray has; locally: the cores given to the embedded instance
+                have = ray.available_resources()
+                node = NodeResources(int(have.get("CPU", 1)) if address else cfg.resolved_workers(), int(have.get("GPU", 0)))
+                placement = plan_placement(
+                    node,
+                    cfg.backend,
+                    workers=cfg.workers,
+                    workers_per_gpu=cfg.workers_per_gpu,
+                    threads_per_worker=cfg.threads_per_worker,
+                    # one shard per video: no more workers than videos; else the plan is not known yet
+                    items=n_items if shard_frames <= 0 and not resumed else 0,
+                )
+                pool = RayPool(cfg, placement, env)
             else:
                 os.environ.update(env)
                 pool = LocalPool(lambda: ShardWorker(cfg, cfg.threads_per_worker or cfg.resolved_workers()))

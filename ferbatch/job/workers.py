@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError, DecodeError, FerbatchError, JobAborted
 from ferbatch.job.inputs import VideoTask
+from ferbatch.job.sizing import Placement
 from ferbatch.media.probe import VideoIndex, VideoInfo, probe_video
 from ferbatch.media.shards import Shard
 from ferbatch.models.load import Models, load_models
@@ -83,7 +84,9 @@ class ShardWorker:
     def run(self, shard: Shard, out_dir: str) -> ShardResult:
         """Process one shard and write its part files."""
         c = self.cfg
-        return run_shard(shard, self.models, out_dir, detect_batch=c.detect_batch, prefetch=c.prefetch, decode_threads=c.decode_threads)
+        return run_shard(
+            shard, self.models, out_dir, detect_batch=self.models.detect_batch, prefetch=c.prefetch, decode_threads=c.decode_threads
+        )
 
     def ping(self) -> str:
         """The backend this worker runs and why (returned once the models are loaded)."""
@@ -116,16 +119,15 @@ class LocalPool:
 class RayPool:
     """Runs worker calls on Ray actors; replaces an actor that dies and retries its item."""
 
-    def __init__(self, cfg: JobConfig, n: int, threads: int, env: dict[str, str]):
+    def __init__(self, cfg: JobConfig, placement: Placement, env: dict[str, str]):
         import ray
 
         self.ray = ray
-        # a TensorRT worker owns one whole GPU; an ONNX Runtime worker one CPU
-        gpus = ray.available_resources().get("GPU", 0)
-        use_gpu = cfg.backend == "tensorrt" or (cfg.backend == "auto" and gpus >= 1)
-        if use_gpu:
-            n = max(1, min(n, int(gpus))) if gpus else n
-        self.actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=0, max_task_retries=0)(ShardWorker)
+        n, threads = placement.workers, placement.ort_threads
+        # an actor decodes on its own core; GPU workers share their GPU (fractional num_gpus)
+        self.actor_cls = ray.remote(
+            num_cpus=placement.cpus_per_worker, num_gpus=placement.gpus_per_worker, max_restarts=0, max_task_retries=0
+        )(ShardWorker)
         self.args = (cfg, threads, env)
         self.actors: list[Any] = [self.actor_cls.remote(*self.args) for _ in range(n)]  # Ray actor handles
         self.deaths = 0  # worker processes that died under a call
