@@ -37,7 +37,8 @@ class JobConfig:
         classify_batch: most face crops per classifier call.
         workers: Ray worker actors (0 = one per core).
         threads_per_worker: ONNX Runtime intra-op threads per worker (0 = cores / workers).
-        decode_threads: FFmpeg decoder threads per worker (0 = FFmpeg's choice).
+        decode_threads: FFmpeg decoder threads per worker (0 = the worker's ONNX Runtime threads: its
+            share of the cores, used by decoding while inference waits).
         prefetch: decoded frame batches buffered ahead of inference per worker.
         track: run the face tracker over each finished video (track ids, smoothed probabilities,
             the tracks table).
@@ -57,7 +58,7 @@ class JobConfig:
     classify_batch: int = 64
     workers: int = 0
     threads_per_worker: int = 0
-    decode_threads: int = 1
+    decode_threads: int = 0
     prefetch: int = 2
     track: bool = True
 
@@ -69,8 +70,8 @@ class JobConfig:
         for name in ("max_faces", "detect_batch", "classify_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 1")
-        if self.workers < 0 or self.threads_per_worker < 0 or self.prefetch < 0:
-            raise ConfigError("--workers/--threads-per-worker/--prefetch | expected >= 0")
+        if self.workers < 0 or self.threads_per_worker < 0 or self.prefetch < 0 or self.decode_threads < 0:
+            raise ConfigError("--workers/--threads-per-worker/--prefetch/--decode-threads | expected >= 0")
 
     def resolved_workers(self) -> int:
         """Number of worker actors to start."""

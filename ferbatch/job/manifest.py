@@ -99,7 +99,7 @@ class JobLedger:
                 if info.truncated:
                     rec["warning"] = f"truncated: the container lists {info.declared_frames} frames, only {info.packets} are in the file"
                 assert index is not None  # probe returns both or neither
-                plan = plan_shards(task.video_id, task.path, index, shard_frames)
+                plan = plan_shards(task.video_id, task.path, index, shard_frames, workers=self.cfg.resolved_workers())
                 save_index(self.out, task.video_id, index)
                 rec["shards"] = [
                     {
