@@ -24,7 +24,7 @@ import numpy as np
 
 from ferbatch.errors import DecodeError
 
-__all__ = ["VideoInfo", "VideoIndex", "probe_video", "open_video", "VIDEO_EXTENSIONS"]
+__all__ = ["VideoInfo", "VideoIndex", "probe_video", "open_video", "estimate_frames", "VIDEO_EXTENSIONS"]
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".3gp", ".ogv"}
@@ -115,6 +115,21 @@ def open_video(path: str):
         c.close()
         raise DecodeError(str(path), f"has no video stream ({kinds})")
     return c, st
+
+
+def estimate_frames(path: str | os.PathLike[str]) -> int:
+    """Frames of a video from its container header alone (no packet scan): the stream's frame count,
+    else duration x average rate; 0 when the file cannot be opened or says nothing."""
+    try:
+        c, _ = open_video(str(path))
+    except DecodeError:
+        return 0
+    with c:
+        s = c.streams.video[0]
+        if s.frames:
+            return int(s.frames)
+        dur = float(s.duration * s.time_base) if s.duration and s.time_base else (c.duration or 0) / 1e6
+        return int(dur * float(s.average_rate or 0))
 
 
 def probe_video(path: str | os.PathLike[str]) -> tuple[VideoInfo, VideoIndex]:
