@@ -10,8 +10,9 @@ For each clip, in one run:
    NMSBoxes, cv2.dnn mini-XCEPTION per face: the LearnOpenCV recipe); the two commands alternate
    ``--repeat`` times, medians;
 2. steady state: ``run_job`` with defaults in this process after Ray is up (Ray start-up excluded;
-   actor start, indexing, tracking and writes included), and "in workers": frames over the busy time of
-   the workers (sum of shard seconds / workers used);
+   actor start, indexing, tracking and writes included; the default runner of the code measured:
+   ``--compare-ray`` also forces Ray), and "in workers": frames over the busy time of the workers
+   (sum of shard seconds / workers used);
 3. per-stage costs, ms per frame on one core (1 FFmpeg thread, 1 ORT thread, 1 OpenCV thread, no
    prefetch) from the pipeline's own stage timers over the first ``--stage-frames`` frames: decode,
    resize (detector input), detect, crop, classify, write;
@@ -156,20 +157,52 @@ def stage_costs(video: str, index, frames: int) -> dict[str, float]:
     return {k: 1000 * v / res.frames for k, v in st.items()}
 
 
-def warm_job(video: str) -> tuple[float, float, int]:
-    """(job frames/s, in-worker frames/s, frames) of ``run_job`` with defaults, Ray already up."""
+def warm_job(video: str, **kw) -> tuple[float, float, int]:
+    """(job frames/s, in-worker frames/s, frames) of ``run_job`` with defaults (and ``kw``), Ray already up."""
     from ferbatch.config import JobConfig
     from ferbatch.dataset.store import read_manifest
     from ferbatch.job import run_job
 
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        s = run_job(video, d, JobConfig(), use_ray=True, shard_frames=1500)
+        s = run_job(video, d, JobConfig(), shard_frames=1500, **kw)
         dt = time.perf_counter() - t
         shards = [sh for v in read_manifest(d)["videos"].values() for sh in v["shards"]]
     workers = min(len(shards), JobConfig().resolved_workers())
     busy = sum(sh["seconds"] for sh in shards) / workers
     return s.frames / dt, s.frames / busy, s.frames
+
+
+def ort_levels(video: str, index, frames: int = 200) -> dict[str, float]:
+    """Detector ms/frame (batch 8, 1 thread, uint8 input already resized) per ONNX Runtime graph optimisation level."""
+    import onnxruntime as ort
+
+    from ferbatch.config import JobConfig
+    from ferbatch.media.decode import iter_frames
+    from ferbatch.models.graphs import prepare_detector
+    from ferbatch.models.load import resolve_specs
+    from ferbatch.models.registry import resolve_model_file
+    from ferbatch.vision.detect import preprocess_frames
+
+    det, _ = resolve_specs(JobConfig())
+    graph = str(prepare_detector(resolve_model_file(det), det))
+    imgs = [f.image for f in iter_frames(video, index, 0, min(frames, len(index.pts)), threads=1)]
+    x, _ = preprocess_frames(imgs, det.input)
+    out = {}
+    for name in ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL"):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, name)
+        sess = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
+        sess.run(None, {det.input.name: x[:8]})
+        best = 1e9
+        for _ in range(3):
+            t = time.perf_counter()
+            for i in range(0, len(x), 8):
+                sess.run(None, {det.input.name: x[i : i + 8]})
+            best = min(best, time.perf_counter() - t)
+        out[name] = round(1000 * best / len(x), 3)
+    return out
 
 
 def peak_rss_mib(video: str) -> float:
@@ -194,6 +227,8 @@ def main() -> None:
     ap.add_argument("--stage-frames", type=int, default=400)
     ap.add_argument("--no-whole", action="store_true", help="skip the whole-process runs (ferbatch CLI and the seed)")
     ap.add_argument("--no-rss", action="store_true")
+    ap.add_argument("--ort-levels", action="store_true", help="also the detector's cost per ONNX Runtime optimisation level")
+    ap.add_argument("--compare-ray", action="store_true", help="also the steady-state job forced onto Ray actors")
     ap.add_argument("--json", help="also write the JSON result here")
     ap.add_argument("--smoke", action="store_true", help="CI: a 96-frame 360p clip, stages and whole process once, no RSS")
     a = ap.parse_args()
@@ -235,8 +270,12 @@ def main() -> None:
             r["steady_job_fps"], r["steady_worker_fps"], _ = warm_job(clip)
             r["steady_job_of_bound"] = r["steady_job_fps"] / r["bound_fps"]
             r["steady_worker_of_bound"] = r["steady_worker_fps"] / r["bound_fps"]
+            if a.compare_ray:
+                r["steady_ray_job_fps"], r["steady_ray_worker_fps"], _ = warm_job(clip, use_ray=True)
         if not a.no_rss:
             r["rss_mib"] = peak_rss_mib(clip)
+        if a.ort_levels:
+            r["detector_ms_per_ort_level"] = ort_levels(clip, index)
         res["clips"][name] = r
         print(name, json.dumps(r), file=sys.stderr, flush=True)  # partial results survive an interrupted run
     if not a.no_whole:
