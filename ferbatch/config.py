@@ -41,7 +41,8 @@ class JobConfig:
         workers: Ray worker actors (0 = one per core; on GPU nodes workers_per_gpu per GPU).
         workers_per_gpu: workers sharing each GPU (0 = the node's CPUs per GPU minus one).
         threads_per_worker: ONNX Runtime intra-op threads per worker (0 = cores / workers).
-        decode_threads: FFmpeg decoder threads per worker (0 = FFmpeg's choice).
+        decode_threads: FFmpeg decoder threads per worker (0 = the worker's ONNX Runtime threads: its
+            share of the cores, used by decoding while inference waits).
         prefetch: decoded frame batches buffered ahead of inference per worker.
         track: run the face tracker over each finished video (track ids, smoothed probabilities,
             the tracks table).
@@ -62,7 +63,7 @@ class JobConfig:
     workers: int = 0
     workers_per_gpu: int = 0
     threads_per_worker: int = 0
-    decode_threads: int = 1
+    decode_threads: int = 0
     prefetch: int = 2
     track: bool = True
 
@@ -77,8 +78,8 @@ class JobConfig:
         for name in ("max_faces",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 1")
-        if self.workers < 0 or self.workers_per_gpu < 0 or self.threads_per_worker < 0 or self.prefetch < 0:
-            raise ConfigError("--workers/--threads-per-worker/--prefetch | expected >= 0")
+        if self.workers < 0 or self.workers_per_gpu < 0 or self.threads_per_worker < 0 or self.prefetch < 0 or self.decode_threads < 0:
+            raise ConfigError("--workers/--workers-per-gpu/--threads-per-worker/--prefetch/--decode-threads | expected >= 0")
 
     def batches(self, backend: str) -> tuple[int, int]:
         """(frames per detector call, crops per classifier call) for a resolved ``backend``."""

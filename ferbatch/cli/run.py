@@ -60,7 +60,15 @@ def run(
     ] = "auto",
     precision: Annotated[str, typer.Option(help="fp32 | fp16 (the graphs' own types; NMS stays fp32).")] = "fp32",
     address: Annotated[str | None, typer.Option(help="Connect to a running Ray cluster instead of starting one locally.")] = None,
-    no_ray: Annotated[bool, typer.Option("--no-ray", help="Run in this process without Ray (one worker).")] = False,
+    ray_mode: Annotated[
+        bool | None,
+        typer.Option(
+            "--ray/--no-ray",
+            help="Run on Ray actors / in this process (one thread per worker). Default: in-process for small local jobs "
+            "(up to ~20,000 frames), Ray otherwise or with --address.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start OUT afresh when its rows were made with other result-changing settings.")
@@ -124,7 +132,7 @@ def run(
                     inputs,
                     out,
                     cfg,
-                    use_ray=not no_ray,
+                    use_ray=ray_mode,
                     address=address,
                     shard_frames=shard_frames,
                     progress=progress,
@@ -148,9 +156,11 @@ def run(
         ("frames", s.frames),
         ("faces", s.faces),
         ("seconds", f"{s.seconds:.1f}"),
+        ("of which start-up", f"{s.startup_seconds:.1f}"),
         ("frames/s", f"{s.frames_per_s:.1f}"),
         ("shards retried", s.retried),
         ("backend", s.backend or "-"),
+        ("runner", s.runner or "-"),
     ]:
         t.add_row(k, escape(str(v)))
     Console().print(t)

@@ -100,7 +100,8 @@ def _trt_runner(graph, spec: ModelSpec, precision: str, max_batch: int):
     from ferbatch.models.trt_plans import build_or_load_plan, engine_key
 
     inp = spec.input
-    key = engine_key(spec.name, graph, precision, inp.name, (inp.channels, inp.height, inp.width), max_batch)
+    # the prepared graphs take uint8 NHWC (models.graphs.prepend_uint8_input)
+    key = engine_key(spec.name, graph, precision, inp.name, (inp.height, inp.width, inp.channels), max_batch)
     return TrtRunner(build_or_load_plan(graph, key), name=f"tensorrt:{spec.name}")
 
 
