@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ferbatch import __version__
-from ferbatch.cli import cluster, export, live, models, results, run, serve, training, tune
+from ferbatch.cli import cluster, engines, export, live, models, results, run, serve, training, tune
 
 __all__ = ["app", "main"]
 
@@ -40,6 +40,7 @@ run.register(app)
 results.register(app)
 training.register(app)
 models.register(app)
+engines.register(app)
 cluster.register(app)
 serve.register(app)
 live.register(app)
