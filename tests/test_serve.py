@@ -166,3 +166,22 @@ def test_jobs(server):
     assert s["job"]["ok"] == 1 and s["job"]["frames"] == n
     (v,) = s["videos"]
     assert v["path"] == INTEL_2FACE.name and v["frames"] == n and v["faces"] > 0
+
+
+def test_batcher_refuses_work_beyond_its_queue(models):
+    """The bounded queue: beyond max_pending waiting requests, submit raises Busy (HTTP 503)."""
+    import cv2
+
+    from ferbatch.service.batcher import Batcher, Busy
+
+    img = cv2.imread(str(MULTI_FACE))[:, :, ::-1].copy()
+    b = Batcher(models, max_frames=8, max_wait_ms=0, max_pending=1)
+    futs = []
+    try:
+        with pytest.raises(Busy, match="retry later"):
+            for _ in range(20):
+                futs.append(b.submit([img] * 8))
+        assert b.stats.refused == 1
+        assert all(len(f.result(timeout=120)) == 8 for f in futs)
+    finally:
+        b.close()

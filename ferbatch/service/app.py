@@ -198,11 +198,13 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
             )
         except BadUpload as e:
             raise HTTPException(e.status, str(e)) from None
+        # a clip goes in chunks of one model call each, so image requests queued meanwhile are not held up by it
+        step = settings.max_batch
         try:
-            fut = state["batcher"].submit(up.images)
+            futs = [state["batcher"].submit(up.images[i : i + step]) for i in range(0, len(up.images), step)]
         except Busy as e:
             raise HTTPException(503, str(e), headers={"Retry-After": "1"}) from None
-        results = await asyncio.wrap_future(fut)
+        results = [ff for part in await asyncio.gather(*(asyncio.wrap_future(f) for f in futs)) for ff in part]
         frames = [{"frame_idx": i, "pts_ms": t, "faces": faces_json(ff)} for i, t, ff in zip(up.frame_idx, up.pts_ms, results, strict=True)]
         return {
             "kind": up.kind,
