@@ -120,13 +120,12 @@ class JobManager:
             return self.jobs.get(jid)
 
     def dataset_summary(self, rec: JobRecord) -> list[dict[str, Any]]:
-        """Per-video rows of the finished job's dataset (``ferbatch summary``), NaN as None."""
+        """Per-video rows of the finished job's dataset (``ferbatch summary``; ``path`` relative to
+        the job's input), NaN as None."""
         from ferbatch.dataset.api import open as open_dataset
 
         rows = open_dataset(rec.out).summary().to_pylist()
-        return [
-            {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items() if k != "path"} | {"path": r["path"]} for r in rows
-        ]
+        return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
 
     def close(self) -> None:
         """Wait for the running job; drop the queued ones."""
