@@ -1,14 +1,96 @@
-"""What the CLI modules share: the stderr console and turning an error into a one-line message."""
+"""What the CLI modules share: the stderr console, one-line errors, choice types, exit codes, verbosity."""
 
 from __future__ import annotations
+
+import logging
+import sys
+from enum import StrEnum
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["console", "fail"]
+__all__ = [
+    "Backend",
+    "EXIT_CODES",
+    "Format",
+    "LabelMode",
+    "Precision",
+    "console",
+    "fail",
+    "resolve_format",
+    "set_verbosity",
+]
 
 console = Console(stderr=True)
+
+# Shown in `ferbatch --help` and `ferbatch run --help` (README.md "Exit status" says the same).
+EXIT_CODES = (
+    "Exit status: 0 done (all videos ok); 1 some videos failed (see the summary and OUT/videos.parquet), "
+    "or standard output was closed early (e.g. `| head`, silently); 2 bad input, settings, models or "
+    "output directory, or a usage error; 130 interrupted (Ctrl-C; rerun the same command to resume)."
+)
+
+
+class Format(StrEnum):
+    """Output formats of the results commands."""
+
+    table = "table"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+    json = "json"
+    parquet = "parquet"
+
+
+class Backend(StrEnum):
+    """Inference backends (``auto``: TensorRT when a GPU, tensorrt and pycuda are present)."""
+
+    auto = "auto"
+    tensorrt = "tensorrt"
+    onnxruntime = "onnxruntime"
+
+
+class Precision(StrEnum):
+    """Graph precisions (NMS stays float32)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+class LabelMode(StrEnum):
+    """Training targets: the FER+ vote distribution or its majority label."""
+
+    probability = "probability"
+    majority = "majority"
+
+
+FORMAT_HELP = (
+    "table (the default on a terminal), csv (the default when standard output is not a terminal), tsv, "
+    "jsonl (one JSON object per line), json (one JSON array) or parquet (needs --output)."
+)
+
+
+def resolve_format(fmt: Format | None, output: object = None) -> str:
+    """The format to use: the one asked for, else ``table`` on a terminal and ``csv`` otherwise
+    (piped, redirected, or written to ``--output``)."""
+    if fmt is not None:
+        return fmt.value
+    return "table" if output is None and sys.stdout.isatty() else "csv"
+
+
+def set_verbosity(verbose: int, quiet: bool) -> None:
+    """Logging for a command: warnings by default, ``-v`` info, ``-vv`` debug, ``-q`` errors only.
+
+    Quiet also silences Ray's start-up warnings (e.g. "Token authentication is enabled ..."). Ray
+    sets its ``ray`` logger to INFO when it is imported (later, lazily), so the levels go on the
+    loggers below it, which Ray leaves alone.
+    """
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("ferbatch").setLevel(level)
+    for name in ("ray._private", "ray.util", "ray.runtime_env", "ray.dashboard"):
+        logging.getLogger(name).setLevel(logging.ERROR if quiet else logging.NOTSET)
 
 
 def fail(e: Exception, code: int = 2) -> None:

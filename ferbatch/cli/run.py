@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ferbatch import __version__
-from ferbatch.cli.common import console
+from ferbatch.api import DEFAULT_SHARD_FRAMES
+from ferbatch.cli.common import EXIT_CODES, FORMAT_HELP, Backend, Format, Precision, console, resolve_format, set_verbosity
 from ferbatch.cli.common import fail as _fail
 from ferbatch.errors import FerbatchError
 
@@ -21,53 +21,80 @@ __all__ = ["register"]
 
 def run(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Video files and/or directories searched recursively for videos.", show_default=False)
+        list[Path],
+        typer.Argument(help="Video files and/or directories searched recursively for videos.", show_default=False, metavar="VIDEO|DIR"),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for the Parquet dataset; rerunning into it resumes.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output directory for the Parquet dataset; rerunning into it resumes. A non-empty folder that is not a "
+            "ferbatch dataset is refused (see --force).",
+            metavar="DIR",
+        ),
+    ],
     detector: Annotated[
-        str | None, typer.Option(help="Detector name from the model registry (ferbatch models) (default: the registry's).")
+        str | None, typer.Option(help="Detector name from the model registry (ferbatch models) (default: the registry's).", metavar="NAME")
     ] = None,
     classifier: Annotated[
-        str | None, typer.Option(help="Classifier name from the model registry (ferbatch models) (default: the registry's).")
+        str | None,
+        typer.Option(help="Classifier name from the model registry (ferbatch models) (default: the registry's).", metavar="NAME"),
     ] = None,
-    detector_file: Annotated[Path | None, typer.Option(help="Use this detector file (its sha256 must match the registry).")] = None,
-    classifier_file: Annotated[Path | None, typer.Option(help="Use this classifier file (its sha256 must match the registry).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker actors; 0 = one per CPU core.")] = 0,
-    threads_per_worker: Annotated[int, typer.Option(help="ONNX Runtime threads per worker; 0 = cores / workers.")] = 0,
-    detect_batch: Annotated[int, typer.Option(help="Frames per detector call.")] = 8,
-    classify_batch: Annotated[int, typer.Option(help="Most face crops per classifier call.")] = 64,
-    shard_frames: Annotated[int, typer.Option(help="Target frames per shard (keyframe-aligned); 0 = one shard per video.")] = 1500,
-    max_faces: Annotated[int, typer.Option(help="Most faces kept per frame.")] = 64,
+    detector_file: Annotated[
+        Path | None, typer.Option(help="Use this detector file (its sha256 must match the registry).", metavar="FILE")
+    ] = None,
+    classifier_file: Annotated[
+        Path | None, typer.Option(help="Use this classifier file (its sha256 must match the registry).", metavar="FILE")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker actors; 0 = one per CPU core.", metavar="N", min=0)] = 0,
+    threads_per_worker: Annotated[int, typer.Option(help="ONNX Runtime threads per worker; 0 = cores / workers.", metavar="N", min=0)] = 0,
+    detect_batch: Annotated[int, typer.Option(help="Frames per detector call.", metavar="N", min=1)] = 8,
+    classify_batch: Annotated[int, typer.Option(help="Most face crops per classifier call.", metavar="N", min=1)] = 64,
+    shard_frames: Annotated[
+        int, typer.Option(help="Target frames per shard (keyframe-aligned); 0 = one shard per video.", metavar="N", min=0)
+    ] = DEFAULT_SHARD_FRAMES,
+    max_faces: Annotated[int, typer.Option(help="Most faces kept per frame.", metavar="N", min=1)] = 64,
     score_threshold: Annotated[
-        float | None, typer.Option(help="Detector score threshold (default: the registry's, 0.7 for UltraFace).")
+        float | None, typer.Option(help="Detector score threshold (default: the registry's, 0.7 for UltraFace).", metavar="P", min=0, max=1)
     ] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Run NMS in NumPy instead of inside the detector graph.")] = False,
     track: Annotated[
         bool, typer.Option("--track/--no-track", help="Track faces across frames (track ids, smoothed emotions, tracks table).")
     ] = True,
-    backend: Annotated[
-        str, typer.Option(help="auto (TensorRT when a GPU, tensorrt and pycuda are present) | tensorrt | onnxruntime.")
-    ] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32 | fp16 (the graphs' own types; NMS stays fp32).")] = "fp32",
-    address: Annotated[str | None, typer.Option(help="Connect to a running Ray cluster instead of starting one locally.")] = None,
+    backend: Annotated[Backend, typer.Option(help="auto: TensorRT when a GPU, tensorrt and pycuda are present, else ONNX Runtime.")] = (
+        Backend.auto
+    ),
+    precision: Annotated[Precision, typer.Option(help="The graphs' own types (NMS stays fp32).")] = Precision.fp32,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Connect to a running Ray cluster (auto, HOST:PORT or ray://HOST:PORT) instead of starting one locally.",
+            envvar="RAY_ADDRESS",
+            show_envvar=True,
+            metavar="ADDRESS",
+        ),
+    ] = None,
     no_ray: Annotated[bool, typer.Option("--no-ray", help="Run in this process without Ray (one worker).")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out that is not a ferbatch dataset.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log lines (-v info, -vv debug).", show_default=False)
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no Ray start-up lines; only errors.")] = False,
 ) -> None:
     """Find every face in every frame of the videos, classify its expression, write Parquet to OUT.
 
     Example: ferbatch run ../shared/data/videos_faces ../shared/data/videos_emotion_cremad --out out/
 
-    Exit status: 0 all videos done, 1 some videos failed (see the summary and OUT/videos.parquet),
-    2 bad settings or models.
+    Still images are refused before anything starts (see ferbatch analyze).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from ferbatch.config import JobConfig
-    from ferbatch.job import run_job
+    from ferbatch.api import run as run_job
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    set_verbosity(verbose, quiet)  # -q: also Ray's start-up warnings (token authentication, ...)
     try:
-        cfg = JobConfig(
+        options = dict(
             detector=detector,
             classifier=classifier,
             detector_file=str(detector_file) if detector_file else None,
@@ -80,8 +107,8 @@ def run(
             score_threshold=score_threshold,
             in_graph_nms=not numpy_nms,
             track=track,
-            backend=backend,
-            precision=precision,
+            backend=backend.value,
+            precision=precision.value,
         )
         with Progress(
             TextColumn("{task.description}"),
@@ -100,7 +127,9 @@ def run(
                     tasks[kind] = bar.add_task("indexing videos" if kind == "probe" else "frames", total=total)
                 bar.update(tasks[kind], completed=done, total=total)
 
-            s = run_job(inputs, out, cfg, use_ray=not no_ray, address=address, shard_frames=shard_frames, progress=progress)
+            s = run_job(
+                inputs, out, shard_frames=shard_frames, use_ray=not no_ray, address=address, force=force, progress=progress, **options
+            )
     except FerbatchError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -128,6 +157,42 @@ def run(
         raise typer.Exit(1)
 
 
+def analyze(
+    images: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, BMP, WebP, TIFF).", show_default=False, metavar="IMAGE")],
+    detector: Annotated[str | None, typer.Option(help="Detector name (default: the registry's).", metavar="NAME")] = None,
+    classifier: Annotated[str | None, typer.Option(help="Classifier name (default: the registry's).", metavar="NAME")] = None,
+    fmt: Annotated[Format | None, typer.Option("--format", help=FORMAT_HELP, show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of standard output.", metavar="FILE")] = None,
+    columns: Annotated[str | None, typer.Option("--columns", "-c", help="Only these columns, comma-separated.", metavar="COL,...")] = None,
+) -> None:
+    """Faces and expressions of still images: one row per face (box in pixels, detector score, emotion, probabilities).
+
+    The Python API is ferbatch.analyze(image). Images without a face are named on stderr.
+
+    Example: ferbatch analyze photo.jpg --format csv
+    """
+    import pyarrow as pa
+
+    from ferbatch.api import analyze as do_analyze
+    from ferbatch.cli.render import render
+
+    parts = []
+    try:
+        for img in images:
+            faces = do_analyze(img, detector=detector, classifier=classifier)
+            if not len(faces):
+                console.print(f"{escape(str(img))}: no face found", soft_wrap=True, highlight=False)
+            t = faces.to_arrow()
+            parts.append(t.add_column(0, "path", pa.array([str(img)] * t.num_rows, pa.string())))
+        table = pa.concat_tables(parts)
+        cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        shown = ("path", "face_idx", "x1", "y1", "x2", "y2", "det_score", "emotion", "emotion_prob")
+        render(table, resolve_format(fmt, output), Console(), output, columns=cols, table_columns=shown)
+    except FerbatchError as e:
+        _fail(e)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``run`` to ``app``."""
-    app.command()(run)
+    """Add ``run`` and ``analyze`` to ``app``."""
+    app.command(epilog=EXIT_CODES)(run)
+    app.command()(analyze)
