@@ -53,7 +53,7 @@ def run(
             ``$RAY_ADDRESS`` when set, else a new local instance.
         force: write into a non-empty ``out`` that is not a ferbatch dataset.
         progress: callback(kind, done, total), kind "probe" (videos) or "frames".
-        **options: :class:`ferbatch.config.JobConfig` fields, e.g. ``detector="yunet-2026may"``,
+        **options: :class:`ferbatch.config.JobConfig` fields, e.g. ``detector="ultraface-rfb-640"``,
             ``classifier=...``, ``workers=2``, ``backend="onnxruntime"``, ``track=False``.
 
     Returns:

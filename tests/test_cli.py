@@ -121,6 +121,12 @@ def test_piped_output_is_csv_and_json_formats(single_out):
     assert json.loads(js.stdout) == [row]
     tsv = CliRunner().invoke(app, ["query", str(single_out), "--sql", "SELECT count(*) AS n, 1 AS one FROM frames", "--format", "tsv"])
     assert tsv.stdout == "n\tone\n72\t1\n"
+    # with --output, the extension picks the format
+    dst = single_out.parent / "summary.parquet"
+    assert CliRunner().invoke(app, ["summary", str(single_out), "--output", str(dst)]).exit_code == 0
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(dst).num_rows == 1
 
 
 def test_closed_pipe_is_silent(single_out):
@@ -282,8 +288,12 @@ def test_verbosity_flags_set_the_log_levels(single_out):
 
     CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(single_out), "--no-ray", "-q"])
     assert logging.getLogger("ferbatch").level == logging.ERROR and logging.getLogger("ray._private").level == logging.ERROR
-    CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(single_out), "--no-ray", "-vv"])
-    assert logging.getLogger("ferbatch").level == logging.DEBUG and logging.getLogger("ray._private").level == logging.NOTSET
+    try:
+        CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(single_out), "--no-ray", "-vv"])
+        assert logging.getLogger("ferbatch").level == logging.DEBUG and logging.getLogger("ray._private").level == logging.NOTSET
+    finally:  # leave the test process as it was
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("ferbatch").setLevel(logging.NOTSET)
 
 
 @pytest.mark.ray

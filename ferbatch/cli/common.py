@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from enum import StrEnum
 
@@ -67,16 +68,21 @@ class LabelMode(StrEnum):
 
 FORMAT_HELP = (
     "table (the default on a terminal), csv (the default when standard output is not a terminal), tsv, "
-    "jsonl (one JSON object per line), json (one JSON array) or parquet (needs --output)."
+    "jsonl (one JSON object per line), json (one JSON array) or parquet (needs --output). "
+    "With --output, the default is the file's extension."
 )
 
 
-def resolve_format(fmt: Format | None, output: object = None) -> str:
-    """The format to use: the one asked for, else ``table`` on a terminal and ``csv`` otherwise
-    (piped, redirected, or written to ``--output``)."""
+def resolve_format(fmt: Format | None, output: os.PathLike[str] | str | None = None) -> str:
+    """The format to use: the one asked for; else, with ``--output``, the one its extension names
+    (.csv .tsv .json .jsonl .parquet; csv for others); else ``table`` on a terminal and ``csv`` when
+    standard output is piped or redirected."""
     if fmt is not None:
         return fmt.value
-    return "table" if output is None and sys.stdout.isatty() else "csv"
+    if output is not None:
+        ext = os.path.splitext(os.fspath(output))[1].lower().lstrip(".")
+        return ext if ext in ("csv", "tsv", "json", "jsonl", "parquet") else "csv"
+    return "table" if sys.stdout.isatty() else "csv"
 
 
 def set_verbosity(verbose: int, quiet: bool) -> None:
@@ -87,7 +93,8 @@ def set_verbosity(verbose: int, quiet: bool) -> None:
     loggers below it, which Ray leaves alone.
     """
     level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")  # no-op when a host configured logging
+    logging.getLogger().setLevel(level)
     logging.getLogger("ferbatch").setLevel(level)
     for name in ("ray._private", "ray.util", "ray.runtime_env", "ray.dashboard"):
         logging.getLogger(name).setLevel(logging.ERROR if quiet else logging.NOTSET)
