@@ -109,7 +109,7 @@ def models(
             if r[k]:
                 out.print(f"  {k:<8} {r[k]}", markup=False)
         if r["missing"]:
-            out.print(f"  [red]{'file':<8}[/red] {escape(r['missing'])}")
+            out.print(f"  [red]{'missing':<8}[/red] {escape(r['missing'])}")
 
 
 def register(app: typer.Typer) -> None:
