@@ -39,6 +39,8 @@ def run(
     use_ray: bool = True,
     address: str | None = None,
     force: bool = False,
+    overwrite: bool = False,
+    full_hash: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     **options: Any,
 ) -> JobSummary:
@@ -52,6 +54,9 @@ def run(
         address: a running Ray cluster ("auto", "HOST:PORT", "ray://HOST:PORT"); default
             ``$RAY_ADDRESS`` when set, else a new local instance.
         force: write into a non-empty ``out`` that is not a ferbatch dataset.
+        overwrite: start ``out`` afresh when its rows were made with other result-changing settings
+            (without it such a run is refused).
+        full_hash: identify videos by the sha256 of the whole file (default: size + sampled blocks).
         progress: callback(kind, done, total), kind "probe" (videos) or "frames".
         **options: :class:`ferbatch.config.JobConfig` fields, e.g. ``detector="ultraface-rfb-640"``,
             ``classifier=...``, ``workers=2``, ``backend="onnxruntime"``, ``track=False``.
@@ -63,6 +68,8 @@ def run(
         ConfigError: an unknown option or a bad value, still images as inputs, a missing input.
         ModelError: a model file that is missing or does not match the registry.
         OutputError: ``out`` is a file, a foreign non-empty folder (without ``force``), or unwritable.
+        JobAborted: the job stopped on an error of the machine (disk full, out of memory) or a bug;
+            finished shards are kept.
         KeyboardInterrupt: passed on once finished shards are recorded (rerun to resume).
     """
     from ferbatch.config import JobConfig
@@ -78,7 +85,17 @@ def run(
     check_out_dir(out, force=force)
     if use_ray and address is None:
         address = os.environ.get("RAY_ADDRESS") or None
-    return run_job(inputs, out, cfg, use_ray=use_ray, address=address, shard_frames=shard_frames, progress=progress)
+    return run_job(
+        inputs,
+        out,
+        cfg,
+        use_ray=use_ray,
+        address=address,
+        shard_frames=shard_frames,
+        progress=progress,
+        overwrite=overwrite,
+        full_hash=full_hash,
+    )
 
 
 @dataclass(frozen=True)

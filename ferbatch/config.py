@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from ferbatch.errors import ConfigError
 
-__all__ = ["JobConfig", "default_workers"]
+__all__ = ["JobConfig", "default_workers", "RESULT_KEYS"]
 
 
 def default_workers() -> int:
@@ -84,20 +84,20 @@ class JobConfig:
         """Plain dict (JSON-serialisable)."""
         return asdict(self)
 
+    def result_settings(self) -> dict:
+        """The settings that change the rows (not speed knobs, not which path a verified model
+        file was read from: its sha256 is checked against the registry)."""
+        return {k: getattr(self, k) for k in RESULT_KEYS}
+
     def result_key(self) -> str:
-        """Hash of the settings that change the rows (not speed knobs): a rerun with another key
-        reprocesses every video."""
-        keys = (
-            "detector",
-            "classifier",
-            "detector_file",
-            "classifier_file",
-            "in_graph_nms",
-            "max_faces",
-            "score_threshold",
-            "iou_threshold",
-            "track",
-            "precision",
-        )
-        d = {k: getattr(self, k) for k in keys}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of :meth:`result_settings`: a dataset holds rows of one key only."""
+        return hashlib.sha256(json.dumps(self.result_settings(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def differences(self, recorded: dict) -> list[str]:
+        """Result-changing settings that differ from a recorded config (``to_dict()`` of an
+        earlier run, from its manifest), as "name: old -> new" (empty when the rows would mix)."""
+        return [f"{k}: {recorded.get(k)!r} -> {getattr(self, k)!r}" for k in RESULT_KEYS if recorded.get(k) != getattr(self, k)]
+
+
+# settings that change the rows; a dataset holds rows made with one value of each
+RESULT_KEYS = ("detector", "classifier", "in_graph_nms", "max_faces", "score_threshold", "iou_threshold", "track", "precision")

@@ -27,9 +27,11 @@ console = Console(stderr=True)
 
 # Shown in `ferbatch --help` and `ferbatch run --help` (README.md "Exit status" says the same).
 EXIT_CODES = (
-    "Exit status: 0 done (all videos ok); 1 some videos failed (see the summary and OUT/videos.parquet), "
-    "or standard output was closed early (e.g. `| head`, silently); 2 bad input, settings, models or "
-    "output directory, or a usage error; 130 interrupted (Ctrl-C; rerun the same command to resume)."
+    "Exit status: 0 done (every video ok); 1 some videos failed (see the summary and OUT/videos.parquet), "
+    "or standard output was closed early (e.g. `| head`, silently); 2 bad input, settings, models or output "
+    "directory (nothing touched), or a usage error; 3 none failed but some are partial; 4 the job stopped on an "
+    "error of the machine (disk full, out of memory) or a bug, finished shards kept; 130 interrupted (Ctrl-C or "
+    "SIGTERM; rerun the same command to resume)."
 )
 
 

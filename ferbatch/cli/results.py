@@ -43,6 +43,9 @@ def query(
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     columns: ColumnsOpt = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Stop the query after this many seconds (0 = never).", metavar="SECONDS", min=0)
+    ] = 300.0,
 ) -> None:
     """Run DuckDB SQL over a dataset (read-only views faces, frames, videos, tracks).
 
@@ -51,10 +54,14 @@ def query(
     import duckdb
 
     from ferbatch.cli.render import render
-    from ferbatch.dataset.query import connect, run_sql
+    from ferbatch.dataset.query import connect, deadline, inside, run_sql
 
     try:
-        table = run_sql(connect(out), sql).to_arrow_table()
+        if output is not None and inside(out, output):
+            raise FerbatchError(f"--output {output} | is inside the dataset {out}: it would overwrite the dataset's own files")
+        con = connect(out)
+        with deadline(con, timeout):
+            table = run_sql(con, sql).to_arrow_table()
     except FerbatchError as e:
         _fail(e)
     except duckdb.Error as e:  # DuckDB's own errors (parser, binder, catalog): one line for the user

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +18,7 @@ from ferbatch import __version__
 from ferbatch.api import DEFAULT_SHARD_FRAMES
 from ferbatch.cli.common import EXIT_CODES, FORMAT_HELP, Backend, Format, Precision, console, resolve_format, set_verbosity
 from ferbatch.cli.common import fail as _fail
-from ferbatch.errors import FerbatchError
+from ferbatch.errors import FerbatchError, JobAborted
 
 __all__ = ["register"]
 
@@ -77,6 +81,12 @@ def run(
     ] = None,
     no_ray: Annotated[bool, typer.Option("--no-ray", help="Run in this process without Ray (one worker).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out that is not a ferbatch dataset.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start OUT afresh when its rows were made with other result-changing settings.")
+    ] = False,
+    full_hash: Annotated[
+        bool, typer.Option("--full-hash", help="Identify videos by the sha256 of the whole file (default: size + sampled blocks).")
+    ] = False,
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log lines (-v info, -vv debug).", show_default=False)
     ] = 0,
@@ -127,9 +137,21 @@ def run(
                     tasks[kind] = bar.add_task("indexing videos" if kind == "probe" else "frames", total=total)
                 bar.update(tasks[kind], completed=done, total=total)
 
-            s = run_job(
-                inputs, out, shard_frames=shard_frames, use_ray=not no_ray, address=address, force=force, progress=progress, **options
-            )
+            with _sigterm_as_interrupt():
+                s = run_job(
+                    inputs,
+                    out,
+                    shard_frames=shard_frames,
+                    use_ray=not no_ray,
+                    address=address,
+                    force=force,
+                    overwrite=overwrite,
+                    full_hash=full_hash,
+                    progress=progress,
+                    **options,
+                )
+    except JobAborted as e:
+        _fail(e, code=4)
     except FerbatchError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -155,6 +177,26 @@ def run(
         console.print(f"[yellow]{escape(path)}[/yellow]: {escape(err)}", soft_wrap=True, highlight=False)
     if s.failed:
         raise typer.Exit(1)
+    if s.partial:
+        raise typer.Exit(3)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler or ``kill`` stopping the job) like Ctrl-C: finished shards are
+    recorded and the exit status is 130."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def analyze(

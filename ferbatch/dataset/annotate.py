@@ -13,6 +13,7 @@ import numpy as np
 
 from ferbatch.atomic import atomic_target
 from ferbatch.dataset.api import Dataset
+from ferbatch.errors import ConfigError
 from ferbatch.labels import EMOTION_COLORS as COLORS
 from ferbatch.media.decode import iter_frames
 from ferbatch.media.probe import probe_video
@@ -65,6 +66,8 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
     import av
 
     video = Path(video)
+    if Path(dst).resolve() == video.resolve():
+        raise ConfigError(f"-o {dst} | is the source video itself: annotating would replace it; choose another output file")
     ds = Dataset(results)
     vid = ds.video_id(str(video))
     faces = ds.con.execute(
@@ -97,14 +100,17 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
         s.options = {"crf": str(crf), "preset": "veryfast"}
         for f in iter_frames(video, index):
             img = f.image
-            if img.shape[1] != s.width or img.shape[0] != s.height:  # odd sizes: pad one pixel for yuv420p
-                img = np.pad(img, ((0, s.height - img.shape[0]), (0, s.width - img.shape[1]), (0, 0)))
             rows = by_frame.get(f.idx)
-            if rows is not None and boxes is not None:
+            if rows is not None and boxes is not None:  # boxes are in this frame's own pixels: draw first
                 tids = [None if np.ma.is_masked(t) else int(t) for t in faces["track_id"][rows]]
                 img = draw_faces(
                     img.copy(), boxes[rows], [str(x) for x in faces["emotion"][rows]], np.asarray(faces["emotion_prob"])[rows], tids
                 )
+            if img.shape[1] != s.width or img.shape[0] != s.height:
+                if 0 <= s.width - img.shape[1] <= 1 and 0 <= s.height - img.shape[0] <= 1:  # odd sizes: pad one pixel for yuv420p
+                    img = np.pad(img, ((0, s.height - img.shape[0]), (0, s.width - img.shape[1]), (0, 0)))
+                else:  # the frame size changes mid-stream: scale to the output's size
+                    img = cv2.resize(img, (s.width, s.height), interpolation=cv2.INTER_AREA)
             vf = av.VideoFrame.from_ndarray(img, format="rgb24")
             vf.pts = int(index.pts[f.idx])
             vf.time_base = tb

@@ -16,7 +16,8 @@ from ferbatch.media.probe import VIDEO_EXTENSIONS
 
 __all__ = ["IMAGE_EXTENSIONS", "DATASET_ENTRIES", "check_inputs", "check_out_dir"]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".avif"})
+# still-image formats; an extension ferbatch reads as a video (an animated .gif) is a video
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".avif"}) - VIDEO_EXTENSIONS
 
 # what a ferbatch output directory holds (a first run interrupted before its manifest holds a subset)
 DATASET_ENTRIES = frozenset({"_manifest.json", "videos.parquet", "faces", "frames", "tracks", "_index", "_plans"})

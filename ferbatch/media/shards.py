@@ -44,7 +44,8 @@ def plan_shards(video_id: str, path: str, index: VideoIndex, target_frames: int)
     """Split a video into keyframe-aligned half-open frame ranges of about ``target_frames``.
 
     A shard ends at the first keyframe at or after ``start + target_frames``, so no shard decodes
-    a GOP it then throws away, and every frame falls in exactly one shard.
+    a GOP it then throws away, and every frame falls in exactly one shard. A stream whose
+    timestamps restart (concatenated MPEG-TS) is one shard: seeking by timestamp is ambiguous there.
 
     Args:
         video_id, path: the video.
@@ -55,7 +56,7 @@ def plan_shards(video_id: str, path: str, index: VideoIndex, target_frames: int)
         Shards in frame order, ``shard_idx`` 0..S-1, covering ``[0, len(index.pts))``.
     """
     n = len(index.pts)
-    if target_frames <= 0 or n <= target_frames:
+    if target_frames <= 0 or n <= target_frames or index.restarts:
         return [Shard(video_id, path, 0, 0, None, index)]
     key_idx = np.searchsorted(index.pts, index.keyframes)
     bounds = [0]

@@ -12,7 +12,7 @@ from ferbatch.models.registry import ModelSpec, load_registry, resolve_model_fil
 from ferbatch.vision.classify import Classifier
 from ferbatch.vision.detect import Detector
 
-__all__ = ["Models", "ModelRef", "load_models", "resolve_specs", "resolve_backend"]
+__all__ = ["Models", "ModelRef", "load_models", "prepare_models", "resolve_specs", "resolve_backend"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,34 @@ def _trt_runner(graph, spec: ModelSpec, precision: str, max_batch: int):
     inp = spec.input
     key = engine_key(spec.name, graph, precision, inp.name, (inp.channels, inp.height, inp.width), max_batch)
     return TrtRunner(build_or_load_plan(graph, key), name=f"tensorrt:{spec.name}")
+
+
+def prepare_models(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
+    """Resolve, verify (sha256, ONNX parse) and prepare both models of ``cfg`` in this process,
+    so a job refuses bad models before it touches its output or starts a worker; the prepared
+    graphs land in the user cache, where the workers find them.
+
+    Returns:
+        The detector and classifier specs.
+
+    Raises:
+        ConfigError, ModelError: one line naming the model, the file, what is wrong and the fix.
+    """
+    det_spec, cls_spec = resolve_specs(cfg)
+    det_file = resolve_model_file(det_spec, cfg.detector_file)
+    cls_file = resolve_model_file(cls_spec, cfg.classifier_file)
+    prepare_detector(
+        det_file,
+        det_spec,
+        in_graph_nms=cfg.in_graph_nms,
+        max_faces=cfg.max_faces,
+        score_threshold=cfg.score_threshold,
+        iou_threshold=cfg.iou_threshold,
+        src_sha256=det_spec.sha256,
+        precision=cfg.precision,
+    )
+    prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
+    return det_spec, cls_spec
 
 
 def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
