@@ -64,6 +64,9 @@ def render(
 
     import pyarrow.parquet as pq
 
+    if fmt in STREAMED and not hasattr(result, "column_names"):
+        _stream(result, fmt, output, columns, empty_message)
+        return
     table = result if hasattr(result, "column_names") else result.to_arrow_table()
     table = select_columns(table, columns)
     if empty_message and table.num_rows == 0:
@@ -96,6 +99,62 @@ def render(
                     table_columns or [c for c in cols if not c.startswith("mean_prob_") and not (c == "video_id" and "path" in cols)]
                 )
             _print_table(cols, rows, console if not output else _file_console(stream))
+
+
+# formats written batch by batch from a DuckDB relation: a result of any size never sits in memory whole
+STREAMED = ("csv", "tsv", "jsonl", "parquet")
+BATCH_ROWS = 65536
+
+
+def _stream(relation, fmt: str, output: str | os.PathLike[str] | None, columns: Sequence[str] | None, empty_message: str | None) -> None:
+    """Write a DuckDB relation's rows in record batches of :data:`BATCH_ROWS` (csv, tsv, jsonl,
+    parquet), so memory stays bounded whatever the result's size.
+
+    Raises:
+        OutputError: parquet without an output path, or an unknown column.
+    """
+    import csv
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet" and not output:
+        raise OutputError("--format parquet | needs --output FILE.parquet")
+    reader = relation.to_arrow_reader(BATCH_ROWS)
+    n = 0
+    with contextlib.ExitStack() as stack:
+        writer = None
+        stream = None
+        if fmt != "parquet":
+            stream = stack.enter_context(open(output, "w", newline="")) if output else sys.stdout
+        for batch in reader:
+            part = select_columns(pa.Table.from_batches([batch]), columns)
+            n += part.num_rows
+            if fmt == "parquet":
+                if writer is None:
+                    writer = stack.enter_context(pq.ParquetWriter(output, part.schema))
+                writer.write_table(part)
+                continue
+            assert stream is not None
+            if fmt in ("csv", "tsv"):
+                w = csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+                if n == part.num_rows:
+                    w.writerow(part.column_names)
+                w.writerows(zip(*(col.to_pylist() for col in part.columns), strict=True))
+            else:
+                for r in part.to_pylist():
+                    stream.write(json.dumps({k: _plain(v) for k, v in r.items()}, default=str) + "\n")
+        if fmt == "parquet" and writer is None:  # no rows: still a valid, empty file with the schema
+            pq.write_table(select_columns(reader.schema.empty_table(), columns), output)
+        if fmt in ("csv", "tsv") and n == 0 and stream is not None:
+            csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n").writerow(
+                select_columns(reader.schema.empty_table(), columns).column_names
+            )
+    if empty_message and n == 0:
+        from ferbatch.cli.common import console as stderr
+
+        stderr.print(empty_message, soft_wrap=True, highlight=False, markup=False)
 
 
 def _file_console(stream):
