@@ -5,7 +5,7 @@ Messages name the thing and the cause in a user's words: "{thing} | received {x}
 
 from __future__ import annotations
 
-__all__ = ["FerbatchError", "ConfigError", "ModelError", "DecodeError", "OutputError"]
+__all__ = ["FerbatchError", "ConfigError", "ModelError", "DecodeError", "OutputError", "JobAborted"]
 
 
 class FerbatchError(Exception):
@@ -36,3 +36,8 @@ class DecodeError(FerbatchError):
 
 class OutputError(FerbatchError):
     """The output directory cannot be written or read back."""
+
+
+class JobAborted(FerbatchError):
+    """The job stopped on an error of the machine (disk full, out of memory, I/O) or a bug while
+    processing a shard; what finished is kept and a rerun resumes."""

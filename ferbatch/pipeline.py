@@ -21,7 +21,7 @@ import numpy as np
 from ferbatch.dataset.schema import FaceRows, faces_table, frames_table
 from ferbatch.dataset.store import write_part
 from ferbatch.errors import DecodeError
-from ferbatch.media.decode import Frame, iter_frames
+from ferbatch.media.decode import DecodeStats, Frame, iter_frames
 from ferbatch.media.shards import Shard
 from ferbatch.vision.classify import Classifier, extract_crops
 from ferbatch.vision.detect import Detector, resize_frames
@@ -45,7 +45,8 @@ class ShardResult:
         error: a user-facing message when status is not "ok".
         frames, faces: rows written.
         seconds: wall time of the shard.
-        frame_size: (width, height) of the decoded, upright frames; (0, 0) when none.
+        frame_size: (width, height) of the shard's first decoded, upright frame; (0, 0) when none.
+        notes: unusual things that are not errors (e.g. the frame size changes mid-stream).
         stage_seconds: time per stage: decode (decoding + conversions, in the decode thread when
             prefetching), decode_wait (inference waiting for frames), resize (detector input),
             detect, crop, classify, write.
@@ -59,6 +60,7 @@ class ShardResult:
     faces: int = 0
     seconds: float = 0.0
     frame_size: tuple[int, int] = (0, 0)
+    notes: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -175,7 +177,9 @@ def process_shard(shard: Shard, models: ShardModels, *, detect_batch: int = 8, p
         decode_threads: FFmpeg threads.
 
     Returns:
-        :class:`ShardRows`.
+        :class:`ShardRows`; its result is "ok" only when every frame the plan assigns to the shard
+        was decoded (frame indices ``start, start+1, ..., end-1``), "partial" with the counts and
+        causes otherwise.
 
     Raises:
         DecodeError: the video cannot be decoded at all (no frame of the shard came out).
@@ -185,7 +189,9 @@ def process_shard(shard: Shard, models: ShardModels, *, detect_batch: int = 8, p
     st = {"decode": 0.0, "decode_wait": 0.0, "resize": 0.0, "detect": 0.0, "crop": 0.0, "classify": 0.0}
     f_idx, f_pts, f_cnt = [], [], []
     parts: list[FaceRows] = []
-    frames = _timed(iter_frames(shard.path, shard.index, shard.start, shard.end, threads=decode_threads), st)
+    dstats = DecodeStats()
+    last_size = (0, 0)
+    frames = _timed(iter_frames(shard.path, shard.index, shard.start, shard.end, threads=decode_threads, stats=dstats), st)
     it = iter_batches(frames, detect_batch, prefetch)
     try:
         while True:
@@ -196,7 +202,15 @@ def process_shard(shard: Shard, models: ShardModels, *, detect_batch: int = 8, p
                 break
             st["decode_wait"] += time.perf_counter() - t
             images = [f.image for f in batch]
-            res.frame_size = (images[0].shape[1], images[0].shape[0])
+            for img, fr in zip(images, batch, strict=True):
+                size = (img.shape[1], img.shape[0])
+                if res.frame_size == (0, 0):
+                    res.frame_size = size
+                elif size != last_size:
+                    res.notes.append(
+                        f"the frame size changes mid-stream at frame {fr.idx}: {last_size[0]}x{last_size[1]} -> {size[0]}x{size[1]}"
+                    )
+                last_size = size
             dets = _detect(models, batch, st)
             t = time.perf_counter()
             crops = extract_crops(images, dets, models.classifier.spec)
@@ -235,6 +249,7 @@ def process_shard(shard: Shard, models: ShardModels, *, detect_batch: int = 8, p
             np.empty((0, 8), np.float32),
         )
     res.frames, res.faces = len(frame_idx), len(rows.frame_idx)
+    _verify(shard, res, frame_idx, dstats)
     res.stage_seconds = st
     res.seconds = time.perf_counter() - t0
     return ShardRows(frame_idx, pts_ms, face_count, rows, res)
@@ -258,3 +273,24 @@ def run_shard(
     write_part(out_dir, "frames", shard.video_id, shard.shard_idx, frames_table(out.frame_idx, out.pts_ms, out.face_count, shard.shard_idx))
     res.stage_seconds["write"] = time.perf_counter() - t
     return res
+
+
+def _verify(shard: Shard, res: ShardResult, frame_idx: np.ndarray, stats: DecodeStats) -> None:
+    """Check the decoded frames against the plan: a shard is "ok" only with exactly its frames.
+
+    Raises:
+        DecodeError: no frame of the shard was decoded (a 0-frame shard is never "ok").
+    """
+    expected = shard.frames
+    problems = stats.problems()
+    if len(frame_idx) == 0:
+        end = shard.start + expected
+        raise DecodeError(
+            shard.path, f"no frame of frames {shard.start}-{end - 1} could be decoded" + (f": {'; '.join(problems)}" if problems else "")
+        )
+    if len(frame_idx) == expected and frame_idx[0] == shard.start:
+        return  # iter_frames yields strictly increasing indices inside the range: all of them
+    missing = expected - len(frame_idx)
+    what = f"{len(frame_idx)} of {expected} frames decoded ({missing} missing" + (f": {'; '.join(problems)})" if problems else ")")
+    res.status = "partial" if res.status != "failed" else res.status
+    res.error = "; ".join(x for x in (res.error, what) if x)

@@ -82,6 +82,34 @@ def audio_only(dst: Path) -> Path:
     return dst
 
 
+def audio_with_cover(dst: Path) -> Path:
+    """An MP4 audio file whose only video stream is a cover picture (attached_pic disposition)."""
+    with av.open(str(dst), "w") as out:
+        a = out.add_stream("aac", rate=16000)
+        v = out.add_stream("mjpeg", rate=1)
+        v.width, v.height, v.pix_fmt = 64, 64, "yuvj420p"
+        v.disposition = av.stream.Disposition.attached_pic
+        f = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+        out.mux([*v.encode(f), *v.encode()])
+        samples = np.zeros((1, 1024), np.float32)
+        for i in range(20):
+            af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, i * 1024
+            out.mux(a.encode(af))
+        out.mux(a.encode())
+    return dst
+
+
+def animated_gif(dst: Path, frames: list[np.ndarray]) -> Path:
+    with av.open(str(dst), "w") as out:
+        s = out.add_stream("gif", rate=10)
+        s.width, s.height, s.pix_fmt = 160, 90, "rgb8"
+        for img in frames:
+            out.mux(s.encode(av.VideoFrame.from_ndarray(cv2.resize(img, (160, 90)), format="rgb24")))
+        out.mux(s.encode())
+    return dst
+
+
 def build(root: Path) -> dict[str, Path]:
     """Make every case under ``root``; returns name -> path."""
     root.mkdir(parents=True, exist_ok=True)
@@ -115,5 +143,13 @@ def build(root: Path) -> dict[str, Path]:
     odd.mkdir()
     shutil.copy(DATA / "videos_faces/pyfeat/single_face.mp4", odd / "a b=c..ü.mp4")
     cases["odd path"] = odd / "a b=c..ü.mp4"
+    cases["cover art only"] = audio_with_cover(root / "song.mp4")
+    moov_last = encode(root / ".moov_last.mp4", frames)  # PyAV writes the moov atom at the end
+    (root / "recording.mp4").write_bytes(moov_last.read_bytes()[: moov_last.stat().st_size // 2])
+    moov_last.unlink()
+    cases["moov missing"] = root / "recording.mp4"
+    (root / "app.ts").write_text("export function f(x: number): number {\n  return x * 2;\n}\n" * 20)
+    cases["typescript"] = root / "app.ts"
+    cases["animated gif"] = animated_gif(root / "anim.gif", frames[:8])
     os.symlink(root, root / "loop")  # a symlink loop in the input directory
     return cases

@@ -14,12 +14,15 @@ from ferbatch.dataset.store import open_table
 
 FAILED = {  # case -> words the recorded error must contain
     "zero-byte": "empty",
-    "text": "not a video",
+    "text": "a text file, not a video",
     "jpeg renamed": "still image",
     "audio only": "no video stream",
     "unknown codec": "decod",
+    "cover art only": "only a cover picture",
+    "moov missing": "without its index (moov atom)",
+    "typescript": "a text file",
 }
-OK = ["rotated 90", "variable frame rate", "single frame", "4K", "grayscale", "10-bit yuv444", "17x9", "odd path"]
+OK = ["rotated 90", "variable frame rate", "single frame", "4K", "grayscale", "10-bit yuv444", "17x9", "odd path", "animated gif"]
 
 
 @pytest.fixture(scope="module")

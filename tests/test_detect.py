@@ -78,5 +78,11 @@ def test_numpy_nms_properties(data, iou_thr, score_thr):
     assert len(keep) <= 10 and len(set(keep.tolist())) == len(keep)
     assert np.all(scores[keep] > score_thr)
     assert np.all(np.diff(scores[keep]) <= 0)  # sorted by score
+    if len(keep) < 10:  # complete: every dropped candidate overlaps a kept box that scores at least as high
+        kept = set(keep.tolist())
+        for j in np.flatnonzero(scores > score_thr):
+            if j not in kept:
+                over = iou_matrix(boxes[j], boxes[keep])[0] > iou_thr
+                assert np.any(over & (scores[keep] >= scores[j])), (j, keep)
     for i in range(len(keep)):
         assert np.all(iou_matrix(boxes[keep[i]], boxes[keep[i + 1 :]]) <= iou_thr + 1e-6)

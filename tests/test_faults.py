@@ -6,7 +6,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 from conftest import WOLFGANG
@@ -34,15 +33,17 @@ def _assert_same_rows(out, ref):
 
 
 def _worker_pids(method="ShardWorker.run"):
-    """PIDs of Ray worker processes busy in ``method`` (Ray sets the process title to ray::CLASS.METHOD)."""
+    """PIDs of this test session's own Ray workers busy in ``method`` (Ray sets the process title to
+    ray::CLASS.METHOD): only descendants of this process, never another run's workers."""
+    import psutil
+
     pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if f"ray::{method}" in (d / "cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(d.name))
-            except OSError:
-                continue
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if f"ray::{method}" in " ".join(child.cmdline()):
+                pids.append(child.pid)
+        except psutil.Error:
+            continue
     return pids
 
 
@@ -87,4 +88,21 @@ def test_interrupted_driver_resumes_only_missing_shards(tmp_path, reference_wolf
     assert 2 <= done_before < 8
     s = run_job(WOLFGANG, out, JobConfig(workers=1), use_ray=False, shard_frames=60)
     assert 0 < s.frames < 472 and s.ok == 1  # only the missing shards ran
+    _assert_same_rows(out, reference_wolfgang)
+
+
+def test_sigterm_is_an_interrupt(tmp_path, reference_wolfgang):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ferbatch", "run", str(WOLFGANG), "--out", str(out), "--shard-frames", "60", "--no-ray", "-q"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "frames").is_dir() and list((out / "frames").glob("*/shard-*.parquet"))):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    output, _ = p.communicate(timeout=60)
+    assert p.returncode == 130, output
+    (row,) = open_table(out, "videos").to_pylist()
+    assert row["status"] == "incomplete" and "rerun" in row["error"]
+    s = run_job(WOLFGANG, out, JobConfig(workers=1), use_ray=False, shard_frames=60)
+    assert s.ok == 1
     _assert_same_rows(out, reference_wolfgang)

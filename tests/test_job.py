@@ -93,7 +93,9 @@ def test_faces_rows_are_consistent(job):
         con,
         """
         SELECT count(*) FROM faces f JOIN frames fr USING (video_id, frame_idx)
-        WHERE f.x2 <= f.x1 OR f.y2 <= f.y1 OR f.emotion_prob < 0.125 OR f.face_idx >= fr.face_count
+        WHERE f.x2 <= f.x1 OR f.y2 <= f.y1 OR f.face_idx >= fr.face_count
+           OR f.emotion_prob <> greatest(f.prob_neutral, f.prob_happiness, f.prob_surprise, f.prob_sadness, f.prob_anger,
+                                          f.prob_disgust, f.prob_fear, coalesce(f.prob_contempt, 0))
            OR abs(f.prob_neutral + f.prob_happiness + f.prob_surprise + f.prob_sadness + f.prob_anger + f.prob_disgust
                   + f.prob_fear + coalesce(f.prob_contempt, 0) - 1) > 1e-3""",
     ).fetchall()[0][0]
@@ -104,6 +106,14 @@ def test_faces_rows_are_consistent(job):
         "JOIN frames b USING (video_id, frame_idx) WHERE a.n <> b.face_count",
     ).fetchall()[0][0]
     assert per_frame == 0
+    # face_idx 0 is the highest detector score of its frame, and the order follows the score
+    misordered = run_sql(
+        con,
+        "SELECT count(*) FROM faces a JOIN faces b USING (video_id, frame_idx) WHERE a.face_idx < b.face_idx AND a.det_score < b.det_score",
+    ).fetchall()[0][0]
+    assert misordered == 0
+    multi = run_sql(con, "SELECT count(*) FROM frames WHERE face_count >= 2").fetchall()[0][0]
+    assert multi > 10  # the check above had frames to bite on
     types = dict(run_sql(con, "SELECT column_name, column_type FROM (DESCRIBE faces)").fetchall())
     assert types["video_id"] == "VARCHAR"
 
@@ -115,7 +125,12 @@ def test_rerun_skips_done_videos_and_reprocessing_does_not_duplicate(job, ray_se
     assert again.skipped == 4 and again.frames == 0  # failed files are retried, done ones skipped
     st = os.stat(src / "pyfeat/WolfgangLanger_Pexels.mp4")
     os.utime(src / "pyfeat/WolfgangLanger_Pexels.mp4", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    touched = run_job(src, out, JobConfig(workers=2), use_ray=True, shard_frames=200)
+    assert touched.skipped == 4 and touched.frames == 0  # identity is the content: a new mtime changes nothing
+    with open(src / "pyfeat/WolfgangLanger_Pexels.mp4", "ab") as f:  # the same path, other bytes: reprocessed in place
+        f.write(b"\0" * 4096)
     third = run_job(src, out, JobConfig(workers=2), use_ray=True, shard_frames=100)
     assert third.frames == 472 and third.skipped == 3
     after = {t: open_table(out, t).num_rows for t in ("faces", "frames")}
     assert after == before
+    assert open_table(out, "videos").num_rows == 6

@@ -106,3 +106,46 @@ def test_tracker_handles_reappearance_and_empty_input():
     ids = track_boxes(frames, frames * 40.0, boxes, np.ones(len(frames), np.float32), cfg)
     assert set(ids[:20]) == {0} and set(ids[20:]) == {1}
     assert len(track_boxes(np.empty(0, np.int64), np.empty(0), np.empty((0, 4), np.float32), np.empty(0, np.float32))) == 0
+
+
+@pytest.mark.parametrize("clip,n", [(INTEL_2FACE, 2), (INTEL_3FACE, 3), (FACE_NOFACE, 1)])
+def test_exact_track_counts(tracked, clip, n):
+    faces = _video_faces(tracked, clip.name)
+    assert len(set(faces["track_id"].drop_null().to_pylist())) == n
+
+
+def test_wolfgang_and_single_face_have_one_track(reference_wolfgang, tmp_path):
+    from conftest import SINGLE_FACE
+
+    assert len(set(open_table(reference_wolfgang, "faces")["track_id"].drop_null().to_pylist())) == 1
+    run_job(SINGLE_FACE, tmp_path, JobConfig(workers=1), use_ray=False)
+    assert len(set(open_table(tmp_path, "faces")["track_id"].drop_null().to_pylist())) == 1
+
+
+def test_smooth_probs_by_hand():
+    from ferbatch.vision.track import smooth_probs
+
+    # half-life 0.5 s: after 0.5 s a new frame weighs 1 - 0.5 = 0.5, after 1 s 1 - 0.25 = 0.75
+    probs = np.array([[1, 0], [0, 1], [0, 1], [1, 0]], np.float32)
+    got = smooth_probs(np.array([0, 0, 0, -1]), np.array([0.0, 500.0, 1500.0, 1600.0]), probs, 0.5)
+    np.testing.assert_allclose(got, [[1, 0], [0.5, 0.5], [0.125, 0.875], [1, 0]], atol=1e-6)
+
+
+def test_dataset_smoothing_uses_half_a_second(tracked):
+    """The smoothed columns in the rows are the 0.5 s half-life average of the raw ones."""
+    faces = _video_faces(tracked, INTEL_2FACE.name)
+    tid = faces["track_id"].to_numpy(zero_copy_only=False)
+    has = ~np.isnan(tid.astype(float))
+    ids = np.where(has, np.nan_to_num(tid.astype(float), nan=-1), -1).astype(np.int64)
+    order = np.lexsort((faces["pts_ms"].to_numpy(), ids))
+    raw = faces["prob_happiness"].to_numpy()[order][:, None]
+    ts = faces["pts_ms"].to_numpy()[order]
+    w = np.ones(len(order))
+    expect = raw[:, 0].copy()
+    for i in range(1, len(order)):
+        if ids[order][i] >= 0 and ids[order][i] == ids[order][i - 1]:
+            w = 1 - 0.5 ** ((ts[i] - ts[i - 1]) / 1000 / 0.5)
+            expect[i] = w * raw[i, 0] + (1 - w) * expect[i - 1]
+    got = faces["smooth_prob_happiness"].to_numpy(zero_copy_only=False)[order]
+    sel = ids[order] >= 0
+    np.testing.assert_allclose(got[sel].astype(float), expect[sel], atol=1e-5)

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from ferbatch.errors import OutputError
 
-__all__ = ["connect", "run_sql"]
+__all__ = ["connect", "run_sql", "deadline", "inside"]
 
 
-def _sql_str(p: Path) -> str:
+def _sql_str(p: Path | str) -> str:
     return "'" + str(p).replace("'", "''") + "'"
 
 
-def connect(out_dir: str | os.PathLike[str]):
+def connect(out_dir: str | os.PathLike[str], *, memory_limit: str = "2GB"):
     """An in-memory DuckDB connection with views over the dataset.
 
     Views: ``faces``, ``frames``, ``tracks`` (empty when tracking was off) and ``videos``.
     ``video_id`` comes from the hive partition as VARCHAR (explicit type: an inferred one would
     turn ``0012`` into 12). Files outside ``out_dir`` cannot be read or written and extensions
-    cannot be loaded (``allowed_directories`` + ``enable_external_access = false``, locked);
-    :func:`run_sql` also refuses every statement that is not a query.
+    cannot be loaded (``allowed_directories`` + ``enable_external_access = false``, locked); the
+    temp directory is off (DuckDB would otherwise allow ``<cwd>/.tmp/`` too), so a query that
+    needs more than ``memory_limit`` fails instead of spilling; :func:`run_sql` also refuses every
+    statement that is not a query.
+
+    Args:
+        out_dir: the dataset.
+        memory_limit: DuckDB's ``memory_limit`` ("2GB", "50%").
 
     Raises:
         OutputError: ``out_dir`` has no ferbatch dataset.
@@ -32,6 +41,8 @@ def connect(out_dir: str | os.PathLike[str]):
     if not (root / "videos.parquet").is_file():
         raise OutputError(f"{root} | not a ferbatch output directory (no videos.parquet)")
     con = duckdb.connect(":memory:")
+    con.execute("SET temp_directory = ''")
+    con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
     con.execute(f"SET allowed_directories = [{_sql_str(root)} || '/']")
     con.execute("SET enable_external_access = false")
     for name in ("faces", "frames", "tracks"):
@@ -71,3 +82,31 @@ def run_sql(con, sql: str):
         kinds = ", ".join(str(s.type).split(".")[-1] for s in stmts) or "nothing"
         raise OutputError(f"--sql | only one SELECT query is allowed; received {kinds}")
     return con.sql(sql)
+
+
+@contextlib.contextmanager
+def deadline(con, timeout_s: float | None) -> Iterator[None]:
+    """Interrupt whatever ``con`` runs (executing or fetching) after ``timeout_s`` seconds.
+
+    Raises:
+        OutputError: the query was interrupted by the deadline.
+    """
+    import duckdb
+
+    timer = threading.Timer(timeout_s, con.interrupt) if timeout_s else None
+    if timer:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    except duckdb.InterruptException as e:
+        raise OutputError(f"--sql | the query ran longer than {timeout_s:g} s and was stopped (--timeout)") from e
+    finally:
+        if timer:
+            timer.cancel()
+
+
+def inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` (resolved, symlinks followed) is ``root`` or lies under it."""
+    r, p = Path(root).resolve(), Path(path).resolve()
+    return p == r or r in p.parents

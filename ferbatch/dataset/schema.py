@@ -80,7 +80,10 @@ FRAMES_SCHEMA = pa.schema(
 VIDEOS_SCHEMA = pa.schema(
     [
         ("video_id", pa.string()),
-        ("path", pa.string()),
+        ("path", pa.string()),  # relative to the input root, as the user recognises it
+        ("abs_path", pa.string()),  # where this run found it
+        ("paths", pa.list_(pa.string())),  # every absolute path it was seen under (same content)
+        ("content_hash", pa.string()),  # sha256 of size + sampled blocks (the video's identity)
         ("size_bytes", pa.int64()),
         ("width", pa.int32()),
         ("height", pa.int32()),
@@ -88,8 +91,9 @@ VIDEOS_SCHEMA = pa.schema(
         ("duration_s", pa.float64()),
         ("frames", pa.int64()),
         ("faces", pa.int64()),
-        ("status", pa.string()),  # ok | partial | failed
+        ("status", pa.string()),  # ok | partial | failed | incomplete (the run stopped before it finished)
         ("error", pa.string()),
+        ("notes", pa.string()),  # what is unusual but not an error (timestamps restart, size changes)
         ("detector", pa.string()),
         ("detector_sha256", pa.string()),
         ("classifier", pa.string()),

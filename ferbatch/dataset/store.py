@@ -30,6 +30,8 @@ from ferbatch.errors import OutputError
 
 __all__ = [
     "write_part",
+    "part_path",
+    "remove_all_parts",
     "remove_video_parts",
     "write_json_atomic",
     "write_table_atomic",
@@ -38,7 +40,9 @@ __all__ = [
 ]
 
 
-def _part_path(out_dir: Path, table: str, video_id: str, shard_idx: int) -> Path:
+def part_path(out_dir: str | os.PathLike[str], table: str, video_id: str, shard_idx: int) -> Path:
+    """Where a shard's part file of ``table`` lives (``<table>/video_id=<id>/shard-<NNNNN>.parquet``)."""
+    out_dir = Path(out_dir)
     return out_dir / table / f"video_id={video_id}" / f"shard-{shard_idx:05d}.parquet"
 
 
@@ -48,10 +52,20 @@ def write_part(out_dir: str | os.PathLike[str], table_name: str, video_id: str, 
     Raises:
         OutputError: the directory cannot be created or written (disk full, permissions).
     """
-    dst = _part_path(Path(out_dir), table_name, video_id, shard_idx)
+    dst = part_path(Path(out_dir), table_name, video_id, shard_idx)
     with atomic_target(dst, fsync=True) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)
     return dst
+
+
+def remove_all_parts(out_dir: str | os.PathLike[str]) -> None:
+    """Delete every video's part files (a dataset started afresh with other settings)."""
+    for table in ("faces", "frames", "tracks"):
+        d = Path(out_dir) / table
+        if d.is_dir():
+            for sub in d.iterdir():
+                if sub.is_dir() and sub.name.startswith("video_id="):
+                    remove_video_parts(out_dir, sub.name.split("=", 1)[1])
 
 
 def remove_video_parts(out_dir: str | os.PathLike[str], video_id: str) -> None:

@@ -1,6 +1,10 @@
 """Job inputs: finding the videos to process and the identity and fingerprint of each.
 
-Nothing here decodes: a file's content is only read for its fingerprint.
+A video's identity is its content, never the path it was typed as: ``content_hash`` is a sha256
+over the file size and sampled blocks (the first and last MiB and 16 blocks of 64 KiB evenly
+spread between them; the whole file when ``full_hash``), so the same file reached through other
+paths, symlinks or working directories is one video, and two different files with the same name
+are two. Nothing here decodes.
 """
 
 from __future__ import annotations
@@ -8,16 +12,19 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferbatch.errors import ConfigError
 from ferbatch.media.probe import VIDEO_EXTENSIONS
 
-__all__ = ["VideoTask", "scan_inputs", "make_video_id", "fingerprint"]
+__all__ = ["VideoTask", "Inputs", "scan_inputs", "make_video_id", "content_hash", "fingerprint"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_BLOCK = 1 << 20  # head and tail sampled for the content hash
+_SAMPLES, _SAMPLE = 16, 1 << 16  # evenly spaced blocks between them
 
 
 @dataclass(frozen=True)
@@ -25,11 +32,13 @@ class VideoTask:
     """One input video.
 
     Attributes:
-        video_id: path-safe partition key.
-        path: absolute path.
+        video_id: path-safe partition key: the file's stem plus 8 hex of its content hash (an
+            earlier run's id for the same content is kept, see :func:`ferbatch.job.run.run_job`).
+        path: absolute path (the first one it was found under in this run).
         rel_path: path relative to the input root (what the user recognises).
-        size_bytes, mtime_ns, quick_hash: fingerprint for resume (quick_hash: sha256 of the first
-            and last MiB, so a file rewritten with the same size and mtime is still noticed).
+        size_bytes, mtime_ns: the file's size and modification time when scanned.
+        content_hash: sha256 hex of the sampled content (see the module docstring).
+        other_paths: further absolute paths in this run with the same content (processed once).
     """
 
     video_id: str
@@ -37,22 +46,72 @@ class VideoTask:
     rel_path: str
     size_bytes: int
     mtime_ns: int
-    quick_hash: str = ""
+    content_hash: str
+    other_paths: tuple[str, ...] = ()
+
+
+@dataclass
+class Inputs:
+    """What a scan found.
+
+    Attributes:
+        tasks: one per distinct content, in path order.
+        skipped: path -> why it was not taken (not a regular file, unreadable, undecodable name).
+    """
+
+    tasks: list[VideoTask] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def make_video_id(rel_path: str, digest: str) -> str:
-    """Path-safe, stable id of a video: its stem reduced to ``[A-Za-z0-9._-]`` plus 8 hex of a hash
-    of its relative path, e.g. ``WolfgangLanger_Pexels-1a2b3c4d``. Never contains ``/``, ``=`` or
-    starts with ``.``."""
+    """Path-safe id of a video: its stem reduced to ``[A-Za-z0-9._-]`` plus the first 8 hex of
+    ``digest``, e.g. ``WolfgangLanger_Pexels-1a2b3c4d``. Never contains ``/``, ``=`` or starts
+    with ``.``."""
     stem = _SAFE.sub("_", Path(rel_path).stem).strip("._-")[:60] or "video"
     return f"{stem}-{digest[:8]}"
 
 
-def scan_inputs(input_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[VideoTask]:
+def content_hash(path: str | os.PathLike[str], size: int, *, full: bool = False) -> str:
+    """sha256 hex of a file's size and sampled content (whole content when ``full`` or small).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    h = hashlib.sha256(size.to_bytes(8, "little"))
+    with open(path, "rb") as f:
+        if full or size <= 2 * _BLOCK + _SAMPLES * _SAMPLE:
+            while block := f.read(_BLOCK):
+                h.update(block)
+            return h.hexdigest()
+        h.update(f.read(_BLOCK))
+        span = size - 2 * _BLOCK - _SAMPLE
+        for i in range(_SAMPLES):
+            f.seek(_BLOCK + span * i // (_SAMPLES - 1))
+            h.update(f.read(_SAMPLE))
+        f.seek(size - _BLOCK)
+        h.update(f.read(_BLOCK))
+    return h.hexdigest()
+
+
+def _display(p: Path) -> str:
+    """A path as text that survives UTF-8 (undecodable bytes shown as \\xNN)."""
+    return os.fsencode(p).decode("utf-8", "backslashreplace")
+
+
+def scan_inputs(input_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *, full_hash: bool = False) -> Inputs:
     """Find videos: files given directly, and every file with a video extension under the given
     directories (recursively; symlinked directories are not followed, so a symlink loop cannot
     trap the scan). With one input, ``rel_path`` is relative to it; with several, it starts with
     each input's own name.
+
+    Non-regular files (FIFOs, sockets, devices) are skipped without being opened, files whose name
+    is not valid UTF-8 and unreadable files or directories are skipped and reported in
+    ``Inputs.skipped``; files with the same content are one task.
+
+    Args:
+        input_paths: files and/or directories, one or several.
+        full_hash: hash whole files instead of sampled blocks (slower; for collections where
+            files may differ only between the sampled blocks).
 
     Raises:
         ConfigError: an input does not exist, or no video file is found at all.
@@ -60,50 +119,78 @@ def scan_inputs(input_paths: str | os.PathLike[str] | Iterable[str | os.PathLike
     roots = [input_paths] if isinstance(input_paths, (str, os.PathLike)) else list(input_paths)
     if not roots:
         raise ConfigError("input | no video file or directory given")
-    tasks, seen = [], set()
+    found = Inputs()
+    by_content: dict[str, int] = {}
+    seen: set[str] = set()
     for r in roots:
         root = Path(r).expanduser()
         if not root.exists():
-            raise ConfigError(f"{root} | does not exist")
-        if root.is_file():
-            files, base = [root], root.parent
-        else:
+            raise ConfigError(f"{_display(root)} | does not exist")
+        if root.is_dir():
             base = root if len(roots) == 1 else root.parent
-            files = []
-            for d, dirs, names in os.walk(root, followlinks=False):
-                dirs.sort()
-                for n in sorted(names):
-                    p = Path(d) / n
-                    if p.suffix.lower() in VIDEO_EXTENSIONS and not n.startswith("."):
-                        files.append(p)
+            files = _walk(root, found.skipped)
+        else:
+            files, base = [root], root.parent
         for p in files:
-            rel = p.relative_to(base).as_posix()
-            if p.absolute() in seen:
+            absolute = str(p.absolute())
+            if absolute in seen:
                 continue
-            seen.add(p.absolute())
-            try:
-                st = p.stat()
-                size, mtime, qh = st.st_size, st.st_mtime_ns, _quick_hash(p, st.st_size)
-            except OSError:  # dangling symlink, unreadable: reported when processed
-                size, mtime, qh = -1, -1, ""
-            vid = make_video_id(rel, hashlib.sha256(rel.encode()).hexdigest())
-            tasks.append(VideoTask(vid, str(p.absolute()), rel, size, mtime, qh))
-    if not tasks:
-        given = ", ".join(str(r) for r in roots)
-        raise ConfigError(f"{given} | no video files found (extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})")
-    return tasks
+            seen.add(absolute)
+            task = _task(p, base, full_hash, found.skipped)
+            if task is None:
+                continue
+            if task.content_hash in by_content:  # the same file again (a copy, a hard link, another path)
+                i = by_content[task.content_hash]
+                first = found.tasks[i]
+                found.tasks[i] = VideoTask(**{**first.__dict__, "other_paths": (*first.other_paths, task.path)})
+                continue
+            by_content[task.content_hash] = len(found.tasks)
+            found.tasks.append(task)
+    if not found.tasks:
+        given = ", ".join(_display(Path(r)) for r in roots)
+        why = f"; skipped: {', '.join(f'{p} ({w})' for p, w in list(found.skipped.items())[:3])}" if found.skipped else ""
+        raise ConfigError(f"{given} | no video files found (extensions: {', '.join(sorted(VIDEO_EXTENSIONS))}){why}")
+    return found
 
 
-def _quick_hash(p: Path, size: int, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        h.update(f.read(block))
-        if size > 2 * block:
-            f.seek(size - block)
-            h.update(f.read(block))
-    return h.hexdigest()[:16]
+def _walk(root: Path, skipped: dict[str, str]) -> list[Path]:
+    files: list[Path] = []
+
+    def unreadable(e: OSError) -> None:
+        skipped[_display(Path(e.filename or root))] = f"directory not readable: {e.strerror or e}"
+
+    for d, dirs, names in os.walk(root, followlinks=False, onerror=unreadable):
+        dirs.sort()
+        for n in sorted(names):
+            p = Path(d) / n
+            if p.suffix.lower() in VIDEO_EXTENSIONS and not n.startswith("."):
+                files.append(p)
+    return files
+
+
+def _task(p: Path, base: Path, full_hash: bool, skipped: dict[str, str]) -> VideoTask | None:
+    shown = _display(p)
+    try:
+        os.fsencode(p).decode("utf-8")
+    except UnicodeDecodeError:
+        skipped[shown] = "the file name is not valid UTF-8: rename the file"
+        return None
+    try:
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            skipped[shown] = "not a regular file (a FIFO, socket or device)"
+            return None
+        digest = content_hash(p, st.st_size, full=full_hash)
+    except PermissionError as e:
+        skipped[shown] = f"permission denied: {e.strerror}"
+        return None
+    except OSError as e:  # a dangling symlink, an I/O error
+        skipped[shown] = f"cannot read the file: {e.strerror or e}"
+        return None
+    rel = p.relative_to(base).as_posix()
+    return VideoTask(make_video_id(rel, digest), str(p.absolute()), rel, st.st_size, st.st_mtime_ns, digest)
 
 
 def fingerprint(t: VideoTask) -> dict:
     """The fields the manifest keeps to tell whether a file changed since it was processed."""
-    return {"size_bytes": t.size_bytes, "mtime_ns": t.mtime_ns, "quick_hash": t.quick_hash}
+    return {"size_bytes": t.size_bytes, "content_hash": t.content_hash}

@@ -8,25 +8,34 @@ benchmarks. Inputs are found by :mod:`.inputs`, run by :mod:`.workers`, recorded
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from ferbatch import __version__
-from ferbatch.config import JobConfig
-from ferbatch.dataset.store import read_manifest, remove_video_parts
-from ferbatch.errors import OutputError
-from ferbatch.job.inputs import VideoTask, scan_inputs
-from ferbatch.job.manifest import DONE, JobLedger, stored_plan
+from ferbatch.config import RESULT_KEYS, JobConfig
+from ferbatch.dataset.store import read_manifest, remove_all_parts, remove_video_parts
+from ferbatch.errors import ConfigError, FerbatchError, OutputError
+from ferbatch.job.inputs import Inputs, VideoTask, scan_inputs
+from ferbatch.job.lock import OutputLock
+from ferbatch.job.manifest import DONE, JobLedger, adopt_ids, record_paths, shard_intact, stored_plan, tracks_intact
+from ferbatch.job.preflight import check_inputs, check_out_dir
+from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary
 from ferbatch.job.workers import LocalPool, RayPool, ShardWorker, WorkerPool, init_ray
 from ferbatch.media.shards import Shard
-from ferbatch.models.load import resolve_specs
+from ferbatch.models.load import prepare_models
 from ferbatch.models.registry import MIRROR_ENV
+from ferbatch.specs import ModelSpec
 
 __all__ = ["run_job"]
+
+log = logging.getLogger(__name__)
 
 
 def run_job(
@@ -38,8 +47,16 @@ def run_job(
     address: str | None = None,
     shard_frames: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
+    overwrite: bool = False,
+    full_hash: bool = False,
+    force: bool = False,
 ) -> JobSummary:
     """Process every video under ``input_path`` into the Parquet dataset at ``out_dir``.
+
+    Order of work, so that nothing already written is lost by a mistake: the models are resolved,
+    sha256-checked, parsed and prepared first (a bad model stops the job with OUT untouched), then
+    the inputs are scanned, then the dataset's recorded settings are compared with ``cfg`` (a
+    difference stops the job unless ``overwrite``), then OUT is locked for the rest of the run.
 
     Args:
         input_path: video files and/or directories (searched recursively), one or a list.
@@ -52,60 +69,117 @@ def run_job(
         shard_frames: target frames per shard for newly planned videos (<= 0: one shard per
             video); a video planned by an earlier run keeps its plan.
         progress: callback(kind, done, total) with kind "probe" (videos) or "frames".
+        overwrite: start the dataset afresh when its result-changing settings differ from ``cfg``.
+        full_hash: identify videos by the sha256 of the whole file instead of sampled blocks.
+        force: write into a non-empty ``out_dir`` that is not a ferbatch dataset.
 
     Returns:
         JobSummary of this run.
 
     Raises:
-        ConfigError, ModelError: bad settings or models (before any video is touched).
-        OutputError: the output directory cannot be written.
+        ConfigError, ModelError: bad settings or models, or settings that differ from the
+            dataset's (before anything in OUT is touched).
+        OutputError: the output directory cannot be written, or another run holds its lock.
         KeyboardInterrupt: passed on after the manifest records every shard finished so far.
     """
     t0 = time.perf_counter()
     cfg = cfg or JobConfig()
     out = Path(out_dir)
-    det_spec, cls_spec = resolve_specs(cfg)
-    tasks = scan_inputs(input_path)
+    check_inputs(input_path)  # still images, a foreign non-empty OUT: refused before anything starts
+    check_out_dir(out, force=force)
+    det_spec, cls_spec = prepare_models(cfg)
+    # registry defaults filled in, so "default" and the same model named compare equal
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in _resolved(cfg.to_dict()).items() if k in RESULT_KEYS})
+    inputs = scan_inputs(input_path, full_hash=full_hash)
+    _check_settings(out, cfg, overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{out} | cannot create the output directory: {e.strerror or e}") from e
-    summary = JobSummary(videos=len(tasks))
+    with OutputLock(out):
+        summary = _run_locked(out, cfg, inputs, det_spec, cls_spec, use_ray, address, shard_frames, progress, t0)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _check_settings(out: Path, cfg: JobConfig, overwrite: bool) -> None:
+    old = read_manifest(out) if out.is_dir() else None
+    if not old or overwrite:
+        return
+    diff = cfg.differences(_resolved(old.get("config", {})))
+    if diff and old.get("videos"):
+        raise ConfigError(
+            f"{out} | holds rows made with other result-changing settings ({'; '.join(diff)}); "
+            "use another --out, the same settings, or --overwrite to start the dataset afresh"
+        )
+
+
+def _resolved(config: dict) -> dict:
+    """A recorded config with the registry defaults filled in (older manifests record None)."""
+    from ferbatch.models.registry import load_registry
+
+    reg = load_registry()
+    d = dict(config)
+    d["detector"] = d.get("detector") or reg.default_detector
+    d["classifier"] = d.get("classifier") or reg.default_classifier
+    spec = reg.models.get(d["detector"])
+    if spec is not None:
+        d["score_threshold"] = spec.score_threshold if d.get("score_threshold") is None else d["score_threshold"]
+        d["iou_threshold"] = spec.iou_threshold if d.get("iou_threshold") is None else d["iou_threshold"]
+    return d
+
+
+def _run_locked(
+    out: Path,
+    cfg: JobConfig,
+    inputs: Inputs,
+    det_spec: ModelSpec,
+    cls_spec: ModelSpec,
+    use_ray: bool | None,
+    address: str | None,
+    shard_frames: int,
+    progress: Callable[[str, int, int], None] | None,
+    t0: float,
+) -> JobSummary:
+    tasks = inputs.tasks
+    summary = JobSummary(videos=len(tasks) + len(inputs.skipped))
     old = read_manifest(out) or {}
-    key = cfg.result_key()
-    same_config = old.get("config_key") == key
+    same = not cfg.differences(_resolved(old.get("config", {})))
     manifest: dict[str, Any] = {
         "ferbatch_version": __version__,
         "config": cfg.to_dict(),
-        "config_key": key,
+        "config_key": cfg.result_key(),
         "models": {
             "detector": {"name": det_spec.name, "sha256": det_spec.sha256, "file": det_spec.file},
             "classifier": {"name": cls_spec.name, "sha256": cls_spec.sha256, "file": cls_spec.file},
         },
-        "videos": dict(old.get("videos", {})) if same_config else {},
+        "videos": dict(old.get("videos", {})) if same else {},
+        "skipped_inputs": inputs.skipped,
     }
-    if not same_config:  # other models or thresholds: the old rows cannot be mixed with new ones
-        for table in ("faces", "frames"):
-            if (out / table).is_dir():
-                for sub in (out / table).iterdir():
-                    if sub.is_dir() and sub.name.startswith("video_id="):
-                        remove_video_parts(out, sub.name.split("=", 1)[1])
+    if not same:  # --overwrite with other settings: the old rows cannot be mixed with new ones
+        remove_all_parts(out)
+    tasks = adopt_ids(manifest["videos"], tasks)
+    for path, why in inputs.skipped.items():
+        summary.failed += 1
+        summary.errors[path] = why
     to_probe: list[VideoTask] = []
     resumed: list[Shard] = []
     untracked: list[str] = []
     for t in tasks:
         rec = manifest["videos"].get(t.video_id)
         plan = stored_plan(out, t, rec)
-        if plan is None:
+        if plan is None or rec is None:
             remove_video_parts(out, t.video_id)
             manifest["videos"].pop(t.video_id, None)
             to_probe.append(t)
             continue
-        missing = [s for s in plan if rec["shards"][s.shard_idx]["status"] not in DONE]
+        record_paths(rec, t)
+        missing = [s for s in plan if not shard_intact(out, rec, s.shard_idx)]
         if missing:
             resumed += missing
-        elif cfg.track and rec.get("status") in DONE and not rec.get("tracked"):
-            untracked.append(t.video_id)  # interrupted between its last shard and the tracking pass
+            rec["tracked"] = False
+        elif cfg.track and rec.get("status") in DONE and not (rec.get("tracked") and tracks_intact(out, t.video_id)):
+            untracked.append(t.video_id)  # interrupted between its last shard and the tracking pass, or tracks lost
         else:
             summary.skipped += 1
     env = {}
@@ -127,12 +201,19 @@ def run_job(
                 import ray
 
                 init_ray(address, cfg.resolved_workers())
-                # on a cluster: one single-threaded worker per CPU Ray has; locally: per core
-                cpus = int(ray.available_resources().get("CPU", 1)) if address else cfg.resolved_workers()
-                # one shard per video: no more workers than videos; else the plan is not known yet
-                n_workers = max(1, min(cfg.workers or cpus, n_items) if shard_frames <= 0 and not resumed else (cfg.workers or cpus))
-                threads = cfg.threads_per_worker or max(1, cfg.resolved_workers() // n_workers if not address else 1)
-                pool = RayPool(cfg, n_workers, threads, env)
+                # on a cluster: what Ray has; locally: the cores given to the embedded instance
+                have = ray.available_resources()
+                node = NodeResources(int(have.get("CPU", 1)) if address else cfg.resolved_workers(), int(have.get("GPU", 0)))
+                placement = plan_placement(
+                    node,
+                    cfg.backend,
+                    workers=cfg.workers,
+                    workers_per_gpu=cfg.workers_per_gpu,
+                    threads_per_worker=cfg.threads_per_worker,
+                    # one shard per video: no more workers than videos; else the plan is not known yet
+                    items=n_items if shard_frames <= 0 and not resumed else 0,
+                )
+                pool = RayPool(cfg, placement, env)
             else:
                 os.environ.update(env)
                 pool = LocalPool(lambda: ShardWorker(cfg, cfg.resolved_threads()), n=cfg.resolved_workers())
@@ -144,8 +225,12 @@ def run_job(
         if pool is not None:
             summary.retried = pool.deaths
             pool.close()
-        book.save(force=True)
-    summary.seconds = time.perf_counter() - t0
+        try:
+            book.save(force=True)
+        except FerbatchError as e:
+            if sys.exc_info()[0] is None:
+                raise
+            log.error("%s", e)  # the error already on its way up (e.g. disk full) is the one to report
     return summary
 
 

@@ -9,16 +9,19 @@ can start a replacement and retry the shard a bounded number of times (DESIGN_NO
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
+from pathlib import Path
 from typing import Any, Protocol
 
 from ferbatch.config import JobConfig
-from ferbatch.errors import ConfigError, DecodeError, FerbatchError
+from ferbatch.errors import ConfigError, DecodeError, FerbatchError, JobAborted
 from ferbatch.job.inputs import VideoTask
+from ferbatch.job.sizing import Placement
 from ferbatch.media.probe import VideoIndex, VideoInfo, probe_video
 from ferbatch.media.shards import Shard
 from ferbatch.models.load import Models, load_models
@@ -84,7 +87,12 @@ class ShardWorker:
         """Process one shard and write its part files."""
         c = self.cfg
         return run_shard(
-            shard, self.models, out_dir, detect_batch=c.detect_batch, prefetch=c.prefetch, decode_threads=c.decode_threads or self.threads
+            shard,
+            self.models,
+            out_dir,
+            detect_batch=self.models.detect_batch,
+            prefetch=c.prefetch,
+            decode_threads=c.decode_threads or self.threads,
         )
 
     def ping(self) -> str:
@@ -109,8 +117,10 @@ class LocalPool:
     def _call(self, method: str, it: Any, args: tuple) -> PoolItem:
         try:
             return it, getattr(self.worker, method)(it, *args), None
-        except Exception as e:
-            return it, None, _describe(e)
+        except DecodeError as e:  # this video's own problem: record it, go on
+            return it, None, e
+        except Exception as e:  # the machine's (disk full, out of memory) or a bug: stop the job
+            raise _abort(e, it) from e
 
     def map(self, method: str, items: Iterable[Any], *args: Any) -> Iterator[PoolItem]:
         if self.n == 1:
@@ -139,16 +149,15 @@ class LocalPool:
 class RayPool:
     """Runs worker calls on Ray actors; replaces an actor that dies and retries its item."""
 
-    def __init__(self, cfg: JobConfig, n: int, threads: int, env: dict[str, str]):
+    def __init__(self, cfg: JobConfig, placement: Placement, env: dict[str, str]):
         import ray
 
         self.ray = ray
-        # a TensorRT worker owns one whole GPU; an ONNX Runtime worker one CPU
-        gpus = ray.available_resources().get("GPU", 0)
-        use_gpu = cfg.backend == "tensorrt" or (cfg.backend == "auto" and gpus >= 1)
-        if use_gpu:
-            n = max(1, min(n, int(gpus))) if gpus else n
-        self.actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=0, max_task_retries=0)(ShardWorker)
+        n, threads = placement.workers, placement.ort_threads
+        # an actor decodes on its own core; GPU workers share their GPU (fractional num_gpus)
+        self.actor_cls = ray.remote(
+            num_cpus=placement.cpus_per_worker, num_gpus=placement.gpus_per_worker, max_restarts=0, max_task_retries=0
+        )(ShardWorker)
         self.args = (cfg, threads, env)
         self.actors: list[Any] = [self.actor_cls.remote(*self.args) for _ in range(n)]  # Ray actor handles
         self.deaths = 0  # worker processes that died under a call
@@ -161,14 +170,22 @@ class RayPool:
                 f"--workers {n} | only {len(ready)} worker actors started within {STARTUP_TIMEOUT_S} s "
                 f"(the cluster has {free:g} free CPUs); lower --workers"
             )
-        from ray.exceptions import RayTaskError
+        from ray.exceptions import RayActorError, RayTaskError
 
         try:
             self.backends = sorted(set(ray.get(ready)))
+        except RayActorError as e:  # the worker process died while starting
+            self.close()
+            raise ConfigError(
+                f"worker start-up | a worker process died while loading its models: {str(e).strip().splitlines()[0]}"
+            ) from None
         except RayTaskError as e:  # ModelError, ConfigError from a worker's __init__: same message here
             self.close()
             cause = getattr(e, "cause", None)
-            raise cause if isinstance(cause, FerbatchError) else FerbatchError(f"worker start-up failed: {e}") from e
+            if isinstance(cause, FerbatchError):
+                raise cause from None
+            first = str(cause or e).strip().splitlines()[-1] if str(cause or e).strip() else type(cause or e).__name__
+            raise ConfigError(f"worker start-up | failed: {first}") from None
 
     def map(self, method: str, items: Iterable[Any], *args: Any) -> Iterator[PoolItem]:
         ray = self.ray
@@ -200,20 +217,25 @@ class RayPool:
                     else:
                         yield it, None, FerbatchError(f"the worker process died {attempt} times on it")
                 except RayTaskError as e:
-                    # an exception inside the worker concerns this item only: record it, go on
-                    idle.append(a)
-                    yield it, None, _describe(e.cause if getattr(e, "cause", None) is not None else e)
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    if not isinstance(cause, DecodeError):  # the machine's or a bug: stop the job
+                        raise _abort(cause, it) from e
+                    idle.append(a)  # this video's own problem: record it, go on
+                    yield it, None, cause
 
     def close(self) -> None:
         for a in self.actors:
             self.ray.kill(a)
 
 
-def _describe(e: BaseException) -> FerbatchError:
-    """A per-item error as a FerbatchError whose text a user can act on."""
-    if isinstance(e, FerbatchError):
-        return e
-    return FerbatchError(f"unexpected {type(e).__name__}: {e}")
+def _abort(e: BaseException, item: Any) -> JobAborted:
+    """The error that stops a job: an error of the machine (disk full, out of memory, I/O) or a
+    bug, met while processing ``item``; its message says what happened and that finished work is
+    kept."""
+    what = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if not isinstance(e, FerbatchError):
+        what = f"{type(e).__name__}: {what}"
+    return JobAborted(f"{_label(item)} | the job stopped: {what}; finished shards are kept, rerun the same command to resume")
 
 
 def _label(item) -> str:
@@ -225,19 +247,40 @@ def _label(item) -> str:
 def init_ray(address: str | None, num_cpus: int) -> None:
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # no usage-stats reporting (it contacts cloud metadata services); set before Ray reads it
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     if ray.is_initialized():
         return
     if address:
         ray.init(address=address, configure_logging=False, log_to_driver=True)
     else:
         # address="local": always a new embedded instance, never a cluster that happens to run on
-        # this machine. No dashboard; Ray 2.6x token authentication is on by default and stays on.
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            object_store_memory=256 * 2**20,
-            configure_logging=False,
-            log_to_driver=True,
-        )
+        # this machine. No dashboard, no metrics export, the node's address on loopback; Ray 2.6x
+        # token authentication is on by default and stays on, its token file private to the user
+        # (umask while Ray creates it, chmod for one an older Ray created world-readable).
+        old_umask = os.umask(0o077)
+        try:
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                object_store_memory=256 * 2**20,
+                configure_logging=False,
+                log_to_driver=True,
+                _node_ip_address="127.0.0.1",
+                _system_config={"enable_metrics_collection": False},
+            )
+        finally:
+            os.umask(old_umask)
+        _private_token_file()
+
+
+def _private_token_file() -> None:
+    """Make Ray's token file (``~/.ray/auth_token``) readable by its owner only."""
+    default = Path.home() / ".ray" / "auth_token"
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or default)
+    with contextlib.suppress(OSError):
+        if token.is_file():
+            token.chmod(0o600)
+            if token == default:
+                token.parent.chmod(0o700)

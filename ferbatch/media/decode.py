@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ferbatch.errors import DecodeError
-from ferbatch.media.probe import VideoIndex, open_video
+from ferbatch.media.probe import VideoIndex, open_video, video_stream
 
-__all__ = ["Frame", "iter_frames"]
+__all__ = ["DecodeStats", "Frame", "iter_frames"]
 
 
 @dataclass
@@ -41,6 +41,45 @@ def _upright(img: np.ndarray, rotation: float | int | None) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k=k)) if k else img
 
 
+@dataclass
+class DecodeStats:
+    """What decoding a frame range met besides good frames (filled in by :func:`iter_frames`).
+
+    Attributes:
+        corrupt_packets: packets the decoder rejected (skipped; decoding went on).
+        first_error: FFmpeg's message for the first rejected packet or demux failure.
+        duplicates: decoded frames whose timestamp another frame of the range already had (dropped).
+        unindexed: decoded frames whose timestamp is not in the index (the file changed since it
+            was indexed; dropped).
+        stopped: why demuxing ended before the end of the range ("" = it did not).
+        reseeks: times the seek landed after the range's first frame and was redone from an
+            earlier keyframe.
+    """
+
+    corrupt_packets: int = 0
+    first_error: str = ""
+    duplicates: int = 0
+    unindexed: int = 0
+    stopped: str = ""
+    reseeks: int = 0
+
+    def problems(self) -> list[str]:
+        """Human-readable list of what went wrong (empty when nothing did)."""
+        out = []
+        if self.corrupt_packets:
+            out.append(f"{self.corrupt_packets} corrupt packets skipped ({self.first_error})")
+        if self.duplicates:
+            out.append(f"{self.duplicates} frames with a duplicate timestamp dropped")
+        if self.unindexed:
+            out.append(f"{self.unindexed} frames not in the index dropped (the file changed since it was indexed?)")
+        if self.stopped:
+            out.append(self.stopped)
+        return out
+
+
+MAX_RESEEKS = 2  # earlier keyframes tried when a seek lands after the range's first frame
+
+
 def iter_frames(
     path: str | os.PathLike[str],
     index: VideoIndex,
@@ -48,56 +87,110 @@ def iter_frames(
     end: int | None = None,
     *,
     threads: int = 0,
+    stats: DecodeStats | None = None,
 ) -> Iterator[Frame]:
     """Decode frames ``start <= idx < end`` (half-open, in frame-index space) of a video.
 
-    Seeks to the keyframe at or before ``start`` and drops pre-roll frames, so a shard decodes
-    exactly its frames.
+    Seeks to the keyframe at or before ``start`` by its decoding timestamp (MPEG-TS/PS demuxers
+    seek by dts; a keyframe's pts can lie after its dts when B-frames follow), drops pre-roll
+    frames, and checks where it landed: if the first frame at or after ``start`` is not frame
+    ``start``, the seek overshot and decoding restarts from an earlier keyframe (at most
+    :data:`MAX_RESEEKS` times). Streams whose timestamps restart are decoded from the beginning,
+    with the index's segment offsets applied. Packets the decoder rejects are skipped and counted
+    in ``stats``, decoding goes on.
 
     Args:
         path: the video.
-        index: its :class:`VideoIndex` from :func:`probe_video`.
+        index: its :class:`VideoIndex` from :func:`ferbatch.media.probe.probe_video`.
         start, end: frame-index range; ``end=None`` means to the end.
         threads: decoder threads (0 = FFmpeg's choice).
+        stats: filled with what went wrong (corrupt packets, dropped frames, early stop).
 
     Yields:
-        :class:`Frame` in presentation order.
+        :class:`Frame` in presentation order, strictly increasing ``idx``.
 
     Raises:
-        DecodeError: the file cannot be opened, or decoding fails before any frame of the range
-            (a failure after some frames raises too, with ``reason`` starting "truncated").
+        DecodeError: the file cannot be opened, or not one frame of the range could be decoded
+            because every packet was rejected.
     """
-    import av
-
     path = str(path)
+    st = stats if stats is not None else DecodeStats()
     n = len(index.pts)
     end = n if end is None else min(end, n)
     if start >= end:
         return
-    p0 = int(index.pts[start])
-    p1 = int(index.pts[end]) if end < n else None
-    c, _ = open_video(path)
+    k = int(np.searchsorted(index.keyframes, index.pts[start], side="right")) - 1  # the keyframe at or before frame `start`
     yielded = 0
+    for attempt in range(MAX_RESEEKS + 1):
+        seek_k = k - attempt if start > 0 and not index.restarts else -1  # -1: decode from the start
+        overshot = False
+        for fr in _decoded_frames(path, index, seek_k, threads, st):
+            if fr.idx < start:
+                continue
+            if yielded == 0 and fr.idx > start and seek_k >= 0 and attempt < MAX_RESEEKS:
+                overshot = True  # the seek skipped the range's first frames: go back one keyframe
+                break
+            if fr.idx >= end:
+                break
+            yield fr
+            yielded += 1
+        if yielded == 0 and seek_k >= 0 and attempt < MAX_RESEEKS:
+            overshot = True  # the seek landed past the whole range (e.g. at the end of the file)
+        if not overshot:
+            break
+        st.reseeks += 1
+    if yielded == 0 and st.corrupt_packets and not st.duplicates:
+        raise DecodeError(path, f"cannot decode its video stream ({st.corrupt_packets} packets rejected: {st.first_error})")
+
+
+def _decoded_frames(path: str, index: VideoIndex, seek_k: int, threads: int, st: DecodeStats) -> Iterator[Frame]:
+    """Frames from keyframe ``seek_k`` on (from the start when < 0), placed on the index's
+    timeline; corrupt packets, duplicate and unindexed frames are counted in ``st`` and skipped."""
+    import av
+
+    c, _ = open_video(path)
     with c:
-        s = c.streams.video[0]
+        s = video_stream(c)
         s.thread_type = "AUTO"
         if threads:
             s.codec_context.thread_count = int(threads)
         tb = s.time_base or index.time_base
-        if start > 0:
-            c.seek(p0, stream=s, backward=True, any_frame=False)
-        try:
-            for fr in c.decode(s):
-                t = fr.pts
-                if t is None:
-                    t = int(index.pts[min(start + yielded, n - 1)])
-                if t < p0:
+        if seek_k >= 0:
+            target = int(index.key_dts[seek_k]) if len(index.key_dts) == len(index.keyframes) else int(index.keyframes[seek_k])
+            c.seek(target, stream=s, backward=True, any_frame=False)
+        offsets = index.segment_offsets
+        seg, prev_raw, last_idx = 0, None, -1
+        packets = c.demux(s)
+        while True:
+            try:
+                pkt = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as e:
+                st.stopped = f"the stream ends early: {e.strerror or type(e).__name__}"
+                break
+            try:
+                frames = pkt.decode()
+            except av.error.FFmpegError as e:
+                st.corrupt_packets += 1
+                st.first_error = st.first_error or (e.strerror or type(e).__name__)
+                continue
+            for fr in frames:
+                raw = fr.pts
+                if raw is None:  # no timestamp at all: the next one in the index
+                    t = int(index.pts[min(last_idx + 1, len(index.pts) - 1)])
+                else:
+                    if prev_raw is not None and raw < prev_raw and seg + 1 < len(offsets):
+                        seg += 1  # the timestamps restarted: next segment of the timeline
+                    prev_raw = raw
+                    t = int(raw) + int(offsets[seg])
+                idx = index.frame_index(t)
+                if idx >= len(index.pts) or int(index.pts[idx]) != t:
+                    st.unindexed += 1
                     continue
-                if p1 is not None and t >= p1:
-                    break
+                if idx <= last_idx:
+                    st.duplicates += 1
+                    continue
+                last_idx = idx
                 img = _upright(fr.to_ndarray(format="rgb24"), getattr(fr, "rotation", 0))
-                yield Frame(index.frame_index(t), float(t * tb) * 1000.0, img)
-                yielded += 1
-        except av.error.FFmpegError as e:
-            what = "truncated or corrupt stream" if yielded else "cannot decode its video stream"
-            raise DecodeError(path, f"{what} after {yielded} frames ({e.strerror or type(e).__name__})") from e
+                yield Frame(idx, float(t * tb) * 1000.0, img)

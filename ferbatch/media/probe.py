@@ -16,7 +16,8 @@ This module knows nothing about models.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,10 +25,10 @@ import numpy as np
 
 from ferbatch.errors import DecodeError
 
-__all__ = ["VideoInfo", "VideoIndex", "probe_video", "open_video", "estimate_frames", "VIDEO_EXTENSIONS"]
+__all__ = ["VideoInfo", "VideoIndex", "probe_video", "open_video", "video_stream", "estimate_frames", "VIDEO_EXTENSIONS"]
 
 VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".3gp", ".ogv"}
+    {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".3gp", ".ogv", ".gif"}
 )
 
 
@@ -35,19 +36,37 @@ VIDEO_EXTENSIONS = frozenset(
 class VideoIndex:
     """The demux-only index of a video stream.
 
+    Timestamps are on one monotonic timeline: where the stream's timestamps restart (concatenated
+    MPEG-TS, ``cat a.ts b.ts``), every later packet is shifted by an offset so it continues after
+    the previous segment (``segment_offsets``); :func:`ferbatch.media.decode.iter_frames` applies
+    the same offsets to decoded frames.
+
     Attributes:
-        pts: (F,) int64 sorted presentation timestamps of the stream's packets, in ``time_base`` units.
-        keyframes: (K,) int64 sorted pts of keyframe packets.
+        pts: (F,) int64 sorted, unique presentation timestamps of the stream's packets on that
+            timeline, in ``time_base`` units; a frame's index is the rank of its pts here.
+        keyframes: (K,) int64 sorted pts of keyframe packets (same timeline).
         time_base: seconds per pts unit.
+        key_dts: (K,) int64 decoding timestamps of those keyframe packets as stored in the file
+            (what MPEG-TS/PS demuxers seek by); empty when unknown (an index stored by an older
+            version).
+        segment_offsets: (S,) int64 offset added to the timestamps of each segment, ``[0]`` when
+            the timestamps never restart.
     """
 
     pts: np.ndarray
     keyframes: np.ndarray
     time_base: Fraction
+    key_dts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    segment_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
 
     def frame_index(self, pts: int) -> int:
         """Rank of ``pts`` among the packets (the frame's index); nearest rank if not exact."""
         return int(np.searchsorted(self.pts, pts, side="left"))
+
+    @property
+    def restarts(self) -> int:
+        """How many times the stream's timestamps restart (0 for an ordinary file)."""
+        return len(self.segment_offsets) - 1
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,7 @@ class VideoInfo:
         rotation: degrees counter-clockwise applied to frames to make them upright.
         declared_frames: frame count the container states (0 when it states none); more than
             ``packets`` means the file is truncated.
+        stream_index: index of the chosen video stream among all the container's streams.
     """
 
     path: str
@@ -78,6 +98,7 @@ class VideoInfo:
     codec: str
     rotation: int
     declared_frames: int = 0
+    stream_index: int = 0
 
     @property
     def truncated(self) -> bool:
@@ -102,19 +123,51 @@ def open_video(path: str):
         st = p.stat()
     except OSError as e:
         raise DecodeError(str(path), f"cannot read the file: {e.strerror or e}") from e
-    if not p.is_file():
+    if not stat.S_ISREG(st.st_mode):
         raise DecodeError(str(path), "not a regular file")
     if st.st_size == 0:
         raise DecodeError(str(path), "the file is empty (0 bytes)")
     try:
+        with open(p, "rb") as f:
+            head = f.read(64)
+    except PermissionError as e:
+        raise DecodeError(str(path), f"permission denied: cannot read the file ({e.strerror})") from e
+    except OSError as e:
+        raise DecodeError(str(path), f"cannot read the file: {e.strerror or e}") from e
+    try:
         c = av.open(str(path), mode="r")
     except av.error.FFmpegError as e:
-        raise DecodeError(str(path), f"not a video file FFmpeg can read ({e.strerror or type(e).__name__})") from e
+        raise DecodeError(str(path), _unreadable_reason(head, e)) from e
     if not c.streams.video:
         kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
         c.close()
         raise DecodeError(str(path), f"has no video stream ({kinds})")
     return c, st
+
+
+def video_stream(container):
+    """The container's real video stream: the first one that is not a cover picture
+    (``attached_pic`` disposition, as in audio files with cover art or MKV posters).
+
+    Raises:
+        DecodeError: every video stream is a cover picture.
+    """
+    import av
+
+    for s in container.streams.video:
+        if not (s.disposition & av.stream.Disposition.attached_pic):
+            return s
+    raise DecodeError(str(container.name), "has only a cover picture (attached_pic), no video stream")
+
+
+def _unreadable_reason(head: bytes, e: Exception) -> str:
+    """Why FFmpeg cannot open a file, from its first bytes (magic numbers of the ISO BMFF, text)."""
+    cause = getattr(e, "strerror", None) or type(e).__name__
+    if head[4:8] in (b"ftyp", b"mdat", b"free", b"wide", b"moov"):
+        return f"an MP4/MOV file without its index (moov atom): truncated or still being written ({cause})"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return f"a text file, not a video ({cause})"
+    return f"not a video file FFmpeg can read ({cause})"
 
 
 def estimate_frames(path: str | os.PathLike[str]) -> int:
@@ -125,7 +178,10 @@ def estimate_frames(path: str | os.PathLike[str]) -> int:
     except DecodeError:
         return 0
     with c:
-        s = c.streams.video[0]
+        try:
+            s = video_stream(c)
+        except DecodeError:
+            return 0
         if s.frames:
             return int(s.frames)
         dur = float(s.duration * s.time_base) if s.duration and s.time_base else (c.duration or 0) / 1e6
@@ -145,42 +201,57 @@ def probe_video(path: str | os.PathLike[str]) -> tuple[VideoInfo, VideoIndex]:
     c, st = open_video(path)
     with c:
         fmt = c.format.name if c.format is not None else ""
-        if fmt.endswith("_pipe") or fmt in ("image2", "gif"):
+        if fmt.endswith("_pipe") or fmt == "image2":
             raise DecodeError(path, f"is a still image ({fmt.removesuffix('_pipe')}), not a video")
-        s = c.streams.video[0]
+        s = video_stream(c)
         if s.codec_context is None:
             raise DecodeError(path, "no decoder for its video codec (FFmpeg in this build cannot decode it)")
         codec = s.codec_context.name
         tb = s.time_base or Fraction(1, 90000)
         pts: list[int] = []
         keys: list[int] = []
-        last_dur = 0
+        key_dts: list[int] = []
+        offsets = [0]
+        last_dur, prev_dts, discarded = 0, None, 0
         try:
             for pkt in c.demux(s):
                 if pkt.size == 0:
                     continue
+                if pkt.is_discard:  # pre-roll an edit list cuts: decoded, never shown, not a frame
+                    discarded += 1
+                    continue
+                if pkt.dts is not None:
+                    if prev_dts is not None and pkt.dts < prev_dts:  # timestamps restart: continue the timeline
+                        offsets.append(offsets[-1] + prev_dts + max(last_dur, 1) - pkt.dts)
+                    prev_dts = int(pkt.dts)
                 t = pkt.pts if pkt.pts is not None else pkt.dts
-                if t is None:
-                    t = (pts[-1] + max(last_dur, 1)) if pts else 0
+                t = (pts[-1] + max(last_dur, 1)) if t is None and pts else (int(t) + offsets[-1] if t is not None else 0)
                 pts.append(int(t))
                 last_dur = int(pkt.duration or 0)
                 if pkt.is_keyframe:
                     keys.append(int(t))
+                    key_dts.append(int(pkt.dts) if pkt.dts is not None else int(t) - offsets[-1])
         except av.error.FFmpegError as e:
             if not pts:
                 raise DecodeError(path, f"cannot read its packets ({e.strerror or type(e).__name__})") from e
         if not pts:
             raise DecodeError(path, "has a video stream but no video packets")
         pts_arr = np.unique(np.asarray(pts, np.int64))
+        order = np.argsort(np.asarray(keys, np.int64), kind="stable")
+        keys_arr, key_dts_arr = np.asarray(keys, np.int64)[order], np.asarray(key_dts, np.int64)[order]
+        first = np.unique(keys_arr, return_index=True)[1]
+        keys_arr, key_dts_arr = keys_arr[first], key_dts_arr[first]
         rotation = _stream_rotation(s)
         w, h = s.codec_context.width, s.codec_context.height
         if rotation % 180:
             w, h = h, w
         fps = float(s.average_rate) if s.average_rate else 0.0
         duration = float((pts_arr[-1] - pts_arr[0] + max(last_dur, 0)) * tb)
-        declared = int(s.frames or 0)
-    info = VideoInfo(path, st.st_size, st.st_mtime_ns, int(w), int(h), fps, duration, len(pts_arr), codec, rotation, declared)
-    return info, VideoIndex(pts_arr, np.unique(np.asarray(keys, np.int64)), Fraction(tb))
+        declared = max(0, int(s.frames or 0) - discarded)
+        stream_index = int(s.index)
+    info = VideoInfo(path, st.st_size, st.st_mtime_ns, int(w), int(h), fps, duration, len(pts_arr), codec, rotation, declared, stream_index)
+    index = VideoIndex(pts_arr, keys_arr, Fraction(tb), key_dts_arr, np.asarray(offsets, np.int64))
+    return info, index
 
 
 def _stream_rotation(stream) -> int:

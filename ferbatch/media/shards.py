@@ -47,7 +47,8 @@ def plan_shards(video_id: str, path: str, index: VideoIndex, target_frames: int,
     (a multiple of the workers, so none of them waits on the others' last shard), and each cut moves
     to the keyframe nearest to it, so no shard decodes a GOP it then throws away and no short tail
     shard is left alone; cuts that land on the same keyframe merge. Every frame falls in exactly one
-    shard.
+    shard. A stream whose timestamps restart (concatenated MPEG-TS) is one shard: seeking by
+    timestamp is ambiguous there.
 
     Args:
         video_id, path: the video.
@@ -64,7 +65,7 @@ def plan_shards(video_id: str, path: str, index: VideoIndex, target_frames: int,
     n = len(index.pts)
     workers = max(1, int(workers))
     parts = workers * -(-n // (workers * target_frames)) if target_frames > 0 else 1
-    if parts <= 1 or n < 2:
+    if parts <= 1 or n < 2 or index.restarts:
         return [Shard(video_id, path, 0, 0, None, index)]
     key_idx = np.unique(np.searchsorted(index.pts, index.keyframes))
     key_idx = key_idx[(key_idx > 0) & (key_idx < n)]
