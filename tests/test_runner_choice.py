@@ -20,7 +20,7 @@ def test_small_job_runs_in_process_on_two_threads_with_the_same_rows(tmp_path, r
 
 
 def test_ray_is_chosen_for_a_cluster_or_a_big_job():
-    tasks = scan_inputs(WOLFGANG)
+    tasks = scan_inputs(WOLFGANG).tasks
     assert wants_ray("auto", tasks, 0)[0]
     assert wants_ray(None, tasks, 3)[0]  # resuming: shards already planned for Ray's workers
     assert not wants_ray(None, tasks, 0)[0]
