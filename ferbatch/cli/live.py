@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ferbatch.cli.common import console, fail
+from ferbatch.cli.common import Backend, console, fail
 
 __all__ = ["register"]
 
@@ -25,7 +25,9 @@ def watch(
     give_up: Annotated[float, typer.Option(help="Stop after this many seconds without a frame; 0 = reconnect forever.")] = 0.0,
     detector: Annotated[str | None, typer.Option(help="Detector name from the model registry.")] = None,
     classifier: Annotated[str | None, typer.Option(help="Classifier name from the model registry.")] = None,
-    backend: Annotated[str, typer.Option(help="auto | tensorrt | onnxruntime | openvino.")] = "auto",
+    backend: Annotated[
+        Backend, typer.Option(help="auto (a GPU backend when usable, else ONNX Runtime) or one of the list.")
+    ] = Backend.auto,
     threads: Annotated[int, typer.Option(help="Inference threads; 0 = one per core.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per part.")] = False,
 ) -> None:
@@ -59,7 +61,7 @@ def watch(
 
     try:
         cfg = JobConfig(
-            detector=detector, classifier=classifier, backend=backend, threads_per_worker=threads, workers=1, detect_batch=batch
+            detector=detector, classifier=classifier, backend=backend.value, threads_per_worker=threads, workers=1, detect_batch=batch
         )
         models = load_models(cfg)
     except FerbatchError as e:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ferbatch.cli.common import fail
+from ferbatch.cli.common import Backend, fail
 
 __all__ = ["register", "TOKEN_ENV"]
 
@@ -48,7 +48,9 @@ def serve(
     jobs_dir: Annotated[Path | None, typer.Option(help="Where job datasets go (default: DATA_ROOT's sibling 'ferbatch-jobs').")] = None,
     detector: Annotated[str | None, typer.Option(help="Detector name from the model registry.")] = None,
     classifier: Annotated[str | None, typer.Option(help="Classifier name from the model registry.")] = None,
-    backend: Annotated[str, typer.Option(help="auto | tensorrt | onnxruntime | openvino.")] = "auto",
+    backend: Annotated[
+        Backend, typer.Option(help="auto (a GPU backend when usable, else ONNX Runtime) or one of the list.")
+    ] = Backend.auto,
     threads: Annotated[int, typer.Option(help="Inference threads; 0 = one per core.")] = 0,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 50.0,
     max_frames: Annotated[int, typer.Option(help="Most frames analysed per uploaded clip.")] = 300,
@@ -77,7 +79,7 @@ def serve(
             raise ConfigError(f"ferbatch serve | needs the serve extra (pip install 'ferbatch[serve]'): {e}") from e
         if data_root is not None and not data_root.is_dir():
             raise ConfigError(f"--data-root {data_root} | not a directory")
-        cfg = JobConfig(detector=detector, classifier=classifier, backend=backend, threads_per_worker=threads, workers=1)
+        cfg = JobConfig(detector=detector, classifier=classifier, backend=backend.value, threads_per_worker=threads, workers=1)
         settings = ServiceSettings(
             token=token,
             cfg=cfg,
