@@ -29,8 +29,7 @@ class JobConfig:
         detector_file, classifier_file: explicit model files (checked against the registry hash).
         backend: "auto" (TensorRT when a GPU, tensorrt and pycuda are present, else ONNX Runtime's
             CUDA provider when onnxruntime-gpu sees a GPU, else ONNX Runtime on the CPU),
-            "tensorrt", "onnxruntime-cuda" or "onnxruntime" (CPU).
-            "tensorrt" or "onnxruntime".
+            "tensorrt", "onnxruntime-cuda", "onnxruntime" (CPU) or "openvino" (CPU, the ``openvino`` extra).
         precision: "fp32" or "fp16" (the graphs' own types; fp16 keeps the NMS in float32).
         in_graph_nms: NMS inside the detector graph; False = the NumPy fallback.
         max_faces: most faces kept per frame (K of the fixed-size detector outputs).
@@ -113,7 +112,7 @@ class JobConfig:
         return [f"{k}: {recorded.get(k)!r} -> {getattr(self, k)!r}" for k in RESULT_KEYS if recorded.get(k) != getattr(self, k)]
 
 
-BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "tensorrt", "openvino")
 GPU_BACKENDS = ("onnxruntime-cuda", "tensorrt")
 
 # settings that change the rows; a dataset holds rows made with one value of each

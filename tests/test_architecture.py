@@ -117,3 +117,13 @@ def test_no_family_routing_by_string_outside_specs():
     pattern = re.compile(r"family\s*[!=]=\s*\"|\"yunet-\d")
     hits = [str(p.relative_to(PKG)) for p in FILES if p.name != "specs.py" and pattern.search(p.read_text())]
     assert not hits, f"model family compared as a string in {hits}; use the ModelSpec properties"
+
+
+def test_service_and_live_sit_above_the_job():
+    # the HTTP service is imported only by the CLI; live sources only by the service and the CLI
+    for top, allowed in (
+        ("ferbatch.service", ("ferbatch.service", "ferbatch.cli")),
+        ("ferbatch.live", ("ferbatch.live", "ferbatch.service", "ferbatch.cli")),
+    ):
+        bad = {(m, d) for m, deps in GRAPH.items() for d in deps if _in_layer(d, top) and not any(_in_layer(m, a) for a in allowed)}
+        assert not bad, f"{top} imported from below: {sorted(bad)}"

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ferbatch import __version__
-from ferbatch.cli import cluster, engines, models, results, run, training
+from ferbatch.cli import cluster, engines, export, live, models, results, run, serve, training, tune
 from ferbatch.cli.common import EXIT_CODES
 
 __all__ = ["app", "main"]
@@ -48,3 +48,7 @@ training.register(app)
 models.register(app)
 engines.register(app)
 cluster.register(app)
+serve.register(app)
+live.register(app)
+export.register(app)
+tune.register(app)

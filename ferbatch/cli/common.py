@@ -47,12 +47,14 @@ class Format(StrEnum):
 
 
 class Backend(StrEnum):
-    """Inference backends (``auto``: TensorRT, else ONNX Runtime CUDA, when a GPU is usable; else CPU)."""
+    """Inference backends (``auto``: TensorRT, else ONNX Runtime CUDA, when a GPU is usable; else CPU;
+    ``openvino``: OpenVINO on the CPU, never picked by ``auto``)."""
 
     auto = "auto"
     tensorrt = "tensorrt"
     onnxruntime_cuda = "onnxruntime-cuda"
     onnxruntime = "onnxruntime"
+    openvino = "openvino"
 
 
 class Precision(StrEnum):

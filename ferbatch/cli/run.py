@@ -185,11 +185,9 @@ def run(
         ("faces", s.faces),
         ("seconds", f"{s.seconds:.1f}"),
         ("of which start-up", f"{s.startup_seconds:.1f}"),
-        ("of which start-up", f"{s.startup_seconds:.1f}"),
         ("frames/s", f"{s.frames_per_s:.1f}"),
         ("shards retried", s.retried),
         ("backend", s.backend or "-"),
-        ("runner", s.runner or "-"),
         ("runner", s.runner or "-"),
     ]:
         t.add_row(k, escape(str(v)))

@@ -29,7 +29,7 @@ class Models:
     """A worker's loaded models.
 
     Attributes:
-        backend: "onnxruntime", "onnxruntime-cuda" or "tensorrt"; backend_reason: why it was picked.
+        backend: "onnxruntime", "onnxruntime-cuda", "tensorrt" or "openvino"; backend_reason: why it was picked.
     """
 
     detector: Detector
@@ -64,7 +64,7 @@ def resolve_specs(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
 
 
 def resolve_backend(requested: str) -> tuple[str, str]:
-    """(backend, reason) for ``requested`` = auto | tensorrt | onnxruntime-cuda | onnxruntime,
+    """(backend, reason) for ``requested`` = auto | tensorrt | onnxruntime-cuda | onnxruntime | openvino,
     probed in this process (a worker decides in its own environment).
 
     ``auto`` takes TensorRT when a GPU, tensorrt and pycuda are present, else ONNX Runtime's CUDA
@@ -73,8 +73,8 @@ def resolve_backend(requested: str) -> tuple[str, str]:
     Raises:
         ConfigError: a GPU backend requested but unusable here (the reason is in the message).
     """
-    if requested == "onnxruntime":
-        return "onnxruntime", "requested"
+    if requested in ("onnxruntime", "openvino"):
+        return requested, "requested"
     from ferbatch.models.runners.onnxruntime import cuda_provider_available
 
     if requested == "onnxruntime-cuda":
@@ -180,6 +180,11 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
             nms = False
             det_runner = _trt_runner(det_graph(False), det_spec, cfg.precision, det_batch)
         cls_runner = _trt_runner(cls_graph, cls_spec, cfg.precision, cls_batch)
+    elif backend == "openvino":
+        from ferbatch.models.runners.openvino import OvRunner
+
+        det_runner = OvRunner(det_graph(nms), threads=threads, max_batch=det_batch, name=f"openvino:{det_spec.name}")
+        cls_runner = OvRunner(cls_graph, threads=threads, max_batch=cls_batch, name=f"openvino:{cls_spec.name}")
     else:
         providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if backend == "onnxruntime-cuda" else None
         det_runner = OrtRunner(det_graph(nms), threads=threads, providers=providers, max_batch=det_batch, name=f"{backend}:{det_spec.name}")

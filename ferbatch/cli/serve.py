@@ -1,0 +1,105 @@
+"""``ferbatch serve``: the HTTP API (needs the ``serve`` extra: FastAPI, uvicorn)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ferbatch.cli.common import Backend, fail
+
+__all__ = ["register", "TOKEN_ENV"]
+
+TOKEN_ENV = "FERBATCH_TOKEN"
+
+
+def read_token(token_file: Path | None) -> str:
+    """The bearer token from ``token_file`` (first line) or the FERBATCH_TOKEN variable.
+
+    Raises:
+        ConfigError: neither gives a non-empty token, or the file cannot be read.
+    """
+    from ferbatch.errors import ConfigError
+
+    if token_file is not None:
+        try:
+            lines = token_file.read_text().strip().splitlines()
+        except OSError as e:
+            raise ConfigError(f"--token-file {token_file} | cannot read it: {e.strerror or e}") from e
+        tok = lines[0].strip() if lines else ""
+        if not tok:
+            raise ConfigError(f"--token-file {token_file} | is empty; put the bearer token on its first line")
+        return tok
+    tok = os.environ.get(TOKEN_ENV, "").strip()
+    if not tok:
+        raise ConfigError(f"no bearer token: give --token-file FILE or set {TOKEN_ENV}; the service refuses to run without one")
+    return tok
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token_file: Annotated[Path | None, typer.Option(help=f"File whose first line is the bearer token (else ${TOKEN_ENV}).")] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Directory that POST /v1/jobs may read inputs from (jobs are off without it).")
+    ] = None,
+    jobs_dir: Annotated[Path | None, typer.Option(help="Where job datasets go (default: DATA_ROOT's sibling 'ferbatch-jobs').")] = None,
+    detector: Annotated[str | None, typer.Option(help="Detector name from the model registry.")] = None,
+    classifier: Annotated[str | None, typer.Option(help="Classifier name from the model registry.")] = None,
+    backend: Annotated[
+        Backend, typer.Option(help="auto (a GPU backend when usable, else ONNX Runtime) or one of the list.")
+    ] = Backend.auto,
+    threads: Annotated[int, typer.Option(help="Inference threads; 0 = one per core.")] = 0,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 50.0,
+    max_frames: Annotated[int, typer.Option(help="Most frames analysed per uploaded clip.")] = 300,
+    max_batch: Annotated[int, typer.Option(help="Most frames per model call, across concurrent requests.")] = 16,
+    max_pending: Annotated[int, typer.Option(help="Most requests waiting for the models; more get 503.")] = 64,
+    ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Run jobs on Ray (local, or --address) instead of in-process.")] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster for jobs (implies --ray).")] = None,
+) -> None:
+    """Serve the models over HTTP: POST /v1/analyze (image or clip -> faces, boxes, 8 FER+
+    probabilities), POST /v1/jobs, GET /v1/jobs/{id} and GET /v1/jobs/{id}/summary; docs at /docs.
+
+    Example: FERBATCH_TOKEN=s3cret ferbatch serve --port 8000 --data-root videos/
+
+    Exit status: 2 bad settings (no token, missing extra, bad model).
+    """
+    from ferbatch.config import JobConfig
+    from ferbatch.errors import ConfigError, FerbatchError
+
+    try:
+        token = read_token(token_file)
+        try:
+            import uvicorn
+
+            from ferbatch.service.app import ServiceSettings, create_app
+        except ImportError as e:
+            raise ConfigError(f"ferbatch serve | needs the serve extra (pip install 'ferbatch[serve]'): {e}") from e
+        if data_root is not None and not data_root.is_dir():
+            raise ConfigError(f"--data-root {data_root} | not a directory")
+        cfg = JobConfig(detector=detector, classifier=classifier, backend=backend.value, threads_per_worker=threads, workers=1)
+        settings = ServiceSettings(
+            token=token,
+            cfg=cfg,
+            max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+            max_frames=max_frames,
+            max_batch=max_batch,
+            max_pending=max_pending,
+            data_root=data_root,
+            jobs_dir=(jobs_dir or (data_root.resolve().parent / "ferbatch-jobs")) if data_root else None,
+            use_ray=ray or address is not None,
+            address=address,
+        )
+        from ferbatch.models.load import load_models
+
+        app = create_app(settings, load_models(cfg))  # loaded here: a bad model is exit 2, not a failed start-up
+    except FerbatchError as e:
+        fail(e)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to ``app``."""
+    app.command()(serve)

@@ -1,0 +1,239 @@
+"""``ferbatch watch``: a live source -> rolling Parquet parts in the dataset's schema.
+
+Each watch session is one "video" of the dataset (``video_id`` = ``<name>-<UTC start time>``);
+every ``part_seconds`` its rows so far become part ``shard-<NNNNN>`` of ``faces`` and ``frames``,
+and ``videos.parquet``, ``_manifest.json`` and ``_live.json`` (the counters) are rewritten, so
+``ferbatch summary`` and DuckDB read the dataset while it grows. ``frame_idx`` counts frames
+received since the session started; ``pts_ms`` is the time since then at which the frame arrived
+(``_manifest.json`` records the start as a Unix time). A frame dropped because the models were
+behind has a ``frames`` row with ``face_count`` NULL and no ``faces`` rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ferbatch import __version__
+from ferbatch.atomic import write_json_atomic
+from ferbatch.config import JobConfig
+from ferbatch.dataset.schema import FRAMES_SCHEMA, VIDEOS_SCHEMA, FaceRows, faces_table, frames_table
+from ferbatch.dataset.store import write_part, write_table_atomic
+from ferbatch.live.infer import infer_images
+from ferbatch.live.source import LiveFrame, LiveSource
+from ferbatch.pipeline import ShardModels
+
+__all__ = ["WatchStats", "watch"]
+
+
+@dataclass
+class WatchStats:
+    """Counters of a watch session (also written to ``OUT/_live.json`` at every part).
+
+    Attributes:
+        video_id: the session's id in the dataset; status: "running", "stopped", "ended" (a file source) or "source lost".
+        received: frames from the source; analysed: frames through the models; dropped: frames
+            skipped because the models were behind (rows with face_count NULL); faces: face rows.
+        parts: part files written per table; connections, reconnects: of the source.
+        lag_ms: age of the newest analysed frame when its results were ready, in ms.
+        last_error: the source's last error ("" = none).
+    """
+
+    video_id: str
+    source: str
+    started_unix: float
+    status: str = "running"
+    received: int = 0
+    analysed: int = 0
+    dropped: int = 0
+    faces: int = 0
+    parts: int = 0
+    connections: int = 0
+    reconnects: int = 0
+    lag_ms: float = 0.0
+    last_error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class _Part:
+    """Rows gathered since the last part was written."""
+
+    def __init__(self) -> None:
+        self.f_idx: list[int] = []
+        self.f_pts: list[float] = []
+        self.f_cnt: list[int | None] = []
+        self.faces: list[FaceRows] = []
+
+    def __len__(self) -> int:
+        return len(self.f_idx)
+
+
+def watch(
+    source: str,
+    out: Path,
+    models: ShardModels,
+    *,
+    cfg: JobConfig | None = None,
+    name: str = "live",
+    part_seconds: float = 10.0,
+    batch: int = 4,
+    max_queue: int = 4,
+    give_up_s: float = 0.0,
+    stop: threading.Event | None = None,
+    on_part: Callable[[WatchStats], None] | None = None,
+) -> WatchStats:
+    """Analyse ``source`` live until ``stop`` is set or the source is lost for ``give_up_s``.
+
+    Args:
+        source: URL, V4L2 device or file (see :class:`~ferbatch.live.source.LiveSource`).
+        out: the dataset directory (created; a watch adds a new session to an existing one).
+        models: loaded detector and classifier.
+        cfg: the settings recorded in the manifest (default: JobConfig()).
+        name: prefix of the session's video_id (letters, digits, ``_-.``).
+        part_seconds: seconds of rows per part file (> 0).
+        batch: most frames per model call.
+        max_queue: frames waiting for the models at most; older ones are dropped (counted).
+        give_up_s: stop after this long without a frame (0 = keep reconnecting).
+        stop: set it (from a signal handler or another thread) to flush the last part and return.
+        on_part: called after each part with the counters.
+
+    Returns:
+        The final :class:`WatchStats`.
+
+    Raises:
+        ConfigError: bad ``name`` or ``part_seconds``. OutputError: OUT cannot be written.
+    """
+    import re
+
+    from ferbatch.errors import ConfigError
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise ConfigError(f"--name {name!r} | expected 1-64 letters, digits, '_', '-' or '.'")
+    if part_seconds <= 0:
+        raise ConfigError(f"--part-seconds | received {part_seconds}; expected > 0")
+    stop = stop or threading.Event()
+    started = time.time()
+    vid = f"{name}-{datetime.fromtimestamp(started, UTC).strftime('%Y%m%dT%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    st = WatchStats(vid, source, started)
+    src = LiveSource(source, max_queue=max_queue, give_up_s=give_up_s).start()
+    part, shard = _Part(), 0
+    next_flush = time.monotonic() + part_seconds
+    try:
+        while not stop.is_set() and not src.finished:
+            frames, skipped = src.take(batch, timeout=0.2)
+            for f in skipped:
+                part.f_idx.append(f.idx)
+                part.f_pts.append(f.t_ms)
+                part.f_cnt.append(None)
+            if frames:
+                _analyse(models, frames, part, st, src)
+            if time.monotonic() >= next_flush:
+                shard = _flush(out, vid, shard, part, st, src, cfg, on_part)
+                part = _Part()
+                next_flush += part_seconds
+    finally:
+        src.stop()
+        # frames already queued or counted as dropped belong to the last part
+        while True:
+            frames, skipped = src.take(batch, timeout=0.0)
+            for f in skipped:
+                part.f_idx.append(f.idx)
+                part.f_pts.append(f.t_ms)
+                part.f_cnt.append(None)
+            if not frames:
+                break
+            _analyse(models, frames, part, st, src)
+        st.status = "stopped" if stop.is_set() else ("ended" if os.path.isfile(source) else "source lost")
+        _flush(out, vid, shard, part, st, src, cfg, on_part)
+    return st
+
+
+def _analyse(models: ShardModels, frames: list[LiveFrame], part: _Part, st: WatchStats, src: LiveSource) -> None:
+    images = [f.image for f in frames if f.image is not None]
+    dets, probs = infer_images(models, images)
+    idx = np.array([f.idx for f in frames], np.int64)
+    pts = np.array([f.t_ms for f in frames], np.float64)
+    counts = np.bincount(dets.frame_pos, minlength=len(frames)).astype(np.int16)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    face_idx = (np.arange(len(dets)) - starts[dets.frame_pos]).astype(np.int16)
+    part.faces.append(FaceRows(idx[dets.frame_pos], pts[dets.frame_pos], face_idx, dets.boxes, dets.scores, probs))
+    part.f_idx += idx.tolist()
+    part.f_pts += pts.tolist()
+    part.f_cnt += counts.tolist()
+    st.analysed += len(frames)
+    st.faces += len(dets)
+    st.lag_ms = src.now_ms() - frames[-1].t_ms
+
+
+def _flush(out: Path, vid: str, shard: int, part: _Part, st: WatchStats, src: LiveSource, cfg: JobConfig | None, on_part) -> int:
+    """Write the part (when it has rows) and the session's records; the next part's number."""
+    s = src.stats
+    st.received, st.dropped, st.connections, st.reconnects, st.last_error = s.received, s.dropped, s.connections, s.reconnects, s.last_error
+    if len(part):
+        order = np.argsort(np.asarray(part.f_idx), kind="stable")
+        f_idx = np.asarray(part.f_idx, np.int64)[order]
+        f_pts = np.asarray(part.f_pts, np.float64)[order]
+        cnt = [part.f_cnt[i] for i in order]
+        ft = frames_table(f_idx, f_pts, np.array([c or 0 for c in cnt], np.int16), shard)
+        ft = ft.set_column(2, FRAMES_SCHEMA.field("face_count"), pa.array(cnt, pa.int16()))
+        rows = [p for p in part.faces if len(p.frame_idx)]
+        cols = ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs")
+        faces = (
+            FaceRows(*(np.concatenate([getattr(p, k) for p in rows]) for k in cols))
+            if rows
+            else FaceRows(*(np.empty(sh, dt) for sh, dt in zip((0, 0, 0, (0, 4), 0, (0, 8)), _DTYPES, strict=True)))
+        )
+        write_part(out, "faces", vid, shard, faces_table(faces, shard))
+        write_part(out, "frames", vid, shard, ft)
+        shard += 1
+        st.parts = shard
+    _write_records(out, st, cfg)
+    if on_part is not None:
+        on_part(st)
+    return shard
+
+
+_DTYPES = (np.int64, np.float64, np.int16, np.float32, np.float32, np.float32)
+
+
+def _write_records(out: Path, st: WatchStats, cfg: JobConfig | None) -> None:
+    """``_live.json`` (counters), ``_manifest.json`` and ``videos.parquet`` (this session's row
+    replaced, other sessions' rows kept)."""
+    import pyarrow.parquet as pq
+
+    write_json_atomic(out / "_live.json", asdict(st))
+    man_path = out / "_manifest.json"
+    man = json.loads(man_path.read_text()) if man_path.is_file() else {}
+    man.setdefault("ferbatch_version", __version__)
+    man.setdefault("config", (cfg or JobConfig()).to_dict())
+    man.setdefault("live", {})[st.video_id] = asdict(st)
+    write_json_atomic(man_path, man)
+    row: dict[str, Any] = {f.name: None for f in VIDEOS_SCHEMA}
+    row |= {
+        "video_id": st.video_id,
+        "path": st.source,
+        "abs_path": st.source,
+        "paths": [st.source],
+        "frames": st.received,
+        "faces": st.faces,
+        "status": {"running": "incomplete", "stopped": "ok", "ended": "ok"}.get(st.status, "partial"),
+        "error": st.last_error if st.status == "source lost" else "",
+        "notes": f"live: {st.analysed} frames analysed, {st.dropped} dropped (models behind), {st.reconnects} reconnects",
+        "duration_s": (time.time() - st.started_unix),
+        "ferbatch_version": __version__,
+    }
+    vp = out / "videos.parquet"
+    old = pq.read_table(vp).to_pylist() if vp.is_file() else []
+    rows = [r for r in old if r["video_id"] != st.video_id] + [row]
+    write_table_atomic(vp, pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA))

@@ -1,0 +1,75 @@
+"""Export the prepared graphs of a config's detector and classifier for another runtime:
+``onnx`` (the prepared ONNX files, symbolic batch, in-graph NMS) or ``openvino`` (IR ``.xml`` +
+``.bin``, converted from those same prepared graphs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ferbatch.atomic import write_json_atomic
+from ferbatch.config import JobConfig
+from ferbatch.errors import ConfigError
+from ferbatch.models.load import prepare_models
+from ferbatch.models.registry import resolve_model_file
+
+__all__ = ["export_models", "EXPORT_TARGETS"]
+
+EXPORT_TARGETS = ("onnx", "openvino")
+
+
+def export_models(cfg: JobConfig, to: str, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write the detector and classifier of ``cfg`` to ``out_dir`` as ``<name>.onnx`` or
+    ``<name>.xml``/``.bin``, with ``export.json`` (model names, sha256 of the sources, input
+    specs, output names).
+
+    Raises:
+        ConfigError: unknown target, or openvino missing. ModelError: a model cannot be prepared
+            or converted.
+    """
+    if to not in EXPORT_TARGETS:
+        raise ConfigError(f"--to | received {to!r}; expected one of {', '.join(EXPORT_TARGETS)}")
+    from ferbatch.models.graphs import prepare_classifier, prepare_detector
+
+    det_spec, cls_spec = prepare_models(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    graphs = {
+        det_spec.name: prepare_detector(
+            resolve_model_file(det_spec, cfg.detector_file),
+            det_spec,
+            in_graph_nms=cfg.in_graph_nms,
+            max_faces=cfg.max_faces,
+            score_threshold=cfg.score_threshold,
+            iou_threshold=cfg.iou_threshold,
+            src_sha256=det_spec.sha256,
+            precision=cfg.precision,
+        ),
+        cls_spec.name: prepare_classifier(
+            resolve_model_file(cls_spec, cfg.classifier_file), cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision
+        ),
+    }
+    written: list[Path] = []
+    for name, graph in graphs.items():
+        if to == "onnx":
+            dst = out / f"{name}.onnx"
+            shutil.copyfile(graph, dst)
+        else:
+            from ferbatch.models.runners.openvino import save_ir
+
+            dst = save_ir(graph, out / f"{name}.xml")
+        written.append(dst)
+    meta = {
+        "format": to,
+        "in_graph_nms": cfg.in_graph_nms,
+        "max_faces": cfg.max_faces,
+        "precision": cfg.precision,
+        "models": {
+            s.name: {"kind": s.kind, "file": p.name, "source_sha256": s.sha256, "input": s.input.__dict__, "outputs": s.outputs}
+            for s, p in zip((det_spec, cls_spec), written, strict=True)
+        },
+    }
+    write_json_atomic(out / "export.json", json.loads(json.dumps(meta, default=str)))
+    return written

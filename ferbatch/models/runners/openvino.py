@@ -1,0 +1,90 @@
+"""OpenVINO runner (CPU): the same prepared ONNX graphs as ONNX Runtime, read by OpenVINO's ONNX
+front end, or an IR (``.xml`` + ``.bin``) written by :func:`save_ir`. Needs the ``openvino`` extra."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ferbatch.errors import ConfigError, ModelError
+
+__all__ = ["OvRunner", "save_ir", "openvino_available"]
+
+
+def openvino_available() -> tuple[bool, str]:
+    """(usable, why): whether the OpenVINO runtime imports and has a CPU device."""
+    try:
+        import openvino as ov
+    except ImportError as e:
+        return False, f"the openvino package is not installed (pip install 'ferbatch[openvino]'): {e}"
+    devs = ov.Core().available_devices
+    return ("CPU" in devs, f"OpenVINO {ov.get_version()} devices {devs}")
+
+
+class OvRunner:
+    """Runs one graph with OpenVINO on the CPU.
+
+    Args:
+        model_path: a prepared ONNX file (symbolic batch) or an OpenVINO IR ``.xml``.
+        threads: inference threads (0 = OpenVINO's choice).
+        max_batch: the largest batch ``infer`` accepts in one call (callers chunk to it).
+        name: label for logs.
+
+    Raises:
+        ConfigError: the openvino package is missing.
+        ModelError: OpenVINO cannot read or compile the graph (the message has its reason).
+    """
+
+    def __init__(self, model_path: str | os.PathLike[str], *, threads: int = 1, max_batch: int = 64, name: str | None = None):
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise ConfigError(f"--backend openvino | needs the openvino package (pip install 'ferbatch[openvino]'): {e}") from e
+        core = ov.Core()
+        cfg: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            cfg["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            self._compiled = core.compile_model(core.read_model(str(model_path)), "CPU", cfg)
+        except Exception as e:  # OpenVINO raises RuntimeError with the front end's message
+            raise ModelError(f"{model_path} | OpenVINO cannot read or compile it: {e}") from e
+        self._req = self._compiled.create_infer_request()
+        self.name = name or f"openvino:{Path(model_path).stem}"
+        self.max_batch = int(max_batch)
+        self.input_names = tuple(i.get_any_name() for i in self._compiled.inputs)
+        self.output_names = tuple(o.get_any_name() for o in self._compiled.outputs)
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch (see :class:`ferbatch.specs.Runner`). Outputs are copies (the request's
+        buffers are reused by the next call)."""
+        missing = set(self.input_names) - set(feed)
+        if missing:
+            raise ModelError(f"{self.name} | missing inputs {sorted(missing)}; expected {list(self.input_names)}")
+        res = self._req.infer({k: feed[k] for k in self.input_names})
+        return {o.get_any_name(): np.array(res[o], copy=True) for o in self._compiled.outputs}
+
+    def close(self) -> None:
+        """Drop the compiled model."""
+        self._req = None
+        self._compiled = None
+
+
+def save_ir(model_path: str | os.PathLike[str], xml_path: str | os.PathLike[str]) -> Path:
+    """Convert an ONNX graph to OpenVINO IR (``xml_path`` and the ``.bin`` beside it), fp32 weights.
+
+    Raises:
+        ConfigError: the openvino package is missing. ModelError: the conversion fails.
+    """
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise ConfigError(f"--to openvino | needs the openvino package (pip install 'ferbatch[openvino]'): {e}") from e
+    xml = Path(xml_path)
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        ov.save_model(ov.convert_model(str(model_path)), str(xml), compress_to_fp16=False)
+    except Exception as e:
+        raise ModelError(f"{model_path} | OpenVINO cannot convert it: {e}") from e
+    return xml

@@ -1,0 +1,5 @@
+"""``ferbatch serve``: the HTTP API (FastAPI) over loaded models and the local job runner.
+
+:mod:`.batcher` batches frames of concurrent requests into one model call, :mod:`.media` turns an
+upload into frames, :mod:`.jobs` runs directory jobs, :mod:`.app` wires them into FastAPI.
+"""

@@ -1,0 +1,244 @@
+"""The FastAPI application: ``POST /v1/analyze``, ``POST /v1/jobs``, ``GET /v1/jobs/{id}``,
+``GET /v1/jobs/{id}/summary``, ``GET /healthz``; OpenAPI docs at ``/docs``.
+
+Every ``/v1`` route needs ``Authorization: Bearer <token>``. Bodies over ``max_upload_bytes`` are
+refused with 413 before they are read in full (by ``Content-Length``, or by counting a chunked body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ferbatch import __version__
+from ferbatch.config import JobConfig
+from ferbatch.errors import FerbatchError
+from ferbatch.labels import EMOTIONS
+from ferbatch.live.infer import faces_json
+from ferbatch.service.batcher import Batcher, Busy
+from ferbatch.service.jobs import JobManager
+from ferbatch.service.media import BadUpload, decode_upload
+
+__all__ = ["ServiceSettings", "create_app"]
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """How the service runs.
+
+    Attributes:
+        token: the bearer token clients must send (non-empty).
+        cfg: model and backend settings (as for ``ferbatch run``).
+        max_upload_bytes: largest request body, in bytes.
+        max_pixels: most pixels per image or clip frame.
+        max_frames: most frames analysed per clip.
+        max_batch: most frames per model call, across requests.
+        max_wait_ms: how long a batch waits for more requests, in ms.
+        max_pending: most requests waiting for the models; more get 503.
+        data_root, jobs_dir: where job inputs may come from and where their datasets go (None =
+            the jobs routes answer 503).
+        use_ray, address: run jobs on Ray (local or that cluster) instead of in-process.
+    """
+
+    token: str
+    cfg: JobConfig = JobConfig()
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_frames: int = 300
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    max_pending: int = 64
+    data_root: Path | None = None
+    jobs_dir: Path | None = None
+    use_ray: bool = False
+    address: str | None = None
+
+
+class JobRequest(BaseModel):
+    """Body of ``POST /v1/jobs``."""
+
+    input: str = Field(description="A file or directory of videos, relative to the service's data root.", min_length=1)
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes (declared by ``Content-Length`` or
+    counted while it arrives); the body, once whole, is handed on to the app."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit, send)
+            return
+        # read the body here, counting, so an over-long chunked body is refused before the app sees it
+        chunks, seen, more = [], 0, True
+        while more:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return  # the client went away
+            body = msg.get("body", b"")
+            seen += len(body)
+            if seen > self.limit:
+                await _too_large(self.limit, send)
+                return
+            chunks.append(body)
+            more = msg.get("more_body", False)
+        replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed() -> Message:
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    resp = JSONResponse({"detail": f"the request body is over the limit of {limit} bytes"}, status_code=413)
+    await resp({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _auth(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    token: str = request.app.state.ferbatch_token
+    if cred is None or cred.scheme.lower() != "bearer":
+        raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(cred.credentials.encode(), token.encode()):
+        raise HTTPException(401, "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _jobs(request: Request) -> JobManager:
+    mgr = request.app.state.ferbatch.get("jobs")
+    if mgr is None:
+        raise HTTPException(503, "jobs are off: start the service with --data-root and --jobs-dir")
+    return mgr
+
+
+def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
+    """Build the application; the models are loaded once, when it starts (or ``models`` is used).
+
+    Raises:
+        ConfigError: empty token.
+    """
+    from ferbatch.errors import ConfigError
+
+    if not settings.token:
+        raise ConfigError("token | empty; give one with --token-file or FERBATCH_TOKEN")
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from ferbatch.models.load import load_models
+
+        m = models if models is not None else await run_in_threadpool(load_models, settings.cfg)
+        state["models"] = m
+        state["batcher"] = Batcher(m, max_frames=settings.max_batch, max_wait_ms=settings.max_wait_ms, max_pending=settings.max_pending)
+        if settings.data_root is not None and settings.jobs_dir is not None:
+            state["jobs"] = JobManager(
+                settings.data_root, settings.jobs_dir, settings.cfg, use_ray=settings.use_ray, address=settings.address
+            )
+        try:
+            yield
+        finally:
+            state["batcher"].close()
+            if "jobs" in state:
+                state["jobs"].close()
+            if models is None:
+                m.close()
+
+    app = FastAPI(
+        title="ferbatch",
+        version=__version__,
+        description="Facial emotion recognition: faces, boxes and the 8 FER+ probabilities of an image or a clip; directory jobs.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes)
+    app.state.ferbatch = state
+    app.state.ferbatch_token = settings.token
+
+    @app.get("/healthz", summary="Liveness and model names (no auth)")
+    def healthz() -> dict[str, Any]:
+        m = state.get("models")
+        refs = {k: r.name for k, r in m.refs.items()} if m is not None and hasattr(m, "refs") else {}
+        b = state.get("batcher")
+        stats = dataclasses.asdict(b.stats) if b is not None else {}
+        return {"status": "ok" if m is not None else "starting", "version": __version__, "models": refs, "batcher": stats}
+
+    @app.post("/v1/analyze", dependencies=[Depends(_auth)], summary="Faces and emotions of an image or a short clip")
+    async def analyze(
+        file: Annotated[UploadFile, File(description="An image (JPEG, PNG, BMP, WebP, TIFF) or a short video clip.")],
+        every: Annotated[int, Query(ge=1, le=1000, description="Clips: analyse every N-th frame.")] = 1,
+    ) -> dict[str, Any]:
+        data = await file.read()
+        name = file.filename or "upload"
+        try:
+            up = await run_in_threadpool(
+                decode_upload, data, name, max_pixels=settings.max_pixels, max_frames=settings.max_frames, every=every
+            )
+        except BadUpload as e:
+            raise HTTPException(e.status, str(e)) from None
+        # a clip goes in chunks of one model call each, so image requests queued meanwhile are not held up by it
+        step = settings.max_batch
+        try:
+            futs = [state["batcher"].submit(up.images[i : i + step]) for i in range(0, len(up.images), step)]
+        except Busy as e:
+            raise HTTPException(503, str(e), headers={"Retry-After": "1"}) from None
+        results = [ff for part in await asyncio.gather(*(asyncio.wrap_future(f) for f in futs)) for ff in part]
+        frames = [{"frame_idx": i, "pts_ms": t, "faces": faces_json(ff)} for i, t, ff in zip(up.frame_idx, up.pts_ms, results, strict=True)]
+        return {
+            "kind": up.kind,
+            "width": up.width,
+            "height": up.height,
+            "emotions": list(EMOTIONS),
+            "frames_decoded": up.frames_total,
+            "truncated": up.truncated,
+            "frames": frames,
+        }
+
+    @app.post("/v1/jobs", dependencies=[Depends(_auth)], status_code=202, summary="Start a job over a directory under the data root")
+    def submit(body: JobRequest, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
+        try:
+            return mgr.submit(body.input).public()
+        except FerbatchError as e:
+            raise HTTPException(400, str(e)) from None
+
+    @app.get("/v1/jobs/{job_id}", dependencies=[Depends(_auth)], summary="A job's status and progress")
+    def job_status(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
+        rec = mgr.get(job_id)
+        if rec is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return rec.public()
+
+    @app.get("/v1/jobs/{job_id}/summary", dependencies=[Depends(_auth)], summary="A finished job's counts and per-video summary")
+    def job_summary(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
+        rec = mgr.get(job_id)
+        if rec is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        if rec.status in ("queued", "running"):
+            raise HTTPException(409, f"job {job_id} is {rec.status}; the summary is there once it finishes")
+        if rec.status == "failed":
+            return {"id": rec.id, "status": rec.status, "error": rec.error, "job": rec.summary, "videos": []}
+        return {"id": rec.id, "status": rec.status, "job": rec.summary, "videos": mgr.dataset_summary(rec)}
+
+    return app

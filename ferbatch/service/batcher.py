@@ -1,0 +1,127 @@
+"""One inference thread for the whole process: the frames of concurrent requests go to the models
+together (up to ``max_frames`` per call), so N small requests cost about one batched call, and a
+bounded queue refuses work beyond ``max_pending`` requests instead of queueing without end."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+from ferbatch.errors import FerbatchError
+from ferbatch.live.infer import FrameFaces, infer_images, split_by_frame
+from ferbatch.pipeline import ShardModels
+
+__all__ = ["Batcher", "Busy", "BatcherStats"]
+
+
+class Busy(FerbatchError):
+    """More requests are waiting than the batcher accepts (the client should retry later)."""
+
+
+@dataclass
+class BatcherStats:
+    """Counters since start: model calls, frames and requests through them."""
+
+    calls: int = 0
+    frames: int = 0
+    requests: int = 0
+    refused: int = 0
+
+
+@dataclass
+class _Item:
+    images: Sequence[np.ndarray]
+    future: Future
+
+
+_STOP = object()
+
+
+class Batcher:
+    """Batches frames of concurrent requests into shared model calls on one thread.
+
+    Args:
+        models: loaded detector and classifier (used only from the batcher's thread).
+        max_frames: most frames in one model call (a request with more is split over calls).
+        max_wait_ms: how long the first request of a batch waits for others to join, in ms.
+        max_pending: requests waiting at most; :meth:`submit` raises :class:`Busy` beyond it.
+    """
+
+    def __init__(self, models: ShardModels, *, max_frames: int = 16, max_wait_ms: float = 5.0, max_pending: int = 64):
+        self.models = models
+        self.max_frames = max(1, int(max_frames))
+        self.max_wait = max(0.0, max_wait_ms) / 1000.0
+        self.stats = BatcherStats()
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, int(max_pending)))
+        self._t = threading.Thread(target=self._loop, name="ferbatch-batcher", daemon=True)
+        self._t.start()
+
+    def submit(self, images: Sequence[np.ndarray]) -> Future:
+        """Queue ``images`` (F arrays (H, W, 3) uint8 RGB); the future gives a list of F
+        :class:`~ferbatch.live.infer.FrameFaces`.
+
+        Raises:
+            Busy: ``max_pending`` requests are already waiting.
+        """
+        fut: Future = Future()
+        try:
+            self._q.put_nowait(_Item(list(images), fut))
+        except queue.Full:
+            self.stats.refused += 1
+            raise Busy(f"busy | {self._q.maxsize} requests are already waiting; retry later") from None
+        return fut
+
+    def close(self) -> None:
+        """Stop the thread after the requests already queued."""
+        self._q.put(_STOP)
+        self._t.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._q.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            n = len(first.images)
+            deadline = time.monotonic() + self.max_wait
+            stop = False
+            while n < self.max_frames:
+                left = deadline - time.monotonic()
+                try:
+                    item = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+                n += len(item.images)
+            self._run(batch)
+            if stop:
+                return
+
+    def _run(self, batch: list[_Item]) -> None:
+        images = [im for it in batch for im in it.images]
+        try:
+            results: list[FrameFaces] = []
+            for i in range(0, len(images), self.max_frames):
+                chunk = images[i : i + self.max_frames]
+                dets, probs = infer_images(self.models, chunk)
+                results += split_by_frame(dets, probs, len(chunk))
+                self.stats.calls += 1
+        except BaseException as e:  # handed to every waiting request
+            for it in batch:
+                it.future.set_exception(e)
+            return
+        self.stats.frames += len(images)
+        self.stats.requests += len(batch)
+        k = 0
+        for it in batch:
+            it.future.set_result(results[k : k + len(it.images)])
+            k += len(it.images)

@@ -1,0 +1,151 @@
+"""Directory jobs behind the HTTP API: one at a time on a background thread, each a
+:func:`ferbatch.job.run_job` into its own output directory under the service's jobs directory.
+
+Inputs are confined to the service's data root: a client names a path relative to it and cannot
+reach anything outside (``..``, absolute paths and symlinks out of it are refused).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ferbatch.config import JobConfig
+from ferbatch.errors import ConfigError, FerbatchError
+
+__all__ = ["JobRecord", "JobManager"]
+
+
+@dataclass
+class JobRecord:
+    """One submitted job.
+
+    Attributes:
+        id: 32 hex characters; input: the path relative to the data root; out: its dataset.
+        status: "queued", "running", "done" (every video ok), "partial" (some partial/failed
+            videos; rows of the others are there) or "failed" (the job itself stopped; ``error``).
+        progress: kind ("probe" = videos indexed, "frames" = frames processed) -> [done, total].
+        summary: the :class:`ferbatch.job.summary.JobSummary` fields once finished.
+        created, started, finished: Unix times in seconds (0 = not yet).
+    """
+
+    id: str
+    input: str
+    out: Path
+    status: str = "queued"
+    error: str = ""
+    progress: dict[str, list[int]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+    started: float = 0.0
+    finished: float = 0.0
+
+    def public(self) -> dict[str, Any]:
+        """What ``GET /v1/jobs/{id}`` shows (no server paths)."""
+        frames = self.progress.get("frames", [0, 0])
+        return {
+            "id": self.id,
+            "input": self.input,
+            "status": self.status,
+            "error": self.error,
+            "progress": {k: {"done": v[0], "total": v[1]} for k, v in self.progress.items()},
+            "fraction": round(frames[0] / frames[1], 4) if frames[1] else (1.0 if self.status in ("done", "partial") else 0.0),
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+        }
+
+
+class JobManager:
+    """Runs directory jobs one after another on a background thread.
+
+    Args:
+        data_root: the directory whose sub-paths clients may submit.
+        jobs_dir: where each job's dataset goes (``<jobs_dir>/<id>``).
+        cfg: the job settings (models, backend, workers).
+        use_ray: run each job on Ray (local, or the cluster at ``address``); False = in-process.
+        address: a running Ray cluster.
+    """
+
+    def __init__(self, data_root: Path, jobs_dir: Path, cfg: JobConfig, *, use_ray: bool = False, address: str | None = None):
+        self.data_root = data_root.resolve()
+        self.jobs_dir = jobs_dir
+        self.cfg = cfg
+        self.use_ray = use_ray
+        self.address = address
+        self.jobs: dict[str, JobRecord] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferbatch-job")
+
+    def resolve_input(self, rel: str) -> Path:
+        """The data-root path a client named.
+
+        Raises:
+            ConfigError: empty, absolute, outside the data root, or missing.
+        """
+        if not rel or not rel.strip():
+            raise ConfigError("input | empty; expected a path relative to the service's data root")
+        if Path(rel).is_absolute():
+            raise ConfigError(f"input {rel!r} | absolute paths are refused; give a path relative to the data root")
+        p = (self.data_root / rel).resolve()
+        if p != self.data_root and self.data_root not in p.parents:
+            raise ConfigError(f"input {rel!r} | points outside the data root")
+        if not p.exists():
+            raise ConfigError(f"input {rel!r} | no such file or directory under the data root")
+        return p
+
+    def submit(self, rel: str) -> JobRecord:
+        """Queue a job over ``rel`` (a file or directory under the data root).
+
+        Raises:
+            ConfigError: see :meth:`resolve_input`.
+        """
+        src = self.resolve_input(rel)
+        jid = uuid.uuid4().hex
+        rec = JobRecord(jid, rel, self.jobs_dir / jid, created=time.time())
+        with self._lock:
+            self.jobs[jid] = rec
+        self._pool.submit(self._run, rec, src)
+        return rec
+
+    def get(self, jid: str) -> JobRecord | None:
+        """The job with id ``jid``, or None."""
+        with self._lock:
+            return self.jobs.get(jid)
+
+    def dataset_summary(self, rec: JobRecord) -> list[dict[str, Any]]:
+        """Per-video rows of the finished job's dataset (``ferbatch summary``; ``path`` relative to
+        the job's input), NaN as None."""
+        from ferbatch.dataset.api import open as open_dataset
+
+        rows = open_dataset(rec.out).summary().to_pylist()
+        return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
+
+    def close(self) -> None:
+        """Wait for the running job; drop the queued ones."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, rec: JobRecord, src: Path) -> None:
+        from ferbatch.job import run_job
+
+        rec.status, rec.started = "running", time.time()
+
+        def progress(kind: str, done: int, total: int) -> None:
+            rec.progress[kind] = [int(done), int(total)]
+
+        try:
+            s = run_job(src, rec.out, self.cfg, use_ray=self.use_ray, address=self.address, progress=progress)
+            rec.summary = dataclasses.asdict(s)
+            rec.status = "partial" if (s.failed or s.partial) else "done"
+        except FerbatchError as e:
+            rec.status, rec.error = "failed", str(e).replace(str(self.data_root), "<data>").replace(str(self.jobs_dir), "<jobs>")
+        except Exception as e:  # a bug or a machine error: reported on the job, the service goes on
+            rec.status, rec.error = "failed", f"{type(e).__name__}: {e}"
+        finally:
+            rec.finished = time.time()
