@@ -41,6 +41,9 @@ class JobConfig:
         prefetch: decoded frame batches buffered ahead of inference per worker.
         track: run the face tracker over each finished video (track ids, smoothed probabilities,
             the tracks table).
+        min_face_px: smallest face side (frame pixels) to find; frames too large for the
+            detector's input to show such a face at 20 input pixels are also run in overlapping
+            tiles (:class:`ferbatch.vision.tiling.TiledDetector`). None = whole frames only.
     """
 
     detector: str | None = None
@@ -60,6 +63,7 @@ class JobConfig:
     decode_threads: int = 1
     prefetch: int = 2
     track: bool = True
+    min_face_px: float | None = None
 
     def __post_init__(self):
         if self.backend not in ("auto", "onnxruntime", "tensorrt"):
@@ -69,6 +73,8 @@ class JobConfig:
         for name in ("max_faces", "detect_batch", "classify_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 1")
+        if self.min_face_px is not None and self.min_face_px <= 0:
+            raise ConfigError(f"--min-face-px | received {self.min_face_px}; expected > 0")
         if self.workers < 0 or self.threads_per_worker < 0 or self.prefetch < 0:
             raise ConfigError("--workers/--threads-per-worker/--prefetch | expected >= 0")
 
@@ -100,4 +106,14 @@ class JobConfig:
 
 
 # settings that change the rows; a dataset holds rows made with one value of each
-RESULT_KEYS = ("detector", "classifier", "in_graph_nms", "max_faces", "score_threshold", "iou_threshold", "track", "precision")
+RESULT_KEYS = (
+    "detector",
+    "classifier",
+    "in_graph_nms",
+    "max_faces",
+    "score_threshold",
+    "iou_threshold",
+    "track",
+    "precision",
+    "min_face_px",
+)

@@ -24,7 +24,7 @@ from ferbatch.errors import DecodeError
 from ferbatch.media.decode import DecodeStats, Frame, iter_frames
 from ferbatch.media.shards import Shard
 from ferbatch.vision.classify import Classifier, extract_crops
-from ferbatch.vision.detect import Detector
+from ferbatch.vision.tiling import AnyDetector
 
 __all__ = ["ShardModels", "ShardResult", "ShardRows", "process_shard", "run_shard", "iter_batches"]
 
@@ -32,7 +32,7 @@ __all__ = ["ShardModels", "ShardResult", "ShardRows", "process_shard", "run_shar
 class ShardModels(Protocol):
     """What a shard needs of a worker's models (:class:`ferbatch.models.load.Models` is one)."""
 
-    detector: Detector
+    detector: AnyDetector
     classifier: Classifier
 
 

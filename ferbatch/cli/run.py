@@ -43,7 +43,11 @@ def run(
     shard_frames: Annotated[int, typer.Option(help="Target frames per shard (keyframe-aligned); 0 = one shard per video.")] = 1500,
     max_faces: Annotated[int, typer.Option(help="Most faces kept per frame.")] = 64,
     score_threshold: Annotated[
-        float | None, typer.Option(help="Detector score threshold (default: the registry's, 0.7 for UltraFace).")
+        float | None, typer.Option(help="Detector score threshold (default: the registry's, 0.7).")
+    ] = None,
+    min_face_px: Annotated[
+        float | None,
+        typer.Option(help="Smallest face side (pixels) to find: large frames are also run in overlapping tiles. Default: whole frames."),
     ] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Run NMS in NumPy instead of inside the detector graph.")] = False,
     track: Annotated[
@@ -92,6 +96,7 @@ def run(
             score_threshold=score_threshold,
             in_graph_nms=not numpy_nms,
             track=track,
+            min_face_px=min_face_px,
             backend=backend,
             precision=precision,
         )

@@ -32,7 +32,7 @@ import numpy as np
 from ferbatch.vision.boxes import nms
 from ferbatch.vision.detect import Detections, Detector
 
-__all__ = ["MODEL_MIN_FACE", "FrameSizedDetector", "Tile", "TiledDetector", "plan_tiles", "tile_scale"]
+__all__ = ["MODEL_MIN_FACE", "AnyDetector", "FrameSizedDetector", "Tile", "TiledDetector", "plan_tiles", "tile_scale"]
 
 # Smallest face (input pixels) the detectors find reliably: 2x UltraFace's smallest prior (10 px,
 # min_boxes of Linzaer's detector) and YuNet's stride-8 anchor (OpenCV Zoo); a rule of thumb,
@@ -126,7 +126,7 @@ class TiledDetector:
 
     def __init__(
         self,
-        detector: Detector,
+        detector: Detector | FrameSizedDetector,
         *,
         min_face_px: float | None = None,
         scale: float | None = None,
@@ -140,6 +140,7 @@ class TiledDetector:
         self.detector = detector
         self.spec = detector.spec
         self.runner = detector.runner
+        self.max_faces, self.score_threshold, self.iou_threshold = detector.max_faces, detector.score_threshold, detector.iou_threshold
         self.min_face_px = min_face_px
         self.scale = scale
         self.overlap = overlap
@@ -153,7 +154,8 @@ class TiledDetector:
     def tiles_for(self, frame_wh: tuple[int, int]) -> list[Tile]:
         """The tiles run on a frame of this size (empty: the whole frame only)."""
         inp = (self.spec.input.width, self.spec.input.height)
-        s = self.scale if self.scale is not None else tile_scale(frame_wh, inp, self.min_face_px)
+        whole = self.detector.input_for(frame_wh) if isinstance(self.detector, FrameSizedDetector) else inp
+        s = self.scale if self.scale is not None else tile_scale(frame_wh, whole, self.min_face_px)
         if s <= 0:
             return []
         tiles = plan_tiles(frame_wh, inp, s, self.overlap)
@@ -199,7 +201,12 @@ class TiledDetector:
             if edges is None:
                 continue
             b, (w, h) = d.boxes[j], images[int(img[j])].shape[1::-1]
-            cut = (edges[0] and b[0] <= _EDGE_PX, edges[1] and b[1] <= _EDGE_PX, edges[2] and b[2] >= w - _EDGE_PX, edges[3] and b[3] >= h - _EDGE_PX)
+            cut = (
+                edges[0] and b[0] <= _EDGE_PX,
+                edges[1] and b[1] <= _EDGE_PX,
+                edges[2] and b[2] >= w - _EDGE_PX,
+                edges[3] and b[3] >= h - _EDGE_PX,
+            )
             keep[j] = not any(cut)
         frame_of = np.asarray(owner, np.int64)[img]
         pos, out_b, out_s, out_l = [], [], [], []
@@ -220,9 +227,10 @@ class TiledDetector:
 
 
 class FrameSizedDetector:
-    """A detector whose input follows the frame: each frame size gets the input size that holds it
-    at native resolution (rounded up to ``multiple``, letterboxed), for graphs with dynamic height
-    and width (``yunet-2026may``; UltraFace's priors fix its input, so it cannot).
+    """A detector whose input follows the frame: a frame larger than the registry's input gets an
+    input that holds it at native resolution (rounded up to ``multiple``, letterboxed; the longest
+    side at most ``max_side``); smaller frames keep the registry's input as before. For graphs with
+    dynamic height and width (``yunet-2026may``; UltraFace's priors fix its input, so it cannot).
 
     Args:
         detector: a letterboxing detector over a graph with dynamic H and W.
@@ -241,6 +249,7 @@ class FrameSizedDetector:
         self.runner = detector.runner
         self.multiple = multiple
         self.max_side = max_side
+        self.max_faces, self.score_threshold, self.iou_threshold = detector.max_faces, detector.score_threshold, detector.iou_threshold
         self._by_size: dict[tuple[int, int], Detector] = {}
 
     @property
@@ -249,17 +258,27 @@ class FrameSizedDetector:
         return self.detector.gives_landmarks
 
     def input_for(self, frame_wh: tuple[int, int]) -> tuple[int, int]:
-        """Input width, height for a frame size: the frame (shrunk to ``max_side``) rounded up to ``multiple``."""
+        """Input width, height for a frame size: the registry's input when the frame fits in it,
+        else the frame (shrunk to ``max_side``) rounded up to ``multiple``."""
+        base = (self.spec.input.width, self.spec.input.height)
+        if frame_wh[0] <= base[0] and frame_wh[1] <= base[1]:
+            return base
         r = min(1.0, self.max_side / max(frame_wh))
         m = self.multiple
-        return tuple(int(math.ceil(v * r / m) * m) for v in frame_wh)  # type: ignore[return-value]
+        w, h = (int(math.ceil(v * r / m) * m) for v in frame_wh)
+        return w, h
 
     def _for(self, wh: tuple[int, int]) -> Detector:
         if wh not in self._by_size:
             d = self.detector
             spec = dataclasses.replace(d.spec, input=dataclasses.replace(d.spec.input, width=wh[0], height=wh[1]))
             self._by_size[wh] = Detector(
-                d.runner, spec, in_graph_nms=d.in_graph_nms, max_faces=d.max_faces, score_threshold=d.score_threshold, iou_threshold=d.iou_threshold
+                d.runner,
+                spec,
+                in_graph_nms=d.in_graph_nms,
+                max_faces=d.max_faces,
+                score_threshold=d.score_threshold,
+                iou_threshold=d.iou_threshold,
             )
         return self._by_size[wh]
 
@@ -276,5 +295,9 @@ class FrameSizedDetector:
             parts.append(Detections(np.asarray(idx, np.int32)[d.frame_pos], d.boxes, d.scores, d.landmarks))
         pos = np.concatenate([p.frame_pos for p in parts])
         order = np.argsort(pos, kind="stable")
-        lm = np.concatenate([p.landmarks for p in parts])[order] if self.gives_landmarks else None  # type: ignore[misc]
+        lm = np.concatenate([p.landmarks for p in parts])[order] if self.gives_landmarks else None
         return Detections(pos[order], np.concatenate([p.boxes for p in parts])[order], np.concatenate([p.scores for p in parts])[order], lm)
+
+
+AnyDetector = Detector | TiledDetector | FrameSizedDetector
+"""What a worker detects with: a plain detector or one of the wrappers above (same ``detect``)."""
