@@ -43,7 +43,7 @@ def run(
     shard_frames: Annotated[int, typer.Option(help="Target frames per shard (keyframe-aligned); 0 = one shard per video.")] = 1500,
     max_faces: Annotated[int, typer.Option(help="Most faces kept per frame.")] = 64,
     score_threshold: Annotated[
-        float | None, typer.Option(help="Detector score threshold (default: the registry's, 0.7).")
+        float | None, typer.Option(help="Detector score threshold (default: the registry's, 0.7 for UltraFace).")
     ] = None,
     min_face_px: Annotated[
         float | None,
