@@ -113,12 +113,13 @@ def configurations(threads: int) -> dict[str, object]:
         "rfb-640": plain("ultraface-rfb-640"),
         "yunet-320x192": plain("yunet-2026may"),
         "yunet-640": plain("yunet-2023mar"),
-        "yunet-frame<=640": FrameSizedDetector(plain("yunet-2026may"), max_side=640),
+        "yunet-frame<=640 (default)": FrameSizedDetector(plain("yunet-2026may"), max_side=640),
         "yunet-frame<=960": FrameSizedDetector(plain("yunet-2026may"), max_side=960),
         "yunet-frame": FrameSizedDetector(plain("yunet-2026may"), max_side=1920),
         "rfb-320 tiles@1": TiledDetector(plain("ultraface-rfb-320"), scale=1.0),
         "rfb-320 min-face 24": TiledDetector(plain("ultraface-rfb-320"), min_face_px=24),
         "yunet-320 tiles@1": TiledDetector(plain("yunet-2026may"), scale=1.0),
+        "yunet-frame<=640 min-face 30": TiledDetector(FrameSizedDetector(plain("yunet-2026may"), max_side=640), min_face_px=30),
         "rfb-640 min-face 24": TiledDetector(plain("ultraface-rfb-640"), min_face_px=24),
     }
 
@@ -172,14 +173,14 @@ def main() -> None:
     base = res["rfb-320"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, ONNX Runtime CPU, {args.threads} thread(s)")
     print("sets: " + ", ".join(f"{s} {len(v)} images, {sum(len(b) for *_, b in v)} faces" for s, v in sets.items()))
-    head = f"{'configuration':22s}" + "".join(f" | {s:>6s} R    P  f/fr   ms   x" for s in sets)
+    head = f"{'configuration':28s}" + "".join(f" | {s:>6s} R    P  f/fr   ms   x" for s in sets)
     print(head)
     for name, r in res.items():
         cells = "".join(
             f" | {r[s]['recall']:.2f} {r[s]['precision']:.2f} {r[s]['faces_per_frame']:5.2f} {r[s]['ms_per_frame']:5.1f} {r[s]['ms_per_frame'] / base[s]['ms_per_frame']:4.1f}"
             for s in sets
         )
-        print(f"{name:22s}{cells}")
+        print(f"{name:28s}{cells}")
     print(json.dumps({"threads": args.threads, "results": res}))
 
 
