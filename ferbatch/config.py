@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from ferbatch.errors import ConfigError
 
-__all__ = ["JobConfig", "default_workers", "RESULT_KEYS"]
+__all__ = ["JobConfig", "default_workers", "RESULT_KEYS", "BACKENDS", "GPU_BACKENDS"]
 
 
 def default_workers() -> int:
@@ -27,17 +27,22 @@ class JobConfig:
     Attributes:
         detector, classifier: registry model names (None = the registry's defaults).
         detector_file, classifier_file: explicit model files (checked against the registry hash).
-        backend: "auto" (TensorRT when a GPU, tensorrt and pycuda are present, else ONNX Runtime),
+        backend: "auto" (TensorRT when a GPU, tensorrt and pycuda are present, else ONNX Runtime's
+            CUDA provider when onnxruntime-gpu sees a GPU, else ONNX Runtime on the CPU),
+            "tensorrt", "onnxruntime-cuda" or "onnxruntime" (CPU).
             "tensorrt" or "onnxruntime".
         precision: "fp32" or "fp16" (the graphs' own types; fp16 keeps the NMS in float32).
         in_graph_nms: NMS inside the detector graph; False = the NumPy fallback.
         max_faces: most faces kept per frame (K of the fixed-size detector outputs).
         score_threshold, iou_threshold: detector thresholds (None = the registry's).
-        detect_batch: frames per detector call.
-        classify_batch: most face crops per classifier call.
-        workers: Ray worker actors (0 = one per core).
+        detect_batch: frames per detector call; 0 = by backend (CPU 8, GPU 64: a TensorRT profile
+            or a CUDA kernel launch wants a full device, a CPU core wants cache-sized batches).
+        classify_batch: most face crops per classifier call; 0 = by backend (CPU 64, GPU 512).
+        workers: Ray worker actors (0 = one per core; on GPU nodes workers_per_gpu per GPU).
+        workers_per_gpu: workers sharing each GPU (0 = the node's CPUs per GPU minus one).
         threads_per_worker: ONNX Runtime intra-op threads per worker (0 = cores / workers).
-        decode_threads: FFmpeg decoder threads per worker (0 = FFmpeg's choice).
+        decode_threads: FFmpeg decoder threads per worker (0 = the worker's ONNX Runtime threads: its
+            share of the cores, used by decoding while inference waits).
         prefetch: decoded frame batches buffered ahead of inference per worker.
         track: run the face tracker over each finished video (track ids, smoothed probabilities,
             the tracks table).
@@ -56,27 +61,36 @@ class JobConfig:
     max_faces: int = 64
     score_threshold: float | None = None
     iou_threshold: float | None = None
-    detect_batch: int = 8
-    classify_batch: int = 64
+    detect_batch: int = 0
+    classify_batch: int = 0
     workers: int = 0
+    workers_per_gpu: int = 0
     threads_per_worker: int = 0
-    decode_threads: int = 1
+    decode_threads: int = 0
     prefetch: int = 2
     track: bool = True
     min_face_px: float | None = None
 
     def __post_init__(self):
-        if self.backend not in ("auto", "onnxruntime", "tensorrt"):
-            raise ConfigError(f"--backend | received {self.backend!r}; expected auto, tensorrt or onnxruntime")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend | received {self.backend!r}; expected one of {', '.join(BACKENDS)}")
         if self.precision not in ("fp32", "fp16"):
             raise ConfigError(f"--precision | received {self.precision!r}; expected fp32 or fp16")
-        for name in ("max_faces", "detect_batch", "classify_batch"):
+        for name in ("detect_batch", "classify_batch"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 0 (0 = by backend)")
+        for name in ("max_faces",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 1")
         if self.min_face_px is not None and self.min_face_px <= 0:
             raise ConfigError(f"--min-face-px | received {self.min_face_px}; expected > 0")
-        if self.workers < 0 or self.threads_per_worker < 0 or self.prefetch < 0:
-            raise ConfigError("--workers/--threads-per-worker/--prefetch | expected >= 0")
+        if self.workers < 0 or self.workers_per_gpu < 0 or self.threads_per_worker < 0 or self.prefetch < 0 or self.decode_threads < 0:
+            raise ConfigError("--workers/--workers-per-gpu/--threads-per-worker/--prefetch/--decode-threads | expected >= 0")
+
+    def batches(self, backend: str) -> tuple[int, int]:
+        """(frames per detector call, crops per classifier call) for a resolved ``backend``."""
+        gpu = backend in GPU_BACKENDS
+        return self.detect_batch or (64 if gpu else 8), self.classify_batch or (512 if gpu else 64)
 
     def resolved_workers(self) -> int:
         """Number of worker actors to start."""
@@ -104,6 +118,9 @@ class JobConfig:
         earlier run, from its manifest), as "name: old -> new" (empty when the rows would mix)."""
         return [f"{k}: {recorded.get(k)!r} -> {getattr(self, k)!r}" for k in RESULT_KEYS if recorded.get(k) != getattr(self, k)]
 
+
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "tensorrt")
+GPU_BACKENDS = ("onnxruntime-cuda", "tensorrt")
 
 # settings that change the rows; a dataset holds rows made with one value of each
 RESULT_KEYS = (

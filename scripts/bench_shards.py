@@ -20,8 +20,11 @@ from pathlib import Path
 import av
 
 
-def make_long_clip(src: str, dst: Path, frames: int) -> Path:
-    """Concatenate ``src`` with itself (decode + H.264 encode) until ``frames`` frames; returns dst."""
+def make_long_clip(src: str, dst: Path, frames: int, size: tuple[int, int] | None = None) -> Path:
+    """Concatenate ``src`` with itself (decode + H.264 encode) until ``frames`` frames; returns dst.
+
+    ``size`` (width, height) scales every frame first (bilinear, OpenCV), e.g. to make HD clips.
+    """
     if dst.is_file():
         return dst
     tmp = dst.with_suffix(".tmp.mp4")
@@ -29,6 +32,10 @@ def make_long_clip(src: str, dst: Path, frames: int) -> Path:
         s = c.streams.video[0]
         rate = s.average_rate
         one = [f.to_ndarray(format="rgb24") for f in c.decode(s)]
+    if size is not None:
+        import cv2
+
+        one = [cv2.resize(img, size, interpolation=cv2.INTER_LINEAR) for img in one]
     with av.open(str(tmp), "w") as out:
         vs = out.add_stream("libx264", rate=rate)
         vs.width, vs.height, vs.pix_fmt = one[0].shape[1], one[0].shape[0], "yuv420p"

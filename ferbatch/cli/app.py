@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ferbatch import __version__
-from ferbatch.cli import cluster, models, results, run, training
+from ferbatch.cli import cluster, engines, models, results, run, training
 
 __all__ = ["app", "main"]
 
@@ -40,4 +40,5 @@ run.register(app)
 results.register(app)
 training.register(app)
 models.register(app)
+engines.register(app)
 cluster.register(app)

@@ -36,10 +36,13 @@ def run(
     ] = None,
     detector_file: Annotated[Path | None, typer.Option(help="Use this detector file (its sha256 must match the registry).")] = None,
     classifier_file: Annotated[Path | None, typer.Option(help="Use this classifier file (its sha256 must match the registry).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker actors; 0 = one per CPU core.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker actors; 0 = one per CPU core (GPU nodes: --workers-per-gpu per GPU).")] = 0,
+    workers_per_gpu: Annotated[
+        int, typer.Option(help="Workers sharing each GPU, each decoding on its own core; 0 = CPUs per GPU minus one.")
+    ] = 0,
     threads_per_worker: Annotated[int, typer.Option(help="ONNX Runtime threads per worker; 0 = cores / workers.")] = 0,
-    detect_batch: Annotated[int, typer.Option(help="Frames per detector call.")] = 8,
-    classify_batch: Annotated[int, typer.Option(help="Most face crops per classifier call.")] = 64,
+    detect_batch: Annotated[int, typer.Option(help="Frames per detector call; 0 = by backend (CPU 8, GPU 64).")] = 0,
+    classify_batch: Annotated[int, typer.Option(help="Most face crops per classifier call; 0 = by backend (CPU 64, GPU 512).")] = 0,
     shard_frames: Annotated[int, typer.Option(help="Target frames per shard (keyframe-aligned); 0 = one shard per video.")] = 1500,
     max_faces: Annotated[int, typer.Option(help="Most faces kept per frame.")] = 64,
     score_threshold: Annotated[
@@ -54,11 +57,22 @@ def run(
         bool, typer.Option("--track/--no-track", help="Track faces across frames (track ids, smoothed emotions, tracks table).")
     ] = True,
     backend: Annotated[
-        str, typer.Option(help="auto (TensorRT when a GPU, tensorrt and pycuda are present) | tensorrt | onnxruntime.")
+        str,
+        typer.Option(
+            help="auto (TensorRT, else ONNX Runtime CUDA, when a GPU is usable; else CPU) | tensorrt | onnxruntime-cuda | onnxruntime."
+        ),
     ] = "auto",
     precision: Annotated[str, typer.Option(help="fp32 | fp16 (the graphs' own types; NMS stays fp32).")] = "fp32",
     address: Annotated[str | None, typer.Option(help="Connect to a running Ray cluster instead of starting one locally.")] = None,
-    no_ray: Annotated[bool, typer.Option("--no-ray", help="Run in this process without Ray (one worker).")] = False,
+    ray_mode: Annotated[
+        bool | None,
+        typer.Option(
+            "--ray/--no-ray",
+            help="Run on Ray actors / in this process (one thread per worker). Default: in-process for small local jobs "
+            "(up to ~20,000 frames), Ray otherwise or with --address.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start OUT afresh when its rows were made with other result-changing settings.")
@@ -89,6 +103,7 @@ def run(
             detector_file=str(detector_file) if detector_file else None,
             classifier_file=str(classifier_file) if classifier_file else None,
             workers=workers,
+            workers_per_gpu=workers_per_gpu,
             threads_per_worker=threads_per_worker,
             detect_batch=detect_batch,
             classify_batch=classify_batch,
@@ -122,7 +137,7 @@ def run(
                     inputs,
                     out,
                     cfg,
-                    use_ray=not no_ray,
+                    use_ray=ray_mode,
                     address=address,
                     shard_frames=shard_frames,
                     progress=progress,
@@ -146,9 +161,11 @@ def run(
         ("frames", s.frames),
         ("faces", s.faces),
         ("seconds", f"{s.seconds:.1f}"),
+        ("of which start-up", f"{s.startup_seconds:.1f}"),
         ("frames/s", f"{s.frames_per_s:.1f}"),
         ("shards retried", s.retried),
         ("backend", s.backend or "-"),
+        ("runner", s.runner or "-"),
     ]:
         t.add_row(k, escape(str(v)))
     Console().print(t)

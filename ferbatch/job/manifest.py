@@ -180,7 +180,7 @@ class JobLedger:
                     rec["notes"].append(
                         f"the timestamps restart {index.restarts} time(s) (concatenated streams); pts_ms continues across them"
                     )
-                plan = plan_shards(task.video_id, task.path, index, shard_frames)
+                plan = plan_shards(task.video_id, task.path, index, shard_frames, workers=self.cfg.resolved_workers())
                 save_index(self.out, task.video_id, index)
                 rec["shards"] = [
                     {

@@ -24,6 +24,7 @@ from ferbatch.errors import ConfigError, FerbatchError, OutputError
 from ferbatch.job.inputs import Inputs, VideoTask, scan_inputs
 from ferbatch.job.lock import OutputLock
 from ferbatch.job.manifest import DONE, JobLedger, adopt_ids, record_paths, shard_intact, stored_plan, tracks_intact
+from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary
 from ferbatch.job.workers import LocalPool, RayPool, ShardWorker, WorkerPool, init_ray
 from ferbatch.media.shards import Shard
@@ -41,7 +42,7 @@ def run_job(
     out_dir: str | os.PathLike[str],
     cfg: JobConfig | None = None,
     *,
-    use_ray: bool = True,
+    use_ray: bool | None = None,
     address: str | None = None,
     shard_frames: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
@@ -59,7 +60,9 @@ def run_job(
         input_path: video files and/or directories (searched recursively), one or a list.
         out_dir: output directory (created); rerunning into it resumes shard by shard.
         cfg: job settings (defaults: registry default models, one worker per core).
-        use_ray: run on Ray actors (embedded local Ray unless ``address``); False = in-process.
+        use_ray: run on Ray actors (embedded local Ray unless ``address``); False = in-process (one
+            thread per worker sharing one set of models); None = in-process when the job is too
+            small to win back Ray's start-up (:func:`wants_ray`), else Ray.
         address: a running Ray cluster ("auto", "ray://..." or host:port).
         shard_frames: target frames per shard for newly planned videos (<= 0: one shard per
             video); a video planned by an earlier run keeps its plan.
@@ -89,7 +92,7 @@ def run_job(
     except OSError as e:
         raise OutputError(f"{out} | cannot create the output directory: {e.strerror or e}") from e
     with OutputLock(out):
-        summary = _run_locked(out, cfg, inputs, det_spec, cls_spec, use_ray, address, shard_frames, progress)
+        summary = _run_locked(out, cfg, inputs, det_spec, cls_spec, use_ray, address, shard_frames, progress, t0)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -127,10 +130,11 @@ def _run_locked(
     inputs: Inputs,
     det_spec: ModelSpec,
     cls_spec: ModelSpec,
-    use_ray: bool,
+    use_ray: bool | None,
     address: str | None,
     shard_frames: int,
     progress: Callable[[str, int, int], None] | None,
+    t0: float,
 ) -> JobSummary:
     tasks = inputs.tasks
     summary = JobSummary(videos=len(tasks) + len(inputs.skipped))
@@ -183,20 +187,33 @@ def _run_locked(
         for vid in untracked:
             book.track(vid, manifest["videos"][vid])
         if n_items:
+            if use_ray is None:
+                use_ray, why = wants_ray(address, to_probe, len(resumed))
+            else:
+                why = "requested"
+            summary.runner = f"{'ray' if use_ray else 'in-process'} ({why})"
             if use_ray:
                 import ray
 
                 init_ray(address, cfg.resolved_workers())
-                # on a cluster: one single-threaded worker per CPU Ray has; locally: per core
-                cpus = int(ray.available_resources().get("CPU", 1)) if address else cfg.resolved_workers()
-                # one shard per video: no more workers than videos; else the plan is not known yet
-                n_workers = max(1, min(cfg.workers or cpus, n_items) if shard_frames <= 0 and not resumed else (cfg.workers or cpus))
-                threads = cfg.threads_per_worker or max(1, cfg.resolved_workers() // n_workers if not address else 1)
-                pool = RayPool(cfg, n_workers, threads, env)
+                # on a cluster: what Ray has; locally: the cores given to the embedded instance
+                have = ray.available_resources()
+                node = NodeResources(int(have.get("CPU", 1)) if address else cfg.resolved_workers(), int(have.get("GPU", 0)))
+                placement = plan_placement(
+                    node,
+                    cfg.backend,
+                    workers=cfg.workers,
+                    workers_per_gpu=cfg.workers_per_gpu,
+                    threads_per_worker=cfg.threads_per_worker,
+                    # one shard per video: no more workers than videos; else the plan is not known yet
+                    items=n_items if shard_frames <= 0 and not resumed else 0,
+                )
+                pool = RayPool(cfg, placement, env)
             else:
                 os.environ.update(env)
-                pool = LocalPool(lambda: ShardWorker(cfg, cfg.threads_per_worker or cfg.resolved_workers()))
+                pool = LocalPool(lambda: ShardWorker(cfg, cfg.resolved_threads()), n=cfg.resolved_workers())
             summary.backend = ", ".join(pool.backends)
+            summary.startup_seconds = time.perf_counter() - t0
             shards = resumed + book.probe_all(pool, to_probe, shard_frames)
             book.run_all(pool, shards)
     finally:
@@ -210,3 +227,26 @@ def _run_locked(
                 raise
             log.error("%s", e)  # the error already on its way up (e.g. disk full) is the one to report
     return summary
+
+
+# In-process below this many frames in the job. Ray costs ~4-6 s to start and ~1 s per actor to
+# load models; the in-process pool runs the same number of workers as threads (docs/performance.md).
+LOCAL_MAX_FRAMES = 20_000
+LOCAL_MAX_VIDEOS = 16  # estimating frames opens each file: only for a few videos
+
+
+def wants_ray(address: str | None, to_probe: list[VideoTask], resumed_shards: int) -> tuple[bool, str]:
+    """(use Ray, why) for a job whose runner was not chosen: Ray on a cluster or for a big job.
+
+    The frame count is estimated from the container headers (:func:`ferbatch.media.probe.estimate_frames`).
+    """
+    if address:
+        return True, "cluster address given"
+    if resumed_shards or len(to_probe) > LOCAL_MAX_VIDEOS:
+        return True, f"more than {LOCAL_MAX_VIDEOS} videos or a resumed job"
+    from ferbatch.media.probe import estimate_frames
+
+    frames = sum(estimate_frames(t.path) for t in to_probe)
+    if frames > LOCAL_MAX_FRAMES:
+        return True, f"about {frames} frames > {LOCAL_MAX_FRAMES}"
+    return False, f"about {frames} frames <= {LOCAL_MAX_FRAMES}: Ray's start-up would not pay"

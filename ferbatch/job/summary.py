@@ -14,7 +14,9 @@ class JobSummary:
     Attributes:
         videos: inputs found; skipped: already complete from an earlier run;
         ok, partial, failed: videos by status in this run; frames, faces: rows written this run;
-        seconds: wall time; retried: shards re-run because their worker process died;
+        seconds: wall time; startup_seconds: the part of it before the workers were ready (Ray,
+            worker start, model loading); retried: shards re-run because their worker process died;
+        backend: the runtime each worker reported; runner: "ray" or "in-process" (and why);
         errors: video rel_path -> message.
     """
 
@@ -26,8 +28,10 @@ class JobSummary:
     frames: int = 0
     faces: int = 0
     seconds: float = 0.0
+    startup_seconds: float = 0.0
     retried: int = 0
     backend: str = ""
+    runner: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -14,12 +14,14 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
 from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError, DecodeError, FerbatchError, JobAborted
 from ferbatch.job.inputs import VideoTask
+from ferbatch.job.sizing import Placement
 from ferbatch.media.probe import VideoIndex, VideoInfo, probe_video
 from ferbatch.media.shards import Shard
 from ferbatch.models.load import Models, load_models
@@ -70,6 +72,7 @@ class ShardWorker:
 
         cv2.setNumThreads(threads)  # resize/colour conversion stay within this worker's share of cores
         self.cfg = cfg
+        self.threads = threads
         self.models: Models = load_models(cfg, threads=threads)
 
     def probe(self, task: VideoTask) -> tuple[VideoInfo | None, VideoIndex | None, str]:
@@ -83,7 +86,14 @@ class ShardWorker:
     def run(self, shard: Shard, out_dir: str) -> ShardResult:
         """Process one shard and write its part files."""
         c = self.cfg
-        return run_shard(shard, self.models, out_dir, detect_batch=c.detect_batch, prefetch=c.prefetch, decode_threads=c.decode_threads)
+        return run_shard(
+            shard,
+            self.models,
+            out_dir,
+            detect_batch=self.models.detect_batch,
+            prefetch=c.prefetch,
+            decode_threads=c.decode_threads or self.threads,
+        )
 
     def ping(self) -> str:
         """The backend this worker runs and why (returned once the models are loaded)."""
@@ -91,23 +101,46 @@ class ShardWorker:
 
 
 class LocalPool:
-    """Runs worker calls in this process, one at a time (no Ray)."""
+    """Runs worker calls in this process (no Ray): ``n`` threads share one worker and its models.
 
-    def __init__(self, make_worker: Callable[[], ShardWorker]):
+    ONNX Runtime sessions may be run from several threads at once, and FFmpeg and ONNX Runtime
+    release the GIL, so ``n`` threads with single-threaded sessions use ``n`` cores like ``n``
+    worker processes, without Ray's start-up. Results are yielded as they finish.
+    """
+
+    def __init__(self, make_worker: Callable[[], ShardWorker], n: int = 1):
         self.worker = make_worker()
+        self.n = max(1, int(n))
         self.backends = [self.worker.ping()]
         self.deaths = 0
 
+    def _call(self, method: str, it: Any, args: tuple) -> PoolItem:
+        try:
+            return it, getattr(self.worker, method)(it, *args), None
+        except DecodeError as e:  # this video's own problem: record it, go on
+            return it, None, e
+        except Exception as e:  # the machine's (disk full, out of memory) or a bug: stop the job
+            raise _abort(e, it) from e
+
     def map(self, method: str, items: Iterable[Any], *args: Any) -> Iterator[PoolItem]:
-        for it in items:
+        if self.n == 1:
+            for it in items:
+                yield self._call(method, it, args)
+            return
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        pending = iter(items)
+        with ThreadPoolExecutor(self.n, thread_name_prefix="ferbatch-worker") as ex:
+            running = {ex.submit(self._call, method, it, args) for it in islice(pending, self.n)}
             try:
-                res = getattr(self.worker, method)(it, *args)
-            except DecodeError as e:  # this video's own problem: record it, go on
-                yield it, None, e
-                continue
-            except Exception as e:  # the machine's (disk full, out of memory) or a bug: stop the job
-                raise _abort(e, it) from e
-            yield it, res, None
+                while running:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        running |= {ex.submit(self._call, method, it, args) for it in islice(pending, 1)}
+                        yield fut.result()
+            finally:
+                for fut in running:
+                    fut.cancel()
 
     def close(self) -> None:
         self.worker.models.close()
@@ -116,16 +149,15 @@ class LocalPool:
 class RayPool:
     """Runs worker calls on Ray actors; replaces an actor that dies and retries its item."""
 
-    def __init__(self, cfg: JobConfig, n: int, threads: int, env: dict[str, str]):
+    def __init__(self, cfg: JobConfig, placement: Placement, env: dict[str, str]):
         import ray
 
         self.ray = ray
-        # a TensorRT worker owns one whole GPU; an ONNX Runtime worker one CPU
-        gpus = ray.available_resources().get("GPU", 0)
-        use_gpu = cfg.backend == "tensorrt" or (cfg.backend == "auto" and gpus >= 1)
-        if use_gpu:
-            n = max(1, min(n, int(gpus))) if gpus else n
-        self.actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=0, max_task_retries=0)(ShardWorker)
+        n, threads = placement.workers, placement.ort_threads
+        # an actor decodes on its own core; GPU workers share their GPU (fractional num_gpus)
+        self.actor_cls = ray.remote(
+            num_cpus=placement.cpus_per_worker, num_gpus=placement.gpus_per_worker, max_restarts=0, max_task_retries=0
+        )(ShardWorker)
         self.args = (cfg, threads, env)
         self.actors: list[Any] = [self.actor_cls.remote(*self.args) for _ in range(n)]  # Ray actor handles
         self.deaths = 0  # worker processes that died under a call

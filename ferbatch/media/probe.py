@@ -25,7 +25,7 @@ import numpy as np
 
 from ferbatch.errors import DecodeError
 
-__all__ = ["VideoInfo", "VideoIndex", "probe_video", "open_video", "video_stream", "VIDEO_EXTENSIONS"]
+__all__ = ["VideoInfo", "VideoIndex", "probe_video", "open_video", "video_stream", "estimate_frames", "VIDEO_EXTENSIONS"]
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv", ".3gp", ".ogv", ".gif"}
@@ -168,6 +168,24 @@ def _unreadable_reason(head: bytes, e: Exception) -> str:
     if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return f"a text file, not a video ({cause})"
     return f"not a video file FFmpeg can read ({cause})"
+
+
+def estimate_frames(path: str | os.PathLike[str]) -> int:
+    """Frames of a video from its container header alone (no packet scan): the stream's frame count,
+    else duration x average rate; 0 when the file cannot be opened or says nothing."""
+    try:
+        c, _ = open_video(str(path))
+    except DecodeError:
+        return 0
+    with c:
+        try:
+            s = video_stream(c)
+        except DecodeError:
+            return 0
+        if s.frames:
+            return int(s.frames)
+        dur = float(s.duration * s.time_base) if s.duration and s.time_base else (c.duration or 0) / 1e6
+        return int(dur * float(s.average_rate or 0))
 
 
 def probe_video(path: str | os.PathLike[str]) -> tuple[VideoInfo, VideoIndex]:

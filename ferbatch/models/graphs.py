@@ -5,6 +5,11 @@ inputs). ``prepare_detector`` and ``prepare_classifier`` turn them into graphs w
 batch dimension ``N`` that both ONNX Runtime and TensorRT accept, and cache the result on disk
 keyed by the source sha256 and the parameters, so workers never redo it.
 
+Both prepared graphs take uint8 pixels, ``(N, H, W, C)`` in the model's colour order, and do the
+registry's normalisation ``(x * scale - mean) / std`` and the NHWC -> NCHW transpose inside the graph
+(Cast, Mul, Add, Transpose prepended), so no float32 image maths runs in Python per frame
+(``uint8_input=False`` keeps the registry's float32 NCHW input).
+
 The detector post-processing appended here (recipe checked in ../shared/docs/DESIGN_NOTES.md
 section 3.3; ONNX ``NonMaxSuppression`` is parsed by TensorRT into ``INMSLayer``) outputs
 fixed-shape, zero-padded tensors:
@@ -32,11 +37,12 @@ import numpy as np
 from ferbatch.atomic import atomic_target
 from ferbatch.errors import ModelError
 from ferbatch.models.registry import ModelSpec, cache_dir
+from ferbatch.specs import InputSpec
 from ferbatch.vision.detect import DET_BOXES, DET_SCORES
 
-__all__ = ["prepare_detector", "prepare_classifier", "ultraface_priors", "GRAPHS_VERSION", "DET_BOXES", "DET_SCORES"]
+__all__ = ["prepare_detector", "prepare_classifier", "prepend_uint8_input", "ultraface_priors", "GRAPHS_VERSION", "DET_BOXES", "DET_SCORES"]
 
-GRAPHS_VERSION = 1  # bump when the preparation changes: it invalidates cached graphs
+GRAPHS_VERSION = 2  # bump when the preparation changes: it invalidates cached graphs
 OPSET = 17  # safe for TensorRT 10/11 and ONNX Runtime (DESIGN_NOTES 1.1)
 
 # UltraFace prior layout: vision/ssd/config/fd_config.py in Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB
@@ -119,6 +125,51 @@ def _load_at_opset(src: Path):
     if ver < OPSET:
         m = version_converter.convert_version(m, OPSET)
     return m
+
+
+def prepend_uint8_input(model, inp: InputSpec) -> None:
+    """Make the graph's image input uint8 ``(N, H, W, C)`` and normalise it inside the graph.
+
+    Prepends Cast(float32) -> Mul(scale / std) -> Add(-mean / std) -> Transpose(0, 3, 1, 2) in front
+    of the original ``(N, C, H, W)`` float32 input, which keeps its consumers; Mul/Add are left out
+    when they are the identity. The arithmetic and its order are those of the float32 NumPy
+    pre-processing it replaces (float32 constants), so the values reaching the network are the same.
+
+    Args:
+        model: an ONNX ModelProto whose first graph input is ``inp.name`` (edited in place).
+        inp: the registry's input spec (size, channels, scale, mean, std); symbolic H and W of the
+            graph (yunet-2026may) stay symbolic, so the input can follow the frame.
+    """
+    from onnx import TensorProto
+    from onnx import helper as oh
+    from onnx import numpy_helper as nph
+
+    g = model.graph
+    x = next(i for i in g.input if i.name == inp.name)
+    src = x.type.tensor_type.shape.dim
+    h, w = ((src[k].dim_param or fixed) if len(src) == 4 else fixed for k, fixed in ((2, inp.height), (3, inp.width)))
+    inner = "pre_nchw"
+    for n in g.node:
+        for j, name in enumerate(n.input):
+            if name == inp.name:
+                n.input[j] = inner
+    a = np.float32(inp.scale / inp.std)
+    b = np.float32(-inp.mean / inp.std)
+    nodes = [oh.make_node("Cast", [inp.name], ["pre_f"], to=TensorProto.FLOAT)]
+    cur = "pre_f"
+    if a != 1.0:
+        g.initializer.append(nph.from_array(np.array(a, np.float32), "pre_a"))
+        nodes.append(oh.make_node("Mul", [cur, "pre_a"], ["pre_m"]))
+        cur = "pre_m"
+    if b != 0.0:
+        g.initializer.append(nph.from_array(np.array(b, np.float32), "pre_b"))
+        nodes.append(oh.make_node("Add", [cur, "pre_b"], ["pre_n"]))
+        cur = "pre_n"
+    nodes.append(oh.make_node("Transpose", [cur], [inner], perm=[0, 3, 1, 2]))
+    old = list(g.node)
+    del g.node[:]
+    g.node.extend(nodes + old)
+    x.CopyFrom(oh.make_tensor_value_info(inp.name, TensorProto.UINT8, ["N", h, w, inp.channels]))
 
 
 def _append_nms(model, spec: ModelSpec, k: int, score_threshold: float, iou_threshold: float) -> None:
@@ -206,6 +257,7 @@ def prepare_detector(
     iou_threshold: float | None = None,
     src_sha256: str | None = None,
     precision: str = "fp32",
+    uint8_input: bool = True,
 ) -> Path:
     """Make (or reuse from the cache) the batchable detector graph.
 
@@ -220,6 +272,8 @@ def prepare_detector(
         precision: "fp32", or "fp16": the backbone converted to float16 with float32 inputs and
             outputs (``onnxruntime.transformers.float16``, keep_io_types), the appended
             post-processing kept in float32 (TensorRT 11 takes precision from the graph's types).
+        uint8_input: input uint8 (N, h, w, C) in the model's colour order, normalised in the graph
+            (:func:`prepend_uint8_input`); False keeps float32 (N, C, h, w), normalised by the caller.
 
     Returns:
         Path of the prepared ONNX file in the user cache.
@@ -240,7 +294,9 @@ def prepare_detector(
         "score": score if nms else 0,
         "iou": iou if nms else 0,
         "precision": precision,
+        "uint8": uint8_input,
     }
+    params.update({"dynamic_hw": True} if uint8_input and spec.input_max_side else {})  # older caches fixed H/W
     dst = _cache_path(spec, src_sha256 or sha256_file(src), params)
     if dst.is_file():
         return dst
@@ -249,6 +305,8 @@ def prepare_detector(
         _make_batch_symbolic(m)
         if precision == "fp16":
             m = _to_fp16(m)
+        if uint8_input:
+            prepend_uint8_input(m, spec.input)
         if nms:
             _append_nms(m, spec, max_faces, score, iou)
         onnx.checker.check_model(m)
@@ -257,14 +315,18 @@ def prepare_detector(
     return dst
 
 
-def prepare_classifier(src: str | os.PathLike[str], spec: ModelSpec, *, src_sha256: str | None = None, precision: str = "fp32") -> Path:
+def prepare_classifier(
+    src: str | os.PathLike[str], spec: ModelSpec, *, src_sha256: str | None = None, precision: str = "fp32", uint8_input: bool = True
+) -> Path:
     """Make (or reuse) the classifier graph with a symbolic batch dimension.
 
     Args:
         precision: "fp32" or "fp16" (float16 inside, float32 input and output).
+        uint8_input: input uint8 (N, h, w, C) crops, normalised in the graph; False keeps the
+            registry's float32 (N, C, h, w) input.
 
     Returns:
-        Path of the prepared ONNX file in the user cache (input (N, C, H, W) float32).
+        Path of the prepared ONNX file in the user cache.
     """
     import onnx
 
@@ -272,7 +334,7 @@ def prepare_classifier(src: str | os.PathLike[str], spec: ModelSpec, *, src_sha2
 
     src = Path(src)
     _check_precision(precision)
-    dst = _cache_path(spec, src_sha256 or sha256_file(src), {"kind": "classifier", "precision": precision})
+    dst = _cache_path(spec, src_sha256 or sha256_file(src), {"kind": "classifier", "precision": precision, "uint8": uint8_input})
     if dst.is_file():
         return dst
     with _parsing(src, spec):
@@ -280,6 +342,8 @@ def prepare_classifier(src: str | os.PathLike[str], spec: ModelSpec, *, src_sha2
         _make_batch_symbolic(m)
         if precision == "fp16":
             m = _to_fp16(m)
+        if uint8_input:
+            prepend_uint8_input(m, spec.input)
         onnx.checker.check_model(m)
     _save_atomic(m, dst)
     return dst

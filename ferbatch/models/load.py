@@ -30,7 +30,7 @@ class Models:
     """A worker's loaded models.
 
     Attributes:
-        backend: "onnxruntime" or "tensorrt"; backend_reason: why it was picked.
+        backend: "onnxruntime", "onnxruntime-cuda" or "tensorrt"; backend_reason: why it was picked.
     """
 
     detector: AnyDetector
@@ -38,6 +38,7 @@ class Models:
     refs: dict[str, ModelRef]
     backend: str = "onnxruntime"
     backend_reason: str = ""
+    detect_batch: int = 8  # frames per detector call, resolved for the backend
 
     def close(self) -> None:
         """Free both runners."""
@@ -64,19 +65,35 @@ def resolve_specs(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
 
 
 def resolve_backend(requested: str) -> tuple[str, str]:
-    """(backend, reason) for ``requested`` = auto | tensorrt | onnxruntime.
+    """(backend, reason) for ``requested`` = auto | tensorrt | onnxruntime-cuda | onnxruntime,
+    probed in this process (a worker decides in its own environment).
+
+    ``auto`` takes TensorRT when a GPU, tensorrt and pycuda are present, else ONNX Runtime's CUDA
+    provider when onnxruntime-gpu sees a GPU, else ONNX Runtime on the CPU.
 
     Raises:
-        ConfigError: tensorrt requested but unusable here (the reason is in the message).
+        ConfigError: a GPU backend requested but unusable here (the reason is in the message).
     """
     if requested == "onnxruntime":
         return "onnxruntime", "requested"
+    from ferbatch.models.runners.onnxruntime import cuda_provider_available
+
+    if requested == "onnxruntime-cuda":
+        ok, why = cuda_provider_available()
+        if not ok:
+            raise ConfigError(f"--backend onnxruntime-cuda | not usable on this machine: {why}")
+        return "onnxruntime-cuda", f"requested, {why}"
     from ferbatch.models.trt_plans import gpu_available
 
     ok, why = gpu_available()
     if requested == "tensorrt" and not ok:
         raise ConfigError(f"--backend tensorrt | not usable on this machine: {why}")
-    return ("tensorrt", f"GPU {why}") if ok else ("onnxruntime", f"no TensorRT GPU ({why})")
+    if ok:
+        return "tensorrt", f"GPU {why}"
+    cuda_ok, cuda_why = cuda_provider_available()
+    if cuda_ok:
+        return "onnxruntime-cuda", f"no TensorRT ({why}); ONNX Runtime CUDA: {cuda_why}"
+    return "onnxruntime", f"no TensorRT GPU ({why}); no ONNX Runtime CUDA ({cuda_why})"
 
 
 def _trt_runner(graph, spec: ModelSpec, precision: str, max_batch: int):
@@ -84,7 +101,8 @@ def _trt_runner(graph, spec: ModelSpec, precision: str, max_batch: int):
     from ferbatch.models.trt_plans import build_or_load_plan, engine_key
 
     inp = spec.input
-    key = engine_key(spec.name, graph, precision, inp.name, (inp.channels, inp.height, inp.width), max_batch)
+    # the prepared graphs take uint8 NHWC (models.graphs.prepend_uint8_input)
+    key = engine_key(spec.name, graph, precision, inp.name, (inp.height, inp.width, inp.channels), max_batch)
     return TrtRunner(build_or_load_plan(graph, key), name=f"tensorrt:{spec.name}")
 
 
@@ -130,7 +148,7 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
     import logging
 
     from ferbatch.errors import ModelError
-    from ferbatch.models.runners.onnxruntime import OrtRunner
+    from ferbatch.models.runners.onnxruntime import CUDA_PROVIDER, OrtRunner
 
     det_spec, cls_spec = resolve_specs(cfg)
     threads = threads or cfg.resolved_threads()
@@ -152,19 +170,21 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
 
     cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
     nms = cfg.in_graph_nms
+    det_batch, cls_batch = cfg.batches(backend)
     if backend == "tensorrt":
         try:
-            det_runner = _trt_runner(det_graph(nms), det_spec, cfg.precision, cfg.detect_batch)
+            det_runner = _trt_runner(det_graph(nms), det_spec, cfg.precision, det_batch)
         except ModelError as e:
             if not nms:
                 raise
             logging.getLogger(__name__).warning("in-graph NMS engine failed (%s); using the raw detector + NumPy NMS", e)
             nms = False
-            det_runner = _trt_runner(det_graph(False), det_spec, cfg.precision, cfg.detect_batch)
-        cls_runner = _trt_runner(cls_graph, cls_spec, cfg.precision, cfg.classify_batch)
+            det_runner = _trt_runner(det_graph(False), det_spec, cfg.precision, det_batch)
+        cls_runner = _trt_runner(cls_graph, cls_spec, cfg.precision, cls_batch)
     else:
-        det_runner = OrtRunner(det_graph(nms), threads=threads, max_batch=cfg.detect_batch, name=f"onnxruntime:{det_spec.name}")
-        cls_runner = OrtRunner(cls_graph, threads=threads, max_batch=cfg.classify_batch, name=f"onnxruntime:{cls_spec.name}")
+        providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if backend == "onnxruntime-cuda" else None
+        det_runner = OrtRunner(det_graph(nms), threads=threads, providers=providers, max_batch=det_batch, name=f"{backend}:{det_spec.name}")
+        cls_runner = OrtRunner(cls_graph, threads=threads, providers=providers, max_batch=cls_batch, name=f"{backend}:{cls_spec.name}")
     plain = Detector(
         det_runner,
         det_spec,
@@ -174,11 +194,11 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
         iou_threshold=cfg.iou_threshold,
     )
     # the input follows the frame where the graph allows it (TensorRT plans have one input size: kept fixed)
-    inner = FrameSizedDetector(plain, max_side=det_spec.input_max_side) if det_spec.input_max_side and backend == "onnxruntime" else plain
+    inner = FrameSizedDetector(plain, max_side=det_spec.input_max_side) if det_spec.input_max_side and backend != "tensorrt" else plain
     det: AnyDetector = inner if cfg.min_face_px is None else TiledDetector(inner, min_face_px=cfg.min_face_px)
     cls = Classifier(cls_runner, cls_spec)
     refs = {
         "detector": ModelRef(det_spec.name, det_spec.file, det_spec.sha256),
         "classifier": ModelRef(cls_spec.name, cls_spec.file, cls_spec.sha256),
     }
-    return Models(det, cls, refs, backend, reason)
+    return Models(det, cls, refs, backend, reason, det_batch)

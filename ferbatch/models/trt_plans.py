@@ -28,7 +28,9 @@ from ferbatch.errors import ConfigError, ModelError
 __all__ = ["EngineKey", "engine_key", "engine_paths", "build_or_load_plan", "gpu_available", "require_tensorrt", "DEFAULT_ENGINES_DIR"]
 
 log = logging.getLogger(__name__)
-DEFAULT_ENGINES_DIR = Path(__file__).resolve().parent.parent / "engines" / "built"
+# a checkout keeps built plans in its engines/built/ (git-ignored); an installed package in the user cache
+_CHECKOUT_ENGINES = Path(__file__).resolve().parents[2] / "engines"
+DEFAULT_ENGINES_DIR = _CHECKOUT_ENGINES / "built" if (_CHECKOUT_ENGINES / "README.md").is_file() else None
 WORKSPACE_BYTES = 1 << 30
 
 
@@ -46,6 +48,7 @@ class EngineKey:
     gpu: str
     compute_capability: str
     workspace: int = WORKSPACE_BYTES
+    tf32: bool = True  # False for parity builds: fp32 kernels without TF32 agree with ONNX Runtime to float noise
 
     def digest(self) -> str:
         """16 hex of the sha256 of the key's JSON."""
@@ -92,6 +95,8 @@ def engine_key(
     chw: tuple[int, int, int],
     max_batch: int,
     opt_batch: int | None = None,
+    *,
+    tf32: bool = True,
 ) -> EngineKey:
     """The key of the plan for ``onnx_path`` on this machine's GPU 0 and TensorRT.
 
@@ -104,15 +109,37 @@ def engine_key(
     cuda.init()
     dev = cuda.Device(0)
     cc = ".".join(str(v) for v in dev.compute_capability())
-    cuda_major = cuda.get_driver_version() // 1000
     opt = opt_batch or max(1, max_batch // 2)
     profile = ((1, *chw), (opt, *chw), (max_batch, *chw))
-    return EngineKey(model, sha256_file(onnx_path), precision, input_name, profile, trt.__version__, cuda_major, dev.name(), cc)
+    return EngineKey(
+        model, sha256_file(onnx_path), precision, input_name, profile, trt.__version__, trt_cuda_major(cuda), dev.name(), cc, tf32=tf32
+    )
+
+
+def trt_cuda_major(cuda) -> int:
+    """The CUDA major version TensorRT was built for (what a plan depends on), from the installed
+    ``tensorrt-cuXX-libs`` distribution; else the CUDA toolkit pycuda was built against; the
+    driver's version (which can be newer) only as the last resort."""
+    from importlib import metadata
+
+    for major in (13, 12, 11):
+        for name in (f"tensorrt-cu{major}-libs", f"tensorrt_cu{major}_libs", f"tensorrt-cu{major}"):
+            try:
+                metadata.version(name)
+                return major
+            except metadata.PackageNotFoundError:
+                continue
+    try:
+        return int(cuda.get_version()[0])
+    except (AttributeError, TypeError, IndexError):
+        return int(cuda.get_driver_version() // 1000)
 
 
 def engine_paths(key: EngineKey, engines_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
     """(plan path, JSON sidecar path) for ``key``."""
-    d = Path(engines_dir or os.environ.get("FERBATCH_ENGINES") or DEFAULT_ENGINES_DIR)
+    from ferbatch.models.registry import cache_dir
+
+    d = Path(engines_dir or os.environ.get("FERBATCH_ENGINES") or DEFAULT_ENGINES_DIR or cache_dir() / "engines")
     return d / f"{key.file_stem()}.plan", d / f"{key.file_stem()}.json"
 
 
@@ -170,6 +197,8 @@ def build_or_load_plan(onnx_path: str | os.PathLike[str], key: EngineKey, engine
             raise ModelError(f"{onnx_path} | TensorRT's ONNX parser refused it: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, key.workspace)
+        if not key.tf32:
+            config.clear_flag(trt.BuilderFlag.TF32)
         profile = builder.create_optimization_profile()
         profile.set_shape(key.input_name, min=key.profile[0], opt=key.profile[1], max=key.profile[2])
         config.add_optimization_profile(profile)

@@ -97,7 +97,8 @@ class Classifier:
     """Batched expression classifier over a runner.
 
     Args:
-        runner: runs the prepared classifier graph (symbolic batch).
+        runner: runs the prepared classifier graph (symbolic batch, uint8 (N, h, w, C) input
+            normalised inside: :func:`ferbatch.models.graphs.prepend_uint8_input`).
         spec: the registry entry (labels, output kind, input spec).
     """
 
@@ -122,9 +123,8 @@ class Classifier:
         step = self.runner.max_batch or len(crops)
         outs = []
         for i in range(0, len(crops), step):
-            x = crops[i : i + step].astype(np.float32)
-            x = (x * (inp.scale / inp.std) - inp.mean / inp.std).transpose(0, 3, 1, 2)
-            y = self.runner.infer({inp.name: np.ascontiguousarray(x, dtype=np.float32)})[self.spec.outputs["scores"]]
+            x = np.ascontiguousarray(crops[i : i + step], dtype=np.uint8)  # normalised inside the prepared graph
+            y = self.runner.infer({inp.name: x})[self.spec.outputs["scores"]]
             y = y.reshape(len(x), -1).astype(np.float32)
             outs.append(softmax(y) if self.spec.output_kind == "logits" else y)
         return to_ferplus_order(np.concatenate(outs), self.spec.labels)

@@ -22,7 +22,7 @@ from ferbatch.errors import ConfigError
 from ferbatch.specs import InputSpec, ModelSpec, Runner
 from ferbatch.vision.boxes import nms
 
-__all__ = ["Detections", "Detector", "preprocess_frames", "postprocess_raw", "DET_BOXES", "DET_SCORES"]
+__all__ = ["Detections", "Detector", "preprocess_frames", "resize_frames", "postprocess_raw", "DET_BOXES", "DET_SCORES"]
 
 # output names of a detector graph with in-graph NMS (the contract ferbatch.models.graphs builds to)
 DET_BOXES, DET_SCORES = "det_boxes", "det_scores"
@@ -78,20 +78,10 @@ def postprocess_raw(
     return out_b, out_s
 
 
-def _normalise(batch_nhwc: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """uint8 (N, H, W, C) -> float32 (N, C, H, W) with (x * scale - mean) / std."""
-    x = batch_nhwc.astype(np.float32)
-    a = spec.scale / spec.std
-    b = -spec.mean / spec.std
-    if a != 1.0:
-        x *= a
-    if b != 0.0:
-        x += b
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
 def preprocess_frames(frames: Sequence[np.ndarray], spec: InputSpec, letterbox: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Resize RGB frames to the detector's input and normalise them.
+    """Resize RGB frames to the detector's input (OpenCV, bilinear) in the model's colour order.
+
+    The prepared graph normalises the uint8 pixels itself (:func:`ferbatch.models.graphs.prepend_uint8_input`).
 
     Args:
         frames: F arrays (H, W, 3) uint8 RGB; sizes may differ.
@@ -99,8 +89,17 @@ def preprocess_frames(frames: Sequence[np.ndarray], spec: InputSpec, letterbox: 
         letterbox: keep the aspect ratio (pad right/bottom with zeros) instead of a plain resize.
 
     Returns:
-        x: (F, 3, h, w) float32 input tensor.
+        x: (F, h, w, 3) uint8 input tensor, RGB or BGR as ``spec.color``.
         scale: (F, 2) float32 factors that map input pixels back to frame pixels (sx, sy).
+    """
+    buf, scale = resize_frames(frames, spec, letterbox)
+    return _model_colour(buf, spec), scale
+
+
+def resize_frames(frames: Sequence[np.ndarray], spec: InputSpec, letterbox: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Resize RGB frames to the detector's input size (OpenCV ``INTER_LINEAR``), still RGB.
+
+    Args, returns: as :func:`preprocess_frames`, with ``x`` (F, h, w, 3) uint8 RGB.
     """
     w, h = spec.width, spec.height
     buf = np.zeros((len(frames), h, w, 3), np.uint8)
@@ -115,9 +114,11 @@ def preprocess_frames(frames: Sequence[np.ndarray], spec: InputSpec, letterbox: 
         else:
             cv2.resize(f, (w, h), dst=buf[i], interpolation=cv2.INTER_LINEAR)
             scale[i] = (fw / w, fh / h)
-    if spec.color == "BGR":
-        buf = buf[..., ::-1]
-    return _normalise(buf, spec), scale
+    return buf, scale
+
+
+def _model_colour(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
+    return np.ascontiguousarray(rgb[..., ::-1]) if spec.color == "BGR" else rgb
 
 
 def _decode_yunet(out: dict[str, np.ndarray], w: int, h: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,15 +191,44 @@ class Detector:
         Returns:
             Detections with boxes in each frame's pixels.
         """
-        if not frames:
+        step = self.runner.max_batch or max(1, len(frames))
+        parts = []
+        for i in range(0, len(frames), step):
+            x, scale = preprocess_frames(frames[i : i + step], self.spec.input, letterbox=self.spec.letterbox)
+            sizes = np.array([[f.shape[1], f.shape[0]] for f in frames[i : i + step]], np.float32)
+            parts.append(self._run(x, scale, sizes, i))
+        return self._join(parts)
+
+    def detect_resized(self, x: np.ndarray, sizes: np.ndarray) -> Detections:
+        """Find faces in frames already resized to the detector's input (plain resize, no letterbox).
+
+        Args:
+            x: (F, h, w, 3) uint8 RGB at the detector's input size (e.g. made by swscale while decoding).
+            sizes: (F, 2) source frame sizes (width, height) in pixels; boxes come back in those pixels.
+
+        Returns:
+            Detections with boxes in each source frame's pixels.
+
+        Raises:
+            ConfigError: the detector letterboxes its input (YuNet): give full frames to :meth:`detect`.
+        """
+        spec = self.spec.input
+        if self.spec.letterbox:
+            raise ConfigError(f"detector {self.spec.name} | letterboxes its input; pass full frames to detect()")
+        sizes = np.asarray(sizes, np.float32).reshape(-1, 2)
+        scale = sizes / np.array([spec.width, spec.height], np.float32)
+        step = self.runner.max_batch or max(1, len(x))
+        x = _model_colour(x, spec)
+        return self._join([self._run(x[i : i + step], scale[i : i + step], sizes[i : i + step], i) for i in range(0, len(x), step)])
+
+    def _join(self, parts: list[Detections]) -> Detections:
+        if not parts:
             return Detections(
                 np.empty(0, np.int32),
                 np.empty((0, 4), np.float32),
                 np.empty(0, np.float32),
                 np.empty((0, 5, 2), np.float32) if self.gives_landmarks else None,
             )
-        step = self.runner.max_batch or len(frames)
-        parts = [self._detect_chunk(frames[i : i + step], i) for i in range(0, len(frames), step)]
         lm = np.concatenate([p.landmarks for p in parts]) if self.gives_landmarks else None
         return Detections(
             np.concatenate([p.frame_pos for p in parts]),
@@ -207,19 +237,20 @@ class Detector:
             lm,
         )
 
-    def _detect_chunk(self, frames: Sequence[np.ndarray], offset: int) -> Detections:
+    def _run(self, x: np.ndarray, scale: np.ndarray, sizes: np.ndarray, offset: int) -> Detections:
+        """x: (F, h, w, 3) uint8 model input; scale: (F, 2) input -> frame pixels; sizes: (F, 2) frame w, h."""
         spec = self.spec.input
         yunet = self.spec.gives_landmarks  # YuNet: letterboxed input, per-stride outputs, landmarks
-        x, scale = preprocess_frames(frames, spec, letterbox=self.spec.letterbox)
+        n = len(x)
         out = self.runner.infer({spec.name: x})
         lms = None
         if yunet:
             raw_b, raw_s, raw_k = _decode_yunet(out, spec.width, spec.height, self.strides)
             k = self.max_faces
-            db = np.zeros((len(frames), k, 4), np.float32)
-            ds = np.zeros((len(frames), k), np.float32)
-            dk = np.zeros((len(frames), k, 5, 2), np.float32)
-            for i in range(len(frames)):
+            db = np.zeros((n, k, 4), np.float32)
+            ds = np.zeros((n, k), np.float32)
+            dk = np.zeros((n, k, 5, 2), np.float32)
+            for i in range(n):
                 keep = nms(raw_b[i], raw_s[i], self.score_threshold, self.iou_threshold, k)
                 db[i, : len(keep)], ds[i, : len(keep)], dk[i, : len(keep)] = raw_b[i, keep], raw_s[i, keep], raw_k[i, keep]
             db = db * np.tile(scale, 2)[:, None, :]
@@ -238,8 +269,7 @@ class Detector:
             db = db * np.tile(np.array([spec.width, spec.height], np.float32), 2) * np.tile(scale, 2)[:, None, :]
         pos, slot = np.nonzero(ds > 0)
         boxes = db[pos, slot].astype(np.float32)
-        sizes = np.array([[f.shape[1], f.shape[0]] for f in frames], np.float32)[pos]
-        boxes = np.clip(boxes, 0, np.tile(sizes, 2))
+        boxes = np.clip(boxes, 0, np.tile(sizes[pos], 2))
         ok = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)  # drop boxes clipped to nothing
         if yunet:
             lms = dk[pos, slot][ok].astype(np.float32)

@@ -78,7 +78,10 @@ class TrtRunner:
         with self._active():
             for name in self.input_names:
                 x = np.ascontiguousarray(feed[name], dtype=self._host[name].dtype)
-                self._context.set_input_shape(name, x.shape)
+                if not self._context.set_input_shape(name, x.shape):
+                    raise ModelError(
+                        f"{self.name} | TensorRT refused input shape {x.shape} for {name!r} (outside the optimization profile?)"
+                    )
                 host = self._host[name].reshape(-1)[: x.size].reshape(x.shape)
                 host[...] = x
                 cuda.memcpy_htod_async(self._dev[name], host, self._stream)
@@ -97,10 +100,17 @@ class TrtRunner:
         return {k: h.reshape(s).copy() for k, (h, s) in outs.items()}
 
     def close(self) -> None:
-        """Free device buffers and the context reference."""
-        if getattr(self, "_dev", None):
-            with self._active():
-                for d in self._dev.values():
-                    d.free()
+        """Free the execution context, engine, stream and device buffers, then release the retained
+        primary context. pycuda's ``detach`` of a primary context releases it without popping it,
+        so the context is pushed and popped explicitly around the frees and nothing stays current."""
+        if getattr(self, "_ctx", None) is None:
+            return
+        with self._active():
+            for d in getattr(self, "_dev", {}).values():
+                d.free()
             self._dev = {}
-            self._ctx.detach()
+            self._context = None
+            self._engine = None
+            self._stream = None
+        self._ctx.detach()
+        self._ctx = None

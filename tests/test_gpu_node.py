@@ -1,0 +1,93 @@
+"""GPU-node logic that runs on any machine: worker sizing as a pure function, check-engines on the
+CPU (ONNX Runtime fp32 vs fp16), and GPU backends refusing clearly where there is no GPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import INTEL_2FACE
+from typer.testing import CliRunner
+
+from ferbatch.checks import check_engines
+from ferbatch.cli import app
+from ferbatch.config import JobConfig
+from ferbatch.errors import ConfigError
+from ferbatch.job.sizing import NodeResources, plan_placement
+from ferbatch.models.load import resolve_backend
+
+
+@pytest.mark.parametrize(
+    "node,backend,kw,expect",
+    [
+        # a 16-core, 1-GPU node: 15 decoding workers share the GPU (one core for the driver)
+        (NodeResources(16, 1), "auto", {}, (15, 1.0, round(1 / 15, 4), 1, True)),
+        (NodeResources(16, 1), "tensorrt", {"workers_per_gpu": 4}, (4, 1.0, 0.25, 1, True)),
+        (NodeResources(64, 4), "onnxruntime-cuda", {}, (60, 1.0, round(1 / 15, 4), 1, True)),
+        (NodeResources(8, 2), "auto", {"workers": 3}, (3, 1.0, 0.5, 1, True)),
+        # CPU: one single-threaded worker per core, never more workers than known items
+        (NodeResources(2, 0), "auto", {}, (2, 1.0, 0.0, 1, False)),
+        (NodeResources(8, 0), "onnxruntime", {"items": 3}, (3, 1.0, 0.0, 2, False)),
+        (NodeResources(16, 1), "onnxruntime", {}, (16, 1.0, 0.0, 1, False)),  # CPU asked on a GPU node: no GPU taken
+    ],
+)
+def test_placement(node, backend, kw, expect):
+    p = plan_placement(node, backend, **kw)
+    assert (p.workers, p.cpus_per_worker, p.gpus_per_worker, p.ort_threads, p.on_gpu) == expect
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "onnxruntime-cuda"])
+def test_gpu_backend_without_gpu_is_a_clear_error(backend):
+    with pytest.raises(ConfigError, match=f"--backend {backend} .*no GPU"):
+        plan_placement(NodeResources(32, 0), backend)
+
+
+def test_batch_sizes_follow_the_backend():
+    assert JobConfig().batches("onnxruntime") == (8, 64)
+    assert JobConfig().batches("tensorrt") == (64, 512) == JobConfig().batches("onnxruntime-cuda")
+    assert JobConfig(detect_batch=16).batches("tensorrt") == (16, 512)
+
+
+def test_onnxruntime_cuda_refused_clearly_on_this_machine(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has ONNX Runtime's CUDA provider")
+    with pytest.raises(ConfigError, match="onnxruntime-cuda .*no CUDA provider"):
+        resolve_backend("onnxruntime-cuda")
+    assert resolve_backend("auto")[0] == "onnxruntime"
+    res = CliRunner().invoke(app, ["run", str(INTEL_2FACE), "--out", str(tmp_path / "out"), "--no-ray", "--backend", "onnxruntime-cuda"])
+    assert res.exit_code == 2 and "no CUDA provider" in res.output
+
+
+def test_check_engines_fp16_against_fp32_on_the_cpu():
+    rep = check_engines(JobConfig(backend="onnxruntime"), JobConfig(backend="onnxruntime", precision="fp16"), INTEL_2FACE, frames=24)
+    assert rep.passed, rep
+    assert rep.faces_reference >= 40 and rep.black_frames_empty and rep.max_batch_diff <= 1e-4
+    assert rep.label_agreement >= 0.97
+
+
+def test_check_engines_catches_a_different_model():
+    # another detector is not "the same engine": the check must say so
+    rep = check_engines(
+        JobConfig(backend="onnxruntime"), JobConfig(backend="onnxruntime", detector="ultraface-slim-320"), INTEL_2FACE, frames=24
+    )
+    assert not rep.passed and rep.max_score_diff > 0.02
+
+
+def test_check_engines_cli_json():
+    res = CliRunner().invoke(app, ["check-engines", "--video", str(INTEL_2FACE), "--frames", "8", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout.strip().splitlines()[-1])
+    assert rep["passed"] and rep["frames"] == 8 and rep["black_frames"] == 4
+
+
+def test_gpu_check_script_has_help():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts/gpu_check.py"
+    res = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "--data" in res.stdout
