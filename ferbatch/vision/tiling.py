@@ -18,6 +18,9 @@ merged per frame with the detector's own NMS (same IoU threshold, descending sco
 
 The scale follows the frame and the smallest face wanted (:func:`tile_scale`): tiles are used only
 when the whole-frame pass would shrink a ``min_face_px`` face below ``MODEL_MIN_FACE`` input pixels.
+
+:class:`FrameSizedDetector` is the cheaper form for graphs with dynamic H/W (YuNet): the input itself
+follows the frame (the default detector; measured in ``scripts/bench_detect.py``, docs/performance.md).
 """
 
 from __future__ import annotations
