@@ -16,7 +16,8 @@ For each clip, in one run:
 3. per-stage costs, ms per frame on one core (1 FFmpeg thread, 1 ORT thread, 1 OpenCV thread, no
    prefetch) from the pipeline's own stage timers over the first ``--stage-frames`` frames: decode,
    resize (detector input), detect, crop, classify, write;
-4. the bound = cores / (sum of those stage costs), and each measured rate as a fraction of it;
+4. the bound = cores / (CPU time per frame of that single-threaded run; the wall-clock stage sum is
+   also given), and each measured rate as a fraction of it; CPU seconds of both whole-process runs;
 5. peak RSS (VmHWM) of an in-process job on the clip.
 Then once: a 1-frame job, whole process (``python -m ferbatch run``).
 Nothing is asserted: it prints a table and one JSON line (``--json PATH`` also writes it).
@@ -31,6 +32,7 @@ import inspect
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -111,24 +113,33 @@ def seed_loop(video: str, det_file: str, cls_file: str, score: float = 0.7, iou:
 SEED_CHILD = "import sys\nimport cv2\nimport numpy as np\n" + inspect.getsource(seed_loop) + "print(*seed_loop(*sys.argv[1:4]))\n"
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
-    """Wall seconds of a subprocess (must succeed) and its stdout."""
-    t = time.perf_counter()
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds (user + sys of the process and the children it waited for) and
+    stdout of a subprocess that must succeed. Ray's worker processes are not its children: their CPU
+    is not in the count."""
+    c, t = _children_cpu(), time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, _children_cpu() - c
     if p.returncode not in (0,):
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
-    return dt, p.stdout
+    return dt, cpu, p.stdout
 
 
-def ferbatch_cli(video: str) -> float:
-    """Wall seconds of ``python -m ferbatch run VIDEO --out TMP -q`` (defaults), a fresh process."""
+def ferbatch_cli(video: str) -> tuple[float, float]:
+    """(wall s, CPU s) of ``python -m ferbatch run VIDEO --out TMP -q`` (defaults), a fresh process."""
     with tempfile.TemporaryDirectory() as d:
-        return timed([sys.executable, "-m", "ferbatch", "run", video, "--out", d, "-q"])[0]
+        return timed([sys.executable, "-m", "ferbatch", "run", video, "--out", d, "-q"])[:2]
 
 
-def stage_costs(video: str, index, frames: int) -> dict[str, float]:
-    """Single-core ms/frame of each stage, from the pipeline's stage timers (first ``frames`` frames)."""
+def stage_costs(video: str, index, frames: int) -> tuple[dict[str, float], float]:
+    """Single-core ms/frame of each stage, from the pipeline's stage timers (first ``frames`` frames),
+    and the CPU ms/frame of the whole single-threaded shard (``time.process_time``: on a busy machine
+    the wall-clock stage times include waiting for a core; the CPU time does not)."""
     from ferbatch.config import JobConfig
     from ferbatch.media.shards import Shard
     from ferbatch.models.load import load_models
@@ -139,7 +150,9 @@ def stage_costs(video: str, index, frames: int) -> dict[str, float]:
     shard = Shard("bench", video, 0, 0, min(frames, len(index.pts)), index)
     with tempfile.TemporaryDirectory() as d:
         run_shard(shard, m, d, prefetch=0, decode_threads=1)  # warm-up (allocations, graph caches)
+        cpu = time.process_time()
         res = run_shard(shard, m, d, prefetch=0, decode_threads=1)
+        cpu = time.process_time() - cpu
     st = dict(res.stage_seconds)
     if "resize" not in st and "decode_wait" in st:  # before the split: resize + normalise ran inside detect
         from ferbatch.media.decode import iter_frames
@@ -154,7 +167,7 @@ def stage_costs(video: str, index, frames: int) -> dict[str, float]:
         st["decode"] = st.pop("decode_wait")
     m.close()
     cv2.setNumThreads(-1)
-    return {k: 1000 * v / res.frames for k, v in st.items()}
+    return {k: 1000 * v / res.frames for k, v in st.items()}, 1000 * cpu / res.frames
 
 
 def warm_job(video: str, **kw) -> tuple[float, float, int]:
@@ -193,6 +206,7 @@ def ort_levels(video: str, index, frames: int = 200) -> dict[str, float]:
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, name)
+        so.log_severity_level = 3
         sess = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
         sess.run(None, {det.input.name: x[:8]})
         best = 1e9
@@ -251,17 +265,24 @@ def main() -> None:
         clip = make_clip(name, 96 if a.smoke else None)
         info, index = probe_video(clip)
         r: dict = {"clip": Path(clip).name, "size": f"{info.width}x{info.height}", "frames": len(index.pts)}
-        st = stage_costs(clip, index, a.stage_frames)
+        st, cpu_ms = stage_costs(clip, index, a.stage_frames)
         r["stage_ms"] = {k: round(v, 3) for k, v in st.items()}
-        r["bound_fps"] = cores / sum(v for k, v in st.items())
+        r["stage_cpu_ms"] = round(cpu_ms, 3)
+        # decode_wait is the inference thread waiting on decode (= decode here, no prefetch): not a stage
+        r["bound_wall_fps"] = cores * 1000.0 / sum(v for k, v in st.items() if k != "decode_wait")
+        r["bound_fps"] = cores * 1000.0 / cpu_ms  # the CPU-time bound: robust to other load on the machine
         if not a.no_whole:
-            seed, ours = [], []
+            seed, ours, seed_cpu, ours_cpu = [], [], [], []
             for _ in range(a.repeat):
-                dt, out = timed([sys.executable, "-c", SEED_CHILD, clip, det_file, cls_file])
+                dt, cpu, out = timed([sys.executable, "-c", SEED_CHILD, clip, det_file, cls_file])
                 seed.append(dt)
+                seed_cpu.append(cpu)
                 r["seed_faces"] = int(out.split()[1])
-                ours.append(ferbatch_cli(clip))
+                dt, cpu = ferbatch_cli(clip)
+                ours.append(dt)
+                ours_cpu.append(cpu)
             r["seed_whole_s"], r["ferbatch_whole_s"] = statistics.median(seed), statistics.median(ours)
+            r["seed_cpu_s"], r["ferbatch_cpu_s"] = statistics.median(seed_cpu), statistics.median(ours_cpu)
             r["seed_whole_fps"] = r["frames"] / r["seed_whole_s"]
             r["ferbatch_whole_fps"] = r["frames"] / r["ferbatch_whole_s"]
             r["speedup_vs_seed"] = r["seed_whole_s"] / r["ferbatch_whole_s"]
@@ -281,7 +302,7 @@ def main() -> None:
         print(name, json.dumps(r), file=sys.stderr, flush=True)  # partial results survive an interrupted run
     if not a.no_whole:
         one = make_clip("360p", 1)
-        res["one_frame_job_s"] = statistics.median(ferbatch_cli(one) for _ in range(a.repeat))
+        res["one_frame_job_s"] = statistics.median(ferbatch_cli(one)[0] for _ in range(a.repeat))
     for name, r in res["clips"].items():
         print(f"== {name} {r['size']} {r['frames']} frames")
         for k, v in r.items():

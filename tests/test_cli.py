@@ -1,14 +1,22 @@
 """The command line: every command explains itself, imports need no GPU stack, a real run works."""
 
+import csv
+import io
+import json
+import os
+import shlex
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import typer.main
-from conftest import SINGLE_FACE
+from conftest import ASTRONAUT, MULTI_FACE, REPO, SINGLE_FACE
 from typer.testing import CliRunner
 
 from ferbatch.cli import app
+from ferbatch.labels import EMOTIONS
 
 
 def test_every_command_has_help():
@@ -59,3 +67,247 @@ def test_errors_keep_their_brackets(tmp_path):
         pytest.skip("tensorrt is usable on this machine: nothing to refuse")
     res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(tmp_path / "o"), "--no-ray", "--backend", "tensorrt"])
     assert res.exit_code == 2 and "ferbatch[gpu]" in res.output.replace("\n", "")
+
+
+# --- terminal-friendly output (issue 17): every check at 80 columns ---------------------------------
+
+W80 = {"COLUMNS": "80", "LINES": "40"}
+
+
+@pytest.fixture(scope="module")
+def single_out(tmp_path_factory):
+    """A dataset from the CLI's own in-process run over one short clip (72 frames, one face)."""
+    out = tmp_path_factory.mktemp("cli") / "out"
+    res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(out), "--no-ray", "-q"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def _fits(text: str, width: int = 80) -> None:
+    wide = [line for line in text.splitlines() if len(line.rstrip()) > width]
+    assert not wide, f"{len(wide)} lines wider than {width}: {wide[:2]}"
+
+
+def test_summary_table_fits_80_columns_with_whole_headers(single_out):
+    res = CliRunner().invoke(app, ["summary", str(single_out), "--format", "table"], env=W80)
+    assert res.exit_code == 0, res.output
+    _fits(res.stdout)
+    header = res.stdout.splitlines()[0].split()
+    assert header == ["path", "status", "duration_s", "frames", "faces", "dominant_emotion"]
+    assert "single_face.mp4" in res.stdout and "happiness" in res.stdout
+
+
+def test_columns_option_and_wide_results_as_record_blocks(single_out):
+    picked = CliRunner().invoke(app, ["summary", str(single_out), "--format", "csv", "--columns", "path,share_happiness"])
+    assert picked.stdout.splitlines()[0] == "path,share_happiness", picked.output
+    # every column of the videos table cannot fit 80 columns: one "column value" block per row
+    wide = CliRunner().invoke(app, ["query", str(single_out), "--sql", "SELECT * FROM videos", "--format", "table"], env=W80)
+    assert wide.exit_code == 0, wide.output
+    _fits(wide.stdout)
+    lines = wide.stdout.splitlines()
+    assert lines[0].split()[0] == "path" and any(line.split()[:1] == ["detector_sha256"] for line in lines)
+    bad = CliRunner().invoke(app, ["summary", str(single_out), "--columns", "path,nope"])
+    assert bad.exit_code == 2 and "--columns | no column nope" in bad.stderr and "--sql" not in bad.stderr
+
+
+def test_piped_output_is_csv_and_json_formats(single_out):
+    """CliRunner's stdout is not a terminal: the default is csv. jsonl is one object per line, json one array."""
+    res = CliRunner().invoke(app, ["summary", str(single_out)])
+    assert res.exit_code == 0 and res.stdout.splitlines()[0].startswith("video_id,path,status,"), res.output
+    jl = CliRunner().invoke(app, ["summary", str(single_out), "--format", "jsonl"])
+    (row,) = [json.loads(line) for line in jl.stdout.splitlines()]
+    assert row["frames"] == 72 and row["dominant_emotion"] == "happiness"
+    js = CliRunner().invoke(app, ["summary", str(single_out), "--format", "json"])
+    assert json.loads(js.stdout) == [row]
+    tsv = CliRunner().invoke(app, ["query", str(single_out), "--sql", "SELECT count(*) AS n, 1 AS one FROM frames", "--format", "tsv"])
+    assert tsv.stdout == "n\tone\n72\t1\n"
+    # with --output, the extension picks the format
+    dst = single_out.parent / "summary.parquet"
+    assert CliRunner().invoke(app, ["summary", str(single_out), "--output", str(dst)]).exit_code == 0
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(dst).num_rows == 1
+
+
+def test_closed_pipe_is_silent(single_out):
+    """`ferbatch query ... | head`: the reader is gone; no traceback, no "error: --sql"."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "ferbatch", "query", str(single_out), "--sql", "SELECT * FROM faces", "--format", "csv"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    p.stdout.close()  # like `head` exiting before ferbatch writes
+    err = p.stderr.read().decode()
+    p.wait(timeout=120)
+    assert err == "", err
+
+
+def test_sql_errors_name_sql(single_out):
+    res = CliRunner().invoke(app, ["query", str(single_out), "--sql", "SELECT no_such_column FROM faces"])
+    assert res.exit_code == 2 and res.stderr.startswith("error: --sql | BinderException"), res.output
+
+
+def test_help_has_metavars_choices_exit_codes_and_dash_h():
+    top = CliRunner().invoke(app, ["-h"], env=W80)
+    assert top.exit_code == 0 and "130 interrupted" in top.stdout.replace("\n", " ")
+    res = CliRunner().invoke(app, ["run", "-h"], env=W80)
+    assert res.exit_code == 0, res.output
+    _fits(res.stdout)
+    text = " ".join(res.stdout.split())
+    assert "<bool>" not in text and "<str>" not in text and "{inputs}" not in text
+    assert "{VIDEO|DIR}..." in text and "--out DIR" in text
+    assert "--backend <auto|tensorrt|onnxruntime-cuda|onnxruntime>" in text and "--precision <fp32|fp16>" in text
+    assert "130 interrupted" in text and "RAY_ADDRESS" in text
+    bad = CliRunner().invoke(app, ["summary", "out", "--format", "yaml"])
+    assert bad.exit_code == 2 and "yaml" in bad.output
+    train = CliRunner().invoke(app, ["train", "-h"], env=W80)
+    assert "--label-mode <probability|majority>" in " ".join(train.stdout.split())
+
+
+def _complete(words: str) -> list[str]:
+    """What bash completion offers for the last word of ``words`` (typer's completion protocol)."""
+    env = {**os.environ, "_FERBATCH_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+    code = "import sys; sys.argv[0] = 'ferbatch'; from ferbatch.cli import main; main()"
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+def test_choices_complete_in_the_shell():
+    assert _complete("ferbatch summary out --format j") == ["jsonl", "json"]
+    assert _complete("ferbatch run x --precision fp") == ["fp32", "fp16"]
+    assert _complete("ferbatch moments out --emotion s") == ["surprise", "sadness"]
+
+
+def test_address_honours_ray_address():
+    cmd = typer.main.get_command(app)
+    run = cmd.commands["run"]
+    ctx = run.make_context("run", ["v.mp4", "--out", "o"], parent=None)
+    assert ctx.params["address"] is None
+    os.environ["RAY_ADDRESS"] = "10.0.0.9:6379"
+    try:
+        ctx = run.make_context("run", ["v.mp4", "--out", "o"])
+        assert ctx.params["address"] == "10.0.0.9:6379"
+        ctx = run.make_context("run", ["v.mp4", "--out", "o", "--address", "auto"])
+        assert ctx.params["address"] == "auto"
+        jobs = cmd.commands["jobs"].commands["status"].make_context("status", ["some-id"])
+        assert jobs.params["address"] == "10.0.0.9:6379"
+    finally:
+        del os.environ["RAY_ADDRESS"]
+
+
+def test_cache_honours_xdg_cache_home(tmp_path):
+    res = CliRunner().invoke(app, ["models"], env={"FERBATCH_CACHE": None, "XDG_CACHE_HOME": str(tmp_path)})
+    assert res.exit_code == 0, res.output
+    assert f"cache: {tmp_path / 'ferbatch'}" in res.stdout
+    rel = CliRunner().invoke(app, ["models"], env={"FERBATCH_CACHE": None, "XDG_CACHE_HOME": "relative/dir"})
+    assert f"cache: {Path.home() / '.cache' / 'ferbatch'}" in rel.stdout  # the XDG spec: relative paths are ignored
+
+
+def test_models_prints_full_values_and_json():
+    from ferbatch.models.registry import load_registry, resolve_model_file
+
+    reg = load_registry()
+    spec = reg.get(reg.default_detector)
+    path, url = str(resolve_model_file(spec, allow_download=False)), spec.url
+    res = CliRunner().invoke(app, ["models"], env=W80)
+    assert res.exit_code == 0, res.output
+    assert path in res.stdout and url in res.stdout  # never cut, however narrow the terminal
+    js = CliRunner().invoke(app, ["models", "--format", "json"], env=W80)
+    rows = {r["name"]: r for r in json.loads(js.stdout)}
+    assert rows[spec.name]["file"] == path and rows[spec.name]["url"] == url and rows[spec.name]["default"] is True
+
+
+def test_moments_without_a_match_say_so(single_out):
+    args = ["moments", str(single_out), "--emotion", "fear", "--min-prob", "0.99", "--min-duration", "10s"]
+    res = CliRunner().invoke(app, [*args, "--format", "table"])
+    assert res.exit_code == 0 and res.stdout == "" and "no moments: no face shows fear" in res.stderr, res.output
+    js = CliRunner().invoke(app, [*args, "--format", "json"])
+    assert json.loads(js.stdout) == [] and "no moments" in js.stderr
+
+
+def test_readme_moments_example_finds_moments(reference_wolfgang):
+    """The README's `ferbatch moments` example, run on one of the sample videos it is about."""
+    line = next(ln for ln in (REPO / "README.md").read_text().splitlines() if ln.startswith("ferbatch moments out/"))
+    args = shlex.split(line.split("#")[0])[3:]  # after "ferbatch moments out/"
+    res = CliRunner().invoke(app, ["moments", str(reference_wolfgang), *args, "--format", "jsonl"])
+    assert res.exit_code == 0, res.output
+    spans = [json.loads(x) for x in res.stdout.splitlines()]
+    assert spans and all(s["path"] == "WolfgangLanger_Pexels.mp4" for s in spans), res.output
+
+
+def test_annotate_keeps_the_audio(single_out, tmp_path):
+    import av
+
+    dst = tmp_path / "annotated.mp4"
+    res = CliRunner().invoke(app, ["annotate", str(SINGLE_FACE), "--results", str(single_out), "-o", str(dst)])
+    assert res.exit_code == 0, res.output
+    with av.open(str(SINGLE_FACE)) as src, av.open(str(dst)) as out:
+        (a_src,), (a_out,) = src.streams.audio, out.streams.audio
+        assert a_out.codec_context.name == a_src.codec_context.name
+        n_src = sum(1 for p in src.demux(a_src) if p.size)
+        n_out = sum(1 for p in out.demux(a_out) if p.size)
+    assert n_out == n_src
+    help_text = " ".join(CliRunner().invoke(app, ["annotate", "-h"]).stdout.split())
+    assert "#3 is the face's track id" in help_text
+
+
+def test_still_images_are_refused_before_ray_starts(tmp_path):
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(app, ["run", str(ASTRONAUT), "--out", str(tmp_path / "o")])  # with Ray: refused before it starts
+    assert res.exit_code == 2 and "is a still image (png), not a video" in res.stderr, res.output
+    assert time.perf_counter() - t0 < 5 and not (tmp_path / "o").exists()
+    photos = MULTI_FACE.parent
+    res = CliRunner().invoke(app, ["run", str(photos), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "still image(s) and no video" in res.stderr and "ferbatch analyze" in res.stderr, res.output
+
+
+def test_out_refuses_a_foreign_folder(tmp_path):
+    mine = tmp_path / "docs"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("mine")
+    res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(mine), "--no-ray", "-q"])
+    assert res.exit_code == 2 and "not a ferbatch dataset (thesis.txt)" in res.stderr and "--force" in res.stderr, res.output
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.txt"]
+    res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(mine), "--no-ray", "-q", "--force"])
+    assert res.exit_code == 0 and (mine / "videos.parquet").is_file(), res.output
+    again = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(mine), "--no-ray", "-q"])  # a dataset now? still foreign files
+    assert again.exit_code == 2
+
+
+def test_analyze_command(tmp_path):
+    res = CliRunner().invoke(app, ["analyze", str(MULTI_FACE), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert len(rows) == 5 and {r["path"] for r in rows} == {str(MULTI_FACE)}
+    assert all(r["emotion"] in EMOTIONS for r in rows)
+
+
+def test_verbosity_flags_set_the_log_levels(single_out):
+    import logging
+
+    CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(single_out), "--no-ray", "-q"])
+    assert logging.getLogger("ferbatch").level == logging.ERROR and logging.getLogger("ray._private").level == logging.ERROR
+    try:
+        CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(single_out), "--no-ray", "-vv"])
+        assert logging.getLogger("ferbatch").level == logging.DEBUG and logging.getLogger("ray._private").level == logging.NOTSET
+    finally:  # leave the test process as it was
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("ferbatch").setLevel(logging.NOTSET)
+
+
+@pytest.mark.ray
+def test_quiet_run_on_ray_prints_nothing_on_stderr(tmp_path):
+    """-q: no progress bar and none of Ray's start-up lines ("Token authentication is enabled ...")."""
+    env = {**os.environ, "COLUMNS": "80"}
+    res = subprocess.run(
+        [sys.executable, "-m", "ferbatch", "run", str(SINGLE_FACE), "--out", str(tmp_path / "o"), "-q", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "", res.stderr
+    _fits(res.stdout)

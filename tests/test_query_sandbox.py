@@ -56,3 +56,25 @@ def test_output_inside_the_dataset_and_annotate_over_the_source_are_refused(out,
     res = CliRunner().invoke(app, ["annotate", str(src), "--results", str(out), "-o", str(src)])
     assert res.exit_code == 2 and "source video itself" in res.output
     assert src.read_bytes() == WOLFGANG.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_large_results_are_streamed_whole(out, tmp_path, fmt):
+    """Written batch by batch (65,536 rows each): every row once, the csv header once."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    dst = tmp_path / f"big.{fmt}"
+    sql = "SELECT range AS i, range % 7 AS k FROM range(200000)"
+    res = CliRunner().invoke(app, ["query", str(out), "--sql", sql, "--format", fmt, "--output", str(dst)])
+    assert res.exit_code == 0, res.output
+    if fmt == "csv":
+        lines = dst.read_text().splitlines()
+        assert lines[0] == "i,k" and len(lines) == 200001 and lines[-1] == f"199999,{199999 % 7}"
+    elif fmt == "jsonl":
+        lines = dst.read_text().splitlines()
+        assert len(lines) == 200000 and json.loads(lines[123456]) == {"i": 123456, "k": 123456 % 7}
+    else:
+        t = pq.read_table(dst)
+        assert t.num_rows == 200000 and t["i"].to_pylist()[-1] == 199999

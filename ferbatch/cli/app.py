@@ -14,14 +14,18 @@ import typer
 
 from ferbatch import __version__
 from ferbatch.cli import cluster, engines, models, results, run, training
+from ferbatch.cli.common import EXIT_CODES
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     help="Batch facial emotion recognition over collections of videos: every face in every frame, "
     "its expression (FER+ 8 classes), one row per face per frame in a Parquet dataset.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
-    add_completion=False,
+    # plain click help: flags without a type, choices as [a|b], metavars as given; -h as well as --help
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -32,7 +36,9 @@ def _main(version: Annotated[bool, typer.Option("--version", help="Print the ver
         raise typer.Exit(0)
 
 
-def main() -> None:  # pragma: no cover - console script shim
+def main() -> None:
+    """The ``ferbatch`` console script. A closed standard output (``ferbatch query ... | head``)
+    ends the command silently (typer's handling of EPIPE: exit status 1, no traceback)."""
     sys.exit(app())
 
 

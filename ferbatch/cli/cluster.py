@@ -16,11 +16,21 @@ from ferbatch.errors import FerbatchError
 __all__ = ["register"]
 
 
+def _require_cluster_extra() -> None:
+    """Exit 2 with the install hint when Ray's Jobs API client is missing (core ``ray`` lacks it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("aiohttp") is None:  # what Ray's Jobs SDK imports besides core Ray
+        _fail(FerbatchError("ray[default] | the cluster commands need Ray's Jobs API client: pip install 'ferbatch[cluster]'"))
+
+
 def submit(
     ctx: typer.Context,
     inputs: Annotated[list[str], typer.Argument(help="Video files/directories as the cluster's nodes see them.", show_default=False)],
     out: Annotated[str, typer.Option("--out", "-o", help="Output directory on storage every node shares.")],
-    address: Annotated[str, typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265.")],
+    address: Annotated[
+        str, typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265.", envvar="RAY_ADDRESS", show_envvar=True, metavar="URL")
+    ],
     submission_id: Annotated[
         str | None, typer.Option(help="Job id; default: a hash of inputs, out and options (a repeat is refused).")
     ] = None,
@@ -38,6 +48,7 @@ def submit(
     """
     from ferbatch.job.submit import submit as do_submit
 
+    _require_cluster_extra()
     try:
         sid = do_submit(address, inputs, out, list(ctx.args), submission_id=submission_id, model_mirror=model_mirror, pip=pip or ())
     except FerbatchError as e:
@@ -49,7 +60,9 @@ def submit(
 
 
 jobs_app = typer.Typer(help="Status, logs and stopping of submitted jobs (Ray Jobs API).", no_args_is_help=True)
-AddressOpt = Annotated[str, typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265.")]
+AddressOpt = Annotated[
+    str, typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265.", envvar="RAY_ADDRESS", show_envvar=True, metavar="URL")
+]
 
 
 @jobs_app.command("status")
@@ -60,6 +73,7 @@ def jobs_status(submission_id: str, address: AddressOpt) -> None:
     """
     from ferbatch.job.submit import client
 
+    _require_cluster_extra()
     try:
         info = client(address).get_job_info(submission_id)
     except FerbatchError as e:
@@ -85,6 +99,7 @@ def jobs_logs(
 
     from ferbatch.job.submit import client
 
+    _require_cluster_extra()
     try:
         c = client(address)
         if not follow:
@@ -109,6 +124,7 @@ def jobs_stop(submission_id: str, address: AddressOpt) -> None:
     """
     from ferbatch.job.submit import client
 
+    _require_cluster_extra()
     try:
         stopped = client(address).stop_job(submission_id)
     except Exception as e:
@@ -124,6 +140,7 @@ def jobs_list(address: AddressOpt) -> None:
     """
     from ferbatch.job.submit import client
 
+    _require_cluster_extra()
     t = Table("submission id", "status", "entrypoint")
     try:
         jobs = client(address).list_jobs()

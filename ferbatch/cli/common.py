@@ -1,14 +1,106 @@
-"""What the CLI modules share: the stderr console and turning an error into a one-line message."""
+"""What the CLI modules share: the stderr console, one-line errors, choice types, exit codes, verbosity."""
 
 from __future__ import annotations
+
+import logging
+import os
+import sys
+from enum import StrEnum
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["console", "fail"]
+__all__ = [
+    "Backend",
+    "EXIT_CODES",
+    "Format",
+    "LabelMode",
+    "Precision",
+    "console",
+    "fail",
+    "resolve_format",
+    "set_verbosity",
+]
 
 console = Console(stderr=True)
+
+# Shown in `ferbatch --help` and `ferbatch run --help` (README.md "Exit status" says the same).
+EXIT_CODES = (
+    "Exit status: 0 done (every video ok); 1 some videos failed (see the summary and OUT/videos.parquet), "
+    "or standard output was closed early (e.g. `| head`, silently); 2 bad input, settings, models or output "
+    "directory (nothing touched), or a usage error; 3 none failed but some are partial; 4 the job stopped on an "
+    "error of the machine (disk full, out of memory) or a bug, finished shards kept; 130 interrupted (Ctrl-C or "
+    "SIGTERM; rerun the same command to resume)."
+)
+
+
+class Format(StrEnum):
+    """Output formats of the results commands."""
+
+    table = "table"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+    json = "json"
+    parquet = "parquet"
+
+
+class Backend(StrEnum):
+    """Inference backends (``auto``: TensorRT, else ONNX Runtime CUDA, when a GPU is usable; else CPU)."""
+
+    auto = "auto"
+    tensorrt = "tensorrt"
+    onnxruntime_cuda = "onnxruntime-cuda"
+    onnxruntime = "onnxruntime"
+
+
+class Precision(StrEnum):
+    """Graph precisions (NMS stays float32)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+class LabelMode(StrEnum):
+    """Training targets: the FER+ vote distribution or its majority label."""
+
+    probability = "probability"
+    majority = "majority"
+
+
+FORMAT_HELP = (
+    "table (the default on a terminal), csv (the default when standard output is not a terminal), tsv, "
+    "jsonl (one JSON object per line), json (one JSON array) or parquet (needs --output). "
+    "With --output, the default is the file's extension."
+)
+
+
+def resolve_format(fmt: Format | None, output: os.PathLike[str] | str | None = None) -> str:
+    """The format to use: the one asked for; else, with ``--output``, the one its extension names
+    (.csv .tsv .json .jsonl .parquet; csv for others); else ``table`` on a terminal and ``csv`` when
+    standard output is piped or redirected."""
+    if fmt is not None:
+        return fmt.value
+    if output is not None:
+        ext = os.path.splitext(os.fspath(output))[1].lower().lstrip(".")
+        return ext if ext in ("csv", "tsv", "json", "jsonl", "parquet") else "csv"
+    return "table" if sys.stdout.isatty() else "csv"
+
+
+def set_verbosity(verbose: int, quiet: bool) -> None:
+    """Logging for a command: warnings by default, ``-v`` info, ``-vv`` debug, ``-q`` errors only.
+
+    Quiet also silences Ray's start-up warnings (e.g. "Token authentication is enabled ..."). Ray
+    sets its ``ray`` logger to INFO when it is imported (later, lazily), so the levels go on the
+    loggers below it, which Ray leaves alone.
+    """
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")  # no-op when a host configured logging
+    logging.getLogger().setLevel(level)
+    logging.getLogger("ferbatch").setLevel(level)
+    for name in ("ray._private", "ray.util", "ray.runtime_env", "ray.dashboard"):
+        logging.getLogger(name).setLevel(logging.ERROR if quiet else logging.NOTSET)
 
 
 def fail(e: Exception, code: int = 2) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
+from ferbatch.cli.common import Precision
 from ferbatch.cli.common import fail as _fail
 from ferbatch.errors import FerbatchError
 
@@ -16,10 +18,12 @@ __all__ = ["register"]
 
 
 def build_engines(
-    precision: Annotated[str, typer.Option(help="fp32 | fp16.")] = "fp32",
-    max_batch: Annotated[int, typer.Option(help="Profile max batch (detector: frames, classifier: faces).")] = 64,
-    models_: Annotated[list[str] | None, typer.Option("--models", help="Registry names (default: the default pair).")] = None,
-    engines_dir: Annotated[Path | None, typer.Option(help="Where plans go (default engines/built/).")] = None,
+    precision: Annotated[Precision, typer.Option(help="The graphs' own types (NMS stays fp32).")] = Precision.fp32,
+    max_batch: Annotated[int, typer.Option(help="Profile max batch (detector: frames, classifier: faces).", metavar="N", min=1)] = 64,
+    models_: Annotated[
+        list[str] | None, typer.Option("--models", help="Registry names, repeatable (default: the default pair).", metavar="NAME")
+    ] = None,
+    engines_dir: Annotated[Path | None, typer.Option(help="Where plans go (default engines/built/).", metavar="DIR")] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Build the raw detector (NMS in NumPy).")] = False,
 ) -> None:
     """Build TensorRT engines from the prepared ONNX graphs (needs a GPU, tensorrt and pycuda).
@@ -37,36 +41,75 @@ def build_engines(
             spec = reg.get(name)
             f = resolve_model_file(spec)
             graph = (
-                prepare_detector(f, spec, in_graph_nms=not numpy_nms, precision=precision)
+                prepare_detector(f, spec, in_graph_nms=not numpy_nms, precision=precision.value)
                 if spec.kind == "detector"
-                else prepare_classifier(f, spec, precision=precision)
+                else prepare_classifier(f, spec, precision=precision.value)
             )
             inp = spec.input
-            key = engine_key(spec.name, graph, precision, inp.name, (inp.channels, inp.height, inp.width), max_batch)
+            key = engine_key(spec.name, graph, precision.value, inp.name, (inp.channels, inp.height, inp.width), max_batch)
             print(build_or_load_plan(graph, key, engines_dir))
     except FerbatchError as e:
         _fail(e)
 
 
-def models() -> None:
+class ModelsFormat(StrEnum):
+    """Output formats of ``ferbatch models``."""
+
+    text = "text"
+    json = "json"
+
+
+def models(
+    fmt: Annotated[
+        ModelsFormat, typer.Option("--format", help="text: one block per model, values never cut; json: one array.")
+    ] = ModelsFormat.text,
+) -> None:
     """List the model registry (ferbatch/models/registry.toml) and where each file resolves.
 
-    Example: FERBATCH_MODEL_MIRROR=../shared/models ferbatch models
+    Every value is printed in full (file paths and URLs are never cut, whatever the terminal's width).
+    A file that is not found yet says where it was looked for; `ferbatch run` downloads it when the
+    network allows.
+
+    Example: FERBATCH_MODEL_MIRROR=/abs/path/to/models ferbatch models --format json
     """
-    from ferbatch.models.registry import load_registry, resolve_model_file
+    import json
+
+    from ferbatch.models.registry import cache_dir, load_registry, resolve_model_file
 
     reg = load_registry()
-    t = Table(title=str(reg.path))
-    for col in ("name", "kind", "family", "license", "file"):
-        t.add_column(col)
+    rows: list[dict[str, Any]] = []
     for name, spec in reg.models.items():
         try:
-            where = str(resolve_model_file(spec, allow_download=False))
+            where, missing = str(resolve_model_file(spec, allow_download=False)), None
         except FerbatchError as e:
-            where = f"[red]{str(e).split('|', 1)[-1].strip()}[/red]"
-        default = " (default)" if name in (reg.default_detector, reg.default_classifier) else ""
-        t.add_row(name + default, spec.kind, spec.family, spec.license, where)
-    Console().print(t)
+            where, missing = None, str(e).split("|", 1)[-1].strip()
+        rows.append(
+            {
+                "name": name,
+                "kind": spec.kind,
+                "default": name in (reg.default_detector, reg.default_classifier),
+                "family": spec.family,
+                "license": spec.license,
+                "file": where,
+                "missing": missing,
+                "sha256": spec.sha256,
+                "url": spec.url,
+                "source": spec.source,
+            }
+        )
+    if fmt is ModelsFormat.json:
+        print(json.dumps(rows, indent=1))
+        return
+    out = Console(soft_wrap=True, highlight=False)  # soft wrap: long values go to the terminal uncut
+    out.print(f"registry: {reg.path}\ncache: {cache_dir()}", markup=False)
+    for r in rows:
+        out.print()
+        out.print(f"[bold]{escape(r['name'])}[/bold] ({r['kind']}{', default' if r['default'] else ''})")
+        for k in ("family", "license", "file", "sha256", "url", "source"):
+            if r[k]:
+                out.print(f"  {k:<8} {r[k]}", markup=False)
+        if r["missing"]:
+            out.print(f"  [red]{'missing':<8}[/red] {escape(r['missing'])}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,74 +2,204 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import sys
+from collections.abc import Sequence
 
 from ferbatch.errors import OutputError
 
-__all__ = ["render"]
+__all__ = ["render", "select_columns"]
 
 
-def render(result, fmt: str, console, output: str | os.PathLike[str] | None = None) -> None:
+def select_columns(table, columns: Sequence[str] | None):
+    """``table`` (pyarrow) with only ``columns``, in that order (all when None or empty).
+
+    Raises:
+        OutputError: a column the result does not have (the message lists the ones it has).
+    """
+    if not columns:
+        return table
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise OutputError(f"--columns | no column {', '.join(missing)}; this result has: {', '.join(table.column_names)}")
+    return table.select(list(columns))
+
+
+def _plain(v):
+    """A value JSON can hold: NaN/inf become null, everything else as json's ``default=str`` would."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def render(
+    result,
+    fmt: str,
+    console,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    table_columns: Sequence[str] | None = None,
+    empty_message: str | None = None,
+) -> None:
     """Print (or write) a DuckDB relation or a pyarrow Table.
 
     Args:
         result: what to show.
-        fmt: "table" (rich, floats to 4 significant digits), "csv", "json" (one object per line) or
-            "parquet" (needs ``output``).
-        console: a rich Console for tables.
+        fmt: "table" (rich; floats to 4 significant digits; a record per block when the columns do
+            not fit the console's width), "csv", "tsv", "jsonl" (one object per line), "json" (one
+            array of objects) or "parquet" (needs ``output``).
+        console: a rich Console for tables (its width is the limit).
         output: write to this file instead of standard output.
+        columns: only these columns, in this order (every format).
+        table_columns: the columns a table shows when ``columns`` is not given (default: all but
+            the per-class mean probabilities, and the video id when the path is there).
+        empty_message: said on stderr when there are no rows.
 
     Raises:
-        OutputError: unknown format, or parquet without an output path.
+        OutputError: unknown format or column, or parquet without an output path.
     """
-    import contextlib
     import csv
     import json
-    import sys
 
     import pyarrow.parquet as pq
 
+    if fmt in STREAMED and not hasattr(result, "column_names"):
+        _stream(result, fmt, output, columns, empty_message)
+        return
     table = result if hasattr(result, "column_names") else result.to_arrow_table()
+    table = select_columns(table, columns)
+    if empty_message and table.num_rows == 0:
+        from ferbatch.cli.common import console as stderr
+
+        stderr.print(empty_message, soft_wrap=True, highlight=False, markup=False)
     if fmt == "parquet":
         if not output:
             raise OutputError("--format parquet | needs --output FILE.parquet")
         pq.write_table(table, output)
         return
-    if fmt not in ("table", "csv", "json"):
-        raise OutputError(f"--format | received {fmt!r}; expected table, csv, json or parquet")
+    if fmt not in ("table", "csv", "tsv", "jsonl", "json"):
+        raise OutputError(f"--format | received {fmt!r}; expected table, csv, tsv, jsonl, json or parquet")
     cols, rows = table.column_names, table.to_pylist()
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(output, "w", newline="")) if output else sys.stdout
-        if fmt == "csv":
-            w = csv.writer(stream)
+        if fmt in ("csv", "tsv"):
+            w = csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
             w.writerow(cols)
             w.writerows([r[c] for c in cols] for r in rows)
+        elif fmt == "jsonl":
+            for r in rows:
+                stream.write(json.dumps({k: _plain(v) for k, v in r.items()}, default=str) + "\n")
         elif fmt == "json":
-            for r in rows:
-                stream.write(json.dumps(r, default=str) + "\n")
-        else:
-            from rich.console import Console
-            from rich.table import Table
-
-            # terminal tables stay narrow: shares as "hap %" columns, per-class mean probabilities
-            # and the video id (when a path is there) only in csv/json/parquet
-            shown = [c for c in cols if not c.startswith("mean_prob_") and not (c == "video_id" and "path" in cols)]
-            head = {c: (c[6:9] + " %" if c.startswith("share_") else c) for c in shown}
-            t = Table()
-            for c in shown:
-                t.add_column(
-                    head[c], overflow="fold", min_width=min(24, max((len(str(r[c])) for r in rows), default=4)) if c == "path" else None
+            json.dump([{k: _plain(v) for k, v in r.items()} for r in rows], stream, default=str, indent=1)
+            stream.write("\n")
+        elif rows or not empty_message:
+            if not columns:
+                cols = list(
+                    table_columns or [c for c in cols if not c.startswith("mean_prob_") and not (c == "video_id" and "path" in cols)]
                 )
+            _print_table(cols, rows, console if not output else _file_console(stream))
 
-            from rich.markup import escape
 
-            def cell(c, v):
-                if v is None:
-                    return ""
-                if c.startswith("share_"):
-                    return f"{100 * v:.0f}"
-                return f"{v:.4g}" if isinstance(v, float) else escape(str(v))
+# formats written batch by batch from a DuckDB relation: a result of any size never sits in memory whole
+STREAMED = ("csv", "tsv", "jsonl", "parquet")
+BATCH_ROWS = 65536
 
-            for r in rows:
-                t.add_row(*(cell(c, r[c]) for c in shown))
-            (Console(file=stream, width=200) if output else console).print(t)
+
+def _stream(relation, fmt: str, output: str | os.PathLike[str] | None, columns: Sequence[str] | None, empty_message: str | None) -> None:
+    """Write a DuckDB relation's rows in record batches of :data:`BATCH_ROWS` (csv, tsv, jsonl,
+    parquet), so memory stays bounded whatever the result's size.
+
+    Raises:
+        OutputError: parquet without an output path, or an unknown column.
+    """
+    import csv
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet" and not output:
+        raise OutputError("--format parquet | needs --output FILE.parquet")
+    reader = relation.to_arrow_reader(BATCH_ROWS)
+    n = 0
+    with contextlib.ExitStack() as stack:
+        writer = None
+        stream = None
+        if fmt != "parquet":
+            stream = stack.enter_context(open(output, "w", newline="")) if output else sys.stdout
+        for batch in reader:
+            part = select_columns(pa.Table.from_batches([batch]), columns)
+            n += part.num_rows
+            if fmt == "parquet":
+                if writer is None:
+                    writer = stack.enter_context(pq.ParquetWriter(output, part.schema))
+                writer.write_table(part)
+                continue
+            assert stream is not None
+            if fmt in ("csv", "tsv"):
+                w = csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+                if n == part.num_rows:
+                    w.writerow(part.column_names)
+                w.writerows(zip(*(col.to_pylist() for col in part.columns), strict=True))
+            else:
+                for r in part.to_pylist():
+                    stream.write(json.dumps({k: _plain(v) for k, v in r.items()}, default=str) + "\n")
+        if fmt == "parquet" and writer is None:  # no rows: still a valid, empty file with the schema
+            pq.write_table(select_columns(reader.schema.empty_table(), columns), output)
+        if fmt in ("csv", "tsv") and n == 0 and stream is not None:
+            csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n").writerow(
+                select_columns(reader.schema.empty_table(), columns).column_names
+            )
+    if empty_message and n == 0:
+        from ferbatch.cli.common import console as stderr
+
+        stderr.print(empty_message, soft_wrap=True, highlight=False, markup=False)
+
+
+def _file_console(stream):
+    from rich.console import Console
+
+    return Console(file=stream, width=200)
+
+
+def _cell(c: str, v) -> str:
+    from rich.markup import escape
+
+    if v is None:
+        return ""
+    if c.startswith("share_"):
+        return f"{100 * v:.0f}"
+    return f"{v:.4g}" if isinstance(v, float) else escape(str(v))
+
+
+def _print_table(cols: list[str], rows: list[dict], console) -> None:
+    """A plain table (no borders, like ``docker ps``) whose headers and numbers are never broken
+    (only a path may fold, down to 20 characters); when even that is wider than the console, one
+    block per record ("column  value" lines) instead."""
+    from rich.table import Table
+
+    head = {c: (c[6:9] + "%" if c.startswith("share_") else c) for c in cols}
+    cells = [[_cell(c, r[c]) for c in cols] for r in rows]
+    width = {
+        c: min(20, max((len(row[i]) for row in cells), default=4)) if c == "path" else max([len(head[c])] + [len(row[i]) for row in cells])
+        for i, c in enumerate(cols)
+    }
+    if sum(width.values()) + 2 * len(cols) - 2 <= console.width:  # padding 1 between cells, none at the edges
+        t = Table(box=None, pad_edge=False, header_style="bold")
+        for c in cols:
+            t.add_column(head[c], overflow="fold", min_width=width[c], no_wrap=c != "path")
+        for row in cells:
+            t.add_row(*row)
+        console.print(t)
+        return
+    key_width = max(len(c) for c in cols)
+    for i, row in enumerate(cells):
+        if i:
+            console.print()
+        v = Table(show_header=False, box=None, padding=(0, 1, 0, 0))
+        v.add_column(style="bold", width=key_width, no_wrap=True)
+        v.add_column(overflow="fold")
+        for c, val in zip(cols, row, strict=True):
+            v.add_row(c, val)
+        console.print(v)

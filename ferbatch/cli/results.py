@@ -2,29 +2,57 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from ferbatch.cli.common import FORMAT_HELP, Format, resolve_format
 from ferbatch.cli.common import fail as _fail
 from ferbatch.errors import FerbatchError
+from ferbatch.labels import EMOTIONS
 
 __all__ = ["register"]
 
+Emotion = Enum("Emotion", {e: e for e in EMOTIONS}, type=str)  # type: ignore[misc]  # choices with completion
+
+OutArg = Annotated[Path, typer.Argument(help="A ferbatch output directory.", metavar="OUT", show_default=False)]
+FormatOpt = Annotated[Format | None, typer.Option("--format", help=FORMAT_HELP, show_default=False)]
+OutputOpt = Annotated[Path | None, typer.Option("--output", help="Write to this file instead of standard output.", metavar="FILE")]
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        "-c",
+        help="Only these columns, comma-separated, in this order (every format). Tables show fewer by default; "
+        "a table wider than the terminal prints one block per row.",
+        metavar="COL,COL,...",
+    ),
+]
+
+
+def _split(columns: str | None) -> list[str] | None:
+    return [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+
 
 def query(
-    out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")],
-    sql: Annotated[str, typer.Option("--sql", help="SQL over the views faces, frames, videos.")],
-    fmt: FormatOpt = "table",
+    out: OutArg,
+    sql: Annotated[str, typer.Option("--sql", help="One SELECT over the views faces, frames, videos, tracks.", metavar="SELECT")],
+    fmt: FormatOpt = None,
     output: OutputOpt = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Stop the query after this many seconds (0 = never).")] = 300.0,
+    columns: ColumnsOpt = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Stop the query after this many seconds (0 = never).", metavar="SECONDS", min=0)
+    ] = 300.0,
 ) -> None:
-    """Run DuckDB SQL over a dataset (read-only views faces, frames, videos).
+    """Run DuckDB SQL over a dataset (read-only views faces, frames, videos, tracks).
 
     Example: ferbatch query out/ --sql "SELECT emotion, count(*) FROM faces GROUP BY 1"
     """
+    import duckdb
+
     from ferbatch.cli.render import render
     from ferbatch.dataset.query import connect, deadline, inside, run_sql
 
@@ -33,70 +61,89 @@ def query(
             raise FerbatchError(f"--output {output} | is inside the dataset {out}: it would overwrite the dataset's own files")
         con = connect(out)
         with deadline(con, timeout):
-            render(run_sql(con, sql), fmt, Console(), output)
+            table = run_sql(con, sql).to_arrow_table()
     except FerbatchError as e:
         _fail(e)
-    except Exception as e:  # duckdb's own errors: one line for the user
+    except duckdb.Error as e:  # DuckDB's own errors (parser, binder, catalog): one line for the user
         _fail(FerbatchError(f"--sql | {type(e).__name__}: {e}"))
+    try:
+        render(table, resolve_format(fmt, output), Console(), output, columns=_split(columns))
+    except FerbatchError as e:
+        _fail(e)
 
 
-FormatOpt = Annotated[str, typer.Option("--format", help="table | csv | json | parquet (parquet needs --output).")]
-OutputOpt = Annotated[Path | None, typer.Option("--output", help="Write to this file instead of the terminal.")]
-
-
-def _answer(out: Path, fn, fmt: str, output: Path | None) -> None:
+def _answer(out: Path, fn, fmt: Format | None, output: Path | None, columns: str | None, **kw) -> None:
     from ferbatch.cli.render import render
     from ferbatch.dataset.api import Dataset
 
     try:
-        render(fn(Dataset(out)), fmt, Console(), output)
+        with Dataset(out) as ds:
+            render(fn(ds), resolve_format(fmt, output), Console(), output, columns=_split(columns), **kw)
     except FerbatchError as e:
         _fail(e)
 
 
-def summary(
-    out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")], fmt: FormatOpt = "table", output: OutputOpt = None
-) -> None:
+SUMMARY_TABLE = ("path", "status", "duration_s", "frames", "faces", "dominant_emotion")
+
+
+def summary(out: OutArg, fmt: FormatOpt = None, output: OutputOpt = None, columns: ColumnsOpt = None) -> None:
     """Per video: duration, frames, frames with faces, mean faces per frame, share of each emotion, dominant emotion.
+
+    A table shows path, status, duration_s, frames, faces, dominant_emotion; every other format (and
+    --columns) has all the columns: video_id, frames_with_faces, mean_faces_per_frame, share_<emotion>.
 
     Example: ferbatch summary out/ --format csv
     """
-    _answer(out, lambda ds: ds.summary(), fmt, output)
+    _answer(out, lambda ds: ds.summary(), fmt, output, columns, table_columns=SUMMARY_TABLE)
 
 
 def timeline(
-    out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")],
-    video: Annotated[str, typer.Argument(help="Video id, relative path, file name or stem.")],
-    bin_width: Annotated[str, typer.Option("--bin", help="Bin width: 1s, 500ms, 2m.")] = "1s",
+    out: OutArg,
+    video: Annotated[str, typer.Argument(help="Video id, relative path, file name or stem.", metavar="VIDEO", show_default=False)],
+    bin_width: Annotated[str, typer.Option("--bin", help="Bin width: 1s, 500ms, 2m.", metavar="DURATION")] = "1s",
     all_faces: Annotated[bool, typer.Option("--all-faces", help="One row per bin over all faces, not per face index.")] = False,
-    fmt: FormatOpt = "table",
+    fmt: FormatOpt = None,
     output: OutputOpt = None,
+    columns: ColumnsOpt = None,
 ) -> None:
-    """Emotion shares (and mean probabilities) per time bin and face index of one video.
+    """Emotion shares (and mean probabilities) per time bin and face (track) of one video.
 
     Example: ferbatch timeline out/ WolfgangLanger_Pexels --bin 1s
     """
-    _answer(out, lambda ds: ds.timeline(video, bin_width, by_face=not all_faces), fmt, output)
+    _answer(out, lambda ds: ds.timeline(video, bin_width, by_face=not all_faces), fmt, output, columns)
 
 
 def moments(
-    out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")],
-    emotion: Annotated[str, typer.Option(help="One of neutral, happiness, surprise, sadness, anger, disgust, fear, contempt.")],
-    min_prob: Annotated[float, typer.Option(help="A face's probability of the emotion at least this.")] = 0.8,
-    min_duration: Annotated[str, typer.Option(help="Spans at least this long: 0.5s, 500ms.")] = "0.5s",
-    fmt: FormatOpt = "table",
+    out: OutArg,
+    emotion: Annotated[Emotion, typer.Option(help="The emotion to look for.", show_default=False)],
+    min_prob: Annotated[float, typer.Option(help="A face's probability of the emotion at least this.", metavar="P", min=0, max=1)] = 0.8,
+    min_duration: Annotated[str, typer.Option(help="Spans at least this long: 0.5s, 500ms.", metavar="DURATION")] = "0.5s",
+    fmt: FormatOpt = None,
     output: OutputOpt = None,
+    columns: ColumnsOpt = None,
 ) -> None:
     """Time spans where some face shows EMOTION (its top class, with probability >= --min-prob) in consecutive frames.
 
-    Example: ferbatch moments out/ --emotion surprise --min-prob 0.8 --min-duration 0.5s
+    When nothing matches, it says so on stderr (json gives [], csv only its header).
+
+    Example: ferbatch moments out/ --emotion happiness --min-prob 0.8 --min-duration 1s
     """
-    _answer(out, lambda ds: ds.moments(emotion, min_prob, min_duration), fmt, output)
+    from ferbatch.dataset.api import parse_duration
+
+    try:
+        secs = parse_duration(min_duration)
+    except FerbatchError as e:
+        _fail(e)
+    none = (
+        f"no moments: no face shows {emotion.value} with probability >= {min_prob:g} for >= {secs:g} s "
+        "(try a lower --min-prob or --min-duration)"
+    )
+    _answer(out, lambda ds: ds.moments(emotion.value, min_prob, secs), fmt, output, columns, empty_message=none)
 
 
 def report(
-    out: Annotated[Path, typer.Argument(help="A ferbatch output directory.")],
-    to: Annotated[Path, typer.Option("--to", help="Folder for index.html and its PNGs.")] = Path("report"),
+    out: OutArg,
+    to: Annotated[Path, typer.Option("--to", help="Folder for index.html and its PNGs.", metavar="DIR")] = Path("report"),
 ) -> None:
     """A static HTML report: per video an emotion timeline, an emotion distribution and the summary numbers.
 
@@ -112,11 +159,19 @@ def report(
 
 
 def annotate(
-    video: Annotated[Path, typer.Argument(help="The source video (as processed).", exists=True, dir_okay=False)],
-    results: Annotated[Path, typer.Option("--results", help="The ferbatch output directory that holds its rows.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Annotated video to write (.mp4).")] = Path("annotated.mp4"),
+    video: Annotated[
+        Path, typer.Argument(help="The source video (as processed).", exists=True, dir_okay=False, metavar="VIDEO", show_default=False)
+    ],
+    results: Annotated[Path, typer.Option("--results", help="The ferbatch output directory that holds its rows.", metavar="OUT")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Annotated video to write (.mp4).", metavar="FILE")] = Path(
+        "annotated.mp4"
+    ),
 ) -> None:
     """Re-encode VIDEO with each face's box, emotion and probability drawn from the Parquet rows (no model runs).
+
+    Each box is labelled "#3 happiness 0.87": #3 is the face's track id (the same face across frames, as in the
+    faces.track_id column and the tracks table; no # for a detection outside any track), then its emotion and that
+    emotion's probability. The audio track is copied unchanged.
 
     Example: ferbatch annotate ../shared/data/videos_faces/pyfeat/WolfgangLanger_Pexels.mp4 --results out/ -o annotated.mp4
     """

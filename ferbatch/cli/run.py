@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -16,7 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ferbatch import __version__
-from ferbatch.cli.common import console
+from ferbatch.api import DEFAULT_SHARD_FRAMES
+from ferbatch.cli.common import EXIT_CODES, FORMAT_HELP, Backend, Format, Precision, console, resolve_format, set_verbosity
 from ferbatch.cli.common import fail as _fail
 from ferbatch.errors import FerbatchError, JobAborted
 
@@ -25,45 +25,74 @@ __all__ = ["register"]
 
 def run(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Video files and/or directories searched recursively for videos.", show_default=False)
+        list[Path],
+        typer.Argument(help="Video files and/or directories searched recursively for videos.", show_default=False, metavar="VIDEO|DIR"),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for the Parquet dataset; rerunning into it resumes.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output directory for the Parquet dataset; rerunning into it resumes. A non-empty folder that is not a "
+            "ferbatch dataset is refused (see --force).",
+            metavar="DIR",
+        ),
+    ],
     detector: Annotated[
-        str | None, typer.Option(help="Detector name from the model registry (ferbatch models) (default: the registry's).")
+        str | None, typer.Option(help="Detector name from the model registry (ferbatch models) (default: the registry's).", metavar="NAME")
     ] = None,
     classifier: Annotated[
-        str | None, typer.Option(help="Classifier name from the model registry (ferbatch models) (default: the registry's).")
+        str | None,
+        typer.Option(help="Classifier name from the model registry (ferbatch models) (default: the registry's).", metavar="NAME"),
     ] = None,
-    detector_file: Annotated[Path | None, typer.Option(help="Use this detector file (its sha256 must match the registry).")] = None,
-    classifier_file: Annotated[Path | None, typer.Option(help="Use this classifier file (its sha256 must match the registry).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker actors; 0 = one per CPU core (GPU nodes: --workers-per-gpu per GPU).")] = 0,
-    workers_per_gpu: Annotated[
-        int, typer.Option(help="Workers sharing each GPU, each decoding on its own core; 0 = CPUs per GPU minus one.")
+    detector_file: Annotated[
+        Path | None, typer.Option(help="Use this detector file (its sha256 must match the registry).", metavar="FILE")
+    ] = None,
+    classifier_file: Annotated[
+        Path | None, typer.Option(help="Use this classifier file (its sha256 must match the registry).", metavar="FILE")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Worker actors; 0 = one per CPU core (GPU nodes: --workers-per-gpu per GPU).", metavar="N", min=0)
     ] = 0,
-    threads_per_worker: Annotated[int, typer.Option(help="ONNX Runtime threads per worker; 0 = cores / workers.")] = 0,
-    detect_batch: Annotated[int, typer.Option(help="Frames per detector call; 0 = by backend (CPU 8, GPU 64).")] = 0,
-    classify_batch: Annotated[int, typer.Option(help="Most face crops per classifier call; 0 = by backend (CPU 64, GPU 512).")] = 0,
-    shard_frames: Annotated[int, typer.Option(help="Target frames per shard (keyframe-aligned); 0 = one shard per video.")] = 1500,
-    max_faces: Annotated[int, typer.Option(help="Most faces kept per frame.")] = 64,
+    workers_per_gpu: Annotated[
+        int,
+        typer.Option(help="Workers sharing each GPU, each decoding on its own core; 0 = CPUs per GPU minus one.", metavar="N", min=0),
+    ] = 0,
+    threads_per_worker: Annotated[int, typer.Option(help="ONNX Runtime threads per worker; 0 = cores / workers.", metavar="N", min=0)] = 0,
+    detect_batch: Annotated[int, typer.Option(help="Frames per detector call; 0 = by backend (CPU 8, GPU 64).", metavar="N", min=0)] = 0,
+    classify_batch: Annotated[
+        int, typer.Option(help="Most face crops per classifier call; 0 = by backend (CPU 64, GPU 512).", metavar="N", min=0)
+    ] = 0,
+    shard_frames: Annotated[
+        int, typer.Option(help="Target frames per shard (keyframe-aligned); 0 = one shard per video.", metavar="N", min=0)
+    ] = DEFAULT_SHARD_FRAMES,
+    max_faces: Annotated[int, typer.Option(help="Most faces kept per frame.", metavar="N", min=1)] = 64,
     score_threshold: Annotated[
-        float | None, typer.Option(help="Detector score threshold (default: the registry's, 0.7 for UltraFace).")
+        float | None, typer.Option(help="Detector score threshold (default: the registry's, 0.7 for UltraFace).", metavar="P", min=0, max=1)
     ] = None,
     min_face_px: Annotated[
         float | None,
-        typer.Option(help="Smallest face side (pixels) to find: large frames are also run in overlapping tiles. Default: whole frames."),
+        typer.Option(
+            help="Smallest face side (pixels) to find: large frames are also run in overlapping tiles. Default: whole frames.", metavar="PX"
+        ),
     ] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Run NMS in NumPy instead of inside the detector graph.")] = False,
     track: Annotated[
         bool, typer.Option("--track/--no-track", help="Track faces across frames (track ids, smoothed emotions, tracks table).")
     ] = True,
     backend: Annotated[
-        str,
+        Backend, typer.Option(help="auto: TensorRT, else ONNX Runtime CUDA, when a GPU is usable; else ONNX Runtime on the CPU.")
+    ] = Backend.auto,
+    precision: Annotated[Precision, typer.Option(help="The graphs' own types (NMS stays fp32).")] = Precision.fp32,
+    address: Annotated[
+        str | None,
         typer.Option(
-            help="auto (TensorRT, else ONNX Runtime CUDA, when a GPU is usable; else CPU) | tensorrt | onnxruntime-cuda | onnxruntime."
+            help="Connect to a running Ray cluster (auto, HOST:PORT or ray://HOST:PORT) instead of starting one locally.",
+            envvar="RAY_ADDRESS",
+            show_envvar=True,
+            metavar="ADDRESS",
         ),
-    ] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32 | fp16 (the graphs' own types; NMS stays fp32).")] = "fp32",
-    address: Annotated[str | None, typer.Option(help="Connect to a running Ray cluster instead of starting one locally.")] = None,
+    ] = None,
     ray_mode: Annotated[
         bool | None,
         typer.Option(
@@ -73,31 +102,31 @@ def run(
             show_default=False,
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out that is not a ferbatch dataset.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start OUT afresh when its rows were made with other result-changing settings.")
     ] = False,
     full_hash: Annotated[
         bool, typer.Option("--full-hash", help="Identify videos by the sha256 of the whole file (default: size + sampled blocks).")
     ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log lines (-v info, -vv debug).", show_default=False)
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no Ray start-up lines; only errors.")] = False,
 ) -> None:
     """Find every face in every frame of the videos, classify its expression, write Parquet to OUT.
 
     Example: ferbatch run ../shared/data/videos_faces ../shared/data/videos_emotion_cremad --out out/
 
-    Exit status: 0 every video ok; 1 some videos failed; 3 none failed but some are partial (see the
-    summary and OUT/videos.parquet); 2 bad settings, models or output directory (nothing touched);
-    4 the job stopped on an error of the machine (disk full, out of memory) or a bug, finished
-    shards kept; 130 interrupted (Ctrl-C or SIGTERM), finished shards kept.
+    Still images are refused before anything starts (see ferbatch analyze).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from ferbatch.config import JobConfig
-    from ferbatch.job import run_job
+    from ferbatch.api import run as run_job
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    set_verbosity(verbose, quiet)  # -q: also Ray's start-up warnings (token authentication, ...)
     try:
-        cfg = JobConfig(
+        options = dict(
             detector=detector,
             classifier=classifier,
             detector_file=str(detector_file) if detector_file else None,
@@ -112,8 +141,8 @@ def run(
             in_graph_nms=not numpy_nms,
             track=track,
             min_face_px=min_face_px,
-            backend=backend,
-            precision=precision,
+            backend=backend.value,
+            precision=precision.value,
         )
         with Progress(
             TextColumn("{task.description}"),
@@ -136,13 +165,14 @@ def run(
                 s = run_job(
                     inputs,
                     out,
-                    cfg,
+                    shard_frames=shard_frames,
                     use_ray=ray_mode,
                     address=address,
-                    shard_frames=shard_frames,
-                    progress=progress,
+                    force=force,
                     overwrite=overwrite,
                     full_hash=full_hash,
+                    progress=progress,
+                    **options,
                 )
     except JobAborted as e:
         _fail(e, code=4)
@@ -162,9 +192,11 @@ def run(
         ("faces", s.faces),
         ("seconds", f"{s.seconds:.1f}"),
         ("of which start-up", f"{s.startup_seconds:.1f}"),
+        ("of which start-up", f"{s.startup_seconds:.1f}"),
         ("frames/s", f"{s.frames_per_s:.1f}"),
         ("shards retried", s.retried),
         ("backend", s.backend or "-"),
+        ("runner", s.runner or "-"),
         ("runner", s.runner or "-"),
     ]:
         t.add_row(k, escape(str(v)))
@@ -195,6 +227,42 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def analyze(
+    images: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, BMP, WebP, TIFF).", show_default=False, metavar="IMAGE")],
+    detector: Annotated[str | None, typer.Option(help="Detector name (default: the registry's).", metavar="NAME")] = None,
+    classifier: Annotated[str | None, typer.Option(help="Classifier name (default: the registry's).", metavar="NAME")] = None,
+    fmt: Annotated[Format | None, typer.Option("--format", help=FORMAT_HELP, show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of standard output.", metavar="FILE")] = None,
+    columns: Annotated[str | None, typer.Option("--columns", "-c", help="Only these columns, comma-separated.", metavar="COL,...")] = None,
+) -> None:
+    """Faces and expressions of still images: one row per face (box in pixels, detector score, emotion, probabilities).
+
+    The Python API is ferbatch.analyze(image). Images without a face are named on stderr.
+
+    Example: ferbatch analyze photo.jpg --format csv
+    """
+    import pyarrow as pa
+
+    from ferbatch.api import analyze as do_analyze
+    from ferbatch.cli.render import render
+
+    parts = []
+    try:
+        for img in images:
+            faces = do_analyze(img, detector=detector, classifier=classifier)
+            if not len(faces):
+                console.print(f"{escape(str(img))}: no face found", soft_wrap=True, highlight=False)
+            t = faces.to_arrow()
+            parts.append(t.add_column(0, "path", pa.array([str(img)] * t.num_rows, pa.string())))
+        table = pa.concat_tables(parts)
+        cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        shown = ("path", "face_idx", "x1", "y1", "x2", "y2", "det_score", "emotion", "emotion_prob")
+        render(table, resolve_format(fmt, output), Console(), output, columns=cols, table_columns=shown)
+    except FerbatchError as e:
+        _fail(e)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``run`` to ``app``."""
-    app.command()(run)
+    """Add ``run`` and ``analyze`` to ``app``."""
+    app.command(epilog=EXIT_CODES)(run)
+    app.command()(analyze)

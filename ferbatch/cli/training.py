@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,18 +10,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ferbatch.cli.common import console
+from ferbatch.cli.common import LabelMode, console
 from ferbatch.cli.common import fail as _fail
 from ferbatch.errors import FerbatchError
 
 __all__ = ["register"]
 
 
+class EvalFormat(StrEnum):
+    """Output formats of ``ferbatch eval``."""
+
+    table = "table"
+    json = "json"
+
+
 def eval_cmd(
-    model: Annotated[str, typer.Option("--model", help="Registry classifier name, or a file whose sha256 is a registry entry's.")],
-    data: Annotated[Path, typer.Option("--data", help="FER+ folder (images + label.csv) or one folder per emotion.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json, confusion.csv, confusion.png.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    model: Annotated[
+        str, typer.Option("--model", help="Registry classifier name, or a file whose sha256 is a registry entry's.", metavar="NAME|FILE")
+    ],
+    data: Annotated[Path, typer.Option("--data", help="FER+ folder (images + label.csv) or one folder per emotion.", metavar="DIR")],
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json, confusion.csv, confusion.png.", metavar="DIR")] = None,
+    fmt: Annotated[EvalFormat, typer.Option("--format", help="table, or json (the whole result as one object).")] = EvalFormat.table,
 ) -> None:
     """Evaluate an expression classifier: acc@1, acc@5, per-class and macro precision/recall/specificity/F1, confusion matrix.
 
@@ -36,7 +46,7 @@ def eval_cmd(
         _fail(e)
     if out:
         write_outputs(res, out)
-    if fmt == "json":
+    if fmt is EvalFormat.json:
         print(json.dumps(res))
         return
     t = Table(title=f"{res['model']} on {data}: acc@1 {res['acc1']:.4f}, acc@5 {res['acc5']:.4f}, n={res['n']}")
@@ -57,13 +67,17 @@ def eval_cmd(
 
 
 def train(
-    data: Annotated[Path, typer.Option("--data", help="FER+ training folder (images + label.csv) or FER2013Train.tar.gz.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, best.pt, model.onnx, train_summary.json.")],
-    val: Annotated[Path | None, typer.Option("--val", help="Validation folder (selection and early stopping).")] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs (cosine one-cycle schedule over them).")] = 16,
-    label_mode: Annotated[str, typer.Option(help="probability (FER+ vote distribution) | majority.")] = "probability",
-    width: Annotated[int, typer.Option(help="Channels of the first block (16 = 147k parameters).")] = 16,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N training images (smoke runs).")] = None,
+    data: Annotated[
+        Path, typer.Option("--data", help="FER+ training folder (images + label.csv) or FER2013Train.tar.gz.", metavar="DIR|TAR")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, best.pt, model.onnx, train_summary.json.", metavar="DIR")],
+    val: Annotated[Path | None, typer.Option("--val", help="Validation folder (selection and early stopping).", metavar="DIR")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs (cosine one-cycle schedule over them).", metavar="N", min=1)] = 16,
+    label_mode: Annotated[
+        LabelMode, typer.Option(help="probability: the FER+ vote distribution; majority: its most voted label.")
+    ] = LabelMode.probability,
+    width: Annotated[int, typer.Option(help="Channels of the first block (16 = 147k parameters).", metavar="N", min=1)] = 16,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N training images (smoke runs).", metavar="N", min=1)] = None,
 ) -> None:
     """Train the compact FER+ 8-class CNN (needs the 'train' extra: torch==2.13.0); resumes from OUT/checkpoint.pt.
 
@@ -80,7 +94,7 @@ def train(
                 out=str(out),
                 val=str(val) if val else None,
                 epochs=epochs,
-                label_mode=label_mode,
+                label_mode=label_mode.value,
                 width=width,
                 limit=limit,
             ),

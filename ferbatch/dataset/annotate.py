@@ -1,6 +1,7 @@
 """Annotated video: the source re-encoded (H.264, PyAV) with each face's box, emotion and
 probability drawn from the Parquet rows. No model runs; frame count, size and timestamps (pts,
-time base) are the source's, so the annotated frames line up with the rows."""
+time base) are the source's, so the annotated frames line up with the rows. The first audio track
+is copied as it is (remuxed, not re-encoded) when MP4 can hold its codec."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from ferbatch.media.decode import iter_frames
 from ferbatch.media.probe import probe_video
 
 __all__ = ["annotate_video", "draw_faces"]
+
+# audio codecs an MP4 file can carry as they are (others are left out, with a warning)
+MP4_AUDIO = frozenset({"aac", "mp3", "mp3float", "ac3", "eac3", "opus", "alac", "flac"})
 
 
 def _rgb(hex_color: str) -> tuple[int, int, int]:
@@ -53,7 +57,8 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
     """Write ``dst`` (mp4, H.264) with the faces of ``video`` from the dataset ``results`` drawn in.
 
     Returns:
-        Number of frames written.
+        Number of frames written. The first audio track of ``video`` is remuxed alongside, its packets
+        interleaved with the video frames by time.
 
     Raises:
         OutputError: the video is not in the dataset; DecodeError: it cannot be decoded.
@@ -82,8 +87,13 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
         rate, tb = s_in.average_rate, s_in.time_base or index.time_base
     dst = Path(dst)
     n = 0
-    with atomic_target(dst, suffix=dst.suffix or ".mp4") as tmp, av.open(str(tmp), "w") as out:
+    with (
+        atomic_target(dst, suffix=dst.suffix or ".mp4") as tmp,
+        av.open(str(tmp), "w") as out,
+        av.open(str(video)) as audio_src,
+    ):
         s = out.add_stream("libx264", rate=rate)
+        audio = _audio_packets(audio_src, out)
         s.width, s.height, s.pix_fmt = info.width + info.width % 2, info.height + info.height % 2, "yuv420p"
         s.time_base = tb
         s.codec_context.time_base = tb
@@ -104,7 +114,47 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
             vf = av.VideoFrame.from_ndarray(img, format="rgb24")
             vf.pts = int(index.pts[f.idx])
             vf.time_base = tb
+            if audio is not None:  # audio up to this frame's time first, so the file stays interleaved
+                audio.mux_until(float(vf.pts * tb))
             out.mux(s.encode(vf))
             n += 1
         out.mux(s.encode())
+        if audio is not None:
+            audio.mux_until(float("inf"))
     return n
+
+
+class _AudioRemux:
+    """Copies one input audio stream's packets into ``out`` in time order, as far as asked."""
+
+    def __init__(self, src, stream, out):
+        self.out = out
+        self.ostream = out.add_stream_from_template(stream)
+        self.packets = (p for p in src.demux(stream) if p.dts is not None)
+        self.pending = None
+
+    def mux_until(self, t: float) -> None:
+        while True:
+            p = self.pending or next(self.packets, None)
+            if p is None:
+                return
+            if p.pts is not None and float(p.pts * p.time_base) > t:
+                self.pending = p
+                return
+            self.pending = None
+            p.stream = self.ostream
+            self.out.mux(p)
+
+
+def _audio_packets(src, out) -> _AudioRemux | None:
+    """A remuxer for the first audio stream of ``src`` (None: no audio, or a codec MP4 cannot hold)."""
+    import logging
+
+    if not src.streams.audio:
+        return None
+    stream = src.streams.audio[0]
+    name = stream.codec_context.name if stream.codec_context is not None else "unknown"
+    if name not in MP4_AUDIO:
+        logging.getLogger(__name__).warning("annotate: audio codec %s cannot go into MP4 as it is; the audio is left out", name)
+        return None
+    return _AudioRemux(src, stream, out)

@@ -102,7 +102,15 @@ def _lit(s: str) -> str:
 
 
 class Dataset:
-    """A ferbatch output directory opened for questions (read-only DuckDB views faces/frames/videos).
+    """A ferbatch output directory opened for questions (read-only DuckDB views faces/frames/videos/tracks).
+
+    Answers are pyarrow Tables (``summary()``, ``timeline()``, ``moments()``, ``tracks()``) or DuckDB
+    relations (``sql()``, ``faces``, ``frames``, ``videos``); both convert without copies where they
+    can: ``table.to_pandas()`` (the ``pandas`` extra), ``polars.from_arrow(table)``,
+    ``relation.df()`` / ``relation.pl()`` / ``relation.arrow()``.
+
+    Usable as a context manager (``with ferbatch.open("out/") as ds:``), which closes the DuckDB
+    connection on exit; :meth:`close` does the same.
 
     Raises:
         OutputError: not a ferbatch output directory.
@@ -111,6 +119,26 @@ class Dataset:
     def __init__(self, out_dir: str | os.PathLike[str]):
         self.path = out_dir
         self.con = connect(out_dir)
+
+    def __repr__(self) -> str:
+        try:
+            by_status = self.con.execute("SELECT status, count(*) FROM videos GROUP BY 1 ORDER BY 1").fetchall()
+            faces = self.con.execute("SELECT count(*) FROM faces").fetchall()[0][0]
+        except Exception:  # a closed connection
+            return f"<ferbatch.Dataset {str(self.path)!r} (closed)>"
+        n = sum(c for _, c in by_status)
+        status = ", ".join(f"{c} {s}" for s, c in by_status)
+        return f"<ferbatch.Dataset {str(self.path)!r}: {n} videos ({status or 'none'}), {faces} face rows>"
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the DuckDB connection (relations from it stop working)."""
+        self.con.close()
 
     def sql(self, query: str):
         """A DuckDB relation for one SELECT over faces/frames/videos."""

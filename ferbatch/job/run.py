@@ -24,6 +24,7 @@ from ferbatch.errors import ConfigError, FerbatchError, OutputError
 from ferbatch.job.inputs import Inputs, VideoTask, scan_inputs
 from ferbatch.job.lock import OutputLock
 from ferbatch.job.manifest import DONE, JobLedger, adopt_ids, record_paths, shard_intact, stored_plan, tracks_intact
+from ferbatch.job.preflight import check_inputs, check_out_dir
 from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary
 from ferbatch.job.workers import LocalPool, RayPool, ShardWorker, WorkerPool, init_ray
@@ -48,6 +49,7 @@ def run_job(
     progress: Callable[[str, int, int], None] | None = None,
     overwrite: bool = False,
     full_hash: bool = False,
+    force: bool = False,
 ) -> JobSummary:
     """Process every video under ``input_path`` into the Parquet dataset at ``out_dir``.
 
@@ -69,6 +71,7 @@ def run_job(
         progress: callback(kind, done, total) with kind "probe" (videos) or "frames".
         overwrite: start the dataset afresh when its result-changing settings differ from ``cfg``.
         full_hash: identify videos by the sha256 of the whole file instead of sampled blocks.
+        force: write into a non-empty ``out_dir`` that is not a ferbatch dataset.
 
     Returns:
         JobSummary of this run.
@@ -82,6 +85,8 @@ def run_job(
     t0 = time.perf_counter()
     cfg = cfg or JobConfig()
     out = Path(out_dir)
+    check_inputs(input_path)  # still images, a foreign non-empty OUT: refused before anything starts
+    check_out_dir(out, force=force)
     det_spec, cls_spec = prepare_models(cfg)
     # registry defaults filled in, so "default" and the same model named compare equal
     cfg = dataclasses.replace(cfg, **{k: v for k, v in _resolved(cfg.to_dict()).items() if k in RESULT_KEYS})

@@ -5,7 +5,7 @@ Resolution order for a model's file (first hit wins, every hit is sha256-checked
 0. for ``bundled = true`` entries (ferbatch's own models, committed beside the registry): that file;
 1. an explicit path given by the caller (``--detector-file`` / ``--classifier-file``);
 2. the mirror directory ``$FERBATCH_MODEL_MIRROR`` (``<mirror>/<file>``);
-3. the user cache ``$FERBATCH_CACHE`` or ``~/.cache/ferbatch`` (``<cache>/models/<file>``);
+3. the user cache ``$FERBATCH_CACHE``, ``$XDG_CACHE_HOME/ferbatch`` or ``~/.cache/ferbatch`` (``<cache>/models/<file>``);
 4. a download from the entry's upstream ``url`` into the user cache, when the network allows.
 
 A file whose sha256 differs from the registry's is refused (never silently replaced).
@@ -125,8 +125,13 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 def cache_dir() -> Path:
-    """The user cache: ``$FERBATCH_CACHE`` or ``~/.cache/ferbatch`` (created on demand)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ferbatch")
+    """The user cache (created on demand by its writers): ``$FERBATCH_CACHE``, else
+    ``$XDG_CACHE_HOME/ferbatch`` (an absolute ``XDG_CACHE_HOME`` only, as the XDG spec says),
+    else ``~/.cache/ferbatch``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "ferbatch"
 
 
 def _check(spec: ModelSpec, path: Path) -> Path:

@@ -1,0 +1,87 @@
+"""Checks a job's inputs and output directory before anything starts (before Ray, before models).
+
+Cheap, file-system only: still images given as inputs (or directories holding only images) are
+refused with a pointer to :func:`ferbatch.analyze`, and an ``--out`` that is a non-empty folder
+of someone else's files is refused unless forced, so a job never writes among the user's files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ferbatch.errors import ConfigError, OutputError
+from ferbatch.media.probe import VIDEO_EXTENSIONS
+
+__all__ = ["IMAGE_EXTENSIONS", "DATASET_ENTRIES", "check_inputs", "check_out_dir"]
+
+# still-image formats; an extension ferbatch reads as a video (an animated .gif) is a video
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".avif"}) - VIDEO_EXTENSIONS
+
+# what a ferbatch output directory holds (a first run interrupted before its manifest holds a subset)
+DATASET_ENTRIES = frozenset({"_manifest.json", "videos.parquet", "faces", "frames", "tracks", "_index", "_plans", ".ferbatch.lock"})
+
+_IMAGE_HINT = "ferbatch run processes videos; for still images use ferbatch.analyze(image) in Python or `ferbatch analyze IMAGE`"
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def check_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse still images before a job starts.
+
+    Args:
+        inputs: the job's input files and/or directories (as :func:`ferbatch.job.run_job` takes them).
+
+    Raises:
+        ConfigError: an input file is a still image (by extension), or a directory holds still images
+            and no video; the message names the path and points to :func:`ferbatch.analyze`.
+            Missing paths and directories without any media are left to the job's own scan.
+    """
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    for given in paths:
+        p = Path(given)
+        if p.is_file() and _is_image(p):
+            raise ConfigError(f"{p} | is a still image ({p.suffix.lower().lstrip('.')}), not a video; {_IMAGE_HINT}")
+        if p.is_dir():
+            images = 0
+            for _root, dirs, files in os.walk(p):  # symlinked directories are not followed, as the scan
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                for n in files:
+                    suffix = os.path.splitext(n)[1].lower()
+                    if suffix in VIDEO_EXTENSIONS and not n.startswith("."):
+                        break
+                    images += suffix in IMAGE_EXTENSIONS
+                else:
+                    continue
+                break
+            else:
+                if images:
+                    raise ConfigError(f"{p} | holds {images} still image(s) and no video; {_IMAGE_HINT}")
+
+
+def check_out_dir(out_dir: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Refuse an output directory that is neither new, empty nor a ferbatch dataset.
+
+    Args:
+        out_dir: the job's ``--out``.
+        force: accept a non-empty folder anyway (ferbatch then writes its files next to the others).
+
+    Raises:
+        OutputError: ``out_dir`` is a file, or a non-empty folder with entries a ferbatch dataset
+            does not have (the message names a few of them and the way out: ``--force``).
+    """
+    p = Path(out_dir)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{p} | --out is a file, not a directory")
+    if force or not p.is_dir():
+        return
+    foreign = sorted(n for n in os.listdir(p) if n not in DATASET_ENTRIES and not n.startswith("."))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputError(
+            f"{p} | --out is a non-empty folder that is not a ferbatch dataset ({shown}); "
+            "choose a new or empty folder, or pass --force to write into it anyway"
+        )
