@@ -45,6 +45,9 @@ class JobConfig:
         prefetch: decoded frame batches buffered ahead of inference per worker.
         track: run the face tracker over each finished video (track ids, smoothed probabilities,
             the tracks table).
+        min_face_px: smallest face side (frame pixels) to find; frames too large for the
+            detector's input to show such a face at 20 input pixels are also run in overlapping
+            tiles (:class:`ferbatch.vision.tiling.TiledDetector`). None = whole frames only.
     """
 
     detector: str | None = None
@@ -65,6 +68,7 @@ class JobConfig:
     decode_threads: int = 0
     prefetch: int = 2
     track: bool = True
+    min_face_px: float | None = None
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -77,6 +81,8 @@ class JobConfig:
         for name in ("max_faces",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 1")
+        if self.min_face_px is not None and self.min_face_px <= 0:
+            raise ConfigError(f"--min-face-px | received {self.min_face_px}; expected > 0")
         if self.workers < 0 or self.workers_per_gpu < 0 or self.threads_per_worker < 0 or self.prefetch < 0 or self.decode_threads < 0:
             raise ConfigError("--workers/--workers-per-gpu/--threads-per-worker/--prefetch/--decode-threads | expected >= 0")
 
@@ -116,4 +122,14 @@ BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "tensorrt", "openvino")
 GPU_BACKENDS = ("onnxruntime-cuda", "tensorrt")
 
 # settings that change the rows; a dataset holds rows made with one value of each
-RESULT_KEYS = ("detector", "classifier", "in_graph_nms", "max_faces", "score_threshold", "iou_threshold", "track", "precision")
+RESULT_KEYS = (
+    "detector",
+    "classifier",
+    "in_graph_nms",
+    "max_faces",
+    "score_threshold",
+    "iou_threshold",
+    "track",
+    "precision",
+    "min_face_px",
+)

@@ -25,6 +25,7 @@ from ferbatch.media.decode import DecodeStats, Frame, iter_frames
 from ferbatch.media.shards import Shard
 from ferbatch.vision.classify import Classifier, extract_crops
 from ferbatch.vision.detect import Detector, resize_frames
+from ferbatch.vision.tiling import AnyDetector
 
 __all__ = ["ShardModels", "ShardResult", "ShardRows", "process_shard", "run_shard", "iter_batches"]
 
@@ -32,7 +33,7 @@ __all__ = ["ShardModels", "ShardResult", "ShardRows", "process_shard", "run_shar
 class ShardModels(Protocol):
     """What a shard needs of a worker's models (:class:`ferbatch.models.load.Models` is one)."""
 
-    detector: Detector
+    detector: AnyDetector
     classifier: Classifier
 
 
@@ -151,7 +152,7 @@ def _timed(frames: Iterator[Frame], acc: dict[str, float]) -> Iterator[Frame]:
 
 def _detect(models: ShardModels, batch: list[Frame], st: dict[str, float]):
     det = models.detector
-    if det.spec.letterbox:
+    if not isinstance(det, Detector) or det.spec.letterbox:  # letterboxed, frame-sized or tiled: full frames
         t = time.perf_counter()
         dets = det.detect([f.image for f in batch])
         st["detect"] += time.perf_counter() - t

@@ -66,6 +66,7 @@ class ModelSpec:
     score_threshold: float = 0.7
     iou_threshold: float = 0.3
     bundled_path: str | None = None  # set for bundled entries: the committed file
+    input_max_side: int = 0  # detectors with dynamic H/W: the input follows the frame up to this side (0 = fixed input)
 
     @property
     def gives_landmarks(self) -> bool:

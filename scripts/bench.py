@@ -255,7 +255,8 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     res: dict = {"cores": cores, "cpu": cpu_model(), "opencv_threads": cv2.getNumThreads(), "clips": {}}
     reg = load_registry()
-    det_file = str(resolve_model_file(reg.get(reg.default_detector)))
+    # the seed's detector: its recipe decodes UltraFace's two outputs, whatever ferbatch's default is
+    det_file = str(resolve_model_file(reg.get("ultraface-rfb-320")))
     # the seed's classifier is a public 64x64 gray model run through cv2.dnn: mini-XCEPTION here
     cls_file = str(resolve_model_file(reg.get("mini-xception-fer2013")))
     if not a.smoke:

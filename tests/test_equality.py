@@ -34,6 +34,19 @@ from ferbatch.vision.boxes import iou_matrix, square_boxes
 from ferbatch.vision.classify import softmax
 from ferbatch.vision.detect import DET_BOXES, DET_SCORES
 
+# UltraFace: the detector whose fast path resizes outside the graph (YuNet, the default, letterboxes
+# full frames; its rows are checked in test_tiling.py and test_tracks.py)
+CFG = JobConfig(detector="ultraface-rfb-320")
+
+
+@pytest.fixture(scope="module")
+def models(_cache):
+    from ferbatch.models.load import load_models
+
+    m = load_models(CFG, threads=2)
+    yield m
+    m.close()
+
 
 @dataclass
 class Rows:
@@ -55,8 +68,8 @@ def _decode_rgb(path) -> list[np.ndarray]:
 
 
 def reference_rows(path) -> Rows:
-    """The float32 path (see the module docstring), default models, batch 8."""
-    det_spec, cls_spec = resolve_specs(JobConfig())
+    """The float32 path (see the module docstring), the models of ``CFG``, batch 8."""
+    det_spec, cls_spec = resolve_specs(CFG)
     det = OrtRunner(prepare_detector(resolve_model_file(det_spec), det_spec, uint8_input=False), threads=2)
     cls = OrtRunner(prepare_classifier(resolve_model_file(cls_spec), cls_spec, uint8_input=False), threads=2)
     di, ci = det_spec.input, cls_spec.input

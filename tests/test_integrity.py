@@ -25,6 +25,7 @@ from ferbatch.job import run_job
 from ferbatch.media.decode import iter_frames
 from ferbatch.media.probe import probe_video
 from ferbatch.media.shards import Shard
+from ferbatch.models.registry import load_registry
 from ferbatch.pipeline import process_shard
 
 CFG = JobConfig(workers=1)
@@ -145,7 +146,7 @@ def test_refused_model_is_one_line_and_exit_2(clips, tmp_path):
     )
     assert res.returncode == 2, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) <= 3 and "error:" in lines[0] and "ultraface-rfb-320" in res.stderr, res.stderr
+    assert len(lines) <= 3 and "error:" in lines[0] and load_registry().default_detector in res.stderr, res.stderr
     assert not out.exists()
 
 

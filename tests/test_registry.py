@@ -62,5 +62,5 @@ def test_corrupt_onnx_is_refused_with_the_parsers_message(tmp_path, monkeypatch)
 
     cls_file = SHARED / "models/classifiers/fer2013_mini_XCEPTION_102-0.66_nchw.onnx"
     with pytest.raises(ModelError, match="not a valid ONNX model") as e:
-        load_models(JobConfig(classifier="mini-xception-fer2013", classifier_file=str(cls_file)), threads=1)
+        load_models(JobConfig(detector="ultraface-rfb-320", classifier="mini-xception-fer2013", classifier_file=str(cls_file)), threads=1)
     assert "broken.onnx" in str(e.value)

@@ -149,3 +149,91 @@ def test_dataset_smoothing_uses_half_a_second(tracked):
     got = faces["smooth_prob_happiness"].to_numpy(zero_copy_only=False)[order]
     sel = ids[order] >= 0
     np.testing.assert_allclose(got[sel].astype(float), expect[sel], atol=1e-5)
+
+
+# ---------------------------------------------------------------- ByteTrack stages on real detections
+
+
+@pytest.fixture(scope="module")
+def low_dets(_cache):
+    """The default detector at ByteTrack's low threshold (0.3) over both Intel clips: per clip
+    (frame_idx, pts_ms, boxes, scores), 12 fps."""
+    from conftest import read_frames
+
+    from ferbatch.models.load import load_models
+
+    m = load_models(JobConfig(detector="yunet-2026may", score_threshold=0.3, backend="onnxruntime"), threads=2)
+    out = {}
+    for clip in (INTEL_2FACE, INTEL_3FACE):
+        d = m.detector.detect(read_frames(clip))
+        out[clip] = (d.frame_pos.astype(np.int64), d.frame_pos * (1000 / 12), d.boxes, d.scores)
+    m.close()
+    return out
+
+
+def _labelled_people(clip):
+    """{frame: ((T, 4) boxes, (T,) person)} from tests/data/face_boxes.csv."""
+    import csv
+    from pathlib import Path
+
+    rows: dict[int, list] = {}
+    with open(Path(__file__).parent / "data/face_boxes.csv") as fh:
+        for r in csv.DictReader(fh):
+            if r["source"].endswith(clip.name):
+                rows.setdefault(int(r["frame"]), []).append([float(r[k]) for k in ("x1", "y1", "x2", "y2")] + [int(r["person"])])
+    return {f: (np.array(v, np.float32)[:, :4], np.array(v)[:, 4].astype(int)) for f, v in rows.items()}
+
+
+@pytest.mark.parametrize("clip,people", [(INTEL_2FACE, 2), (INTEL_3FACE, 3)])
+def test_low_threshold_detections_exact_tracks_and_no_swaps(low_dets, clip, people):
+    """With every detection down to 0.3 the tracker still gives one track per person, and each
+    hand-labelled person keeps one id on every labelled frame (21 frames, 53 faces)."""
+    from ferbatch.vision.boxes import match_boxes
+
+    fi, ts, boxes, scores = low_dets[clip]
+    ids = track_boxes(fi, ts, boxes, scores)
+    assert len(set(ids[ids >= 0].tolist())) == people
+    seen: dict[int, set] = {}
+    for frame, (truth, person) in _labelled_people(clip).items():
+        sel = np.flatnonzero(fi == frame)
+        m = match_boxes(truth, boxes[sel], scores[sel])
+        for j, t in enumerate(m):
+            if t >= 0:
+                seen.setdefault(int(person[t]), set()).add(int(ids[sel[j]]))
+    assert len(seen) == people and all(len(s) == 1 and -1 not in s for s in seen.values()), seen
+    assert len(set.union(*seen.values())) == people
+
+
+def test_face_detected_every_frame_below_the_old_birth_score_has_a_track(low_dets):
+    """Birth at the row threshold (0.7): faces scored 0.75 in every frame get tracks (the old
+    tracker needed 0.8 to start one and gave none)."""
+    fi, ts, boxes, scores = low_dets[INTEL_2FACE]
+    keep = scores >= 0.7
+    ids = track_boxes(fi[keep], ts[keep], boxes[keep], np.full(keep.sum(), 0.75, np.float32))
+    assert np.all(ids >= 0) and len(set(ids.tolist())) == 2
+
+
+def test_low_score_stage_keeps_a_track_through_two_seconds_of_weak_detections(low_dets):
+    """ByteTrack's second stage: the middle person's detections scored 0.5 for frames 10-36
+    (2.2 s, longer than max_lost_s) stay on the person's track; without the stage the track ends
+    and the person comes back as a new one."""
+    fi, ts, boxes, scores = low_dets[INTEL_3FACE]
+    keep = scores >= 0.7
+    fi, ts, boxes, scores = fi[keep], ts[keep], boxes[keep], scores[keep].copy()
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    weak = (cx > 180) & (cx < 290) & (fi >= 10) & (fi <= 36)
+    assert weak.sum() >= 20
+    scores[weak] = 0.5
+    ids = track_boxes(fi, ts, boxes, scores)
+    assert len(set(ids.tolist())) == 3 and np.all(ids[weak] >= 0)
+    middle = ids[(cx > 180) & (cx < 290)]
+    assert len(set(middle.tolist())) == 1
+    no_stage = track_boxes(fi, ts, boxes, scores, TrackerConfig(low_score=0.7))
+    assert len(set(no_stage[no_stage >= 0].tolist())) == 4 and np.all(no_stage[weak] == -1)
+
+
+def test_low_score_detection_that_joins_no_track_gets_none():
+    box = np.array([[10, 10, 50, 50], [200, 200, 240, 240]], np.float32)
+    frames = np.repeat(np.arange(5), 2)
+    ids = track_boxes(frames, frames * 40.0, np.tile(box, (5, 1)), np.tile(np.array([0.9, 0.5], np.float32), 5))
+    assert ids[0::2].tolist() == [0] * 5 and ids[1::2].tolist() == [-1] * 5  # 0.5 never starts a track

@@ -70,6 +70,12 @@ def run(
     score_threshold: Annotated[
         float | None, typer.Option(help="Detector score threshold (default: the registry's, 0.7 for UltraFace).", metavar="P", min=0, max=1)
     ] = None,
+    min_face_px: Annotated[
+        float | None,
+        typer.Option(
+            help="Smallest face side (pixels) to find: large frames are also run in overlapping tiles. Default: whole frames.", metavar="PX"
+        ),
+    ] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Run NMS in NumPy instead of inside the detector graph.")] = False,
     track: Annotated[
         bool, typer.Option("--track/--no-track", help="Track faces across frames (track ids, smoothed emotions, tracks table).")
@@ -134,6 +140,7 @@ def run(
             score_threshold=score_threshold,
             in_graph_nms=not numpy_nms,
             track=track,
+            min_face_px=min_face_px,
             backend=backend.value,
             precision=precision.value,
         )

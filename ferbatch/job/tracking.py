@@ -1,6 +1,12 @@
 """The tracking pass over one stored video: read its faces rows, assign track ids
 (:func:`ferbatch.vision.track.track_boxes`), smooth probabilities per track, rewrite the faces part
-files with those columns (atomically, same names) and write the video's ``tracks`` table."""
+files with those columns (atomically, same names) and write the video's ``tracks`` table.
+
+Which detections are rows: the faces rows are the detector's detections at its score threshold
+(``det_score >= 0.7`` for every registry detector, or ``--score-threshold``), one row per face per
+frame, whether or not they get a track. The tracker's second stage (scores 0.3 up to the row threshold,
+:class:`ferbatch.vision.track.TrackerConfig`) would only ever add rows that joined a track; a job does not
+keep sub-threshold detections yet, so here the tracker sees the rows alone and the stage is idle."""
 
 from __future__ import annotations
 

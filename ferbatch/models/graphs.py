@@ -137,7 +137,8 @@ def prepend_uint8_input(model, inp: InputSpec) -> None:
 
     Args:
         model: an ONNX ModelProto whose first graph input is ``inp.name`` (edited in place).
-        inp: the registry's input spec (size, channels, scale, mean, std).
+        inp: the registry's input spec (size, channels, scale, mean, std); symbolic H and W of the
+            graph (yunet-2026may) stay symbolic, so the input can follow the frame.
     """
     from onnx import TensorProto
     from onnx import helper as oh
@@ -145,6 +146,8 @@ def prepend_uint8_input(model, inp: InputSpec) -> None:
 
     g = model.graph
     x = next(i for i in g.input if i.name == inp.name)
+    src = x.type.tensor_type.shape.dim
+    h, w = ((src[k].dim_param or fixed) if len(src) == 4 else fixed for k, fixed in ((2, inp.height), (3, inp.width)))
     inner = "pre_nchw"
     for n in g.node:
         for j, name in enumerate(n.input):
@@ -166,7 +169,7 @@ def prepend_uint8_input(model, inp: InputSpec) -> None:
     old = list(g.node)
     del g.node[:]
     g.node.extend(nodes + old)
-    x.CopyFrom(oh.make_tensor_value_info(inp.name, TensorProto.UINT8, ["N", inp.height, inp.width, inp.channels]))
+    x.CopyFrom(oh.make_tensor_value_info(inp.name, TensorProto.UINT8, ["N", h, w, inp.channels]))
 
 
 def _append_nms(model, spec: ModelSpec, k: int, score_threshold: float, iou_threshold: float) -> None:
@@ -293,6 +296,7 @@ def prepare_detector(
         "precision": precision,
         "uint8": uint8_input,
     }
+    params.update({"dynamic_hw": True} if uint8_input and spec.input_max_side else {})  # older caches fixed H/W
     dst = _cache_path(spec, src_sha256 or sha256_file(src), params)
     if dst.is_file():
         return dst

@@ -11,6 +11,7 @@ from ferbatch.models.graphs import prepare_classifier, prepare_detector
 from ferbatch.models.registry import ModelSpec, load_registry, resolve_model_file
 from ferbatch.vision.classify import Classifier
 from ferbatch.vision.detect import Detector
+from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector
 
 __all__ = ["Models", "ModelRef", "load_models", "prepare_models", "resolve_specs", "resolve_backend"]
 
@@ -32,7 +33,7 @@ class Models:
         backend: "onnxruntime", "onnxruntime-cuda", "tensorrt" or "openvino"; backend_reason: why it was picked.
     """
 
-    detector: Detector
+    detector: AnyDetector
     classifier: Classifier
     refs: dict[str, ModelRef]
     backend: str = "onnxruntime"
@@ -189,7 +190,7 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
         providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if backend == "onnxruntime-cuda" else None
         det_runner = OrtRunner(det_graph(nms), threads=threads, providers=providers, max_batch=det_batch, name=f"{backend}:{det_spec.name}")
         cls_runner = OrtRunner(cls_graph, threads=threads, providers=providers, max_batch=cls_batch, name=f"{backend}:{cls_spec.name}")
-    det = Detector(
+    plain = Detector(
         det_runner,
         det_spec,
         in_graph_nms=nms,
@@ -197,6 +198,9 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
         score_threshold=cfg.score_threshold,
         iou_threshold=cfg.iou_threshold,
     )
+    # the input follows the frame where the graph allows it (TensorRT plans have one input size: kept fixed)
+    inner = FrameSizedDetector(plain, max_side=det_spec.input_max_side) if det_spec.input_max_side and backend != "tensorrt" else plain
+    det: AnyDetector = inner if cfg.min_face_px is None else TiledDetector(inner, min_face_px=cfg.min_face_px)
     cls = Classifier(cls_runner, cls_spec)
     refs = {
         "detector": ModelRef(det_spec.name, det_spec.file, det_spec.sha256),

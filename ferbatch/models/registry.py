@@ -107,6 +107,7 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
                 score_threshold=float(raw.get("score_threshold", 0.7)),
                 iou_threshold=float(raw.get("iou_threshold", 0.3)),
                 bundled_path=str(p.parent / raw["file"]) if raw.get("bundled") else None,
+                input_max_side=int(raw.get("input_max_side", 0)),
             )
         except (KeyError, TypeError) as e:
             raise ConfigError(f"model registry {p} | entry {name!r} is incomplete: {e}") from e

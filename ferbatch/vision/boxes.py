@@ -1,4 +1,5 @@
-"""Box maths shared by detection, cropping and tracking: the one IoU, the one NMS, square boxes.
+"""Box maths shared by detection, cropping, tracking and evaluation: the one IoU, the one NMS, square
+boxes, matching found boxes to true ones.
 
 Boxes are ``x1 y1 x2 y2`` (corner form) in any consistent unit; functions are vectorised and
 return correctly shaped empty arrays for empty input.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["iou_matrix", "nms", "square_boxes"]
+__all__ = ["iou_matrix", "match_boxes", "nms", "square_boxes"]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -80,3 +81,32 @@ def square_boxes(boxes: np.ndarray, scale: float) -> np.ndarray:
     c = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]).max(axis=1, keepdims=True) * scale / 2
     return np.concatenate([c - half, c + half], axis=1).astype(np.float32)
+
+
+def match_boxes(truth: np.ndarray, found: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+    """One-to-one matching of found boxes to true boxes, as in the PASCAL VOC / WIDER FACE protocol:
+    found boxes in descending score order each take the unmatched true box of highest IoU, if that
+    IoU is ``>= iou_threshold`` (Everingham et al. 2010, IJCV 88:303).
+
+    Args:
+        truth: (T, 4) float32 x1 y1 x2 y2 in pixels.
+        found: (D, 4) float32 x1 y1 x2 y2 in pixels, same unit.
+        scores: (D,) float32 scores of ``found``.
+        iou_threshold: least IoU of a match (0.5 in both protocols).
+
+    Returns:
+        (D,) int64: index of the true box each found box matched, -1 for a false positive.
+        Recall = matched / T, precision = matched / D.
+    """
+    out = np.full(len(found), -1, np.int64)
+    if len(found) == 0 or len(truth) == 0:
+        return out
+    iou = iou_matrix(found, truth)
+    free = np.ones(len(truth), bool)
+    for d in np.argsort(-np.asarray(scores), kind="stable"):
+        cand = np.where(free, iou[d], -1.0)
+        t = int(cand.argmax())
+        if cand[t] >= iou_threshold:
+            out[d] = t
+            free[t] = False
+    return out

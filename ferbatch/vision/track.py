@@ -10,10 +10,20 @@ Why per video, after the shards: the tracker only needs boxes and scores, which 
 across shard boundaries by construction, and a 1-shard and an N-shard run get the same track ids
 (the detections are the same), without warm-up overlaps or stitching heuristics.
 
-Association (Zhang et al. 2022, ByteTrack, arXiv 2110.06864): each frame, tracks are moved by a
-constant-velocity prediction; high-score detections are matched to tracks by IoU first, then
-remaining tracks to low-score detections; unmatched high-score detections start tentative tracks,
-confirmed after ``min_hits`` frames; a track unseen for ``max_lost_s`` seconds ends.
+Association (Zhang et al. 2022, ByteTrack, arXiv 2110.06864, Algorithm 1): each frame, tracks
+are moved by a constant-velocity prediction; then
+1. high-score detections (``score >= high_score``, the detector's row threshold) are matched to all
+   live tracks by IoU (``>= match_iou``);
+2. the tracks left over are matched to low-score detections (``low_score <= score < high_score``)
+   at a stricter IoU (``>= low_match_iou``): a face that blurs, turns or is partly hidden for a few
+   frames keeps its track instead of ending it; a low-score detection never starts a track;
+3. high-score detections left over start tracks (birth threshold = ``high_score``, so every face
+   that becomes a row can start a track), which count once they have ``min_hits`` detections, or
+   when they cover every frame the tracker saw (a clip shorter than ``min_hits`` frames);
+4. a track unseen for more than ``max_lost_s`` seconds ends (short misses do not end it).
+A face detected in every frame at ``high_score`` or more therefore always has one track. Low-score
+detections are returned with the track they joined, or -1: the caller keeps them as face rows only
+when they joined a track (:func:`ferbatch.job.tracking.track_video` documents what a job stores).
 """
 
 from __future__ import annotations
@@ -32,7 +42,11 @@ class TrackerConfig:
     """Tracker settings.
 
     Attributes:
-        high_score: detections at or above are matched first and may start tracks.
+        high_score: detections at or above are matched first and may start tracks; the detector's
+            row threshold (0.7 for every registry detector), so every face row can start a track.
+        low_score: detections from here up to ``high_score`` only keep existing tracks alive
+            (ByteTrack's second stage; 0.3: below it UltraFace and YuNet mostly fire on background,
+            measured on the Intel clips); lower ones are ignored.
         match_iou: least IoU (predicted track box vs detection) for a high-score match.
         low_match_iou: least IoU for the second, low-score stage.
         min_hits: frames a new track needs before it counts (shorter ones get no track id).
@@ -41,7 +55,8 @@ class TrackerConfig:
         smooth_half_life_s: half-life of the exponential moving average of per-track probabilities.
     """
 
-    high_score: float = 0.8
+    high_score: float = 0.7
+    low_score: float = 0.3
     match_iou: float = 0.3
     low_match_iou: float = 0.5
     min_hits: int = 3
@@ -93,7 +108,11 @@ def track_boxes(
 
     Returns:
         (M,) int64 track ids, 0, 1, 2, ... in order of first appearance; -1 for detections whose
-        track never reached ``min_hits`` frames.
+        track never reached ``min_hits`` frames (nor covered every frame seen), and for low-score
+        detections that joined no track.
+
+    Raises:
+        ValueError: ``frame_idx`` is not sorted ascending.
     """
     m = len(frame_idx)
     ids = np.full(m, -1, np.int64)
@@ -113,7 +132,7 @@ def track_boxes(
         tracks = [tr for tr in tracks if t - tr.last_ms <= max_lost]
         det = np.arange(s, e)
         high = det[scores[det] >= cfg.high_score]
-        low = det[scores[det] < cfg.high_score]
+        low = det[(scores[det] >= cfg.low_score) & (scores[det] < cfg.high_score)]
         pred = np.array([tr.predict(t) for tr in tracks], np.float32).reshape(-1, 4)
         unmatched_tr = list(range(len(tracks)))
         matched: list[tuple[int, int]] = []
@@ -141,8 +160,10 @@ def track_boxes(
                 hits_of[next_tid] = 1
                 provisional[d] = next_tid
                 next_tid += 1
-    # keep tracks that reached min_hits; renumber them by first appearance
-    good = {tid for tid, h in hits_of.items() if h >= cfg.min_hits}
+    # keep tracks that reached min_hits (or were seen in every frame: a clip shorter than min_hits);
+    # renumber them by first appearance
+    n_frames = len(starts)
+    good = {tid for tid, h in hits_of.items() if h >= min(cfg.min_hits, n_frames)}
     remap: dict[int, int] = {}
     for i, p in enumerate(provisional.tolist()):
         if p in good:
