@@ -3,8 +3,9 @@ macro-F1 and per-class recall of the raw logits, with test-time horizontal-flip 
 with post-hoc logit adjustment (Menon et al. 2021) at a few tau; temperature scaling fitted on the
 same images and the ECE (15 bins) before/after (``ferbatch.training.calibrate``).
 
-Each argument is a ``ferbatch train`` output folder (``best.pt`` + ``train_summary.json``).
-Usage: python scripts/levers.py --val ../shared/data/ferplus/FER2013Valid run_a/ run_b/ [--json levers.json]
+Each argument is a ``ferbatch train`` output folder (``best.pt`` + ``train_summary.json``), or an
+exported ``.onnx`` (then ``--train`` gives the folder whose mean vote distribution is the prior).
+Usage: python scripts/levers.py --val ../shared/data/ferplus/FER2013Valid run_a/ model.onnx --train FER2013Train/ [--json levers.json]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--val", default="../shared/data/ferplus/FER2013Valid")
     ap.add_argument("--json")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train", help="FER+ training folder: the label prior for .onnx arguments")
     a = ap.parse_args()
     torch = _require_torch()
     torch.set_num_threads(a.threads)
@@ -52,14 +54,24 @@ def main() -> None:
     rows = []
     for run in a.runs:
         d = Path(run)
-        summary = json.loads((d / "train_summary.json").read_text())
-        cfg = summary["config"]
-        model = build_model(cfg["width"], cfg.get("arch", "vgg"))
-        model.load_state_dict(torch.load(d / "best.pt", weights_only=False)["model"])
-        z = predict_logits(torch, model, x)
-        zf = (z + predict_logits(torch, model, x.flip(3))) / 2
-        prior = np.asarray(summary["train_prior"])
-        trained_tau = 1.0 if cfg.get("balance") == "logit_adjust" else 0.0
+        if d.suffix == ".onnx":
+            from ferbatch.models.runners.onnxruntime import OrtRunner
+
+            if not a.train:
+                raise SystemExit(f"{d} | an .onnx argument needs --train for the label prior")
+            r = OrtRunner(str(d), threads=a.threads)
+            z = r.infer({"input": x.numpy()})["logits"]
+            zf = (z + r.infer({"input": x.flip(3).numpy()})["logits"]) / 2
+            prior, trained_tau = load_faces(a.train, 48).votes.mean(0), 0.0
+        else:
+            summary = json.loads((d / "train_summary.json").read_text())
+            cfg = summary["config"]
+            model = build_model(cfg["width"], cfg.get("arch", "vgg"))
+            model.load_state_dict(torch.load(d / "best.pt", weights_only=False)["model"])
+            z = predict_logits(torch, model, x)
+            zf = (z + predict_logits(torch, model, x.flip(3))) / 2
+            prior = np.asarray(summary["train_prior"])
+            trained_tau = 1.0 if cfg.get("balance") == "logit_adjust" else 0.0
         rows.append(row(f"{d.name}", z, va.labels))
         rows.append(row(f"{d.name} +flip", zf, va.labels))
         for tau in TAUS:

@@ -10,6 +10,8 @@
    baseline model in the same run (ONNX Runtime, 1 thread, best of 5 repeats, batch 1 and 32), and
    write ``bundled/train-vN/release.json`` (the numbers the tests reproduce), ``log.txt`` and
    ``train_summary.json``.
+5. With ``--card``: write the model card ``bundled/NAME.md`` from the record, the training config
+   and a Markdown file of notes (``--notes``: lever table, clip results, limits), inserted as is.
 
 Usage: python scripts/release_model.py --train-dir model_dir/ --name ferbatch-ferplus-cnn-v2 --tau 0.5 \\
            --baseline ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.onnx [--val ../shared/data/ferplus/FER2013Valid]
@@ -80,6 +82,9 @@ def main() -> None:
     ap.add_argument("--tau", type=float, default=None, help="post-hoc logit adjustment; default: as trained")
     ap.add_argument("--baseline", required=True, help="ONNX of the model to compare latency with")
     ap.add_argument("--val", default="../shared/data/ferplus/FER2013Valid")
+    ap.add_argument("--card", action="store_true", help="also write bundled/NAME.md")
+    ap.add_argument("--notes", help="Markdown inserted into the card (levers, clips, limits)")
+    ap.add_argument("--command", default="", help="the training command, for the card")
     a = ap.parse_args()
     torch = _require_torch()
     torch.set_num_threads(1)
@@ -131,6 +136,82 @@ def main() -> None:
     shutil.copy(d / "log.txt", rec_dir / "log.txt")
     (rec_dir / "train_summary.json").write_text(json.dumps({**summary, "config": portable(cfg)}, indent=1))
     print(json.dumps({k: v for k, v in rec.items() if k not in ("per_class", "confusion")}, indent=1))
+    if a.card:
+        notes = Path(a.notes).read_text() if a.notes else ""
+        (BUNDLED / f"{a.name}.md").write_text(card(rec, {**summary, "config": portable(cfg)}, notes, a))
+
+
+def card(rec: dict, summary: dict, notes: str, a: argparse.Namespace) -> str:
+    """The model card text (Markdown)."""
+    cfg = summary["config"]
+    w = cfg["width"]
+    rows = "\n".join(
+        f"| {e} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |" for e, m in rec["per_class"].items()
+    )
+    lat = rec["latency_ms_per_face_1_thread"]
+    bias = ", ".join(f"{b:+.3f}" for b in rec["bias"])
+    return f"""# {rec["model"]}: ferbatch's FER+ 8-class expression classifier, calibrated
+
+Trained by ferbatch's own code (`ferbatch/training/`) on FER+ (Microsoft's relabelling of FER2013, 10 crowd votes
+per image), fine-tuned from `{Path(cfg.get("init") or "").name or "scratch"}`. sha256 `{rec["sha256"]}`,
+{rec["bytes"] / 1e6:.2f} MB. Weights MIT; trained on FER2013/FER+ images and labels: research and evaluation use (below).
+
+## Contract
+- Input `input` [N, 1, 48, 48] float32: the face as a square gray crop resized to 48x48, x / 255, then (x - 0.5) / 0.5.
+- Output `logits` [N, 8] float32 in FER+ order ({", ".join(EMOTIONS)}); `softmax(logits)` is the calibrated
+  probability: the graph ends with `(z + bias) / T`, bias = ({bias}) (post-hoc logit adjustment, tau {rec["tau"]} on a
+  model trained with tau {rec["tau_trained"]}) and T = {rec["temperature"]:.4f} (temperature scaling fitted on FER2013Valid).
+- Network `{cfg.get("arch", "vgg")}`: conv3x3/BN/ReLU blocks [{w}, {w}] pool [{2 * w}, {2 * w}] pool [{4 * w}, {4 * w}] pool [{8 * w}] pool,
+  global average pooling, dropout 0.3, linear (BatchNorm folded into the convs by the export); ONNX opset 17,
+  symbolic batch, no custom ops. ONNX Runtime reproduces PyTorch to {rec["onnx_max_abs_diff"]:.1e}.
+
+## Data and training
+- Train: FER2013Train (28,558 images; {cfg.get("limit") or "all"} used; majority unknown/NF dropped). Labels:
+  `{cfg["label_mode"]}` (cross-entropy against the normalised 8 emotion votes, the FER+ paper's PLD mode).
+- Class imbalance: `{cfg.get("balance", "none")}` (logit-adjusted loss, Menon et al. 2021: cross-entropy of
+  logits + log(prior), prior = mean training vote distribution).
+- Augmentation `{cfg.get("augment", "basic")}` (`ferbatch/training/augment.py`): flip, crop jitter 0.85-1.35 of the
+  face, shift 10 %, rotation 15 deg, blur, down-up sampling, JPEG, gamma, contrast/brightness, cutout.
+- AdamW (lr {cfg["lr"]}, weight decay {cfg["weight_decay"]}), one-cycle cosine over {cfg["epochs"]} epochs, batch {cfg["batch"]},
+  seed {cfg["seed"]}; best epoch by (acc@1 + macro-F1) / 2 on FER2013Valid: epoch {summary["best_epoch"]}
+  ({summary["train_seconds"] / 60:.0f} min on a shared 2-core CPU at nice 19). Log and summary: `train-{rec["model"].rsplit("-", 1)[1]}/`.
+
+Reproduce:
+```
+pip install -e ".[train]"
+{a.command}
+python scripts/release_model.py --train-dir model_dir/ --name {rec["model"]} --tau {rec["tau"]} \\
+    --baseline ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.onnx --card --notes notes.md
+```
+
+## Validation (FER2013Valid, {rec["n"]} images, majority protocol; `ferbatch eval --model {rec["model"]} --data ../shared/data/ferplus/FER2013Valid`)
+acc@1 **{rec["acc1"]:.4f}**, macro-F1 **{rec["macro_f1"]:.4f}**. The validation set also chose the epoch, tau and T:
+these figures are optimistic; FER+ test is held out by the project.
+
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{rows}
+
+## Calibration
+Expected calibration error of the top-1 probability (15 equal-width bins, Guo et al. 2017) on FER2013Valid:
+{rec["ece_before"]:.3f} before temperature scaling, **{rec["ece_after"]:.3f}** after (T = {rec["temperature"]:.4f}, baked into the graph).
+The logit bias trades some accuracy on FER+'s own class frequencies (37 % neutral) for recall on the rare
+classes; `emotion_prob` is calibrated for this decision rule on FER+ validation faces, not on the class mix of
+any particular video.
+
+## CPU latency per face (ONNX Runtime, 1 thread, shared 2-core machine, best of 5 rounds)
+| batch | {rec["model"]} | ferbatch-ferplus-cnn-v1 (same run) | ratio |
+|---|---|---|---|
+| 1 | {lat["new_b1"]:.3f} ms | {lat["baseline_b1"]:.3f} ms | {rec["latency_ratio_b1"]:.2f} |
+| 32 | {lat["new_b32"]:.3f} ms | {lat["baseline_b32"]:.3f} ms | {rec["latency_ratio_b32"]:.2f} |
+
+{notes}
+## Licence caveat
+The weights are ferbatch's own, but they were trained on FER2013 images (Kaggle/ICML 2013 challenge; research
+use) with the FER+ labels (Microsoft, see FERPLUS_LICENSE.md in the data): use them for research and evaluation,
+and check those terms before any other use. Expression labels are crowd judgements of posed and spontaneous faces,
+not of what a person feels.
+"""
 
 
 if __name__ == "__main__":
