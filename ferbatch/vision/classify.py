@@ -114,7 +114,8 @@ class Classifier:
             crops: (M, h, w, C) uint8 from :func:`extract_crops`.
 
         Returns:
-            (M, 8) float32 probabilities in FER+ order; NaN for classes the model lacks.
+            (M, 8) float32 probabilities in FER+ order; NaN for classes the model lacks. Logit
+            outputs become ``softmax(logits / spec.temperature)`` (temperature scaling).
         """
         inp = self.spec.input
         if len(crops) == 0:
@@ -126,5 +127,5 @@ class Classifier:
             x = (x * (inp.scale / inp.std) - inp.mean / inp.std).transpose(0, 3, 1, 2)
             y = self.runner.infer({inp.name: np.ascontiguousarray(x, dtype=np.float32)})[self.spec.outputs["scores"]]
             y = y.reshape(len(x), -1).astype(np.float32)
-            outs.append(softmax(y) if self.spec.output_kind == "logits" else y)
+            outs.append(softmax(y / self.spec.temperature) if self.spec.output_kind == "logits" else y)
         return to_ferplus_order(np.concatenate(outs), self.spec.labels)
