@@ -55,6 +55,30 @@ def latency_ms_per_face(path: str, batch: int, threads: int = 1, repeat: int = 4
     return best
 
 
+def load_summary(torch, d: Path) -> dict:
+    """``train_summary.json`` of a finished run; for a run stopped before its last epoch (a deadline),
+    the same fields rebuilt from ``checkpoint.pt`` (history) and ``best.pt`` (config, epoch), the
+    label prior recomputed from the training folder, and ``stopped_early`` set."""
+    if (d / "train_summary.json").is_file():
+        return json.loads((d / "train_summary.json").read_text())
+    ck = torch.load(d / "checkpoint.pt", weights_only=False)
+    best = torch.load(d / "best.pt", weights_only=False)
+    cfg = best["config"]
+    tr = load_faces(cfg["data"], 48, cfg.get("limit"))
+    prior = tr.votes.mean(0) if cfg["label_mode"] == "probability" else np.bincount(tr.labels, minlength=8) / len(tr.labels)
+    return {
+        "best_val_acc1": best["val_acc1"],
+        "best_val_macro_f1": best.get("val_macro_f1"),
+        "best_epoch": best["epoch"],
+        "epochs_run": len(ck["history"]),
+        "train_seconds": sum(h["seconds"] for h in ck["history"]),
+        "train_prior": [float(p) for p in prior],
+        "history": ck["history"],
+        "config": cfg,
+        "stopped_early": True,
+    }
+
+
 def portable(cfg: dict) -> dict:
     """The training config with this machine's absolute paths replaced by the documented layout."""
     out = dict(cfg)
@@ -89,7 +113,7 @@ def main() -> None:
     torch = _require_torch()
     torch.set_num_threads(1)
     d = Path(a.train_dir)
-    summary = json.loads((d / "train_summary.json").read_text())
+    summary = load_summary(torch, d)
     cfg = summary["config"]
     model = build_model(cfg["width"], cfg.get("arch", "vgg"))
     model.load_state_dict(torch.load(d / "best.pt", weights_only=False)["model"])
@@ -133,7 +157,8 @@ def main() -> None:
     rec_dir = BUNDLED / f"train-{tag}"
     rec_dir.mkdir(exist_ok=True)
     (rec_dir / "release.json").write_text(json.dumps(rec, indent=1))
-    shutil.copy(d / "log.txt", rec_dir / "log.txt")
+    if (d / "log.txt").is_file():
+        shutil.copy(d / "log.txt", rec_dir / "log.txt")
     (rec_dir / "train_summary.json").write_text(json.dumps({**summary, "config": portable(cfg)}, indent=1))
     print(json.dumps({k: v for k, v in rec.items() if k not in ("per_class", "confusion")}, indent=1))
     if a.card:
@@ -150,6 +175,7 @@ def card(rec: dict, summary: dict, notes: str, a: argparse.Namespace) -> str:
     )
     lat = rec["latency_ms_per_face_1_thread"]
     bias = ", ".join(f"{b:+.3f}" for b in rec["bias"])
+    stopped = f" (stopped after {summary['epochs_run']} by the deadline)" if summary.get("stopped_early") else ""
     return f"""# {rec["model"]}: ferbatch's FER+ 8-class expression classifier, calibrated
 
 Trained by ferbatch's own code (`ferbatch/training/`) on FER+ (Microsoft's relabelling of FER2013, 10 crowd votes
@@ -172,7 +198,7 @@ per image), fine-tuned from `{Path(cfg.get("init") or "").name or "scratch"}`. s
   logits + log(prior), prior = mean training vote distribution).
 - Augmentation `{cfg.get("augment", "basic")}` (`ferbatch/training/augment.py`): flip, crop jitter 0.85-1.35 of the
   face, shift 10 %, rotation 15 deg, blur, down-up sampling, JPEG, gamma, contrast/brightness, cutout.
-- AdamW (lr {cfg["lr"]}, weight decay {cfg["weight_decay"]}), one-cycle cosine over {cfg["epochs"]} epochs, batch {cfg["batch"]},
+- AdamW (lr {cfg["lr"]}, weight decay {cfg["weight_decay"]}), one-cycle cosine over {cfg["epochs"]} epochs{stopped}, batch {cfg["batch"]},
   seed {cfg["seed"]}; best epoch by (acc@1 + macro-F1) / 2 on FER2013Valid: epoch {summary["best_epoch"]}
   ({summary["train_seconds"] / 60:.0f} min on a shared 2-core CPU at nice 19). Log and summary: `train-{rec["model"].rsplit("-", 1)[1]}/`.
 
