@@ -1,8 +1,12 @@
 """Turn a ``ferbatch train`` output folder into a bundled, calibrated classifier and its record.
 
-1. Validation logits of ``best.pt`` on FER2013Valid (majority protocol).
+1. Validation logits of ``best.pt`` on FER2013Valid (majority protocol); with ``--average``, of the
+   uniform average of its weights and those of other runs / exported graphs of the same network
+   fine-tuned from the same start (a "model soup", Wortsman et al. 2022, arXiv 2203.05482;
+   BatchNorm statistics averaged too).
 2. Optional post-hoc logit adjustment (Menon et al. 2021): ``bias = (tau_trained - tau) * log(prior)``
-   where tau_trained is 1 for a ``logit_adjust`` run, else 0, and prior the training label prior.
+   where tau_trained is 1 for a ``logit_adjust`` run, else 0 (for a soup: the share of such members),
+   and prior the training label prior.
 3. Temperature scaling (Guo et al. 2017) fitted on the same validation images; ECE (15 bins) before
    and after. The bias and 1/T are baked into the exported graph (``nets.calibrated``), so the
    graph's softmax is the calibrated ``emotion_prob``.
@@ -33,7 +37,7 @@ from ferbatch.models.runners.onnxruntime import OrtRunner
 from ferbatch.training.calibrate import ece, fit_temperature
 from ferbatch.training.data import load_faces
 from ferbatch.training.evaluate import metrics
-from ferbatch.training.nets import build_model, calibrated
+from ferbatch.training.nets import build_model, calibrated, init_from_onnx
 from ferbatch.training.train import _require_torch, export_onnx, predict_logits
 from ferbatch.vision.classify import softmax
 
@@ -102,6 +106,7 @@ def portable(cfg: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-dir", required=True)
+    ap.add_argument("--average", nargs="+", action="extend", default=[], help="more run folders (best.pt) or .onnx graphs to average with")
     ap.add_argument("--name", required=True)
     ap.add_argument("--tau", type=float, default=None, help="post-hoc logit adjustment; default: as trained")
     ap.add_argument("--baseline", required=True, help="ONNX of the model to compare latency with")
@@ -116,11 +121,24 @@ def main() -> None:
     summary = load_summary(torch, d)
     cfg = summary["config"]
     model = build_model(cfg["width"], cfg.get("arch", "vgg"))
-    model.load_state_dict(torch.load(d / "best.pt", weights_only=False)["model"])
+    states = [torch.load(d / "best.pt", weights_only=False)["model"]]
+    las = [cfg.get("balance") == "logit_adjust"]
+    for extra in a.average:
+        e = Path(extra)
+        if e.suffix == ".onnx":
+            m = build_model(cfg["width"], cfg.get("arch", "vgg"))
+            tr = load_faces(cfg["data"], 48, 4096)
+            init_from_onnx(m, e, (torch.from_numpy(tr.images[:2048]).float().unsqueeze(1) / 255.0 - 0.5) / 0.5)
+            states.append(m.state_dict())
+            las.append(False)
+        else:
+            states.append(torch.load(e / "best.pt", weights_only=False)["model"])
+            las.append(json.loads((e / "train_summary.json").read_text())["config"].get("balance") == "logit_adjust")
+    model.load_state_dict({k: sum(st[k] for st in states) / len(states) if v.dtype.is_floating_point else v for k, v in states[0].items()})
     va = load_faces(a.val, 48)
     x = (torch.from_numpy(va.images).float().unsqueeze(1) / 255.0 - 0.5) / 0.5
     z = predict_logits(torch, model, x)
-    trained_tau = 1.0 if cfg.get("balance") == "logit_adjust" else 0.0
+    trained_tau = sum(las) / len(las)
     tau = trained_tau if a.tau is None else a.tau
     prior = np.asarray(summary["train_prior"], np.float64)
     bias = (trained_tau - tau) * np.log(np.maximum(prior, 1e-12))
@@ -144,6 +162,7 @@ def main() -> None:
         "per_class": m["per_class"],
         "confusion": m["confusion"],
         "tau_trained": trained_tau,
+        "soup": [str(Path(p).name) for p in [d, *a.average]] if a.average else None,
         "tau": tau,
         "bias": [float(b) for b in bias],
         "temperature": t,
@@ -176,10 +195,32 @@ def card(rec: dict, summary: dict, notes: str, a: argparse.Namespace) -> str:
     lat = rec["latency_ms_per_face_1_thread"]
     bias = ", ".join(f"{b:+.3f}" for b in rec["bias"])
     stopped = f" (stopped after {summary['epochs_run']} by the deadline)" if summary.get("stopped_early") else ""
-    return f"""# {rec["model"]}: ferbatch's FER+ 8-class expression classifier, calibrated
+    init = Path(cfg.get("init") or "").name or "scratch"
+    members = (
+        f"the uniform weight average (model soup) of {', '.join(f'`{m}`' for m in rec['soup'])}; the run folders are fine-tunes from `{init}`"
+        if rec.get("soup")
+        else f"fine-tuned from `{init}`"
+    )
+    soup = rec.get("soup") or ["model_dir"]
+    train_dir = f"{soup[0]}/"
+    average = "".join(
+        f" \\\n    --average {m if m.endswith('.onnx') and '/' in m else (f'ferbatch/models/bundled/{m}' if m.endswith('.onnx') else m + '/')}"
+        for m in soup[1:]
+    )
+    balance_text = {
+        "none": "plain cross-entropy",
+        "logit_adjust": "logit-adjusted loss, Menon et al. 2021: cross-entropy of logits + log(prior), prior = mean training vote distribution",
+        "sqrt_sampling": "square-root sampling, Mahajan et al. 2018: each image drawn with probability proportional to n_class ** -0.5",
+    }[cfg.get("balance", "none")]
+    augment_text = (
+        "horizontal flip, rotation +-10 deg, scale +-10 %, shift +-8 %, brightness/contrast +-20 %"
+        if cfg.get("augment", "basic") == "basic"
+        else "flip, crop jitter 0.85-1.35 of the face, shift 10 %, rotation 15 deg, blur, down-up sampling, JPEG, gamma, contrast/brightness, cutout"
+    )
+    return f"""# {rec["model"]}: ferbatch's FER+ 8-class expression classifier (calibrated{", balanced" if rec["tau"] > 0 else ""})
 
 Trained by ferbatch's own code (`ferbatch/training/`) on FER+ (Microsoft's relabelling of FER2013, 10 crowd votes
-per image), fine-tuned from `{Path(cfg.get("init") or "").name or "scratch"}`. sha256 `{rec["sha256"]}`,
+per image), {members}. sha256 `{rec["sha256"]}`,
 {rec["bytes"] / 1e6:.2f} MB. Weights MIT; trained on FER2013/FER+ images and labels: research and evaluation use (below).
 
 ## Contract
@@ -194,19 +235,17 @@ per image), fine-tuned from `{Path(cfg.get("init") or "").name or "scratch"}`. s
 ## Data and training
 - Train: FER2013Train (28,558 images; {cfg.get("limit") or "all"} used; majority unknown/NF dropped). Labels:
   `{cfg["label_mode"]}` (cross-entropy against the normalised 8 emotion votes, the FER+ paper's PLD mode).
-- Class imbalance: `{cfg.get("balance", "none")}` (logit-adjusted loss, Menon et al. 2021: cross-entropy of
-  logits + log(prior), prior = mean training vote distribution).
-- Augmentation `{cfg.get("augment", "basic")}` (`ferbatch/training/augment.py`): flip, crop jitter 0.85-1.35 of the
-  face, shift 10 %, rotation 15 deg, blur, down-up sampling, JPEG, gamma, contrast/brightness, cutout.
+- Class imbalance: `{cfg.get("balance", "none")}` ({balance_text}).
+- Augmentation `{cfg.get("augment", "basic")}` (`ferbatch/training/augment.py`): {augment_text}.
 - AdamW (lr {cfg["lr"]}, weight decay {cfg["weight_decay"]}), one-cycle cosine over {cfg["epochs"]} epochs{stopped}, batch {cfg["batch"]},
-  seed {cfg["seed"]}; best epoch by (acc@1 + macro-F1) / 2 on FER2013Valid: epoch {summary["best_epoch"]}
+  seed {cfg["seed"]}; best epoch by `{cfg.get("select", "acc1")}` on FER2013Valid: epoch {summary["best_epoch"]}
   ({summary["train_seconds"] / 60:.0f} min on a shared 2-core CPU at nice 19). Log and summary: `train-{rec["model"].rsplit("-", 1)[1]}/`.
 
 Reproduce:
 ```
 pip install -e ".[train]"
 {a.command}
-python scripts/release_model.py --train-dir model_dir/ --name {rec["model"]} --tau {rec["tau"]} \\
+python scripts/release_model.py --train-dir {train_dir}{average} --name {rec["model"]} --tau {rec["tau"]} \\
     --baseline ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.onnx --card --notes notes.md
 ```
 

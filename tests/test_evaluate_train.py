@@ -243,3 +243,27 @@ def test_eval_refuses_a_broken_labels_file_naming_it(tmp_path):
     (tmp_path / "labels.csv").write_text("image,ferplus_majority\nmissing.png,anger\n")
     res = _run_eval(["--data", str(tmp_path)])
     assert res.exit_code == 2 and "unreadable image: 1" in res.output and "{" not in res.output
+
+
+def test_v1_registry_temperature_calibrates_its_probabilities():
+    # the registry's temperature for v1 was fitted on FER2013Valid; through the Classifier (as the
+    # pipeline and `ferbatch eval` run it) the ECE drops from 0.110 to 0.020
+    from dataclasses import replace
+
+    from ferbatch.models.graphs import prepare_classifier
+    from ferbatch.models.registry import load_registry, resolve_model_file
+    from ferbatch.models.runners.onnxruntime import OrtRunner
+    from ferbatch.training.calibrate import ece, fit_temperature
+    from ferbatch.training.data import load_faces
+    from ferbatch.training.evaluate import classify_faces
+    from ferbatch.vision.classify import Classifier
+
+    spec = load_registry().get("ferbatch-ferplus-cnn-v1", "classifier")
+    va = load_faces(DATA / "ferplus/FER2013Valid", 48)
+    runner = OrtRunner(prepare_classifier(resolve_model_file(spec), spec), threads=2, max_batch=256)
+    calibrated, _ = classify_faces(Classifier(runner, spec), va)
+    raw, _ = classify_faces(Classifier(runner, replace(spec, temperature=1.0)), va)
+    assert ece(calibrated, va.labels) == pytest.approx(0.020, abs=2e-3)
+    assert ece(raw, va.labels) == pytest.approx(0.110, abs=2e-3)
+    assert (calibrated.argmax(1) == raw.argmax(1)).all()  # the decision is unchanged
+    assert fit_temperature(np.log(calibrated), va.labels) == pytest.approx(1.0, abs=0.02)

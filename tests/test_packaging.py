@@ -30,6 +30,7 @@ def test_wheel_carries_registry_and_bundled_model(tmp_path):
     assert "ferbatch/models/registry.toml" in names
     assert "ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.onnx" in names
     assert "ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.md" in names
+    assert {"ferbatch/models/bundled/ferbatch-ferplus-cnn-v2.onnx", "ferbatch/models/bundled/train-v2/release.json"} <= names
 
     # installed (unpacked) elsewhere and imported from another directory, the default classifier
     # resolves to the wheel's own file and passes its sha256 check
