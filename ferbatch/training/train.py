@@ -39,7 +39,18 @@ __all__ = ["TrainConfig", "train", "export_onnx", "prepare_train_folder"]
 
 @dataclass
 class TrainConfig:
-    """Training settings (recorded in the checkpoint and the model card)."""
+    """Training settings (recorded in the checkpoint and the model card).
+
+    Attributes (beyond data/out/val/epochs/batch/lr/weight_decay/width/seed):
+        label_mode: "probability" (PLD, vote distributions) | "majority".
+        arch: "vgg" | "res" (``ferbatch.training.nets``); augment: "basic" | "pipeline".
+        balance: "none" | "logit_adjust" | "sqrt_sampling" (module docstring).
+        mixup: Beta(alpha, alpha) of mixup; 0 = off.
+        init: an exported ONNX of the same arch/width to fine-tune from (``nets.init_from_onnx``).
+        select: best-epoch criterion on validation, "acc1" | "acc1+f1" (mean of acc@1 and macro-F1).
+        limit: first N training images; threads: torch threads (0 = default); time_budget_s: stop
+            after the epoch that passes it (0 = none).
+    """
 
     data: str
     out: str
