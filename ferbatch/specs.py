@@ -60,6 +60,7 @@ class ModelSpec:
     url: str | None = None
     labels: tuple[str, ...] = ()
     output_kind: str = "probs"  # classifiers: "probs" | "logits"
+    temperature: float = 1.0  # classifiers with logits: probabilities = softmax(logits / temperature) (Guo et al. 2017)
     crop: dict[str, Any] = field(default_factory=dict)
     requires_landmarks: bool = False
     boxes_decoded: bool = True

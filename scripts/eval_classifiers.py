@@ -6,9 +6,11 @@ upscaled, run through YuNet and aligned with its landmarks (landmark classifiers
 YuNet finds no face fall back to a plain resize and are counted).
 
 CREMA-D: the default detector runs on every frame, the classifier on each face; the clip label is
-the argmax of the mean of per-frame probabilities, compared with the crowd's face-only vote.
+the argmax of the mean of per-frame probabilities, compared with the crowd's face-only vote; also
+with the per-track smoothed probabilities (``vision.track.smooth_probs``, half-life 0.5 s, as
+``ferbatch run`` writes ``smooth_prob_*``; the clips hold one face per frame, so one track).
 
-Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/eval_classifiers.py [--data ../shared/data]
+Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/eval_classifiers.py [--data ../shared/data] [--models a,b]
 Prints a Markdown table and writes JSON next to it when --json is given.
 """
 
@@ -32,6 +34,7 @@ from ferbatch.models.load import load_models
 from ferbatch.models.registry import load_registry, resolve_model_file
 from ferbatch.pipeline import process_shard
 from ferbatch.training.evaluate import evaluate
+from ferbatch.vision.track import smooth_probs
 
 
 def ferplus_valid(data: Path, name: str) -> dict:
@@ -55,12 +58,16 @@ def cremad(data: Path, cfg: JobConfig) -> dict:
         info, index = probe_video(p)
         out_rows = process_shard(Shard("c", str(p), 0, 0, None, index), models)
         rows, res = out_rows.faces, out_rows.result
+        smooth = smooth_probs(np.zeros(len(rows.probs), np.int64), rows.pts_ms, rows.probs, 0.5)
         with np.errstate(all="ignore"):
             mean = np.nanmean(rows.probs, 0) if len(rows.probs) else np.full(8, np.nan)
+            mean_s = np.nanmean(smooth, 0) if len(smooth) else np.full(8, np.nan)
         out[r["clip"]] = {
             "vote": r["face_only_perceived_vote"],
             "pred": EMOTIONS[int(np.nanargmax(mean))],
+            "pred_smoothed": EMOTIONS[int(np.nanargmax(mean_s))],
             "mean_probs": {e: round(float(v), 3) for e, v in zip(EMOTIONS, mean, strict=True) if not np.isnan(v)},
+            "mean_probs_smoothed": {e: round(float(v), 3) for e, v in zip(EMOTIONS, mean_s, strict=True) if not np.isnan(v)},
             "frames": res.frames,
             "faces": res.faces,
         }
@@ -73,12 +80,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--json")
+    ap.add_argument("--models", help="comma-separated registry classifiers (default: all)")
     a = ap.parse_args()
     data = Path(a.data)
     reg = load_registry()
     results = {}
     for name, spec in reg.models.items():
-        if spec.kind != "classifier":
+        if spec.kind != "classifier" or (a.models and name not in a.models.split(",")):
             continue
         try:
             resolve_model_file(spec, allow_download=False)
@@ -91,20 +99,25 @@ def main() -> None:
         r["cremad"] = cremad(data, JobConfig(detector=det, classifier=name))
         r["seconds"] = round(time.perf_counter() - t, 1)
         results[name] = r
-    print("| classifier | FER+ valid acc@1 (8 cl.) | acc@1 w/o contempt | macro-F1 | CREMA-D HAP | CREMA-D NEU |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| classifier | FER+ valid acc@1 (8 cl.) | acc@1 w/o contempt | macro-F1 | CREMA-D HAP | CREMA-D NEU | smoothed HAP | smoothed NEU |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         if "error" in r:
             print(f"| {name} | not available: {r['error'][:80]} | | | | |")
             continue
         c = r["cremad"]
 
-        def cell(k: str, c: dict = c) -> str:
-            return f"{c[k]['pred']} (vote {c[k]['vote']})"
+        def cell(k: str, c: dict = c, smoothed: bool = False) -> str:
+            probs = c[k]["mean_probs_smoothed" if smoothed else "mean_probs"]
+            pred = c[k]["pred_smoothed" if smoothed else "pred"]
+            return f"{pred} {probs[pred]:.2f} (vote {c[k]['vote']})"
 
         print(
             f"| {name} | {r['acc1']:.3f} ({r['images']} img) | {r['acc1_without_contempt']:.3f} | {r['macro_f1']:.3f} | "
-            f"{cell('1001_DFA_HAP_XX')} | {cell('1001_DFA_NEU_XX')} |"
+            f"{cell('1001_DFA_HAP_XX')} | {cell('1001_DFA_NEU_XX')} | "
+            f"{cell('1001_DFA_HAP_XX', smoothed=True)} | {cell('1001_DFA_NEU_XX', smoothed=True)} |"
         )
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))

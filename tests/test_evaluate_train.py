@@ -1,5 +1,10 @@
-"""eval metrics against scikit-learn; a one-epoch training run on real FER+ images exports a
-working ONNX model."""
+"""eval metrics against scikit-learn; ``ferbatch eval`` through the CLI on the shared FER+ sample;
+a one-epoch training run on real FER+ images exports a working ONNX model; fine-tuning starts
+exactly from an exported model; calibration; the committed models reproduce their recorded
+validation numbers."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,6 +12,8 @@ from conftest import DATA
 
 from ferbatch.labels import EMOTIONS
 from ferbatch.training.evaluate import metrics
+
+BUNDLED = Path(__file__).resolve().parent.parent / "ferbatch/models/bundled"
 
 
 def test_metrics_equal_scikit_learn():
@@ -82,7 +89,19 @@ def test_one_epoch_training_exports_a_working_onnx(tmp_path, monkeypatch):
 
     monkeypatch.setenv("FERBATCH_CACHE", str(tmp_path / "cache"))
     folder = prepare_train_folder(DATA / "ferplus/FER2013Train.tar.gz")
-    s = train(TrainConfig(data=str(folder), out=str(tmp_path / "m"), epochs=1, limit=1500, threads=2), log=lambda m: None)
+    s = train(
+        TrainConfig(
+            data=str(folder),
+            out=str(tmp_path / "m"),
+            epochs=1,
+            limit=1500,
+            threads=2,
+            augment="pipeline",
+            balance="logit_adjust",
+            mixup=0.2,
+        ),
+        log=lambda m: None,
+    )
     assert s["epochs_run"] == 1 and s["onnx_max_abs_diff"] < 1e-4
     sess = ort.InferenceSession(str(tmp_path / "m/model.onnx"), providers=["CPUExecutionProvider"])
     assert [(i.name, i.shape) for i in sess.get_inputs()] == [("input", ["N", 1, 48, 48])]
@@ -91,13 +110,160 @@ def test_one_epoch_training_exports_a_working_onnx(tmp_path, monkeypatch):
     assert out.shape == (5, 8) and np.isfinite(out).all()
 
 
-def test_committed_model_reaches_its_recorded_validation_accuracy():
-    import json
-    from pathlib import Path
-
+def test_committed_v1_reaches_its_recorded_validation_accuracy():
     from ferbatch.training.evaluate import evaluate
 
-    recorded = json.loads((Path(__file__).resolve().parent.parent / "ferbatch/models/bundled/train-v1/train_summary.json").read_text())
+    recorded = json.loads((BUNDLED / "train-v1/train_summary.json").read_text())
     res = evaluate("ferbatch-ferplus-cnn-v1", DATA / "ferplus/FER2013Valid")
     assert res["n"] == 3555 and res["classes_missing"] == []
     assert abs(res["acc1"] - recorded["best_val_acc1"]) < 1e-3  # the training loop's own evaluation, reproduced
+
+
+def _release(name: str) -> dict:
+    return json.loads((BUNDLED / f"train-{name.rsplit('-', 1)[1]}/release.json").read_text())
+
+
+def test_committed_v2_reproduces_its_recorded_release_numbers():
+    # release.json holds what the shipped graph (temperature and logit bias baked in) scored when it
+    # was exported; editing a number there, or the graph, fails this test
+    from ferbatch.training.evaluate import evaluate
+
+    rec = _release("ferbatch-ferplus-cnn-v2")
+    res = evaluate("ferbatch-ferplus-cnn-v2", DATA / "ferplus/FER2013Valid")
+    assert res["n"] == rec["n"] == 3555 and res["classes_missing"] == []
+    assert res["acc1"] == pytest.approx(rec["acc1"], abs=5e-4)
+    assert res["macro"]["f1"] == pytest.approx(rec["macro_f1"], abs=5e-4)
+    for e, r in rec["recall"].items():
+        assert res["per_class"][e]["recall"] == pytest.approx(r, abs=5e-4), e
+
+
+def test_v2_card_and_registry_state_the_recorded_numbers():
+    from ferbatch.models.registry import load_registry, sha256_file
+
+    rec = _release("ferbatch-ferplus-cnn-v2")
+    card = (BUNDLED / "ferbatch-ferplus-cnn-v2.md").read_text()
+    assert f"acc@1 **{rec['acc1']:.4f}**" in card and f"macro-F1 **{rec['macro_f1']:.4f}**" in card
+    spec = load_registry().get("ferbatch-ferplus-cnn-v2", "classifier")
+    assert sha256_file(BUNDLED / "ferbatch-ferplus-cnn-v2.onnx") == spec.sha256 == rec["sha256"]
+    assert (BUNDLED / "ferbatch-ferplus-cnn-v2.onnx").stat().st_size <= 5_000_000
+
+
+def test_shipped_v2_probabilities_are_calibrated_on_validation():
+    # temperature scaling is baked into the graph: refitting on the same images finds T ~ 1
+    from ferbatch.models.registry import load_registry, resolve_model_file
+    from ferbatch.models.runners.onnxruntime import OrtRunner
+    from ferbatch.training.calibrate import ece, fit_temperature, nll
+    from ferbatch.training.data import load_faces
+    from ferbatch.vision.classify import softmax
+
+    va = load_faces(DATA / "ferplus/FER2013Valid", 48)
+    r = OrtRunner(str(resolve_model_file(load_registry().get("ferbatch-ferplus-cnn-v2", "classifier"))), threads=2)
+    z = r.infer({"input": ((va.images[:, None].astype(np.float32) / 255.0) - 0.5) / 0.5})["logits"]
+    t = fit_temperature(z, va.labels)
+    assert t == pytest.approx(1.0, abs=0.02)
+    assert nll(z, va.labels, t) <= min(nll(z, va.labels, t * 1.2), nll(z, va.labels, t / 1.2))
+    assert ece(softmax(z), va.labels) == pytest.approx(_release("ferbatch-ferplus-cnn-v2")["ece_after"], abs=1e-3)
+    assert ece(softmax(z * 3), va.labels) > ece(softmax(z), va.labels)  # overconfident logits are worse
+
+
+def test_fine_tuning_starts_exactly_from_the_exported_model():
+    pytest.importorskip("torch")
+    import torch
+
+    from ferbatch.errors import ConfigError
+    from ferbatch.training.data import load_faces
+    from ferbatch.training.nets import build_model, init_from_onnx
+
+    faces = load_faces(DATA / "fer_sample", 48)
+    x = (torch.from_numpy(faces.images).float().unsqueeze(1) / 255.0 - 0.5) / 0.5
+    assert init_from_onnx(build_model(16, "vgg"), BUNDLED / "ferbatch-ferplus-cnn-v1.onnx", x) < 1e-4
+    with pytest.raises(ConfigError, match="ferbatch-ferplus-cnn-v1.onnx"):
+        init_from_onnx(build_model(20, "vgg"), BUNDLED / "ferbatch-ferplus-cnn-v1.onnx", x)
+
+
+def test_pipeline_augmentation_is_seeded_and_in_range():
+    pytest.importorskip("torch")
+    import torch
+
+    from ferbatch.training.augment import augment
+    from ferbatch.training.data import load_faces
+
+    faces = load_faces(DATA / "fer_sample", 48)
+    x = (torch.from_numpy(faces.images).float().unsqueeze(1) / 255.0 - 0.5) / 0.5
+    a = augment(torch, x, torch.Generator().manual_seed(1), "pipeline")
+    b = augment(torch, x, torch.Generator().manual_seed(1), "pipeline")
+    assert a.shape == x.shape and torch.equal(a, b) and a.min() >= -1 and a.max() <= 1
+    assert (a - x).abs().mean() > 0.05  # it changed the faces
+
+
+def _run_eval(args):
+    from typer.testing import CliRunner
+
+    from ferbatch.cli import app
+
+    return CliRunner().invoke(app, ["eval", *args])
+
+
+def test_eval_reads_the_shared_sample_layout_with_the_registry_default():
+    from ferbatch.models.registry import load_registry
+
+    res = _run_eval(["--data", str(DATA / "fer_sample"), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output.strip().splitlines()[-1])
+    assert m["model"] == load_registry().default_classifier
+    assert m["n"] == 80 and sum(map(sum, m["confusion"])) == 80 and m["classes_missing"] == []
+    assert [row[i] for i, row in enumerate(m["confusion"])] != [0] * 8
+    assert [sum(row) for row in m["confusion"]] == [10] * 8  # 10 per majority class, as the sample's README says
+
+
+def test_eval_sample_labels_follow_the_majority_column():
+    import csv
+
+    from ferbatch.labels import EMOTIONS
+    from ferbatch.training.data import load_faces
+
+    faces = load_faces(DATA / "fer_sample", 48)
+    with open(DATA / "fer_sample/labels.csv") as f:
+        majority = {r["image"]: r["ferplus_majority"] for r in csv.DictReader(f)}
+    assert [EMOTIONS[i] for i in faces.labels] == [majority[n] for n in faces.names]
+
+
+def test_eval_table_messages_hold_no_python_reprs(tmp_path):
+    res = _run_eval(["--model", "mini-xception-fer2013", "--data", str(DATA / "fer_sample")])
+    assert res.exit_code == 0, res.output
+    assert "classes the model lacks: contempt" in res.output
+    assert not any(c in res.output for c in "{}[]'")
+
+
+def test_eval_refuses_a_broken_labels_file_naming_it(tmp_path):
+    (tmp_path / "labels.csv").write_text("image,emotion\nfer0.png,anger\n")
+    res = _run_eval(["--data", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "labels.csv" in res.output and "ferplus_votes" in res.output and "{" not in res.output
+    (tmp_path / "labels.csv").write_text("image,ferplus_majority\nmissing.png,anger\n")
+    res = _run_eval(["--data", str(tmp_path)])
+    assert res.exit_code == 2 and "unreadable image: 1" in res.output and "{" not in res.output
+
+
+def test_v1_registry_temperature_calibrates_its_probabilities():
+    # the registry's temperature for v1 was fitted on FER2013Valid; through the Classifier (as the
+    # pipeline and `ferbatch eval` run it) the ECE drops from 0.110 to 0.020
+    from dataclasses import replace
+
+    from ferbatch.models.graphs import prepare_classifier
+    from ferbatch.models.registry import load_registry, resolve_model_file
+    from ferbatch.models.runners.onnxruntime import OrtRunner
+    from ferbatch.training.calibrate import ece, fit_temperature
+    from ferbatch.training.data import load_faces
+    from ferbatch.training.evaluate import classify_faces
+    from ferbatch.vision.classify import Classifier
+
+    spec = load_registry().get("ferbatch-ferplus-cnn-v1", "classifier")
+    va = load_faces(DATA / "ferplus/FER2013Valid", 48)
+    runner = OrtRunner(prepare_classifier(resolve_model_file(spec), spec), threads=2, max_batch=256)
+    calibrated, _ = classify_faces(Classifier(runner, spec), va)
+    raw, _ = classify_faces(Classifier(runner, replace(spec, temperature=1.0)), va)
+    assert ece(calibrated, va.labels) == pytest.approx(0.020, abs=2e-3)
+    assert ece(raw, va.labels) == pytest.approx(0.110, abs=2e-3)
+    assert (calibrated.argmax(1) == raw.argmax(1)).all()  # the decision is unchanged
+    assert fit_temperature(np.log(calibrated), va.labels) == pytest.approx(1.0, abs=0.02)

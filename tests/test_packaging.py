@@ -30,6 +30,7 @@ def test_wheel_carries_registry_and_bundled_model(tmp_path):
     assert "ferbatch/models/registry.toml" in names
     assert "ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.onnx" in names
     assert "ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.md" in names
+    assert {"ferbatch/models/bundled/ferbatch-ferplus-cnn-v2.onnx", "ferbatch/models/bundled/train-v2/release.json"} <= names
 
     # metadata: a PEP 639 licence, lean core dependencies (Ray core, no torch), extras for the rest
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()

@@ -25,19 +25,32 @@ class EvalFormat(StrEnum):
 
 
 def eval_cmd(
-    model: Annotated[
-        str, typer.Option("--model", help="Registry classifier name, or a file whose sha256 is a registry entry's.", metavar="NAME|FILE")
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="FER+ folder (images + label.csv), FER+ sample folder (images + labels.csv), or one folder per emotion.",
+            metavar="DIR",
+        ),
     ],
-    data: Annotated[Path, typer.Option("--data", help="FER+ folder (images + label.csv) or one folder per emotion.", metavar="DIR")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Registry classifier name, or a file whose sha256 is a registry entry's; default: the registry's default classifier.",
+            metavar="NAME|FILE",
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json, confusion.csv, confusion.png.", metavar="DIR")] = None,
     fmt: Annotated[EvalFormat, typer.Option("--format", help="table, or json (the whole result as one object).")] = EvalFormat.table,
 ) -> None:
     """Evaluate an expression classifier: acc@1, acc@5, per-class and macro precision/recall/specificity/F1, confusion matrix.
 
-    FER+ protocol: majority label, unknown/NF dropped. Example: ferbatch eval --model mini-xception-fer2013 --data ../shared/data/ferplus/FER2013Valid --out eval/
+    FER+ protocol: majority label, unknown/NF dropped. Example: ferbatch eval --data ../shared/data/ferplus/FER2013Valid --out eval/
     """
     import json
 
+    from ferbatch.training.data import describe_counts
     from ferbatch.training.evaluate import evaluate, write_outputs
 
     try:
@@ -58,7 +71,7 @@ def eval_cmd(
     t.add_row("macro", f"{mac['precision']:.3f}", f"{mac['recall']:.3f}", f"{mac['specificity']:.3f}", f"{mac['f1']:.3f}", str(res["n"]))
     Console().print(t)
     console.print(
-        f"skipped: {res['skipped'] or 'none'}; classes the model lacks: {res['classes_missing'] or 'none'}"
+        f"skipped: {describe_counts(res['skipped'])}; classes the model lacks: {', '.join(res['classes_missing']) or 'none'}"
         + (f"; {res['align_fallback']} faces without landmarks fell back to a plain resize" if res["align_fallback"] else ""),
         soft_wrap=True,
         highlight=False,
@@ -78,6 +91,16 @@ def train(
     ] = LabelMode.probability,
     width: Annotated[int, typer.Option(help="Channels of the first block (16 = 147k parameters).", metavar="N", min=1)] = 16,
     limit: Annotated[int | None, typer.Option(help="Use only the first N training images (smoke runs).", metavar="N", min=1)] = None,
+    arch: Annotated[str, typer.Option(help="vgg (v1) | res (one residual block more at 6x6).")] = "vgg",
+    augment: Annotated[str, typer.Option(help="basic (v1) | pipeline (crop jitter, blur, down-up, JPEG, gamma, cutout).")] = "basic",
+    balance: Annotated[str, typer.Option(help="none | logit_adjust (Menon et al. 2021) | sqrt_sampling.")] = "none",
+    mixup: Annotated[float, typer.Option(help="mixup Beta(alpha, alpha); 0 = off.")] = 0.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule.")] = 3e-3,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from the weights of an exported model of the same arch and width (fine-tuning).")
+    ] = None,
+    select: Annotated[str, typer.Option(help="Best-epoch criterion on validation: acc1 | acc1+f1 (mean of acc@1 and macro-F1).")] = "acc1",
+    threads: Annotated[int, typer.Option(help="torch threads; 0 = torch's default.")] = 0,
 ) -> None:
     """Train the compact FER+ 8-class CNN (needs the 'train' extra: torch==2.13.0); resumes from OUT/checkpoint.pt.
 
@@ -97,6 +120,14 @@ def train(
                 label_mode=label_mode.value,
                 width=width,
                 limit=limit,
+                arch=arch,
+                augment=augment,
+                balance=balance,
+                mixup=mixup,
+                lr=lr,
+                init=str(init) if init else None,
+                select=select,
+                threads=threads,
             ),
             log=lambda m: console.print(m, highlight=False, markup=False),
         )

@@ -101,6 +101,7 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
                 url=raw.get("url"),
                 labels=tuple(raw.get("labels", ())),
                 output_kind=raw.get("output_kind", "probs"),
+                temperature=float(raw.get("temperature", 1.0)),
                 crop=dict(raw.get("crop", {})),
                 requires_landmarks=bool(raw.get("requires_landmarks", False)),
                 boxes_decoded=bool(raw.get("boxes_decoded", True)),
@@ -111,6 +112,8 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
             )
         except (KeyError, TypeError) as e:
             raise ConfigError(f"model registry {p} | entry {name!r} is incomplete: {e}") from e
+        if not models[name].temperature > 0:
+            raise ConfigError(f"model registry {p} | entry {name!r}: temperature must be > 0, got {models[name].temperature}")
     defaults = data.get("defaults", {})
     return Registry(p, models, defaults.get("detector", ""), defaults.get("classifier", ""), defaults.get("landmark_detector", ""))
 

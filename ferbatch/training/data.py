@@ -6,6 +6,10 @@ Layouts:
   happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF. Majority protocol:
   the label is the class with the most votes (first one on ties); images whose majority is
   unknown or NF are dropped.
+- FER+ sample (``labels.csv`` with a header): columns ``image`` and
+  ``ferplus_votes(neutral,...,unknown,NF)`` (10 comma-separated counts in the order above), as in
+  the shared ``fer_sample`` folder; same majority protocol. Without a votes column, a
+  ``ferplus_majority`` column (an emotion name) gives a one-hot label.
 - ImageFolder: one sub-folder per class named like a FER+ emotion (other names are skipped).
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +28,7 @@ import numpy as np
 from ferbatch.errors import ConfigError
 from ferbatch.labels import EMOTIONS
 
-__all__ = ["FaceSet", "load_faces", "FERPLUS_VOTE_ORDER"]
+__all__ = ["FaceSet", "load_faces", "FERPLUS_VOTE_ORDER", "describe_counts"]
 
 FERPLUS_VOTE_ORDER = (*EMOTIONS, "unknown", "NF")
 _IMG_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -49,11 +54,50 @@ class FaceSet:
     skipped: Counter = field(default_factory=Counter)
 
 
-def load_faces(root: str | os.PathLike[str], size: int = 48, limit: int | None = None) -> FaceSet:
-    """Load a FER+ folder (``label.csv`` present) or an ImageFolder tree, resized to ``size``.
+def describe_counts(counts: dict) -> str:
+    """``"majority unknown: 171, majority NF: 2"`` for a reason -> count mapping; ``"none"`` if empty."""
+    return ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
+
+
+def _votes_column(header: Sequence[str]) -> str | None:
+    return next((h for h in header if h.startswith("ferplus_votes")), None)
+
+
+def _read_sample_csv(path: Path) -> list[list[str]]:
+    """``labels.csv`` of the FER+ sample layout as FER+ ``label.csv`` rows (image, box, 10 votes).
 
     Raises:
-        ConfigError: the folder does not exist or holds no usable image.
+        ConfigError: no ``image`` column, or neither a votes nor a ``ferplus_majority`` column, or a
+            row whose votes are not 10 numbers or whose majority is not a FER+ emotion.
+    """
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        votes_col = _votes_column(header)
+        if "image" not in header or (votes_col is None and "ferplus_majority" not in header):
+            raise ConfigError(
+                f"{path} | expected an 'image' column and a 'ferplus_votes(...)' or 'ferplus_majority' column; found: {', '.join(header)}"
+            )
+        rows = []
+        for line, r in enumerate(reader, start=2):
+            if votes_col is not None:
+                counts = r[votes_col].split(",")
+                if len(counts) != 10:
+                    raise ConfigError(f"{path} | line {line}: '{votes_col}' has {len(counts)} values; expected 10")
+            else:
+                if r["ferplus_majority"] not in EMOTIONS:
+                    raise ConfigError(f"{path} | line {line}: '{r['ferplus_majority']}' is not a FER+ emotion ({', '.join(EMOTIONS)})")
+                counts = ["1" if e == r["ferplus_majority"] else "0" for e in FERPLUS_VOTE_ORDER]
+            rows.append([r["image"], "", *counts])
+    return rows
+
+
+def load_faces(root: str | os.PathLike[str], size: int = 48, limit: int | None = None) -> FaceSet:
+    """Load a FER+ folder (``label.csv``), a FER+ sample folder (``labels.csv`` with a header) or an
+    ImageFolder tree (module docstring), as (N, size, size) uint8 gray faces.
+
+    Raises:
+        ConfigError: the folder does not exist, a labels file is malformed, or no usable image.
     """
     root = Path(root)
     if not root.is_dir():
@@ -63,18 +107,25 @@ def load_faces(root: str | os.PathLike[str], size: int = 48, limit: int | None =
     votes: list[np.ndarray] = []
     names: list[str] = []
     skipped: Counter[str] = Counter()
+    label_rows: list[list[str]] | None = None
     if (root / "label.csv").is_file():
         with open(root / "label.csv") as fh:
             label_rows = list(csv.reader(fh))
+    elif (root / "labels.csv").is_file():
+        label_rows = _read_sample_csv(root / "labels.csv")
+    if label_rows is not None:
         for row in label_rows:
             if limit is not None and len(imgs) >= limit:
                 break
-            name, counts = row[0], np.array([float(v) for v in row[2:12]], np.float32)
+            try:
+                name, counts = row[0], np.array([float(v) for v in row[2:12]], np.float32)
+            except ValueError as e:
+                raise ConfigError(f"{root} | label row for {row[0]!r}: the 10 vote counts are not numbers ({e})") from e
             top = int(np.argmax(counts))
             if top >= 8:
                 skipped[f"majority {FERPLUS_VOTE_ORDER[top]}"] += 1
                 continue
-            img = cv2.imread(str(root / name), cv2.IMREAD_GRAYSCALE)
+            img = cv2.imread(str(root / name), cv2.IMREAD_GRAYSCALE) if (root / name).is_file() else None
             if img is None:
                 skipped["unreadable image"] += 1
                 continue
@@ -99,5 +150,8 @@ def load_faces(root: str | os.PathLike[str], size: int = 48, limit: int | None =
                 votes.append(np.eye(8, dtype=np.float32)[EMOTIONS.index(d.name)])
                 names.append(f"{d.name}/{f.name}")
     if not imgs:
-        raise ConfigError(f"{root} | no usable labelled image (FER+ label.csv or one folder per emotion); skipped: {dict(skipped)}")
+        raise ConfigError(
+            f"{root} | no usable labelled image (FER+ label.csv, a FER+ sample labels.csv, or one folder per emotion); "
+            f"skipped: {describe_counts(skipped)}"
+        )
     return FaceSet(np.stack(imgs), np.array(labels, np.int64), np.stack(votes).astype(np.float32), names, skipped)

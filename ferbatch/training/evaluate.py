@@ -93,9 +93,9 @@ def classify_faces(cls: Classifier, faces: FaceSet, aligner=None) -> tuple[np.nd
     return cls.classify(np.stack(crops)), fallback
 
 
-def evaluate(model: str, data: str | os.PathLike[str], threads: int = 0) -> dict:
+def evaluate(model: str | None, data: str | os.PathLike[str], threads: int = 0) -> dict:
     """Evaluate the registry classifier ``model`` (a name, or a file whose sha256 is a registry
-    entry's) on the labelled faces in ``data``.
+    entry's; None = the registry's default classifier) on the labelled faces in ``data``.
 
     Raises:
         ConfigError, ModelError: unknown model, bad data folder.
@@ -109,6 +109,10 @@ def evaluate(model: str, data: str | os.PathLike[str], threads: int = 0) -> dict
 
     reg = load_registry()
     explicit = None
+    if model is None:
+        if not reg.default_classifier:
+            raise ConfigError(f"{reg.path} | names no [defaults] classifier; pass --model")
+        model = reg.default_classifier
     if os.path.isfile(model):
         sha = sha256_file(model)
         names = [n for n, s in reg.models.items() if s.sha256 == sha and s.kind == "classifier"]

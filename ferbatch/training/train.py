@@ -5,11 +5,16 @@ The network is plain conv/BN/ReLU/max-pool blocks, global average pooling and on
 TensorRT without custom ops. Input (N, 1, 48, 48) float32 = (gray / 255 - 0.5) / 0.5, output
 (N, 8) logits in FER+ order.
 
-Labels: "majority" (cross-entropy on the majority class) or "probability" (cross-entropy on the
-normalised votes, the FER+ paper's PD mode). Augmentation on the train split only: horizontal
-flip, small rotation/scale/shift (``affine_grid``), brightness/contrast. AdamW, cosine schedule,
-early stopping on validation acc@1, fixed seeds, a checkpoint every epoch that ``--resume``
-continues from.
+Networks: ``ferbatch.training.nets`` (``vgg`` = v1, ``res``). Labels: "majority" (cross-entropy on
+the majority class) or "probability" (cross-entropy on the normalised votes, the FER+ paper's PLD
+mode). Class imbalance (``balance``): "none"; "logit_adjust", the logit-adjusted loss of Menon et
+al. 2021 (arXiv 2007.07314), cross-entropy of ``logits + tau * log(prior)`` with tau = 1 and the
+prior = mean training label distribution, so the raw logits are balanced-error scores (adding
+``log(prior)`` back gives the posterior); "sqrt_sampling", each image drawn with probability
+proportional to ``n_class ** -0.5`` (square-root sampling, Mahajan et al. 2018). Augmentation on the
+train split only: ``ferbatch.training.augment`` (``basic`` = v1, ``pipeline``), optional mixup.
+AdamW, one-cycle cosine schedule, early stopping on validation acc@1, fixed seeds, a checkpoint
+every epoch that a rerun with the same ``out`` continues from.
 """
 
 from __future__ import annotations
@@ -24,14 +29,28 @@ from pathlib import Path
 import numpy as np
 
 from ferbatch.errors import ConfigError
-from ferbatch.training.data import load_faces
+from ferbatch.training.augment import AUGMENTS, augment, mixup
+from ferbatch.training.data import describe_counts, load_faces
+from ferbatch.training.nets import build_model as _build
+from ferbatch.training.nets import require_torch
 
 __all__ = ["TrainConfig", "train", "export_onnx", "prepare_train_folder"]
 
 
 @dataclass
 class TrainConfig:
-    """Training settings (recorded in the checkpoint and the model card)."""
+    """Training settings (recorded in the checkpoint and the model card).
+
+    Attributes (beyond data/out/val/epochs/batch/lr/weight_decay/width/seed):
+        label_mode: "probability" (PLD, vote distributions) | "majority".
+        arch: "vgg" | "res" (``ferbatch.training.nets``); augment: "basic" | "pipeline".
+        balance: "none" | "logit_adjust" | "sqrt_sampling" (module docstring).
+        mixup: Beta(alpha, alpha) of mixup; 0 = off.
+        init: an exported ONNX of the same arch/width to fine-tune from (``nets.init_from_onnx``).
+        select: best-epoch criterion on validation, "acc1" | "acc1+f1" (mean of acc@1 and macro-F1).
+        limit: first N training images; threads: torch threads (0 = default); time_budget_s: stop
+            after the epoch that passes it (0 = none).
+    """
 
     data: str
     out: str
@@ -48,6 +67,12 @@ class TrainConfig:
     limit: int | None = None
     threads: int = 0
     time_budget_s: float = 0.0
+    arch: str = "vgg"
+    augment: str = "basic"
+    balance: str = "none"
+    mixup: float = 0.0
+    init: str | None = None
+    select: str = "acc1"
 
 
 def prepare_train_folder(data: str | os.PathLike[str]) -> Path:
@@ -75,69 +100,48 @@ def prepare_train_folder(data: str | os.PathLike[str]) -> Path:
     return found[0]
 
 
-def _require_torch():
-    try:
-        import torch
-    except ImportError as e:
-        raise ConfigError(f"ferbatch train | needs PyTorch: pip install 'ferbatch[train]' (torch==2.13.0); {e}") from e
-    return torch
+_require_torch = require_torch
 
 
-def build_model(width: int = 16):
-    """The compact CNN: [w, w] pool [2w, 2w] pool [4w, 4w] pool [8w] pool, GAP, dropout, linear(8)."""
-    torch = _require_torch()
-    nn = torch.nn
-
-    def block(i, o):
-        return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
-
-    w = width
-    return nn.Sequential(
-        *block(1, w),
-        *block(w, w),
-        nn.MaxPool2d(2),
-        *block(w, 2 * w),
-        *block(2 * w, 2 * w),
-        nn.MaxPool2d(2),
-        *block(2 * w, 4 * w),
-        *block(4 * w, 4 * w),
-        nn.MaxPool2d(2),
-        *block(4 * w, 8 * w),
-        nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(0.3),
-        nn.Linear(8 * w, 8),
-    )
+def build_model(width: int = 16, arch: str = "vgg"):
+    """The network of ``ferbatch.training.nets`` (kept here for callers of v1)."""
+    return _build(width, arch)
 
 
 def _normalise(torch, imgs_u8: np.ndarray):
     return (torch.from_numpy(imgs_u8).float().unsqueeze(1) / 255.0 - 0.5) / 0.5
 
 
-def _augment(torch, x, gen):
-    n = x.shape[0]
-    flip = torch.rand(n, generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    ang = (torch.rand(n, generator=gen) - 0.5) * 2 * math.radians(10)
-    sc = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.2
-    tx, ty = (torch.rand(2, n, generator=gen) - 0.5) * 2 * 0.08
-    cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
-    x = torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
-    contrast = 1 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.4
-    bright = (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.4
-    return (x * contrast + bright).clamp(-1, 1)
-
-
-def _evaluate(torch, model, x, labels, batch=512) -> float:
+def predict_logits(torch, model, x, batch=512) -> np.ndarray:
+    """(N, 8) float32 logits of ``model`` in eval mode for (N, 1, S, S) float32 inputs."""
     model.eval()
-    correct = 0
     with torch.no_grad():
-        for i in range(0, len(x), batch):
-            correct += int((model(x[i : i + batch]).argmax(1).numpy() == labels[i : i + batch]).sum())
-    return correct / len(x)
+        return np.concatenate([model(x[i : i + batch]).numpy() for i in range(0, len(x), batch)])
+
+
+def _evaluate(torch, model, x, labels) -> tuple[float, float]:
+    from ferbatch.training.evaluate import metrics
+
+    m = metrics(predict_logits(torch, model, x), labels)
+    return m["acc1"], m["macro"]["f1"]
+
+
+def _check(cfg: TrainConfig) -> None:
+    from ferbatch.training.nets import ARCHS
+
+    for key, allowed in (
+        ("arch", ARCHS),
+        ("augment", AUGMENTS),
+        ("balance", BALANCES),
+        ("label_mode", LABEL_MODES),
+        ("select", ("acc1", "acc1+f1")),
+    ):
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"ferbatch train | {key} {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+
+
+BALANCES = ("none", "logit_adjust", "sqrt_sampling")
+LABEL_MODES = ("probability", "majority")
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
@@ -147,6 +151,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     ``model.onnx`` (exported from best, verified against PyTorch with ONNX Runtime).
     """
     torch = _require_torch()
+    _check(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -156,11 +161,23 @@ def train(cfg: TrainConfig, log=print) -> dict:
     t0 = time.time()
     tr = load_faces(cfg.data, 48, cfg.limit)
     va = load_faces(cfg.val, 48) if cfg.val else None
-    log(f"train {len(tr.labels)} images (skipped {dict(tr.skipped)}); val {len(va.labels) if va else 0}")
+    log(f"train {len(tr.labels)} images (skipped: {describe_counts(tr.skipped)}); val {len(va.labels) if va else 0}")
     xtr = _normalise(torch, tr.images)
     ytr = torch.from_numpy(tr.votes if cfg.label_mode == "probability" else np.eye(8, dtype=np.float32)[tr.labels])
     xva = _normalise(torch, va.images) if va else None
-    model = build_model(cfg.width)
+    prior = tr.votes.mean(0) if cfg.label_mode == "probability" else np.bincount(tr.labels, minlength=8) / len(tr.labels)
+    log_prior = torch.from_numpy(np.log(np.maximum(prior, 1e-6)).astype(np.float32))
+    adjust = log_prior if cfg.balance == "logit_adjust" else torch.zeros(8)
+    sample_w = None
+    if cfg.balance == "sqrt_sampling":
+        counts = np.bincount(tr.labels, minlength=8).astype(np.float64)
+        sample_w = torch.from_numpy(counts[tr.labels] ** -0.5)
+    model = build_model(cfg.width, cfg.arch)
+    if cfg.init:
+        from ferbatch.training.nets import init_from_onnx
+
+        diff0 = init_from_onnx(model, cfg.init, xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg.seed))[:2048]])
+        log(f"initialised from {Path(cfg.init).name} (max |torch - onnx| {diff0:.1e})")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(xtr) / cfg.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
@@ -177,25 +194,33 @@ def train(cfg: TrainConfig, log=print) -> dict:
     for epoch in range(start, cfg.epochs):
         model.train()
         gen.manual_seed(cfg.seed * 1000 + epoch)
-        perm = torch.randperm(len(xtr), generator=gen)
+        if sample_w is None:
+            perm = torch.randperm(len(xtr), generator=gen)
+        else:
+            perm = torch.multinomial(sample_w, len(xtr), replacement=True, generator=gen)
         te, total = time.time(), 0.0
         for i in range(steps_per_epoch):
             idx = perm[i * cfg.batch : (i + 1) * cfg.batch]
-            xb = _augment(torch, xtr[idx], gen)
-            loss = torch.sum(-ytr[idx] * torch.log_softmax(model(xb), 1), 1).mean()
+            xb, yb = augment(torch, xtr[idx], gen, cfg.augment), ytr[idx]
+            if cfg.mixup > 0:
+                xb, yb = mixup(torch, xb, yb, gen, cfg.mixup)
+            loss = torch.sum(-yb * torch.log_softmax(model(xb) + adjust, 1), 1).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        acc = _evaluate(torch, model, xva, va.labels) if va else float("nan")
-        history.append({"epoch": epoch, "loss": total / len(xtr), "val_acc1": acc, "seconds": time.time() - te})
-        log(f"epoch {epoch}: loss {total / len(xtr):.4f} val acc@1 {acc:.4f} ({time.time() - te:.0f} s)")
-        if acc > best + cfg.min_delta or best < 0:
+        acc, f1 = _evaluate(torch, model, xva, va.labels) if va else (float("nan"), float("nan"))
+        history.append({"epoch": epoch, "loss": total / len(xtr), "val_acc1": acc, "val_macro_f1": f1, "seconds": time.time() - te})
+        log(f"epoch {epoch}: loss {total / len(xtr):.4f} val acc@1 {acc:.4f} macro-F1 {f1:.4f} ({time.time() - te:.0f} s)")
+        score = acc if cfg.select == "acc1" else (acc + f1) / 2
+        if score > best + cfg.min_delta or best < 0:
             best_epoch = epoch  # a gain that counts for early stopping
-        if acc > best or best < 0:  # the best model is kept on any gain
-            best = acc
-            torch.save({"model": model.state_dict(), "epoch": epoch, "val_acc1": acc, "config": asdict(cfg)}, out / "best.pt")
+        if score > best or best < 0:  # the best model is kept on any gain
+            best = score
+            torch.save(
+                {"model": model.state_dict(), "epoch": epoch, "val_acc1": acc, "val_macro_f1": f1, "config": asdict(cfg)}, out / "best.pt"
+            )
         torch.save(
             {
                 "model": model.state_dict(),
@@ -214,14 +239,17 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if cfg.time_budget_s and time.time() - t0 > cfg.time_budget_s:
             log("time budget reached")
             break
-    model.load_state_dict(torch.load(out / "best.pt", weights_only=False)["model"])
+    kept = torch.load(out / "best.pt", weights_only=False)
+    model.load_state_dict(kept["model"])
     diff = export_onnx(model, out / "model.onnx", sample=xva[:64] if xva is not None else xtr[:64])
     summary = {
-        "best_val_acc1": best,
-        "best_epoch": best_epoch,
+        "best_val_acc1": kept["val_acc1"],
+        "best_val_macro_f1": kept.get("val_macro_f1"),
+        "best_epoch": kept["epoch"],
         "epochs_run": len(history),
         "train_seconds": time.time() - t0,
         "onnx_max_abs_diff": diff,
+        "train_prior": [float(p) for p in prior],
         "history": history,
         "config": asdict(cfg),
     }

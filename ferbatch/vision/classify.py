@@ -115,7 +115,8 @@ class Classifier:
             crops: (M, h, w, C) uint8 from :func:`extract_crops`.
 
         Returns:
-            (M, 8) float32 probabilities in FER+ order; NaN for classes the model lacks.
+            (M, 8) float32 probabilities in FER+ order; NaN for classes the model lacks. Logit
+            outputs become ``softmax(logits / spec.temperature)`` (temperature scaling).
         """
         inp = self.spec.input
         if len(crops) == 0:
@@ -126,5 +127,5 @@ class Classifier:
             x = np.ascontiguousarray(crops[i : i + step], dtype=np.uint8)  # normalised inside the prepared graph
             y = self.runner.infer({inp.name: x})[self.spec.outputs["scores"]]
             y = y.reshape(len(x), -1).astype(np.float32)
-            outs.append(softmax(y) if self.spec.output_kind == "logits" else y)
+            outs.append(softmax(y / self.spec.temperature) if self.spec.output_kind == "logits" else y)
         return to_ferplus_order(np.concatenate(outs), self.spec.labels)

@@ -1,0 +1,89 @@
+"""Evaluate gray-crop classifiers through the pipeline's own crop path, at several ``crop.scale``.
+
+Each FER2013Valid face (48x48 gray) is upscaled 3x (bicubic) and placed in the middle of a
+320x240 mid-gray RGB frame; the default detector (registry ``[defaults] detector``) runs on the
+frames, the top-scoring box of each frame is cut out as ``vision.classify.extract_crops`` does
+(square box x ``crop.scale``, clipped to the frame, INTER_AREA to the input size) and classified.
+Frames where the detector finds no face are counted (``missed``) and left out of the metrics.
+Compare with ``ferbatch eval`` on the pre-cropped faces to see what the crop geometry costs.
+
+Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/eval_crop_path.py --models a,b --scales 1.0,1.1,1.25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferbatch.config import JobConfig
+from ferbatch.labels import EMOTIONS
+from ferbatch.models.load import load_models
+from ferbatch.training.data import load_faces
+from ferbatch.training.evaluate import metrics
+from ferbatch.vision.classify import extract_crops
+from ferbatch.vision.detect import Detections
+
+
+def frames_of(images: np.ndarray, up: int = 3) -> list[np.ndarray]:
+    """(N, 48, 48) uint8 gray faces -> N (240, 320, 3) uint8 RGB frames with the face upscaled in the middle."""
+    out = []
+    for im in images:
+        face = cv2.resize(im, (48 * up, 48 * up), interpolation=cv2.INTER_CUBIC)
+        f = np.full((240, 320), 128, np.uint8)
+        y, x = (240 - face.shape[0]) // 2, (320 - face.shape[1]) // 2
+        f[y : y + face.shape[0], x : x + face.shape[1]] = face
+        out.append(cv2.cvtColor(f, cv2.COLOR_GRAY2RGB))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", required=True)
+    ap.add_argument("--scales", default="1.0,1.1,1.25")
+    ap.add_argument("--val", default="../shared/data/ferplus/FER2013Valid")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    va = load_faces(a.val, 48)
+    frames = frames_of(va.images)
+    results = {}
+    for name in a.models.split(","):
+        models = load_models(JobConfig(classifier=name, backend="onnxruntime"), threads=1)
+        top: list[Detections] = []
+        for i in range(0, len(frames), 32):
+            d = models.detector.detect(frames[i : i + 32])
+            for j in range(len(frames[i : i + 32])):
+                k = np.flatnonzero(d.frame_pos == j)
+                k = k[np.argsort(-d.scores[k])][:1]
+                top.append(Detections(np.zeros(len(k), np.int32), d.boxes[k], d.scores[k], None))
+        found = np.array([len(t) == 1 for t in top])
+        for s in [float(v) for v in a.scales.split(",")]:
+            spec = replace(models.classifier.spec, crop={"mode": "square", "scale": s})
+            crops = np.stack([extract_crops([frames[i]], top[i], spec)[0] for i in np.flatnonzero(found)])
+            m = metrics(models.classifier.classify(crops), va.labels[found])
+            results[f"{name} scale {s}"] = {
+                "found": int(found.sum()),
+                "missed": int((~found).sum()),
+                "acc1": m["acc1"],
+                "macro_f1": m["macro"]["f1"],
+                "recall": {e: m["per_class"][e]["recall"] for e in EMOTIONS},
+            }
+        models.close()
+    print("| classifier, crop.scale | faces found | acc@1 | macro-F1 | " + " | ".join(EMOTIONS) + " |")
+    print("|---|---|---|---|" + "---|" * len(EMOTIONS))
+    for k, r in results.items():
+        print(
+            f"| {k} | {r['found']}/{r['found'] + r['missed']} | {r['acc1']:.4f} | {r['macro_f1']:.4f} | "
+            + " | ".join(f"{r['recall'][e]:.2f}" for e in EMOTIONS)
+            + " |"
+        )
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
