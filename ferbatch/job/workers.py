@@ -32,6 +32,7 @@ __all__ = ["ShardWorker", "WorkerPool", "LocalPool", "RayPool", "init_ray", "MAX
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # tries per shard when its worker process dies
 STARTUP_TIMEOUT_S = 120  # worker actors must be placed and have loaded their models by then
+GPU_STARTUP_TIMEOUT_S = 900  # ... or built their TensorRT engines (under the node's file lock)
 
 # (item, result, error): exactly one of result and error is None
 PoolItem = tuple[Any, Any, "FerbatchError | None"]
@@ -162,14 +163,18 @@ class RayPool:
         self.actors: list[Any] = [self.actor_cls.remote(*self.args) for _ in range(n)]  # Ray actor handles
         self.deaths = 0  # worker processes that died under a call
         # surface model errors before any work; a worker that cannot be placed is an error too
-        ready, waiting = ray.wait([a.ping.remote() for a in self.actors], num_returns=n, timeout=STARTUP_TIMEOUT_S)
+        # GPU workers may build TensorRT engines at start (minutes): they get longer
+        timeout = GPU_STARTUP_TIMEOUT_S if placement.on_gpu else STARTUP_TIMEOUT_S
+        ready, waiting = ray.wait([a.ping.remote() for a in self.actors], num_returns=n, timeout=timeout)
         if waiting:
-            free = ray.available_resources().get("CPU", 0)
+            free = ray.available_resources()
             self.close()
-            raise ConfigError(
-                f"--workers {n} | only {len(ready)} worker actors started within {STARTUP_TIMEOUT_S} s "
-                f"(the cluster has {free:g} free CPUs); lower --workers"
+            advice = (
+                "build the engines first (ferbatch build-engines) or lower --workers-per-gpu"
+                if placement.on_gpu
+                else f"the cluster has {free.get('CPU', 0):g} free CPUs; lower --workers"
             )
+            raise ConfigError(f"--workers {n} | only {len(ready)} worker actors started within {timeout} s; {advice}")
         from ray.exceptions import RayActorError, RayTaskError
 
         try:

@@ -96,14 +96,20 @@ def resolve_backend(requested: str) -> tuple[str, str]:
     return "onnxruntime", f"no TensorRT GPU ({why}); no ONNX Runtime CUDA ({cuda_why})"
 
 
-def _trt_runner(graph, spec: ModelSpec, precision: str, max_batch: int):
-    from ferbatch.models.runners.tensorrt import TrtRunner
+def _trt_plan(graph, spec: ModelSpec, precision: str, max_batch: int):
+    """The TensorRT plan for a prepared graph on this node's GPU (built under a file lock when missing)."""
     from ferbatch.models.trt_plans import build_or_load_plan, engine_key
 
     inp = spec.input
     # the prepared graphs take uint8 NHWC (models.graphs.prepend_uint8_input)
     key = engine_key(spec.name, graph, precision, inp.name, (inp.height, inp.width, inp.channels), max_batch)
-    return TrtRunner(build_or_load_plan(graph, key), name=f"tensorrt:{spec.name}")
+    return build_or_load_plan(graph, key)
+
+
+def _trt_runner(graph, spec: ModelSpec, precision: str, max_batch: int):
+    from ferbatch.models.runners.tensorrt import TrtRunner
+
+    return TrtRunner(_trt_plan(graph, spec, precision, max_batch), name=f"tensorrt:{spec.name}")
 
 
 def prepare_models(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
