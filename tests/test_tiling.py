@@ -43,9 +43,8 @@ def labelled():
 
 @pytest.fixture(scope="module")
 def default_detector(_cache):
-    # the frame-sized YuNet (the best recall within 2x of RFB-320's cost; the registry default stays
-    # RFB-320 because this file has no public download: the team mirror or --detector-file only)
-    m = load_models(JobConfig(detector="yunet-2026may", backend="onnxruntime"), threads=2)
+    # the registry default: YuNet whose input follows the frame (yunet-frame)
+    m = load_models(JobConfig(backend="onnxruntime"), threads=2)
     yield m.detector
     m.close()
 

@@ -162,7 +162,7 @@ def low_dets(_cache):
 
     from ferbatch.models.load import load_models
 
-    m = load_models(JobConfig(detector="yunet-2026may", score_threshold=0.3, backend="onnxruntime"), threads=2)
+    m = load_models(JobConfig(score_threshold=0.3, backend="onnxruntime"), threads=2)
     out = {}
     for clip in (INTEL_2FACE, INTEL_3FACE):
         d = m.detector.detect(read_frames(clip))

@@ -36,6 +36,7 @@ import numpy as np
 
 from ferbatch.atomic import atomic_target
 from ferbatch.errors import ModelError
+from ferbatch.models.graph_shapes import make_batch_symbolic, make_hw_symbolic
 from ferbatch.models.registry import ModelSpec, cache_dir
 from ferbatch.specs import InputSpec
 from ferbatch.vision.detect import DET_BOXES, DET_SCORES
@@ -85,37 +86,6 @@ def _save_atomic(model, dst: Path) -> None:
         onnx.save(model, str(tmp))
 
 
-def _make_batch_symbolic(model) -> None:
-    """Drop weights from graph inputs, name dim 0 'N', and turn Reshape targets [1, ...] into [0, ...]."""
-    from onnx import numpy_helper as nph
-
-    g = model.graph
-    init_names = {i.name for i in g.initializer}
-    real_inputs = [i for i in g.input if i.name not in init_names]
-    del g.input[:]
-    g.input.extend(real_inputs)
-    for i in g.input:
-        i.type.tensor_type.shape.dim[0].dim_param = "N"
-    for o in g.output:
-        dims = o.type.tensor_type.shape.dim
-        if len(dims):
-            dims[0].dim_param = "N"
-    del g.value_info[:]
-    inits = {i.name: i for i in g.initializer}
-    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
-    for n in g.node:
-        if n.op_type != "Reshape":
-            continue
-        name = n.input[1]
-        tensor = inits[name] if name in inits else (consts[name].attribute[0].t if name in consts else None)
-        if tensor is None:
-            continue
-        arr = nph.to_array(tensor).copy()
-        if arr.ndim == 1 and arr.size > 1 and arr[0] == 1:
-            arr[0] = 0  # "copy the input's dim": keeps the batch
-            tensor.CopyFrom(nph.from_array(arr.astype(np.int64), tensor.name))
-
-
 def _load_at_opset(src: Path):
     import onnx
     from onnx import version_converter
@@ -138,7 +108,7 @@ def prepend_uint8_input(model, inp: InputSpec) -> None:
     Args:
         model: an ONNX ModelProto whose first graph input is ``inp.name`` (edited in place).
         inp: the registry's input spec (size, channels, scale, mean, std); symbolic H and W of the
-            graph (yunet-2026may) stay symbolic, so the input can follow the frame.
+            graph (yunet-2026may, or yunet-frame once prepared) stay symbolic, so the input can follow the frame.
     """
     from onnx import TensorProto
     from onnx import helper as oh
@@ -302,7 +272,9 @@ def prepare_detector(
         return dst
     with _parsing(src, spec):
         m = _load_at_opset(src)
-        _make_batch_symbolic(m)
+        make_batch_symbolic(m)
+        if spec.input_max_side:
+            make_hw_symbolic(m, spec.input.name)
         if precision == "fp16":
             m = _to_fp16(m)
         if uint8_input:
@@ -339,7 +311,7 @@ def prepare_classifier(
         return dst
     with _parsing(src, spec):
         m = onnx.load(str(src))
-        _make_batch_symbolic(m)
+        make_batch_symbolic(m)
         if precision == "fp16":
             m = _to_fp16(m)
         if uint8_input:

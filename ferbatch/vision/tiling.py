@@ -233,7 +233,7 @@ class FrameSizedDetector:
     """A detector whose input follows the frame: a frame larger than the registry's input gets an
     input that holds it at native resolution (rounded up to ``multiple``, letterboxed; the longest
     side at most ``max_side``); smaller frames keep the registry's input as before. For graphs with
-    dynamic height and width (``yunet-2026may``; UltraFace's priors fix its input, so it cannot).
+    dynamic height and width (``yunet-frame``, ``yunet-2026may``; UltraFace's priors fix its input, so it cannot).
 
     Args:
         detector: a letterboxing detector over a graph with dynamic H and W.

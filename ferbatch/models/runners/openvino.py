@@ -53,8 +53,8 @@ class OvRunner:
         self._req = self._compiled.create_infer_request()
         self.name = name or f"openvino:{Path(model_path).stem}"
         self.max_batch = int(max_batch)
-        self.input_names = tuple(i.get_any_name() for i in self._compiled.inputs)
-        self.output_names = tuple(o.get_any_name() for o in self._compiled.outputs)
+        self.input_names = tuple(_name(i) for i in self._compiled.inputs)
+        self.output_names = tuple(_name(o) for o in self._compiled.outputs)
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch (see :class:`ferbatch.specs.Runner`). Outputs are copies (the request's
@@ -63,7 +63,7 @@ class OvRunner:
         if missing:
             raise ModelError(f"{self.name} | missing inputs {sorted(missing)}; expected {list(self.input_names)}")
         res = self._req.infer({k: feed[k] for k in self.input_names})
-        return {o.get_any_name(): np.array(res[o], copy=True) for o in self._compiled.outputs}
+        return {_name(o): np.array(res[o], copy=True) for o in self._compiled.outputs}
 
     def close(self) -> None:
         """Drop the compiled model."""
@@ -88,3 +88,10 @@ def save_ir(model_path: str | os.PathLike[str], xml_path: str | os.PathLike[str]
     except Exception as e:
         raise ModelError(f"{model_path} | OpenVINO cannot convert it: {e}") from e
     return xml
+
+
+def _name(port) -> str:
+    """The graph's own name of a port: OpenVINO keeps every name a tensor had in the ONNX file (YuNet's
+    ``cls_8`` is also ``291``) and ``get_any_name`` may return the internal numeric one."""
+    names = sorted(port.get_names(), key=lambda n: (n.isdigit(), n))
+    return names[0] if names else port.get_any_name()
