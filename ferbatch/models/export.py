@@ -12,8 +12,7 @@ from pathlib import Path
 from ferbatch.atomic import write_json_atomic
 from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError
-from ferbatch.models.load import prepare_models
-from ferbatch.models.registry import resolve_model_file
+from ferbatch.models.load import prepare_graphs
 
 __all__ = ["export_models", "EXPORT_TARGETS"]
 
@@ -31,26 +30,10 @@ def export_models(cfg: JobConfig, to: str, out_dir: str | os.PathLike[str]) -> l
     """
     if to not in EXPORT_TARGETS:
         raise ConfigError(f"--to | received {to!r}; expected one of {', '.join(EXPORT_TARGETS)}")
-    from ferbatch.models.graphs import prepare_classifier, prepare_detector
-
-    det_spec, cls_spec = prepare_models(cfg)
+    (det_spec, det_graph), (cls_spec, cls_graph) = prepare_graphs(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    graphs = {
-        det_spec.name: prepare_detector(
-            resolve_model_file(det_spec, cfg.detector_file),
-            det_spec,
-            in_graph_nms=cfg.in_graph_nms,
-            max_faces=cfg.max_faces,
-            score_threshold=cfg.score_threshold,
-            iou_threshold=cfg.iou_threshold,
-            src_sha256=det_spec.sha256,
-            precision=cfg.precision,
-        ),
-        cls_spec.name: prepare_classifier(
-            resolve_model_file(cls_spec, cfg.classifier_file), cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision
-        ),
-    }
+    graphs = {det_spec.name: det_graph, cls_spec.name: cls_graph}
     written: list[Path] = []
     for name, graph in graphs.items():
         if to == "onnx":

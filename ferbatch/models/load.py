@@ -4,6 +4,7 @@ preparation and runner creation. Expensive; a worker calls :func:`load_models` o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError
@@ -13,7 +14,7 @@ from ferbatch.vision.classify import Classifier
 from ferbatch.vision.detect import Detector
 from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector
 
-__all__ = ["Models", "ModelRef", "load_models", "prepare_models", "resolve_specs", "resolve_backend"]
+__all__ = ["Models", "ModelRef", "load_models", "prepare_models", "prepare_graphs", "resolve_specs", "resolve_backend"]
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,21 @@ def prepare_models(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
     Raises:
         ConfigError, ModelError: one line naming the model, the file, what is wrong and the fix.
     """
+    (det_spec, det_graph), (cls_spec, cls_graph) = prepare_graphs(cfg)
+    _build_engines_here(cfg, det_graph, det_spec, cls_graph, cls_spec)
+    return det_spec, cls_spec
+
+
+def prepare_graphs(cfg: JobConfig) -> tuple[tuple[ModelSpec, Path], tuple[ModelSpec, Path]]:
+    """((detector spec, prepared graph), (classifier spec, prepared graph)) for ``cfg``: resolved,
+    sha256-checked, parsed and prepared (cached in the user cache).
+
+    Raises:
+        ConfigError, ModelError: see :func:`prepare_models`.
+    """
     det_spec, cls_spec = resolve_specs(cfg)
-    det_file = resolve_model_file(det_spec, cfg.detector_file)
-    cls_file = resolve_model_file(cls_spec, cfg.classifier_file)
-    prepare_detector(
-        det_file,
+    det_graph = prepare_detector(
+        resolve_model_file(det_spec, cfg.detector_file),
         det_spec,
         in_graph_nms=cfg.in_graph_nms,
         max_faces=cfg.max_faces,
@@ -136,8 +147,25 @@ def prepare_models(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
         src_sha256=det_spec.sha256,
         precision=cfg.precision,
     )
-    prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
-    return det_spec, cls_spec
+    cls_graph = prepare_classifier(
+        resolve_model_file(cls_spec, cfg.classifier_file), cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision
+    )
+    return (det_spec, det_graph), (cls_spec, cls_graph)
+
+
+def _build_engines_here(cfg: JobConfig, det_graph: Path, det_spec: ModelSpec, cls_graph: Path, cls_spec: ModelSpec) -> None:
+    """Build the TensorRT plans once, in this process, when it can run TensorRT itself (a local GPU
+    node): the workers then only deserialize them. Elsewhere (a CPU driver of a GPU cluster) the
+    first worker of each node builds them under the plan's file lock."""
+    if cfg.backend not in ("auto", "tensorrt"):
+        return
+    from ferbatch.models.trt_plans import gpu_available
+
+    if not gpu_available()[0]:
+        return
+    det_batch, cls_batch = cfg.batches("tensorrt")
+    _trt_plan(det_graph, det_spec, cfg.precision, det_batch)
+    _trt_plan(cls_graph, cls_spec, cfg.precision, cls_batch)
 
 
 def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
