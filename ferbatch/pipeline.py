@@ -9,6 +9,7 @@ Decoding runs in a background thread that keeps up to ``prefetch`` frame batches
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -19,8 +20,9 @@ from typing import Protocol
 import numpy as np
 
 from ferbatch.dataset.schema import FaceRows, faces_table, frames_table
-from ferbatch.dataset.store import write_part
+from ferbatch.dataset.store import write_staging
 from ferbatch.errors import DecodeError
+from ferbatch.location import open_location
 from ferbatch.media.decode import DecodeStats, Frame, iter_frames
 from ferbatch.media.shards import Shard
 from ferbatch.vision.classify import Classifier, extract_crops
@@ -259,7 +261,12 @@ def process_shard(shard: Shard, models: ShardModels, *, detect_batch: int = 8, p
 def run_shard(
     shard: Shard, models: ShardModels, out_dir: str, *, detect_batch: int = 8, prefetch: int = 2, decode_threads: int = 1
 ) -> ShardResult:
-    """Process a shard and write its ``frames`` and ``faces`` part files (atomic, deterministic names).
+    """Process a shard and write its ``frames`` and ``faces`` rows to the dataset's staging
+    (:func:`ferbatch.dataset.store.write_staging`: deterministic names, one piece each), where
+    the driver gathers them into a commit once the whole video is done.
+
+    Args:
+        out_dir: the dataset, a local path or an object-storage URI.
 
     Errors that concern only this video (it cannot be decoded) are returned as a failed
     :class:`ShardResult`; errors of the machine (disk full, model broken) propagate.
@@ -270,10 +277,14 @@ def run_shard(
         return ShardResult(shard.video_id, shard.shard_idx, status="failed", error=e.reason)
     res = out.result
     t = time.perf_counter()
-    write_part(out_dir, "faces", shard.video_id, shard.shard_idx, faces_table(out.faces, shard.shard_idx))
-    write_part(out_dir, "frames", shard.video_id, shard.shard_idx, frames_table(out.frame_idx, out.pts_ms, out.face_count, shard.shard_idx))
+    loc = _location(out_dir)
+    write_staging(loc, "faces", shard.video_id, shard.shard_idx, faces_table(out.faces, shard.shard_idx))
+    write_staging(loc, "frames", shard.video_id, shard.shard_idx, frames_table(out.frame_idx, out.pts_ms, out.face_count, shard.shard_idx))
     res.stage_seconds["write"] = time.perf_counter() - t
     return res
+
+
+_location = functools.lru_cache(maxsize=8)(open_location)  # one filesystem object per dataset and worker
 
 
 def _verify(shard: Shard, res: ShardResult, frame_idx: np.ndarray, stats: DecodeStats) -> None:

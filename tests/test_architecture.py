@@ -16,13 +16,14 @@ PKG = Path(__file__).resolve().parent.parent / "ferbatch"
 
 # what each pure layer may import from ferbatch (besides itself)
 PURE_LAYERS = {
-    "ferbatch.media": {"ferbatch.errors"},
+    "ferbatch.media": {"ferbatch.errors", "ferbatch.location", "ferbatch.atomic"},
     "ferbatch.vision": {"ferbatch.errors", "ferbatch.labels", "ferbatch.specs"},
     "ferbatch.dataset.schema": {"ferbatch.labels"},
     "ferbatch.specs": set(),
     "ferbatch.labels": {"ferbatch.errors"},
     "ferbatch.errors": set(),
     "ferbatch.atomic": {"ferbatch.errors"},
+    "ferbatch.location": {"ferbatch.errors", "ferbatch.atomic"},
 }
 MAX_LINES = 400
 
@@ -127,3 +128,11 @@ def test_service_and_live_sit_above_the_job():
     ):
         bad = {(m, d) for m, deps in GRAPH.items() for d in deps if _in_layer(d, top) and not any(_in_layer(m, a) for a in allowed)}
         assert not bad, f"{top} imported from below: {sorted(bad)}"
+
+
+def test_one_writer_per_location_kind():
+    # object storage is written through Location.write_bytes alone (one PUT of a finished buffer):
+    # an open_output_stream elsewhere could leave a half-written object where readers look
+    pattern = re.compile(r"open_output_stream\(")
+    elsewhere = [str(p.relative_to(PKG)) for p in FILES if p.name != "location.py" and pattern.search(p.read_text())]
+    assert not elsewhere, f"object-storage writers outside ferbatch/location.py: {elsewhere}"

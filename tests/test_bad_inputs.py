@@ -119,4 +119,4 @@ def test_output_directory_that_cannot_be_created(tmp_path):
     from conftest import SINGLE_FACE
 
     res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(blocker / "out"), "--no-ray"])
-    assert res.exit_code == 2 and "cannot create the output directory" in res.output
+    assert res.exit_code == 2 and "cannot create the folder: Not a directory" in res.output

@@ -155,7 +155,7 @@ def test_help_has_metavars_choices_exit_codes_and_dash_h():
     _fits(res.stdout)
     text = " ".join(res.stdout.split())
     assert "<bool>" not in text and "<str>" not in text and "{inputs}" not in text
-    assert "{VIDEO|DIR}..." in text and "--out DIR" in text
+    assert "{VIDEO|DIR|URI}..." in text and "--out DIR" in text
     assert "--backend <auto|tensorrt|onnxruntime-cuda|onnxruntime|openvino>" in text and "--precision <fp32|fp16>" in text
     assert "130 interrupted" in text and "RAY_ADDRESS" in text
     bad = CliRunner().invoke(app, ["summary", "out", "--format", "yaml"])

@@ -54,7 +54,7 @@ def test_worker_killed_mid_shard(ray_session, tmp_path, reference_wolfgang):
     def killer():
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
-            parts = list((out / "frames").glob("*/shard-*.parquet")) if (out / "frames").is_dir() else []
+            parts = list((out / "_staging").glob("*/frames-*.parquet"))
             pids = _worker_pids()
             if parts and pids:  # some shards done, a worker busy in another: kill it mid-shard
                 os.kill(pids[0], signal.SIGKILL)
@@ -77,14 +77,14 @@ def test_interrupted_driver_resumes_only_missing_shards(tmp_path, reference_wolf
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
-        if (out / "frames").is_dir() and len(list((out / "frames").glob("*/shard-*.parquet"))) >= 2:
+        if len(list((out / "_staging").glob("*/frames-*.parquet"))) >= 2:
             break
         time.sleep(0.05)
     p.send_signal(signal.SIGINT)
     output, _ = p.communicate(timeout=60)
     assert p.returncode == 130, output
     assert "resume" in output
-    done_before = len(list((out / "frames").glob("*/shard-*.parquet")))
+    done_before = len(list((out / "_staging").glob("*/frames-*.parquet")))
     assert 2 <= done_before < 8
     s = run_job(WOLFGANG, out, JobConfig(workers=1), use_ray=False, shard_frames=60)
     assert 0 < s.frames < 472 and s.ok == 1  # only the missing shards ran
@@ -96,7 +96,7 @@ def test_sigterm_is_an_interrupt(tmp_path, reference_wolfgang):
     cmd = [sys.executable, "-m", "ferbatch", "run", str(WOLFGANG), "--out", str(out), "--shard-frames", "60", "--no-ray", "-q"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not ((out / "frames").is_dir() and list((out / "frames").glob("*/shard-*.parquet"))):
+    while time.time() < deadline and not list((out / "_staging").glob("*/frames-*.parquet")):
         time.sleep(0.05)
     p.send_signal(signal.SIGTERM)
     output, _ = p.communicate(timeout=60)

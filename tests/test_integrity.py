@@ -12,14 +12,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 from badinputs import encode
 from conftest import INTEL_2FACE, WOLFGANG, read_frames
 
+from ferbatch.atomic import write_json_atomic
 from ferbatch.config import JobConfig
-from ferbatch.dataset.store import open_table, part_path
+from ferbatch.dataset.store import open_table, read_manifest
 from ferbatch.errors import ConfigError, ModelError, OutputError
 from ferbatch.job import run_job
 from ferbatch.media.decode import iter_frames
@@ -239,25 +238,49 @@ def test_corrupt_packets_are_skipped_and_counted(clips, tmp_path):
     assert f"{n} of 120 frames decoded ({120 - n} missing" in row["error"], row["error"]
 
 
-# 9. a deleted or damaged part file is noticed and its shard redone
+# 9. a deleted or damaged part file is noticed and its videos redone; a failed shard of a committed
+# video is redone alone (the video's other rows go back to staging, then are committed again)
+
+
+def _faces_sorted(out):
+    return open_table(out, "faces").sort_by([("video_id", "ascending"), ("frame_idx", "ascending"), ("face_idx", "ascending")])
 
 
 def test_damaged_parts_are_redone(clips, tmp_path):
     out = tmp_path / "out"
-    run_job(clips["mp4"], out, CFG, use_ray=False, shard_frames=30)
-    ref = open_table(out, "faces").sort_by([("frame_idx", "ascending"), ("face_idx", "ascending")])
-    (vid,) = open_table(out, "videos")["video_id"].to_pylist()
-    per_shard = open_table(out, "frames")["shard_idx"].value_counts().to_pylist()
-    redo = sum(d["counts"] for d in per_shard if d["values"] in (1, 2))
-    part_path(out, "frames", vid, 1).unlink()
-    faces2 = part_path(out, "faces", vid, 2)
-    faces2.write_bytes(faces2.read_bytes()[:100])
-    s = run_job(clips["mp4"], out, CFG, use_ray=False, shard_frames=30)
-    assert s.frames == redo and s.skipped == 0  # the two damaged shards, nothing else
-    assert _frames(out)["frame_idx"].to_pylist() == list(range(120))
-    got = open_table(out, "faces").sort_by([("frame_idx", "ascending"), ("face_idx", "ascending")])
-    assert got.drop(["video_id"]).equals(ref.drop(["video_id"]))
-    assert pq.ParquetFile(faces2).metadata.num_rows == ref.filter(pc.equal(ref["shard_idx"], 2)).num_rows
+    run_job([clips["mp4"], clips["ts"]], out, CFG, use_ray=False, shard_frames=30)
+    ref = _faces_sorted(out)
+    man = read_manifest(out)
+    (commit,) = man["commits"].values()  # both videos in one commit: one part per table
+    assert len(commit["videos"]) == 2
+    faces_part = out / commit["parts"]["faces"]["path"]
+    faces_part.write_bytes(faces_part.read_bytes()[:100])
+    s = run_job([clips["mp4"], clips["ts"]], out, CFG, use_ray=False, shard_frames=30)
+    assert s.frames == 240 and s.skipped == 0  # the damaged commit's two videos, redone whole
+    assert _faces_sorted(out).equals(ref)
+    assert not faces_part.exists()  # the damaged commit is gone, not read beside the new one
+    (commit,) = read_manifest(out)["commits"].values()
+    (out / commit["parts"]["frames"]["path"]).unlink()
+    s = run_job([clips["mp4"], clips["ts"]], out, CFG, use_ray=False, shard_frames=30)
+    assert s.frames == 240 and _frames(out)["frame_idx"].to_pylist() == sorted(list(range(120)) * 2)
+
+
+def test_a_failed_shard_of_a_committed_video_is_redone_alone(clips, tmp_path):
+    out = tmp_path / "out"
+    run_job([clips["mp4"], clips["ts"]], out, CFG, use_ray=False, shard_frames=30)
+    ref = _faces_sorted(out)
+    man = read_manifest(out)
+    vid = next(v for v, r in man["videos"].items() if r["path"].endswith(".mp4"))
+    shard = man["videos"][vid]["shards"][1]
+    shard["status"], shard["error"] = "failed", "planted"
+    write_json_atomic(out / "_manifest.json", man)
+    s = run_job([clips["mp4"], clips["ts"]], out, CFG, use_ray=False, shard_frames=30)
+    assert s.frames == shard["frames"] and s.skipped == 1  # one shard of one video; the other video untouched
+    assert _faces_sorted(out).equals(ref)
+    assert not (out / "_staging").exists() or not any((out / "_staging").iterdir())
+    files = [f for d in ("faces", "frames", "tracks") for f in (out / d).iterdir()]
+    listed = {p["path"] for c in read_manifest(out)["commits"].values() for p in c["parts"].values()}
+    assert {f"{f.parent.name}/{f.name}" for f in files} == listed  # the old commit's parts deleted, none left over
 
 
 # inputs that must not hang or crash the scan

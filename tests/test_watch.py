@@ -24,7 +24,7 @@ def _live(out):
 
 def _parts(out) -> int:
     d = out / "frames"
-    return sum(1 for _ in d.rglob("shard-*.parquet")) if d.is_dir() else 0
+    return sum(1 for _ in d.glob("part-*.parquet")) if d.is_dir() else 0
 
 
 def test_watch_survives_a_server_restart_and_flushes_on_sigterm(tmp_path, _cache):

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ferbatch import __version__
-from ferbatch.cli import cluster, engines, export, live, models, results, run, serve, training, tune
+from ferbatch.cli import cluster, compact, engines, export, live, models, results, run, serve, training, tune
 from ferbatch.cli.common import EXIT_CODES
 
 __all__ = ["app", "main"]
@@ -44,6 +44,7 @@ def main() -> None:
 
 run.register(app)
 results.register(app)
+compact.register(app)
 training.register(app)
 models.register(app)
 engines.register(app)

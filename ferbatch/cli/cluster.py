@@ -27,7 +27,15 @@ def _require_cluster_extra() -> None:
 def submit(
     ctx: typer.Context,
     inputs: Annotated[list[str], typer.Argument(help="Video files/directories as the cluster's nodes see them.", show_default=False)],
-    out: Annotated[str, typer.Option("--out", "-o", help="Output directory on storage every node shares.")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output directory on storage every node shares, or an s3:// / gs:// URI (the nodes need the credentials; "
+            "AWS_ENDPOINT_URL and AWS_REGION are passed on).",
+        ),
+    ],
     address: Annotated[
         str, typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265.", envvar="RAY_ADDRESS", show_envvar=True, metavar="URL")
     ],

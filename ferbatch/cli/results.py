@@ -18,7 +18,12 @@ __all__ = ["register"]
 
 Emotion = Enum("Emotion", {e: e for e in EMOTIONS}, type=str)  # type: ignore[misc]  # choices with completion
 
-OutArg = Annotated[Path, typer.Argument(help="A ferbatch output directory.", metavar="OUT", show_default=False)]
+OutArg = Annotated[
+    str,
+    typer.Argument(
+        help="A ferbatch output directory, or its s3:// / gs:// URI (credentials from AWS_*).", metavar="OUT", show_default=False
+    ),
+]
 FormatOpt = Annotated[Format | None, typer.Option("--format", help=FORMAT_HELP, show_default=False)]
 OutputOpt = Annotated[Path | None, typer.Option("--output", help="Write to this file instead of standard output.", metavar="FILE")]
 ColumnsOpt = Annotated[
@@ -60,8 +65,11 @@ def query(
         if output is not None and inside(out, output):
             raise FerbatchError(f"--output {output} | is inside the dataset {out}: it would overwrite the dataset's own files")
         con = connect(out)
-        with deadline(con, timeout):
-            table = run_sql(con, sql).to_arrow_table()
+        try:
+            with deadline(con, timeout):
+                table = run_sql(con, sql).to_arrow_table()
+        finally:
+            con.close()  # before exit: Arrow's S3 client must not outlive the interpreter's finalizers
     except FerbatchError as e:
         _fail(e)
     except duckdb.Error as e:  # DuckDB's own errors (parser, binder, catalog): one line for the user
@@ -72,7 +80,7 @@ def query(
         _fail(e)
 
 
-def _answer(out: Path, fn, fmt: Format | None, output: Path | None, columns: str | None, **kw) -> None:
+def _answer(out: str, fn, fmt: Format | None, output: Path | None, columns: str | None, **kw) -> None:
     from ferbatch.cli.render import render
     from ferbatch.dataset.api import Dataset
 
@@ -162,7 +170,7 @@ def annotate(
     video: Annotated[
         Path, typer.Argument(help="The source video (as processed).", exists=True, dir_okay=False, metavar="VIDEO", show_default=False)
     ],
-    results: Annotated[Path, typer.Option("--results", help="The ferbatch output directory that holds its rows.", metavar="OUT")],
+    results: Annotated[str, typer.Option("--results", help="The ferbatch output directory (or URI) that holds its rows.", metavar="OUT")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Annotated video to write (.mp4).", metavar="FILE")] = Path(
         "annotated.mp4"
     ),

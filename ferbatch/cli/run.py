@@ -25,17 +25,22 @@ __all__ = ["register"]
 
 def run(
     inputs: Annotated[
-        list[Path],
-        typer.Argument(help="Video files and/or directories searched recursively for videos.", show_default=False, metavar="VIDEO|DIR"),
+        list[str],
+        typer.Argument(
+            help="Video files and/or directories searched recursively for videos; s3://BUCKET/PREFIX or gs:// URIs read "
+            "videos from object storage (credentials and endpoint from AWS_* / AWS_ENDPOINT_URL).",
+            show_default=False,
+            metavar="VIDEO|DIR|URI",
+        ),
     ],
     out: Annotated[
-        Path,
+        str,
         typer.Option(
             "--out",
             "-o",
-            help="Output directory for the Parquet dataset; rerunning into it resumes. A non-empty folder that is not a "
-            "ferbatch dataset is refused (see --force).",
-            metavar="DIR",
+            help="Output directory for the Parquet dataset, or an s3:// / gs:// URI; rerunning into it resumes. A non-empty "
+            "folder that is not a ferbatch dataset is refused (see --force).",
+            metavar="DIR|URI",
         ),
     ],
     detector: Annotated[

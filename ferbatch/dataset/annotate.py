@@ -68,12 +68,12 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
     video = Path(video)
     if Path(dst).resolve() == video.resolve():
         raise ConfigError(f"-o {dst} | is the source video itself: annotating would replace it; choose another output file")
-    ds = Dataset(results)
-    vid = ds.video_id(str(video))
-    faces = ds.con.execute(
-        "SELECT frame_idx, x1, y1, x2, y2, emotion, emotion_prob, track_id FROM faces WHERE video_id = ? ORDER BY frame_idx, face_idx",
-        [vid],
-    ).fetchnumpy()
+    with Dataset(results) as ds:
+        vid = ds.video_id(str(video))
+        faces = ds.con.execute(
+            "SELECT frame_idx, x1, y1, x2, y2, emotion, emotion_prob, track_id FROM faces WHERE video_id = ? ORDER BY frame_idx, face_idx",
+            [vid],
+        ).fetchnumpy()
     by_frame: dict[int, np.ndarray] = {}
     if len(faces["frame_idx"]):
         fi = np.asarray(faces["frame_idx"])

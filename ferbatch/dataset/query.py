@@ -18,18 +18,23 @@ def _sql_str(p: Path | str) -> str:
 
 
 def connect(out_dir: str | os.PathLike[str], *, memory_limit: str = "2GB"):
-    """An in-memory DuckDB connection with views over the dataset.
+    """An in-memory DuckDB connection with views over the dataset (local or object storage).
 
-    Views: ``faces``, ``frames``, ``tracks`` (empty when tracking was off) and ``videos``.
-    ``video_id`` comes from the hive partition as VARCHAR (explicit type: an inferred one would
-    turn ``0012`` into 12). Files outside ``out_dir`` cannot be read or written and extensions
-    cannot be loaded (``allowed_directories`` + ``enable_external_access = false``, locked); the
-    temp directory is off (DuckDB would otherwise allow ``<cwd>/.tmp/`` too), so a query that
-    needs more than ``memory_limit`` fails instead of spilling; :func:`run_sql` also refuses every
-    statement that is not a query.
+    Views: ``faces``, ``frames``, ``tracks`` (empty when tracking was off) and ``videos``, each
+    with ``video_id`` as a VARCHAR column. The part files are the ones the manifest's commits list
+    (:func:`ferbatch.dataset.store.committed_files`): locally DuckDB reads them itself; in object
+    storage they are pyarrow datasets on the dataset's filesystem registered with DuckDB (DuckDB's
+    own S3 support is an extension downloaded at run time, which this sandbox refuses). A layout-1
+    dataset (hive folders per video) is read through its folders.
+
+    Files outside ``out_dir`` cannot be read or written and extensions cannot be loaded
+    (``allowed_directories`` + ``enable_external_access = false``, locked); the temp directory is
+    off (DuckDB would otherwise allow ``<cwd>/.tmp/`` too), so a query that needs more than
+    ``memory_limit`` fails instead of spilling; :func:`run_sql` also refuses every statement that
+    is not a query.
 
     Args:
-        out_dir: the dataset.
+        out_dir: the dataset, a local path or an ``s3://`` / ``gs://`` URI.
         memory_limit: DuckDB's ``memory_limit`` ("2GB", "50%").
 
     Raises:
@@ -37,21 +42,45 @@ def connect(out_dir: str | os.PathLike[str], *, memory_limit: str = "2GB"):
     """
     import duckdb
 
-    root = Path(out_dir).absolute()
-    if not (root / "videos.parquet").is_file():
-        raise OutputError(f"{root} | not a ferbatch output directory (no videos.parquet)")
+    from ferbatch.dataset.store import committed_files, dataset_layout, read_manifest, stored_schema
+    from ferbatch.location import open_location
+
+    loc = open_location(out_dir)
+    if not loc.is_file("videos.parquet"):
+        raise OutputError(f"{loc.uri} | not a ferbatch output directory (no videos.parquet)")
+    manifest = read_manifest(loc)
+    layout = dataset_layout(loc, manifest)
     con = duckdb.connect(":memory:")
     con.execute("SET temp_directory = ''")
     con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
-    con.execute(f"SET allowed_directories = [{_sql_str(root)} || '/']")
-    con.execute("SET enable_external_access = false")
+    if loc.local:
+        con.execute(f"SET allowed_directories = [{_sql_str(loc.root)} || '/']")
+    files = committed_files(manifest) if manifest and layout == 2 else {n: loc.list_files(n) for n in ("faces", "frames", "tracks")}
     for name in ("faces", "frames", "tracks"):
-        if any((root / name).glob("video_id=*/*.parquet")):
-            src = f"read_parquet({_sql_str(root / name / '*' / '*.parquet')}, hive_partitioning=true, hive_types={{'video_id': VARCHAR}})"
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {src}")
+        cols = ", ".join(f.name for f in stored_schema(name))
+        if layout == 1 and loc.local and any(Path(loc.path(name)).glob("video_id=*/*.parquet")):
+            glob = _sql_str(Path(loc.path(name)) / "*" / "*.parquet")
+            src = f"read_parquet({glob}, hive_partitioning=true, hive_types={{'video_id': VARCHAR}})"
+            con.execute(f"CREATE VIEW {name} AS SELECT {cols} FROM {src}")
+        elif layout != 1 and files[name] and loc.local:
+            listed = ", ".join(_sql_str(loc.path(f)) for f in files[name])
+            con.execute(f"CREATE VIEW {name} AS SELECT {cols} FROM read_parquet([{listed}])")
+        elif layout != 1 and files[name]:
+            import pyarrow.dataset as pads
+
+            ds = pads.dataset([loc.path(f) for f in files[name]], filesystem=loc.fs, format="parquet", schema=stored_schema(name))
+            con.register(f"_{name}_parts", ds)
+            con.execute(f"CREATE VIEW {name} AS SELECT {cols} FROM _{name}_parts")
         else:
             con.execute(f"CREATE VIEW {name} AS SELECT {_empty_columns(name)} WHERE false")
-    con.execute(f"CREATE VIEW videos AS SELECT * FROM read_parquet({_sql_str(root / 'videos.parquet')})")
+    if loc.local:
+        con.execute(f"CREATE VIEW videos AS SELECT * FROM read_parquet({_sql_str(loc.path('videos.parquet'))})")
+    else:
+        from ferbatch.dataset.store import read_parquet
+
+        con.register("_videos_table", read_parquet(loc, "videos.parquet"))
+        con.execute("CREATE VIEW videos AS SELECT * FROM _videos_table")
+    con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
 
@@ -65,7 +94,7 @@ def _empty_columns(name: str) -> str:
 
     schema = {"faces": FACES_SCHEMA, "frames": FRAMES_SCHEMA, "tracks": TRACKS_SCHEMA}[name]
     cols = [f"NULL::{_DUCK[str(f.type)]} AS {f.name}" for f in schema]
-    return ", ".join(cols + ["NULL::VARCHAR AS video_id"])
+    return ", ".join(["NULL::VARCHAR AS video_id", *cols])
 
 
 def run_sql(con, sql: str):
@@ -107,6 +136,11 @@ def deadline(con, timeout_s: float | None) -> Iterator[None]:
 
 
 def inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` (resolved, symlinks followed) is ``root`` or lies under it."""
+    """True when ``path`` (resolved, symlinks followed) is ``root`` or lies under it (a local
+    path is never inside an object-storage ``root``)."""
+    from ferbatch.location import is_uri
+
+    if is_uri(root) or is_uri(path):
+        return str(path).rstrip("/").startswith(str(root).rstrip("/") + "/") or str(path).rstrip("/") == str(root).rstrip("/")
     r, p = Path(root).resolve(), Path(path).resolve()
     return p == r or r in p.parents

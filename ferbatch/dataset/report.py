@@ -109,8 +109,11 @@ def write_report(out_dir: str | os.PathLike[str], to: str | os.PathLike[str]) ->
     import matplotlib
 
     matplotlib.use("Agg")
-    ds = Dataset(out_dir)
-    dest = Path(to)
+    with Dataset(out_dir) as ds:  # closed before exit: Arrow's S3 client must not outlive the interpreter
+        return _write_report(ds, out_dir, Path(to))
+
+
+def _write_report(ds: Dataset, out_dir: str | os.PathLike[str], dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     rows = ds.summary().to_pylist()
     parts = []

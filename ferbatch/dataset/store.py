@@ -1,123 +1,269 @@
-"""The Parquet dataset on disk: part files, the manifest, the videos table, and reading them back.
+"""The Parquet dataset in its location (local folder or object storage): part files, staging,
+the manifest, the videos table, and reading them back.
 
-Layout under OUT_DIR::
+Layout 2 (this version) under OUT::
 
-    faces/video_id=<id>/shard-<NNNNN>.parquet    one row per face per frame
-    frames/video_id=<id>/shard-<NNNNN>.parquet   one row per decoded frame (face_count may be 0)
-    tracks/video_id=<id>/shard-00000.parquet     one row per face track
-    videos.parquet                               one row per input video (status, error, models, ...)
-    _manifest.json                               job config, models, per-video status and shards
+    faces/part-<commit>.parquet     rows of many videos, sorted by video_id, frame_idx, face_idx
+    frames/part-<commit>.parquet    one row per decoded frame (face_count may be 0)
+    tracks/part-<commit>.parquet    one row per face track
+    videos.parquet                  one row per input video (status, error, models, ...)
+    _manifest.json                  the commit record: config, models, per-video status, commits
+    _staging/<video_id>/<table>-<NNNNN>.parquet   a shard's rows until its video is committed
+    _index/<video_id>.npz           demux-only indexes (a rerun reuses the shard plan)
 
-Every file is written through :func:`ferbatch.atomic.atomic_target` to a deterministic name, so a
-retried shard replaces its rows instead of duplicating them and readers never see a half-written
-file. ``video_id`` is stored in the directory name only; read it back with an explicit string
-partition schema (an inferred one turns ``0012`` into 12).
+``video_id`` is a column of every part. A *commit* is one part per table written under one
+token, listed in the manifest's ``commits`` with its row counts and videos; a part that no
+commit lists (a writer stopped between the PUT and the manifest) is not part of the dataset and
+is removed by the next run. Readers take the files the manifest lists, so a dataset on object
+storage is never listed prefix by prefix, and a half-finished job never shows a row twice.
+
+Layout 1 (ferbatch 0.1 to 0.3: ``faces/video_id=<id>/shard-<NNNNN>.parquet``, one hive partition
+and one tiny file per video per table) is still read; ``ferbatch compact`` rewrites it as
+layout 2, and a job refuses to add to it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+import time
+import uuid
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from ferbatch.atomic import atomic_target, write_json_atomic
 from ferbatch.dataset.schema import FACES_SCHEMA, FRAMES_SCHEMA, PARTITION_SCHEMA, TRACKS_SCHEMA
 from ferbatch.errors import OutputError
+from ferbatch.location import Location, open_location
 
 __all__ = [
-    "write_part",
-    "part_path",
-    "remove_all_parts",
-    "remove_video_parts",
-    "write_json_atomic",
-    "write_table_atomic",
-    "read_manifest",
+    "LAYOUT",
+    "TABLES",
+    "ROW_GROUP_ROWS",
+    "commit_token",
+    "committed_files",
+    "dataset_layout",
     "open_table",
+    "parquet_rows",
+    "read_manifest",
+    "read_parquet",
+    "read_staging",
+    "remove_staging",
+    "staging_rel",
+    "stored_schema",
+    "write_commit",
+    "write_manifest",
+    "write_parquet",
+    "write_staging",
 ]
 
+LAYOUT = 2
+TABLES = ("faces", "frames", "tracks")
+# rows per Parquet row group: small enough that a query for one video (rows sorted by video_id,
+# min/max statistics per row group) reads a few row groups of a part, large enough to compress well
+ROW_GROUP_ROWS = 131_072
+_SHARD_SCHEMAS = {"faces": FACES_SCHEMA, "frames": FRAMES_SCHEMA, "tracks": TRACKS_SCHEMA}
+_SORT = {"faces": ["video_id", "frame_idx", "face_idx"], "frames": ["video_id", "frame_idx"], "tracks": ["video_id", "track_id"]}
 
-def part_path(out_dir: str | os.PathLike[str], table: str, video_id: str, shard_idx: int) -> Path:
-    """Where a shard's part file of ``table`` lives (``<table>/video_id=<id>/shard-<NNNNN>.parquet``)."""
-    out_dir = Path(out_dir)
-    return out_dir / table / f"video_id={video_id}" / f"shard-{shard_idx:05d}.parquet"
 
-
-def write_part(out_dir: str | os.PathLike[str], table_name: str, video_id: str, shard_idx: int, table: pa.Table) -> Path:
-    """Write one shard's table atomically to its deterministic path (replacing an earlier attempt).
+def stored_schema(table: str) -> pa.Schema:
+    """The schema of ``table``'s part files: ``video_id`` (string) first, then the shard-level columns.
 
     Raises:
-        OutputError: the directory cannot be created or written (disk full, permissions).
+        OutputError: unknown table.
     """
-    dst = part_path(Path(out_dir), table_name, video_id, shard_idx)
-    with atomic_target(dst, fsync=True) as tmp:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-    return dst
+    if table not in _SHARD_SCHEMAS:
+        raise OutputError(f"table {table!r} | expected faces, frames, tracks or videos")
+    s = _SHARD_SCHEMAS[table]
+    return pa.schema([pa.field("video_id", pa.string()), *s], metadata=s.metadata)
 
 
-def remove_all_parts(out_dir: str | os.PathLike[str]) -> None:
-    """Delete every video's part files (a dataset started afresh with other settings)."""
-    for table in ("faces", "frames", "tracks"):
-        d = Path(out_dir) / table
-        if d.is_dir():
-            for sub in d.iterdir():
-                if sub.is_dir() and sub.name.startswith("video_id="):
-                    remove_video_parts(out_dir, sub.name.split("=", 1)[1])
+def write_parquet(loc: Location, rel: str, table: pa.Table, *, fsync: bool = False) -> int:
+    """Write ``table`` as the Parquet file ``rel`` under ``loc`` in one piece (zstd, statistics,
+    :data:`ROW_GROUP_ROWS` row groups); returns its size in bytes.
+
+    The file is serialised in memory first: on object storage that is one PUT of a finished
+    object, locally a temp file renamed over ``rel`` (:meth:`Location.write_bytes`).
+
+    Raises:
+        OutputError: it cannot be written.
+    """
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", write_statistics=True, row_group_size=ROW_GROUP_ROWS)
+    buf = sink.getvalue()
+    loc.write_bytes(rel, memoryview(buf), fsync=fsync)
+    return buf.size
 
 
-def remove_video_parts(out_dir: str | os.PathLike[str], video_id: str) -> None:
-    """Delete every part file of a video (before it is reprocessed with a new plan)."""
-    for table in ("faces", "frames", "tracks"):
-        d = Path(out_dir) / table / f"video_id={video_id}"
-        if d.is_dir():
-            for f in d.iterdir():
-                f.unlink()
-            d.rmdir()
+def read_parquet(loc: Location, rel: str, schema: pa.Schema | None = None) -> pa.Table:
+    """Read one Parquet file of ``loc``.
+
+    Raises:
+        OutputError: it is missing or unreadable (the message names it).
+    """
+    try:
+        return pq.read_table(loc.path(rel), filesystem=loc.fs, schema=schema)
+    except (OSError, pa.ArrowException) as e:
+        raise OutputError(f"{loc.name(rel)} | unreadable: {e}") from e
 
 
-def write_table_atomic(path: str | os.PathLike[str], table: pa.Table) -> None:
-    """Write a single Parquet file atomically (see :func:`atomic_target`)."""
-    with atomic_target(Path(path)) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+def parquet_rows(loc: Location, rel: str) -> int:
+    """Row count from a Parquet file's footer; -1 when it is missing or unreadable."""
+    try:
+        with loc.open_input(rel) as f:
+            return int(pq.ParquetFile(f).metadata.num_rows)
+    except (OSError, OutputError, pa.ArrowException):
+        return -1
 
 
-def read_manifest(out_dir: str | os.PathLike[str]) -> dict | None:
-    """The job manifest of ``out_dir``, or None if there is none yet.
+# --- staging: one file per shard and table until the video is committed ---------------------------
+
+
+def staging_rel(video_id: str, table: str, shard_idx: int) -> str:
+    """Where a shard's rows of ``table`` wait for their video's commit."""
+    return f"_staging/{video_id}/{table}-{shard_idx:05d}.parquet"
+
+
+def write_staging(loc: Location, table_name: str, video_id: str, shard_idx: int, table: pa.Table) -> None:
+    """Write one shard's rows (shard-level schema, no ``video_id``) to its staging file, replacing
+    an earlier attempt (a deterministic name: a retried shard never adds rows).
+
+    Raises:
+        OutputError: it cannot be written (disk full, permissions).
+    """
+    write_parquet(loc, staging_rel(video_id, table_name, shard_idx), table, fsync=True)
+
+
+def read_staging(loc: Location, video_id: str, table: str, shards: list[int]) -> pa.Table:
+    """The staged rows of ``shards`` of a video in ``table``'s shard-level schema.
+
+    Raises:
+        OutputError: a staged file is missing or unreadable.
+    """
+    schema = _SHARD_SCHEMAS[table]
+    parts = [read_parquet(loc, staging_rel(video_id, table, s), schema) for s in shards]
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def remove_staging(loc: Location, video_id: str) -> None:
+    """Delete a video's staged shards (after its commit, or before it is reprocessed afresh);
+    locally the ``_staging`` folder too once it is empty."""
+    loc.delete_dir(f"_staging/{video_id}")
+    if loc.local:
+        try:
+            os.rmdir(loc.path("_staging"))
+        except OSError:
+            pass  # other videos' shards are still staged (or it is gone already)
+
+
+# --- commits: one part per table, listed in the manifest --------------------------------------------
+
+
+def commit_token() -> str:
+    """A new commit's token: UTC time (sortable) and 8 random hex digits (unique across writers)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def write_commit(loc: Location, token: str, tables: dict[str, pa.Table]) -> dict[str, Any]:
+    """Write one part file per table of ``tables`` (each in :func:`stored_schema`, sorted by video
+    then frame) and return the commit's manifest entry ``{"parts": {table: {"path", "rows",
+    "bytes"}}, "videos": [...]}``; the commit exists once the manifest holding it is saved.
+
+    Raises:
+        OutputError: a part cannot be written.
+    """
+    entry: dict[str, Any] = {"parts": {}, "videos": []}
+    vids: set[str] = set()
+    for name, t in tables.items():
+        t = t.select(stored_schema(name).names).cast(stored_schema(name)).sort_by([(c, "ascending") for c in _SORT[name]])
+        rel = f"{name}/part-{token}.parquet"
+        size = write_parquet(loc, rel, t, fsync=True)
+        entry["parts"][name] = {"path": rel, "rows": t.num_rows, "bytes": size}
+        vids.update(t["video_id"].unique().to_pylist())
+    entry["videos"] = sorted(vids)
+    return entry
+
+
+def committed_files(manifest: dict) -> dict[str, list[str]]:
+    """Per table, the part files (relative paths) the manifest's commits hold, oldest first."""
+    files: dict[str, list[str]] = {t: [] for t in TABLES}
+    for _token, c in sorted(manifest.get("commits", {}).items()):
+        for table, p in c["parts"].items():
+            if p["rows"]:
+                files[table].append(p["path"])
+    return files
+
+
+# --- manifest, layout, reading tables -------------------------------------------------------------------
+
+
+def read_manifest(where: str | os.PathLike[str] | Location) -> dict | None:
+    """The job manifest of a dataset, or None if there is none yet.
 
     Raises:
         OutputError: the manifest exists but is not valid JSON.
     """
-    p = Path(out_dir) / "_manifest.json"
-    if not p.is_file():
+    loc = open_location(where)
+    if not loc.is_file("_manifest.json"):
         return None
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise OutputError(f"{p} | unreadable manifest: {e}") from e
+        return json.loads(loc.read_bytes("_manifest.json"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OutputError(f"{loc.name('_manifest.json')} | unreadable manifest: {e}") from e
 
 
-def open_table(out_dir: str | os.PathLike[str], name: str) -> pa.Table:
-    """Read ``faces``, ``frames`` or ``videos`` of a dataset into one Arrow table (``video_id``
-    as a string column).
+def write_manifest(loc: Location, manifest: dict) -> None:
+    """Save the manifest (the dataset's commit record) in one piece, durably.
+
+    Compact JSON once it is large: a 100,000-video manifest is tens of MB and is saved often.
+
+    Raises:
+        OutputError: it cannot be written.
+    """
+    big = len(manifest.get("videos", {})) > 1000
+    text = json.dumps(manifest, indent=None if big else 1, sort_keys=True, default=str, separators=(",", ":") if big else None)
+    loc.write_bytes("_manifest.json", text.encode(), fsync=True)
+
+
+def dataset_layout(loc: Location, manifest: dict | None) -> int:
+    """The layout version of the dataset at ``loc``: 2 for this one, 1 for the per-video hive
+    folders of ferbatch 0.1-0.3 (recognised by a manifest without a ``layout`` and
+    ``video_id=`` folders), 0 for a location with no rows yet."""
+    if manifest and manifest.get("layout"):
+        return int(manifest["layout"])
+    if any(loc.is_dir(f"{t}/video_id={vid}") for t in ("frames",) for vid in list((manifest or {}).get("videos", {}))[:3]):
+        return 1
+    if loc.local and any(loc.is_dir(t) and any(n.startswith("video_id=") for n in os.listdir(loc.path(t))) for t in TABLES):
+        return 1
+    return 0
+
+
+def open_table(where: str | os.PathLike[str] | Location, name: str) -> pa.Table:
+    """Read ``faces``, ``frames``, ``tracks`` or ``videos`` of a dataset (any layout) into one
+    Arrow table, ``video_id`` a string column.
 
     Raises:
         OutputError: unknown table or no such dataset.
     """
-    root = Path(out_dir)
+    loc = open_location(where)
     if name == "videos":
-        p = root / "videos.parquet"
-        if not p.is_file():
-            raise OutputError(f"{p} | no videos table: is {root} a ferbatch output directory?")
-        return pq.read_table(p)
-    if name not in ("faces", "frames", "tracks"):
-        raise OutputError(f"table {name!r} | expected faces, frames, tracks or videos")
-    schema = {"faces": FACES_SCHEMA, "frames": FRAMES_SCHEMA, "tracks": TRACKS_SCHEMA}[name]
-    d = root / name
-    if not d.is_dir():
-        return schema.append(pa.field("video_id", pa.string())).empty_table()
-    part = pads.partitioning(PARTITION_SCHEMA, flavor="hive")
-    full = schema.append(pa.field("video_id", pa.string()))
-    return pads.dataset(d, format="parquet", partitioning=part, schema=full).to_table()
+        if not loc.is_file("videos.parquet"):
+            raise OutputError(f"{loc.name('videos.parquet')} | no videos table: is {loc.uri} a ferbatch output directory?")
+        return read_parquet(loc, "videos.parquet")
+    schema = stored_schema(name)
+    manifest = read_manifest(loc)
+    layout = dataset_layout(loc, manifest)
+    if layout == 1:
+        if not loc.is_dir(name):
+            return schema.empty_table()
+        part = pads.partitioning(PARTITION_SCHEMA, flavor="hive")
+        full = _SHARD_SCHEMAS[name].append(pa.field("video_id", pa.string()))
+        t = pads.dataset(loc.path(name), filesystem=loc.fs, format="parquet", partitioning=part, schema=full).to_table()
+        return t.select(schema.names)
+    files = committed_files(manifest)[name] if manifest and layout == 2 else loc.list_files(name)
+    files = [f for f in files if f.endswith(".parquet")]
+    if not files:
+        return schema.empty_table()
+    return pads.dataset([loc.path(f) for f in files], filesystem=loc.fs, format="parquet", schema=schema).to_table()

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferbatch.errors import ConfigError
+from ferbatch.errors import ConfigError, OutputError
+from ferbatch.location import is_uri, open_input, open_location
 from ferbatch.media.probe import VIDEO_EXTENSIONS
 
 __all__ = ["VideoTask", "Inputs", "scan_inputs", "make_video_id", "content_hash", "fingerprint"]
@@ -78,7 +79,7 @@ def content_hash(path: str | os.PathLike[str], size: int, *, full: bool = False)
         OSError: the file cannot be read.
     """
     h = hashlib.sha256(size.to_bytes(8, "little"))
-    with open(path, "rb") as f:
+    with open_input(os.fspath(path)) as f:
         if full or size <= 2 * _BLOCK + _SAMPLES * _SAMPLE:
             while block := f.read(_BLOCK):
                 h.update(block)
@@ -123,6 +124,9 @@ def scan_inputs(input_paths: str | os.PathLike[str] | Iterable[str | os.PathLike
     by_content: dict[str, int] = {}
     seen: set[str] = set()
     for r in roots:
+        if is_uri(r):
+            _scan_uri(str(r), len(roots) > 1, full_hash, found, by_content)
+            continue
         root = Path(r).expanduser()
         if not root.exists():
             raise ConfigError(f"{_display(root)} | does not exist")
@@ -151,6 +155,48 @@ def scan_inputs(input_paths: str | os.PathLike[str] | Iterable[str | os.PathLike
         why = f"; skipped: {', '.join(f'{p} ({w})' for p, w in list(found.skipped.items())[:3])}" if found.skipped else ""
         raise ConfigError(f"{given} | no video files found (extensions: {', '.join(sorted(VIDEO_EXTENSIONS))}){why}")
     return found
+
+
+def _scan_uri(uri: str, several: bool, full_hash: bool, found: Inputs, by_content: dict[str, int]) -> None:
+    """Add the videos of an object-storage input: one object, or every object with a video
+    extension under the prefix (``rel_path`` relative to the prefix, as for a local folder)."""
+    import pyarrow.fs as pafs
+
+    try:
+        loc = open_location(uri)
+        info = loc.fs.get_file_info(loc.root)
+    except (OutputError, OSError) as e:
+        raise ConfigError(f"{uri} | cannot be read: {e}") from e
+    if info.type == pafs.FileType.File:
+        parent, name = uri.rstrip("/").rsplit("/", 1)
+        entries = [(open_location(parent), name, name, info)]
+    elif info.type == pafs.FileType.Directory:
+        base = uri.rstrip("/").rsplit("/", 1)[-1] + "/" if several else ""
+        try:
+            infos = loc.fs.get_file_info(pafs.FileSelector(loc.root, recursive=True))
+        except OSError as e:
+            raise ConfigError(f"{uri} | cannot be listed: {e}") from e
+        entries = []
+        for i in sorted(infos, key=lambda i: i.path):
+            rel = i.path[len(loc.root) + 1 :]
+            if i.type == pafs.FileType.File and Path(rel).suffix.lower() in VIDEO_EXTENSIONS and not i.base_name.startswith("."):
+                entries.append((loc, rel, base + rel, i))
+    else:
+        raise ConfigError(f"{uri} | does not exist")
+    for where, rel_in_loc, rel, i in entries:
+        path = where.name(rel_in_loc)
+        try:
+            digest = content_hash(path, int(i.size), full=full_hash)
+        except OSError as e:
+            found.skipped[path] = f"cannot read the object: {e}"
+            continue
+        task = VideoTask(make_video_id(rel, digest), path, rel, int(i.size), int(i.mtime_ns or 0), digest)
+        if digest in by_content:
+            k = by_content[digest]
+            found.tasks[k] = VideoTask(**{**found.tasks[k].__dict__, "other_paths": (*found.tasks[k].other_paths, path)})
+            continue
+        by_content[digest] = len(found.tasks)
+        found.tasks.append(task)
 
 
 def _walk(root: Path, skipped: dict[str, str]) -> list[Path]:

@@ -1,5 +1,8 @@
 """An exclusive lock on an output directory, so two runs never write one dataset at once.
 
+Object storage has no flock: there :class:`ObjectLock` keeps ``_lock.json`` (holder, heartbeat
+every minute) and a new run refuses while the heartbeat is fresh (see its docstring).
+
 ``OUT/.ferbatch.lock`` is locked with ``fcntl.flock`` for the whole run and holds the holder's
 host, pid and start time. The kernel releases a flock when its process dies, so a lock file left
 by a dead run is taken over (with a log line naming the old holder); a live holder makes the new
@@ -14,13 +17,15 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
 from ferbatch.errors import OutputError
+from ferbatch.location import Location
 
-__all__ = ["OutputLock", "LOCK_NAME"]
+__all__ = ["OutputLock", "ObjectLock", "LOCK_NAME", "lock_output"]
 
 LOCK_NAME = ".ferbatch.lock"
 log = logging.getLogger(__name__)
@@ -75,3 +80,86 @@ def _read(fd: int) -> dict:
         return json.loads(data) if data.strip() else {}
     except (OSError, ValueError):
         return {}
+
+
+class ObjectLock:
+    """Advisory lock on a dataset in object storage: the object ``_lock.json`` names the holder
+    (host, pid, start) and a heartbeat rewritten every :data:`BEAT_S` seconds by a daemon thread;
+    it is deleted at the end.
+
+    A new run refuses while another holder's heartbeat is younger than :data:`STALE_S`; it takes
+    the lock over when the holder is a dead process of this host, or the heartbeat is stale (the
+    holder's machine went away). Without conditional writes two runs starting within the same
+    second could both take it: the lock guards against the usual mistake, not a race.
+
+    Raises:
+        OutputError: another live run holds the lock (the message names it and how old its heartbeat is).
+    """
+
+    BEAT_S = 60.0
+    STALE_S = 600.0
+    NAME = "_lock.json"
+
+    def __init__(self, loc: Location):
+        self.loc = loc
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def __enter__(self) -> ObjectLock:
+        holder = self._holder()
+        if holder:
+            age = time.time() - float(holder.get("beat", 0))
+            dead_here = holder.get("host") == self.me["host"] and not _alive(int(holder.get("pid", 0)))
+            if not dead_here and age < self.STALE_S:
+                raise OutputError(
+                    f"{self.loc.uri} | another ferbatch run is writing this dataset (host {holder.get('host', '?')}, "
+                    f"pid {holder.get('pid', '?')}, heartbeat {age:.0f} s ago); wait for it to finish or use another --out "
+                    f"(a lock whose heartbeat is over {self.STALE_S:.0f} s old is taken over)"
+                )
+            log.info(
+                "taking over the lock of a run that ended without releasing it (host %s, pid %s)", holder.get("host"), holder.get("pid")
+            )
+        self._beat()
+        self._thread = threading.Thread(target=self._run, name="ferbatch-lock-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def _holder(self) -> dict:
+        if not self.loc.is_file(self.NAME):
+            return {}
+        try:
+            return dict(json.loads(self.loc.read_bytes(self.NAME)))
+        except (OutputError, ValueError):
+            return {}
+
+    def _beat(self) -> None:
+        self.loc.write_bytes(self.NAME, json.dumps({**self.me, "beat": time.time()}).encode())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.BEAT_S):
+            try:
+                self._beat()
+            except OutputError as e:
+                log.warning("%s", e)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.loc.delete(self.NAME)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def lock_output(loc: Location) -> OutputLock | ObjectLock:
+    """The lock for a dataset: flock on a local folder, :class:`ObjectLock` in object storage."""
+    return OutputLock(loc.root) if loc.local else ObjectLock(loc)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ferbatch.errors import ConfigError, OutputError
+from ferbatch.location import Location, is_uri, open_location
 from ferbatch.media.probe import VIDEO_EXTENSIONS
 
 __all__ = ["IMAGE_EXTENSIONS", "DATASET_ENTRIES", "check_inputs", "check_out_dir"]
@@ -20,7 +21,21 @@ __all__ = ["IMAGE_EXTENSIONS", "DATASET_ENTRIES", "check_inputs", "check_out_dir
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".avif"}) - VIDEO_EXTENSIONS
 
 # what a ferbatch output directory holds (a first run interrupted before its manifest holds a subset)
-DATASET_ENTRIES = frozenset({"_manifest.json", "videos.parquet", "faces", "frames", "tracks", "_index", "_plans", ".ferbatch.lock"})
+DATASET_ENTRIES = frozenset(
+    {
+        "_manifest.json",
+        "videos.parquet",
+        "faces",
+        "frames",
+        "tracks",
+        "_index",
+        "_plans",
+        "_staging",
+        ".ferbatch.lock",
+        "_lock.json",
+        "_live.json",
+    }
+)
 
 _IMAGE_HINT = "ferbatch run processes videos; for still images use ferbatch.analyze(image) in Python or `ferbatch analyze IMAGE`"
 
@@ -42,6 +57,8 @@ def check_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     """
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     for given in paths:
+        if is_uri(given):
+            continue  # object storage: the scan takes videos by extension
         p = Path(given)
         if p.is_file() and _is_image(p):
             raise ConfigError(f"{p} | is a still image ({p.suffix.lower().lstrip('.')}), not a video; {_IMAGE_HINT}")
@@ -62,26 +79,26 @@ def check_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str
                     raise ConfigError(f"{p} | holds {images} still image(s) and no video; {_IMAGE_HINT}")
 
 
-def check_out_dir(out_dir: str | os.PathLike[str], *, force: bool = False) -> None:
+def check_out_dir(out_dir: str | os.PathLike[str] | Location, *, force: bool = False) -> None:
     """Refuse an output directory that is neither new, empty nor a ferbatch dataset.
 
     Args:
-        out_dir: the job's ``--out``.
+        out_dir: the job's ``--out`` (a local path, a URI or a :class:`~ferbatch.location.Location`).
         force: accept a non-empty folder anyway (ferbatch then writes its files next to the others).
 
     Raises:
         OutputError: ``out_dir`` is a file, or a non-empty folder with entries a ferbatch dataset
             does not have (the message names a few of them and the way out: ``--force``).
     """
-    p = Path(out_dir)
-    if p.exists() and not p.is_dir():
-        raise OutputError(f"{p} | --out is a file, not a directory")
-    if force or not p.is_dir():
+    loc = open_location(out_dir)
+    if loc.is_file(""):
+        raise OutputError(f"{loc.uri} | --out is a file, not a directory")
+    if force or not loc.is_dir(""):
         return
-    foreign = sorted(n for n in os.listdir(p) if n not in DATASET_ENTRIES and not n.startswith("."))
+    foreign = [n for n in loc.list_names() if n not in DATASET_ENTRIES and not n.startswith(".")]
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise OutputError(
-            f"{p} | --out is a non-empty folder that is not a ferbatch dataset ({shown}); "
+            f"{loc.uri} | --out is a non-empty folder that is not a ferbatch dataset ({shown}); "
             "choose a new or empty folder, or pass --force to write into it anyway"
         )

@@ -19,15 +19,18 @@ from typing import Any
 
 from ferbatch import __version__
 from ferbatch.config import RESULT_KEYS, JobConfig
-from ferbatch.dataset.store import read_manifest, remove_all_parts, remove_video_parts
-from ferbatch.errors import ConfigError, FerbatchError, OutputError
+from ferbatch.dataset.store import LAYOUT, TABLES, dataset_layout, read_manifest, remove_staging, write_manifest
+from ferbatch.errors import ConfigError, FerbatchError
+from ferbatch.job.commits import damaged_commits, drop_commit, release_videos, remove_orphans
 from ferbatch.job.inputs import Inputs, VideoTask, scan_inputs
-from ferbatch.job.lock import OutputLock
-from ferbatch.job.manifest import DONE, JobLedger, adopt_ids, record_paths, shard_intact, stored_plan, tracks_intact
+from ferbatch.job.ledger import JobLedger
+from ferbatch.job.lock import lock_output
+from ferbatch.job.manifest import DONE, adopt_ids, record_paths, shard_intact, stored_plan
 from ferbatch.job.preflight import check_inputs, check_out_dir
 from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary
 from ferbatch.job.workers import LocalPool, RayPool, ShardWorker, WorkerPool, init_ray
+from ferbatch.location import Location, open_location
 from ferbatch.media.shards import Shard
 from ferbatch.models.load import prepare_models
 from ferbatch.models.registry import MIRROR_ENV
@@ -60,7 +63,8 @@ def run_job(
 
     Args:
         input_path: video files and/or directories (searched recursively), one or a list.
-        out_dir: output directory (created); rerunning into it resumes shard by shard.
+        out_dir: output directory (created), a local path or an ``s3://`` / ``gs://`` URI
+            (:mod:`ferbatch.location`); rerunning into it resumes shard by shard.
         cfg: job settings (defaults: registry default models, one worker per core).
         use_ray: run on Ray actors (embedded local Ray unless ``address``); False = in-process (one
             thread per worker sharing one set of models); None = in-process when the job is too
@@ -84,7 +88,7 @@ def run_job(
     """
     t0 = time.perf_counter()
     cfg = cfg or JobConfig()
-    out = Path(out_dir)
+    out = open_location(out_dir)
     check_inputs(input_path)  # still images, a foreign non-empty OUT: refused before anything starts
     check_out_dir(out, force=force)
     det_spec, cls_spec = prepare_models(cfg)
@@ -92,19 +96,23 @@ def run_job(
     cfg = dataclasses.replace(cfg, **{k: v for k, v in _resolved(cfg.to_dict()).items() if k in RESULT_KEYS})
     inputs = scan_inputs(input_path, full_hash=full_hash)
     _check_settings(out, cfg, overwrite)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{out} | cannot create the output directory: {e.strerror or e}") from e
-    with OutputLock(out):
+    out.make_dir()
+    with lock_output(out):
         summary = _run_locked(out, cfg, inputs, det_spec, cls_spec, use_ray, address, shard_frames, progress, t0)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _check_settings(out: Path, cfg: JobConfig, overwrite: bool) -> None:
-    old = read_manifest(out) if out.is_dir() else None
-    if not old or overwrite:
+def _check_settings(out: Location, cfg: JobConfig, overwrite: bool) -> None:
+    old = read_manifest(out)
+    if overwrite:
+        return
+    if dataset_layout(out, old) == 1:
+        raise ConfigError(
+            f"{out.uri} | holds a dataset in layout 1 (one folder and file per video and table, ferbatch 0.3 and older); "
+            f"run `ferbatch compact {out.uri}` to rewrite it in layout {LAYOUT} first, or use --overwrite to start afresh"
+        )
+    if not old:
         return
     diff = cfg.differences(_resolved(old.get("config", {})))
     if diff and old.get("videos"):
@@ -130,7 +138,7 @@ def _resolved(config: dict) -> dict:
 
 
 def _run_locked(
-    out: Path,
+    out: Location,
     cfg: JobConfig,
     inputs: Inputs,
     det_spec: ModelSpec,
@@ -144,9 +152,10 @@ def _run_locked(
     tasks = inputs.tasks
     summary = JobSummary(videos=len(tasks) + len(inputs.skipped))
     old = read_manifest(out) or {}
-    same = not cfg.differences(_resolved(old.get("config", {})))
+    same = not cfg.differences(_resolved(old.get("config", {}))) and dataset_layout(out, old) != 1
     manifest: dict[str, Any] = {
         "ferbatch_version": __version__,
+        "layout": LAYOUT,
         "config": cfg.to_dict(),
         "config_key": cfg.result_key(),
         "models": {
@@ -154,34 +163,17 @@ def _run_locked(
             "classifier": {"name": cls_spec.name, "sha256": cls_spec.sha256, "file": cls_spec.file},
         },
         "videos": dict(old.get("videos", {})) if same else {},
+        "commits": dict(old.get("commits", {})) if same else {},
         "skipped_inputs": inputs.skipped,
     }
-    if not same:  # --overwrite with other settings: the old rows cannot be mixed with new ones
-        remove_all_parts(out)
+    if not same:  # --overwrite with other settings (or an old layout): the old rows cannot be mixed with new ones
+        for d in (*TABLES, "_staging"):
+            out.delete_dir(d)
     tasks = adopt_ids(manifest["videos"], tasks)
     for path, why in inputs.skipped.items():
         summary.failed += 1
         summary.errors[path] = why
-    to_probe: list[VideoTask] = []
-    resumed: list[Shard] = []
-    untracked: list[str] = []
-    for t in tasks:
-        rec = manifest["videos"].get(t.video_id)
-        plan = stored_plan(out, t, rec)
-        if plan is None or rec is None:
-            remove_video_parts(out, t.video_id)
-            manifest["videos"].pop(t.video_id, None)
-            to_probe.append(t)
-            continue
-        record_paths(rec, t)
-        missing = [s for s in plan if not shard_intact(out, rec, s.shard_idx)]
-        if missing:
-            resumed += missing
-            rec["tracked"] = False
-        elif cfg.track and rec.get("status") in DONE and not (rec.get("tracked") and tracks_intact(out, t.video_id)):
-            untracked.append(t.video_id)  # interrupted between its last shard and the tracking pass, or tracks lost
-        else:
-            summary.skipped += 1
+    to_probe, resumed, to_gather = _resume_plan(out, manifest, tasks, cfg, summary)
     env = {}
     if os.environ.get(MIRROR_ENV):
         env[MIRROR_ENV] = str(Path(os.environ[MIRROR_ENV]).expanduser().absolute())
@@ -189,8 +181,8 @@ def _run_locked(
     pool: WorkerPool | None = None
     book = JobLedger(out, manifest, summary, progress, {t.video_id: t for t in tasks}, cfg)
     try:
-        for vid in untracked:
-            book.track(vid, manifest["videos"][vid])
+        for vid in to_gather:  # every shard staged, the video not committed: finish it without workers
+            book.finish_video(vid, manifest["videos"][vid])
         if n_items:
             if use_ray is None:
                 use_ray, why = wants_ray(address, to_probe, len(resumed))
@@ -221,17 +213,86 @@ def _run_locked(
             summary.startup_seconds = time.perf_counter() - t0
             shards = resumed + book.probe_all(pool, to_probe, shard_frames)
             book.run_all(pool, shards)
+        book.commit()
     finally:
         if pool is not None:
             summary.retried = pool.deaths
             pool.close()
         try:
+            if sys.exc_info()[0] is KeyboardInterrupt:
+                book.commit()  # the videos finished so far, so they need no work on the rerun
             book.save(force=True)
         except FerbatchError as e:
             if sys.exc_info()[0] is None:
                 raise
             log.error("%s", e)  # the error already on its way up (e.g. disk full) is the one to report
     return summary
+
+
+def _resume_plan(
+    out: Location, manifest: dict, tasks: list[VideoTask], cfg: JobConfig, summary: JobSummary
+) -> tuple[list[VideoTask], list[Shard], list[str]]:
+    """What this run does per video: probe and plan (new or changed files), redo missing shards,
+    finish from staging (every shard staged but not committed), or skip (committed, unchanged).
+
+    Damaged commits (a part missing or with other row counts) are dropped and their videos redone;
+    committed videos that need work are released from their commits first (rows of shards that
+    stay go back to staging). Saves the manifest once the releases are recorded.
+
+    Returns:
+        (tasks to probe, shards to run, video ids to finish).
+    """
+    videos = manifest["videos"]
+    remove_orphans(out, manifest)
+    for token in damaged_commits(out, manifest):
+        for vid in drop_commit(out, manifest, token):
+            rec = videos.get(vid)
+            for sh in rec["shards"] if rec else ():
+                sh.update(status="pending", frames=0, faces=0)
+    to_probe: list[VideoTask] = []
+    plans: dict[str, list[Shard]] = {}
+    discard: set[str] = set()
+    restage: set[str] = set()
+    for t in tasks:
+        rec = videos.get(t.video_id)
+        plan = stored_plan(out, t, rec)
+        if plan is None or rec is None:
+            if rec is not None and rec.get("commit"):
+                discard.add(t.video_id)
+            else:
+                remove_staging(out, t.video_id)
+                videos.pop(t.video_id, None)
+            to_probe.append(t)
+            continue
+        record_paths(rec, t)
+        if rec.get("commit"):
+            redo = any(s["status"] not in DONE for s in rec["shards"]) or (cfg.track and not rec.get("tracked"))
+            if not redo:
+                summary.skipped += 1
+                continue
+            restage.add(t.video_id)
+        plans[t.video_id] = plan
+    if discard or restage:
+        stale = release_videos(out, manifest, discard | restage, to_staging=restage)
+        for vid in discard:
+            remove_staging(out, vid)
+            videos.pop(vid, None)
+        write_manifest(out, manifest)
+        for rel in stale:
+            out.delete(rel)
+    resumed: list[Shard] = []
+    to_gather: list[str] = []
+    for vid, plan in plans.items():
+        rec = videos[vid]
+        missing = [s for s in plan if not shard_intact(out, rec, s.shard_idx)]
+        for s in missing:
+            rec["shards"][s.shard_idx].update(status="pending", frames=0, faces=0)
+        if missing:
+            rec["status"] = "pending"
+            resumed += missing
+        else:
+            to_gather.append(vid)
+    return to_probe, resumed, to_gather
 
 
 # In-process below this many frames in the job. Ray costs ~4-6 s to start and ~1 s per actor to

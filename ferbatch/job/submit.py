@@ -60,6 +60,21 @@ def runtime_env(*, model_mirror: str | None = None, pip: Sequence[str] = (), env
     return rt
 
 
+# object-storage settings a submitted job inherits from the submitting shell (never the keys: a
+# runtime env is stored in Ray's GCS and shown by the dashboard; credentials belong on the nodes,
+# e.g. a Kubernetes Secret or an instance role: jobs/README.md)
+STORAGE_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def storage_env(inputs: Sequence[str], out: str) -> dict[str, str]:
+    """The :data:`STORAGE_SETTINGS` set here, when an input or OUT is an object-storage URI."""
+    from ferbatch.location import is_uri
+
+    if not any(is_uri(p) for p in (*inputs, out)):
+        return {}
+    return {k: os.environ[k] for k in STORAGE_SETTINGS if os.environ.get(k)}
+
+
 def submission_id_for(inputs: Sequence[str], out: str, run_args: Sequence[str]) -> str:
     """A deterministic id (``ferbatch-<12 hex>``) so the same job submitted twice is refused by Ray."""
     key = json.dumps([list(inputs), out, list(run_args)])
@@ -120,7 +135,7 @@ def submit(
             return c.submit_job(
                 entrypoint=" ".join(shlex.quote(arg) for arg in cmd),
                 submission_id=sid,
-                runtime_env=runtime_env(model_mirror=model_mirror, pip=pip),
+                runtime_env=runtime_env(model_mirror=model_mirror, pip=pip, env_vars=storage_env(inputs, out)),
                 entrypoint_num_cpus=entrypoint_num_cpus,
                 metadata={"tool": "ferbatch"},
             )

@@ -1,6 +1,7 @@
-"""The tracking pass over one stored video: read its faces rows, assign track ids
-(:func:`ferbatch.vision.track.track_boxes`), smooth probabilities per track, rewrite the faces part
-files with those columns (atomically, same names) and write the video's ``tracks`` table.
+"""The tracking pass over one finished video's rows: assign track ids
+(:func:`ferbatch.vision.track.track_boxes`), smooth probabilities per track, fill the faces rows'
+track columns and make the video's ``tracks`` table. Pure on Arrow tables: the driver runs it on
+the video's staged rows before they are committed (:class:`ferbatch.job.ledger.JobLedger`).
 
 Which detections are rows: the faces rows are the detector's detections at its score threshold
 (``det_score >= 0.7`` for every registry detector, or ``--score-threshold``), one row per face per
@@ -10,37 +11,29 @@ keep sub-threshold detections yet, so here the tracker sees the rows alone and t
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ferbatch.dataset.schema import PROB_COLUMNS, SMOOTH_COLUMNS, TRACKS_SCHEMA
-from ferbatch.dataset.store import write_part
 from ferbatch.labels import EMOTIONS, argmax_known
 from ferbatch.vision.track import TrackerConfig, smooth_probs, track_boxes
 
-__all__ = ["track_video"]
+__all__ = ["track_faces"]
 
 
-def track_video(out_dir: str | os.PathLike[str], video_id: str, cfg: TrackerConfig = TrackerConfig()) -> int:
-    """Track the faces of ``video_id`` in the dataset at ``out_dir``; returns the number of tracks.
+def track_faces(faces: pa.Table, cfg: TrackerConfig = TrackerConfig()) -> tuple[pa.Table, pa.Table]:
+    """Track one video's faces.
 
-    Raises:
-        OutputError: the parts cannot be read or written.
+    Args:
+        faces: the video's rows in :data:`ferbatch.dataset.schema.FACES_SCHEMA` (any order).
+
+    Returns:
+        (faces sorted by frame_idx, face_idx with ``track_id``, ``track_emotion`` and the
+        ``smooth_prob_*`` columns filled; the ``tracks`` table in TRACKS_SCHEMA, one row per track).
     """
-    import pyarrow.dataset as pads
-
-    from ferbatch.dataset.schema import FACES_SCHEMA
-
-    d = os.path.join(out_dir, "faces", f"video_id={video_id}")
-    if not os.path.isdir(d):
-        faces = FACES_SCHEMA.empty_table()
-    else:
-        faces = pads.dataset(d, format="parquet", schema=FACES_SCHEMA).to_table()
     faces = faces.sort_by([("frame_idx", "ascending"), ("face_idx", "ascending")])
     fi = faces["frame_idx"].to_numpy()
     ts = faces["pts_ms"].to_numpy()
@@ -64,11 +57,7 @@ def track_video(out_dir: str | os.PathLike[str], video_id: str, cfg: TrackerConf
     for j, c in enumerate(SMOOTH_COLUMNS):
         col = sm[:, j]
         faces = faces.set_column(faces.schema.get_field_index(c), c, pa.array(col, pa.float32(), mask=np.isnan(col) | ~has))
-    for shard in sorted(set(faces["shard_idx"].to_pylist())):
-        part = faces.filter(pc.equal(faces["shard_idx"], shard))
-        write_part(out_dir, "faces", video_id, shard, part)
-    write_part(out_dir, "tracks", video_id, 0, _tracks_table(faces, ids, fi, ts, boxes, probs))
-    return int(ids.max() + 1) if has.any() else 0
+    return faces, _tracks_table(faces, ids, fi, ts, boxes, probs)
 
 
 def _tracks_table(faces: pa.Table, ids, fi, ts, boxes, probs) -> pa.Table:

@@ -1,7 +1,8 @@
 """``ferbatch watch``: a live source -> rolling Parquet parts in the dataset's schema.
 
 Each watch session is one "video" of the dataset (``video_id`` = ``<name>-<UTC start time>``);
-every ``part_seconds`` its rows so far become part ``shard-<NNNNN>`` of ``faces`` and ``frames``,
+every ``part_seconds`` its rows so far become a commit (one part of ``faces`` and of ``frames``,
+:func:`ferbatch.dataset.store.write_commit`; ``ferbatch compact`` merges a long session's parts),
 and ``videos.parquet``, ``_manifest.json`` and ``_live.json`` (the counters) are rewritten, so
 ``ferbatch summary`` and DuckDB read the dataset while it grows. ``frame_idx`` counts frames
 received since the session started; ``pts_ms`` is the time since then at which the frame arrived
@@ -18,19 +19,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from ferbatch import __version__
-from ferbatch.atomic import write_json_atomic
 from ferbatch.config import JobConfig
 from ferbatch.dataset.schema import FRAMES_SCHEMA, VIDEOS_SCHEMA, FaceRows, faces_table, frames_table
-from ferbatch.dataset.store import write_part, write_table_atomic
+from ferbatch.dataset.store import LAYOUT, commit_token, read_manifest, read_parquet, write_commit, write_manifest, write_parquet
 from ferbatch.live.infer import infer_images
 from ferbatch.live.source import LiveFrame, LiveSource
+from ferbatch.location import Location, open_location
 from ferbatch.pipeline import ShardModels
 
 __all__ = ["WatchStats", "watch"]
@@ -80,7 +80,7 @@ class _Part:
 
 def watch(
     source: str,
-    out: Path,
+    out: str | os.PathLike[str],
     models: ShardModels,
     *,
     cfg: JobConfig | None = None,
@@ -96,7 +96,7 @@ def watch(
 
     Args:
         source: URL, V4L2 device or file (see :class:`~ferbatch.live.source.LiveSource`).
-        out: the dataset directory (created; a watch adds a new session to an existing one).
+        out: the dataset directory or URI (created; a watch adds a new session to an existing one).
         models: loaded detector and classifier.
         cfg: the settings recorded in the manifest (default: JobConfig()).
         name: prefix of the session's video_id (letters, digits, ``_-.``).
@@ -124,7 +124,8 @@ def watch(
     stop = stop or threading.Event()
     started = time.time()
     vid = f"{name}-{datetime.fromtimestamp(started, UTC).strftime('%Y%m%dT%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    loc = open_location(out)
+    loc.make_dir()
     st = WatchStats(vid, source, started)
     src = LiveSource(source, max_queue=max_queue, give_up_s=give_up_s).start()
     part, shard = _Part(), 0
@@ -139,7 +140,7 @@ def watch(
             if frames:
                 _analyse(models, frames, part, st, src)
             if time.monotonic() >= next_flush:
-                shard = _flush(out, vid, shard, part, st, src, cfg, on_part)
+                shard = _flush(loc, vid, shard, part, st, src, cfg, on_part)
                 part = _Part()
                 next_flush += part_seconds
     finally:
@@ -155,7 +156,7 @@ def watch(
                 break
             _analyse(models, frames, part, st, src)
         st.status = "stopped" if stop.is_set() else ("ended" if os.path.isfile(source) else "source lost")
-        _flush(out, vid, shard, part, st, src, cfg, on_part)
+        _flush(loc, vid, shard, part, st, src, cfg, on_part)
     return st
 
 
@@ -176,8 +177,8 @@ def _analyse(models: ShardModels, frames: list[LiveFrame], part: _Part, st: Watc
     st.lag_ms = src.now_ms() - frames[-1].t_ms
 
 
-def _flush(out: Path, vid: str, shard: int, part: _Part, st: WatchStats, src: LiveSource, cfg: JobConfig | None, on_part) -> int:
-    """Write the part (when it has rows) and the session's records; the next part's number."""
+def _flush(loc: Location, vid: str, shard: int, part: _Part, st: WatchStats, src: LiveSource, cfg: JobConfig | None, on_part) -> int:
+    """Commit the part (when it has rows) and write the session's records; the next part's number."""
     s = src.stats
     st.received, st.dropped, st.connections, st.reconnects, st.last_error = s.received, s.dropped, s.connections, s.reconnects, s.last_error
     if len(part):
@@ -194,11 +195,17 @@ def _flush(out: Path, vid: str, shard: int, part: _Part, st: WatchStats, src: Li
             if rows
             else FaceRows(*(np.empty(sh, dt) for sh, dt in zip((0, 0, 0, (0, 4), 0, (0, 8)), _DTYPES, strict=True)))
         )
-        write_part(out, "faces", vid, shard, faces_table(faces, shard))
-        write_part(out, "frames", vid, shard, ft)
+        tables = {"faces": faces_table(faces, shard), "frames": ft}
+        token = commit_token()
+        commit = write_commit(
+            loc, token, {n: t.add_column(0, "video_id", pa.array([vid] * t.num_rows, pa.string())) for n, t in tables.items()}
+        )
+        commit["videos"] = [vid]
         shard += 1
         st.parts = shard
-    _write_records(out, st, cfg)
+        _write_records(loc, st, cfg, (token, commit))
+    else:
+        _write_records(loc, st, cfg, None)
     if on_part is not None:
         on_part(st)
     return shard
@@ -207,18 +214,18 @@ def _flush(out: Path, vid: str, shard: int, part: _Part, st: WatchStats, src: Li
 _DTYPES = (np.int64, np.float64, np.int16, np.float32, np.float32, np.float32)
 
 
-def _write_records(out: Path, st: WatchStats, cfg: JobConfig | None) -> None:
-    """``_live.json`` (counters), ``_manifest.json`` and ``videos.parquet`` (this session's row
-    replaced, other sessions' rows kept)."""
-    import pyarrow.parquet as pq
-
-    write_json_atomic(out / "_live.json", asdict(st))
-    man_path = out / "_manifest.json"
-    man = json.loads(man_path.read_text()) if man_path.is_file() else {}
+def _write_records(loc: Location, st: WatchStats, cfg: JobConfig | None, commit: tuple[str, dict] | None) -> None:
+    """``_live.json`` (counters), ``_manifest.json`` (with the new commit: from then on its rows
+    are in the dataset) and ``videos.parquet`` (this session's row replaced, other sessions' rows kept)."""
+    loc.write_bytes("_live.json", json.dumps(asdict(st), indent=1).encode())
+    man = read_manifest(loc) or {}
     man.setdefault("ferbatch_version", __version__)
+    man.setdefault("layout", LAYOUT)
     man.setdefault("config", (cfg or JobConfig()).to_dict())
     man.setdefault("live", {})[st.video_id] = asdict(st)
-    write_json_atomic(man_path, man)
+    if commit is not None:
+        man.setdefault("commits", {})[commit[0]] = commit[1]
+    write_manifest(loc, man)
     row: dict[str, Any] = {f.name: None for f in VIDEOS_SCHEMA}
     row |= {
         "video_id": st.video_id,
@@ -233,7 +240,6 @@ def _write_records(out: Path, st: WatchStats, cfg: JobConfig | None) -> None:
         "duration_s": (time.time() - st.started_unix),
         "ferbatch_version": __version__,
     }
-    vp = out / "videos.parquet"
-    old = pq.read_table(vp).to_pylist() if vp.is_file() else []
+    old = read_parquet(loc, "videos.parquet").to_pylist() if loc.is_file("videos.parquet") else []
     rows = [r for r in old if r["video_id"] != st.video_id] + [row]
-    write_table_atomic(vp, pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA))
+    write_parquet(loc, "videos.parquet", pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA))

@@ -24,6 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ferbatch.errors import DecodeError
+from ferbatch.location import is_uri, open_input, stat_input
+
+# bytes per read from object storage (one ranged GET each)
+OBJECT_READ_BYTES = 1 << 20
 
 __all__ = ["VideoInfo", "VideoIndex", "probe_video", "open_video", "video_stream", "estimate_frames", "VIDEO_EXTENSIONS"]
 
@@ -118,6 +122,8 @@ def open_video(path: str):
     """
     import av
 
+    if is_uri(path):
+        return _open_object(path)
     p = Path(path)
     try:
         st = p.stat()
@@ -138,11 +144,44 @@ def open_video(path: str):
         c = av.open(str(path), mode="r")
     except av.error.FFmpegError as e:
         raise DecodeError(str(path), _unreadable_reason(head, e)) from e
+    return _with_video(c, path), st
+
+
+def _open_object(uri: str):
+    """:func:`open_video` for an object in object storage: PyAV reads a seekable pyarrow file,
+    1 MiB per ranged GET (PyAV's default 32 KiB buffer would make a request per 32 KiB)."""
+    import av
+
+    try:
+        size, mtime_ns = stat_input(uri)
+        f = open_input(uri)
+        head = f.read(64)
+        f.seek(0)
+    except OSError as e:
+        raise DecodeError(uri, f"cannot read the object: {e}") from e
+    if size == 0:
+        raise DecodeError(uri, "the file is empty (0 bytes)")
+    try:
+        c = av.open(f, mode="r", buffer_size=OBJECT_READ_BYTES)
+    except av.error.FFmpegError as e:
+        raise DecodeError(uri, _unreadable_reason(head, e)) from e
+    return _with_video(c, uri), ObjectStat(size, mtime_ns)
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    """The two fields of ``os.stat_result`` ferbatch reads, for an object in object storage."""
+
+    st_size: int
+    st_mtime_ns: int
+
+
+def _with_video(c, path: str):
     if not c.streams.video:
         kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
         c.close()
         raise DecodeError(str(path), f"has no video stream ({kinds})")
-    return c, st
+    return c
 
 
 def video_stream(container):
