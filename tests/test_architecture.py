@@ -136,3 +136,16 @@ def test_one_writer_per_location_kind():
     pattern = re.compile(r"open_output_stream\(")
     elsewhere = [str(p.relative_to(PKG)) for p in FILES if p.name != "location.py" and pattern.search(p.read_text())]
     assert not elsewhere, f"object-storage writers outside ferbatch/location.py: {elsewhere}"
+
+
+def test_no_merge_conflict_markers_left():
+    root = PKG.parent
+    texts = [
+        p
+        for d in ("ferbatch", "tests", "scripts", "docs", "jobs")
+        for p in (root / d).rglob("*")
+        if p.suffix in {".py", ".md", ".toml", ".yaml", ".json"}
+    ]
+    texts += [root / "README.md", root / "pyproject.toml"]
+    marked = [str(p.relative_to(root)) for p in texts if re.search(r"^(<<<<<<< |>>>>>>> |=======$)", p.read_text(errors="replace"), re.M)]
+    assert not marked, f"merge-conflict markers in {marked}"

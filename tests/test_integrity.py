@@ -283,6 +283,32 @@ def test_a_failed_shard_of_a_committed_video_is_redone_alone(clips, tmp_path):
     assert {f"{f.parent.name}/{f.name}" for f in files} == listed  # the old commit's parts deleted, none left over
 
 
+def test_a_lost_staged_shard_is_redone_before_its_video_commits(clips, tmp_path):
+    ref_out = tmp_path / "ref"
+    run_job(clips["mp4"], ref_out, CFG, use_ray=False, shard_frames=20)
+    out = tmp_path / "out"
+
+    def stop(kind, done, total):
+        if kind == "frames" and done >= 60:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(clips["mp4"], out, CFG, use_ray=False, shard_frames=20, progress=stop)
+    staged = sorted((out / "_staging").glob("*/faces-*.parquet"))
+    assert 3 <= len(staged) < 6  # some shards done, the video not committed
+    staged[0].unlink()  # a done shard's rows lost
+    man = read_manifest(out)
+    (rec,) = man["videos"].values()
+    for sh in rec["shards"]:  # the shards the first run never reached failed instead (none is pending now)
+        if sh["status"] == "pending":
+            sh.update(status="failed", error="planted")
+    write_json_atomic(out / "_manifest.json", man)
+    kept = sum(sh["end"] - sh["start"] for sh in rec["shards"] if f"faces-{sh['shard_idx']:05d}.parquet" in [p.name for p in staged[1:]])
+    s = run_job(clips["mp4"], out, CFG, use_ray=False, shard_frames=20)
+    assert s.ok == 1 and s.frames == 120 - kept
+    assert _faces_sorted(out).equals(_faces_sorted(ref_out))
+
+
 # inputs that must not hang or crash the scan
 
 

@@ -164,3 +164,16 @@ def test_a_live_lock_in_object_storage_refuses_a_second_run(s3):
     loc.write_bytes("_lock.json", json.dumps(holder).encode())
     s = run_job(SINGLE_FACE, out, CFG, use_ray=False)
     assert s.ok == 1 and not loc.exists("_lock.json")
+
+
+def test_a_submitted_job_gets_the_endpoint_but_never_the_keys(monkeypatch):
+    from ferbatch.job.submit import storage_env
+
+    for k in ("AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://storage.internal:9000")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-the-gcs")
+    env = storage_env(["s3://bucket/in"], "s3://bucket/out")
+    assert env == {"AWS_ENDPOINT_URL": "http://storage.internal:9000", "AWS_REGION": "eu-west-1"}
+    assert storage_env(["/data/in"], "/shared/out") == {}  # nothing to pass on without object storage
