@@ -177,3 +177,22 @@ def test_a_submitted_job_gets_the_endpoint_but_never_the_keys(monkeypatch):
     env = storage_env(["s3://bucket/in"], "s3://bucket/out")
     assert env == {"AWS_ENDPOINT_URL": "http://storage.internal:9000", "AWS_REGION": "eu-west-1"}
     assert storage_env(["/data/in"], "/shared/out") == {}  # nothing to pass on without object storage
+
+
+def test_an_object_replaced_during_the_job_is_failed_not_mixed(s3):
+    loc = open_location(f"{s3}/changing")
+    loc.write_bytes("clip.mp4", Path(SINGLE_FACE).read_bytes())
+    replaced = []
+
+    def replace_after_probing(kind, done, total):
+        if kind == "probe" and not replaced:
+            time.sleep(1.1)  # LastModified has 1 s resolution
+            loc.write_bytes("clip.mp4", Path(SINGLE_FACE).read_bytes()[:-1000] + b"\0" * 1000)
+            replaced.append(done)
+
+    out = f"{s3}/out-changing"
+    s = run_job(f"{s3}/changing", out, CFG, use_ray=False, shard_frames=30, progress=replace_after_probing)
+    assert replaced and s.failed == 1
+    (row,) = open_table(out, "videos").to_pylist()
+    assert row["status"] == "failed" and "changed while it was being processed" in row["error"]
+    assert open_table(out, "faces").num_rows == 0  # its rows were dropped, not committed

@@ -26,6 +26,7 @@ __all__ = ["VideoTask", "Inputs", "scan_inputs", "make_video_id", "content_hash"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _BLOCK = 1 << 20  # head and tail sampled for the content hash
 _SAMPLES, _SAMPLE = 16, 1 << 16  # evenly spaced blocks between them
+URI_HASH_THREADS = 32  # objects hashed at once when scanning object storage
 
 
 @dataclass(frozen=True)
@@ -183,12 +184,21 @@ def _scan_uri(uri: str, several: bool, full_hash: bool, found: Inputs, by_conten
                 entries.append((loc, rel, base + rel, i))
     else:
         raise ConfigError(f"{uri} | does not exist")
-    for where, rel_in_loc, rel, i in entries:
-        path = where.name(rel_in_loc)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def digest_of(entry) -> str | OSError:
         try:
-            digest = content_hash(path, int(i.size), full=full_hash)
+            return content_hash(entry[0].name(entry[1]), int(entry[3].size), full=full_hash)
         except OSError as e:
-            found.skipped[path] = f"cannot read the object: {e}"
+            return e
+
+    # each hash is ~18 ranged GETs: latency-bound, so many at once (results keep the listing's order)
+    with ThreadPoolExecutor(max_workers=URI_HASH_THREADS) as pool:
+        digests = list(pool.map(digest_of, entries))
+    for (where, rel_in_loc, rel, i), digest in zip(entries, digests, strict=True):
+        path = where.name(rel_in_loc)
+        if isinstance(digest, OSError):
+            found.skipped[path] = f"cannot read the object: {digest}"
             continue
         task = VideoTask(make_video_id(rel, digest), path, rel, int(i.size), int(i.mtime_ns or 0), digest)
         if digest in by_content:
