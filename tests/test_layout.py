@@ -47,6 +47,10 @@ def test_one_commit_holds_every_video_and_is_what_is_read(two_videos, tmp_path):
     faces = pq.read_table(out / next(iter(man["commits"].values()))["parts"]["faces"]["path"])
     assert faces.column_names[0] == "video_id" and len(faces["video_id"].unique()) == 2
     before = ferbatch.open(out).summary()
+    # readers open from the snapshot in videos.parquet's footer, not the (large) manifest
+    (out / "_manifest.json").rename(out / "manifest.bak")
+    assert ferbatch.open(out).summary().equals(before)
+    (out / "manifest.bak").rename(out / "_manifest.json")
     # a part no commit lists (a writer stopped between its PUT and the manifest) is never read ...
     (commit,) = man["commits"].values()
     shutil.copy(out / commit["parts"]["faces"]["path"], out / "faces" / "part-orphan.parquet")
@@ -83,7 +87,9 @@ def _as_layout_1(src, dst):
             folder = dst / name / f"video_id={vid}"
             folder.mkdir(parents=True)
             pq.write_table(part, folder / "shard-00000.parquet")
-    shutil.copy(src / "videos.parquet", dst / "videos.parquet")
+    videos = pq.read_table(src / "videos.parquet")  # as 0.3 wrote it: no readers' snapshot in its metadata
+    meta = {k: v for k, v in (videos.schema.metadata or {}).items() if k not in (b"ferbatch.parts", b"ferbatch.layout")}
+    pq.write_table(videos.replace_schema_metadata(meta), dst / "videos.parquet")
     shutil.copytree(src / "_index", dst / "_index")
     del man["layout"], man["commits"]
     for rec in man["videos"].values():

@@ -166,12 +166,14 @@ class Dataset:
         Raises:
             OutputError: no such video, or the name is ambiguous.
         """
-        from ferbatch.dataset.store import read_manifest
-
         if os.path.isabs(name) or os.path.exists(name):
             target = str(Path(name).absolute())
-            videos = (read_manifest(self.path) or {}).get("videos", {})
-            hits = [vid for vid, r in videos.items() if r.get("path") == target]
+            hits = [
+                v
+                for (v,) in self.con.execute(
+                    "SELECT video_id FROM videos WHERE abs_path = ? OR list_contains(paths, ?)", [target, target]
+                ).fetchall()
+            ]
             if len(hits) == 1:
                 return hits[0]
             name = os.path.basename(name)

@@ -22,7 +22,7 @@ def connect(out_dir: str | os.PathLike[str], *, memory_limit: str = "2GB"):
 
     Views: ``faces``, ``frames``, ``tracks`` (empty when tracking was off) and ``videos``, each
     with ``video_id`` as a VARCHAR column. The part files are the ones the manifest's commits list
-    (:func:`ferbatch.dataset.store.committed_files`): locally DuckDB reads them itself; in object
+    (the snapshot in ``videos.parquet``, :func:`ferbatch.dataset.store.reader_files`): locally DuckDB reads them itself; in object
     storage they are pyarrow datasets on the dataset's filesystem registered with DuckDB (DuckDB's
     own S3 support is an extension downloaded at run time, which this sandbox refuses). A layout-1
     dataset (hive folders per video) is read through its folders.
@@ -42,20 +42,19 @@ def connect(out_dir: str | os.PathLike[str], *, memory_limit: str = "2GB"):
     """
     import duckdb
 
-    from ferbatch.dataset.store import committed_files, dataset_layout, read_manifest, stored_schema
+    from ferbatch.dataset.store import reader_files, stored_schema
     from ferbatch.location import open_location
 
     loc = open_location(out_dir)
     if not loc.is_file("videos.parquet"):
         raise OutputError(f"{loc.uri} | not a ferbatch output directory (no videos.parquet)")
-    manifest = read_manifest(loc)
-    layout = dataset_layout(loc, manifest)
+    layout, listed = reader_files(loc)
+    files = listed or {n: [] for n in ("faces", "frames", "tracks")}
     con = duckdb.connect(":memory:")
     con.execute("SET temp_directory = ''")
     con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
     if loc.local:
         con.execute(f"SET allowed_directories = [{_sql_str(loc.root)} || '/']")
-    files = committed_files(manifest) if manifest and layout == 2 else {n: loc.list_files(n) for n in ("faces", "frames", "tracks")}
     for name in ("faces", "frames", "tracks"):
         cols = ", ".join(f.name for f in stored_schema(name))
         if layout == 1 and loc.local and any(Path(loc.path(name)).glob("video_id=*/*.parquet")):
@@ -63,8 +62,8 @@ def connect(out_dir: str | os.PathLike[str], *, memory_limit: str = "2GB"):
             src = f"read_parquet({glob}, hive_partitioning=true, hive_types={{'video_id': VARCHAR}})"
             con.execute(f"CREATE VIEW {name} AS SELECT {cols} FROM {src}")
         elif layout != 1 and files[name] and loc.local:
-            listed = ", ".join(_sql_str(loc.path(f)) for f in files[name])
-            con.execute(f"CREATE VIEW {name} AS SELECT {cols} FROM read_parquet([{listed}])")
+            paths = ", ".join(_sql_str(loc.path(f)) for f in files[name])
+            con.execute(f"CREATE VIEW {name} AS SELECT {cols} FROM read_parquet([{paths}])")
         elif layout != 1 and files[name]:
             import pyarrow.dataset as pads
 

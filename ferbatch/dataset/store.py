@@ -57,6 +57,8 @@ __all__ = [
     "write_manifest",
     "write_parquet",
     "write_staging",
+    "write_videos",
+    "reader_files",
 ]
 
 LAYOUT = 2
@@ -186,6 +188,51 @@ def write_commit(loc: Location, token: str, tables: dict[str, pa.Table]) -> dict
     return entry
 
 
+_LAYOUT_KEY, _PARTS_KEY = b"ferbatch.layout", b"ferbatch.parts"
+
+
+def write_videos(loc: Location, table: pa.Table, manifest: dict) -> None:
+    """Write ``videos.parquet`` with the readers' snapshot of the commit record in its schema
+    metadata (the layout and :func:`committed_files`), so a reader opens a dataset with two small
+    reads (this file's footer and rows) instead of the whole manifest (tens of MB at 100,000
+    videos).
+
+    Writers save the manifest first and this file second, and delete parts only after both: a
+    reader then sees either the previous snapshot, whose parts still exist, or the new one.
+
+    Raises:
+        OutputError: it cannot be written.
+    """
+    meta = dict(table.schema.metadata or {})
+    meta[_LAYOUT_KEY] = str(manifest.get("layout", LAYOUT)).encode()
+    meta[_PARTS_KEY] = json.dumps(committed_files(manifest)).encode()
+    write_parquet(loc, "videos.parquet", table.replace_schema_metadata(meta), fsync=True)
+
+
+def reader_files(loc: Location) -> tuple[int, dict[str, list[str]] | None]:
+    """(layout, part files per table) for reading the dataset at ``loc``: from the snapshot in
+    ``videos.parquet`` (:func:`write_videos`), else from the manifest; ``None`` files for a
+    layout-1 dataset (read through its hive folders).
+
+    Raises:
+        OutputError: ``videos.parquet`` or the manifest is unreadable.
+    """
+    try:
+        with loc.open_input("videos.parquet") as f:
+            meta = pq.read_schema(f).metadata or {}
+    except pa.ArrowException as e:
+        raise OutputError(f"{loc.name('videos.parquet')} | unreadable: {e}") from e
+    if _PARTS_KEY in meta:
+        return int(meta[_LAYOUT_KEY]), {t: list(v) for t, v in json.loads(meta[_PARTS_KEY]).items()}
+    manifest = read_manifest(loc)
+    layout = dataset_layout(loc, manifest)
+    if layout == 1:
+        return 1, None
+    if manifest and layout == 2:
+        return 2, committed_files(manifest)
+    return layout, {t: [f for f in loc.list_files(t) if f.endswith(".parquet")] for t in TABLES}
+
+
 def committed_files(manifest: dict) -> dict[str, list[str]]:
     """Per table, the part files (relative paths) the manifest's commits hold, oldest first."""
     files: dict[str, list[str]] = {t: [] for t in TABLES}
@@ -253,17 +300,15 @@ def open_table(where: str | os.PathLike[str] | Location, name: str) -> pa.Table:
             raise OutputError(f"{loc.name('videos.parquet')} | no videos table: is {loc.uri} a ferbatch output directory?")
         return read_parquet(loc, "videos.parquet")
     schema = stored_schema(name)
-    manifest = read_manifest(loc)
-    layout = dataset_layout(loc, manifest)
-    if layout == 1:
+    layout, listed = reader_files(loc)
+    if listed is None:
         if not loc.is_dir(name):
             return schema.empty_table()
         part = pads.partitioning(PARTITION_SCHEMA, flavor="hive")
         full = _SHARD_SCHEMAS[name].append(pa.field("video_id", pa.string()))
         t = pads.dataset(loc.path(name), filesystem=loc.fs, format="parquet", partitioning=part, schema=full).to_table()
         return t.select(schema.names)
-    files = committed_files(manifest)[name] if manifest and layout == 2 else loc.list_files(name)
-    files = [f for f in files if f.endswith(".parquet")]
+    files = listed[name]
     if not files:
         return schema.empty_table()
     return pads.dataset([loc.path(f) for f in files], filesystem=loc.fs, format="parquet", schema=schema).to_table()

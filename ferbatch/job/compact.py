@@ -27,6 +27,7 @@ from ferbatch.dataset.store import (
     read_parquet,
     stored_schema,
     write_manifest,
+    write_videos,
 )
 from ferbatch.errors import OutputError
 from ferbatch.job.commits import COMMIT_ROWS, CommitBuffer
@@ -103,12 +104,18 @@ def _from_layout_1(loc: Location, manifest: dict, commit_rows: int, progress) ->
     buffer.commit()
     manifest["layout"] = LAYOUT
     write_manifest(loc, manifest)
+    _restamp_videos(loc, manifest)
     for table in TABLES:
         for name in loc.list_names(table):
             if name.startswith("video_id="):
                 loc.delete_dir(f"{table}/{name}")
     after = sum(len(c["parts"]) for c in manifest.get("commits", {}).values())
     return CompactResult(1, sum(len(f) for f in folders.values()), after, rows)
+
+
+def _restamp_videos(loc: Location, manifest: dict) -> None:
+    """Rewrite ``videos.parquet`` (same rows) with the new commits as its readers' snapshot."""
+    write_videos(loc, read_parquet(loc, "videos.parquet"), manifest)
 
 
 def _shard_schema(table: str) -> pa.Schema:
@@ -149,6 +156,7 @@ def _merge_small(loc: Location, manifest: dict, commit_rows: int, progress) -> C
             progress(n, len(small))
     buffer.commit()
     write_manifest(loc, manifest)
+    _restamp_videos(loc, manifest)
     for rel in stale:
         loc.delete(rel)
     return CompactResult(LAYOUT, before, sum(len(c["parts"]) for c in commits.values()), rows)

@@ -62,9 +62,9 @@ class JobLedger:
         """Save the manifest (and with ``force`` the videos table) when due."""
         if force or time.monotonic() - self.last_save > max(self.SAVE_EVERY_S, 20 * self.save_cost):
             t = time.monotonic()
-            if force:
-                write_videos_table(self.loc, self.manifest)
             write_manifest(self.loc, self.manifest)
+            if force:  # after the manifest: the readers' snapshot never lists a commit the manifest lacks
+                write_videos_table(self.loc, self.manifest)
             self.last_save = time.monotonic()
             self.save_cost = self.last_save - t
 

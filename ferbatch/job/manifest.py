@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from ferbatch.dataset.schema import VIDEOS_SCHEMA
-from ferbatch.dataset.store import parquet_rows, staging_rel, write_parquet
+from ferbatch.dataset.store import parquet_rows, staging_rel, write_videos
 from ferbatch.errors import OutputError
 from ferbatch.job.inputs import VideoTask, fingerprint, make_video_id
 from ferbatch.location import Location
@@ -116,7 +116,9 @@ def _uncommitted(manifest: dict, rec: dict) -> bool:
 
 def write_videos_table(loc: Location, manifest: dict) -> None:
     """Write ``videos.parquet``: one row per video of the manifest, and one ``failed`` row per input
-    the scan skipped (not a regular file, unreadable, undecodable name) with the reason."""
+    the scan skipped (not a regular file, unreadable, undecodable name) with the reason; its
+    metadata carries the readers' snapshot of the commits (:func:`ferbatch.dataset.store.write_videos`):
+    save the manifest first."""
     rows: dict[str, list] = {f.name: [] for f in VIDEOS_SCHEMA}
     m = manifest["models"]
     records = dict(manifest["videos"])
@@ -154,4 +156,4 @@ def write_videos_table(loc: Location, manifest: dict) -> None:
         }
         for k, v in vals.items():
             rows[k].append(v)
-    write_parquet(loc, "videos.parquet", pa.table(rows, schema=VIDEOS_SCHEMA))
+    write_videos(loc, pa.table(rows, schema=VIDEOS_SCHEMA), manifest)

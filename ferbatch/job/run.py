@@ -25,7 +25,7 @@ from ferbatch.job.commits import damaged_commits, drop_commit, release_videos, r
 from ferbatch.job.inputs import Inputs, VideoTask, scan_inputs
 from ferbatch.job.ledger import JobLedger
 from ferbatch.job.lock import lock_output
-from ferbatch.job.manifest import DONE, adopt_ids, record_paths, shard_intact, stored_plan
+from ferbatch.job.manifest import DONE, adopt_ids, record_paths, shard_intact, stored_plan, write_videos_table
 from ferbatch.job.preflight import check_inputs, check_out_dir
 from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary
@@ -278,6 +278,8 @@ def _resume_plan(
             remove_staging(out, vid)
             videos.pop(vid, None)
         write_manifest(out, manifest)
+        if out.is_file("videos.parquet"):
+            write_videos_table(out, manifest)  # readers' snapshot without the old commits, before their parts go
         for rel in stale:
             out.delete(rel)
     resumed: list[Shard] = []

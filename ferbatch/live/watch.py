@@ -27,7 +27,7 @@ import pyarrow as pa
 from ferbatch import __version__
 from ferbatch.config import JobConfig
 from ferbatch.dataset.schema import FRAMES_SCHEMA, VIDEOS_SCHEMA, FaceRows, faces_table, frames_table
-from ferbatch.dataset.store import LAYOUT, commit_token, read_manifest, read_parquet, write_commit, write_manifest, write_parquet
+from ferbatch.dataset.store import LAYOUT, commit_token, read_manifest, read_parquet, write_commit, write_manifest, write_videos
 from ferbatch.live.infer import infer_images
 from ferbatch.live.source import LiveFrame, LiveSource
 from ferbatch.location import Location, open_location
@@ -242,4 +242,4 @@ def _write_records(loc: Location, st: WatchStats, cfg: JobConfig | None, commit:
     }
     old = read_parquet(loc, "videos.parquet").to_pylist() if loc.is_file("videos.parquet") else []
     rows = [r for r in old if r["video_id"] != st.video_id] + [row]
-    write_parquet(loc, "videos.parquet", pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA))
+    write_videos(loc, pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA), man)
