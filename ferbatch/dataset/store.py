@@ -14,8 +14,10 @@ Layout 2 (this version) under OUT::
 ``video_id`` is a column of every part. A *commit* is one part per table written under one
 token, listed in the manifest's ``commits`` with its row counts and videos; a part that no
 commit lists (a writer stopped between the PUT and the manifest) is not part of the dataset and
-is removed by the next run. Readers take the files the manifest lists, so a dataset on object
-storage is never listed prefix by prefix, and a half-finished job never shows a row twice.
+is removed by the next run. Readers take the files the commit record lists — from the snapshot of it
+in ``videos.parquet``'s footer (:func:`write_videos`), so opening a dataset reads one small file, not
+a manifest of tens of MB — so a dataset on object storage is never listed prefix by prefix, and a
+half-finished job never shows a row twice.
 
 Layout 1 (ferbatch 0.1 to 0.3: ``faces/video_id=<id>/shard-<NNNNN>.parquet``, one hive partition
 and one tiny file per video per table) is still read; ``ferbatch compact`` rewrites it as
@@ -203,9 +205,10 @@ def write_videos(loc: Location, table: pa.Table, manifest: dict) -> None:
     Raises:
         OutputError: it cannot be written.
     """
-    meta = dict(table.schema.metadata or {})
-    meta[_LAYOUT_KEY] = str(manifest.get("layout", LAYOUT)).encode()
-    meta[_PARTS_KEY] = json.dumps(committed_files(manifest)).encode()
+    meta = {k: v for k, v in (table.schema.metadata or {}).items() if k not in (_LAYOUT_KEY, _PARTS_KEY)}
+    if manifest.get("layout"):  # a manifest without a layout is layout 1's: its readers go by the folders
+        meta[_LAYOUT_KEY] = str(manifest["layout"]).encode()
+        meta[_PARTS_KEY] = json.dumps(committed_files(manifest)).encode()
     write_parquet(loc, "videos.parquet", table.replace_schema_metadata(meta), fsync=True)
 
 
