@@ -4,6 +4,7 @@ protocol (pyarrow's S3FileSystem with the endpoint from AWS_ENDPOINT_URL)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -151,8 +152,6 @@ def test_object_storage_errors_are_one_clear_line(s3, tmp_path):
 
 
 def test_a_live_lock_in_object_storage_refuses_a_second_run(s3):
-    import json
-
     out = f"{s3}/out-locked"
     loc = open_location(out)
     holder = {"host": "another-host", "pid": 4242, "started": "then", "beat": time.time()}
@@ -196,3 +195,23 @@ def test_an_object_replaced_during_the_job_is_failed_not_mixed(s3):
     (row,) = open_table(out, "videos").to_pylist()
     assert row["status"] == "failed" and "changed while it was being processed" in row["error"]
     assert open_table(out, "faces").num_rows == 0  # its rows were dropped, not committed
+
+
+def test_reruns_and_compact_rewrite_parts_on_object_storage(s3, local_ref):
+    from ferbatch.job.compact import compact
+
+    out = f"{s3}/out-compact"
+    run_job(f"{s3}/in/{Path(SINGLE_FACE).name}", out, CFG, use_ray=False, shard_frames=30)
+    run_job(f"{s3}/in", out, CFG, use_ray=False, shard_frames=30)  # a second commit with the other video
+    loc = open_location(out)
+    man = read_manifest(out)
+    assert len(man["commits"]) == 2
+    rec = next(r for r in man["videos"].values() if len(r["shards"]) > 1)
+    rec["shards"][1].update(status="failed", error="planted")  # a committed video with a shard to redo
+    loc.write_bytes("_manifest.json", json.dumps(man).encode())
+    s = run_job(f"{s3}/in", out, CFG, use_ray=False, shard_frames=30)
+    assert s.frames == rec["shards"][1]["frames"] and s.skipped == 1  # released, one shard redone, committed again
+    res = compact(out)
+    assert res.parts_after == 3 and len(loc.list_files("faces")) == 1
+    for name in ("faces", "frames", "tracks"):
+        assert _table(out, name).equals(_table(local_ref, name)), name
