@@ -113,3 +113,17 @@ def test_layout_1_is_read_refused_for_new_rows_and_converted(two_videos, tmp_pat
     for name in ("faces", "frames", "tracks"):
         assert _table(old, name).equals(_table(two_videos, name)), name
     assert run_job([SINGLE_FACE, FACE_NOFACE], old, CFG, use_ray=False).skipped == 2
+
+
+def test_rows_without_video_records_are_not_wiped_by_other_settings(two_videos, tmp_path):
+    # a dataset whose rows are commits without job records (what `ferbatch watch` writes): a job
+    # with other result-changing settings is refused, as for a job's dataset, not started afresh
+    out = tmp_path / "out"
+    shutil.copytree(two_videos, out)
+    man = read_manifest(out)
+    live = {"layout": man["layout"], "config": man["config"], "commits": man["commits"], "live": {"cam1-x": {}}}
+    (out / "_manifest.json").write_text(json.dumps(live))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="score_threshold"):
+        run_job(SINGLE_FACE, out, JobConfig(workers=1, score_threshold=0.9), use_ray=False)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -115,7 +115,7 @@ def _check_settings(out: Location, cfg: JobConfig, overwrite: bool) -> None:
     if not old:
         return
     diff = cfg.differences(_resolved(old.get("config", {})))
-    if diff and old.get("videos"):
+    if diff and (old.get("videos") or old.get("commits")):  # rows of a job or of a live session
         raise ConfigError(
             f"{out} | holds rows made with other result-changing settings ({'; '.join(diff)}); "
             "use another --out, the same settings, or --overwrite to start the dataset afresh"
@@ -166,6 +166,8 @@ def _run_locked(
         "commits": dict(old.get("commits", {})) if same else {},
         "skipped_inputs": inputs.skipped,
     }
+    if same and old.get("live"):
+        manifest["live"] = old["live"]  # watch sessions' records (their rows are commits like a job's)
     if not same:  # --overwrite with other settings (or an old layout): the old rows cannot be mixed with new ones
         for d in (*TABLES, "_staging"):
             out.delete_dir(d)
