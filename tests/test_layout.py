@@ -127,3 +127,11 @@ def test_rows_without_video_records_are_not_wiped_by_other_settings(two_videos, 
     with pytest.raises(ConfigError, match="score_threshold"):
         run_job(SINGLE_FACE, out, JobConfig(workers=1, score_threshold=0.9), use_ray=False)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_rerun_skips_committed_videos_without_reading_their_indexes(two_videos, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(two_videos, out)
+    shutil.rmtree(out / "_index")  # a rerun of 100,000 committed videos must not GET 100,000 indexes
+    s = run_job([SINGLE_FACE, FACE_NOFACE], out, CFG, use_ray=False)
+    assert s.skipped == 2 and s.frames == 0
