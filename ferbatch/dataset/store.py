@@ -54,6 +54,8 @@ __all__ = [
     "read_staging",
     "remove_staging",
     "staging_rel",
+    "layout_1_folders",
+    "shard_schema",
     "stored_schema",
     "write_commit",
     "write_manifest",
@@ -72,15 +74,24 @@ _SHARD_SCHEMAS = {"faces": FACES_SCHEMA, "frames": FRAMES_SCHEMA, "tracks": TRAC
 _SORT = {"faces": ["video_id", "frame_idx", "face_idx"], "frames": ["video_id", "frame_idx"], "tracks": ["video_id", "track_id"]}
 
 
-def stored_schema(table: str) -> pa.Schema:
-    """The schema of ``table``'s part files: ``video_id`` (string) first, then the shard-level columns.
+def shard_schema(table: str) -> pa.Schema:
+    """The schema of ``table``'s rows of one shard or video (no ``video_id``): staged files, layout 1.
 
     Raises:
         OutputError: unknown table.
     """
     if table not in _SHARD_SCHEMAS:
         raise OutputError(f"table {table!r} | expected faces, frames, tracks or videos")
-    s = _SHARD_SCHEMAS[table]
+    return _SHARD_SCHEMAS[table]
+
+
+def stored_schema(table: str) -> pa.Schema:
+    """The schema of ``table``'s part files: ``video_id`` (string) first, then the shard-level columns.
+
+    Raises:
+        OutputError: unknown table.
+    """
+    s = shard_schema(table)
     return pa.schema([pa.field("video_id", pa.string()), *s], metadata=s.metadata)
 
 
@@ -146,7 +157,7 @@ def read_staging(loc: Location, video_id: str, table: str, shards: list[int]) ->
     Raises:
         OutputError: a staged file is missing or unreadable.
     """
-    schema = _SHARD_SCHEMAS[table]
+    schema = shard_schema(table)
     parts = [read_parquet(loc, staging_rel(video_id, table, s), schema) for s in shards]
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
@@ -170,23 +181,21 @@ def commit_token() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
-def write_commit(loc: Location, token: str, tables: dict[str, pa.Table]) -> dict[str, Any]:
+def write_commit(loc: Location, token: str, tables: dict[str, pa.Table], videos: list[str]) -> dict[str, Any]:
     """Write one part file per table of ``tables`` (each in :func:`stored_schema`, sorted by video
     then frame) and return the commit's manifest entry ``{"parts": {table: {"path", "rows",
-    "bytes"}}, "videos": [...]}``; the commit exists once the manifest holding it is saved.
+    "bytes"}}, "videos": sorted(videos)}`` (``videos``: every video the commit holds, those
+    without rows too); the commit exists once the manifest holding it is saved.
 
     Raises:
         OutputError: a part cannot be written.
     """
-    entry: dict[str, Any] = {"parts": {}, "videos": []}
-    vids: set[str] = set()
+    entry: dict[str, Any] = {"parts": {}, "videos": sorted(set(videos))}
     for name, t in tables.items():
         t = t.select(stored_schema(name).names).cast(stored_schema(name)).sort_by([(c, "ascending") for c in _SORT[name]])
         rel = f"{name}/part-{token}.parquet"
         size = write_parquet(loc, rel, t, fsync=True)
         entry["parts"][name] = {"path": rel, "rows": t.num_rows, "bytes": size}
-        vids.update(t["video_id"].unique().to_pylist())
-    entry["videos"] = sorted(vids)
     return entry
 
 
@@ -283,11 +292,12 @@ def dataset_layout(loc: Location, manifest: dict | None) -> int:
     ``video_id=`` folders), 0 for a location with no rows yet."""
     if manifest and manifest.get("layout"):
         return int(manifest["layout"])
-    if any(loc.is_dir(f"{t}/video_id={vid}") for t in ("frames",) for vid in list((manifest or {}).get("videos", {}))[:3]):
-        return 1
-    if loc.local and any(loc.is_dir(t) and any(n.startswith("video_id=") for n in os.listdir(loc.path(t))) for t in TABLES):
-        return 1
-    return 0
+    return 1 if layout_1_folders(loc) else 0
+
+
+def layout_1_folders(loc: Location) -> list[str]:
+    """The layout-1 hive folders (``<table>/video_id=<id>``, relative paths) at ``loc``."""
+    return [f"{t}/{n}" for t in TABLES for n in loc.list_names(t) if n.startswith("video_id=")]
 
 
 def open_table(where: str | os.PathLike[str] | Location, name: str) -> pa.Table:
@@ -308,7 +318,7 @@ def open_table(where: str | os.PathLike[str] | Location, name: str) -> pa.Table:
         if not loc.is_dir(name):
             return schema.empty_table()
         part = pads.partitioning(PARTITION_SCHEMA, flavor="hive")
-        full = _SHARD_SCHEMAS[name].append(pa.field("video_id", pa.string()))
+        full = shard_schema(name).append(pa.field("video_id", pa.string()))
         t = pads.dataset(loc.path(name), filesystem=loc.fs, format="parquet", partitioning=part, schema=full).to_table()
         return t.select(schema.names)
     files = listed[name]

@@ -89,8 +89,7 @@ class CommitBuffer:
             return []
         token = commit_token()
         tables = {n: pa.concat_tables(ts) if ts else stored_schema(n).empty_table() for n, ts in self.tables.items()}
-        entry = write_commit(self.loc, token, tables)
-        entry["videos"] = sorted(set(self.videos))
+        entry = write_commit(self.loc, token, tables, self.videos)
         self.manifest.setdefault("commits", {})[token] = entry
         for vid in self.videos:
             self.manifest["videos"][vid]["commit"] = token
@@ -159,8 +158,7 @@ def release_videos(loc: Location, manifest: dict, video_ids: set[str], *, to_sta
         rest = [v for v in c["videos"] if v not in video_ids]
         if rest:
             new = commit_token()
-            entry = write_commit(loc, new, keep)
-            entry["videos"] = rest
+            entry = write_commit(loc, new, keep, rest)
             commits[new] = entry
             for vid in rest:
                 manifest["videos"][vid]["commit"] = new

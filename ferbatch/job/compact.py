@@ -23,8 +23,10 @@ from ferbatch.dataset.store import (
     LAYOUT,
     TABLES,
     dataset_layout,
+    layout_1_folders,
     read_manifest,
     read_parquet,
+    shard_schema,
     stored_schema,
     write_manifest,
     write_videos,
@@ -74,10 +76,8 @@ def compact(
 def _v1_folders(loc: Location) -> dict[str, list[str]]:
     """video_id -> its layout-1 part files (relative paths) over all tables."""
     found: dict[str, list[str]] = {}
-    for table in TABLES:
-        for name in loc.list_names(table):
-            if name.startswith("video_id="):
-                found.setdefault(name.split("=", 1)[1], []).extend(loc.list_files(f"{table}/{name}"))
+    for folder in layout_1_folders(loc):
+        found.setdefault(folder.split("=", 1)[1], []).extend(loc.list_files(folder))
     return found
 
 
@@ -92,8 +92,8 @@ def _from_layout_1(loc: Location, manifest: dict, commit_rows: int, progress) ->
             parts = [_v1_part(loc, f, table) for f in files if f.startswith(f"{table}/")]
             if parts:
                 tables[table] = pa.concat_tables(parts)
-        tables.setdefault("faces", _shard_schema("faces").empty_table())
-        tables.setdefault("frames", _shard_schema("frames").empty_table())
+        tables.setdefault("faces", shard_schema("faces").empty_table())
+        tables.setdefault("frames", shard_schema("frames").empty_table())
         manifest["videos"].setdefault(vid, {"video_id": vid})
         buffer.add(vid, tables)
         rows += sum(t.num_rows for t in tables.values())
@@ -105,10 +105,8 @@ def _from_layout_1(loc: Location, manifest: dict, commit_rows: int, progress) ->
     manifest["layout"] = LAYOUT
     write_manifest(loc, manifest)
     _restamp_videos(loc, manifest)
-    for table in TABLES:
-        for name in loc.list_names(table):
-            if name.startswith("video_id="):
-                loc.delete_dir(f"{table}/{name}")
+    for folder in layout_1_folders(loc):
+        loc.delete_dir(folder)
     after = sum(len(c["parts"]) for c in manifest.get("commits", {}).values())
     return CompactResult(1, sum(len(f) for f in folders.values()), after, rows)
 
@@ -118,15 +116,10 @@ def _restamp_videos(loc: Location, manifest: dict) -> None:
     write_videos(loc, read_parquet(loc, "videos.parquet"), manifest)
 
 
-def _shard_schema(table: str) -> pa.Schema:
-    s = stored_schema(table)
-    return s.remove(s.get_field_index("video_id"))
-
-
 def _v1_part(loc: Location, rel: str, table: str) -> pa.Table:
     """A layout-1 part in the shard-level schema (older parts may lack later columns: added as nulls)."""
     t = read_parquet(loc, rel)
-    schema = _shard_schema(table)
+    schema = shard_schema(table)
     cols = [t[f.name].cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type) for f in schema]
     return pa.Table.from_arrays(cols, schema=schema)
 
@@ -135,10 +128,8 @@ def _merge_small(loc: Location, manifest: dict, commit_rows: int, progress) -> C
     commits = manifest.get("commits", {})
     before = sum(len(c["parts"]) for c in commits.values())
     small = [t for t, c in sorted(commits.items()) if sum(p["rows"] for n, p in c["parts"].items() if n != "tracks") < commit_rows // 2]
-    for table in TABLES:  # leftovers of an interrupted layout-1 conversion
-        for name in loc.list_names(table):
-            if name.startswith("video_id="):
-                loc.delete_dir(f"{table}/{name}")
+    for folder in layout_1_folders(loc):  # leftovers of an interrupted layout-1 conversion
+        loc.delete_dir(folder)
     if len(small) < 2:
         return CompactResult(LAYOUT, before, before, 0)
     buffer = CommitBuffer(loc, manifest, commit_rows)

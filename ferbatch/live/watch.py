@@ -198,9 +198,8 @@ def _flush(loc: Location, vid: str, shard: int, part: _Part, st: WatchStats, src
         tables = {"faces": faces_table(faces, shard), "frames": ft}
         token = commit_token()
         commit = write_commit(
-            loc, token, {n: t.add_column(0, "video_id", pa.array([vid] * t.num_rows, pa.string())) for n, t in tables.items()}
+            loc, token, {n: t.add_column(0, "video_id", pa.array([vid] * t.num_rows, pa.string())) for n, t in tables.items()}, [vid]
         )
-        commit["videos"] = [vid]
         shard += 1
         st.parts = shard
         _write_records(loc, st, cfg, (token, commit))
