@@ -2,15 +2,25 @@
 
     FERBATCH_MODEL_MIRROR=../shared/models python scripts/gpu_check.py --data ../shared/data --out gpu_check.json
 
-1. the device (nvidia-smi, and the CUDA/ONNX Runtime providers this Python sees);
-2. ``check-engines`` for each GPU backend present (ONNX Runtime CUDA fp32 and fp16, TensorRT when
-   installed) against ONNX Runtime fp32 on the CPU, on a real clip plus all-black frames;
-3. the job on the shared sample videos with the GPU backend, rows compared with a CPU run
+Steps (``--steps``, default all; a later call with ``--work`` set reuses the clips and merges
+its results into the same JSON, so the work can be split between calls of a short GPU lease):
+
+1. ``device``: nvidia-smi, and the CUDA/ONNX Runtime providers this Python sees;
+2. ``clips``: 720p and 1080p H.264 clips (GOP 48) made from the shared 3-person clip (scaled, looped);
+3. ``decode``: decode-only frames/s (PyAV to RGB) with 1/4/8/14 single-threaded processes, and one
+   process with FFmpeg's own threads;
+4. ``engines``: ``check-engines`` for each GPU backend present (ONNX Runtime CUDA fp32 and fp16,
+   TensorRT when installed) against ONNX Runtime fp32 on the CPU, on a real clip plus black frames;
+5. ``rows``: the job on the shared sample videos with the GPU backend, rows compared with a CPU run
    (boxes within 1 px, labels equal on >= 99% of faces);
-4. throughput on 720p and 1080p clips made from the shared 3-person clip (scaled up, looped):
-   decode-only frames/s with 1/4/8/14 processes, end-to-end frames/s with 1/4/8/14 workers per
-   GPU, and GPU utilisation sampled by nvidia-smi during each run.
-Prints a table and writes JSON. Budget: under 8 minutes on one GPU (``--quick`` halves it).
+6. ``e2e``: end-to-end frames/s with 1/4/8/14 workers per GPU. Each worker is the job's
+   :class:`ferbatch.job.workers.ShardWorker` (one decoding core, its own sessions; what a Ray actor
+   runs) in its own process, processing the whole clip (a batch of videos, one per worker), timed
+   from a barrier after the models are loaded and warmed up; GPU utilisation sampled by nvidia-smi;
+   time per pipeline stage summed over workers. Ray itself is not needed (the scheduling is not
+   what is measured).
+
+Prints a table and writes JSON. Budget: about 5 minutes on one GPU (``--quick`` less).
 """
 
 from __future__ import annotations
@@ -62,31 +72,33 @@ def make_clip(src: Path, dst: Path, width: int, height: int, frames: int) -> Pat
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.options = {"preset": "veryfast", "g": "48"}
         for i in range(frames):
-            img = cv2.resize(imgs[i % len(imgs)], (width, height), interpolation=cv2.INTER_LINEAR)
+            img = np.asarray(cv2.resize(imgs[i % len(imgs)], (width, height), interpolation=cv2.INTER_LINEAR), np.uint8)
             out.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
         out.mux(s.encode())
     return dst
 
 
-def _decode_count(path: str) -> int:
+def _decode_count(path: str, threaded: bool = False) -> int:
     import av
 
     n = 0
     with av.open(path) as c:
         s = c.streams.video[0]
-        s.thread_type = "NONE"
+        s.thread_type = "AUTO" if threaded else "NONE"
         for f in c.decode(s):
             f.to_ndarray(format="rgb24")
             n += 1
     return n
 
 
-def decode_fps(path: Path, processes: int) -> float:
-    """Frames/s of ``processes`` single-threaded PyAV decoders (to RGB), each decoding the clip."""
+def decode_fps(path: Path, processes: int, threaded: bool = False) -> float:
+    """Frames/s of ``processes`` PyAV decoders (to RGB), each decoding the whole clip; single-threaded
+    unless ``threaded`` (FFmpeg's frame/slice threads, as many as it picks)."""
     ctx = mp.get_context("spawn")
-    t = time.perf_counter()
     with ctx.Pool(processes) as pool:
-        n = sum(pool.map(_decode_count, [str(path)] * processes))
+        pool.map(int, range(processes))  # processes started before the clock
+        t = time.perf_counter()
+        n = sum(pool.starmap(_decode_count, [(str(path), threaded)] * processes))
     return n / (time.perf_counter() - t)
 
 
@@ -121,6 +133,7 @@ class GpuSampler:
 
 
 def compare_rows(a: Path, b: Path) -> dict:
+    """Faces of two datasets of the same videos: counts, largest box difference (px), labels equal."""
     from ferbatch.dataset.store import open_table
 
     key = [("video_id", "ascending"), ("frame_idx", "ascending"), ("face_idx", "ascending")]
@@ -136,71 +149,181 @@ def compare_rows(a: Path, b: Path) -> dict:
     return res
 
 
+def _e2e_worker(clip: str, backend: str, precision: str, algo: str, barrier, results, out_dir: str) -> None:
+    """One worker process: load the models, warm up on the first frames, wait at the barrier, run the clip."""
+    from ferbatch.config import JobConfig
+    from ferbatch.job.workers import ShardWorker
+    from ferbatch.media.probe import probe_video
+    from ferbatch.media.shards import Shard
+    from ferbatch.models.runners.onnxruntime import OrtRunner
+
+    OrtRunner.cudnn_conv_algo_search = algo
+    try:
+        w = ShardWorker(JobConfig(backend=backend, precision=precision), threads=1)
+        _, index = probe_video(clip)
+        n = len(index.pts)
+        w.run(Shard(f"warm{os.getpid()}", clip, 0, 0, min(n, 2 * w.models.detect_batch), index), out_dir)
+        barrier.wait(timeout=900)
+        t0 = time.time()
+        res = w.run(Shard(f"run{os.getpid()}", clip, 0, 0, None, index), out_dir)
+        results.put(
+            {"ok": res.status == "ok", "t0": t0, "t1": time.time(), "frames": res.frames, "faces": res.faces, "stages": res.stage_seconds}
+        )
+    except Exception as e:  # reported in the table; the other workers' barrier breaks
+        barrier.abort()
+        results.put({"ok": False, "error": f"{type(e).__name__}: {e}"})
+
+
+def e2e_fps(clip: Path, workers: int, backend: str, precision: str, algo: str, work: Path) -> dict:
+    """Steady-state frames/s of ``workers`` worker processes sharing the GPU (see the module doc)."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    out = work / f"e2e_out_{workers}"
+    t_start = time.perf_counter()
+    procs = [
+        ctx.Process(target=_e2e_worker, args=(str(clip), backend, precision, algo, barrier, results, str(out))) for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    with GpuSampler() as g:
+        got = [results.get(timeout=900) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    shutil.rmtree(out, ignore_errors=True)
+    errors = [r["error"] for r in got if "error" in r]
+    if errors:
+        return {"error": errors[0]}
+    frames = sum(r["frames"] for r in got)
+    span = max(r["t1"] for r in got) - min(r["t0"] for r in got)
+    stages: dict = {}
+    for r in got:
+        for k, v in r["stages"].items():
+            stages[k] = round(stages.get(k, 0.0) + v, 2)
+    return {
+        "fps": round(frames / span, 1),
+        "frames": frames,
+        "seconds": round(span, 2),
+        "with_startup_s": round(time.perf_counter() - t_start, 1),
+        "faces": sum(r["faces"] for r in got),
+        "gpu_util_pct": round(g.mean, 1),
+        "stage_seconds_sum": stages,
+    }
+
+
+STEPS = ("device", "clips", "decode", "engines", "rows", "e2e")
+CLIPS = {"720p": (1280, 720), "1080p": (1920, 1080)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="the shared data folder (videos_faces/...)")
-    ap.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    ap.add_argument("--out", type=Path, default=Path("gpu_check.json"), help="JSON report (merged into when it exists)")
+    ap.add_argument("--work", type=Path, default=None, help="folder for clips and datasets, kept (default: a temp folder, removed)")
+    ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
     ap.add_argument("--backend", default="onnxruntime-cuda", help="GPU backend for the job and throughput runs")
-    ap.add_argument("--quick", action="store_true", help="fewer frames and process counts")
+    ap.add_argument("--counts", default="1,4,8,14", help="process / worker counts for decode and e2e")
+    ap.add_argument("--frames", type=int, default=600, help="frames per clip (each e2e worker runs the whole clip)")
+    ap.add_argument("--quick", action="store_true", help="300 frames, counts 1,4")
     a = ap.parse_args()
-    from ferbatch.checks import check_engines
-    from ferbatch.config import JobConfig
-    from ferbatch.errors import FerbatchError
-    from ferbatch.job import run_job
+    steps = [x for x in a.steps.split(",") if x]
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        ap.error(f"unknown steps {sorted(unknown)}; choose from {STEPS}")
+    counts = [1, 4] if a.quick else [int(x) for x in a.counts.split(",")]
+    n = 300 if a.quick else a.frames
 
     t0 = time.perf_counter()
-    report: dict = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "device": device_info()}
-    two = a.data / "videos_faces/intel_sample_videos_mp4/head-pose-face-detection-female-and-male.mp4"
+    report: dict = json.loads(a.out.read_text()) if a.out.exists() else {}
+    report.setdefault("dates", []).append(time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    work = a.work or Path(tempfile.mkdtemp(prefix="ferbatch_gpu_"))
+    work.mkdir(parents=True, exist_ok=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        a.out.write_text(json.dumps(report, indent=1))
+
     three = a.data / "videos_faces/intel_sample_videos_mp4/face-demographics-walking-and-pause.mp4"
-    checks = {}
-    for backend, precision in [("onnxruntime-cuda", "fp32"), ("onnxruntime-cuda", "fp16"), ("tensorrt", "fp16")]:
+    two = a.data / "videos_faces/intel_sample_videos_mp4/head-pose-face-detection-female-and-male.mp4"
+    clips = {name: work / f"{name}.mp4" for name in CLIPS}
+    if "device" in steps:
+        report["device"] = device_info()
+        print(json.dumps(report["device"], indent=1), flush=True)
+    if "clips" in steps:
+        for name, (w, h) in CLIPS.items():
+            make_clip(three, clips[name], w, h, n)
+        report["clip_frames"] = n
+    if "decode" in steps:
+        dec = report.setdefault("decode_fps", {})
+        for name, clip in clips.items():
+            row = dec.setdefault(name, {})
+            for p in counts:
+                row[str(p)] = round(decode_fps(clip, p), 1)
+            row["1_threaded"] = round(decode_fps(clip, 1, threaded=True), 1)
+            print(f"decode {name}: {row}", flush=True)
+            save()
+    if "engines" in steps:
+        from ferbatch.checks import check_engines
+        from ferbatch.config import JobConfig
+        from ferbatch.errors import FerbatchError
+
+        checks = report.setdefault("check_engines", {})
+        for backend, precision in [("onnxruntime-cuda", "fp32"), ("onnxruntime-cuda", "fp16"), ("tensorrt", "fp16")]:
+            try:
+                rep = check_engines(JobConfig(backend="onnxruntime"), JobConfig(backend=backend, precision=precision), two)
+                checks[f"{backend} {precision}"] = rep.to_dict()
+            except FerbatchError as e:
+                checks[f"{backend} {precision}"] = {"skipped": str(e)}
+            v = checks[f"{backend} {precision}"]
+            print(f"check-engines {backend} {precision}: {'PASSED' if v.get('passed') else v.get('skipped', 'FAILED')}", flush=True)
+        save()
+    if "rows" in steps:
+        from ferbatch.config import JobConfig
+        from ferbatch.errors import FerbatchError
+        from ferbatch.job import run_job
+
+        samples = a.data / "videos_faces"
+        for d in ("cpu", "gpu"):
+            shutil.rmtree(work / d, ignore_errors=True)
+        t = time.perf_counter()
+        run_job(samples, work / "cpu", JobConfig(backend="onnxruntime"), use_ray=False)
+        t_cpu = time.perf_counter() - t
         try:
-            rep = check_engines(JobConfig(backend="onnxruntime"), JobConfig(backend=backend, precision=precision), two)
-            checks[f"{backend} {precision}"] = rep.to_dict()
+            t = time.perf_counter()
+            run_job(samples, work / "gpu", JobConfig(backend=a.backend), use_ray=False)
+            report["rows_equal"] = compare_rows(work / "cpu", work / "gpu") | {
+                "cpu_s": round(t_cpu, 1),
+                "gpu_s": round(time.perf_counter() - t, 1),
+            }
         except FerbatchError as e:
-            checks[f"{backend} {precision}"] = {"skipped": str(e)}
-    report["check_engines"] = checks
-    work = Path(tempfile.mkdtemp(prefix="ferbatch_gpu_"))
-    samples = a.data / "videos_faces"
-    run_job(samples, work / "cpu", JobConfig(backend="onnxruntime"), use_ray=False)
-    try:
-        run_job(samples, work / "gpu", JobConfig(backend=a.backend), use_ray=False)
-        report["rows_equal"] = compare_rows(work / "cpu", work / "gpu")
-    except FerbatchError as e:
-        report["rows_equal"] = {"skipped": str(e)}
-    n = 300 if a.quick else 750
-    counts = [1, 4] if a.quick else [1, 4, 8, 14]
-    thr: dict = {}
-    for name, (w, h) in {"720p": (1280, 720), "1080p": (1920, 1080)}.items():
-        clip = make_clip(three, work / f"{name}.mp4", w, h, n)
-        row: dict = {"frames": n, "decode_fps": {}, "e2e_fps": {}, "gpu_util_pct": {}}
-        for p in counts:
-            row["decode_fps"][p] = round(decode_fps(clip, p), 1)
-        for wpg in counts:
-            out = work / f"e2e_{name}_{wpg}"
-            with GpuSampler() as g:
-                try:
-                    s = run_job(
-                        clip, out, JobConfig(backend=a.backend, workers_per_gpu=wpg), use_ray=True, shard_frames=max(50, n // (2 * wpg))
-                    )
-                    row["e2e_fps"][wpg] = round(s.frames / s.seconds, 1)
-                except FerbatchError as e:
-                    row["e2e_fps"][wpg] = str(e)
-            row["gpu_util_pct"][wpg] = round(g.mean, 1)
-        thr[name] = row
-    report["throughput"] = thr
-    report["seconds"] = round(time.perf_counter() - t0, 1)
-    a.out.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report["device"], indent=1))
-    for k, v in checks.items():
-        print(f"check-engines {k}: {'PASSED' if v.get('passed') else v.get('skipped', 'FAILED')}")
-    print("rows vs CPU:", report["rows_equal"])
-    print(f"{'clip':6} {'procs/workers':>13} {'decode f/s':>11} {'e2e f/s':>9} {'GPU %':>6}")
-    for name, row in thr.items():
-        for p in counts:
-            print(f"{name:6} {p:>13} {row['decode_fps'][p]:>11} {row['e2e_fps'][p]!s:>9} {row['gpu_util_pct'][p]:>6}")
-    print(f"total {report['seconds']} s; JSON in {a.out}")
-    shutil.rmtree(work, ignore_errors=True)
+            report["rows_equal"] = {"skipped": str(e)}
+        print("rows vs CPU:", report["rows_equal"], flush=True)
+        save()
+    if "e2e" in steps:
+        e2e = report.setdefault("e2e", {})
+        for name, clip in clips.items():
+            row = e2e.setdefault(name, {})
+            for wpg in counts:
+                row[str(wpg)] = e2e_fps(clip, wpg, a.backend, "fp32", "HEURISTIC", work)
+                print(f"e2e {name} {wpg} workers: {row[str(wpg)]}", flush=True)
+                save()
+        best = max(counts, key=lambda c: e2e["720p"][str(c)].get("fps", 0))
+        extra = e2e.setdefault("720p_variants", {})
+        for label, precision, algo in [("fp16", "fp16", "HEURISTIC"), ("cudnn_exhaustive", "fp32", "EXHAUSTIVE")]:
+            extra[f"{label} {best}"] = e2e_fps(clips["720p"], best, a.backend, precision, algo, work)
+            print(f"e2e 720p {best} workers {label}: {extra[f'{label} {best}']}", flush=True)
+            save()
+    report.setdefault("seconds", []).append(round(time.perf_counter() - t0, 1))
+    save()
+    if "decode_fps" in report or "e2e" in report:
+        print(f"{'clip':6} {'procs/workers':>13} {'decode f/s':>11} {'e2e f/s':>9} {'GPU %':>6}")
+        for name in CLIPS:
+            for p in counts:
+                d = report.get("decode_fps", {}).get(name, {}).get(str(p), "")
+                r = report.get("e2e", {}).get(name, {}).get(str(p), {})
+                print(f"{name:6} {p:>13} {d!s:>11} {r.get('fps', r.get('error', ''))!s:>9} {r.get('gpu_util_pct', '')!s:>6}")
+    print(f"{round(time.perf_counter() - t0, 1)} s; JSON in {a.out}")
+    if a.work is None:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
