@@ -26,7 +26,7 @@ from ferbatch.location import open_location
 from ferbatch.media.decode import DecodeStats, Frame, iter_frames
 from ferbatch.media.shards import Shard
 from ferbatch.vision.classify import Classifier, extract_crops
-from ferbatch.vision.detect import Detector, resize_frames
+from ferbatch.vision.detect import Detector, preprocess_frames
 from ferbatch.vision.tiling import AnyDetector
 
 __all__ = ["ShardModels", "ShardResult", "ShardRows", "process_shard", "run_shard", "iter_batches"]
@@ -160,7 +160,7 @@ def _detect(models: ShardModels, batch: list[Frame], st: dict[str, float]):
         st["detect"] += time.perf_counter() - t
         return dets
     t = time.perf_counter()
-    x, _ = resize_frames([f.image for f in batch], det.spec.input)
+    x, _ = preprocess_frames([f.image for f in batch], det.spec.input)
     sizes = np.array([(f.image.shape[1], f.image.shape[0]) for f in batch], np.float32)
     st["resize"] += time.perf_counter() - t
     t = time.perf_counter()

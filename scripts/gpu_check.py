@@ -210,7 +210,108 @@ def e2e_fps(clip: Path, workers: int, backend: str, precision: str, algo: str, w
     }
 
 
-STEPS = ("device", "clips", "decode", "engines", "rows", "e2e")
+def nvdec_fps(path: Path, sessions: int, rgb: bool) -> dict:
+    """Frames/s of ``sessions`` NVDEC decoders (PyNvVideoCodec SimpleDecoder, frames left in device
+    memory; NV12, or RGB converted on the GPU), one thread each in this process, each decoding the clip."""
+    import PyNvVideoCodec as nvc
+
+    color = nvc.OutputColorType.RGB if rgb else nvc.OutputColorType.NATIVE
+    decs = [nvc.SimpleDecoder(str(path), gpu_id=0, use_device_memory=True, output_color_type=color) for _ in range(sessions)]
+    counts = [0] * sessions
+
+    def run(i: int) -> None:
+        while True:
+            got = decs[i].get_batch_frames(64)
+            if not got:
+                return
+            counts[i] += len(got)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(sessions)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return {"fps": round(sum(counts) / (time.perf_counter() - t), 1), "frames": sum(counts)}
+
+
+def profile_detect(clip: Path, backend: str, batch: int = 64, repeats: int = 4) -> dict:
+    """Milliseconds per frame of each part of one detector call on a ``batch`` of the clip's frames,
+    one process: preprocessing (letterbox copy), the runner call, YuNet decoding, NMS; for ONNX
+    Runtime CUDA, the runner call split into host->device copy, the graph on device-resident
+    tensors, and device->host copy of the outputs."""
+    import ferbatch.vision.detect as det_mod
+    from ferbatch.config import JobConfig
+    from ferbatch.media.decode import iter_frames
+    from ferbatch.media.probe import probe_video
+    from ferbatch.models.load import load_models
+
+    _, index = probe_video(clip)
+    imgs = [f.image for f in iter_frames(str(clip), index, 0, batch, threads=0)]
+    m = load_models(JobConfig(backend=backend), threads=1)
+    det = m.detector
+    runner = det.runner
+    acc: dict[str, float] = {}
+
+    def timed(name, fn):
+        def w(*a, **k):
+            t = time.perf_counter()
+            r = fn(*a, **k)
+            acc[name] = acc.get(name, 0.0) + time.perf_counter() - t
+            return r
+
+        return w
+
+    saved = (det_mod.preprocess_frames, det_mod._decode_yunet, det_mod.nms, runner.infer)
+    det_mod.preprocess_frames = timed("preprocess", det_mod.preprocess_frames)
+    det_mod._decode_yunet = timed("decode_outputs", det_mod._decode_yunet)
+    det_mod.nms = timed("nms", det_mod.nms)
+    setattr(runner, "infer", timed("runner", runner.infer))  # noqa: B010 (an instance attribute shadows the method)
+    try:
+        det.detect(imgs)
+        acc.clear()
+        t = time.perf_counter()
+        for _ in range(repeats):
+            det.detect(imgs)
+        total = time.perf_counter() - t
+    finally:
+        det_mod.preprocess_frames, det_mod._decode_yunet, det_mod.nms = saved[:3]
+        del runner.infer
+    res = {k: round(1000 * v / (repeats * batch), 3) for k, v in acc.items()}
+    res["detect_total"] = round(1000 * total / (repeats * batch), 3)
+    sess = getattr(runner, "_sess", None)
+    if sess is not None and getattr(runner, "on_cuda", False):
+        import onnxruntime as ort
+
+        spec = det.spec.input
+        wh = det.input_for((imgs[0].shape[1], imgs[0].shape[0])) if hasattr(det, "input_for") else (spec.width, spec.height)
+        x = np.zeros((batch, wh[1], wh[0], 3), np.uint8)
+        name = sess.get_inputs()[0].name
+        t = time.perf_counter()
+        for _ in range(repeats):
+            xv = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+        res["h2d"] = round(1000 * (time.perf_counter() - t) / (repeats * batch), 3)
+        io = sess.io_binding()
+        io.bind_ortvalue_input(name, xv)
+        for o in sess.get_outputs():
+            io.bind_output(o.name, "cuda")
+        sess.run_with_iobinding(io)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            sess.run_with_iobinding(io)
+        io.synchronize_outputs()
+        res["graph_on_device"] = round(1000 * (time.perf_counter() - t) / (repeats * batch), 3)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            outs = io.copy_outputs_to_cpu()
+        res["d2h"] = round(1000 * (time.perf_counter() - t) / (repeats * batch), 3)
+        res["output_mb_per_frame"] = round(sum(o.nbytes for o in outs) / batch / 1e6, 3)
+        res["input_mb_per_frame"] = round(x.nbytes / batch / 1e6, 3)
+    m.close()
+    return res
+
+
+STEPS = ("device", "clips", "decode", "nvdec", "engines", "rows", "profile", "e2e")
 CLIPS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
@@ -224,6 +325,8 @@ def main() -> int:
     ap.add_argument("--counts", default="1,4,8,14", help="process / worker counts for decode and e2e")
     ap.add_argument("--frames", type=int, default=600, help="frames per clip (each e2e worker runs the whole clip)")
     ap.add_argument("--quick", action="store_true", help="300 frames, counts 1,4")
+    ap.add_argument("--label", default="", help="store e2e results under e2e_<label> (e.g. a baseline run of older code)")
+    ap.add_argument("--variants", action="store_true", help="e2e: also fp16 and cuDNN exhaustive search at the best 720p count")
     a = ap.parse_args()
     steps = [x for x in a.steps.split(",") if x]
     unknown = set(steps) - set(STEPS)
@@ -261,6 +364,23 @@ def main() -> int:
             row["1_threaded"] = round(decode_fps(clip, 1, threaded=True), 1)
             print(f"decode {name}: {row}", flush=True)
             save()
+    if "nvdec" in steps:
+        nv = report.setdefault("nvdec_fps", {})
+        for sessions in counts:
+            for rgb in (False, True):
+                key = f"{sessions} {'rgb' if rgb else 'nv12'}"
+                try:
+                    nv[key] = nvdec_fps(clips["720p"], sessions, rgb)
+                except Exception as e:  # a missing wheel or driver library: recorded, not fatal
+                    nv[key] = {"error": f"{type(e).__name__}: {e}"}
+                print(f"nvdec 720p {key}: {nv[key]}", flush=True)
+        save()
+    if "profile" in steps:
+        prof = report.setdefault("profile_detect_ms_per_frame", {})
+        for name, clip in clips.items():
+            prof[name] = profile_detect(clip, a.backend)
+            print(f"profile {name}: {prof[name]}", flush=True)
+        save()
     if "engines" in steps:
         from ferbatch.checks import check_engines
         from ferbatch.config import JobConfig
@@ -299,13 +419,14 @@ def main() -> int:
         print("rows vs CPU:", report["rows_equal"], flush=True)
         save()
     if "e2e" in steps:
-        e2e = report.setdefault("e2e", {})
+        e2e = report.setdefault(f"e2e_{a.label}" if a.label else "e2e", {})
         for name, clip in clips.items():
             row = e2e.setdefault(name, {})
             for wpg in counts:
                 row[str(wpg)] = e2e_fps(clip, wpg, a.backend, "fp32", "HEURISTIC", work)
                 print(f"e2e {name} {wpg} workers: {row[str(wpg)]}", flush=True)
                 save()
+    if "e2e" in steps and a.variants:
         best = max(counts, key=lambda c: e2e["720p"][str(c)].get("fps", 0))
         extra = e2e.setdefault("720p_variants", {})
         for label, precision, algo in [("fp16", "fp16", "HEURISTIC"), ("cudnn_exhaustive", "fp32", "EXHAUSTIVE")]:

@@ -86,3 +86,36 @@ def test_numpy_nms_properties(data, iou_thr, score_thr):
                 assert np.any(over & (scores[keep] >= scores[j])), (j, keep)
     for i in range(len(keep)):
         assert np.all(iou_matrix(boxes[keep[i]], boxes[keep[i + 1 :]]) <= iou_thr + 1e-6)
+
+
+@pytest.mark.parametrize("how", ["folded", "gather"])
+def test_prepared_yunet_takes_rgb_and_equals_the_bgr_network(tmp_path, how):
+    """The prepared uint8 graph takes RGB frames (a BGR network's first convolution has its input
+    channels reversed, or a Gather in front when that cannot be folded): its raw outputs equal the
+    registry's float32 graph fed the same frame in BGR."""
+    import onnx
+
+    from ferbatch.models.graphs import fold_channel_reversal, prepend_uint8_input
+
+    spec = load_registry().get("yunet-2023mar")
+    f = resolve_model_file(spec)
+    inp = spec.input
+    img = cv2.resize(_rgb(ASTRONAUT), (inp.width, inp.height), interpolation=cv2.INTER_LINEAR)[None]
+    ref = OrtRunner(prepare_detector(f, spec, in_graph_nms=False, uint8_input=False), threads=2)
+    bgr = np.ascontiguousarray(img[..., ::-1].astype(np.float32).transpose(0, 3, 1, 2)) * (inp.scale / inp.std) - inp.mean / inp.std
+    want = ref.infer({inp.name: bgr.astype(np.float32)})
+    m = onnx.load(prepare_detector(f, spec, in_graph_nms=False, uint8_input=False))
+    if how == "gather":  # a consumer that is no Conv: the reversal cannot be folded into weights
+        for n in m.graph.node:
+            n.input[:] = ["pre_id" if x == inp.name else x for x in n.input]
+        m.graph.node.insert(0, onnx.helper.make_node("Identity", [inp.name], ["pre_id"]))
+    assert fold_channel_reversal(m, inp.name) == how
+    prepend_uint8_input(m, inp)
+    onnx.save(m, tmp_path / "g.onnx")
+    got = OrtRunner(tmp_path / "g.onnx", threads=2).infer({inp.name: img})
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-4, atol=1e-4, err_msg=k)
+    # and the cached prepared graph the Detector uses is the folded one: RGB in, same outputs
+    prepared = OrtRunner(prepare_detector(f, spec, in_graph_nms=False), threads=2).infer({inp.name: img})
+    for k, v in want.items():
+        np.testing.assert_allclose(prepared[k], v, rtol=1e-4, atol=1e-4, err_msg=k)

@@ -5,10 +5,12 @@ inputs). ``prepare_detector`` and ``prepare_classifier`` turn them into graphs w
 batch dimension ``N`` that both ONNX Runtime and TensorRT accept, and cache the result on disk
 keyed by the source sha256 and the parameters, so workers never redo it.
 
-Both prepared graphs take uint8 pixels, ``(N, H, W, C)`` in the model's colour order, and do the
+Both prepared graphs take uint8 pixels ``(N, H, W, C)``, and do the
 registry's normalisation ``(x * scale - mean) / std`` and the NHWC -> NCHW transpose inside the graph
 (Cast, Mul, Add, Transpose prepended), so no float32 image maths runs in Python per frame
-(``uint8_input=False`` keeps the registry's float32 NCHW input).
+(``uint8_input=False`` keeps the registry's float32 NCHW input). The detector takes RGB whatever
+its network was trained on: a BGR network's first convolution gets its input channels reversed
+(:func:`fold_channel_reversal`), so frames go in as decoded, with no per-frame colour copy.
 
 The detector post-processing appended here (recipe checked in ../shared/docs/DESIGN_NOTES.md
 section 3.3; ONNX ``NonMaxSuppression`` is parsed by TensorRT into ``INMSLayer``) outputs
@@ -41,7 +43,16 @@ from ferbatch.models.registry import ModelSpec, cache_dir
 from ferbatch.specs import InputSpec
 from ferbatch.vision.detect import DET_BOXES, DET_SCORES
 
-__all__ = ["prepare_detector", "prepare_classifier", "prepend_uint8_input", "ultraface_priors", "GRAPHS_VERSION", "DET_BOXES", "DET_SCORES"]
+__all__ = [
+    "prepare_detector",
+    "prepare_classifier",
+    "prepend_uint8_input",
+    "fold_channel_reversal",
+    "ultraface_priors",
+    "GRAPHS_VERSION",
+    "DET_BOXES",
+    "DET_SCORES",
+]
 
 GRAPHS_VERSION = 2  # bump when the preparation changes: it invalidates cached graphs
 OPSET = 17  # safe for TensorRT 10/11 and ONNX Runtime (DESIGN_NOTES 1.1)
@@ -95,6 +106,51 @@ def _load_at_opset(src: Path):
     if ver < OPSET:
         m = version_converter.convert_version(m, OPSET)
     return m
+
+
+def fold_channel_reversal(model, input_name: str) -> str:
+    """Make a graph trained on BGR take RGB (or the reverse) at no cost per frame.
+
+    When every consumer of ``input_name`` (N, C, H, W) is a Conv with ``group=1`` and its weight
+    (O, C, kh, kw) an initializer, reversing the weight's input channels is exactly reversing the
+    input's channels (a convolution sums over input channels; the registry's normalisation before it
+    is the same scalar for every channel). Otherwise a ``Gather`` on the channel axis is inserted in
+    front of the consumers (a copy of the image on the device).
+
+    Args:
+        model: an ONNX ModelProto (edited in place), input still float32 NCHW.
+        input_name: the image input.
+
+    Returns:
+        "folded" or "gather" (how it was done).
+    """
+    from onnx import numpy_helper as nph
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    users = [n for n in g.node if input_name in n.input]
+
+    def foldable(n) -> bool:
+        group = next((a.i for a in n.attribute if a.name == "group"), 1)
+        return n.op_type == "Conv" and group == 1 and n.input[0] == input_name and n.input[1] in inits
+
+    weights = {n.input[1] for n in users} if users and all(foldable(n) for n in users) else set()
+    if weights and not any(w in n.input for n in g.node if n not in users for w in weights):
+        for name in weights:
+            w = nph.to_array(inits[name])
+            inits[name].CopyFrom(nph.from_array(np.ascontiguousarray(w[:, ::-1]), name))
+        return "folded"
+    from onnx import helper as oh
+
+    g.initializer.append(nph.from_array(np.array([2, 1, 0], np.int64), "pre_rev_idx"))
+    for n in users:
+        for j, name in enumerate(n.input):
+            if name == input_name:
+                n.input[j] = "pre_rev"
+    old = list(g.node)
+    del g.node[:]
+    g.node.extend([oh.make_node("Gather", [input_name, "pre_rev_idx"], ["pre_rev"], axis=1)] + old)
+    return "gather"
 
 
 def prepend_uint8_input(model, inp: InputSpec) -> None:
@@ -242,8 +298,9 @@ def prepare_detector(
         precision: "fp32", or "fp16": the backbone converted to float16 with float32 inputs and
             outputs (``onnxruntime.transformers.float16``, keep_io_types), the appended
             post-processing kept in float32 (TensorRT 11 takes precision from the graph's types).
-        uint8_input: input uint8 (N, h, w, C) in the model's colour order, normalised in the graph
-            (:func:`prepend_uint8_input`); False keeps float32 (N, C, h, w), normalised by the caller.
+        uint8_input: input uint8 (N, h, w, C) RGB, normalised in the graph (:func:`prepend_uint8_input`;
+            a BGR network's channels folded by :func:`fold_channel_reversal`); False keeps the
+            registry's float32 (N, C, h, w) in the model's colour order, normalised by the caller.
 
     Returns:
         Path of the prepared ONNX file in the user cache.
@@ -267,6 +324,7 @@ def prepare_detector(
         "uint8": uint8_input,
     }
     params.update({"dynamic_hw": True} if uint8_input and spec.input_max_side else {})  # older caches fixed H/W
+    params.update({"rgb": True} if uint8_input else {})  # older caches took the model's colour order
     dst = _cache_path(spec, src_sha256 or sha256_file(src), params)
     if dst.is_file():
         return dst
@@ -275,6 +333,8 @@ def prepare_detector(
         make_batch_symbolic(m)
         if spec.input_max_side:
             make_hw_symbolic(m, spec.input.name)
+        if uint8_input and spec.input.color == "BGR":
+            fold_channel_reversal(m, spec.input.name)  # before fp16, which puts a Cast in front of the Conv
         if precision == "fp16":
             m = _to_fp16(m)
         if uint8_input:

@@ -5,13 +5,15 @@ Families:
   resize to the input size, RGB, (x - 127) / 128. NMS runs inside the prepared graph
   (:func:`ferbatch.models.graphs.prepare_detector`) or, as the fallback, in :func:`ferbatch.vision.boxes.nms` on the raw
   outputs; both give det_boxes (N, K, 4) / det_scores (N, K).
-- "yunet" (OpenCV Zoo YuNet): letterboxed into the input size (top-left, zero padding), BGR 0..255;
+- "yunet" (OpenCV Zoo YuNet): letterboxed into the input size (top-left, zero padding), BGR 0..255
+  (the prepared graph takes RGB: its first convolution's channels are reversed);
   per-stride outputs decoded as in OpenCV's ``FaceDetectorYN`` (score = sqrt(cls * obj),
   cx = (col + dx) * s, w = exp(dw) * s), then :func:`ferbatch.vision.boxes.nms`. Gives 5 landmarks per face.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +24,7 @@ from ferbatch.errors import ConfigError
 from ferbatch.specs import InputSpec, ModelSpec, Runner
 from ferbatch.vision.boxes import nms
 
-__all__ = ["Detections", "Detector", "preprocess_frames", "resize_frames", "postprocess_raw", "DET_BOXES", "DET_SCORES"]
+__all__ = ["Detections", "Detector", "preprocess_frames", "postprocess_raw", "DET_BOXES", "DET_SCORES"]
 
 # output names of a detector graph with in-graph NMS (the contract ferbatch.models.graphs builds to)
 DET_BOXES, DET_SCORES = "det_boxes", "det_scores"
@@ -78,47 +80,45 @@ def postprocess_raw(
     return out_b, out_s
 
 
-def preprocess_frames(frames: Sequence[np.ndarray], spec: InputSpec, letterbox: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Resize RGB frames to the detector's input (OpenCV, bilinear) in the model's colour order.
+def preprocess_frames(
+    frames: Sequence[np.ndarray], spec: InputSpec, letterbox: bool = False, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize RGB frames to the detector's input (OpenCV ``INTER_LINEAR``), still RGB.
 
-    The prepared graph normalises the uint8 pixels itself (:func:`ferbatch.models.graphs.prepend_uint8_input`).
+    The prepared graph normalises the uint8 pixels and takes RGB whatever the network's colour order
+    (:func:`ferbatch.models.graphs.prepend_uint8_input`, :func:`ferbatch.models.graphs.fold_channel_reversal`),
+    so this is the only per-frame pixel work before the model. A letterboxed frame that already has
+    the input's scale (a 1280x720 frame in a 1280x736 input) is copied, not resized, and only the
+    padding is zeroed.
 
     Args:
         frames: F arrays (H, W, 3) uint8 RGB; sizes may differ.
-        spec: the detector's input spec.
+        spec: the detector's input spec (w x h).
         letterbox: keep the aspect ratio (pad right/bottom with zeros) instead of a plain resize.
+        out: (>= F, h, w, 3) uint8 C-contiguous buffer to fill and return a view of (a batch
+            buffer reused between calls: no allocation and page faults per batch); None allocates.
 
     Returns:
-        x: (F, h, w, 3) uint8 input tensor, RGB or BGR as ``spec.color``.
+        x: (F, h, w, 3) uint8 RGB input tensor (a view of ``out`` when given).
         scale: (F, 2) float32 factors that map input pixels back to frame pixels (sx, sy).
     """
-    buf, scale = resize_frames(frames, spec, letterbox)
-    return _model_colour(buf, spec), scale
-
-
-def resize_frames(frames: Sequence[np.ndarray], spec: InputSpec, letterbox: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Resize RGB frames to the detector's input size (OpenCV ``INTER_LINEAR``), still RGB.
-
-    Args, returns: as :func:`preprocess_frames`, with ``x`` (F, h, w, 3) uint8 RGB.
-    """
     w, h = spec.width, spec.height
-    buf = np.zeros((len(frames), h, w, 3), np.uint8)
-    scale = np.empty((len(frames), 2), np.float32)
+    n = len(frames)
+    buf = np.empty((n, h, w, 3), np.uint8) if out is None else out[:n]
+    scale = np.empty((n, 2), np.float32)
     for i, f in enumerate(frames):
         fh, fw = f.shape[:2]
         if letterbox:
             r = min(w / fw, h / fh)
             nw, nh = max(1, round(fw * r)), max(1, round(fh * r))
-            buf[i, :nh, :nw] = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            buf[i, :nh, :nw] = f if (nw, nh) == (fw, fh) else cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            buf[i, nh:] = 0
+            buf[i, :nh, nw:] = 0
             scale[i] = (fw / nw, fh / nh)
         else:
             cv2.resize(f, (w, h), dst=buf[i], interpolation=cv2.INTER_LINEAR)
             scale[i] = (fw / w, fh / h)
     return buf, scale
-
-
-def _model_colour(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
-    return np.ascontiguousarray(rgb[..., ::-1]) if spec.color == "BGR" else rgb
 
 
 def _decode_yunet(out: dict[str, np.ndarray], w: int, h: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,11 +176,19 @@ class Detector:
         self.score_threshold = spec.score_threshold if score_threshold is None else score_threshold
         self.iou_threshold = spec.iou_threshold if iou_threshold is None else iou_threshold
         self.strides = tuple(int(s) for s in spec.outputs.get("strides", "8,16,32").split(","))
+        self._local = threading.local()
 
     @property
     def gives_landmarks(self) -> bool:
         """True when detections carry 5 landmarks (YuNet)."""
         return self.spec.gives_landmarks
+
+    def _batch_buffer(self, n: int) -> np.ndarray:
+        """This thread's reused input buffer, (>= n, h, w, 3) uint8 (threads may share a detector)."""
+        buf = getattr(self._local, "buf", None)
+        if buf is None or len(buf) < n:
+            buf = self._local.buf = np.empty((max(n, 1), self.spec.input.height, self.spec.input.width, 3), np.uint8)
+        return buf
 
     def detect(self, frames: Sequence[np.ndarray]) -> Detections:
         """Find faces in a batch of frames.
@@ -194,7 +202,8 @@ class Detector:
         step = self.runner.max_batch or max(1, len(frames))
         parts = []
         for i in range(0, len(frames), step):
-            x, scale = preprocess_frames(frames[i : i + step], self.spec.input, letterbox=self.spec.letterbox)
+            chunk = frames[i : i + step]
+            x, scale = preprocess_frames(chunk, self.spec.input, letterbox=self.spec.letterbox, out=self._batch_buffer(len(chunk)))
             sizes = np.array([[f.shape[1], f.shape[0]] for f in frames[i : i + step]], np.float32)
             parts.append(self._run(x, scale, sizes, i))
         return self._join(parts)
@@ -218,7 +227,6 @@ class Detector:
         sizes = np.asarray(sizes, np.float32).reshape(-1, 2)
         scale = sizes / np.array([spec.width, spec.height], np.float32)
         step = self.runner.max_batch or max(1, len(x))
-        x = _model_colour(x, spec)
         return self._join([self._run(x[i : i + step], scale[i : i + step], sizes[i : i + step], i) for i in range(0, len(x), step)])
 
     def _join(self, parts: list[Detections]) -> Detections:
