@@ -101,6 +101,20 @@ def train(
     ] = None,
     select: Annotated[str, typer.Option(help="Best-epoch criterion on validation: acc1 | acc1+f1 (mean of acc@1 and macro-F1).")] = "acc1",
     threads: Annotated[int, typer.Option(help="torch threads; 0 = torch's default.")] = 0,
+    batch: Annotated[int, typer.Option(help="Images per step.", metavar="N", min=1)] = 128,
+    device: Annotated[str, typer.Option(help="cpu | cuda (an NVIDIA GPU; augmentation stays on the CPU).")] = "cpu",
+    time_budget: Annotated[float, typer.Option(help="Stop after the epoch that passes this many seconds; 0 = none.", metavar="S")] = 0.0,
+    save_logits: Annotated[
+        bool, typer.Option(help="Write the best model's train_logits.npy / val_logits.npy (a teacher for --teacher).")
+    ] = False,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="Distil from teachers: comma-separated train_logits.npy files (same data and --limit), averaged.", metavar="NPY[,NPY]"
+        ),
+    ] = None,
+    distill_alpha: Annotated[float, typer.Option(help="Weight of the distillation term (0..1).", min=0.0, max=1.0)] = 0.7,
+    distill_t: Annotated[float, typer.Option(help="Distillation temperature.", min=0.1)] = 4.0,
 ) -> None:
     """Train the compact FER+ 8-class CNN (needs the 'train' extra: torch==2.13.0); resumes from OUT/checkpoint.pt.
 
@@ -128,6 +142,13 @@ def train(
                 init=str(init) if init else None,
                 select=select,
                 threads=threads,
+                batch=batch,
+                device=device,
+                time_budget_s=time_budget,
+                save_logits=save_logits,
+                teacher=teacher,
+                distill_alpha=distill_alpha,
+                distill_t=distill_t,
             ),
             log=lambda m: console.print(m, highlight=False, markup=False),
         )

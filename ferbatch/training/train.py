@@ -15,6 +15,14 @@ proportional to ``n_class ** -0.5`` (square-root sampling, Mahajan et al. 2018).
 train split only: ``ferbatch.training.augment`` (``basic`` = v1, ``pipeline``), optional mixup.
 AdamW, one-cycle cosine schedule, early stopping on validation acc@1, fixed seeds, a checkpoint
 every epoch that a rerun with the same ``out`` continues from.
+
+Devices: ``device="cuda"`` trains on an NVIDIA GPU (augmentation stays on the CPU, batches move to
+the GPU); the exported ONNX is the same either way. ``save_logits`` writes the best model's logits on
+the (unaugmented) training and validation images, ``train_logits.npy`` / ``val_logits.npy`` (N, 8)
+float32 in load order: a teacher for offline knowledge distillation (Hinton et al. 2015,
+arXiv 1503.02531): ``teacher`` = one or more such files (their logits averaged: an ensemble), and the
+student's loss is ``(1 - a) * CE(targets) + a * T^2 * CE(softmax(teacher / T), softmax(student / T))``
+with ``a = distill_alpha``, ``T = distill_t``; the teacher sees the image before augmentation.
 """
 
 from __future__ import annotations
@@ -50,6 +58,9 @@ class TrainConfig:
         select: best-epoch criterion on validation, "acc1" | "acc1+f1" (mean of acc@1 and macro-F1).
         limit: first N training images; threads: torch threads (0 = default); time_budget_s: stop
             after the epoch that passes it (0 = none).
+        device: "cpu" | "cuda" (module docstring); save_logits: write train/val logits of the best model.
+        teacher: comma-separated ``train_logits.npy`` files of teachers trained on the same data and
+            limit (averaged); distill_alpha, distill_t: the distillation loss's weight and temperature.
     """
 
     data: str
@@ -73,6 +84,11 @@ class TrainConfig:
     mixup: float = 0.0
     init: str | None = None
     select: str = "acc1"
+    device: str = "cpu"
+    save_logits: bool = False
+    teacher: str | None = None
+    distill_alpha: float = 0.7
+    distill_t: float = 4.0
 
 
 def prepare_train_folder(data: str | os.PathLike[str]) -> Path:
@@ -113,10 +129,12 @@ def _normalise(torch, imgs_u8: np.ndarray):
 
 
 def predict_logits(torch, model, x, batch=512) -> np.ndarray:
-    """(N, 8) float32 logits of ``model`` in eval mode for (N, 1, S, S) float32 inputs."""
+    """(N, 8) float32 logits of ``model`` in eval mode for (N, 1, S, S) float32 CPU inputs (the model may
+    be on a GPU: batches go to its device)."""
     model.eval()
+    dev = next(model.parameters()).device
     with torch.no_grad():
-        return np.concatenate([model(x[i : i + batch]).numpy() for i in range(0, len(x), batch)])
+        return np.concatenate([model(x[i : i + batch].to(dev)).cpu().numpy() for i in range(0, len(x), batch)])
 
 
 def _evaluate(torch, model, x, labels) -> tuple[float, float]:
@@ -138,6 +156,23 @@ def _check(cfg: TrainConfig) -> None:
     ):
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"ferbatch train | {key} {getattr(cfg, key)!r} is not one of {', '.join(allowed)}")
+    if cfg.device not in ("cpu", "cuda"):
+        raise ConfigError(f"ferbatch train | device {cfg.device!r} is not one of cpu, cuda")
+    if cfg.teacher and cfg.mixup > 0:
+        raise ConfigError("ferbatch train | --teacher and --mixup together are not supported (the teacher's logits are of unmixed images)")
+
+
+def _teacher_probs(torch, cfg: TrainConfig, n: int):
+    """(n, 8) float32 softened teacher probabilities softmax(mean logits / T), or None."""
+    if not cfg.teacher:
+        return None
+    logits = []
+    for f in cfg.teacher.split(","):
+        arr = np.load(f)
+        if arr.shape != (n, 8):
+            raise ConfigError(f"{f} | teacher logits have shape {arr.shape}; the training set here has {n} images (same data and --limit?)")
+        logits.append(arr.astype(np.float32))
+    return torch.softmax(torch.from_numpy(np.mean(logits, 0)) / cfg.distill_t, 1)
 
 
 BALANCES = ("none", "logit_adjust", "sqrt_sampling")
@@ -172,19 +207,25 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if cfg.balance == "sqrt_sampling":
         counts = np.bincount(tr.labels, minlength=8).astype(np.float64)
         sample_w = torch.from_numpy(counts[tr.labels] ** -0.5)
+    soft = _teacher_probs(torch, cfg, len(xtr))
+    dev = torch.device(cfg.device)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("ferbatch train | --device cuda: torch sees no CUDA device")
     model = build_model(cfg.width, cfg.arch)
     if cfg.init:
         from ferbatch.training.nets import init_from_onnx
 
         diff0 = init_from_onnx(model, cfg.init, xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg.seed))[:2048]])
         log(f"initialised from {Path(cfg.init).name} (max |torch - onnx| {diff0:.1e})")
+    model.to(dev)
+    adjust = adjust.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(xtr) / cfg.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
     start, best, best_epoch, history = 0, -1.0, -1, []
     ck = out / "checkpoint.pt"
     if ck.is_file():
-        state = torch.load(ck, weights_only=False)
+        state = torch.load(ck, weights_only=False, map_location=dev)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -204,7 +245,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
             xb, yb = augment(torch, xtr[idx], gen, cfg.augment), ytr[idx]
             if cfg.mixup > 0:
                 xb, yb = mixup(torch, xb, yb, gen, cfg.mixup)
-            loss = torch.sum(-yb * torch.log_softmax(model(xb) + adjust, 1), 1).mean()
+            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+            z = model(xb)
+            loss = torch.sum(-yb * torch.log_softmax(z + adjust, 1), 1).mean()
+            if soft is not None:
+                t = cfg.distill_t
+                kd = torch.sum(-soft[idx].to(dev) * torch.log_softmax(z / t, 1), 1).mean() * t * t
+                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -239,8 +286,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if cfg.time_budget_s and time.time() - t0 > cfg.time_budget_s:
             log("time budget reached")
             break
-    kept = torch.load(out / "best.pt", weights_only=False)
+    kept = torch.load(out / "best.pt", weights_only=False, map_location=dev)
     model.load_state_dict(kept["model"])
+    if cfg.save_logits:
+        np.save(out / "train_logits.npy", predict_logits(torch, model, xtr).astype(np.float32))
+        if xva is not None:
+            np.save(out / "val_logits.npy", predict_logits(torch, model, xva).astype(np.float32))
+    model.cpu()
     diff = export_onnx(model, out / "model.onnx", sample=xva[:64] if xva is not None else xtr[:64])
     summary = {
         "best_val_acc1": kept["val_acc1"],
