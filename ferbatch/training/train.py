@@ -21,7 +21,7 @@ the GPU); the exported ONNX is the same either way. ``save_logits`` writes the b
 the (unaugmented) training and validation images, ``train_logits.npy`` / ``val_logits.npy`` (N, 8)
 float32 in load order: a teacher for offline knowledge distillation (Hinton et al. 2015,
 arXiv 1503.02531): ``teacher`` = one or more such files (their logits averaged: an ensemble), and the
-student's loss is ``(1 - a) * CE(targets) + a * T^2 * CE(softmax(teacher / T), softmax(student / T))``
+student's loss is ``(1 - a) * CE(targets) + a * T^2 * CE(softmax(teacher / T), softmax(student / T))`` (cross-entropy: the KL divergence plus the teacher's entropy, a constant)
 with ``a = distill_alpha``, ``T = distill_t``; the teacher sees the image before augmentation.
 """
 
