@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from enum import StrEnum
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +14,10 @@ from rich.markup import escape
 
 __all__ = [
     "Backend",
+    "BackendOption",
+    "ClassifierOption",
+    "DetectorOption",
+    "ThreadsOption",
     "EXIT_CODES",
     "Format",
     "LabelMode",
@@ -55,6 +60,17 @@ class Backend(StrEnum):
     onnxruntime_cuda = "onnxruntime-cuda"
     onnxruntime = "onnxruntime"
     openvino = "openvino"
+
+
+# The model options the serving commands (watch, serve, export) share, so their help reads the same.
+DetectorOption = Annotated[
+    str | None, typer.Option(help="Detector name from the model registry (ferbatch models) (default: the registry's).", metavar="NAME")
+]
+ClassifierOption = Annotated[
+    str | None, typer.Option(help="Classifier name from the model registry (ferbatch models) (default: the registry's).", metavar="NAME")
+]
+BackendOption = Annotated[Backend, typer.Option(help="auto (a GPU backend when usable, else ONNX Runtime) or one of the list.")]
+ThreadsOption = Annotated[int, typer.Option(help="Inference threads; 0 = one per core.", min=0)]
 
 
 class Precision(StrEnum):

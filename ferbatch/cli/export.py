@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ferbatch.cli.common import console, fail
+from ferbatch.cli.common import ClassifierOption, DetectorOption, console, fail
 
 __all__ = ["register"]
 
@@ -15,8 +15,8 @@ __all__ = ["register"]
 def export(
     to: Annotated[str, typer.Option("--to", help="onnx | openvino (IR .xml + .bin; needs the openvino extra).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the files and export.json.")],
-    detector: Annotated[str | None, typer.Option(help="Detector name from the model registry.")] = None,
-    classifier: Annotated[str | None, typer.Option(help="Classifier name from the model registry.")] = None,
+    detector: DetectorOption = None,
+    classifier: ClassifierOption = None,
     max_faces: Annotated[int, typer.Option(help="Most faces per frame (the detector's output slots).")] = 64,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Export the raw detector (NMS left to the caller).")] = False,
 ) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ferbatch.cli.common import Backend, console, fail
+from ferbatch.cli.common import Backend, BackendOption, ClassifierOption, DetectorOption, ThreadsOption, console, fail
 
 __all__ = ["register"]
 
@@ -23,12 +23,10 @@ def watch(
     batch: Annotated[int, typer.Option(help="Most frames per model call.")] = 4,
     max_queue: Annotated[int, typer.Option(help="Frames waiting for the models at most; older ones are dropped and counted.")] = 4,
     give_up: Annotated[float, typer.Option(help="Stop after this many seconds without a frame; 0 = reconnect forever.")] = 0.0,
-    detector: Annotated[str | None, typer.Option(help="Detector name from the model registry.")] = None,
-    classifier: Annotated[str | None, typer.Option(help="Classifier name from the model registry.")] = None,
-    backend: Annotated[
-        Backend, typer.Option(help="auto (a GPU backend when usable, else ONNX Runtime) or one of the list.")
-    ] = Backend.auto,
-    threads: Annotated[int, typer.Option(help="Inference threads; 0 = one per core.")] = 0,
+    detector: DetectorOption = None,
+    classifier: ClassifierOption = None,
+    backend: BackendOption = Backend.auto,
+    threads: ThreadsOption = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per part.")] = False,
 ) -> None:
     """Analyse a live source in near real time: frames the models cannot keep up with are dropped

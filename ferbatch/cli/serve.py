@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ferbatch.cli.common import Backend, fail
+from ferbatch.cli.common import Backend, BackendOption, ClassifierOption, DetectorOption, ThreadsOption, fail
 
 __all__ = ["register", "TOKEN_ENV"]
 
@@ -46,12 +46,10 @@ def serve(
         Path | None, typer.Option(help="Directory that POST /v1/jobs may read inputs from (jobs are off without it).")
     ] = None,
     jobs_dir: Annotated[Path | None, typer.Option(help="Where job datasets go (default: DATA_ROOT's sibling 'ferbatch-jobs').")] = None,
-    detector: Annotated[str | None, typer.Option(help="Detector name from the model registry.")] = None,
-    classifier: Annotated[str | None, typer.Option(help="Classifier name from the model registry.")] = None,
-    backend: Annotated[
-        Backend, typer.Option(help="auto (a GPU backend when usable, else ONNX Runtime) or one of the list.")
-    ] = Backend.auto,
-    threads: Annotated[int, typer.Option(help="Inference threads; 0 = one per core.")] = 0,
+    detector: DetectorOption = None,
+    classifier: ClassifierOption = None,
+    backend: BackendOption = Backend.auto,
+    threads: ThreadsOption = 0,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 50.0,
     max_frames: Annotated[int, typer.Option(help="Most frames analysed per uploaded clip.")] = 300,
     max_batch: Annotated[int, typer.Option(help="Most frames per model call, across concurrent requests.")] = 16,
