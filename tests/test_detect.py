@@ -95,7 +95,7 @@ def test_prepared_yunet_takes_rgb_and_equals_the_bgr_network(tmp_path, how):
     registry's float32 graph fed the same frame in BGR."""
     import onnx
 
-    from ferbatch.models.graphs import fold_channel_reversal, prepend_uint8_input
+    from ferbatch.models.graph_input import fold_channel_reversal, prepend_uint8_input
 
     spec = load_registry().get("yunet-2023mar")
     f = resolve_model_file(spec)
