@@ -119,3 +119,40 @@ def test_prepared_yunet_takes_rgb_and_equals_the_bgr_network(tmp_path, how):
     prepared = OrtRunner(prepare_detector(f, spec, in_graph_nms=False), threads=2).infer({inp.name: img})
     for k, v in want.items():
         np.testing.assert_allclose(prepared[k], v, rtol=1e-4, atol=1e-4, err_msg=k)
+
+
+def test_yunet_candidates_equal_decoding_every_prior():
+    """The Detector decodes only YuNet's priors above the score threshold; its faces equal decoding
+    every prior (OpenCV FaceDetectorYN's formulas, written out here) and running the same NMS."""
+    from ferbatch.vision.detect import preprocess_frames
+
+    spec = load_registry().get("yunet-2023mar")
+    runner = OrtRunner(prepare_detector(resolve_model_file(spec), spec, in_graph_nms=False), threads=2, max_batch=8)
+    det = Detector(runner, spec, in_graph_nms=False, score_threshold=0.3)
+    frames = [_rgb(MULTI_FACE)] * 2 + read_frames(WOLFGANG)[:6]
+    got = det.detect(frames)
+    x, scale = preprocess_frames(frames, spec.input, letterbox=True)
+    out = runner.infer({spec.input.name: x})
+    w, h = spec.input.width, spec.input.height
+    boxes, scores, kps = [], [], []
+    for s in det.strides:
+        r, c = np.divmod(np.arange((h // s) * (w // s), dtype=np.float32), w // s)
+        bb, kp = out[f"bbox_{s}"], out[f"kps_{s}"]
+        cx, cy = (c + bb[..., 0]) * s, (r + bb[..., 1]) * s
+        bw, bh = np.exp(bb[..., 2]) * s, np.exp(bb[..., 3]) * s
+        boxes.append(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1))
+        scores.append(np.sqrt(np.clip(out[f"cls_{s}"][..., 0], 0, 1) * np.clip(out[f"obj_{s}"][..., 0], 0, 1)))
+        kps.append(np.stack([(c[None, :, None] + kp[..., 0::2]) * s, (r[None, :, None] + kp[..., 1::2]) * s], -1))
+    b, sc, k = np.concatenate(boxes, 1), np.concatenate(scores, 1), np.concatenate(kps, 1)
+    want_pos, want_b, want_s, want_k = [], [], [], []
+    for i in range(len(frames)):
+        keep = nms(b[i], sc[i], 0.3, det.iou_threshold, det.max_faces)
+        want_pos += [i] * len(keep)
+        want_b.append(b[i, keep] * np.tile(scale[i], 2))
+        want_s.append(sc[i, keep])
+        want_k.append(k[i, keep] * scale[i])
+    assert len(got) > 8  # faces in every frame, so the comparison means something
+    np.testing.assert_array_equal(got.frame_pos, want_pos)
+    np.testing.assert_allclose(got.boxes, np.concatenate(want_b), rtol=0, atol=1e-3)
+    np.testing.assert_array_equal(got.scores, np.concatenate(want_s))
+    np.testing.assert_allclose(got.landmarks, np.concatenate(want_k), rtol=0, atol=1e-3)

@@ -121,27 +121,35 @@ def preprocess_frames(
     return buf, scale
 
 
-def _decode_yunet(out: dict[str, np.ndarray], w: int, h: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """YuNet per-stride outputs -> (N, A, 4) boxes, (N, A) scores, (N, A, 5, 2) landmarks, input pixels."""
-    boxes, scores, kps = [], [], []
+def _decode_yunet(
+    out: dict[str, np.ndarray], w: int, h: int, strides: Sequence[int], score_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """YuNet per-stride outputs -> the candidates with ``score > score_threshold``, input pixels.
+
+    Only candidates are decoded (a frame has thousands of priors and a few faces), in the order the
+    NMS needs: per stride, by frame then prior, so a frame's candidates keep the priors' order.
+
+    Returns:
+        frame (C,) int64 frame of each candidate in the batch; boxes (C, 4) float32 x1 y1 x2 y2;
+        scores (C,) float32 sqrt(cls * obj); landmarks (C, 5, 2) float32 x y.
+    """
+    fs, bs, ss, ks = [], [], [], []
     for s in strides:
-        cols, rows = w // s, h // s
-        cls = out[f"cls_{s}"][..., 0]
-        obj = out[f"obj_{s}"][..., 0]
-        bb = out[f"bbox_{s}"]
-        kp = out[f"kps_{s}"]
-        n = cls.shape[0]
-        r, c = np.divmod(np.arange(rows * cols, dtype=np.float32), cols)
-        cx = (c + bb[..., 0]) * s
-        cy = (r + bb[..., 1]) * s
-        bw = np.exp(bb[..., 2]) * s
-        bh = np.exp(bb[..., 3]) * s
-        boxes.append(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1))
-        scores.append(np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1)))
-        kx = (c[None, :, None] + kp[..., 0::2]) * s
-        ky = (r[None, :, None] + kp[..., 1::2]) * s
-        kps.append(np.stack([kx, ky], -1).reshape(n, -1, 5, 2))
-    return np.concatenate(boxes, 1), np.concatenate(scores, 1), np.concatenate(kps, 1)
+        cols = w // s
+        score = np.sqrt(np.clip(out[f"cls_{s}"][..., 0], 0, 1) * np.clip(out[f"obj_{s}"][..., 0], 0, 1))
+        f, a = np.nonzero(score > score_threshold)
+        bb = out[f"bbox_{s}"][f, a]
+        kp = out[f"kps_{s}"][f, a]
+        r, c = np.divmod(a.astype(np.float32), np.float32(cols))
+        cx = (c + bb[:, 0]) * s
+        cy = (r + bb[:, 1]) * s
+        bw = np.exp(bb[:, 2]) * s
+        bh = np.exp(bb[:, 3]) * s
+        fs.append(f)
+        bs.append(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1))
+        ss.append(score[f, a])
+        ks.append(np.stack([(c[:, None] + kp[:, 0::2]) * s, (r[:, None] + kp[:, 1::2]) * s], -1))
+    return np.concatenate(fs), np.concatenate(bs), np.concatenate(ss), np.concatenate(ks)
 
 
 class Detector:
@@ -253,14 +261,17 @@ class Detector:
         out = self.runner.infer({spec.name: x})
         lms = None
         if yunet:
-            raw_b, raw_s, raw_k = _decode_yunet(out, spec.width, spec.height, self.strides)
+            cand_f, cand_b, cand_s, cand_k = _decode_yunet(out, spec.width, spec.height, self.strides, self.score_threshold)
             k = self.max_faces
             db = np.zeros((n, k, 4), np.float32)
             ds = np.zeros((n, k), np.float32)
             dk = np.zeros((n, k, 5, 2), np.float32)
+            order = np.argsort(cand_f, kind="stable")  # by frame, each frame's candidates in prior order
+            bounds = np.searchsorted(cand_f[order], np.arange(n + 1))
             for i in range(n):
-                keep = nms(raw_b[i], raw_s[i], self.score_threshold, self.iou_threshold, k)
-                db[i, : len(keep)], ds[i, : len(keep)], dk[i, : len(keep)] = raw_b[i, keep], raw_s[i, keep], raw_k[i, keep]
+                sel = order[bounds[i] : bounds[i + 1]]
+                keep = sel[nms(cand_b[sel], cand_s[sel], self.score_threshold, self.iou_threshold, k)]
+                db[i, : len(keep)], ds[i, : len(keep)], dk[i, : len(keep)] = cand_b[keep], cand_s[keep], cand_k[keep]
             db = db * np.tile(scale, 2)[:, None, :]
             dk = dk * scale[:, None, None, :]
         else:
