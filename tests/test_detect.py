@@ -145,12 +145,14 @@ def test_yunet_candidates_equal_decoding_every_prior():
         kps.append(np.stack([(c[None, :, None] + kp[..., 0::2]) * s, (r[None, :, None] + kp[..., 1::2]) * s], -1))
     b, sc, k = np.concatenate(boxes, 1), np.concatenate(scores, 1), np.concatenate(kps, 1)
     want_pos, want_b, want_s, want_k = [], [], [], []
-    for i in range(len(frames)):
+    for i, f in enumerate(frames):
         keep = nms(b[i], sc[i], 0.05, det.iou_threshold, det.max_faces)
-        want_pos += [i] * len(keep)
-        want_b.append(b[i, keep] * np.tile(scale[i], 2))
-        want_s.append(sc[i, keep])
-        want_k.append(k[i, keep] * scale[i])
+        bi = np.clip(b[i, keep] * np.tile(scale[i], 2), 0, [f.shape[1], f.shape[0]] * 2)  # clipped to the frame, as the Detector does
+        ok = ((bi[:, 2] - bi[:, 0]) >= 1) & ((bi[:, 3] - bi[:, 1]) >= 1)
+        want_pos += [i] * int(ok.sum())
+        want_b.append(bi[ok])
+        want_s.append(sc[i, keep][ok])
+        want_k.append((k[i, keep] * scale[i])[ok])
     assert len(got) > 8  # faces in every frame, so the comparison means something
     np.testing.assert_array_equal(got.frame_pos, want_pos)
     np.testing.assert_allclose(got.boxes, np.concatenate(want_b), rtol=0, atol=1e-3)
