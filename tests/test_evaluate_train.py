@@ -267,3 +267,37 @@ def test_v1_registry_temperature_calibrates_its_probabilities():
     assert ece(raw, va.labels) == pytest.approx(0.110, abs=2e-3)
     assert (calibrated.argmax(1) == raw.argmax(1)).all()  # the decision is unchanged
     assert fit_temperature(np.log(calibrated), va.labels) == pytest.approx(1.0, abs=0.02)
+
+
+def test_distillation_pulls_the_student_to_its_teacher(tmp_path, monkeypatch):
+    """``save_logits`` writes a teacher's logits in load order; a student trained with ``teacher`` and
+    distill_alpha 1 follows them: a teacher that calls every face "surprise" makes a student that does."""
+    pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from ferbatch.errors import ConfigError
+    from ferbatch.training.data import load_faces
+    from ferbatch.training.train import TrainConfig, prepare_train_folder, train
+
+    monkeypatch.setenv("FERBATCH_CACHE", str(tmp_path / "cache"))
+    folder = prepare_train_folder(DATA / "ferplus/FER2013Train.tar.gz")
+    base = {"data": str(folder), "epochs": 3, "limit": 400, "threads": 2, "width": 8, "batch": 32}
+    train(TrainConfig(out=str(tmp_path / "t"), save_logits=True, **base), log=lambda m: None)
+    logits = np.load(tmp_path / "t/train_logits.npy")
+    faces = load_faces(str(folder), 48, 400)
+    assert logits.shape == (len(faces.labels), 8) and logits.dtype == np.float32
+    surprise = EMOTIONS.index("surprise")
+    fake = np.full_like(logits, -5.0)
+    fake[:, surprise] = 5.0
+    np.save(tmp_path / "fake.npy", fake)
+    train(
+        TrainConfig(out=str(tmp_path / "s"), teacher=str(tmp_path / "fake.npy"), distill_alpha=1.0, distill_t=1.0, **base),
+        log=lambda m: None,
+    )
+    sess = ort.InferenceSession(str(tmp_path / "s/model.onnx"), providers=["CPUExecutionProvider"])
+    x = ((faces.images[:200].astype(np.float32) / 255.0 - 0.5) / 0.5)[:, None]
+    pred = sess.run(None, {"input": x})[0].argmax(1)
+    assert np.mean(pred == surprise) > 0.9, np.bincount(pred, minlength=8)
+    np.save(tmp_path / "short.npy", fake[:10])
+    with pytest.raises(ConfigError, match="short.npy"):
+        train(TrainConfig(out=str(tmp_path / "x"), teacher=str(tmp_path / "short.npy"), **base), log=lambda m: None)
