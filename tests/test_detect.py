@@ -158,3 +158,28 @@ def test_yunet_candidates_equal_decoding_every_prior():
     np.testing.assert_allclose(got.boxes, np.concatenate(want_b), rtol=0, atol=1e-3)
     np.testing.assert_array_equal(got.scores, np.concatenate(want_s))
     np.testing.assert_allclose(got.landmarks, np.concatenate(want_k), rtol=0, atol=1e-3)
+
+
+def test_export_json_states_the_exported_detector_takes_rgb(tmp_path):
+    """``ferbatch export`` writes the prepared graphs; export.json describes their input as it is
+    (uint8 NHWC, the YuNet detector RGB, normalised in the graph), and the file behaves so: fed the
+    RGB frame it equals the registry's BGR float network."""
+    import json
+
+    from ferbatch.config import JobConfig
+    from ferbatch.models.export import export_models
+
+    cfg = JobConfig(detector="yunet-2023mar")
+    export_models(cfg, "onnx", tmp_path)
+    meta = json.loads((tmp_path / "export.json").read_text())["models"]
+    contract = meta["yunet-2023mar"]["input"]
+    assert (contract["dtype"], contract["layout"], contract["color"], contract["channels"]) == ("uint8", "NHWC", "RGB", 3)
+    assert next(m for m in meta.values() if m["kind"] == "classifier")["input"]["color"] == "GRAY"
+    spec = load_registry().get("yunet-2023mar")
+    img = cv2.resize(_rgb(ASTRONAUT), (contract["width"], contract["height"]))[None]
+    got = OrtRunner(tmp_path / meta["yunet-2023mar"]["file"], threads=2).infer({contract["name"]: img})
+    inp = spec.input
+    ref = OrtRunner(prepare_detector(resolve_model_file(spec), spec, in_graph_nms=False, uint8_input=False), threads=2)
+    bgr = (img[..., ::-1].astype(np.float32).transpose(0, 3, 1, 2) * (inp.scale / inp.std) - inp.mean / inp.std).astype(np.float32)
+    for k, v in ref.infer({inp.name: bgr}).items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-4, atol=1e-4, err_msg=k)

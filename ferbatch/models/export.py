@@ -12,6 +12,7 @@ from pathlib import Path
 from ferbatch.atomic import write_json_atomic
 from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError
+from ferbatch.models.graph_input import prepared_input_contract
 from ferbatch.models.load import prepare_graphs
 
 __all__ = ["export_models", "EXPORT_TARGETS"]
@@ -21,8 +22,8 @@ EXPORT_TARGETS = ("onnx", "openvino")
 
 def export_models(cfg: JobConfig, to: str, out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write the detector and classifier of ``cfg`` to ``out_dir`` as ``<name>.onnx`` or
-    ``<name>.xml``/``.bin``, with ``export.json`` (model names, sha256 of the sources, input
-    specs, output names).
+    ``<name>.xml``/``.bin``, with ``export.json`` (model names, sha256 of the sources, what each
+    graph's input takes: uint8 NHWC, the detector RGB, normalised in the graph; output names).
 
     Raises:
         ConfigError: unknown target, or openvino missing. ModelError: a model cannot be prepared
@@ -50,7 +51,7 @@ def export_models(cfg: JobConfig, to: str, out_dir: str | os.PathLike[str]) -> l
         "max_faces": cfg.max_faces,
         "precision": cfg.precision,
         "models": {
-            s.name: {"kind": s.kind, "file": p.name, "source_sha256": s.sha256, "input": s.input.__dict__, "outputs": s.outputs}
+            s.name: {"kind": s.kind, "file": p.name, "source_sha256": s.sha256, "input": prepared_input_contract(s), "outputs": s.outputs}
             for s, p in zip((det_spec, cls_spec), written, strict=True)
         },
     }

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferbatch.specs import InputSpec
+from ferbatch.specs import InputSpec, ModelSpec
 
-__all__ = ["fold_channel_reversal", "prepend_uint8_input"]
+__all__ = ["fold_channel_reversal", "prepared_input_contract", "prepend_uint8_input"]
 
 
 def fold_channel_reversal(model, input_name: str) -> str:
@@ -102,3 +102,27 @@ def prepend_uint8_input(model, inp: InputSpec) -> None:
     del g.node[:]
     g.node.extend(nodes + old)
     x.CopyFrom(oh.make_tensor_value_info(inp.name, TensorProto.UINT8, ["N", h, w, inp.channels]))
+
+
+def prepared_input_contract(spec: ModelSpec) -> dict:
+    """What a prepared graph (``uint8_input=True``) takes, for people who run it themselves
+    (``ferbatch export``'s ``export.json``).
+
+    Returns:
+        name; dtype "uint8"; layout "NHWC"; height, width (the registry's size; a detector with
+        ``input_max_side`` accepts any multiple of 32 up to it); channels; color (a detector takes
+        RGB whatever its network's order, :func:`fold_channel_reversal`; a classifier its own);
+        normalisation "in the graph" with the registry's scale, mean, std it applies.
+    """
+    inp = spec.input
+    color = "RGB" if spec.kind == "detector" and inp.color == "BGR" else inp.color
+    return {
+        "name": inp.name,
+        "dtype": "uint8",
+        "layout": "NHWC",
+        "height": inp.height,
+        "width": inp.width,
+        "channels": inp.channels,
+        "color": color,
+        "normalisation": {"where": "in the graph", "scale": inp.scale, "mean": inp.mean, "std": inp.std},
+    }
