@@ -52,8 +52,11 @@ def cluster(tmp_path_factory):
         str(_free_port()),
     ]
     log = open(tmp_path_factory.mktemp("cluster") / "head.log", "w")  # noqa: SIM115 - closed in the finally below
+    # the job's entrypoint runs `python` from the head's PATH: this interpreter's, as on a cluster whose
+    # nodes run ferbatch's environment (also when the tests run without an activated venv)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     p = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "PATH": path, "RAY_USAGE_STATS_ENABLED": "0"}
     )
     address = f"http://127.0.0.1:{dash}"
     try:

@@ -134,14 +134,22 @@ def init_from_onnx(model, path, x_sample) -> float:
     stats mu, var, gamma = sqrt(var + eps), beta = mu + b', so in eval mode BN(W'x) = W'x + b'
     exactly, and in train mode nearly so (batch statistics ~ mu, var).
 
+    Growing a ``res`` network from a ``vgg`` graph of the same width (its convs are the ``res``
+    network's first ones): the graph's convs and linear layer are loaded into that prefix and the
+    residual block's last BatchNorm scale is zeroed, so the block starts as the identity
+    (function-preserving growth in the spirit of Net2Net, Chen et al. 2016, ICLR; zero-init of the
+    last BN per Goyal et al. 2017). The grown network is not the graph (``res`` has no max-pool
+    before the global average), so fine-tune it; the returned difference is then NaN.
+
     Args:
         model: a ``build_model`` network; path: the ONNX file; x_sample: (N, 1, S, S) float32 inputs.
 
     Returns:
-        max |model(x) - onnx(x)| over the first 64 of ``x_sample`` (should be ~1e-5).
+        max |model(x) - onnx(x)| over the first 64 of ``x_sample`` (should be ~1e-5); NaN when grown.
 
     Raises:
-        ConfigError: the graph's weights do not match the network's convs and linear layer.
+        ConfigError: the graph's weights match neither the network's convs and linear layer nor
+        their prefix (``res`` grown from ``vgg``).
     """
     import numpy as np
     import onnx
@@ -159,8 +167,16 @@ def init_from_onnx(model, path, x_sample) -> float:
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     lin = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if len(pairs) != len(convs) or len(gemm) != 1 or any(c.weight.shape != w.shape for c, (w, _) in zip(convs, pairs, strict=False)):
-        raise ConfigError(f"{path} | its {len(pairs)} convs do not match the network's {len(convs)} (arch and width must be the same)")
+    grown = 0 < len(pairs) < len(convs)
+    if (
+        len(gemm) != 1
+        or (len(pairs) != len(convs) and not grown)
+        or any(c.weight.shape != w.shape for c, (w, _) in zip(convs, pairs, strict=False))
+    ):
+        raise ConfigError(
+            f"{path} | its {len(pairs)} convs do not match the network's {len(convs)} "
+            "(arch and width must be the same, or a res network grown from a vgg graph of its width)"
+        )
     stats: dict[int, tuple] = {}
 
     def hook(i):
@@ -170,7 +186,7 @@ def init_from_onnx(model, path, x_sample) -> float:
         return f
 
     with torch.no_grad():
-        for c, bn, (w, b) in zip(convs, bns, pairs, strict=True):
+        for c, bn, (w, b) in zip(convs, bns, pairs, strict=False):
             c.weight.copy_(torch.from_numpy(np.array(w)))
             bn.weight.fill_(1.0)
             bn.bias.copy_(torch.from_numpy(np.array(b)))
@@ -183,11 +199,17 @@ def init_from_onnx(model, path, x_sample) -> float:
         model(x_sample)
         for h in hooks:
             h.remove()
-        for i, (bn, (_, b)) in enumerate(zip(bns, pairs, strict=True)):
+        for i, (bn, (_, b)) in enumerate(zip(bns, pairs, strict=False)):
             mu, var = stats[i]
             bn.running_mean.copy_(mu)
             bn.running_var.copy_(var)
             bn.weight.copy_(torch.sqrt(var + bn.eps))
             bn.bias.copy_(mu + torch.from_numpy(b))
+        if grown:
+            # the residual branch's output BN (the last one of each block) starts at zero: identity block
+            for blk in (m for m in model.modules() if hasattr(m, "body")):
+                blk.body[-1].weight.zero_()
+                blk.body[-1].bias.zero_()
+            return float("nan")
         ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {g.input[0].name: x_sample[:64].numpy()})[0]
         return float(np.abs(model(x_sample[:64]).numpy() - ref).max())

@@ -22,7 +22,9 @@ the (unaugmented) training and validation images, ``train_logits.npy`` / ``val_l
 float32 in load order: a teacher for offline knowledge distillation (Hinton et al. 2015,
 arXiv 1503.02531): ``teacher`` = one or more such files (their logits averaged: an ensemble), and the
 student's loss is ``(1 - a) * CE(targets) + a * T^2 * CE(softmax(teacher / T), softmax(student / T))`` (cross-entropy: the KL divergence plus the teacher's entropy, a constant)
-with ``a = distill_alpha``, ``T = distill_t``; the teacher sees the image before augmentation.
+with ``a = distill_alpha``, ``T = distill_t``; the teacher sees the image before augmentation. With
+``balance="logit_adjust"`` both terms see the adjusted logits ``z + log(prior)`` (Menon et al. 2021), so
+the teacher's class prior is absorbed by the adjustment and the exported logits ``z`` stay balanced.
 """
 
 from __future__ import annotations
@@ -216,7 +218,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
         from ferbatch.training.nets import init_from_onnx
 
         diff0 = init_from_onnx(model, cfg.init, xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg.seed))[:2048]])
-        log(f"initialised from {Path(cfg.init).name} (max |torch - onnx| {diff0:.1e})")
+        if math.isnan(diff0):
+            log(f"grown from {Path(cfg.init).name}: its convs loaded, the residual block starts as the identity")
+        else:
+            log(f"initialised from {Path(cfg.init).name} (max |torch - onnx| {diff0:.1e})")
     model.to(dev)
     adjust = adjust.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -250,7 +255,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
             loss = torch.sum(-yb * torch.log_softmax(z + adjust, 1), 1).mean()
             if soft is not None:
                 t = cfg.distill_t
-                kd = torch.sum(-soft[idx].to(dev) * torch.log_softmax(z / t, 1), 1).mean() * t * t
+                # with --balance logit_adjust the teacher is matched by z + log(prior) too, so z stays balanced
+                kd = torch.sum(-soft[idx].to(dev) * torch.log_softmax((z + adjust) / t, 1), 1).mean() * t * t
                 loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
             opt.zero_grad()
             loss.backward()
