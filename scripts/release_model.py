@@ -220,13 +220,11 @@ def card(rec: dict, summary: dict, notes: str, a: argparse.Namespace) -> str:
         if cfg.get("augment", "basic") == "basic"
         else "flip, crop jitter 0.85-1.35 of the face, shift 10 %, rotation 15 deg, blur, down-up sampling, JPEG, gamma, contrast/brightness, cutout"
     )
-    if cfg.get("arch", "vgg") == "res":
-        network = (
-            f"conv3x3/BN/ReLU blocks [{w}, {w}] pool [{2 * w}, {2 * w}] pool [{4 * w}, {4 * w}] pool [{8 * w}], then one residual\n"
-            f"  basic block of {8 * w} channels at 6x6 (He et al. 2016) in place of the last pool"
-        )
-    else:
-        network = f"conv3x3/BN/ReLU blocks [{w}, {w}] pool [{2 * w}, {2 * w}] pool [{4 * w}, {4 * w}] pool [{8 * w}] pool"
+    network = f"conv3x3/BN/ReLU blocks [{w}, {w}] pool [{2 * w}, {2 * w}] pool [{4 * w}, {4 * w}] pool [{8 * w}]" + (
+        f", then one residual\n  basic block of {8 * w} channels at 6x6 (He et al. 2016) in place of the last pool"
+        if cfg.get("arch", "vgg") == "res"
+        else " pool"
+    )
     distill = (
         f"\n- Distillation (Hinton et al. 2015): teachers `{cfg['teacher']}` (their logits on the training faces, averaged),"
         f" weight {cfg.get('distill_alpha')}, temperature {cfg.get('distill_t')}."

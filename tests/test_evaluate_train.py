@@ -14,6 +14,7 @@ from ferbatch.labels import EMOTIONS
 from ferbatch.training.evaluate import metrics
 
 BUNDLED = Path(__file__).resolve().parent.parent / "ferbatch/models/bundled"
+RELEASED = ["ferbatch-ferplus-cnn-v2", "ferbatch-ferplus-cnn-v3"]  # bundled models with a train-vN/release.json
 
 
 def test_metrics_equal_scikit_learn():
@@ -123,7 +124,7 @@ def _release(name: str) -> dict:
     return json.loads((BUNDLED / f"train-{name.rsplit('-', 1)[1]}/release.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["ferbatch-ferplus-cnn-v2", "ferbatch-ferplus-cnn-v3"])
+@pytest.mark.parametrize("name", RELEASED)
 def test_committed_bundled_reproduces_its_recorded_release_numbers(name):
     # release.json holds what the shipped graph (temperature and logit bias baked in) scored when it
     # was exported; editing a number there, or the graph, fails this test
@@ -138,7 +139,7 @@ def test_committed_bundled_reproduces_its_recorded_release_numbers(name):
         assert res["per_class"][e]["recall"] == pytest.approx(r, abs=5e-4), e
 
 
-@pytest.mark.parametrize("name", ["ferbatch-ferplus-cnn-v2", "ferbatch-ferplus-cnn-v3"])
+@pytest.mark.parametrize("name", RELEASED)
 def test_bundled_card_and_registry_state_the_recorded_numbers(name):
     from ferbatch.models.registry import load_registry, sha256_file
 
@@ -150,7 +151,7 @@ def test_bundled_card_and_registry_state_the_recorded_numbers(name):
     assert (BUNDLED / f"{name}.onnx").stat().st_size <= 5_000_000
 
 
-@pytest.mark.parametrize("name", ["ferbatch-ferplus-cnn-v2", "ferbatch-ferplus-cnn-v3"])
+@pytest.mark.parametrize("name", RELEASED)
 def test_shipped_bundled_probabilities_are_calibrated_on_validation(name):
     # temperature scaling is baked into the graph: refitting on the same images finds T ~ 1
     from ferbatch.models.registry import load_registry, resolve_model_file
@@ -189,9 +190,10 @@ def test_a_res_network_grown_from_v1_starts_as_v1_plus_an_identity_block():
     import torch
 
     from ferbatch.errors import ConfigError
+    from ferbatch.training.data import load_faces
     from ferbatch.training.nets import build_model, init_from_onnx
 
-    faces = load_faces_sample()
+    faces = load_faces(DATA / "fer_sample", 48)
     x = (torch.from_numpy(faces.images).float().unsqueeze(1) / 255.0 - 0.5) / 0.5
     vgg, res = build_model(16, "vgg"), build_model(16, "res")
     init_from_onnx(vgg, BUNDLED / "ferbatch-ferplus-cnn-v1.onnx", x)
@@ -202,18 +204,11 @@ def test_a_res_network_grown_from_v1_starts_as_v1_plus_an_identity_block():
         block = res[-5]  # the residual block at 6x6, after the vgg prefix
         feat = res[:-5](x)
         assert torch.equal(block(feat), feat)  # identity: zeroed last BN, input already post-ReLU
-        assert torch.allclose(res[:-5](x), vgg[:-5](x), atol=1e-5)  # the prefix is v1's
+        assert torch.allclose(feat, vgg[:-5](x), atol=1e-5)  # the prefix is v1's
         agree = (res(x).argmax(1) == vgg(x).argmax(1)).float().mean().item()
     assert agree >= 0.9  # only v1's last max-pool is gone
     with pytest.raises(ConfigError, match="grown from a vgg"):
         init_from_onnx(build_model(24, "res"), BUNDLED / "ferbatch-ferplus-cnn-v1.onnx", x)
-
-
-def load_faces_sample():
-    """The shared 80-face FER+ sample as ``training.data.Faces``."""
-    from ferbatch.training.data import load_faces
-
-    return load_faces(DATA / "fer_sample", 48)
 
 
 def test_pipeline_augmentation_is_seeded_and_in_range():
