@@ -12,7 +12,7 @@ import numpy as np
 
 from ferbatch.errors import ConfigError
 
-__all__ = ["EMOTIONS", "EMOTION_COLORS", "to_ferplus_order", "argmax_known"]
+__all__ = ["EMOTIONS", "EMOTION_COLORS", "EMOTION_ALIASES", "emotion_of", "to_ferplus_order", "argmax_known"]
 
 EMOTIONS: tuple[str, ...] = (
     "neutral",
@@ -24,6 +24,30 @@ EMOTIONS: tuple[str, ...] = (
     "fear",
     "contempt",
 )
+
+# Other datasets' names for the FER+ classes (folder names of FER2013's Kaggle release, AffectNet,
+# CK+, RAF-DB's class names, JAFFE/KDEF spelled out), lower case -> FER+ name.
+EMOTION_ALIASES: dict[str, str] = {
+    "happy": "happiness",
+    "joy": "happiness",
+    "surprised": "surprise",
+    "sad": "sadness",
+    "angry": "anger",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "contemptuous": "contempt",
+    "neutrality": "neutral",
+}
+
+
+def emotion_of(name: str) -> str | None:
+    """The FER+ emotion a dataset's class name means (case-insensitive; ``"Happy"`` -> ``"happiness"``),
+    or None when it is none of them (:data:`EMOTIONS`, :data:`EMOTION_ALIASES`)."""
+    key = name.strip().lower()
+    return key if key in EMOTIONS else EMOTION_ALIASES.get(key)
+
 
 # one colour per emotion ("#rrggbb"), the same in every plot and annotated video
 EMOTION_COLORS: dict[str, str] = {

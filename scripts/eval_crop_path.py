@@ -2,7 +2,7 @@
 
 Each FER2013Valid face (48x48 gray) is upscaled 3x (bicubic) and placed in the middle of a
 320x240 mid-gray RGB frame; the default detector (registry ``[defaults] detector``) runs on the
-frames, the top-scoring box of each frame is cut out as ``vision.classify.extract_crops`` does
+frames, the top-scoring box of each frame (``vision.top_face.top_faces``) is cut out as ``vision.classify.extract_crops`` does
 (square box x ``crop.scale``, clipped to the frame, INTER_AREA to the input size) and classified.
 Frames where the detector finds no face are counted (``missed``) and left out of the metrics.
 Compare with ``ferbatch eval`` on the pre-cropped faces to see what the crop geometry costs.
@@ -26,7 +26,7 @@ from ferbatch.models.load import load_models
 from ferbatch.training.data import load_faces
 from ferbatch.training.evaluate import metrics
 from ferbatch.vision.classify import extract_crops
-from ferbatch.vision.detect import Detections
+from ferbatch.vision.top_face import top_faces
 
 
 def frames_of(images: np.ndarray, up: int = 3) -> list[np.ndarray]:
@@ -53,18 +53,12 @@ def main() -> None:
     results = {}
     for name in a.models.split(","):
         models = load_models(JobConfig(classifier=name, backend="onnxruntime"), threads=1)
-        top: list[Detections] = []
-        for i in range(0, len(frames), 32):
-            d = models.detector.detect(frames[i : i + 32])
-            for j in range(len(frames[i : i + 32])):
-                k = np.flatnonzero(d.frame_pos == j)
-                k = k[np.argsort(-d.scores[k])][:1]
-                top.append(Detections(np.zeros(len(k), np.int32), d.boxes[k], d.scores[k], None))
-        found = np.array([len(t) == 1 for t in top])
+        top = top_faces(models.detector.detect(frames))
+        found = np.zeros(len(frames), bool)
+        found[top.frame_pos] = True
         for s in [float(v) for v in a.scales.split(",")]:
             spec = replace(models.classifier.spec, crop={"mode": "square", "scale": s})
-            crops = np.stack([extract_crops([frames[i]], top[i], spec)[0] for i in np.flatnonzero(found)])
-            m = metrics(models.classifier.classify(crops), va.labels[found])
+            m = metrics(models.classifier.classify(extract_crops(frames, top, spec)), va.labels[top.frame_pos])
             results[f"{name} scale {s}"] = {
                 "found": int(found.sum()),
                 "missed": int((~found).sum()),

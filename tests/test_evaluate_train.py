@@ -347,3 +347,78 @@ def test_distillation_pulls_the_student_to_its_teacher(tmp_path, monkeypatch):
     np.save(tmp_path / "short.npy", fake[:10])
     with pytest.raises(ConfigError, match="short.npy"):
         train(TrainConfig(out=str(tmp_path / "x"), teacher=str(tmp_path / "short.npy"), **base), log=lambda m: None)
+
+
+# other datasets' folder names for the FER+ classes (ferbatch.labels.EMOTION_ALIASES)
+_ALIAS = {
+    "neutral": "Neutral",
+    "happiness": "happy",
+    "surprise": "surprised",
+    "sadness": "sad",
+    "anger": "angry",
+    "disgust": "disgusted",
+    "fear": "fearful",
+    "contempt": "contempt",
+}
+
+
+def _sample_as_photos(root: Path) -> Path:
+    """The 80 FER+ sample faces as labelled photos: each upscaled 3x (bicubic) and pasted off-centre
+    into a 320x400 frame of blurred noise, as JPEG, in one folder per class named as other datasets
+    name them; plus one photo without a face and a folder of a class FER+ lacks."""
+    import csv
+
+    import cv2
+
+    rng = np.random.default_rng(0)
+
+    def frame() -> np.ndarray:
+        return cv2.GaussianBlur(rng.integers(90, 170, (320, 400)).astype(np.uint8), (0, 0), 6)
+
+    with open(DATA / "fer_sample/labels.csv") as f:
+        for row in csv.DictReader(f):
+            face = cv2.resize(
+                cv2.imread(str(DATA / "fer_sample" / row["image"]), cv2.IMREAD_GRAYSCALE), (144, 144), interpolation=cv2.INTER_CUBIC
+            )
+            f_ = frame()
+            y, x = int(rng.integers(10, 320 - 154)), int(rng.integers(10, 400 - 154))
+            f_[y : y + 144, x : x + 144] = face
+            d = root / _ALIAS[row["ferplus_majority"]]
+            d.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(d / row["image"].replace(".png", ".jpg")), f_, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    cv2.imwrite(str(root / "happy" / "no_face.jpg"), frame())
+    (root / "bored").mkdir()
+    cv2.imwrite(str(root / "bored" / "x.jpg"), frame())
+    return root
+
+
+def test_eval_finds_the_face_in_labelled_photos_as_the_pipeline_does(tmp_path):
+    # whole photos must be measured through the detector and the pipeline's crop, not as a 48 px
+    # thumbnail of the whole picture
+    from ferbatch.training.evaluate import evaluate
+
+    photos = _sample_as_photos(tmp_path / "photos")
+    crops = evaluate(None, DATA / "fer_sample", threads=1)
+    auto = evaluate(None, photos, threads=1)
+    whole = evaluate(None, photos, threads=1, faces_mode="crops")
+    assert crops["photos"] == 0 and crops["no_face"] == 0  # 48 px crops stay crops under auto
+    assert auto["faces"] == "auto" and auto["photos"] == 81 and auto["n"] == 81 and auto["detector"]
+    assert auto["no_face"] >= 1 and "happy/no_face.jpg" in auto["no_face_files"]
+    assert [sum(r) for r in auto["confusion"]] == [10, 11, 10, 10, 10, 10, 10, 10]  # the aliases map to FER+ classes
+    assert auto["skipped"] == {"folder 'bored' is not a FER+ emotion": 1}
+    assert auto["acc1"] >= crops["acc1"] - 0.15, (auto["acc1"], crops["acc1"])
+    assert whole["acc1"] < auto["acc1"] - 0.25, (whole["acc1"], auto["acc1"])
+    detect = evaluate(None, DATA / "fer_sample", threads=1, faces_mode="detect")  # forced: the detector sees 48 px faces
+    assert detect["photos"] == 80
+
+
+def test_top_faces_keeps_each_frames_best_face():
+    from ferbatch.vision.detect import Detections
+    from ferbatch.vision.top_face import top_faces
+
+    boxes = np.arange(20, dtype=np.float32).reshape(5, 4)
+    d = Detections(np.array([1, 0, 1, 0, 3], np.int32), boxes, np.array([0.5, 0.9, 0.8, 0.6, 0.7], np.float32), None)
+    top = top_faces(d)
+    assert top.frame_pos.tolist() == [0, 1, 3]
+    assert top.scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
+    assert np.array_equal(top.boxes, boxes[[1, 2, 4]])

@@ -24,6 +24,14 @@ class EvalFormat(StrEnum):
     json = "json"
 
 
+class FacesMode(StrEnum):
+    """How ``ferbatch eval`` takes each labelled image (``ferbatch.training.evaluate.FACE_MODES``)."""
+
+    auto = "auto"
+    detect = "detect"
+    crops = "crops"
+
+
 def eval_cmd(
     data: Annotated[
         Path,
@@ -43,10 +51,25 @@ def eval_cmd(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics.json, confusion.csv, confusion.png.", metavar="DIR")] = None,
     fmt: Annotated[EvalFormat, typer.Option("--format", help="table, or json (the whole result as one object).")] = EvalFormat.table,
+    faces: Annotated[
+        FacesMode,
+        typer.Option(
+            "--faces",
+            help="crops: the images are face crops, resized whole; detect: the images are photos, each one's top face is found "
+            "and cut as `ferbatch run` cuts faces; auto: photos are the images whose shorter side is >= 96 px.",
+        ),
+    ] = FacesMode.auto,
+    detector: Annotated[
+        str | None,
+        typer.Option("--detector", help="Registry detector for photos; default: the registry's.", metavar="NAME"),
+    ] = None,
 ) -> None:
     """Evaluate an expression classifier: acc@1, acc@5, per-class and macro precision/recall/specificity/F1, confusion matrix.
 
     FER+ protocol: majority label, unknown/NF dropped. Example: ferbatch eval --data ../shared/data/ferplus/FER2013Valid --out eval/
+
+    Your own labelled photos: one folder per emotion (FER+ names, or happy/angry/sad/surprised/fearful/disgusted...);
+    photos larger than a face crop have their face found and cut as `ferbatch run` does (--faces).
     """
     import json
 
@@ -54,7 +77,7 @@ def eval_cmd(
     from ferbatch.training.evaluate import evaluate, write_outputs
 
     try:
-        res = evaluate(model, data)
+        res = evaluate(model, data, faces_mode=faces.value, detector=detector)
     except FerbatchError as e:
         _fail(e)
     if out:
@@ -72,7 +95,14 @@ def eval_cmd(
     Console().print(t)
     console.print(
         f"skipped: {describe_counts(res['skipped'])}; classes the model lacks: {', '.join(res['classes_missing']) or 'none'}"
-        + (f"; {res['align_fallback']} faces without landmarks fell back to a plain resize" if res["align_fallback"] else ""),
+        + (f"; {res['align_fallback']} faces without landmarks fell back to a plain resize" if res["align_fallback"] else "")
+        + (
+            f"; {res['photos']} photos through {res['detector']} ({res['no_face']} without a face, classified whole"
+            + (f": {', '.join(res['no_face_files'][:5])}{' ...' if res['no_face'] > 5 else ''}" if res["no_face"] else "")
+            + ")"
+            if res["photos"]
+            else ""
+        ),
         soft_wrap=True,
         highlight=False,
         markup=False,

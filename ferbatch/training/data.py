@@ -10,7 +10,9 @@ Layouts:
   ``ferplus_votes(neutral,...,unknown,NF)`` (10 comma-separated counts in the order above), as in
   the shared ``fer_sample`` folder; same majority protocol. Without a votes column, a
   ``ferplus_majority`` column (an emotion name) gives a one-hot label.
-- ImageFolder: one sub-folder per class named like a FER+ emotion (other names are skipped).
+- ImageFolder: one sub-folder per class named like a FER+ emotion, or by another dataset's name for
+  it (``happy``, ``angry``, ``Sad``...: :data:`ferbatch.labels.EMOTION_ALIASES`); other folders are
+  skipped and counted. The images may be face crops or whole photos (``ferbatch eval --faces``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import cv2
 import numpy as np
 
 from ferbatch.errors import ConfigError
-from ferbatch.labels import EMOTIONS
+from ferbatch.labels import EMOTIONS, emotion_of
 
 __all__ = ["FaceSet", "load_faces", "FERPLUS_VOTE_ORDER", "describe_counts"]
 
@@ -43,8 +45,10 @@ class FaceSet:
         labels: (N,) int64 majority label in FER+ order.
         votes: (N, 8) float32 normalised emotion votes (probability-distribution labels), or the
             one-hot label for ImageFolder data.
-        names: N file names.
+        names: N file names, relative to ``root``.
         skipped: reason -> count of images left out.
+        root: the dataset folder.
+        sizes: (N, 2) int32 height, width of each file's image in pixels, before the resize.
     """
 
     images: np.ndarray
@@ -52,6 +56,16 @@ class FaceSet:
     votes: np.ndarray
     names: list[str]
     skipped: Counter = field(default_factory=Counter)
+    root: Path = Path(".")
+    sizes: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int32))
+
+    def take(self, keep: np.ndarray) -> FaceSet:
+        """The images selected by ``keep`` ((N,) bool mask or int indices), in that order; the same
+        ``root`` and ``skipped``."""
+        idx = np.arange(len(self.labels))[keep]
+        return FaceSet(
+            self.images[idx], self.labels[idx], self.votes[idx], [self.names[i] for i in idx], self.skipped, self.root, self.sizes[idx]
+        )
 
 
 def describe_counts(counts: dict) -> str:
@@ -85,9 +99,10 @@ def _read_sample_csv(path: Path) -> list[list[str]]:
                 if len(counts) != 10:
                     raise ConfigError(f"{path} | line {line}: '{votes_col}' has {len(counts)} values; expected 10")
             else:
-                if r["ferplus_majority"] not in EMOTIONS:
+                emotion = emotion_of(r["ferplus_majority"])
+                if emotion is None:
                     raise ConfigError(f"{path} | line {line}: '{r['ferplus_majority']}' is not a FER+ emotion ({', '.join(EMOTIONS)})")
-                counts = ["1" if e == r["ferplus_majority"] else "0" for e in FERPLUS_VOTE_ORDER]
+                counts = ["1" if e == emotion else "0" for e in FERPLUS_VOTE_ORDER]
             rows.append([r["image"], "", *counts])
     return rows
 
@@ -106,6 +121,7 @@ def load_faces(root: str | os.PathLike[str], size: int = 48, limit: int | None =
     labels: list[int] = []
     votes: list[np.ndarray] = []
     names: list[str] = []
+    sizes: list[tuple[int, int]] = []
     skipped: Counter[str] = Counter()
     label_rows: list[list[str]] | None = None
     if (root / "label.csv").is_file():
@@ -130,12 +146,14 @@ def load_faces(root: str | os.PathLike[str], size: int = 48, limit: int | None =
                 skipped["unreadable image"] += 1
                 continue
             imgs.append(img if img.shape == (size, size) else cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
+            sizes.append(img.shape[:2])
             labels.append(top)
             votes.append(counts[:8] / counts[:8].sum())
             names.append(name)
     else:
         for d in sorted(p for p in root.iterdir() if p.is_dir()):
-            if d.name not in EMOTIONS:
+            emotion = emotion_of(d.name)
+            if emotion is None:
                 skipped[f"folder {d.name!r} is not a FER+ emotion"] += sum(1 for _ in d.iterdir())
                 continue
             for f in sorted(d.iterdir()):
@@ -146,12 +164,15 @@ def load_faces(root: str | os.PathLike[str], size: int = 48, limit: int | None =
                     skipped["not an image"] += 1
                     continue
                 imgs.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
-                labels.append(EMOTIONS.index(d.name))
-                votes.append(np.eye(8, dtype=np.float32)[EMOTIONS.index(d.name)])
+                sizes.append(img.shape[:2])
+                labels.append(EMOTIONS.index(emotion))
+                votes.append(np.eye(8, dtype=np.float32)[EMOTIONS.index(emotion)])
                 names.append(f"{d.name}/{f.name}")
     if not imgs:
         raise ConfigError(
             f"{root} | no usable labelled image (FER+ label.csv, a FER+ sample labels.csv, or one folder per emotion); "
             f"skipped: {describe_counts(skipped)}"
         )
-    return FaceSet(np.stack(imgs), np.array(labels, np.int64), np.stack(votes).astype(np.float32), names, skipped)
+    return FaceSet(
+        np.stack(imgs), np.array(labels, np.int64), np.stack(votes).astype(np.float32), names, skipped, root, np.array(sizes, np.int32)
+    )

@@ -1,9 +1,15 @@
 """Evaluating an expression classifier on labelled faces: acc@1, acc@5, per-class and macro
 precision / recall / specificity / F1, and the confusion matrix (CSV and PNG).
 
-Gray-crop classifiers get the images resized to their input. Landmark classifiers (aligned RGB)
-get each face upscaled to 160x160, run through YuNet and aligned with its 5 landmarks; faces where
-YuNet finds nothing fall back to a plain resize and are counted in ``align_fallback``.
+Face crops (FER+, its sample, any image under ``PHOTO_MIN_SIDE`` px with ``--faces auto``): gray-crop
+classifiers get the images resized to their input; landmark classifiers (aligned RGB) get each face
+upscaled to 160x160, run through YuNet and aligned with its 5 landmarks (a plain resize where YuNet
+finds nothing, counted in ``align_fallback``).
+
+Photos (larger images, or every image with ``--faces detect``): the detector's top face is cut with
+the classifier's own crop, as ``ferbatch run`` cuts it, so a labelled set of whole photos measures
+what users get, not the classifier on a 48 px thumbnail of a whole picture. Photos without a face
+are classified whole and counted in ``no_face``.
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -19,10 +24,11 @@ import numpy as np
 
 from ferbatch.labels import EMOTIONS, argmax_known
 from ferbatch.training.data import FaceSet, load_faces
-from ferbatch.vision.classify import Classifier, extract_crops
-from ferbatch.vision.detect import Detections
+from ferbatch.vision.classify import Classifier
+from ferbatch.vision.tiling import AnyDetector
+from ferbatch.vision.top_face import crop_top_faces
 
-__all__ = ["metrics", "classify_faces", "evaluate", "write_outputs"]
+__all__ = ["FACE_MODES", "PHOTO_MIN_SIDE", "metrics", "classify_faces", "classify_photos", "evaluate", "write_outputs"]
 
 
 def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -69,8 +75,22 @@ def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
+FACE_MODES = ("auto", "detect", "crops")
+# px: a labelled image whose shorter side is at least this is taken as a photo to find the face in
+# (``--faces auto``); smaller ones as face crops. Twice FER+'s 48 px crops, so FER+ and its sample stay crops.
+PHOTO_MIN_SIDE = 96
+
+
 def classify_faces(cls: Classifier, faces: FaceSet, aligner=None) -> tuple[np.ndarray, int]:
-    """(N, 8) probabilities for the faces of ``faces``, and how many fell back from alignment."""
+    """(N, 8) probabilities for the face crops of ``faces``, and how many fell back from alignment.
+
+    Each crop is resized whole to the classifier's input (gray classifiers), or upscaled to 160x160
+    and aligned with ``aligner``'s 5 landmarks (``align5`` classifiers; a plain resize where it finds
+    no face, counted in the second value).
+
+    Raises:
+        ValueError: an ``align5`` classifier without ``aligner``.
+    """
     inp = cls.spec.input
     if cls.spec.crop.get("mode") != "align5":
         x = np.stack([cv2.resize(im, (inp.width, inp.height), interpolation=cv2.INTER_AREA) for im in faces.images])[..., None]
@@ -79,26 +99,68 @@ def classify_faces(cls: Classifier, faces: FaceSet, aligner=None) -> tuple[np.nd
         return cls.classify(x), 0
     if aligner is None:
         raise ValueError("classify_faces | an aligned classifier needs a landmark detector (aligner)")
-    square = replace(cls.spec, crop={"mode": "square", "scale": 1.0})
-    crops, fallback = [], 0
+    crops, found = [], 0
     for im in faces.images:
         rgb = cv2.cvtColor(cv2.resize(im, (160, 160), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2RGB)
-        d = aligner.detect([rgb])
-        if len(d) == 0:
-            fallback += 1
-            whole = Detections(np.zeros(1, np.int32), np.array([[0, 0, 160, 160]], np.float32), np.ones(1, np.float32), None)
-            crops.append(extract_crops([rgb], whole, square)[0])
-        else:
-            crops.append(extract_crops([rgb], d, cls.spec)[0])
-    return cls.classify(np.stack(crops)), fallback
+        c, f = crop_top_faces(aligner, cls.spec, [rgb])
+        crops.append(c[0])
+        found += int(f[0])
+    return cls.classify(np.stack(crops)), len(faces.images) - found
 
 
-def evaluate(model: str | None, data: str | os.PathLike[str], threads: int = 0) -> dict:
-    """Evaluate the registry classifier ``model`` (a name, or a file whose sha256 is a registry
-    entry's; None = the registry's default classifier) on the labelled faces in ``data``.
+def classify_photos(cls: Classifier, detector: AnyDetector, faces: FaceSet, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Classify labelled photos as ``ferbatch run`` would: each file of ``faces`` is read again in
+    colour at its own size, the detector's top face is cut with the classifier's crop
+    (:func:`ferbatch.vision.top_face.crop_top_faces`) and classified.
+
+    Returns:
+        probs: (N, 8) float32 in :data:`~ferbatch.labels.EMOTIONS` order.
+        found: (N,) bool, False where the detector found no face (that photo was classified whole).
 
     Raises:
-        ConfigError, ModelError: unknown model, bad data folder.
+        ConfigError: a file can no longer be read.
+    """
+    from ferbatch.errors import ConfigError
+
+    probs, found = [], []
+    for i in range(0, len(faces.names), chunk):
+        frames = []
+        for name in faces.names[i : i + chunk]:
+            bgr = cv2.imread(str(faces.root / name), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ConfigError(f"{faces.root / name} | cannot be read as an image any more")
+            frames.append(np.ascontiguousarray(bgr[:, :, ::-1]))
+        crops, f = crop_top_faces(detector, cls.spec, frames)
+        probs.append(cls.classify(crops))
+        found.append(f)
+    return np.concatenate(probs), np.concatenate(found)
+
+
+def evaluate(
+    model: str | None,
+    data: str | os.PathLike[str],
+    threads: int = 0,
+    faces_mode: str = "auto",
+    detector: str | None = None,
+) -> dict:
+    """Evaluate the registry classifier ``model`` (a name, or a file whose sha256 is a registry
+    entry's; None = the registry's default classifier) on the labelled images in ``data``.
+
+    Args:
+        faces_mode: "crops": every image is a face crop, resized whole to the classifier's input;
+            "detect": every image is a photo, its face found and cut as ``ferbatch run`` does
+            (:func:`classify_photos`); "auto": the photos are the images whose shorter side is
+            >= :data:`PHOTO_MIN_SIDE` px, the rest crops.
+        detector: registry detector for the photos (and for aligning ``align5`` classifiers);
+            default: the registry's detector (its landmark detector for ``align5`` classifiers).
+
+    Returns:
+        :func:`metrics` plus ``faces`` (the mode), ``photos`` (images that went through the
+        detector), ``detector``, ``no_face`` / ``no_face_files`` (photos without a face, classified
+        whole; the first 20 names), ``align_fallback``, ``skipped``, ``classes_missing``.
+
+    Raises:
+        ConfigError, ModelError: unknown model or mode, bad data folder, unreadable image.
     """
     from ferbatch.config import JobConfig
     from ferbatch.errors import ConfigError
@@ -120,23 +182,42 @@ def evaluate(model: str | None, data: str | os.PathLike[str], threads: int = 0) 
             raise ConfigError(f"{model} | not a registry classifier (sha256 {sha}); add an entry to {reg.path} first")
         model, explicit = names[0], model
     spec = reg.get(model, "classifier")
+    if faces_mode not in FACE_MODES:
+        raise ConfigError(f"faces mode {faces_mode!r} | expected one of {', '.join(FACE_MODES)}")
     faces = load_faces(data, 48 if spec.input.height <= 64 else 112)
     threads = threads or max(1, os.cpu_count() or 1)
     cls = Classifier(OrtRunner(prepare_classifier(resolve_model_file(spec, explicit), spec), threads=threads, max_batch=256), spec)
-    aligner = None
-    if spec.requires_landmarks:
-        aligner_name = reg.default_landmark_detector
-        if not aligner_name:
+    photo = {
+        "auto": faces.sizes.min(1) >= PHOTO_MIN_SIDE,
+        "detect": np.ones(len(faces.labels), bool),
+        "crops": np.zeros(len(faces.labels), bool),
+    }[faces_mode]
+    det_name = detector or (reg.default_landmark_detector if spec.requires_landmarks else reg.default_detector)
+    finder = None
+    if photo.any() or spec.requires_landmarks:
+        if not det_name:
             raise ConfigError(
                 f"classifier {spec.name} | needs 5 face landmarks, and the registry {reg.path} names no [defaults] landmark_detector"
             )
-        aligner = load_models(JobConfig(detector=aligner_name, classifier=spec.name, backend="onnxruntime"), threads=threads).detector
-    probs, fallback = classify_faces(cls, faces, aligner)
+        finder = load_models(JobConfig(detector=det_name, classifier=spec.name, backend="onnxruntime"), threads=threads).detector
+    probs = np.empty((len(faces.labels), 8), np.float32)
+    fallback, found = 0, np.ones(len(faces.labels), bool)
+    if (~photo).any():
+        probs[~photo], fallback = classify_faces(cls, faces.take(~photo), finder)
+    if photo.any():
+        assert finder is not None
+        probs[photo], found[photo] = classify_photos(cls, finder, faces.take(photo))
     res = metrics(probs, faces.labels)
+    no_face = [n for n, f in zip(faces.names, found, strict=True) if not f]
     res.update(
         model=spec.name,
         data=str(data),
         skipped=dict(faces.skipped),
+        faces=faces_mode,
+        photos=int(photo.sum()),
+        detector=det_name if photo.any() else None,
+        no_face=len(no_face),
+        no_face_files=no_face[:20],
         align_fallback=fallback,
         classes_missing=[e for e, col in zip(EMOTIONS, probs.T, strict=True) if np.isnan(col).all()],
     )
