@@ -73,11 +73,21 @@ def eval_cmd(
     """
     import json
 
+    from rich.progress import Progress
+
     from ferbatch.training.data import describe_counts
     from ferbatch.training.evaluate import evaluate, write_outputs
 
     try:
-        res = evaluate(model, data, faces_mode=faces.value, detector=detector)
+        with Progress(transient=True, console=console) as bar:
+            task = bar.add_task("photos through the detector", total=None)
+            res = evaluate(
+                model,
+                data,
+                faces_mode=faces.value,
+                detector=detector,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     except FerbatchError as e:
         _fail(e)
     if out:

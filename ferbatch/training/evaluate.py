@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -108,10 +109,13 @@ def classify_faces(cls: Classifier, faces: FaceSet, aligner=None) -> tuple[np.nd
     return cls.classify(np.stack(crops)), len(faces.images) - found
 
 
-def classify_photos(cls: Classifier, detector: AnyDetector, faces: FaceSet, chunk: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def classify_photos(
+    cls: Classifier, detector: AnyDetector, faces: FaceSet, chunk: int = 32, progress: Callable[[int, int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Classify labelled photos as ``ferbatch run`` would: each file of ``faces`` is read again in
     colour at its own size, the detector's top face is cut with the classifier's crop
-    (:func:`ferbatch.vision.top_face.crop_top_faces`) and classified.
+    (:func:`ferbatch.vision.top_face.crop_top_faces`) and classified, ``chunk`` photos at a time;
+    ``progress(done, total)`` is called after each chunk.
 
     Returns:
         probs: (N, 8) float32 in :data:`~ferbatch.labels.EMOTIONS` order.
@@ -133,6 +137,8 @@ def classify_photos(cls: Classifier, detector: AnyDetector, faces: FaceSet, chun
         crops, f = crop_top_faces(detector, cls.spec, frames)
         probs.append(cls.classify(crops))
         found.append(f)
+        if progress is not None:
+            progress(i + len(frames), len(faces.names))
     return np.concatenate(probs), np.concatenate(found)
 
 
@@ -142,6 +148,7 @@ def evaluate(
     threads: int = 0,
     faces_mode: str = "auto",
     detector: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Evaluate the registry classifier ``model`` (a name, or a file whose sha256 is a registry
     entry's; None = the registry's default classifier) on the labelled images in ``data``.
@@ -153,6 +160,7 @@ def evaluate(
             >= :data:`PHOTO_MIN_SIDE` px, the rest crops.
         detector: registry detector for the photos (and for aligning ``align5`` classifiers);
             default: the registry's detector (its landmark detector for ``align5`` classifiers).
+        progress: ``progress(done, total)`` as the photos go through the detector.
 
     Returns:
         :func:`metrics` plus ``faces`` (the mode), ``photos`` (images that went through the
@@ -206,7 +214,7 @@ def evaluate(
         probs[~photo], fallback = classify_faces(cls, faces.take(~photo), finder)
     if photo.any():
         assert finder is not None
-        probs[photo], found[photo] = classify_photos(cls, finder, faces.take(photo))
+        probs[photo], found[photo] = classify_photos(cls, finder, faces.take(photo), progress=progress)
     res = metrics(probs, faces.labels)
     no_face = [n for n, f in zip(faces.names, found, strict=True) if not f]
     res.update(
