@@ -3,6 +3,7 @@ a one-epoch training run on real FER+ images exports a working ONNX model; fine-
 exactly from an exported model; calibration; the committed models reproduce their recorded
 validation numbers."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -364,7 +365,7 @@ _ALIAS = {
 
 def _sample_as_photos(root: Path) -> Path:
     """The 80 FER+ sample faces as labelled photos: each upscaled 3x (bicubic) and pasted off-centre
-    into a 320x400 frame of blurred noise, as JPEG, in one folder per class named as other datasets
+    into a 400x320 (width x height) frame of blurred noise, as JPEG, in one folder per class named as other datasets
     name them; plus one photo without a face and a folder of a class FER+ lacks."""
     import csv
 
@@ -392,24 +393,100 @@ def _sample_as_photos(root: Path) -> Path:
     return root
 
 
-def test_eval_finds_the_face_in_labelled_photos_as_the_pipeline_does(tmp_path):
+@pytest.fixture(scope="module")
+def sample_photos(tmp_path_factory) -> Path:
+    return _sample_as_photos(tmp_path_factory.mktemp("photos") / "photos")
+
+
+def test_eval_finds_the_face_in_labelled_photos_as_the_pipeline_does(sample_photos):
     # whole photos must be measured through the detector and the pipeline's crop, not as a 48 px
     # thumbnail of the whole picture
     from ferbatch.training.evaluate import evaluate
 
-    photos = _sample_as_photos(tmp_path / "photos")
     crops = evaluate(None, DATA / "fer_sample", threads=1)
-    auto = evaluate(None, photos, threads=1)
-    whole = evaluate(None, photos, threads=1, faces_mode="crops")
+    auto = evaluate(None, sample_photos, threads=1)
+    whole = evaluate(None, sample_photos, threads=1, faces_mode="crops")
     assert crops["photos"] == 0 and crops["no_face"] == 0  # 48 px crops stay crops under auto
     assert auto["faces"] == "auto" and auto["photos"] == 81 and auto["n"] == 81 and auto["detector"]
     assert auto["no_face"] >= 1 and "happy/no_face.jpg" in auto["no_face_files"]
+    assert auto["acc1_faces_found"] >= auto["acc1"]
     assert [sum(r) for r in auto["confusion"]] == [10, 11, 10, 10, 10, 10, 10, 10]  # the aliases map to FER+ classes
     assert auto["skipped"] == {"folder 'bored' is not a FER+ emotion": 1}
     assert auto["acc1"] >= crops["acc1"] - 0.15, (auto["acc1"], crops["acc1"])
     assert whole["acc1"] < auto["acc1"] - 0.25, (whole["acc1"], auto["acc1"])
     detect = evaluate(None, DATA / "fer_sample", threads=1, faces_mode="detect")  # forced: the detector sees 48 px faces
     assert detect["photos"] == 80
+
+
+def test_eval_of_a_folder_of_photos_and_crops_keeps_each_image_its_own_result(sample_photos, tmp_path):
+    # auto splits one folder into photos and crops and puts the two halves back in file order:
+    # the mixed confusion matrix is exactly the sum of the two measured apart
+    import shutil
+
+    from ferbatch.config import JobConfig
+    from ferbatch.training.data import load_faces
+    from ferbatch.training.evaluate import classify_faces, evaluate
+
+    crops = tmp_path / "crops"
+    shutil.copytree(sample_photos, tmp_path / "mixed")
+    with open(DATA / "fer_sample/labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows[::3]:
+        for d in (crops / _ALIAS[row["ferplus_majority"]], tmp_path / "mixed" / _ALIAS[row["ferplus_majority"]]):
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copy(DATA / "fer_sample" / row["image"], d / row["image"])  # .png beside the photos' .jpg
+    mixed = evaluate(None, tmp_path / "mixed", threads=1)
+    apart = [evaluate(None, sample_photos, threads=1), evaluate(None, crops, threads=1)]
+    # the crops alone, straight through the classifier, agree with evaluate's merge
+    from ferbatch.models.load import load_models
+
+    cls = load_models(JobConfig(backend="onnxruntime"), threads=1).classifier
+    faces = load_faces(crops, 48)
+    direct = metrics(classify_faces(cls, faces)[0], faces.labels)
+    assert direct["confusion"] == apart[1]["confusion"]
+    assert mixed["photos"] == 81 and mixed["n"] == 81 + len(rows[::3])
+    assert np.array_equal(np.asarray(mixed["confusion"]), np.asarray(apart[0]["confusion"]) + np.asarray(apart[1]["confusion"]))
+
+
+def test_eval_of_photos_aligns_landmark_classifiers_and_takes_an_explicit_model_file(sample_photos, tmp_path, monkeypatch):
+    import shutil
+
+    from ferbatch.errors import ConfigError
+    from ferbatch.models.registry import load_registry, resolve_model_file
+    from ferbatch.training.evaluate import evaluate
+
+    aligned = evaluate("mobilefacenet-fer-2022july", sample_photos, threads=1)
+    assert aligned["photos"] == 81 and load_registry().get(aligned["detector"], "detector").gives_landmarks
+    assert aligned["acc1"] > 0.3
+    # a file given by path is the classifier for the photos too: a mirror with only the detector will do
+    reg = load_registry()
+    copy = tmp_path / "mx.onnx"
+    shutil.copy(resolve_model_file(reg.get("mini-xception-fer2013", "classifier")), copy)
+    det = reg.get(reg.default_detector, "detector")
+    (tmp_path / "mirror" / det.file).parent.mkdir(parents=True)
+    (tmp_path / "mirror" / det.file).symlink_to(resolve_model_file(det))
+    monkeypatch.setenv("FERBATCH_MODEL_MIRROR", str(tmp_path / "mirror"))
+    monkeypatch.setenv("FERBATCH_CACHE", str(tmp_path / "cache"))
+    res = evaluate(str(copy), sample_photos, threads=1)
+    assert res["model"] == "mini-xception-fer2013" and res["photos"] == 81
+    with pytest.raises(ConfigError, match="faces mode 'photo'"):
+        evaluate(None, sample_photos, faces_mode="photo")
+
+
+def test_other_datasets_class_names_mean_ferplus_emotions():
+    from ferbatch.labels import emotion_of
+
+    assert [emotion_of(n) for n in ("Happy", "angry ", "SAD", "surprised", "fearful", "disgusted", "neutral", "contempt")] == [
+        "happiness",
+        "anger",
+        "sadness",
+        "surprise",
+        "fear",
+        "disgust",
+        "neutral",
+        "contempt",
+    ]
+    assert emotion_of("bored") is None and emotion_of("unknown") is None
 
 
 def test_top_faces_keeps_each_frames_best_face():
@@ -422,3 +499,7 @@ def test_top_faces_keeps_each_frames_best_face():
     assert top.frame_pos.tolist() == [0, 1, 3]
     assert top.scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
     assert np.array_equal(top.boxes, boxes[[1, 2, 4]])
+    lm = np.arange(50, dtype=np.float32).reshape(5, 5, 2)
+    assert np.array_equal(top_faces(Detections(d.frame_pos, boxes, d.scores, lm)).landmarks, lm[[1, 2, 4]])
+    none = top_faces(Detections(np.empty(0, np.int32), np.empty((0, 4), np.float32), np.empty(0, np.float32), None))
+    assert len(none) == 0 and none.frame_pos.dtype == np.int32

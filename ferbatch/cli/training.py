@@ -56,12 +56,16 @@ def eval_cmd(
         typer.Option(
             "--faces",
             help="crops: the images are face crops, resized whole; detect: the images are photos, each one's top face is found "
-            "and cut as `ferbatch run` cuts faces; auto: photos are the images whose shorter side is >= 96 px.",
+            "and cut as `ferbatch run` cuts faces; auto: photos are the images whose shorter side is >= 96 px (face-crop datasets larger than that: use crops).",
         ),
     ] = FacesMode.auto,
     detector: Annotated[
         str | None,
-        typer.Option("--detector", help="Registry detector for photos; default: the registry's.", metavar="NAME"),
+        typer.Option(
+            "--detector",
+            help="Registry detector for photos, and for aligning landmark classifiers; default: the registry's.",
+            metavar="NAME",
+        ),
     ] = None,
 ) -> None:
     """Evaluate an expression classifier: acc@1, acc@5, per-class and macro precision/recall/specificity/F1, confusion matrix.
@@ -80,14 +84,14 @@ def eval_cmd(
 
     try:
         with Progress(transient=True, console=console) as bar:
-            task = bar.add_task("photos through the detector", total=None)
-            res = evaluate(
-                model,
-                data,
-                faces_mode=faces.value,
-                detector=detector,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
+            tasks: list = []  # the bar's task, added when the first photos are done (crops need none)
+
+            def photos_done(done: int, total: int) -> None:
+                if not tasks:
+                    tasks.append(bar.add_task("photos through the detector", total=total))
+                bar.update(tasks[0], completed=done)
+
+            res = evaluate(model, data, faces_mode=faces.value, detector=detector, progress=photos_done)
     except FerbatchError as e:
         _fail(e)
     if out:
@@ -109,6 +113,7 @@ def eval_cmd(
         + (
             f"; {res['photos']} photos through {res['detector']} ({res['no_face']} without a face, classified whole"
             + (f": {', '.join(res['no_face_files'][:5])}{' ...' if res['no_face'] > 5 else ''}" if res["no_face"] else "")
+            + (f"; acc@1 {res['acc1_faces_found']:.4f} on the photos with a face" if "acc1_faces_found" in res else "")
             + ")"
             if res["photos"]
             else ""

@@ -28,12 +28,12 @@ import cv2
 import numpy as np
 
 from ferbatch.errors import ConfigError
-from ferbatch.labels import EMOTIONS, emotion_of
+from ferbatch.labels import EMOTION_ALIASES, EMOTIONS, emotion_of
 
 __all__ = ["FaceSet", "load_faces", "FERPLUS_VOTE_ORDER", "describe_counts"]
 
 FERPLUS_VOTE_ORDER = (*EMOTIONS, "unknown", "NF")
-_IMG_EXT = {".png", ".jpg", ".jpeg", ".bmp"}
+_IMG_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -46,25 +46,31 @@ class FaceSet:
         votes: (N, 8) float32 normalised emotion votes (probability-distribution labels), or the
             one-hot label for ImageFolder data.
         names: N file names, relative to ``root``.
-        skipped: reason -> count of images left out.
         root: the dataset folder.
         sizes: (N, 2) int32 height, width of each file's image in pixels, before the resize.
+        skipped: reason -> count of images left out.
     """
 
     images: np.ndarray
     labels: np.ndarray
     votes: np.ndarray
     names: list[str]
+    root: Path
+    sizes: np.ndarray
     skipped: Counter = field(default_factory=Counter)
-    root: Path = Path(".")
-    sizes: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int32))
 
     def take(self, keep: np.ndarray) -> FaceSet:
         """The images selected by ``keep`` ((N,) bool mask or int indices), in that order; the same
         ``root`` and ``skipped``."""
         idx = np.arange(len(self.labels))[keep]
         return FaceSet(
-            self.images[idx], self.labels[idx], self.votes[idx], [self.names[i] for i in idx], self.skipped, self.root, self.sizes[idx]
+            self.images[idx],
+            self.labels[idx],
+            self.votes[idx],
+            [self.names[i] for i in idx],
+            self.root,
+            self.sizes[idx],
+            Counter(self.skipped),
         )
 
 
@@ -101,7 +107,10 @@ def _read_sample_csv(path: Path) -> list[list[str]]:
             else:
                 emotion = emotion_of(r["ferplus_majority"])
                 if emotion is None:
-                    raise ConfigError(f"{path} | line {line}: '{r['ferplus_majority']}' is not a FER+ emotion ({', '.join(EMOTIONS)})")
+                    raise ConfigError(
+                        f"{path} | line {line}: '{r['ferplus_majority']}' is not a FER+ emotion ({', '.join(EMOTIONS)}) "
+                        f"nor another name for one ({', '.join(EMOTION_ALIASES)})"
+                    )
                 counts = ["1" if e == emotion else "0" for e in FERPLUS_VOTE_ORDER]
             rows.append([r["image"], "", *counts])
     return rows
@@ -174,5 +183,5 @@ def load_faces(root: str | os.PathLike[str], size: int = 48, limit: int | None =
             f"skipped: {describe_counts(skipped)}"
         )
     return FaceSet(
-        np.stack(imgs), np.array(labels, np.int64), np.stack(votes).astype(np.float32), names, skipped, root, np.array(sizes, np.int32)
+        np.stack(imgs), np.array(labels, np.int64), np.stack(votes).astype(np.float32), names, root, np.array(sizes, np.int32), skipped
     )

@@ -110,7 +110,7 @@ def classify_faces(cls: Classifier, faces: FaceSet, aligner=None) -> tuple[np.nd
 
 
 def classify_photos(
-    cls: Classifier, detector: AnyDetector, faces: FaceSet, chunk: int = 32, progress: Callable[[int, int], None] | None = None
+    cls: Classifier, detector: AnyDetector, faces: FaceSet, chunk: int = 8, progress: Callable[[int, int], None] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Classify labelled photos as ``ferbatch run`` would: each file of ``faces`` is read again in
     colour at its own size, the detector's top face is cut with the classifier's crop
@@ -165,7 +165,8 @@ def evaluate(
     Returns:
         :func:`metrics` plus ``faces`` (the mode), ``photos`` (images that went through the
         detector), ``detector``, ``no_face`` / ``no_face_files`` (photos without a face, classified
-        whole; the first 20 names), ``align_fallback``, ``skipped``, ``classes_missing``.
+        whole, as ``ferbatch run`` would give no row for them; the first 20 names), ``acc1_faces_found``
+        (acc@1 without those, when there are some), ``align_fallback``, ``skipped``, ``classes_missing``.
 
     Raises:
         ConfigError, ModelError: unknown model or mode, bad data folder, unreadable image.
@@ -203,11 +204,14 @@ def evaluate(
     det_name = detector or (reg.default_landmark_detector if spec.requires_landmarks else reg.default_detector)
     finder = None
     if photo.any() or spec.requires_landmarks:
-        if not det_name:
+        if not det_name and spec.requires_landmarks:
             raise ConfigError(
                 f"classifier {spec.name} | needs 5 face landmarks, and the registry {reg.path} names no [defaults] landmark_detector"
             )
-        finder = load_models(JobConfig(detector=det_name, classifier=spec.name, backend="onnxruntime"), threads=threads).detector
+        if not det_name:
+            raise ConfigError(f"{data} | holds photos, and the registry {reg.path} names no [defaults] detector; pass --detector")
+        cfg = JobConfig(detector=det_name, classifier=spec.name, classifier_file=explicit, backend="onnxruntime")
+        finder = load_models(cfg, threads=threads).detector
     probs = np.empty((len(faces.labels), 8), np.float32)
     fallback, found = 0, np.ones(len(faces.labels), bool)
     if (~photo).any():
@@ -217,13 +221,15 @@ def evaluate(
         probs[photo], found[photo] = classify_photos(cls, finder, faces.take(photo), progress=progress)
     res = metrics(probs, faces.labels)
     no_face = [n for n, f in zip(faces.names, found, strict=True) if not f]
+    if no_face and found.any():
+        res["acc1_faces_found"] = float((argmax_known(probs[found]) == faces.labels[found]).mean())
     res.update(
         model=spec.name,
         data=str(data),
         skipped=dict(faces.skipped),
         faces=faces_mode,
         photos=int(photo.sum()),
-        detector=det_name if photo.any() else None,
+        detector=det_name if finder is not None else None,
         no_face=len(no_face),
         no_face_files=no_face[:20],
         align_fallback=fallback,
