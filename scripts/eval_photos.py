@@ -6,7 +6,7 @@ at a random place in a 400x320 (width x height) frame of blurred noise, saved as
 in one folder per class under another dataset's name for it (``happy``, ``angry``...). Then
 :func:`ferbatch.training.evaluate.evaluate` runs in both modes for each classifier.
 
-Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/eval_photos.py --n 600 --models ferbatch-ferplus-cnn-v3,ferbatch-ferplus-cnn-v1
+Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/eval_photos.py --n 600 --models ferbatch-ferplus-cnn-v4,ferbatch-ferplus-cnn-v3
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--val", default="../shared/data/ferplus/FER2013Valid")
     ap.add_argument("--n", type=int, default=600)
-    ap.add_argument("--models", default="ferbatch-ferplus-cnn-v3")
+    ap.add_argument("--models", default="ferbatch-ferplus-cnn-v4")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         n = write_photos(a.val, Path(tmp), a.n)
