@@ -26,13 +26,18 @@ from ferbatch.training.evaluate import evaluate
 FOLDER = {e: next((a for a, v in EMOTION_ALIASES.items() if v == e), e) for e in EMOTIONS}
 
 
+def noise_frame(rng: np.random.Generator) -> np.ndarray:
+    """(320, 400) uint8 gray frame of blurred uniform noise (90..170, Gaussian sigma 6): a background with no face."""
+    return cv2.GaussianBlur(rng.integers(90, 170, (320, 400)).astype(np.uint8), (0, 0), 6)
+
+
 def write_photos(val: str, out: Path, n: int, seed: int = 0) -> int:
     """Write ``n`` FER+ faces of ``val`` (all if n >= their count) as labelled photos under ``out``; returns how many."""
     va = load_faces(val, 48)
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(va.labels), n, replace=False) if n < len(va.labels) else np.arange(len(va.labels))
     for i in idx:
-        frame = cv2.GaussianBlur(rng.integers(90, 170, (320, 400)).astype(np.uint8), (0, 0), 6)
+        frame = noise_frame(rng)
         y, x = int(rng.integers(20, 320 - 164)), int(rng.integers(20, 400 - 164))
         frame[y : y + 144, x : x + 144] = cv2.resize(va.images[i], (144, 144), interpolation=cv2.INTER_CUBIC)
         d = out / FOLDER[EMOTIONS[va.labels[i]]]

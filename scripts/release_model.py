@@ -253,7 +253,7 @@ per image), {members}. sha256 `{rec["sha256"]}`,
 - Augmentation `{cfg.get("augment", "basic")}` (`ferbatch/training/augment.py`): {augment_text}.{distill}
 - AdamW (lr {cfg["lr"]}, weight decay {cfg["weight_decay"]}), one-cycle cosine over {cfg["epochs"]} epochs{stopped}, batch {cfg["batch"]},
   seed {cfg["seed"]}; best epoch by `{cfg.get("select", "acc1")}` on FER2013Valid: epoch {summary["best_epoch"]}
-  ({summary["train_seconds"] / 60:.0f} min on a shared 2-core CPU at nice 19). Log and summary: `train-{rec["model"].rsplit("-", 1)[1]}/`.
+  ({summary["train_seconds"] / 60:.0f} min on {"one core of a shared 2-core CPU" if cfg.get("threads") == 1 else "a shared 2-core CPU at nice 19"}). Log and summary: `train-{rec["model"].rsplit("-", 1)[1]}/`.
 
 Reproduce:
 ```

@@ -350,46 +350,32 @@ def test_distillation_pulls_the_student_to_its_teacher(tmp_path, monkeypatch):
         train(TrainConfig(out=str(tmp_path / "x"), teacher=str(tmp_path / "short.npy"), **base), log=lambda m: None)
 
 
-# other datasets' folder names for the FER+ classes (ferbatch.labels.EMOTION_ALIASES)
-_ALIAS = {
-    "neutral": "Neutral",
-    "happiness": "happy",
-    "surprise": "surprised",
-    "sadness": "sad",
-    "anger": "angry",
-    "disgust": "disgusted",
-    "fear": "fearful",
-    "contempt": "contempt",
-}
+def _eval_photos_script():
+    """``scripts/eval_photos.py`` as a module: its photo maker serves the tests too."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_photos", Path(__file__).resolve().parent.parent / "scripts/eval_photos.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_PHOTOS = _eval_photos_script()
+_ALIAS = _PHOTOS.FOLDER  # FER+ class -> another dataset's folder name for it (ferbatch.labels.EMOTION_ALIASES)
 
 
 def _sample_as_photos(root: Path) -> Path:
-    """The 80 FER+ sample faces as labelled photos: each upscaled 3x (bicubic) and pasted off-centre
-    into a 400x320 (width x height) frame of blurred noise, as JPEG, in one folder per class named as other datasets
-    name them; plus one photo without a face and a folder of a class FER+ lacks."""
-    import csv
-
+    """The 80 FER+ sample faces as labelled photos (``scripts/eval_photos.write_photos``: upscaled 3x,
+    at a random place in a 400x320 frame of blurred noise, JPEG, one folder per class under another
+    dataset's name for it); plus one photo without a face and a folder of a class FER+ lacks."""
     import cv2
 
-    rng = np.random.default_rng(0)
-
-    def frame() -> np.ndarray:
-        return cv2.GaussianBlur(rng.integers(90, 170, (320, 400)).astype(np.uint8), (0, 0), 6)
-
-    with open(DATA / "fer_sample/labels.csv") as f:
-        for row in csv.DictReader(f):
-            face = cv2.resize(
-                cv2.imread(str(DATA / "fer_sample" / row["image"]), cv2.IMREAD_GRAYSCALE), (144, 144), interpolation=cv2.INTER_CUBIC
-            )
-            f_ = frame()
-            y, x = int(rng.integers(10, 320 - 154)), int(rng.integers(10, 400 - 154))
-            f_[y : y + 144, x : x + 144] = face
-            d = root / _ALIAS[row["ferplus_majority"]]
-            d.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(d / row["image"].replace(".png", ".jpg")), f_, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    cv2.imwrite(str(root / "happy" / "no_face.jpg"), frame())
-    (root / "bored").mkdir()
-    cv2.imwrite(str(root / "bored" / "x.jpg"), frame())
+    assert _PHOTOS.write_photos(str(DATA / "fer_sample"), root, 80) == 80
+    rng = np.random.default_rng(1)
+    for name in ("happy/no_face.jpg", "bored/x.jpg"):
+        (root / name).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(root / name), _PHOTOS.noise_frame(rng))
     return root
 
 
