@@ -12,6 +12,11 @@ from ferbatch.errors import ConfigError
 __all__ = ["JobConfig", "default_workers", "RESULT_KEYS", "BACKENDS", "GPU_BACKENDS"]
 
 
+# chosen by measurement (scripts/bench.py, docs/performance.md): face-frame recall, box IoU and label
+# agreement against every-frame detection on the shared clips and the hand-labelled frames
+DEFAULT_DETECT_EVERY = 1
+
+
 def default_workers() -> int:
     """One worker per available core (each runs its models single-threaded)."""
     try:
@@ -48,6 +53,11 @@ class JobConfig:
         min_face_px: smallest face side (frame pixels) to find; frames too large for the
             detector's input to show such a face at 20 input pixels are also run in overlapping
             tiles (:class:`ferbatch.vision.tiling.TiledDetector`). None = whole frames only.
+        detect_every: full-frame detection every N analysed frames and at every shot cut; in
+            between, the detector runs on a window around each tracked face
+            (:mod:`ferbatch.vision.analysis`). 1 = every frame. Needs tracking when > 1.
+        sample_fps: analyse about this many frames per second of video, chosen by pts
+            (:mod:`ferbatch.media.sampling`); None = every frame.
     """
 
     detector: str | None = None
@@ -69,6 +79,8 @@ class JobConfig:
     prefetch: int = 2
     track: bool = True
     min_face_px: float | None = None
+    detect_every: int = DEFAULT_DETECT_EVERY
+    sample_fps: float | None = None
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -81,6 +93,14 @@ class JobConfig:
         for name in ("max_faces",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 1")
+        if self.detect_every < 1:
+            raise ConfigError(f"--detect-every | received {self.detect_every}; expected >= 1 (1 = full-frame detection on every frame)")
+        if self.detect_every > 1 and not self.track:
+            raise ConfigError(
+                f"--detect-every {self.detect_every} | needs tracking (the windows follow the tracks); drop --no-track or use --detect-every 1"
+            )
+        if self.sample_fps is not None and not self.sample_fps > 0:
+            raise ConfigError(f"--sample-fps | received {self.sample_fps}; expected > 0 frames per second (omit it for every frame)")
         if self.min_face_px is not None and self.min_face_px <= 0:
             raise ConfigError(f"--min-face-px | received {self.min_face_px}; expected > 0")
         if self.workers < 0 or self.workers_per_gpu < 0 or self.threads_per_worker < 0 or self.prefetch < 0 or self.decode_threads < 0:
@@ -132,4 +152,6 @@ RESULT_KEYS = (
     "track",
     "precision",
     "min_face_px",
+    "detect_every",
+    "sample_fps",
 )

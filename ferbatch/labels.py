@@ -12,7 +12,16 @@ import numpy as np
 
 from ferbatch.errors import ConfigError
 
-__all__ = ["EMOTIONS", "EMOTION_COLORS", "EMOTION_ALIASES", "emotion_of", "to_ferplus_order", "argmax_known"]
+__all__ = [
+    "EMOTIONS",
+    "EMOTION_COLORS",
+    "EMOTION_ALIASES",
+    "EMOTION_RULE",
+    "emotion_of",
+    "to_ferplus_order",
+    "argmax_known",
+    "weighted_emotion",
+]
 
 EMOTIONS: tuple[str, ...] = (
     "neutral",
@@ -96,3 +105,36 @@ def argmax_known(probs: np.ndarray) -> np.ndarray:
         (M,) int64 column indices into EMOTIONS (0 for a row that is all NaN).
     """
     return np.where(np.isnan(probs), -np.inf, probs).argmax(axis=1)
+
+
+# The one aggregate of many rows' expressions (a track's, a video's, a time bin's): the time-weighted
+# mean of the calibrated probabilities, each row weighted by the video time its frame stands for
+# (``frames.span_ms``: a sampled or variable-frame-rate video is weighted by time, not by rows), and its
+# argmax. Calibrated probabilities (temperature-scaled, Guo et al. 2017) make the mean an estimate of
+# how likely each expression is over the span; a majority of per-frame labels would drop every
+# frame's second choice. The SQL form is ferbatch.dataset.api.emotion_sql; both are tested equal.
+EMOTION_RULE = "time-weighted mean of the calibrated probabilities (weights: frames.span_ms), then its argmax"
+
+
+def weighted_emotion(probs: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """:data:`EMOTION_RULE` over rows.
+
+    Args:
+        probs: (M, 8) float32 in FER+ order (NaN = a class the model lacks).
+        weights: (M,) non-negative weights (milliseconds of video); all zero = equal weights.
+
+    Returns:
+        ((8,) float64 weighted means, NaN for classes without values; the emotion, None for no rows).
+    """
+    if len(probs) == 0:
+        return np.full(len(EMOTIONS), np.nan), None
+    w = np.asarray(weights, np.float64)
+    if not np.any(w > 0):
+        w = np.ones(len(probs))
+    p = np.asarray(probs, np.float64)
+    ok = ~np.isnan(p)
+    tot = (w[:, None] * ok).sum(0)
+    mean = np.where(tot > 0, (np.nan_to_num(p) * w[:, None]).sum(0) / np.where(tot > 0, tot, 1), np.nan)
+    if np.all(np.isnan(mean)):
+        return mean, None
+    return mean, EMOTIONS[int(argmax_known(mean[None, :].astype(np.float32))[0])]

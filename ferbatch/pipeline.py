@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -24,19 +23,15 @@ from ferbatch.dataset.store import write_staging
 from ferbatch.errors import DecodeError
 from ferbatch.location import open_location
 from ferbatch.media.decode import DecodeStats, Frame, iter_frames
+from ferbatch.media.sampling import frame_spans_ms, sample_mask
 from ferbatch.media.shards import Shard
-from ferbatch.vision.classify import Classifier, extract_crops
-from ferbatch.vision.detect import Detector, preprocess_frames
-from ferbatch.vision.tiling import AnyDetector
+from ferbatch.vision.analysis import AnalysisModels, FrameAnalyzer
+from ferbatch.vision.track import TrackerConfig
 
-__all__ = ["ShardModels", "ShardResult", "ShardRows", "process_shard", "run_shard", "iter_batches"]
+__all__ = ["FrameSettings", "ShardModels", "ShardResult", "ShardRows", "process_shard", "run_shard", "iter_batches"]
 
 
-class ShardModels(Protocol):
-    """What a shard needs of a worker's models (:class:`ferbatch.models.load.Models` is one)."""
-
-    detector: AnyDetector
-    classifier: Classifier
+ShardModels = AnalysisModels  # what a shard needs of a worker's models (:class:`ferbatch.models.load.Models` is one)
 
 
 @dataclass
@@ -51,8 +46,12 @@ class ShardResult:
         frame_size: (width, height) of the shard's first decoded, upright frame; (0, 0) when none.
         notes: unusual things that are not errors (e.g. the frame size changes mid-stream).
         stage_seconds: time per stage: decode (decoding + conversions, in the decode thread when
-            prefetching), decode_wait (inference waiting for frames), resize (detector input),
-            detect, crop, classify, write.
+            prefetching), decode_wait (inference waiting for frames), analyze (shots, detection,
+            tracking, crops, classification), write.
+        handoff: what the driver joins shards with (:mod:`ferbatch.job.tracking`): ``head``, the
+            tracked boxes ``[[track_id, x1, y1, x2, y2], ...]`` of the shard's first frame; ``tail``,
+            those of the next shard's first frame as this shard saw it, and ``tail_cut``, whether
+            that frame starts a new shot; ``last_shot``, the shard's last shot number.
     """
 
     video_id: str
@@ -65,6 +64,7 @@ class ShardResult:
     frame_size: tuple[int, int] = (0, 0)
     notes: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    handoff: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +77,8 @@ class ShardRows:
         face_count: (F,) int16 faces found in each frame.
         faces: per-face rows (M faces).
         result: counts, status and stage timings.
+        shot_idx: (F,) int32 shot number within the shard (0 at its first frame).
+        span_ms: (F,) float64 video time each frame stands for.
     """
 
     frame_idx: np.ndarray
@@ -84,6 +86,8 @@ class ShardRows:
     face_count: np.ndarray
     faces: FaceRows
     result: ShardResult
+    shot_idx: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    span_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
 
 
 _END = object()
@@ -152,49 +156,80 @@ def _timed(frames: Iterator[Frame], acc: dict[str, float]) -> Iterator[Frame]:
         yield f
 
 
-def _detect(models: ShardModels, batch: list[Frame], st: dict[str, float]):
-    det = models.detector
-    if not isinstance(det, Detector) or det.spec.letterbox:  # letterboxed, frame-sized or tiled: full frames
-        t = time.perf_counter()
-        dets = det.detect([f.image for f in batch])
-        st["detect"] += time.perf_counter() - t
-        return dets
-    t = time.perf_counter()
-    x, _ = preprocess_frames([f.image for f in batch], det.spec.input)
-    sizes = np.array([(f.image.shape[1], f.image.shape[0]) for f in batch], np.float32)
-    st["resize"] += time.perf_counter() - t
-    t = time.perf_counter()
-    dets = det.detect_resized(x, sizes)
-    st["detect"] += time.perf_counter() - t
-    return dets
+@dataclass(frozen=True)
+class FrameSettings:
+    """How a shard's frames are analysed (the job's result-changing time settings).
+
+    Attributes:
+        detect_every: full-frame detection every N analysed frames (:mod:`ferbatch.vision.analysis`).
+        sample_fps: frames analysed per second of video (None = all; :mod:`ferbatch.media.sampling`).
+        track: run the tracker in the frame loop (provisional ids per shard, joined by the driver).
+        row_threshold: the detector's row threshold (the tracker's thresholds follow it); None = the detector's.
+    """
+
+    detect_every: int = 1
+    sample_fps: float | None = None
+    track: bool = True
+    row_threshold: float | None = None
+
+    def tracker(self, models: ShardModels) -> TrackerConfig | None:
+        """The tracker settings for these models (None without tracking)."""
+        if not self.track:
+            return None
+        thr = self.row_threshold if self.row_threshold is not None else float(models.detector.score_threshold)
+        return TrackerConfig.for_rows(thr)
 
 
-def process_shard(shard: Shard, models: ShardModels, *, detect_batch: int = 8, prefetch: int = 2, decode_threads: int = 1) -> ShardRows:
-    """Run the models over every frame of a shard.
+def process_shard(
+    shard: Shard,
+    models: ShardModels,
+    *,
+    detect_batch: int = 8,
+    prefetch: int = 2,
+    decode_threads: int = 1,
+    settings: FrameSettings = FrameSettings(),
+) -> ShardRows:
+    """Run the analysis step (:class:`ferbatch.vision.analysis.FrameAnalyzer`) over a shard's frames.
+
+    The shard's frames are ``start <= idx < end``, those :func:`ferbatch.media.sampling.sample_mask`
+    selects; the first selected frame after the shard (the next shard's first) is decoded and
+    analysed too, with a full-frame detection, and never becomes a row: its shot cut and tracked
+    boxes are the hand-off the driver joins the next shard's tracks with (``result.handoff``).
 
     Args:
         shard: what to process.
         models: the worker's loaded detector and classifier.
-        detect_batch: frames per detector call (crops of those frames go to the classifier together).
+        detect_batch: frames per analysis call (crops of those frames go to the classifier together).
         prefetch: decoded batches buffered ahead.
         decode_threads: FFmpeg threads.
+        settings: detection interval, sampling, tracking.
 
     Returns:
         :class:`ShardRows`; its result is "ok" only when every frame the plan assigns to the shard
-        was decoded (frame indices ``start, start+1, ..., end-1``), "partial" with the counts and
-        causes otherwise.
+        was decoded, "partial" with the counts and causes otherwise.
 
     Raises:
         DecodeError: the video cannot be decoded at all (no frame of the shard came out).
     """
     t0 = time.perf_counter()
     res = ShardResult(shard.video_id, shard.shard_idx)
-    st = {"decode": 0.0, "decode_wait": 0.0, "resize": 0.0, "detect": 0.0, "crop": 0.0, "classify": 0.0}
-    f_idx, f_pts, f_cnt = [], [], []
+    st = {"decode": 0.0, "decode_wait": 0.0, "analyze": 0.0}
+    index = shard.index
+    n_all = len(index.pts)
+    end = shard.end if shard.end is not None else n_all
+    select = sample_mask(index, settings.sample_fps)
+    spans = frame_spans_ms(index, select)
+    after = np.flatnonzero(select[end:])
+    handoff_idx = end + int(after[0]) if end < n_all and len(after) else -1  # the next shard's first frame
+    analyzer = FrameAnalyzer(models, detect_every=settings.detect_every, tracker=settings.tracker(models))
+    f_idx, f_pts, f_cnt, f_shot = [], [], [], []
     parts: list[FaceRows] = []
     dstats = DecodeStats()
     last_size = (0, 0)
-    frames = _timed(iter_frames(shard.path, shard.index, shard.start, shard.end, threads=decode_threads, stats=dstats), st)
+    first = True
+    stop = handoff_idx + 1 if handoff_idx >= 0 else end
+    sel = select if settings.sample_fps else None
+    frames = _timed(iter_frames(shard.path, index, shard.start, stop, threads=decode_threads, stats=dstats, select=sel), st)
     it = iter_batches(frames, detect_batch, prefetch)
     try:
         while True:
@@ -214,23 +249,43 @@ def process_shard(shard: Shard, models: ShardModels, *, detect_batch: int = 8, p
                         f"the frame size changes mid-stream at frame {fr.idx}: {last_size[0]}x{last_size[1]} -> {size[0]}x{size[1]}"
                     )
                 last_size = size
-            dets = _detect(models, batch, st)
-            t = time.perf_counter()
-            crops = extract_crops(images, dets, models.classifier.spec)
-            st["crop"] += time.perf_counter() - t
-            t = time.perf_counter()
-            probs = models.classifier.classify(crops)
-            st["classify"] += time.perf_counter() - t
             idx = np.array([f.idx for f in batch], np.int64)
             pts = np.array([f.pts_ms for f in batch], np.float64)
-            counts = np.bincount(dets.frame_pos, minlength=len(batch)).astype(np.int16)
-            f_idx.append(idx)
-            f_pts.append(pts)
-            f_cnt.append(counts)
+            tail = np.flatnonzero(idx == handoff_idx)
+            keep = [0] if first else []
+            keep += tail.tolist()
+            t = time.perf_counter()
+            a = analyzer.analyze(images, pts, force_full=tail.tolist(), keep_tracks=keep)
+            st["analyze"] += time.perf_counter() - t
+            if first:
+                res.handoff["head"] = a.handoff.get(0, [])
+                first = False
+            rows = idx != handoff_idx  # the hand-off frame is the next shard's row
+            if len(tail):
+                k = int(tail[0])
+                res.handoff.update(tail=a.handoff.get(k, []), tail_cut=bool(a.cut[k]))
+            counts = a.face_count
+            f_idx.append(idx[rows])
+            f_pts.append(pts[rows])
+            f_cnt.append(counts[rows])
+            f_shot.append(a.shot[rows])
             # face_idx: rank within its frame; detections come sorted by frame, then score
             starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-            face_idx = (np.arange(len(dets)) - starts[dets.frame_pos]).astype(np.int16)
-            parts.append(FaceRows(idx[dets.frame_pos], pts[dets.frame_pos], face_idx, dets.boxes, dets.scores, probs))
+            d = a.faces
+            face_idx = (np.arange(len(d)) - starts[d.frame_pos]).astype(np.int16)
+            r = rows[d.frame_pos]
+            parts.append(
+                FaceRows(
+                    idx[d.frame_pos][r],
+                    pts[d.frame_pos][r],
+                    face_idx[r],
+                    d.boxes[r],
+                    d.scores[r],
+                    a.probs[r],
+                    a.track_id[r] if settings.track else None,
+                    a.source[r],
+                )
+            )
     except DecodeError as e:
         if not f_idx:
             raise
@@ -238,28 +293,25 @@ def process_shard(shard: Shard, models: ShardModels, *, detect_batch: int = 8, p
     frame_idx = np.concatenate(f_idx) if f_idx else np.empty(0, np.int64)
     pts_ms = np.concatenate(f_pts) if f_pts else np.empty(0, np.float64)
     face_count = np.concatenate(f_cnt) if f_cnt else np.empty(0, np.int16)
-    if parts:
-        rows = FaceRows(
-            *(np.concatenate([getattr(p, k) for p in parts]) for k in ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs"))
-        )
-    else:
-        rows = FaceRows(
-            np.empty(0, np.int64),
-            np.empty(0, np.float64),
-            np.empty(0, np.int16),
-            np.empty((0, 4), np.float32),
-            np.empty(0, np.float32),
-            np.empty((0, 8), np.float32),
-        )
-    res.frames, res.faces = len(frame_idx), len(rows.frame_idx)
-    _verify(shard, res, frame_idx, dstats)
+    shot = np.concatenate(f_shot) if f_shot else np.empty(0, np.int32)
+    rows_all = FaceRows.merge(parts)
+    res.frames, res.faces = len(frame_idx), len(rows_all.frame_idx)
+    res.handoff["last_shot"] = int(shot[-1]) if len(shot) else 0
+    _verify(shard, res, frame_idx, dstats, int(select[shard.start : end].sum()))
     res.stage_seconds = st
     res.seconds = time.perf_counter() - t0
-    return ShardRows(frame_idx, pts_ms, face_count, rows, res)
+    return ShardRows(frame_idx, pts_ms, face_count, rows_all, res, shot, spans[frame_idx] if len(frame_idx) else np.empty(0))
 
 
 def run_shard(
-    shard: Shard, models: ShardModels, out_dir: str, *, detect_batch: int = 8, prefetch: int = 2, decode_threads: int = 1
+    shard: Shard,
+    models: ShardModels,
+    out_dir: str,
+    *,
+    detect_batch: int = 8,
+    prefetch: int = 2,
+    decode_threads: int = 1,
+    settings: FrameSettings = FrameSettings(),
 ) -> ShardResult:
     """Process a shard and write its ``frames`` and ``faces`` rows to the dataset's staging
     (:func:`ferbatch.dataset.store.write_staging`: deterministic names, one piece each), where
@@ -272,14 +324,15 @@ def run_shard(
     :class:`ShardResult`; errors of the machine (disk full, model broken) propagate.
     """
     try:
-        out = process_shard(shard, models, detect_batch=detect_batch, prefetch=prefetch, decode_threads=decode_threads)
+        out = process_shard(shard, models, detect_batch=detect_batch, prefetch=prefetch, decode_threads=decode_threads, settings=settings)
     except DecodeError as e:
         return ShardResult(shard.video_id, shard.shard_idx, status="failed", error=e.reason)
     res = out.result
     t = time.perf_counter()
     loc = _location(out_dir)
     write_staging(loc, "faces", shard.video_id, shard.shard_idx, faces_table(out.faces, shard.shard_idx))
-    write_staging(loc, "frames", shard.video_id, shard.shard_idx, frames_table(out.frame_idx, out.pts_ms, out.face_count, shard.shard_idx))
+    frames = frames_table(out.frame_idx, out.pts_ms, out.face_count, shard.shard_idx, out.shot_idx, out.span_ms)
+    write_staging(loc, "frames", shard.video_id, shard.shard_idx, frames)
     res.stage_seconds["write"] = time.perf_counter() - t
     return res
 
@@ -287,21 +340,21 @@ def run_shard(
 _location = functools.lru_cache(maxsize=8)(open_location)  # one filesystem object per dataset and worker
 
 
-def _verify(shard: Shard, res: ShardResult, frame_idx: np.ndarray, stats: DecodeStats) -> None:
-    """Check the decoded frames against the plan: a shard is "ok" only with exactly its frames.
+def _verify(shard: Shard, res: ShardResult, frame_idx: np.ndarray, stats: DecodeStats, expected: int) -> None:
+    """Check the decoded frames against the plan: a shard is "ok" only with exactly its
+    ``expected`` frames (the selected frames of its range).
 
     Raises:
         DecodeError: no frame of the shard was decoded (a 0-frame shard is never "ok").
     """
-    expected = shard.frames
     problems = stats.problems()
     if len(frame_idx) == 0:
         end = shard.start + expected
         raise DecodeError(
             shard.path, f"no frame of frames {shard.start}-{end - 1} could be decoded" + (f": {'; '.join(problems)}" if problems else "")
         )
-    if len(frame_idx) == expected and frame_idx[0] == shard.start:
-        return  # iter_frames yields strictly increasing indices inside the range: all of them
+    if len(frame_idx) == expected:
+        return  # iter_frames yields strictly increasing, selected indices inside the range: all of them
     missing = expected - len(frame_idx)
     what = f"{len(frame_idx)} of {expected} frames decoded ({missing} missing" + (f": {'; '.join(problems)})" if problems else ")")
     res.status = "partial" if res.status != "failed" else res.status

@@ -18,6 +18,7 @@ from ferbatch import __version__
 from ferbatch.api import DEFAULT_SHARD_FRAMES
 from ferbatch.cli.common import EXIT_CODES, FORMAT_HELP, Backend, Format, Precision, console, resolve_format, set_verbosity
 from ferbatch.cli.common import fail as _fail
+from ferbatch.config import DEFAULT_DETECT_EVERY
 from ferbatch.errors import FerbatchError, JobAborted
 
 __all__ = ["register"]
@@ -79,6 +80,25 @@ def run(
         float | None,
         typer.Option(
             help="Smallest face side (pixels) to find: large frames are also run in overlapping tiles. Default: whole frames.", metavar="PX"
+        ),
+    ] = None,
+    detect_every: Annotated[
+        int,
+        typer.Option(
+            help="Full-frame detection every N analysed frames and at every shot cut; in between the detector runs only on a "
+            "window around each tracked face (boxes and scores stay the detector's; new faces appear at the next full "
+            "detection). 1 = every frame.",
+            metavar="N",
+            min=1,
+        ),
+    ] = DEFAULT_DETECT_EVERY,
+    sample_fps: Annotated[
+        float | None,
+        typer.Option(
+            help="Analyse about F frames per second of video (chosen by timestamp: the same frames whatever the sharding); "
+            "summaries weight each frame by the time it stands for. Default: every frame.",
+            metavar="F",
+            min=0.001,
         ),
     ] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Run NMS in NumPy instead of inside the detector graph.")] = False,
@@ -146,6 +166,8 @@ def run(
             in_graph_nms=not numpy_nms,
             track=track,
             min_face_px=min_face_px,
+            detect_every=detect_every,
+            sample_fps=sample_fps,
             backend=backend.value,
             precision=precision.value,
         )

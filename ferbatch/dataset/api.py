@@ -21,9 +21,25 @@ from ferbatch.dataset.query import connect, run_sql
 from ferbatch.errors import ConfigError, OutputError
 from ferbatch.labels import EMOTIONS
 
-__all__ = ["Dataset", "open", "parse_duration", "summary_sql", "timeline_sql", "moments_sql"]
+__all__ = ["Dataset", "open", "parse_duration", "emotion_sql", "summary_sql", "timeline_sql", "moments_sql"]
 
-_SHARES = ", ".join(f"avg((emotion = '{e}')::DOUBLE) AS share_{e}" for e in EMOTIONS)
+# EMOTION_RULE (ferbatch.labels) in SQL, over rows with a weight column ``w`` (their frames' span_ms):
+# time-weighted shares of the per-row labels, time-weighted mean probabilities, and the emotion = the
+# argmax of those means (first class on ties, like ferbatch.labels.argmax_known)
+_SHARES = ", ".join(f"sum(w * (emotion = '{e}')::DOUBLE) / sum(w) AS share_{e}" for e in EMOTIONS)
+_MEANS = ", ".join(f"sum(w * prob_{e}) / sum(CASE WHEN prob_{e} IS NOT NULL THEN w END) AS mean_prob_{e}" for e in EMOTIONS)
+_ARGMAX = "[" + ", ".join(f"'{e}'" for e in EMOTIONS) + "][list_position(l, list_max(l))]"
+# faces with their frame's weight (span_ms; 1 where a dataset of an older version has none)
+_WEIGHTED_FACES = """(SELECT f.*, coalesce(fr.span_ms, 1.0) AS w FROM faces f
+                      LEFT JOIN frames fr ON fr.video_id = f.video_id AND fr.frame_idx = f.frame_idx)"""
+
+
+def emotion_sql(prefix: str = "") -> str:
+    """The emotion of a group under :data:`ferbatch.labels.EMOTION_RULE`, as a SQL expression over
+    columns ``{prefix}mean_prob_<emotion>`` (NULL when every mean is NULL)."""
+    lst = ", ".join(f"coalesce({prefix}mean_prob_{e}, -1.0)" for e in EMOTIONS)
+    any_known = " OR ".join(f"{prefix}mean_prob_{e} IS NOT NULL" for e in EMOTIONS)
+    return f"CASE WHEN {any_known} THEN (SELECT {_ARGMAX} FROM (SELECT [{lst}] AS l)) END"
 
 
 def parse_duration(text: str | float) -> float:
@@ -42,23 +58,25 @@ def parse_duration(text: str | float) -> float:
 
 
 def summary_sql() -> str:
-    """One row per video: duration, frames, frames with faces, mean faces per frame, faces, share of
-    each emotion among its faces (argmax labels), dominant emotion."""
+    """One row per video: duration, frames analysed, frames with faces, mean faces per frame, faces,
+    share of each emotion among its faces and the dominant emotion, both weighted by time
+    (:data:`ferbatch.labels.EMOTION_RULE`: the same rule as ``tracks.dominant_emotion``)."""
     return f"""
         WITH fr AS (SELECT video_id, count(*) AS frames, count(*) FILTER (WHERE face_count > 0) AS frames_with_faces,
-                           avg(face_count) AS mean_faces_per_frame FROM frames GROUP BY video_id),
-             fa AS (SELECT video_id, count(*) AS faces, {_SHARES}, mode(emotion) AS dominant_emotion
-                    FROM faces GROUP BY video_id)
+                           sum(face_count * coalesce(span_ms, 1.0)) / sum(coalesce(span_ms, 1.0)) AS mean_faces_per_frame
+                    FROM frames GROUP BY video_id),
+             fa AS (SELECT video_id, count(*) AS faces, {_SHARES}, {_MEANS} FROM {_WEIGHTED_FACES} GROUP BY video_id)
         SELECT v.video_id, v.path, v.status, v.duration_s, coalesce(fr.frames, 0) AS frames,
                coalesce(fr.frames_with_faces, 0) AS frames_with_faces, fr.mean_faces_per_frame,
-               coalesce(fa.faces, 0) AS faces, {", ".join(f"fa.share_{e}" for e in EMOTIONS)}, fa.dominant_emotion
+               coalesce(fa.faces, 0) AS faces, {", ".join(f"fa.share_{e}" for e in EMOTIONS)}, {emotion_sql("fa.")} AS dominant_emotion
         FROM videos v LEFT JOIN fr USING (video_id) LEFT JOIN fa USING (video_id)
         ORDER BY v.path"""
 
 
 def timeline_sql(video_id: str, bin_s: float, by: str | None = "face_idx") -> str:
-    """Emotion shares per time bin (``t_s`` = bin start in seconds), per ``by`` ("face_idx",
-    "track_id" — rows without a track left out — or None for all faces together)."""
+    """Emotion shares and mean probabilities per time bin (``t_s`` = bin start in seconds), weighted
+    by time (:data:`ferbatch.labels.EMOTION_RULE`), per ``by`` ("face_idx", "track_id" — rows without
+    a track left out — or None for all faces together)."""
     if bin_s <= 0:
         raise ConfigError(f"--bin | received {bin_s}; expected > 0")
     if by not in (None, "face_idx", "track_id"):
@@ -66,9 +84,8 @@ def timeline_sql(video_id: str, bin_s: float, by: str | None = "face_idx") -> st
     key = f"{by}, " if by else ""
     where = " AND track_id IS NOT NULL" if by == "track_id" else ""
     return f"""
-        SELECT floor(pts_ms / {bin_s * 1000.0!r}) * {bin_s!r} AS t_s, {key}count(*) AS faces, {_SHARES},
-               {", ".join(f"avg(prob_{e}) AS mean_prob_{e}" for e in EMOTIONS)}
-        FROM faces WHERE video_id = {_lit(video_id)}{where}
+        SELECT floor(pts_ms / {bin_s * 1000.0!r}) * {bin_s!r} AS t_s, {key}count(*) AS faces, {_SHARES}, {_MEANS}
+        FROM {_WEIGHTED_FACES} WHERE video_id = {_lit(video_id)}{where}
         GROUP BY ALL ORDER BY t_s{", " + by if by else ""}"""
 
 

@@ -55,7 +55,7 @@ def _plot_tracks(ds: Dataset, vid: str, path: str, duration: float | None, png: 
     import matplotlib.pyplot as plt
 
     rows = ds.con.execute(
-        """SELECT track_id, pts_ms / 1000 AS t, coalesce(track_emotion, emotion) AS e FROM faces
+        """SELECT track_id, pts_ms / 1000 AS t, coalesce(smooth_emotion, emotion) AS e FROM faces
            WHERE video_id = ? AND track_id IN (SELECT track_id FROM tracks WHERE video_id = ? ORDER BY frames DESC LIMIT ?)
            ORDER BY track_id, pts_ms""",
         [vid, vid, max_tracks],

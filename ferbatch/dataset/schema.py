@@ -27,6 +27,7 @@ __all__ = [
     "PROB_COLUMNS",
     "SMOOTH_COLUMNS",
     "FaceRows",
+    "BOX_SOURCES",
     "faces_table",
     "frames_table",
 ]
@@ -52,8 +53,14 @@ FACES_SCHEMA = pa.schema(
         ("shard_idx", pa.int32()),
         # filled by the tracking pass (ferbatch.job.tracking); null until then or without tracking
         ("track_id", pa.int64()),
+        # the track's emotion (TRACK_EMOTION_RULE), the same on every row of the track
         ("track_emotion", pa.string()),
         *[(c, pa.float32()) for c in SMOOTH_COLUMNS],
+        # which detection pass found the box: "frame" (full-frame detection) or "window" (the detector
+        # run on a window around the track's predicted box, --detect-every > 1)
+        ("box_source", pa.string()),
+        # argmax of the smooth_prob_* columns (per-frame smoothing along the track; null without a track)
+        ("smooth_emotion", pa.string()),
     ],
     metadata=_META,
 )
@@ -70,11 +77,21 @@ TRACKS_SCHEMA = pa.schema(
         *[(f"mean_prob_{e}", pa.float32()) for e in EMOTIONS],
         ("dominant_emotion", pa.string()),
         *[(f"share_{e}", pa.float32()) for e in EMOTIONS],
+        ("shot_idx", pa.int32()),  # the shot the track lies in (a track never crosses a cut)
+        ("seconds", pa.float64()),  # video time the track's rows stand for (sum of their frames' span_ms) / 1000
     ],
     metadata=_META,
 )
 FRAMES_SCHEMA = pa.schema(
-    [("frame_idx", pa.int64()), ("pts_ms", pa.float64()), ("face_count", pa.int16()), ("shard_idx", pa.int32())],
+    [
+        ("frame_idx", pa.int64()),
+        ("pts_ms", pa.float64()),
+        ("face_count", pa.int16()),
+        ("shard_idx", pa.int32()),
+        ("shot_idx", pa.int32()),  # shot number in the video, 0-based (a new shot starts at each cut)
+        # video time this analysed frame stands for: until the next analysed frame (ferbatch.media.sampling)
+        ("span_ms", pa.float64()),
+    ],
     metadata=_META,
 )
 VIDEOS_SCHEMA = pa.schema(
@@ -100,6 +117,9 @@ VIDEOS_SCHEMA = pa.schema(
         ("classifier_sha256", pa.string()),
         ("ferbatch_version", pa.string()),
         ("config_key", pa.string()),
+        ("sample_fps", pa.float64()),  # frames analysed per second of video (null = every frame)
+        ("detect_every", pa.int32()),  # full-frame detection every N analysed frames
+        ("shots", pa.int32()),  # shots found (cuts + 1)
     ],
     metadata=_META,
 )
@@ -113,7 +133,9 @@ class FaceRows:
     Attributes:
         frame_idx: (M,) int64; pts_ms: (M,) float64; face_idx: (M,) int16 (0 = highest score in frame);
         boxes: (M, 4) float32 x1 y1 x2 y2 in source-frame pixels; det_score: (M,) float32;
-        probs: (M, 8) float32 in FER+ order (NaN = class the model lacks).
+        probs: (M, 8) float32 in FER+ order (NaN = class the model lacks);
+        track_id: (M,) int64 provisional track id within the shard (-1 = none) or None (no tracking);
+        box_source: (M,) uint8 codes of :data:`BOX_SOURCES` or None (all full-frame).
     """
 
     frame_idx: np.ndarray
@@ -122,6 +144,36 @@ class FaceRows:
     boxes: np.ndarray
     det_score: np.ndarray
     probs: np.ndarray
+    track_id: np.ndarray | None = None
+    box_source: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls) -> FaceRows:
+        """No faces."""
+        return cls(
+            np.empty(0, np.int64),
+            np.empty(0, np.float64),
+            np.empty(0, np.int16),
+            np.empty((0, 4), np.float32),
+            np.empty(0, np.float32),
+            np.empty((0, 8), np.float32),
+            np.empty(0, np.int64),
+            np.empty(0, np.uint8),
+        )
+
+    @classmethod
+    def merge(cls, parts: list[FaceRows]) -> FaceRows:
+        """The rows of ``parts`` one after the other (optional columns kept where every part has them)."""
+        if not parts:
+            return cls.empty()
+        cols: dict = {}
+        for k in ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs", "track_id", "box_source"):
+            vals = [getattr(p, k) for p in parts]
+            cols[k] = None if any(v is None for v in vals) else np.concatenate(vals)
+        return cls(**cols)
+
+
+BOX_SOURCES = ("frame", "window")  # box_source codes (ferbatch.vision.analysis.SOURCE_FRAME, SOURCE_WINDOW)
 
 
 def faces_table(rows: FaceRows, shard_idx: int) -> pa.Table:
@@ -149,21 +201,38 @@ def faces_table(rows: FaceRows, shard_idx: int) -> pa.Table:
         col = rows.probs[:, j]
         cols[c] = pa.array(col, pa.float32(), mask=np.isnan(col))
     cols["shard_idx"] = pa.array(np.full(m, shard_idx, np.int32), pa.int32())
-    cols["track_id"] = pa.nulls(m, pa.int64())
+    if rows.track_id is None:
+        cols["track_id"] = pa.nulls(m, pa.int64())
+    else:  # provisional ids within the shard; the tracking pass joins and renumbers them
+        cols["track_id"] = pa.array(rows.track_id, pa.int64(), mask=rows.track_id < 0)
     cols["track_emotion"] = pa.nulls(m, pa.string())
     for c in SMOOTH_COLUMNS:
         cols[c] = pa.nulls(m, pa.float32())
+    src = np.zeros(m, np.uint8) if rows.box_source is None else rows.box_source
+    cols["box_source"] = pa.array(np.asarray(BOX_SOURCES, dtype=object)[src] if m else np.empty(0, object), pa.string())
+    cols["smooth_emotion"] = pa.nulls(m, pa.string())
     return pa.table(cols, schema=FACES_SCHEMA)
 
 
-def frames_table(frame_idx: np.ndarray, pts_ms: np.ndarray, face_count: np.ndarray, shard_idx: int) -> pa.Table:
-    """Arrow table in FRAMES_SCHEMA from (F,) int64 / float64 / int16 arrays."""
+def frames_table(
+    frame_idx: np.ndarray,
+    pts_ms: np.ndarray,
+    face_count: np.ndarray,
+    shard_idx: int,
+    shot_idx: np.ndarray | None = None,
+    span_ms: np.ndarray | None = None,
+) -> pa.Table:
+    """Arrow table in FRAMES_SCHEMA from (F,) int64 / float64 / int16 arrays; ``shot_idx`` (F,) int32
+    (None = 0: one shot) and ``span_ms`` (F,) float64 (None = null: unknown)."""
+    n = len(frame_idx)
     return pa.table(
         {
             "frame_idx": pa.array(frame_idx, pa.int64()),
             "pts_ms": pa.array(pts_ms, pa.float64()),
             "face_count": pa.array(face_count, pa.int16()),
-            "shard_idx": pa.array(np.full(len(frame_idx), shard_idx, np.int32), pa.int32()),
+            "shard_idx": pa.array(np.full(n, shard_idx, np.int32), pa.int32()),
+            "shot_idx": pa.array(np.zeros(n, np.int32) if shot_idx is None else shot_idx, pa.int32()),
+            "span_ms": pa.nulls(n, pa.float64()) if span_ms is None else pa.array(span_ms, pa.float64()),
         },
         schema=FRAMES_SCHEMA,
     )

@@ -21,6 +21,7 @@ from ferbatch.job.workers import WorkerPool
 from ferbatch.location import Location, is_uri, stat_input
 from ferbatch.media.shards import Shard, plan_shards
 from ferbatch.pipeline import ShardResult
+from ferbatch.vision.track import TrackerConfig
 
 __all__ = ["JobLedger", "ProgressFn"]
 
@@ -136,7 +137,7 @@ class JobLedger:
                 res = ShardResult(shard.video_id, shard.shard_idx, status="failed", error=str(err))
             rec = self.manifest["videos"][shard.video_id]
             rec["shards"][shard.shard_idx].update(
-                status=res.status, frames=res.frames, faces=res.faces, error=res.error, seconds=round(res.seconds, 3)
+                status=res.status, frames=res.frames, faces=res.faces, error=res.error, seconds=round(res.seconds, 3), handoff=res.handoff
             )
             if res.frame_size[0] and shard.shard_idx == 0:  # decoded frames are upright: their size wins over the stream's
                 rec["width"], rec["height"] = res.frame_size
@@ -202,14 +203,17 @@ class JobLedger:
 
         A failed tracking pass makes the video ``partial`` (its rows are kept without tracks).
         """
-        shards = [s["shard_idx"] for s in rec["shards"] if s["status"] in DONE]
-        tables = {n: read_staging(self.loc, video_id, n, shards) for n in ("faces", "frames")}
+        from ferbatch.job.tracking import join_shots, track_faces
+
+        done = [s for s in rec["shards"] if s["status"] in DONE]
+        tables = {n: read_staging(self.loc, video_id, n, [s["shard_idx"] for s in done]) for n in ("faces", "frames")}
+        tables["frames"] = join_shots(tables["frames"], done)
+        rec["shots"] = int(tables["frames"]["shot_idx"][-1].as_py()) + 1 if tables["frames"].num_rows else 0
         rec["tracked"] = False
         if self.cfg.track:
-            from ferbatch.job.tracking import track_faces
-
             try:
-                tables["faces"], tables["tracks"] = track_faces(tables["faces"])
+                thr = self.cfg.score_threshold if self.cfg.score_threshold is not None else 0.7
+                tables["faces"], tables["tracks"] = track_faces(tables["faces"], tables["frames"], done, TrackerConfig.for_rows(thr))
                 rec["tracks"] = tables["tracks"].num_rows
                 rec["tracked"] = True
             except (FerbatchError, ValueError, pa.ArrowException) as e:

@@ -153,6 +153,9 @@ def write_videos_table(loc: Location, manifest: dict) -> None:
             "classifier_sha256": m["classifier"]["sha256"],
             "ferbatch_version": manifest["ferbatch_version"],
             "config_key": manifest["config_key"],
+            "sample_fps": manifest.get("config", {}).get("sample_fps"),
+            "detect_every": manifest.get("config", {}).get("detect_every", 1),
+            "shots": r.get("shots"),
         }
         for k, v in vals.items():
             rows[k].append(v)

@@ -25,7 +25,7 @@ from ferbatch.job.sizing import Placement
 from ferbatch.media.probe import VideoIndex, VideoInfo, probe_video
 from ferbatch.media.shards import Shard
 from ferbatch.models.load import Models, load_models
-from ferbatch.pipeline import ShardResult, run_shard
+from ferbatch.pipeline import FrameSettings, ShardResult, run_shard
 
 __all__ = ["ShardWorker", "WorkerPool", "LocalPool", "RayPool", "init_ray", "MAX_ATTEMPTS"]
 
@@ -94,6 +94,7 @@ class ShardWorker:
             detect_batch=self.models.detect_batch,
             prefetch=c.prefetch,
             decode_threads=c.decode_threads or self.threads,
+            settings=FrameSettings(detect_every=c.detect_every, sample_fps=c.sample_fps, track=c.track, row_threshold=c.score_threshold),
         )
 
     def ping(self) -> str:

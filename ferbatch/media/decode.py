@@ -88,6 +88,7 @@ def iter_frames(
     *,
     threads: int = 0,
     stats: DecodeStats | None = None,
+    select: np.ndarray | None = None,
 ) -> Iterator[Frame]:
     """Decode frames ``start <= idx < end`` (half-open, in frame-index space) of a video.
 
@@ -105,6 +106,9 @@ def iter_frames(
         start, end: frame-index range; ``end=None`` means to the end.
         threads: decoder threads (0 = FFmpeg's choice).
         stats: filled with what went wrong (corrupt packets, dropped frames, early stop).
+        select: (F,) bool over the whole index, the frames to yield (``--sample-fps``,
+            :func:`ferbatch.media.sampling.sample_mask`); the others are decoded (the codec needs
+            them as references) but never converted to RGB. None = every frame.
 
     Yields:
         :class:`Frame` in presentation order, strictly increasing ``idx``.
@@ -121,31 +125,38 @@ def iter_frames(
         return
     k = int(np.searchsorted(index.keyframes, index.pts[start], side="right")) - 1  # the keyframe at or before frame `start`
     yielded = 0
+    in_range = 0  # frames of the range decoded (selected or not)
     for attempt in range(MAX_RESEEKS + 1):
         seek_k = k - attempt if start > 0 and not index.restarts else -1  # -1: decode from the start
         overshot = False
-        for fr in _decoded_frames(path, index, seek_k, threads, st):
+        for fr in _decoded_frames(path, index, seek_k, threads, st, select):
             if fr.idx < start:
                 continue
-            if yielded == 0 and fr.idx > start and seek_k >= 0 and attempt < MAX_RESEEKS:
+            if in_range == 0 and fr.idx > start and seek_k >= 0 and attempt < MAX_RESEEKS:
                 overshot = True  # the seek skipped the range's first frames: go back one keyframe
                 break
             if fr.idx >= end:
                 break
+            in_range += 1
+            if fr.image is None:  # not selected: decoded, not converted, not yielded
+                continue
             yield fr
             yielded += 1
-        if yielded == 0 and seek_k >= 0 and attempt < MAX_RESEEKS:
+        if in_range == 0 and seek_k >= 0 and attempt < MAX_RESEEKS:
             overshot = True  # the seek landed past the whole range (e.g. at the end of the file)
         if not overshot:
             break
         st.reseeks += 1
-    if yielded == 0 and st.corrupt_packets and not st.duplicates:
+    if in_range == 0 and st.corrupt_packets and not st.duplicates:
         raise DecodeError(path, f"cannot decode its video stream ({st.corrupt_packets} packets rejected: {st.first_error})")
 
 
-def _decoded_frames(path: str, index: VideoIndex, seek_k: int, threads: int, st: DecodeStats) -> Iterator[Frame]:
+def _decoded_frames(
+    path: str, index: VideoIndex, seek_k: int, threads: int, st: DecodeStats, select: np.ndarray | None = None
+) -> Iterator[Frame]:
     """Frames from keyframe ``seek_k`` on (from the start when < 0), placed on the index's
-    timeline; corrupt packets, duplicate and unindexed frames are counted in ``st`` and skipped."""
+    timeline; corrupt packets, duplicate and unindexed frames are counted in ``st`` and skipped.
+    Frames that ``select`` leaves out come with ``image`` None (no RGB conversion)."""
     import av
 
     c, _ = open_video(path)
@@ -192,5 +203,8 @@ def _decoded_frames(path: str, index: VideoIndex, seek_k: int, threads: int, st:
                     st.duplicates += 1
                     continue
                 last_idx = idx
+                if select is not None and not select[idx]:
+                    yield Frame(idx, float(t * tb) * 1000.0, None)  # type: ignore[arg-type]
+                    continue
                 img = _upright(fr.to_ndarray(format="rgb24"), getattr(fr, "rotation", 0))
                 yield Frame(idx, float(t * tb) * 1000.0, img)

@@ -198,11 +198,14 @@ class Detector:
             buf = self._local.buf = np.empty((max(n, 1), self.spec.input.height, self.spec.input.width, 3), np.uint8)
         return buf
 
-    def detect(self, frames: Sequence[np.ndarray]) -> Detections:
+    def detect(self, frames: Sequence[np.ndarray], min_score: float | None = None) -> Detections:
         """Find faces in a batch of frames.
 
         Args:
             frames: F arrays (H, W, 3) uint8 RGB.
+            min_score: keep detections scored above this instead of ``score_threshold`` (the
+                tracker's low stage asks for weaker ones); a graph with NMS inside
+                (``in_graph_nms``) has its threshold built in, which stays the floor.
 
         Returns:
             Detections with boxes in each frame's pixels.
@@ -213,15 +216,16 @@ class Detector:
             chunk = frames[i : i + step]
             x, scale = preprocess_frames(chunk, self.spec.input, letterbox=self.spec.letterbox, out=self._batch_buffer(len(chunk)))
             sizes = np.array([[f.shape[1], f.shape[0]] for f in frames[i : i + step]], np.float32)
-            parts.append(self._run(x, scale, sizes, i))
+            parts.append(self._run(x, scale, sizes, i, min_score))
         return self._join(parts)
 
-    def detect_resized(self, x: np.ndarray, sizes: np.ndarray) -> Detections:
+    def detect_resized(self, x: np.ndarray, sizes: np.ndarray, min_score: float | None = None) -> Detections:
         """Find faces in frames already resized to the detector's input (plain resize, no letterbox).
 
         Args:
             x: (F, h, w, 3) uint8 RGB at the detector's input size (e.g. made by swscale while decoding).
             sizes: (F, 2) source frame sizes (width, height) in pixels; boxes come back in those pixels.
+            min_score: as in :meth:`detect`.
 
         Returns:
             Detections with boxes in each source frame's pixels.
@@ -235,7 +239,9 @@ class Detector:
         sizes = np.asarray(sizes, np.float32).reshape(-1, 2)
         scale = sizes / np.array([spec.width, spec.height], np.float32)
         step = self.runner.max_batch or max(1, len(x))
-        return self._join([self._run(x[i : i + step], scale[i : i + step], sizes[i : i + step], i) for i in range(0, len(x), step)])
+        return self._join(
+            [self._run(x[i : i + step], scale[i : i + step], sizes[i : i + step], i, min_score) for i in range(0, len(x), step)]
+        )
 
     def _join(self, parts: list[Detections]) -> Detections:
         if not parts:
@@ -253,15 +259,16 @@ class Detector:
             lm,
         )
 
-    def _run(self, x: np.ndarray, scale: np.ndarray, sizes: np.ndarray, offset: int) -> Detections:
+    def _run(self, x: np.ndarray, scale: np.ndarray, sizes: np.ndarray, offset: int, min_score: float | None = None) -> Detections:
         """x: (F, h, w, 3) uint8 model input; scale: (F, 2) input -> frame pixels; sizes: (F, 2) frame w, h."""
         spec = self.spec.input
+        thr = self.score_threshold if min_score is None else min_score
         yunet = self.spec.gives_landmarks  # YuNet: letterboxed input, per-stride outputs, landmarks
         n = len(x)
         out = self.runner.infer({spec.name: x})
         lms = None
         if yunet:
-            cand_f, cand_b, cand_s, cand_k = _decode_yunet(out, spec.width, spec.height, self.strides, self.score_threshold)
+            cand_f, cand_b, cand_s, cand_k = _decode_yunet(out, spec.width, spec.height, self.strides, thr)
             k = self.max_faces
             db = np.zeros((n, k, 4), np.float32)
             ds = np.zeros((n, k), np.float32)
@@ -270,7 +277,7 @@ class Detector:
             bounds = np.searchsorted(cand_f[order], np.arange(n + 1))
             for i in range(n):
                 sel = order[bounds[i] : bounds[i + 1]]
-                keep = sel[nms(cand_b[sel], cand_s[sel], self.score_threshold, self.iou_threshold, k)]
+                keep = sel[nms(cand_b[sel], cand_s[sel], thr, self.iou_threshold, k)]
                 db[i, : len(keep)], ds[i, : len(keep)], dk[i, : len(keep)] = cand_b[keep], cand_s[keep], cand_k[keep]
             db = db * np.tile(scale, 2)[:, None, :]
             dk = dk * scale[:, None, None, :]
@@ -281,7 +288,7 @@ class Detector:
                 db, ds = postprocess_raw(
                     out[self.spec.outputs["scores"]],
                     out[self.spec.outputs["boxes"]],
-                    self.score_threshold,
+                    thr,
                     self.iou_threshold,
                     self.max_faces,
                 )

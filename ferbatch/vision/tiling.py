@@ -164,11 +164,12 @@ class TiledDetector:
         tiles = plan_tiles(frame_wh, inp, s, self.overlap)
         return [] if len(tiles) == 1 and self.whole_frame else tiles
 
-    def detect(self, frames: Sequence[np.ndarray]) -> Detections:
+    def detect(self, frames: Sequence[np.ndarray], min_score: float | None = None) -> Detections:
         """Find faces in a batch of frames.
 
         Args:
             frames: F arrays (H, W, 3) uint8 RGB; sizes may differ.
+            min_score: as in :meth:`Detector.detect`.
 
         Returns:
             Detections in each frame's pixels, as :meth:`Detector.detect` (descending score
@@ -192,8 +193,8 @@ class TiledDetector:
                 origin.append((t.x0, t.y0))
                 inner.append((t.x0 > 0, t.y0 > 0, t.x1 < fw, t.y1 < fh))
         if len(images) == len(frames) and all(o is None for o in inner):
-            return self.detector.detect(frames)  # nothing tiled: exactly the plain detector
-        d = self.detector.detect(images)
+            return self.detector.detect(frames, min_score)  # nothing tiled: exactly the plain detector
+        d = self.detector.detect(images, min_score)
         img = d.frame_pos
         off = np.array(origin, np.float32).reshape(-1, 2)[img]
         boxes = d.boxes + np.tile(off, 2)
@@ -271,6 +272,11 @@ class FrameSizedDetector:
         w, h = (int(math.ceil(v * r / m) * m) for v in frame_wh)
         return w, h
 
+    def sized(self, wh: tuple[int, int]) -> Detector:
+        """The detector over this graph with an input of ``wh`` (width, height) pixels, each a
+        multiple of ``multiple`` (cached; ``--detect-every`` runs small windows through one)."""
+        return self._for(wh)
+
     def _for(self, wh: tuple[int, int]) -> Detector:
         if wh not in self._by_size:
             d = self.detector
@@ -285,16 +291,16 @@ class FrameSizedDetector:
             )
         return self._by_size[wh]
 
-    def detect(self, frames: Sequence[np.ndarray]) -> Detections:
+    def detect(self, frames: Sequence[np.ndarray], min_score: float | None = None) -> Detections:
         """Find faces in a batch of frames (F arrays (H, W, 3) uint8 RGB); as :meth:`Detector.detect`."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, f in enumerate(frames):
             groups.setdefault(self.input_for((f.shape[1], f.shape[0])), []).append(i)
         if len(groups) == 1:
-            return self._for(next(iter(groups))).detect(frames)
+            return self._for(next(iter(groups))).detect(frames, min_score)
         parts = []
         for wh, idx in groups.items():
-            d = self._for(wh).detect([frames[i] for i in idx])
+            d = self._for(wh).detect([frames[i] for i in idx], min_score)
             parts.append(Detections(np.asarray(idx, np.int32)[d.frame_pos], d.boxes, d.scores, d.landmarks))
         pos = np.concatenate([p.frame_pos for p in parts])
         order = np.argsort(pos, kind="stable")

@@ -34,7 +34,7 @@ import numpy as np
 
 from ferbatch.vision.boxes import iou_matrix
 
-__all__ = ["TrackerConfig", "track_boxes", "smooth_probs"]
+__all__ = ["ByteTracker", "TrackerConfig", "confirm_tracks", "track_boxes", "smooth_probs"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,19 @@ class TrackerConfig:
     max_lost_s: float = 1.0
     velocity_smoothing: float = 0.5
     smooth_half_life_s: float = 0.5
+
+    @classmethod
+    def for_rows(cls, row_threshold: float) -> TrackerConfig:
+        """The settings for a job whose rows keep detections scored above ``row_threshold``
+        (``--score-threshold``): births at the row threshold, ByteTrack's low stage from
+        ``row_threshold - LOW_STAGE_SPAN`` (at least ``MIN_LOW_SCORE``): 0.7 -> 0.3, the values
+        measured on the Intel clips (tests/test_tracks.py)."""
+        return cls(high_score=row_threshold, low_score=min(row_threshold, max(MIN_LOW_SCORE, row_threshold - LOW_STAGE_SPAN)))
+
+
+# ByteTrack's low stage spans this far below the row threshold (0.7 -> 0.3; Zhang et al. use 0.6 -> 0.1)
+LOW_STAGE_SPAN = 0.4
+MIN_LOW_SCORE = 0.1
 
 
 @dataclass
@@ -94,46 +107,63 @@ def _greedy_match(iou: np.ndarray, thr: float) -> list[tuple[int, int]]:
     return pairs
 
 
-def track_boxes(
-    frame_idx: np.ndarray, pts_ms: np.ndarray, boxes: np.ndarray, scores: np.ndarray, cfg: TrackerConfig = TrackerConfig()
-) -> np.ndarray:
-    """Assign track ids to detections.
+class ByteTracker:
+    """Online ByteTrack association (module docstring), one frame at a time.
+
+    The shard's frame loop (:mod:`ferbatch.pipeline`) runs one per shard, so tracks exist while
+    the frames are analysed and can steer detection (:meth:`predict` gives the windows of
+    ``--detect-every``); :meth:`reset` ends every track at a shot cut. Ids are provisional
+    (0, 1, 2, ... in order of birth, never reused); which tracks count (``min_hits``) is decided
+    once the whole video is known (:func:`confirm_tracks`).
 
     Args:
-        frame_idx: (M,) int64 frame of each detection, sorted ascending.
-        pts_ms: (M,) float64 timestamps in ms (variable frame rate is fine).
-        boxes: (M, 4) float32 x1 y1 x2 y2 in pixels.
-        scores: (M,) float32 detector scores.
         cfg: tracker settings.
-
-    Returns:
-        (M,) int64 track ids, 0, 1, 2, ... in order of first appearance; -1 for detections whose
-        track never reached ``min_hits`` frames (nor covered every frame seen), and for low-score
-        detections that joined no track.
-
-    Raises:
-        ValueError: ``frame_idx`` is not sorted ascending.
     """
-    m = len(frame_idx)
-    ids = np.full(m, -1, np.int64)
-    if m == 0:
-        return ids
-    if np.any(np.diff(frame_idx) < 0):
-        raise ValueError("track_boxes | frame_idx must be sorted ascending")
-    provisional = np.full(m, -1, np.int64)
-    hits_of: dict[int, int] = {}
-    tracks: list[_Track] = []
-    next_tid = 0
-    starts = np.flatnonzero(np.r_[True, frame_idx[1:] != frame_idx[:-1]])
-    ends = np.r_[starts[1:], m]
-    max_lost = cfg.max_lost_s * 1000.0
-    for s, e in zip(starts, ends, strict=True):
-        t = float(pts_ms[s])
-        tracks = [tr for tr in tracks if t - tr.last_ms <= max_lost]
-        det = np.arange(s, e)
-        high = det[scores[det] >= cfg.high_score]
-        low = det[(scores[det] >= cfg.low_score) & (scores[det] < cfg.high_score)]
-        pred = np.array([tr.predict(t) for tr in tracks], np.float32).reshape(-1, 4)
+
+    def __init__(self, cfg: TrackerConfig = TrackerConfig()):
+        self.cfg = cfg
+        self.tracks: list[_Track] = []
+        self.next_tid = 0
+
+    def reset(self) -> None:
+        """End every live track (a shot cut: no identity crosses it)."""
+        self.tracks = []
+
+    def live(self, t_ms: float) -> list[_Track]:
+        """The tracks not yet lost at ``t_ms`` (unseen for at most ``max_lost_s``)."""
+        max_lost = self.cfg.max_lost_s * 1000.0
+        return [tr for tr in self.tracks if t_ms - tr.last_ms <= max_lost]
+
+    def predict(self, t_ms: float) -> tuple[np.ndarray, np.ndarray]:
+        """Constant-velocity boxes of the live tracks at ``t_ms``.
+
+        Returns:
+            (T, 4) float32 x1 y1 x2 y2 in pixels and (T,) int64 provisional track ids.
+        """
+        live = self.live(t_ms)
+        boxes = np.array([tr.predict(t_ms) for tr in live], np.float32).reshape(-1, 4)
+        return boxes, np.array([tr.tid for tr in live], np.int64)
+
+    def update(self, t_ms: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Associate one frame's detections (ByteTrack Algorithm 1; module docstring).
+
+        Args:
+            t_ms: the frame's presentation time in ms (later than the previous call's).
+            boxes: (D, 4) float32 x1 y1 x2 y2 in pixels.
+            scores: (D,) float32; detections below ``cfg.low_score`` are ignored.
+
+        Returns:
+            (D,) int64 provisional track id of each detection; -1 for a detection that joined no
+            track (a low-score detection left over, or one below ``low_score``).
+        """
+        cfg = self.cfg
+        ids = np.full(len(scores), -1, np.int64)
+        self.tracks = self.live(t_ms)
+        tracks = self.tracks
+        det = np.arange(len(scores))
+        high = det[scores >= cfg.high_score]
+        low = det[(scores >= cfg.low_score) & (scores < cfg.high_score)]
+        pred = np.array([tr.predict(t_ms) for tr in tracks], np.float32).reshape(-1, 4)
         unmatched_tr = list(range(len(tracks)))
         matched: list[tuple[int, int]] = []
         for pool, thr in ((high, cfg.match_iou), (low, cfg.low_match_iou)):
@@ -147,23 +177,37 @@ def track_boxes(
         used = {d for _, d in matched}
         for ti, d in matched:
             tr = tracks[ti]
-            dt = max(t - tr.last_ms, 1e-3)
+            dt = max(t_ms - tr.last_ms, 1e-3)
             v = (boxes[d] - tr.box) / dt
             tr.vel = cfg.velocity_smoothing * v + (1 - cfg.velocity_smoothing) * tr.vel
-            tr.box, tr.last_ms = boxes[d].astype(np.float32), t
+            tr.box, tr.last_ms = boxes[d].astype(np.float32), t_ms
             tr.hits += 1
-            hits_of[tr.tid] = tr.hits
-            provisional[d] = tr.tid
+            ids[d] = tr.tid
         for d in high:
             if int(d) not in used:
-                tracks.append(_Track(next_tid, boxes[d].astype(np.float32), last_ms=t))
-                hits_of[next_tid] = 1
-                provisional[d] = next_tid
-                next_tid += 1
-    # keep tracks that reached min_hits (or were seen in every frame: a clip shorter than min_hits);
-    # renumber them by first appearance
-    n_frames = len(starts)
-    good = {tid for tid, h in hits_of.items() if h >= min(cfg.min_hits, n_frames)}
+                tracks.append(_Track(self.next_tid, boxes[d].astype(np.float32), last_ms=t_ms))
+                ids[d] = self.next_tid
+                self.next_tid += 1
+        return ids
+
+
+def confirm_tracks(provisional: np.ndarray, n_frames: int, min_hits: int) -> np.ndarray:
+    """Keep the tracks with at least ``min_hits`` detections (or covering all ``n_frames`` frames
+    seen, for a clip shorter than ``min_hits``) and renumber them by first appearance.
+
+    Args:
+        provisional: (M,) int64 provisional ids in row order (frame order), -1 = no track.
+        n_frames: frames the tracker saw.
+        min_hits: least detections of a track that counts.
+
+    Returns:
+        (M,) int64 ids 0, 1, 2, ... in order of first appearance; -1 for the rest.
+    """
+    ids = np.full(len(provisional), -1, np.int64)
+    if not len(provisional):
+        return ids
+    tids, counts = np.unique(provisional[provisional >= 0], return_counts=True)
+    good = set(tids[counts >= min(min_hits, max(n_frames, 1))].tolist())
     remap: dict[int, int] = {}
     for i, p in enumerate(provisional.tolist()):
         if p in good:
@@ -171,6 +215,51 @@ def track_boxes(
                 remap[p] = len(remap)
             ids[i] = remap[p]
     return ids
+
+
+def track_boxes(
+    frame_idx: np.ndarray,
+    pts_ms: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    cfg: TrackerConfig = TrackerConfig(),
+    cuts: np.ndarray | None = None,
+) -> np.ndarray:
+    """Assign track ids to the detections of a whole video at once (:class:`ByteTracker` frame by
+    frame, then :func:`confirm_tracks`).
+
+    Args:
+        frame_idx: (M,) int64 frame of each detection, sorted ascending.
+        pts_ms: (M,) float64 timestamps in ms (variable frame rate is fine).
+        boxes: (M, 4) float32 x1 y1 x2 y2 in pixels.
+        scores: (M,) float32 detector scores.
+        cfg: tracker settings.
+        cuts: frame indices where a new shot starts (every track ends there); None = no cuts.
+
+    Returns:
+        (M,) int64 track ids, 0, 1, 2, ... in order of first appearance; -1 for detections whose
+        track never reached ``min_hits`` frames (nor covered every frame seen), and for low-score
+        detections that joined no track.
+
+    Raises:
+        ValueError: ``frame_idx`` is not sorted ascending.
+    """
+    m = len(frame_idx)
+    if m == 0:
+        return np.full(0, -1, np.int64)
+    if np.any(np.diff(frame_idx) < 0):
+        raise ValueError("track_boxes | frame_idx must be sorted ascending")
+    provisional = np.full(m, -1, np.int64)
+    tracker = ByteTracker(cfg)
+    cut_set = set() if cuts is None else {int(c) for c in cuts}
+    starts = np.flatnonzero(np.r_[True, frame_idx[1:] != frame_idx[:-1]])
+    ends = np.r_[starts[1:], m]
+    for s, e in zip(starts, ends, strict=True):
+        if int(frame_idx[s]) in cut_set:
+            tracker.reset()
+        provisional[s:e] = tracker.update(float(pts_ms[s]), boxes[s:e], scores[s:e])
+    # hits are counted over the rows that joined a track (low-score ones included, as before)
+    return confirm_tracks(provisional, len(starts), cfg.min_hits)
 
 
 def smooth_probs(track_id: np.ndarray, pts_ms: np.ndarray, probs: np.ndarray, half_life_s: float) -> np.ndarray:

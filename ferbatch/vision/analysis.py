@@ -1,0 +1,331 @@
+"""The analysis step: frames in presentation order -> shots, detections, tracks, crops, expressions.
+
+One :class:`FrameAnalyzer` per stream (a shard of a video, a live source) keeps what the previous
+frames knew: the shot detector's last thumbnail, the tracker's live tracks and how long ago the
+last full-frame detection ran. Per frame, in order:
+
+1. **Shot cut?** (:class:`ferbatch.vision.shots.ShotDetector`). A cut ends every track.
+2. **Full-frame detection** on the stream's first frame, at every cut, on frames the caller forces
+   (a shard's hand-off frame) and every ``detect_every`` analysed frames; **window detection** on
+   the others: the detector runs on a square window around each live track's predicted box
+   (``WINDOW_SCALE`` x the box's longer side), at the scale the full-frame pass sees the frame
+   (the window's input is the window times that scale, rounded up to the graph's stride), so the
+   boxes and scores are the detector's own, nearly the full pass's, at a fraction of its cost. Faces that enter
+   between full detections are found at the next one. DeepStream's ``interval`` + tracker is the
+   same idea; there the tracker's prediction stands in for the skipped frames' boxes, here the
+   detector still measures every box (``box_source`` says which pass found it).
+3. **Tracking** (:class:`ferbatch.vision.track.ByteTracker`): detections down to the tracker's low
+   score are associated; only those above the row threshold become rows.
+4. **Crops and classification**: one batched classifier call for the rows of the batch.
+
+``detect_every=1`` runs exactly the full-frame detection of every frame, so its rows equal the
+rows of a frame-by-frame run. Window detection needs a graph whose input size can change
+(:class:`ferbatch.vision.tiling.FrameSizedDetector`, the default YuNet); a detector with a fixed
+input (UltraFace) runs full-frame detection on every frame whatever ``detect_every`` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ferbatch.vision.boxes import nms
+from ferbatch.vision.classify import Classifier, extract_crops
+from ferbatch.vision.detect import Detections
+from ferbatch.vision.shots import ShotDetector
+from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector
+from ferbatch.vision.track import ByteTracker, TrackerConfig
+
+__all__ = ["AnalysisModels", "AnalyzedFrames", "FrameAnalyzer", "SOURCE_FRAME", "SOURCE_WINDOW", "window_detector"]
+
+SOURCE_FRAME, SOURCE_WINDOW = 0, 1  # box_source codes; the faces table writes them as "frame" / "window"
+WINDOW_SCALE = 2.5  # window side / the track's longer box side: a face moving 3/4 of its size between frames stays inside
+_EDGE_PX = 2.0  # a window box within this many pixels of an inner window edge is a cut face
+
+
+class AnalysisModels(Protocol):
+    """What the analysis step needs of a worker's models (:class:`ferbatch.models.load.Models` is one)."""
+
+    detector: AnyDetector
+    classifier: Classifier
+
+
+def window_detector(detector: AnyDetector) -> FrameSizedDetector | None:
+    """The detector whose input follows the frame, which runs the track windows; None when the
+    graph's input size is fixed (a window would cost a full frame each)."""
+    inner = detector.detector if isinstance(detector, TiledDetector) else detector
+    return inner if isinstance(inner, FrameSizedDetector) else None
+
+
+def _frame_scale(fs: FrameSizedDetector, wh: tuple[int, int]) -> float:
+    """Input pixels per frame pixel of the full-frame pass on a frame of ``wh`` (letterboxed)."""
+    iw, ih = fs.input_for(wh)
+    return min(iw / wh[0], ih / wh[1])
+
+
+@dataclass
+class AnalyzedFrames:
+    """What :meth:`FrameAnalyzer.analyze` found in a batch of F frames (M face rows).
+
+    Attributes:
+        cut: (F,) bool, the frame starts a new shot.
+        shot: (F,) int32 shot number within the stream (0 for the stream's first shot).
+        full: (F,) bool, full-frame detection ran on the frame (else window detection).
+        faces: (M) detections above the row threshold, sorted by frame then descending score
+            (``frame_pos`` indexes the batch).
+        probs: (M, 8) float32 expression probabilities in FER+ order (NaN = class the model lacks).
+        track_id: (M,) int64 provisional track id within the stream (-1 = no track; tracking off).
+        source: (M,) uint8 :data:`SOURCE_FRAME` or :data:`SOURCE_WINDOW`.
+        handoff: per frame position asked for in ``keep_tracks``, ``[[track_id, x1, y1, x2, y2], ...]``
+            of every detection that joined a track there, low-score ones included (how a shard's
+            tracks are joined to the next shard's, :mod:`ferbatch.job.tracking`).
+    """
+
+    cut: np.ndarray
+    shot: np.ndarray
+    full: np.ndarray
+    faces: Detections
+    probs: np.ndarray
+    track_id: np.ndarray
+    source: np.ndarray
+    handoff: dict[int, list[list[float]]] = field(default_factory=dict)
+
+    @property
+    def face_count(self) -> np.ndarray:
+        """(F,) int16 face rows per frame."""
+        return np.bincount(self.faces.frame_pos, minlength=len(self.cut)).astype(np.int16)
+
+
+class FrameAnalyzer:
+    """The analysis step over one stream of frames (module docstring).
+
+    Args:
+        models: a worker's loaded detector and classifier.
+        detect_every: full-frame detection every this many analysed frames (>= 1); window
+            detection around the live tracks in between.
+        tracker: tracker settings (thresholds from the row threshold:
+            :meth:`TrackerConfig.for_rows`); None = no tracking (then ``detect_every`` must be 1).
+        shots: detect shot cuts (tracks end at a cut; a cut forces a full detection).
+
+    Raises:
+        ValueError: ``detect_every`` < 1, or > 1 without a tracker.
+    """
+
+    def __init__(self, models: AnalysisModels, *, detect_every: int = 1, tracker: TrackerConfig | None = None, shots: bool = True):
+        if detect_every < 1 or (detect_every > 1 and tracker is None):
+            raise ValueError(
+                f"FrameAnalyzer | received detect_every {detect_every} with tracker {tracker}; expected >= 1, and 1 without tracking"
+            )
+        self.models = models
+        self.detector = models.detector
+        self.row_threshold = float(self.detector.score_threshold)
+        self.low = min(self.row_threshold, tracker.low_score) if tracker is not None else self.row_threshold
+        self.tracker = ByteTracker(tracker) if tracker is not None else None
+        self.windows = window_detector(self.detector) if detect_every > 1 else None
+        self.detect_every = detect_every if self.windows is not None else 1
+        self.shots = ShotDetector() if shots else None
+        self.shot = 0
+        self.since_full = -1  # analysed frames since the last full detection; -1 = none yet
+        self.frames_seen = 0
+
+    def analyze(
+        self,
+        images: Sequence[np.ndarray],
+        pts_ms: Sequence[float] | np.ndarray,
+        force_full: Sequence[int] = (),
+        keep_tracks: Sequence[int] = (),
+    ) -> AnalyzedFrames:
+        """Analyse the next frames of the stream.
+
+        Args:
+            images: F arrays (H, W, 3) uint8 RGB, upright, in presentation order.
+            pts_ms: (F,) presentation times in milliseconds, ascending.
+            force_full: positions in the batch that get a full-frame detection whatever the schedule.
+            keep_tracks: positions whose tracked detections are returned in ``handoff``.
+
+        Returns:
+            :class:`AnalyzedFrames`.
+        """
+        n = len(images)
+        cut = np.zeros(n, bool)
+        shot = np.zeros(n, np.int32)
+        full = np.zeros(n, bool)
+        forced = set(int(i) for i in force_full)
+        for i in range(n):
+            if self.shots is not None and self.shots.is_cut(images[i], float(pts_ms[i])):
+                cut[i] = True
+                self.shot += 1
+            shot[i] = self.shot
+            due = self.since_full < 0 or self.since_full + 1 >= self.detect_every
+            full[i] = due or cut[i] or i in forced
+            self.since_full = 0 if full[i] else self.since_full + 1
+        self.frames_seen += n
+        full_pos = np.flatnonzero(full)
+        dets_full = self.detector.detect([images[int(i)] for i in full_pos], self.low) if len(full_pos) else None
+        per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int]] = []  # boxes, scores, landmarks, source
+        by_full = _split(dets_full, len(full_pos)) if dets_full is not None else []
+        fi = 0
+        i = 0
+        ids_all: list[np.ndarray] = []
+        handoff: dict[int, list[list[float]]] = {}
+        keep = set(int(k) for k in keep_tracks)
+        while i < n:
+            if full[i]:
+                b, s, lm = by_full[fi]
+                fi += 1
+                per_frame.append((b, s, lm, SOURCE_FRAME))
+                if self.tracker is not None and cut[i]:
+                    self.tracker.reset()
+                ids_all.append(self._track(float(pts_ms[i]), b, s))
+                i += 1
+                continue
+            j = i
+            while j < n and not full[j]:
+                j += 1
+            group = range(i, j)  # window frames: their windows come from the tracks at the group's start
+            found = self._detect_windows([images[k] for k in group], [float(pts_ms[k]) for k in group])
+            for k, (b, s, lm) in zip(group, found, strict=True):
+                per_frame.append((b, s, lm, SOURCE_WINDOW))
+                ids_all.append(self._track(float(pts_ms[k]), b, s))
+            i = j
+        for k in keep:
+            if 0 <= k < n:
+                b, tk = per_frame[k][0], ids_all[k]
+                handoff[k] = [[int(t), *(round(float(v), 2) for v in b[q])] for q, t in enumerate(tk) if t >= 0]
+        # rows: above the row threshold (detections come sorted by descending score within a frame)
+        pos: list[np.ndarray] = []
+        boxes: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        lms: list[np.ndarray] = []
+        ids: list[np.ndarray] = []
+        src: list[np.ndarray] = []
+        for k, ((b, s, lm, so), t) in enumerate(zip(per_frame, ids_all, strict=True)):
+            r = s > self.row_threshold
+            pos.append(np.full(int(r.sum()), k, np.int32))
+            boxes.append(b[r])
+            scores.append(s[r])
+            if lm is not None:
+                lms.append(lm[r])
+            ids.append(t[r])
+            src.append(np.full(int(r.sum()), so, np.uint8))
+        has_lm = self.detector.gives_landmarks
+        faces = Detections(
+            np.concatenate(pos) if pos else np.empty(0, np.int32),
+            np.concatenate(boxes).astype(np.float32) if boxes else np.empty((0, 4), np.float32),
+            np.concatenate(scores).astype(np.float32) if scores else np.empty(0, np.float32),
+            (np.concatenate(lms).astype(np.float32) if lms else np.empty((0, 5, 2), np.float32)) if has_lm else None,
+        )
+        crops = extract_crops(images, faces, self.models.classifier.spec)
+        probs = self.models.classifier.classify(crops)
+        return AnalyzedFrames(
+            cut,
+            shot,
+            full,
+            faces,
+            probs,
+            np.concatenate(ids) if ids else np.empty(0, np.int64),
+            np.concatenate(src) if src else np.empty(0, np.uint8),
+            handoff,
+        )
+
+    def _detect_sized(self, crops: list[np.ndarray], size: list[tuple[int, int]]) -> Detections:
+        """Run each window at its own input size (grouped by size, one call per size)."""
+        assert self.windows is not None
+        groups: dict[tuple[int, int], list[int]] = {}
+        for q, wh in enumerate(size):
+            groups.setdefault(wh, []).append(q)
+        parts = []
+        for wh, idx in groups.items():
+            parts.append((np.asarray(idx, np.int64), self.windows.sized(wh).detect([crops[q] for q in idx], self.low)))
+        return _join_windows(parts, len(crops), self.detector.gives_landmarks)
+
+    def _track(self, t_ms: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if self.tracker is None:
+            return np.full(len(scores), -1, np.int64)
+        return self.tracker.update(t_ms, boxes, scores)
+
+    def _detect_windows(self, images: list[np.ndarray], pts_ms: list[float]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Per frame, the detections found in windows around the live tracks' predicted boxes
+        (boxes in frame pixels, merged per frame with the detector's NMS)."""
+        assert self.tracker is not None and self.windows is not None
+        crops: list[np.ndarray] = []
+        owner: list[int] = []
+        origin: list[tuple[int, int]] = []
+        inner: list[tuple[bool, bool, bool, bool]] = []
+        size: list[tuple[int, int]] = []
+        m = self.windows.multiple
+        for k, (img, t) in enumerate(zip(images, pts_ms, strict=True)):
+            fh, fw = img.shape[:2]
+            r = _frame_scale(self.windows, (fw, fh))
+            pred, _ = self.tracker.predict(t)
+            for b in pred:
+                cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+                half = max(16.0, WINDOW_SCALE * max(b[2] - b[0], b[3] - b[1]) / 2)
+                x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
+                x1, y1 = int(min(fw, np.ceil(cx + half))), int(min(fh, np.ceil(cy + half)))
+                if x1 - x0 < 8 or y1 - y0 < 8:  # the prediction left the frame
+                    continue
+                crops.append(img[y0:y1, x0:x1])
+                owner.append(k)
+                origin.append((x0, y0))
+                inner.append((x0 > 0, y0 > 0, x1 < fw, y1 < fh))
+                size.append((max(m, int(np.ceil((x1 - x0) * r / m)) * m), max(m, int(np.ceil((y1 - y0) * r / m)) * m)))
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        lm_empty = np.empty((0, 5, 2), np.float32) if self.detector.gives_landmarks else None
+        if not crops:
+            return [(np.empty((0, 4), np.float32), np.empty(0, np.float32), lm_empty) for _ in images]
+        d = self._detect_sized(crops, size)
+        win = d.frame_pos
+        off = np.array(origin, np.float32).reshape(-1, 2)[win]
+        boxes = d.boxes + np.tile(off, 2)
+        lms = None if d.landmarks is None else d.landmarks + off[:, None, :]
+        ok = np.ones(len(d), bool)
+        for q in range(len(d)):
+            e = inner[int(win[q])]
+            h, w = crops[int(win[q])].shape[:2]
+            bq = d.boxes[q]
+            ok[q] = not (
+                (e[0] and bq[0] <= _EDGE_PX)
+                or (e[1] and bq[1] <= _EDGE_PX)
+                or (e[2] and bq[2] >= w - _EDGE_PX)
+                or (e[3] and bq[3] >= h - _EDGE_PX)
+            )
+        frame_of = np.asarray(owner, np.int64)[win]
+        for k in range(len(images)):
+            sel = np.flatnonzero(ok & (frame_of == k))
+            keep = sel[nms(boxes[sel], d.scores[sel], -1.0, self.windows.iou_threshold, self.windows.max_faces)]
+            out.append(
+                (boxes[keep].astype(np.float32), d.scores[keep].astype(np.float32), None if lms is None else lms[keep].astype(np.float32))
+            )
+        return out
+
+
+def _join_windows(parts: list[tuple[np.ndarray, Detections]], n: int, landmarks: bool) -> Detections:
+    """Detections of window groups (each with the windows' positions) -> one Detections over the
+    ``n`` windows, sorted by window."""
+    if not parts:
+        return Detections(
+            np.empty(0, np.int32),
+            np.empty((0, 4), np.float32),
+            np.empty(0, np.float32),
+            np.empty((0, 5, 2), np.float32) if landmarks else None,
+        )
+    pos = np.concatenate([idx[d.frame_pos] for idx, d in parts]).astype(np.int32)
+    order = np.argsort(pos, kind="stable")
+    lm = np.concatenate([d.landmarks for _, d in parts])[order] if landmarks else None
+    return Detections(
+        pos[order], np.concatenate([d.boxes for _, d in parts])[order], np.concatenate([d.scores for _, d in parts])[order], lm
+    )
+
+
+def _split(d: Detections, n: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Detections of n frames -> per frame (boxes, scores, landmarks), each sorted by descending score."""
+    out = []
+    bounds = np.searchsorted(d.frame_pos, np.arange(n + 1))
+    for k in range(n):
+        s = slice(bounds[k], bounds[k + 1])
+        out.append((d.boxes[s], d.scores[s], None if d.landmarks is None else d.landmarks[s]))
+    return out

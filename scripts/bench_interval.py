@@ -1,0 +1,164 @@
+"""Quality and cost of ``--detect-every N`` against full-frame detection on every frame (N = 1).
+
+For each clip, the pipeline's own frame loop (:func:`ferbatch.pipeline.process_shard`, one shard,
+one thread) runs at N = 1 and at each N asked for; the rows of N are matched to the rows of N = 1
+frame by frame (IoU >= 0.5, :func:`ferbatch.vision.boxes.match_boxes`):
+
+- face-frame recall: matched rows / rows of N = 1;
+- median box IoU of the matched rows;
+- label agreement: matched rows with the same argmax emotion / matched rows;
+- on the hand-labelled frames (tests/data/face_boxes.csv): recall of the labelled faces at IoU >= 0.5,
+  N against N = 1;
+- analysis time per frame (the ``analyze`` stage: shots, detection, tracking, crops, classification)
+  and its ratio to N = 1, measured in the same run.
+
+The issue's bar for a default: recall >= 0.98, median IoU >= 0.90, agreement >= 0.97 (over all
+clips together). Nothing is asserted; it prints a table and one JSON line.
+
+Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_interval.py [--every 2,3,5] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("FERBATCH_SHARED", REPO.parent / "shared")) / "data"
+CLIPS = [
+    DATA / "videos_faces/pyfeat/WolfgangLanger_Pexels.mp4",
+    DATA / "videos_faces/pyfeat/single_face.mp4",
+    DATA / "videos_faces/pyfeat/face_noface.mov",
+    DATA / "videos_faces/intel_sample_videos_mp4/head-pose-face-detection-female.mp4",
+    DATA / "videos_faces/intel_sample_videos_mp4/head-pose-face-detection-male.mp4",
+    DATA / "videos_faces/intel_sample_videos_mp4/head-pose-face-detection-female-and-male.mp4",
+    DATA / "videos_faces/intel_sample_videos_mp4/face-demographics-walking-and-pause.mp4",
+    DATA / "videos_emotion_cremad/mp4/1001_DFA_HAP_XX.mp4",
+    DATA / "videos_emotion_cremad/mp4/1001_DFA_NEU_XX.mp4",
+]
+
+
+def labelled(clip: Path) -> dict[int, np.ndarray]:
+    """{frame: (T, 4) float32 boxes} of the hand-labelled faces of ``clip`` (tests/data/face_boxes.csv)."""
+    out: dict[int, list] = {}
+    with open(REPO / "tests/data/face_boxes.csv") as fh:
+        for r in csv.DictReader(fh):
+            if r["source"].endswith(clip.name):
+                out.setdefault(int(r["frame"]), []).append([float(r[k]) for k in ("x1", "y1", "x2", "y2")])
+    return {f: np.array(v, np.float32) for f, v in out.items()}
+
+
+def run(clip: Path, models, every: int):
+    """(rows, analysis seconds, frames) of one in-process shard over the whole clip."""
+    from ferbatch.media.probe import probe_video
+    from ferbatch.media.shards import Shard
+    from ferbatch.pipeline import FrameSettings, process_shard
+
+    _, index = probe_video(clip)
+    out = process_shard(Shard("bench", str(clip), 0, 0, None, index), models, prefetch=0, settings=FrameSettings(detect_every=every))
+    return out, out.result.stage_seconds["analyze"], len(out.frame_idx)
+
+
+def compare(ref, new) -> dict[str, float | int]:
+    """Matched-row figures of ``new`` against ``ref`` (both :class:`ferbatch.pipeline.ShardRows`)."""
+    from ferbatch.vision.boxes import iou_matrix, match_boxes
+
+    a, b = ref.faces, new.faces
+    matched, ious, agree = 0, [], 0
+    la, lb = np.nanargmax(a.probs, 1) if len(a.probs) else [], np.nanargmax(b.probs, 1) if len(b.probs) else []
+    for f in np.unique(a.frame_idx):
+        ia, ib = np.flatnonzero(a.frame_idx == f), np.flatnonzero(b.frame_idx == f)
+        if not len(ib):
+            continue
+        m = match_boxes(a.boxes[ia], b.boxes[ib], b.det_score[ib])
+        for j, t in enumerate(m):
+            if t >= 0:
+                matched += 1
+                ious.append(float(iou_matrix(a.boxes[ia[t] : ia[t] + 1], b.boxes[ib[j] : ib[j] + 1])[0, 0]))
+                agree += int(la[ia[t]] == lb[ib[j]])
+    return {"rows": len(a.frame_idx), "matched": matched, "ious": ious, "agree": agree}
+
+
+def labelled_recall(clip: Path, rows) -> tuple[int, int]:
+    """(labelled faces found at IoU >= 0.5, labelled faces) on the clip's hand-labelled frames."""
+    from ferbatch.vision.boxes import match_boxes
+
+    found = total = 0
+    for f, truth in labelled(clip).items():
+        sel = np.flatnonzero(rows.faces.frame_idx == f)
+        m = match_boxes(truth, rows.faces.boxes[sel], rows.faces.det_score[sel])
+        found += int((m >= 0).sum())
+        total += len(truth)
+    return found, total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--every", default="2,3,5", help="comma-separated N to compare with N = 1")
+    ap.add_argument("--clips", default="", help="comma-separated clip paths (default: the shared clips)")
+    ap.add_argument("--json", default="", help="also write the JSON here")
+    args = ap.parse_args()
+    from ferbatch.config import JobConfig
+    from ferbatch.models.load import load_models
+
+    clips = [Path(c) for c in args.clips.split(",")] if args.clips else CLIPS
+    models = load_models(JobConfig(workers=1), threads=1)
+    every = [int(x) for x in args.every.split(",")]
+    tot: dict[int, dict] = {n: {"rows": 0, "matched": 0, "ious": [], "agree": 0, "lab": [0, 0], "s": 0.0, "frames": 0} for n in [1, *every]}
+    for clip in clips:
+        ref, s1, nf = run(clip, models, 1)
+        t = tot[1]
+        t["s"] += s1
+        t["frames"] += nf
+        fl, tl = labelled_recall(clip, ref)
+        t["lab"][0] += fl
+        t["lab"][1] += tl
+        for n in every:
+            new, sn, _ = run(clip, models, n)
+            c = compare(ref, new)
+            t = tot[n]
+            for k in ("rows", "matched", "agree"):
+                t[k] += c[k]
+            t["ious"] += c["ious"]
+            t["s"] += sn
+            t["frames"] += nf
+            fl, tl = labelled_recall(clip, new)
+            t["lab"][0] += fl
+            t["lab"][1] += tl
+            print(
+                f"{clip.name:50s} N={n}: recall {c['matched'] / max(1, c['rows']):.3f} agreement {c['agree'] / max(1, c['matched']):.3f} "
+                f"analysis {1000 * sn / nf:.2f} ms/frame vs {1000 * s1 / nf:.2f}",
+                file=sys.stderr,
+            )
+    print(f"{'N':>3} {'recall':>7} {'median IoU':>10} {'agreement':>9} {'labelled recall':>15} {'ms/frame':>8} {'speed-up':>8}")
+    res = {}
+    base = tot[1]["s"] / max(1, tot[1]["frames"])
+    for n, t in tot.items():
+        rec = t["matched"] / max(1, t["rows"]) if n > 1 else 1.0
+        med = float(np.median(t["ious"])) if t["ious"] else 1.0
+        agr = t["agree"] / max(1, t["matched"]) if n > 1 else 1.0
+        lab = t["lab"][0] / max(1, t["lab"][1])
+        ms = 1000 * t["s"] / max(1, t["frames"])
+        res[n] = {
+            "recall": rec,
+            "median_iou": med,
+            "agreement": agr,
+            "labelled_recall": lab,
+            "ms_per_frame": ms,
+            "speedup": base * 1000 / ms,
+        }
+        print(f"{n:>3} {rec:7.3f} {med:10.3f} {agr:9.3f} {lab:15.3f} {ms:8.2f} {base * 1000 / ms:8.2f}")
+    line = json.dumps({"clips": [c.name for c in clips], "results": res})
+    print(line)
+    if args.json:
+        Path(args.json).write_text(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Time in the pipeline: shot cuts, tracking inside the frame loop, ``--detect-every``,
+``--sample-fps`` and the one per-track emotion.
+
+Mutations run against these tests (each made the named test fail, then was restored):
+- ``FrameAnalyzer.analyze`` without ``tracker.reset()`` at a cut -> test_no_track_crosses_a_cut;
+- ``_shot_offsets`` ignoring ``tail_cut`` (a cut on a shard boundary) -> test_no_track_crosses_a_cut[scenecut];
+- ``_links`` returning no links (tracks not joined across shards) -> test_detect_every_tracks_join_across_shards;
+- the analyzer's rows filtered at the tracker's low score instead of the row threshold -> test_detect_every_1_gives_the_frame_by_frame_rows;
+- ``sample_mask`` counting frames instead of time bins -> test_sample_fps_picks_frames_by_time;
+- ``TrackerConfig.for_rows`` ignoring its argument -> test_tracker_thresholds_follow_the_row_threshold;
+- ``tracks.dominant_emotion`` as the mode of the frame labels -> test_every_surface_reports_one_track_emotion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from badinputs import encode
+from conftest import DATA, SINGLE_FACE, WOLFGANG, read_frames
+
+import ferbatch
+from ferbatch.config import JobConfig
+from ferbatch.errors import ConfigError
+from ferbatch.job import run_job
+from ferbatch.labels import EMOTIONS, weighted_emotion
+from ferbatch.media.probe import probe_video
+from ferbatch.media.sampling import frame_spans_ms, sample_mask
+from ferbatch.media.shards import Shard
+from ferbatch.pipeline import FrameSettings, process_shard
+from ferbatch.vision.classify import extract_crops
+from ferbatch.vision.track import TrackerConfig
+
+INTEL = DATA / "videos_faces/intel_sample_videos_mp4"
+
+
+@pytest.fixture(scope="module")
+def three_shots(tmp_path_factory):
+    """A woman (23 frames), a man moved so his face lies where hers was (62), the woman again (23):
+    cuts at frames 23 and 85 that a tracker without shots would follow (the boxes overlap), encoded
+    with a keyframe every 24 frames (cuts inside shards) and with x264's scene-cut keyframes (cuts on
+    shard boundaries)."""
+    import cv2
+
+    a = read_frames(INTEL / "head-pose-face-detection-female.mp4")
+    b = [
+        cv2.warpAffine(x, np.float32([[1, 0, -27], [0, 1, 19]]), (480, 270))
+        for x in read_frames(INTEL / "head-pose-face-detection-male.mp4")
+    ]
+    frames = a + b + a
+    d = tmp_path_factory.mktemp("shots")
+    return {
+        "g24": encode(d / "g24.mp4", frames, options={"g": "24", "sc_threshold": "0"}),
+        "scenecut": encode(d / "scenecut.mp4", frames),
+    }
+
+
+def _tables(out):
+    ds = ferbatch.open(out)
+    return ds, ds.sql("SELECT * FROM frames ORDER BY frame_idx").to_arrow_table(), ds.sql("SELECT * FROM faces").to_arrow_table()
+
+
+@pytest.mark.parametrize("kind", ["g24", "scenecut"])
+def test_no_track_crosses_a_cut(three_shots, tmp_path, kind):
+    clip = three_shots[kind]
+    _, index = probe_video(clip)
+    keys = np.searchsorted(index.pts, index.keyframes).tolist()
+    assert 23 not in keys and (85 in keys) == (kind == "scenecut")  # x264 keeps 25 frames between keyframes
+    for sf in (0, 30):
+        out = tmp_path / f"s{sf}"
+        s = run_job(clip, out, JobConfig(workers=1, detect_every=3), use_ray=False, shard_frames=sf)
+        assert s.ok == 1 and s.frames == 108
+        ds, frames, _ = _tables(out)
+        if sf:
+            sh = frames["shard_idx"].to_pylist()
+            starts = {f for f, a, b in zip(frames["frame_idx"].to_pylist(), sh, [None, *sh[:-1]], strict=True) if a != b}
+            assert len(starts) >= 2 and (85 in starts) == (kind == "scenecut"), starts
+        shot = frames["shot_idx"].to_numpy()
+        assert shot.tolist() == [0] * 23 + [1] * 62 + [2] * 23, shot
+        per_track = ds.sql(
+            "SELECT track_id, count(DISTINCT fr.shot_idx) AS shots, min(fr.shot_idx) AS shot FROM faces f "
+            "JOIN frames fr USING (video_id, frame_idx) WHERE track_id IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert [r[1] for r in per_track] == [1, 1, 1] and [r[2] for r in per_track] == [0, 1, 2], per_track
+        assert ds.sql("SELECT shot_idx FROM tracks ORDER BY track_id").fetchall() == [(0,), (1,), (2,)]
+        assert ds.sql("SELECT shots FROM videos").fetchall() == [(3,)]
+        ds.close()
+
+
+def test_detect_every_1_gives_the_frame_by_frame_rows():
+    """N = 1: the analyzer's rows are the detector's rows of every frame and their classification
+    (frame by frame, without the analyzer), exactly. Row threshold 0.9: the tracker's low stage
+    (from 0.5) then sees detections (0.87-0.89 here) that must not become rows."""
+    from ferbatch.models.load import load_models
+
+    models = load_models(JobConfig(score_threshold=0.9), threads=1)
+    clip = INTEL / "face-demographics-walking-and-pause.mp4"
+    frames = read_frames(clip)
+    _, index = probe_video(clip)
+    out = process_shard(Shard("eq", str(clip), 0, 0, None, index), models, settings=FrameSettings(row_threshold=0.9))
+    dets = models.detector.detect(frames)
+    probs = models.classifier.classify(extract_crops(frames, dets, models.classifier.spec))
+    assert len(dets) > 100 and len(out.faces.frame_idx) == len(dets)
+    assert len(models.detector.detect(frames, 0.5)) > len(dets)  # the low stage has detections to see
+    np.testing.assert_array_equal(out.faces.frame_idx, dets.frame_pos)
+    np.testing.assert_allclose(out.faces.boxes, dets.boxes, atol=1e-4)
+    np.testing.assert_allclose(out.faces.det_score, dets.scores, atol=1e-6)
+    np.testing.assert_allclose(out.faces.probs, probs, atol=1e-5)
+    assert set(out.faces.box_source.tolist()) == {0}
+    models.close()
+
+
+def test_detect_every_tracks_join_across_shards(tmp_path):
+    """--detect-every 3 over 5 shards: one person, one track over the whole clip, boxes found in
+    windows between full detections."""
+    s = run_job(WOLFGANG, tmp_path, JobConfig(workers=1, detect_every=3), use_ray=False, shard_frames=100)
+    assert s.ok == 1 and s.frames == 472
+    ds = ferbatch.open(tmp_path)
+    assert ds.sql("SELECT count(DISTINCT shard_idx) FROM frames").fetchall()[0][0] >= 4
+    tracks = ds.sql("SELECT track_id, frames FROM tracks").fetchall()
+    assert len(tracks) == 1 and tracks[0][1] >= 0.95 * 472, tracks
+    src = dict(ds.sql("SELECT box_source, count(*) FROM faces GROUP BY 1").fetchall())
+    assert src["window"] > src["frame"] > 0, src
+
+
+def test_sample_fps_picks_frames_by_time(tmp_path):
+    """5 frames per second of video: the first frame of every 200 ms bin, the same frames whatever
+    the sharding, each standing for the time until the next; a rerun with another rate is refused."""
+    info, index = probe_video(WOLFGANG)
+    mask = sample_mask(index, 5)
+    t = index.pts * float(index.time_base)
+    expect = np.r_[True, np.floor(t[1:] * 5 + 1e-9) != np.floor(t[:-1] * 5 + 1e-9)]
+    np.testing.assert_array_equal(mask, expect)
+    spans = frame_spans_ms(index, mask)
+    got = {}
+    for sf in (0, 100):
+        out = tmp_path / f"s{sf}"
+        s = run_job(WOLFGANG, out, JobConfig(workers=1, sample_fps=5), use_ray=False, shard_frames=sf)
+        assert s.ok == 1 and s.frames == int(mask.sum())
+        ds = ferbatch.open(out)
+        fr = ds.sql("SELECT frame_idx, span_ms FROM frames ORDER BY frame_idx").fetchall()
+        got[sf] = [r[0] for r in fr]
+        np.testing.assert_allclose([r[1] for r in fr], spans[mask])
+        assert abs(sum(r[1] for r in fr) / 1000 - info.duration_s) < 0.1
+        assert ds.sql("SELECT sample_fps FROM videos").fetchall()[0][0] == 5.0
+        ds.close()
+    assert got[0] == got[100] == np.flatnonzero(mask).tolist()
+    assert abs(len(got[0]) / info.duration_s - 5) < 0.3
+    with pytest.raises(ConfigError, match="sample_fps"):
+        run_job(WOLFGANG, tmp_path / "s0", JobConfig(workers=1, sample_fps=2), use_ray=False)
+
+
+def test_tracker_thresholds_follow_the_row_threshold(models):
+    from ferbatch.vision.analysis import FrameAnalyzer
+
+    assert TrackerConfig.for_rows(0.7) == TrackerConfig(high_score=0.7, low_score=pytest.approx(0.3))
+    cfg = FrameSettings(row_threshold=0.5).tracker(models)
+    assert cfg is not None and cfg.high_score == 0.5 and cfg.low_score == pytest.approx(0.1)
+    a = FrameAnalyzer(models, tracker=FrameSettings().tracker(models))
+    assert a.row_threshold == 0.7 and a.low == pytest.approx(0.3)  # the low stage is live: the detector is asked for 0.3
+
+
+def test_every_surface_reports_one_track_emotion(tmp_path):
+    """The tracks table, the rows' track_emotion, the summary and a whole-video timeline bin give the
+    time-weighted mean of the probabilities (labels.weighted_emotion), on a real job; and a track
+    whose probabilities say anger says anger everywhere, though most of its frames' labels say neutral
+    (a synthetic track through the tracking pass and the same SQL)."""
+    run_job(SINGLE_FACE, tmp_path, JobConfig(workers=1), use_ray=False)
+    ds = ferbatch.open(tmp_path)
+    faces = ds.sql("SELECT f.*, fr.span_ms FROM faces f JOIN frames fr USING (video_id, frame_idx) ORDER BY frame_idx").to_arrow_table()
+    probs = np.stack([faces[f"prob_{e}"].to_numpy(zero_copy_only=False) for e in EMOTIONS], 1).astype(np.float32)
+    _, expect = weighted_emotion(probs, faces["span_ms"].to_numpy())
+    vid = faces["video_id"][0].as_py()
+    assert ds.sql("SELECT dominant_emotion FROM tracks").fetchall() == [(expect,)]
+    assert set(faces["track_emotion"].to_pylist()) == {expect}
+    assert ds.summary()["dominant_emotion"].to_pylist() == [expect]
+    tl = ds.timeline(vid, 3600.0, by_face=False).to_pylist()[0]
+    assert EMOTIONS[int(np.argmax([tl[f"mean_prob_{e}"] or -1 for e in EMOTIONS]))] == expect
+    ds.close()
+
+    import duckdb
+
+    from ferbatch.dataset.api import emotion_sql
+    from ferbatch.job.tracking import track_faces
+    from ferbatch.vision.track import TrackerConfig as TC
+
+    n = 10
+    p = np.full((n, 8), 0.02, np.float32)
+    p[:6, 4], p[:6, 0] = 0.40, 0.45  # six frames: neutral by a hair over anger ...
+    p[6:, 4], p[6:, 0] = 0.90, 0.02  # ... four frames: clearly anger; the track's time-weighted mean says anger, the label majority neutral
+    faces_t = faces.slice(0, n).drop(["span_ms", "video_id"])
+    for j, e in enumerate(EMOTIONS):
+        faces_t = faces_t.set_column(faces_t.schema.get_field_index(f"prob_{e}"), f"prob_{e}", pa.array(p[:, j]))
+    faces_t = faces_t.set_column(faces_t.schema.get_field_index("track_id"), "track_id", pa.array(np.zeros(n, np.int64)))
+    fr = ds_frames = pa.table(
+        {"frame_idx": faces_t["frame_idx"], "span_ms": pa.array(np.full(n, 40.0)), "shot_idx": pa.array(np.zeros(n, np.int32))}
+    )
+    tf, tracks = track_faces(faces_t, ds_frames, [{"shard_idx": 0}], TC())
+    assert tracks["dominant_emotion"].to_pylist() == ["anger"] and set(tf["track_emotion"].to_pylist()) == {"anger"}
+    means = ", ".join(f"sum(w * prob_{e}) / sum(w) AS mean_prob_{e}" for e in EMOTIONS)
+    con = duckdb.connect()
+    con.register("t", tf.append_column("w", fr["span_ms"]))
+    assert con.sql(f"SELECT {emotion_sql()} FROM (SELECT {means} FROM t)").fetchall()[0][0] == "anger"
