@@ -311,3 +311,15 @@ def test_quiet_run_on_ray_prints_nothing_on_stderr(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stderr == "", res.stderr
     _fits(res.stdout)
+
+
+# --- issue 32: what a new user meets -----------------------------------------------------------------
+
+
+def test_rerun_with_other_settings_names_out_by_its_path(single_out):
+    """The refusal names OUT as the user wrote it (its path), not a Location object."""
+    res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(single_out), "--no-ray", "-q", "--score-threshold", "0.95"])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith(f"error: {single_out} | holds rows made with other result-changing settings"), res.stderr
+    assert "Location(" not in res.stderr
+
