@@ -323,3 +323,29 @@ def test_rerun_with_other_settings_names_out_by_its_path(single_out):
     assert res.stderr.startswith(f"error: {single_out} | holds rows made with other result-changing settings"), res.stderr
     assert "Location(" not in res.stderr
 
+
+def _readme_block(after: str) -> str:
+    """The first ```python block of README.md after the line that starts with ``after``."""
+    text = (REPO / "README.md").read_text()
+    rest = text[text.index("\n" + after) :]
+    start = rest.index("```python\n") + len("```python\n")
+    return rest[start : rest.index("```", start)]
+
+
+def test_readme_plain_duckdb_snippet_reads_the_dataset(single_out):
+    """The README's "plain DuckDB" snippet, run as written from the folder that holds out/."""
+    snippet = _readme_block("Or plain DuckDB/pyarrow")
+    assert "read_parquet('out/" in snippet
+    res = subprocess.run([sys.executable, "-c", snippet], cwd=single_out.parent, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    from collections import Counter
+
+    from ferbatch.dataset.store import open_table
+
+    counts = Counter(open_table(single_out, "faces")["emotion"].to_pylist())  # ferbatch's own reader
+    shown = {
+        cells[0]: int(cells[1])
+        for line in res.stdout.splitlines()
+        if len(cells := line.strip("│ ").split("│")) == 2 and cells[1].strip().isdigit()
+    }
+    assert {k.strip(): v for k, v in shown.items()} == dict(counts), res.stdout
