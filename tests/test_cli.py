@@ -349,3 +349,66 @@ def test_readme_plain_duckdb_snippet_reads_the_dataset(single_out):
         if len(cells := line.strip("│ ").split("│")) == 2 and cells[1].strip().isdigit()
     }
     assert {k.strip(): v for k, v in shown.items()} == dict(counts), res.stdout
+
+
+def _on_a_terminal(
+    args: list[str], *, stdout_tty: bool = True, stderr_tty: bool = False, cwd=None, code: str | None = None
+) -> tuple[str, str]:
+    """Run ``python -m ferbatch ARGS`` (or ``python -c CODE``) with standard output and/or error on
+    a real pseudo-terminal (100 columns); (what the terminal showed, what went to the pipes)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "LINES": "40", "TERM": "xterm"}
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "ferbatch", *args]
+    p = subprocess.Popen(
+        cmd,
+        stdout=slave if stdout_tty else subprocess.PIPE,
+        stderr=slave if stderr_tty else subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            p.kill()
+            raise AssertionError(f"no output for 120 s: {seen[-500:]!r}")
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    piped, err = p.communicate(timeout=120)
+    assert p.returncode == 0, (seen, piped, err)
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n"), (piped or err or b"").decode()
+
+
+def _frame_rows(text: str) -> list[int]:
+    """The frame_idx of each "frame_idx emotion" row of a printed table."""
+    return [int(c[0]) for ln in text.splitlines() if len(c := ln.split()) == 2 and c[0].isdigit() and c[1] in EMOTIONS]
+
+
+def test_query_caps_rows_at_a_terminal_only(single_out):
+    """At a terminal a table shows the first and last 20 rows and says how many it left out (as the
+    duckdb shell); --max-rows 0 shows all; piped output has every row."""
+    sql = ["--sql", "SELECT frame_idx, emotion FROM faces ORDER BY frame_idx"]
+    shown, _ = _on_a_terminal(["query", str(single_out), *sql])
+    lines = [ln.split() for ln in shown.splitlines() if ln.strip()]
+    assert lines[0] == ["frame_idx", "emotion"], shown
+    assert _frame_rows(shown) == [*range(20), *range(52, 72)], shown
+    assert "72 rows, 32 not shown" in shown and "--max-rows 0" in shown
+    every, _ = _on_a_terminal(["query", str(single_out), *sql, "--max-rows", "0"])
+    assert _frame_rows(every) == list(range(72)) and "not shown" not in every
+    few, _ = _on_a_terminal(["query", str(single_out), *sql, "--max-rows", "3"])
+    assert _frame_rows(few) == [0, 1, 71] and "69 not shown" in few
+    piped = CliRunner().invoke(app, ["query", str(single_out), *sql, "--format", "table"])  # not a terminal: complete
+    assert piped.exit_code == 0 and _frame_rows(piped.stdout) == list(range(72)) and "not shown" not in piped.stdout, piped.output

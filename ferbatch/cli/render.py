@@ -41,6 +41,7 @@ def render(
     columns: Sequence[str] | None = None,
     table_columns: Sequence[str] | None = None,
     empty_message: str | None = None,
+    max_rows: int = 0,
 ) -> None:
     """Print (or write) a DuckDB relation or a pyarrow Table.
 
@@ -55,6 +56,9 @@ def render(
         table_columns: the columns a table shows when ``columns`` is not given (default: all but
             the per-class mean probabilities, and the video id when the path is there).
         empty_message: said on stderr when there are no rows.
+        max_rows: a table (only) shows at most this many rows, the first and last half (as the
+            duckdb shell does), with a footer that says how many there are and how many were left
+            out; 0 = all. The callers pass it only when standard output is a terminal.
 
     Raises:
         OutputError: unknown format or column, or parquet without an output path.
@@ -98,7 +102,30 @@ def render(
                 cols = list(
                     table_columns or [c for c in cols if not c.startswith("mean_prob_") and not (c == "video_id" and "path" in cols)]
                 )
-            _print_table(cols, rows, console if not output else _file_console(stream))
+            shown, left_out = _cap(rows, max_rows if not output else 0)
+            _print_table(
+                cols, shown, console if not output else _file_console(stream), gap_after=max_rows - max_rows // 2 if left_out else None
+            )
+            if left_out:
+                console.print(
+                    f"{len(rows):,} rows, {left_out:,} not shown (--max-rows 0 shows all, --format csv writes all)",
+                    highlight=False,
+                    markup=False,
+                    style="dim",
+                )
+
+
+# rows a table shows at a terminal unless --max-rows says otherwise (as the duckdb shell: first and last 20)
+MAX_TABLE_ROWS = 40
+
+
+def _cap(rows: list[dict], max_rows: int) -> tuple[list[dict], int]:
+    """(rows to show, how many are left out): all, or the first ``max_rows - max_rows // 2`` and
+    the last ``max_rows // 2`` rows."""
+    if max_rows <= 0 or len(rows) <= max_rows:
+        return rows, 0
+    head, tail = max_rows - max_rows // 2, max_rows // 2
+    return rows[:head] + (rows[len(rows) - tail :] if tail else []), len(rows) - max_rows
 
 
 # formats written batch by batch from a DuckDB relation: a result of any size never sits in memory whole
@@ -173,10 +200,11 @@ def _cell(c: str, v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else escape(str(v))
 
 
-def _print_table(cols: list[str], rows: list[dict], console) -> None:
+def _print_table(cols: list[str], rows: list[dict], console, gap_after: int | None = None) -> None:
     """A plain table (no borders, like ``docker ps``) whose headers and numbers are never broken
     (only a path may fold, down to 20 characters); when even that is wider than the console, one
-    block per record ("column  value" lines) instead."""
+    block per record ("column  value" lines) instead. ``gap_after``: a row of "…" after that many
+    rows (where rows were left out)."""
     from rich.table import Table
 
     head = {c: (c[6:9] + "%" if c.startswith("share_") else c) for c in cols}
@@ -189,13 +217,18 @@ def _print_table(cols: list[str], rows: list[dict], console) -> None:
         t = Table(box=None, pad_edge=False, header_style="bold")
         for c in cols:
             t.add_column(head[c], overflow="fold", min_width=width[c], no_wrap=c != "path")
-        for row in cells:
+        for i, row in enumerate(cells):
+            if i == gap_after:
+                t.add_row(*["…"] * len(cols), style="dim")
             t.add_row(*row)
         console.print(t)
         return
     key_width = max(len(c) for c in cols)
     for i, row in enumerate(cells):
         if i:
+            console.print()
+        if i == gap_after:
+            console.print("…", style="dim")
             console.print()
         v = Table(show_header=False, box=None, padding=(0, 1, 0, 0))
         v.add_column(style="bold", width=key_width, no_wrap=True)

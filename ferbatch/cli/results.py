@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ferbatch.cli.common import FORMAT_HELP, Format, resolve_format
 from ferbatch.cli.common import fail as _fail
+from ferbatch.cli.render import MAX_TABLE_ROWS
 from ferbatch.errors import FerbatchError
 from ferbatch.labels import EMOTIONS
 
@@ -36,6 +37,23 @@ ColumnsOpt = Annotated[
         metavar="COL,COL,...",
     ),
 ]
+MaxRowsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-rows",
+        help="At a terminal, a table shows at most this many rows (the first and last half) and says how many it left out; "
+        "0 = all. Piped or redirected output and --output files always have every row.",
+        metavar="N",
+        min=0,
+    ),
+]
+
+
+def _terminal_rows(max_rows: int) -> int:
+    """The row cap of a table on standard output: ``max_rows`` at a terminal, none (0) otherwise."""
+    import sys
+
+    return max_rows if sys.stdout.isatty() else 0
 
 
 def _split(columns: str | None) -> list[str] | None:
@@ -51,6 +69,7 @@ def query(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Stop the query after this many seconds (0 = never).", metavar="SECONDS", min=0)
     ] = 300.0,
+    max_rows: MaxRowsOpt = MAX_TABLE_ROWS,
 ) -> None:
     """Run DuckDB SQL over a dataset (read-only views faces, frames, videos, tracks).
 
@@ -75,18 +94,18 @@ def query(
     except duckdb.Error as e:  # DuckDB's own errors (parser, binder, catalog): one line for the user
         _fail(FerbatchError(f"--sql | {type(e).__name__}: {e}"))
     try:
-        render(table, resolve_format(fmt, output), Console(), output, columns=_split(columns))
+        render(table, resolve_format(fmt, output), Console(), output, columns=_split(columns), max_rows=_terminal_rows(max_rows))
     except FerbatchError as e:
         _fail(e)
 
 
-def _answer(out: str, fn, fmt: Format | None, output: Path | None, columns: str | None, **kw) -> None:
+def _answer(out: str, fn, fmt: Format | None, output: Path | None, columns: str | None, max_rows: int = MAX_TABLE_ROWS, **kw) -> None:
     from ferbatch.cli.render import render
     from ferbatch.dataset.api import Dataset
 
     try:
         with Dataset(out) as ds:
-            render(fn(ds), resolve_format(fmt, output), Console(), output, columns=_split(columns), **kw)
+            render(fn(ds), resolve_format(fmt, output), Console(), output, columns=_split(columns), max_rows=_terminal_rows(max_rows), **kw)
     except FerbatchError as e:
         _fail(e)
 
@@ -94,7 +113,9 @@ def _answer(out: str, fn, fmt: Format | None, output: Path | None, columns: str 
 SUMMARY_TABLE = ("path", "status", "duration_s", "frames", "faces", "dominant_emotion")
 
 
-def summary(out: OutArg, fmt: FormatOpt = None, output: OutputOpt = None, columns: ColumnsOpt = None) -> None:
+def summary(
+    out: OutArg, fmt: FormatOpt = None, output: OutputOpt = None, columns: ColumnsOpt = None, max_rows: MaxRowsOpt = MAX_TABLE_ROWS
+) -> None:
     """Per video: duration, frames, frames with faces, mean faces per frame, share of each emotion, dominant emotion.
 
     A table shows path, status, duration_s, frames, faces, dominant_emotion; every other format (and
@@ -102,7 +123,7 @@ def summary(out: OutArg, fmt: FormatOpt = None, output: OutputOpt = None, column
 
     Example: ferbatch summary out/ --format csv
     """
-    _answer(out, lambda ds: ds.summary(), fmt, output, columns, table_columns=SUMMARY_TABLE)
+    _answer(out, lambda ds: ds.summary(), fmt, output, columns, max_rows, table_columns=SUMMARY_TABLE)
 
 
 def timeline(
@@ -113,12 +134,13 @@ def timeline(
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     columns: ColumnsOpt = None,
+    max_rows: MaxRowsOpt = MAX_TABLE_ROWS,
 ) -> None:
     """Emotion shares (and mean probabilities) per time bin and face (track) of one video.
 
     Example: ferbatch timeline out/ WolfgangLanger_Pexels --bin 1s
     """
-    _answer(out, lambda ds: ds.timeline(video, bin_width, by_face=not all_faces), fmt, output, columns)
+    _answer(out, lambda ds: ds.timeline(video, bin_width, by_face=not all_faces), fmt, output, columns, max_rows)
 
 
 def moments(
@@ -129,6 +151,7 @@ def moments(
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     columns: ColumnsOpt = None,
+    max_rows: MaxRowsOpt = MAX_TABLE_ROWS,
 ) -> None:
     """Time spans where some face shows EMOTION (its top class, with probability >= --min-prob) in consecutive frames.
 
@@ -146,7 +169,7 @@ def moments(
         f"no moments: no face shows {emotion.value} with probability >= {min_prob:g} for >= {secs:g} s "
         "(try a lower --min-prob or --min-duration)"
     )
-    _answer(out, lambda ds: ds.moments(emotion.value, min_prob, secs), fmt, output, columns, empty_message=none)
+    _answer(out, lambda ds: ds.moments(emotion.value, min_prob, secs), fmt, output, columns, max_rows, empty_message=none)
 
 
 def report(
