@@ -41,7 +41,7 @@ def run(
     force: bool = False,
     overwrite: bool = False,
     full_hash: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | bool | None = None,
     **options: Any,
 ) -> JobSummary:
     """Run the main job, as ``ferbatch run INPUTS --out OUT`` does, with the same defaults.
@@ -58,7 +58,9 @@ def run(
         overwrite: start ``out`` afresh when its rows were made with other result-changing settings
             (without it such a run is refused).
         full_hash: identify videos by the sha256 of the whole file (default: size + sampled blocks).
-        progress: callback(kind, done, total), kind "probe" (videos) or "frames".
+        progress: a progress bar on standard error (True), none (False), or a callback(kind, done,
+            total) with kind "probe" (videos) or "frames". Default (None): the bar when standard
+            error is a terminal or in a Jupyter notebook, nothing otherwise (logs, pipes).
         **options: :class:`ferbatch.config.JobConfig` fields, e.g. ``detector="ultraface-rfb-640"``,
             ``classifier=...``, ``workers=2``, ``backend="onnxruntime"``, ``track=False``.
 
@@ -83,18 +85,34 @@ def run(
     cfg = JobConfig(**options)
     if use_ray is not False and address is None:
         address = os.environ.get("RAY_ADDRESS") or None
-    return run_job(
-        inputs,
-        out,
-        cfg,
-        use_ray=use_ray,
-        address=address,
-        shard_frames=shard_frames,
-        progress=progress,
-        overwrite=overwrite,
-        full_hash=full_hash,
-        force=force,
-    )
+    if callable(progress):
+        return run_job(
+            inputs,
+            out,
+            cfg,
+            use_ray=use_ray,
+            address=address,
+            shard_frames=shard_frames,
+            progress=progress,
+            overwrite=overwrite,
+            full_hash=full_hash,
+            force=force,
+        )
+    from ferbatch.job.progress import progress_bar, wants_bar
+
+    with progress_bar(disable=not (wants_bar() if progress is None else progress)) as bar:
+        return run(
+            inputs,
+            out,
+            shard_frames=shard_frames,
+            use_ray=use_ray,
+            address=address,
+            force=force,
+            overwrite=overwrite,
+            full_hash=full_hash,
+            progress=bar,
+            **options,
+        )
 
 
 @dataclass(frozen=True)

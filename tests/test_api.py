@@ -14,7 +14,7 @@ from ferbatch.errors import ConfigError, OutputError
 from ferbatch.labels import EMOTIONS
 
 
-def test_run_has_the_cli_defaults_and_runs(tmp_path):
+def test_run_has_the_cli_defaults_and_runs(tmp_path, capsys):
     from ferbatch.api import run
     from ferbatch.cli import app
 
@@ -22,6 +22,10 @@ def test_run_has_the_cli_defaults_and_runs(tmp_path):
     assert inspect.signature(run).parameters["shard_frames"].default == cli["shard_frames"] == 1500
     s = ferbatch.run(SINGLE_FACE, tmp_path / "out", use_ray=False, workers=1)
     assert (s.videos, s.ok, s.frames, s.faces) == (1, 1, 72, 72)
+    assert capsys.readouterr() == ("", "")  # standard error is not a terminal: no progress bar
+    lines = repr(s).splitlines()  # a few readable lines, not one 600-character dataclass repr
+    assert 4 <= len(lines) <= 8 and str(s) == repr(s), repr(s)
+    assert lines[0] == "JobSummary: 1 video: 1 ok, 0 partial, 0 failed" and "72 frames, 72 faces" in lines[1], repr(s)
     with pytest.raises(ConfigError, match="unknown option shard_frame"):
         ferbatch.run(SINGLE_FACE, tmp_path / "out", use_ray=False, shard_frame=10)
     with pytest.raises(ConfigError, match="is a still image"):

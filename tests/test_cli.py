@@ -412,3 +412,14 @@ def test_query_caps_rows_at_a_terminal_only(single_out):
     assert _frame_rows(few) == [0, 1, 71] and "69 not shown" in few
     piped = CliRunner().invoke(app, ["query", str(single_out), *sql, "--format", "table"])  # not a terminal: complete
     assert piped.exit_code == 0 and _frame_rows(piped.stdout) == list(range(72)) and "not shown" not in piped.stdout, piped.output
+
+
+def test_python_run_shows_a_bar_on_a_terminal_only(tmp_path):
+    """ferbatch.run(): a progress bar when standard error is a terminal; progress=False: none (the
+    non-terminal case is tests/test_api.py's)."""
+    code = f"import ferbatch; ferbatch.run({str(SINGLE_FACE)!r}, 'out', use_ray=False, workers=1{{}})"
+    shown, piped = _on_a_terminal([], stdout_tty=False, stderr_tty=True, cwd=tmp_path, code=code.format(""))
+    assert "frames" in shown and "72/72" in shown and "━" in shown, shown
+    assert piped == ""
+    quiet, _ = _on_a_terminal([], stdout_tty=False, stderr_tty=True, cwd=tmp_path, code=code.format(", progress=False, overwrite=True"))
+    assert quiet.strip() == "", quiet

@@ -125,9 +125,8 @@ def run(
 
     Still images are refused before anything starts (see ferbatch analyze).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from ferbatch.api import run as run_job
+    from ferbatch.job.progress import progress_bar
 
     set_verbosity(verbose, quiet)  # -q: also Ray's start-up warnings (token authentication, ...)
     try:
@@ -149,23 +148,7 @@ def run(
             backend=backend.value,
             precision=precision.value,
         )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=quiet,
-            transient=False,
-        ) as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def progress(kind: str, done: int, total: int) -> None:
-                if kind not in tasks:
-                    tasks[kind] = bar.add_task("indexing videos" if kind == "probe" else "frames", total=total)
-                bar.update(tasks[kind], completed=done, total=total)
-
+        with progress_bar(console, disable=quiet) as progress:
             with _sigterm_as_interrupt():
                 s = run_job(
                     inputs,
