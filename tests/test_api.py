@@ -26,6 +26,10 @@ def test_run_has_the_cli_defaults_and_runs(tmp_path, capsys):
     lines = repr(s).splitlines()  # a few readable lines, not one 600-character dataclass repr
     assert 4 <= len(lines) <= 8 and str(s) == repr(s), repr(s)
     assert lines[0] == "JobSummary: 1 video: 1 ok, 0 partial, 0 failed" and "72 frames, 72 faces" in lines[1], repr(s)
+    from ferbatch.models.load import gpu_visible
+
+    if not gpu_visible():  # a CPU machine: no list of the GPU packages it lacks
+        assert "  backend: onnxruntime (no GPU)" in lines and max(map(len, lines)) <= 100, repr(s)
     with pytest.raises(ConfigError, match="unknown option shard_frame"):
         ferbatch.run(SINGLE_FACE, tmp_path / "out", use_ray=False, shard_frame=10)
     with pytest.raises(ConfigError, match="is a still image"):

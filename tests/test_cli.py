@@ -39,7 +39,7 @@ def test_run_no_ray_then_query(tmp_path):
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(out), "--no-ray", "-q"])
     assert res.exit_code == 0, res.output
-    assert "72" in res.output  # frames
+    assert res.stdout == res.stderr == ""  # -q: only errors; the exit status tells the rest
     q = CliRunner().invoke(app, ["query", str(out), "--sql", "SELECT count(*) AS n FROM frames", "--format", "csv"])
     assert q.exit_code == 0 and q.output.strip().splitlines()[-1] == "72"
     bad = CliRunner().invoke(app, ["query", str(out), "--sql", "COPY faces TO 'x.csv'"])
@@ -423,3 +423,19 @@ def test_python_run_shows_a_bar_on_a_terminal_only(tmp_path):
     assert piped == ""
     quiet, _ = _on_a_terminal([], stdout_tty=False, stderr_tty=True, cwd=tmp_path, code=code.format(", progress=False, overwrite=True"))
     assert quiet.strip() == "", quiet
+
+
+@pytest.mark.ray
+def test_embedded_ray_keeps_token_auth_without_the_opt_out_notice(tmp_path):
+    """Ray's "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to opt out" is not
+    shown (ferbatch keeps token auth on on purpose); token auth is still on."""
+    code = (
+        "from ferbatch.job.workers import init_ray; init_ray(None, 1)\n"
+        "from ray._private.authentication.authentication_utils import is_token_auth_enabled\n"
+        "import ray; print(is_token_auth_enabled()); ray.shutdown()"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "True"
+    assert "RAY_AUTH_MODE" not in res.stderr and "Token authentication" not in res.stderr, res.stderr

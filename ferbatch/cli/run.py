@@ -117,7 +117,12 @@ def run(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log lines (-v info, -vv debug).", show_default=False)
     ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no Ray start-up lines; only errors.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print only errors: no progress bar, no Ray start-up lines, no summary (the exit status tells)."
+        ),
+    ] = False,
 ) -> None:
     """Find every face in every frame of the videos, classify its expression, write Parquet to OUT.
 
@@ -169,6 +174,18 @@ def run(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished shards are recorded; run the same command again to resume")
         raise typer.Exit(130) from None
+    if not quiet:  # -q: only errors (below) and the exit status
+        _print_summary(s, out)
+    for path, err in s.errors.items():
+        console.print(f"[yellow]{escape(path)}[/yellow]: {escape(err)}", soft_wrap=True, highlight=False)
+    if s.failed:
+        raise typer.Exit(1)
+    if s.partial:
+        raise typer.Exit(3)
+
+
+def _print_summary(s, out: str) -> None:
+    """The job's summary table on standard output."""
     t = Table(title=f"ferbatch {__version__}: {out}", show_header=False)
     for k, v in [
         ("videos", s.videos),
@@ -187,12 +204,6 @@ def run(
     ]:
         t.add_row(k, escape(str(v)))
     Console().print(t)
-    for path, err in s.errors.items():
-        console.print(f"[yellow]{escape(path)}[/yellow]: {escape(err)}", soft_wrap=True, highlight=False)
-    if s.failed:
-        raise typer.Exit(1)
-    if s.partial:
-        raise typer.Exit(3)
 
 
 @contextlib.contextmanager
