@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
-from conftest import ASTRONAUT, MULTI_FACE, REPO, SINGLE_FACE
+from conftest import ASTRONAUT, MULTI_FACE, REPO, SINGLE_FACE, WOLFGANG
 from typer.testing import CliRunner
 
 from ferbatch.cli import app
@@ -439,3 +439,19 @@ def test_embedded_ray_keeps_token_auth_without_the_opt_out_notice(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "True"
     assert "RAY_AUTH_MODE" not in res.stderr and "Token authentication" not in res.stderr, res.stderr
+
+
+def test_annotate_finds_a_renamed_copy_by_its_content(single_out, tmp_path):
+    """Videos are identified by content: a renamed copy of a processed clip is the same video."""
+    import shutil
+
+    copy = tmp_path / "renamed copy.mp4"
+    shutil.copy(SINGLE_FACE, copy)
+    dst = tmp_path / "annotated.mp4"
+    res = CliRunner().invoke(app, ["annotate", str(copy), "--results", str(single_out), "-o", str(dst)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == f"{dst}: 72 frames" and dst.is_file()
+    other = tmp_path / "other.mp4"  # another clip, not in the dataset: still refused
+    shutil.copy(WOLFGANG, other)
+    res = CliRunner().invoke(app, ["annotate", str(other), "--results", str(single_out), "-o", str(tmp_path / "o.mp4")])
+    assert res.exit_code == 2 and "'other.mp4' | not in" in res.stderr, res.output

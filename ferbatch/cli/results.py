@@ -191,7 +191,14 @@ def report(
 
 def annotate(
     video: Annotated[
-        Path, typer.Argument(help="The source video (as processed).", exists=True, dir_okay=False, metavar="VIDEO", show_default=False)
+        Path,
+        typer.Argument(
+            help="The source video as processed, or any copy of it (found by its content, whatever its name).",
+            exists=True,
+            dir_okay=False,
+            metavar="VIDEO",
+            show_default=False,
+        ),
     ],
     results: Annotated[str, typer.Option("--results", help="The ferbatch output directory (or URI) that holds its rows.", metavar="OUT")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Annotated video to write (.mp4).", metavar="FILE")] = Path(

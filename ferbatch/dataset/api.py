@@ -161,7 +161,9 @@ class Dataset:
 
     def video_id(self, name: str) -> str:
         """Resolve a video to its id: the file's absolute path as the job saw it (from the
-        manifest), a video id, the relative path, the file name or the stem, first unique hit wins.
+        manifest), an existing file's content (its content hash, as the job identifies videos: a
+        renamed, moved or copied file is still found), a video id, the relative path, the file name
+        or the stem, first unique hit wins.
 
         Raises:
             OutputError: no such video, or the name is ambiguous.
@@ -176,6 +178,9 @@ class Dataset:
             ]
             if len(hits) == 1:
                 return hits[0]
+            same = self._same_content(name) if os.path.isfile(name) else []
+            if len(same) == 1:
+                return same[0]
             name = os.path.basename(name)
         rows = self.con.execute("SELECT video_id, path FROM videos").fetchall()
         for key in (
@@ -190,6 +195,22 @@ class Dataset:
             if len(hits) > 1:
                 raise OutputError(f"video {name!r} | matches {len(hits)} videos; give the video_id ({', '.join(hits)})")
         raise OutputError(f"video {name!r} | not in {self.path}; known: {', '.join(p for _, p in rows)}")
+
+    def _same_content(self, path: str) -> list[str]:
+        """The ids of the videos whose content hash is the file's: the sampled hash, else (a
+        dataset made with ``--full-hash``) the whole file's."""
+        from ferbatch.job.inputs import content_hash
+
+        size = os.path.getsize(path)
+        for full in (False, True):
+            try:
+                digest = content_hash(path, size, full=full)
+            except OSError:
+                return []
+            hits = [v for (v,) in self.con.execute("SELECT video_id FROM videos WHERE content_hash = ?", [digest]).fetchall()]
+            if hits:
+                return hits
+        return []
 
     def summary(self) -> pa.Table:
         """See :func:`summary_sql`."""
