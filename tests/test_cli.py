@@ -455,3 +455,38 @@ def test_annotate_finds_a_renamed_copy_by_its_content(single_out, tmp_path):
     shutil.copy(WOLFGANG, other)
     res = CliRunner().invoke(app, ["annotate", str(other), "--results", str(single_out), "-o", str(tmp_path / "o.mp4")])
     assert res.exit_code == 2 and "'other.mp4' | not in" in res.stderr, res.output
+
+
+def test_numbers_one_formatter_for_tables_and_files(single_out, tmp_path, capsys):
+    """Written files carry float32 values as their shortest float32 text (0.9, not
+    0.8999999761581421); a table's float column shares one number of decimals (no 2.558e-05)."""
+    import numpy as np
+    import pyarrow as pa
+    from rich.console import Console
+
+    from ferbatch.cli.render import render
+
+    t = pa.table(
+        {
+            "n": pa.array([238, 5, 12], pa.int64()),
+            "p": pa.array([0.9, 2.558e-05, 0.12345678], pa.float32()),
+            "ms": pa.array([238.4, 58.0912, 0.5], pa.float64()),
+            "share_happiness": pa.array([0.5, 0.25, None], pa.float64()),
+        }
+    )
+    render(t, "csv", None, tmp_path / "t.csv")
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert [r["p"] for r in rows] == ["0.9", "2.558e-05", "0.12345678"] and [r["ms"] for r in rows] == ["238.4", "58.0912", "0.5"]
+    render(t, "json", None, tmp_path / "t.json")
+    assert [r["p"] for r in json.loads((tmp_path / "t.json").read_text())] == [0.9, 2.558e-05, 0.12345678]
+    render(t, "table", Console(width=100, file=io.StringIO()), tmp_path / "t.txt")
+    lines = [ln.split() for ln in (tmp_path / "t.txt").read_text().splitlines()]
+    assert lines == [["n", "p", "ms", "hap%"], ["238", "0.9000", "238.4", "50"], ["5", "0.0000", "58.1", "25"], ["12", "0.1235", "0.5"]]
+    # a real dataset: csv streamed from DuckDB (float32 columns) and a table of its float columns
+    res = CliRunner().invoke(app, ["query", str(single_out), "--sql", "SELECT det_score, prob_fear FROM faces", "--format", "csv"])
+    values = [v for line in res.stdout.splitlines()[1:] for v in line.split(",")]
+    assert len(values) == 144 and all(v == str(np.float32(v)) for v in values), values[:6]
+    tab = CliRunner().invoke(app, ["query", str(single_out), "--sql", "SELECT pts_ms, prob_fear FROM faces", "--format", "table"])
+    cells = [ln.split() for ln in tab.stdout.splitlines()[1:]]
+    for col in zip(*cells, strict=True):
+        assert len({len(c.split(".")[1]) for c in col}) == 1 and not any("e" in c for c in col), col
