@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -490,3 +491,35 @@ def test_numbers_one_formatter_for_tables_and_files(single_out, tmp_path, capsys
     cells = [ln.split() for ln in tab.stdout.splitlines()[1:]]
     for col in zip(*cells, strict=True):
         assert len({len(c.split(".")[1]) for c in col}) == 1 and not any("e" in c for c in col), col
+
+
+TYPER_LABELS = re.compile(r"<(str|int|float|path|file|directory|bool|text|list\[[^\]]*\]|[a-z]+ range)>")
+
+
+def test_help_metavars_say_what_a_value_is_and_min_face_px_suggests_one():
+    """No command's --help shows typer's type labels (<str>, <int>, <list[str]>, <float range>)."""
+    cmd = typer.main.get_command(app)
+    paths = [[n] if not hasattr(c, "commands") else [n, s] for n, c in cmd.commands.items() for s in (getattr(c, "commands", None) or [""])]
+    for path in paths:
+        res = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (path, res.output)
+        assert not TYPER_LABELS.search(res.stdout), (path, TYPER_LABELS.findall(res.stdout))
+    text = " ".join(CliRunner().invoke(app, ["run", "-h"], env=W80).stdout.split())
+    assert "--min-face-px PX" in text and "Try 30" in text
+    assert "{VIDEO|DIR|URI}..." in text and "VIDEO|DIR|URI Video files" in text  # the argument: its metavar, no <list[str]>
+    assert "OUT A ferbatch output" in " ".join(CliRunner().invoke(app, ["query", "-h"], env=W80).stdout.split())
+
+
+def test_emotion_takes_the_common_names(single_out):
+    """--emotion happy is happiness (as eval's folder names); an unknown name lists the choices."""
+    args = ["--min-prob", "0.5", "--min-duration", "0.1s", "--format", "jsonl"]
+    full = CliRunner().invoke(app, ["moments", str(single_out), "--emotion", "happiness", *args])
+    for alias in ("happy", "Happy", "joy"):
+        res = CliRunner().invoke(app, ["moments", str(single_out), "--emotion", alias, *args])
+        assert res.exit_code == 0 and res.stdout == full.stdout and '"emotion": "happiness"' in res.stdout, res.output
+    bad = CliRunner().invoke(app, ["moments", str(single_out), "--emotion", "glee", *args])
+    assert bad.exit_code == 2 and "--emotion | received 'glee'; expected one of neutral, happiness" in bad.stderr and "happy" in bad.stderr
+    import ferbatch
+
+    with ferbatch.open(single_out) as ds:
+        assert ds.moments("happy", 0.5, "0.1s").equals(ds.moments("happiness", 0.5, "0.1s"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +16,21 @@ from ferbatch.labels import EMOTIONS
 
 __all__ = ["register"]
 
-Emotion = Enum("Emotion", {e: e for e in EMOTIONS}, type=str)  # type: ignore[misc]  # choices with completion
+
+def _complete_emotion(incomplete: str) -> list[str]:
+    """Shell completion of --emotion: the FER+ names (the aliases are accepted, not offered)."""
+    return [e for e in EMOTIONS if e.startswith(incomplete.lower())]
+
+
+EmotionOpt = Annotated[
+    str,
+    typer.Option(
+        help="The emotion to look for; the common names are accepted too (happy, sad, angry, surprised, scared, ...).",
+        metavar="<" + "|".join(EMOTIONS) + ">",
+        autocompletion=_complete_emotion,
+        show_default=False,
+    ),
+]
 
 OutArg = Annotated[
     str,
@@ -145,7 +158,7 @@ def timeline(
 
 def moments(
     out: OutArg,
-    emotion: Annotated[Emotion, typer.Option(help="The emotion to look for.", show_default=False)],
+    emotion: EmotionOpt,
     min_prob: Annotated[float, typer.Option(help="A face's probability of the emotion at least this.", metavar="P", min=0, max=1)] = 0.8,
     min_duration: Annotated[str, typer.Option(help="Spans at least this long: 0.5s, 500ms.", metavar="DURATION")] = "0.5s",
     fmt: FormatOpt = None,
@@ -157,19 +170,17 @@ def moments(
 
     When nothing matches, it says so on stderr (json gives [], csv only its header).
 
-    Example: ferbatch moments out/ --emotion happiness --min-prob 0.8 --min-duration 1s
+    Example: ferbatch moments out/ --emotion happy --min-prob 0.8 --min-duration 1s
     """
-    from ferbatch.dataset.api import parse_duration
+    from ferbatch.dataset.api import parse_duration, parse_emotion
 
     try:
         secs = parse_duration(min_duration)
+        name = parse_emotion(emotion)
     except FerbatchError as e:
         _fail(e)
-    none = (
-        f"no moments: no face shows {emotion.value} with probability >= {min_prob:g} for >= {secs:g} s "
-        "(try a lower --min-prob or --min-duration)"
-    )
-    _answer(out, lambda ds: ds.moments(emotion.value, min_prob, secs), fmt, output, columns, max_rows, empty_message=none)
+    none = f"no moments: no face shows {name} with probability >= {min_prob:g} for >= {secs:g} s (try a lower --min-prob or --min-duration)"
+    _answer(out, lambda ds: ds.moments(name, min_prob, secs), fmt, output, columns, max_rows, empty_message=none)
 
 
 def report(

@@ -78,7 +78,9 @@ def run(
     min_face_px: Annotated[
         float | None,
         typer.Option(
-            help="Smallest face side (pixels) to find: large frames are also run in overlapping tiles. Default: whole frames.", metavar="PX"
+            help="Smallest face side (pixels) to find: frames too large to show such a face to the detector are also run in "
+            "overlapping tiles (slower). Try 30 for small or distant faces in HD video. Default: whole frames only.",
+            metavar="PX",
         ),
     ] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Run NMS in NumPy instead of inside the detector graph.")] = False,

@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from ferbatch.dataset.query import connect, run_sql
 from ferbatch.errors import ConfigError, OutputError
-from ferbatch.labels import EMOTIONS
+from ferbatch.labels import EMOTION_ALIASES, EMOTIONS, emotion_of
 
-__all__ = ["Dataset", "open", "parse_duration", "summary_sql", "timeline_sql", "moments_sql"]
+__all__ = ["Dataset", "open", "parse_duration", "parse_emotion", "summary_sql", "timeline_sql", "moments_sql"]
 
 _SHARES = ", ".join(f"avg((emotion = '{e}')::DOUBLE) AS share_{e}" for e in EMOTIONS)
 
@@ -72,12 +72,26 @@ def timeline_sql(video_id: str, bin_s: float, by: str | None = "face_idx") -> st
         GROUP BY ALL ORDER BY t_s{", " + by if by else ""}"""
 
 
+def parse_emotion(name: str) -> str:
+    """The FER+ emotion ``name`` means: a FER+ name or a common one (``happy``, ``sad``, ``angry``:
+    :data:`ferbatch.labels.EMOTION_ALIASES`), any case.
+
+    Raises:
+        ConfigError: none of them.
+    """
+    emotion = emotion_of(name)
+    if emotion is None:
+        aliases = ", ".join(EMOTION_ALIASES)
+        raise ConfigError(f"--emotion | received {name!r}; expected one of {', '.join(EMOTIONS)} (or {aliases})")
+    return emotion
+
+
 def moments_sql(emotion: str, min_prob: float, min_duration_s: float) -> str:
     """Time spans (runs of consecutive decoded frames) in which some face's emotion is ``emotion``
     with probability >= ``min_prob``, lasting >= ``min_duration_s``. ``end_s`` is the time of the
-    first frame after the span (exclusive), or the span's last frame at the end of a video."""
-    if emotion not in EMOTIONS:
-        raise ConfigError(f"--emotion | received {emotion!r}; expected one of {', '.join(EMOTIONS)}")
+    first frame after the span (exclusive), or the span's last frame at the end of a video.
+    ``emotion``: as :func:`parse_emotion` takes it (``"happy"`` is ``"happiness"``)."""
+    emotion = parse_emotion(emotion)
     return f"""
         WITH f AS (SELECT video_id, frame_idx, pts_ms,
                           row_number() OVER (PARTITION BY video_id ORDER BY frame_idx) AS rn,
