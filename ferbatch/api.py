@@ -175,6 +175,31 @@ class Faces:
             raise ImportError("Faces.to_pandas | needs pandas: pip install 'ferbatch[pandas]'") from e
         return self.to_arrow().to_pandas()
 
+    def to_supervision(self):
+        """The faces as ``supervision.Detections`` (Roboflow's supervision: annotators, trackers,
+        zones): ``xyxy`` the boxes, ``confidence`` the detector scores, ``class_id`` each face's
+        emotion index in :data:`ferbatch.labels.EMOTIONS`, ``data["class_name"]`` its emotion,
+        ``data["emotion_prob"]`` that emotion's probability, ``data["probs"]`` the (N, 8)
+        probabilities. Needs the ``supervision`` extra: ``pip install 'ferbatch[supervision]'``.
+
+        Raises:
+            ImportError: supervision is not installed (the message names the extra).
+        """
+        try:
+            import supervision as sv
+        except ImportError as e:
+            raise ImportError("Faces.to_supervision | needs supervision: pip install 'ferbatch[supervision]'") from e
+        return sv.Detections(
+            xyxy=np.asarray(self.boxes, np.float32).reshape(-1, 4),
+            confidence=np.asarray(self.scores, np.float32),
+            class_id=np.array([EMOTIONS.index(e) for e in self.emotions], dtype=int),
+            data={
+                "class_name": np.array(self.emotions, dtype=str),
+                "emotion_prob": self.emotion_probs,
+                "probs": np.asarray(self.probs, np.float32).reshape(-1, 8),
+            },
+        )
+
 
 @functools.lru_cache(maxsize=4)
 def _models(detector: str | None, classifier: str | None, backend: str, score_threshold: float | None, max_faces: int) -> Models:

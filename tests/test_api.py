@@ -99,6 +99,42 @@ def test_dataset_repr_context_manager_and_pandas(tmp_path):
         df = ds.summary().to_pandas()
         assert df.loc[0, "frames"] == 72
         assert ds.faces.df().shape[0] == 72  # DuckDB relation -> pandas
+        one = ds.video_df("single_face")  # one video's rows for a notebook, in frame order, time in seconds
+        assert one.shape[0] == 72 and list(one.columns[:3]) == ["t_s", "video_id", "frame_idx"]
+        assert one["frame_idx"].is_monotonic_increasing and one["t_s"].iloc[-1] == ds.video_faces(str(SINGLE_FACE))["t_s"][-1].as_py()
     assert repr(ds).endswith("(closed)>")
     with pytest.raises(Exception):  # noqa: B017 - DuckDB's own "connection closed" error
         ds.summary()
+
+
+def test_faces_to_supervision_and_its_extra(monkeypatch):
+    """Faces.to_supervision(): supervision imported only when called; without it, the message names the extra."""
+    import sys
+    import tomllib
+    import types
+
+    from conftest import REPO
+
+    probs = np.zeros((2, 8), np.float32)
+    probs[0, 1], probs[1, 4] = 0.9, 0.6
+    faces = ferbatch.api.Faces(
+        boxes=np.float32([[1, 2, 30, 40], [50, 60, 90, 99]]),
+        scores=np.float32([0.99, 0.8]),
+        probs=probs,
+        emotions=("happiness", "anger"),
+        image_size=(100, 100),
+        models={},
+    )
+    monkeypatch.setitem(sys.modules, "supervision", None)
+    with pytest.raises(ImportError, match=r"pip install 'ferbatch\[supervision\]'"):
+        faces.to_supervision()
+    fake = types.ModuleType("supervision")
+    fake.Detections = lambda **kw: kw  # what supervision.Detections is given
+    monkeypatch.setitem(sys.modules, "supervision", fake)
+    det = faces.to_supervision()
+    np.testing.assert_array_equal(det["xyxy"], faces.boxes)
+    np.testing.assert_array_equal(det["confidence"], faces.scores)
+    assert det["class_id"].tolist() == [1, 4] and det["data"]["class_name"].tolist() == ["happiness", "anger"]
+    np.testing.assert_allclose(det["data"]["emotion_prob"], [0.9, 0.6])
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("supervision") for r in extras["supervision"])

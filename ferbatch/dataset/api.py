@@ -249,6 +249,23 @@ class Dataset:
         """See :func:`moments_sql`."""
         return self.con.sql(moments_sql(emotion, min_prob, parse_duration(min_duration))).to_arrow_table()
 
+    def video_faces(self, video: str) -> pa.Table:
+        """One video's face rows, in frame order: ``t_s`` (seconds) first, then every column of
+        the faces table; ``video`` as :meth:`video_id` takes it (an id, a path, a name, a copy)."""
+        vid = self.video_id(video)
+        return self.con.sql(
+            f"SELECT pts_ms / 1000 AS t_s, * FROM faces WHERE video_id = {_lit(vid)} ORDER BY frame_idx, face_idx"
+        ).to_arrow_table()
+
+    def video_df(self, video: str):
+        """:meth:`video_faces` as a pandas DataFrame, for notebooks (``df.plot(x="t_s",
+        y="prob_happiness")``); needs the ``pandas`` extra: ``pip install 'ferbatch[pandas]'``."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError as e:
+            raise ImportError("Dataset.video_df | needs pandas: pip install 'ferbatch[pandas]'") from e
+        return self.video_faces(video).to_pandas()
+
 
 def open(out_dir: str | os.PathLike[str]) -> Dataset:  # noqa: A001 - the documented entry point
     """Open a ferbatch output directory; see :class:`Dataset`."""
