@@ -7,6 +7,7 @@ torch are imported only when a job or a model needs them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -85,7 +86,11 @@ def run(
     cfg = JobConfig(**options)
     if use_ray is not False and address is None:
         address = os.environ.get("RAY_ADDRESS") or None
-    if callable(progress):
+    with contextlib.ExitStack() as stack:
+        if not callable(progress):  # a bar (or none) instead of the caller's callback
+            from ferbatch.job.progress import progress_bar, wants_bar
+
+            progress = stack.enter_context(progress_bar(disable=not (wants_bar() if progress is None else progress)))
         return run_job(
             inputs,
             out,
@@ -97,21 +102,6 @@ def run(
             overwrite=overwrite,
             full_hash=full_hash,
             force=force,
-        )
-    from ferbatch.job.progress import progress_bar, wants_bar
-
-    with progress_bar(disable=not (wants_bar() if progress is None else progress)) as bar:
-        return run(
-            inputs,
-            out,
-            shard_frames=shard_frames,
-            use_ray=use_ray,
-            address=address,
-            force=force,
-            overwrite=overwrite,
-            full_hash=full_hash,
-            progress=bar,
-            **options,
         )
 
 
