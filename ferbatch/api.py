@@ -7,6 +7,7 @@ torch are imported only when a job or a model needs them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -41,7 +42,7 @@ def run(
     force: bool = False,
     overwrite: bool = False,
     full_hash: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | bool | None = None,
     **options: Any,
 ) -> JobSummary:
     """Run the main job, as ``ferbatch run INPUTS --out OUT`` does, with the same defaults.
@@ -58,7 +59,9 @@ def run(
         overwrite: start ``out`` afresh when its rows were made with other result-changing settings
             (without it such a run is refused).
         full_hash: identify videos by the sha256 of the whole file (default: size + sampled blocks).
-        progress: callback(kind, done, total), kind "probe" (videos) or "frames".
+        progress: a progress bar on standard error (True), none (False), or a callback(kind, done,
+            total) with kind "probe" (videos) or "frames". Default (None): the bar when standard
+            error is a terminal or in a Jupyter notebook, nothing otherwise (logs, pipes).
         **options: :class:`ferbatch.config.JobConfig` fields, e.g. ``detector="ultraface-rfb-640"``,
             ``classifier=...``, ``workers=2``, ``backend="onnxruntime"``, ``track=False``.
 
@@ -83,18 +86,23 @@ def run(
     cfg = JobConfig(**options)
     if use_ray is not False and address is None:
         address = os.environ.get("RAY_ADDRESS") or None
-    return run_job(
-        inputs,
-        out,
-        cfg,
-        use_ray=use_ray,
-        address=address,
-        shard_frames=shard_frames,
-        progress=progress,
-        overwrite=overwrite,
-        full_hash=full_hash,
-        force=force,
-    )
+    with contextlib.ExitStack() as stack:
+        if not callable(progress):  # a bar (or none) instead of the caller's callback
+            from ferbatch.job.progress import progress_bar, wants_bar
+
+            progress = stack.enter_context(progress_bar(disable=not (wants_bar() if progress is None else progress)))
+        return run_job(
+            inputs,
+            out,
+            cfg,
+            use_ray=use_ray,
+            address=address,
+            shard_frames=shard_frames,
+            progress=progress,
+            overwrite=overwrite,
+            full_hash=full_hash,
+            force=force,
+        )
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,31 @@ class Faces:
         except ImportError as e:
             raise ImportError("Faces.to_pandas | needs pandas: pip install 'ferbatch[pandas]'") from e
         return self.to_arrow().to_pandas()
+
+    def to_supervision(self):
+        """The faces as ``supervision.Detections`` (Roboflow's supervision: annotators, trackers,
+        zones): ``xyxy`` the boxes, ``confidence`` the detector scores, ``class_id`` each face's
+        emotion index in :data:`ferbatch.labels.EMOTIONS`, ``data["class_name"]`` its emotion,
+        ``data["emotion_prob"]`` that emotion's probability, ``data["probs"]`` the (N, 8)
+        probabilities. Needs the ``supervision`` extra: ``pip install 'ferbatch[supervision]'``.
+
+        Raises:
+            ImportError: supervision is not installed (the message names the extra).
+        """
+        try:
+            import supervision as sv
+        except ImportError as e:
+            raise ImportError("Faces.to_supervision | needs supervision: pip install 'ferbatch[supervision]'") from e
+        return sv.Detections(
+            xyxy=np.asarray(self.boxes, np.float32).reshape(-1, 4),
+            confidence=np.asarray(self.scores, np.float32),
+            class_id=np.array([EMOTIONS.index(e) for e in self.emotions], dtype=int),
+            data={
+                "class_name": np.array(self.emotions, dtype=str),
+                "emotion_prob": self.emotion_probs,
+                "probs": np.asarray(self.probs, np.float32).reshape(-1, 8),
+            },
+        )
 
 
 @functools.lru_cache(maxsize=4)

@@ -14,7 +14,7 @@ from ferbatch.errors import ConfigError, OutputError
 from ferbatch.labels import EMOTIONS
 
 
-def test_run_has_the_cli_defaults_and_runs(tmp_path):
+def test_run_has_the_cli_defaults_and_runs(tmp_path, capsys):
     from ferbatch.api import run
     from ferbatch.cli import app
 
@@ -22,6 +22,14 @@ def test_run_has_the_cli_defaults_and_runs(tmp_path):
     assert inspect.signature(run).parameters["shard_frames"].default == cli["shard_frames"] == 1500
     s = ferbatch.run(SINGLE_FACE, tmp_path / "out", use_ray=False, workers=1)
     assert (s.videos, s.ok, s.frames, s.faces) == (1, 1, 72, 72)
+    assert capsys.readouterr() == ("", "")  # standard error is not a terminal: no progress bar
+    lines = repr(s).splitlines()  # a few readable lines, not one 600-character dataclass repr
+    assert 4 <= len(lines) <= 8 and str(s) == repr(s), repr(s)
+    assert lines[0] == "JobSummary: 1 video: 1 ok, 0 partial, 0 failed" and "72 frames, 72 faces" in lines[1], repr(s)
+    from ferbatch.models.load import gpu_visible
+
+    if not gpu_visible():  # a CPU machine: no list of the GPU packages it lacks
+        assert "  backend: onnxruntime (no GPU)" in lines and max(map(len, lines)) <= 100, repr(s)
     with pytest.raises(ConfigError, match="unknown option shard_frame"):
         ferbatch.run(SINGLE_FACE, tmp_path / "out", use_ray=False, shard_frame=10)
     with pytest.raises(ConfigError, match="is a still image"):
@@ -91,6 +99,42 @@ def test_dataset_repr_context_manager_and_pandas(tmp_path):
         df = ds.summary().to_pandas()
         assert df.loc[0, "frames"] == 72
         assert ds.faces.df().shape[0] == 72  # DuckDB relation -> pandas
+        one = ds.video_df("single_face")  # one video's rows for a notebook, in frame order, time in seconds
+        assert one.shape[0] == 72 and list(one.columns[:3]) == ["t_s", "video_id", "frame_idx"]
+        assert one["frame_idx"].is_monotonic_increasing and one["t_s"].iloc[-1] == ds.video_faces(str(SINGLE_FACE))["t_s"][-1].as_py()
     assert repr(ds).endswith("(closed)>")
     with pytest.raises(Exception):  # noqa: B017 - DuckDB's own "connection closed" error
         ds.summary()
+
+
+def test_faces_to_supervision_and_its_extra(monkeypatch):
+    """Faces.to_supervision(): supervision imported only when called; without it, the message names the extra."""
+    import sys
+    import tomllib
+    import types
+
+    from conftest import REPO
+
+    probs = np.zeros((2, 8), np.float32)
+    probs[0, 1], probs[1, 4] = 0.9, 0.6
+    faces = ferbatch.api.Faces(
+        boxes=np.float32([[1, 2, 30, 40], [50, 60, 90, 99]]),
+        scores=np.float32([0.99, 0.8]),
+        probs=probs,
+        emotions=("happiness", "anger"),
+        image_size=(100, 100),
+        models={},
+    )
+    monkeypatch.setitem(sys.modules, "supervision", None)
+    with pytest.raises(ImportError, match=r"pip install 'ferbatch\[supervision\]'"):
+        faces.to_supervision()
+    fake = types.ModuleType("supervision")
+    fake.Detections = lambda **kw: kw  # what supervision.Detections is given
+    monkeypatch.setitem(sys.modules, "supervision", fake)
+    det = faces.to_supervision()
+    np.testing.assert_array_equal(det["xyxy"], faces.boxes)
+    np.testing.assert_array_equal(det["confidence"], faces.scores)
+    assert det["class_id"].tolist() == [1, 4] and det["data"]["class_name"].tolist() == ["happiness", "anger"]
+    np.testing.assert_allclose(det["data"]["emotion_prob"], [0.9, 0.6])
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("supervision") for r in extras["supervision"])

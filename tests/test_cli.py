@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
-from conftest import ASTRONAUT, MULTI_FACE, REPO, SINGLE_FACE
+from conftest import ASTRONAUT, MULTI_FACE, REPO, SINGLE_FACE, WOLFGANG
 from typer.testing import CliRunner
 
 from ferbatch.cli import app
@@ -39,7 +40,7 @@ def test_run_no_ray_then_query(tmp_path):
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(out), "--no-ray", "-q"])
     assert res.exit_code == 0, res.output
-    assert "72" in res.output  # frames
+    assert res.stdout == res.stderr == ""  # -q: only errors; the exit status tells the rest
     q = CliRunner().invoke(app, ["query", str(out), "--sql", "SELECT count(*) AS n FROM frames", "--format", "csv"])
     assert q.exit_code == 0 and q.output.strip().splitlines()[-1] == "72"
     bad = CliRunner().invoke(app, ["query", str(out), "--sql", "COPY faces TO 'x.csv'"])
@@ -311,3 +312,214 @@ def test_quiet_run_on_ray_prints_nothing_on_stderr(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stderr == "", res.stderr
     _fits(res.stdout)
+
+
+# --- issue 32: what a new user meets -----------------------------------------------------------------
+
+
+def test_rerun_with_other_settings_names_out_by_its_path(single_out):
+    """The refusal names OUT as the user wrote it (its path), not a Location object."""
+    res = CliRunner().invoke(app, ["run", str(SINGLE_FACE), "--out", str(single_out), "--no-ray", "-q", "--score-threshold", "0.95"])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith(f"error: {single_out} | holds rows made with other result-changing settings"), res.stderr
+    assert "Location(" not in res.stderr
+
+
+def _readme_block(after: str) -> str:
+    """The first ```python block of README.md after the line that starts with ``after``."""
+    text = (REPO / "README.md").read_text()
+    rest = text[text.index("\n" + after) :]
+    start = rest.index("```python\n") + len("```python\n")
+    return rest[start : rest.index("```", start)]
+
+
+def test_readme_plain_duckdb_snippet_reads_the_dataset(single_out):
+    """The README's "plain DuckDB" snippet, run as written from the folder that holds out/."""
+    snippet = _readme_block("Or plain DuckDB/pyarrow")
+    assert "read_parquet('out/" in snippet
+    res = subprocess.run([sys.executable, "-c", snippet], cwd=single_out.parent, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    from collections import Counter
+
+    from ferbatch.dataset.store import open_table
+
+    counts = Counter(open_table(single_out, "faces")["emotion"].to_pylist())  # ferbatch's own reader
+    shown = {
+        cells[0]: int(cells[1])
+        for line in res.stdout.splitlines()
+        if len(cells := line.strip("│ ").split("│")) == 2 and cells[1].strip().isdigit()
+    }
+    assert {k.strip(): v for k, v in shown.items()} == dict(counts), res.stdout
+
+
+def _on_a_terminal(
+    args: list[str], *, stdout_tty: bool = True, stderr_tty: bool = False, cwd=None, code: str | None = None
+) -> tuple[str, str]:
+    """Run ``python -m ferbatch ARGS`` (or ``python -c CODE``) with standard output and/or error on
+    a real pseudo-terminal (100 columns); (what the terminal showed, what went to the pipes)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "LINES": "40", "TERM": "xterm"}
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "ferbatch", *args]
+    p = subprocess.Popen(
+        cmd,
+        stdout=slave if stdout_tty else subprocess.PIPE,
+        stderr=slave if stderr_tty else subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            p.kill()
+            raise AssertionError(f"no output for 120 s: {seen[-500:]!r}")
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    piped, err = p.communicate(timeout=120)
+    assert p.returncode == 0, (seen, piped, err)
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode()).replace("\r\n", "\n"), (piped or err or b"").decode()
+
+
+def _frame_rows(text: str) -> list[int]:
+    """The frame_idx of each "frame_idx emotion" row of a printed table."""
+    return [int(c[0]) for ln in text.splitlines() if len(c := ln.split()) == 2 and c[0].isdigit() and c[1] in EMOTIONS]
+
+
+def test_query_caps_rows_at_a_terminal_only(single_out):
+    """At a terminal a table shows the first and last 20 rows and says how many it left out (as the
+    duckdb shell); --max-rows 0 shows all; piped output has every row."""
+    sql = ["--sql", "SELECT frame_idx, emotion FROM faces ORDER BY frame_idx"]
+    shown, _ = _on_a_terminal(["query", str(single_out), *sql])
+    lines = [ln.split() for ln in shown.splitlines() if ln.strip()]
+    assert lines[0] == ["frame_idx", "emotion"], shown
+    assert _frame_rows(shown) == [*range(20), *range(52, 72)], shown
+    assert "72 rows, 32 not shown" in shown and "--max-rows 0" in shown
+    every, _ = _on_a_terminal(["query", str(single_out), *sql, "--max-rows", "0"])
+    assert _frame_rows(every) == list(range(72)) and "not shown" not in every
+    few, _ = _on_a_terminal(["query", str(single_out), *sql, "--max-rows", "3"])
+    assert _frame_rows(few) == [0, 1, 71] and "69 not shown" in few
+    piped = CliRunner().invoke(app, ["query", str(single_out), *sql, "--format", "table"])  # not a terminal: complete
+    assert piped.exit_code == 0 and _frame_rows(piped.stdout) == list(range(72)) and "not shown" not in piped.stdout, piped.output
+
+
+def test_python_run_shows_a_bar_on_a_terminal_only(tmp_path):
+    """ferbatch.run(): a progress bar when standard error is a terminal; progress=False: none (the
+    non-terminal case is tests/test_api.py's)."""
+    code = f"import ferbatch; ferbatch.run({str(SINGLE_FACE)!r}, 'out', use_ray=False, workers=1{{}})"
+    shown, piped = _on_a_terminal([], stdout_tty=False, stderr_tty=True, cwd=tmp_path, code=code.format(""))
+    assert "frames" in shown and "72/72" in shown and "━" in shown, shown
+    assert piped == ""
+    quiet, _ = _on_a_terminal([], stdout_tty=False, stderr_tty=True, cwd=tmp_path, code=code.format(", progress=False, overwrite=True"))
+    assert quiet.strip() == "", quiet
+
+
+@pytest.mark.ray
+def test_embedded_ray_keeps_token_auth_without_the_opt_out_notice(tmp_path):
+    """Ray's "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to opt out" is not
+    shown (ferbatch keeps token auth on on purpose); token auth is still on."""
+    code = (
+        "from ferbatch.job.workers import init_ray; init_ray(None, 1)\n"
+        "from ray._private.authentication.authentication_utils import is_token_auth_enabled\n"
+        "import ray; print(is_token_auth_enabled()); ray.shutdown()"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "True"
+    assert "RAY_AUTH_MODE" not in res.stderr and "Token authentication" not in res.stderr, res.stderr
+
+
+def test_annotate_finds_a_renamed_copy_by_its_content(single_out, tmp_path):
+    """Videos are identified by content: a renamed copy of a processed clip is the same video."""
+    import shutil
+
+    copy = tmp_path / "renamed copy.mp4"
+    shutil.copy(SINGLE_FACE, copy)
+    dst = tmp_path / "annotated.mp4"
+    res = CliRunner().invoke(app, ["annotate", str(copy), "--results", str(single_out), "-o", str(dst)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == f"{dst}: 72 frames" and dst.is_file()
+    other = tmp_path / "other.mp4"  # another clip, not in the dataset: still refused
+    shutil.copy(WOLFGANG, other)
+    res = CliRunner().invoke(app, ["annotate", str(other), "--results", str(single_out), "-o", str(tmp_path / "o.mp4")])
+    assert res.exit_code == 2 and "'other.mp4' | not in" in res.stderr, res.output
+
+
+def test_numbers_one_formatter_for_tables_and_files(single_out, tmp_path, capsys):
+    """Written files carry float32 values as their shortest float32 text (0.9, not
+    0.8999999761581421); a table's float column shares one number of decimals (no 2.558e-05)."""
+    import numpy as np
+    import pyarrow as pa
+    from rich.console import Console
+
+    from ferbatch.cli.render import render
+
+    t = pa.table(
+        {
+            "n": pa.array([238, 5, 12], pa.int64()),
+            "p": pa.array([0.9, 2.558e-05, 0.12345678], pa.float32()),
+            "ms": pa.array([238.4, 58.0912, 0.5], pa.float64()),
+            "share_happiness": pa.array([0.5, 0.25, None], pa.float64()),
+        }
+    )
+    render(t, "csv", None, tmp_path / "t.csv")
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert [r["p"] for r in rows] == ["0.9", "2.558e-05", "0.12345678"] and [r["ms"] for r in rows] == ["238.4", "58.0912", "0.5"]
+    render(t, "json", None, tmp_path / "t.json")
+    assert [r["p"] for r in json.loads((tmp_path / "t.json").read_text())] == [0.9, 2.558e-05, 0.12345678]
+    render(t, "table", Console(width=100, file=io.StringIO()), tmp_path / "t.txt")
+    lines = [ln.split() for ln in (tmp_path / "t.txt").read_text().splitlines()]
+    assert lines == [["n", "p", "ms", "hap%"], ["238", "0.9000", "238.4", "50"], ["5", "0.0000", "58.1", "25"], ["12", "0.1235", "0.5"]]
+    # a real dataset: csv streamed from DuckDB (float32 columns) and a table of its float columns
+    res = CliRunner().invoke(app, ["query", str(single_out), "--sql", "SELECT det_score, prob_fear FROM faces", "--format", "csv"])
+    values = [v for line in res.stdout.splitlines()[1:] for v in line.split(",")]
+    assert len(values) == 144 and all(v == str(np.float32(v)) for v in values), values[:6]
+    tab = CliRunner().invoke(app, ["query", str(single_out), "--sql", "SELECT pts_ms, prob_fear FROM faces", "--format", "table"])
+    cells = [ln.split() for ln in tab.stdout.splitlines()[1:]]
+    for col in zip(*cells, strict=True):
+        assert len({len(c.split(".")[1]) for c in col}) == 1 and not any("e" in c for c in col), col
+
+
+TYPER_LABELS = re.compile(r"<(str|int|float|path|file|directory|bool|text|list\[[^\]]*\]|[a-z]+ range)>")
+
+
+def test_help_metavars_say_what_a_value_is_and_min_face_px_suggests_one():
+    """No command's --help shows typer's type labels (<str>, <int>, <list[str]>, <float range>)."""
+    cmd = typer.main.get_command(app)
+    paths = [[n] if not hasattr(c, "commands") else [n, s] for n, c in cmd.commands.items() for s in (getattr(c, "commands", None) or [""])]
+    for path in paths:
+        res = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (path, res.output)
+        assert not TYPER_LABELS.search(res.stdout), (path, TYPER_LABELS.findall(res.stdout))
+    text = " ".join(CliRunner().invoke(app, ["run", "-h"], env=W80).stdout.split())
+    assert "--min-face-px PX" in text and "Try 30" in text
+    assert "{VIDEO|DIR|URI}..." in text and "VIDEO|DIR|URI Video files" in text  # the argument: its metavar, no <list[str]>
+    assert "OUT A ferbatch output" in " ".join(CliRunner().invoke(app, ["query", "-h"], env=W80).stdout.split())
+
+
+def test_emotion_takes_the_common_names(single_out):
+    """--emotion happy is happiness (as eval's folder names); an unknown name lists the choices."""
+    args = ["--min-prob", "0.5", "--min-duration", "0.1s", "--format", "jsonl"]
+    full = CliRunner().invoke(app, ["moments", str(single_out), "--emotion", "happiness", *args])
+    for alias in ("happy", "Happy", "joy"):
+        res = CliRunner().invoke(app, ["moments", str(single_out), "--emotion", alias, *args])
+        assert res.exit_code == 0 and res.stdout == full.stdout and '"emotion": "happiness"' in res.stdout, res.output
+    bad = CliRunner().invoke(app, ["moments", str(single_out), "--emotion", "glee", *args])
+    assert bad.exit_code == 2 and "--emotion | received 'glee'; expected one of neutral, happiness" in bad.stderr and "happy" in bad.stderr
+    import ferbatch
+
+    with ferbatch.open(single_out) as ds:
+        assert ds.moments("happy", 0.5, "0.1s").equals(ds.moments("happiness", 0.5, "0.1s"))

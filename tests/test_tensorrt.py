@@ -26,6 +26,17 @@ def test_auto_backend_says_why_it_picked():
             resolve_backend("tensorrt")
 
 
+def test_auto_on_a_machine_without_a_gpu_says_so_briefly(monkeypatch):
+    """No GPU visible: "no GPU", not which GPU packages are missing (that is for a GPU machine)."""
+    from ferbatch.models.load import gpu_visible
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert not gpu_visible()
+    backend, reason = resolve_backend("auto")
+    if backend == "onnxruntime":  # (a GPU this process already holds is still used)
+        assert reason == "no GPU"
+
+
 def test_import_never_needs_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     monkeypatch.setitem(sys.modules, "pycuda", None)

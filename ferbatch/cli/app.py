@@ -53,3 +53,35 @@ serve.register(app)
 live.register(app)
 export.register(app)
 tune.register(app)
+
+
+def _metavar(param, typer_label: str | None) -> str | None:
+    """What a parameter without its own metavar takes, for ``--help``, from typer's label
+    (``<int>``, ``<float range>``, ``<path>``, ``<list[str]>``): an integer N, a number X, a FILE /
+    DIR / PATH, else the parameter's name in capitals (``--host HOST``), ``...`` after a repeatable
+    one. Choices (``<a|b>``) and flags (no label) stay as typer shows them."""
+    if not typer_label or not typer_label.startswith("<") or "|" in typer_label:
+        return typer_label
+    label = typer_label.strip("<>.")
+    many = label.startswith("list[")
+    kind = label.removeprefix("list[").removesuffix("]").split()[0]
+    name = {"int": "N", "float": "X", "path": "PATH", "file": "FILE", "directory": "DIR", "dir": "DIR"}.get(kind)
+    return (name or (param.name or "value").upper()) + ("..." if many or typer_label.endswith("...") else "")
+
+
+def _option_type(self, ctx) -> str | None:
+    """An option's own metavar, else :func:`_metavar` of typer's label."""
+    return _typer_option_type(self, ctx) if self.metavar is not None else _metavar(self, _typer_option_type(self, ctx))
+
+
+def _argument_type(self, ctx) -> str | None:
+    """An argument shows its name or metavar alone (typer would add its type: ``OUT <str>``);
+    choices keep ``<a|b>``."""
+    label = _typer_argument_type(self, ctx)
+    return label if label and "|" in label else None
+
+
+_typer_option_type = typer.core.TyperOption.display_type_rich
+_typer_argument_type = typer.core.TyperArgument.display_type_rich
+typer.core.TyperOption.display_type_rich = _option_type  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign]

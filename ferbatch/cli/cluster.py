@@ -40,10 +40,12 @@ def submit(
         str, typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265.", envvar="RAY_ADDRESS", show_envvar=True, metavar="URL")
     ],
     submission_id: Annotated[
-        str | None, typer.Option(help="Job id; default: a hash of inputs, out and options (a repeat is refused).")
+        str | None, typer.Option(help="Job id; default: a hash of inputs, out and options (a repeat is refused).", metavar="ID")
     ] = None,
-    model_mirror: Annotated[str | None, typer.Option(help="FERBATCH_MODEL_MIRROR on the cluster's nodes.")] = None,
-    pip: Annotated[list[str] | None, typer.Option(help="Extra pip requirement for the job's runtime env (repeatable).")] = None,
+    model_mirror: Annotated[str | None, typer.Option(help="FERBATCH_MODEL_MIRROR on the cluster's nodes.", metavar="DIR|URL")] = None,
+    pip: Annotated[
+        list[str] | None, typer.Option(help="Extra pip requirement for the job's runtime env (repeatable).", metavar="REQUIREMENT")
+    ] = None,
 ) -> None:
     """Submit a ferbatch run to a running Ray cluster (Ray Jobs API).
 
@@ -71,10 +73,13 @@ jobs_app = typer.Typer(help="Status, logs and stopping of submitted jobs (Ray Jo
 AddressOpt = Annotated[
     str, typer.Option(help="The cluster's dashboard, e.g. http://HEAD:8265.", envvar="RAY_ADDRESS", show_envvar=True, metavar="URL")
 ]
+SubmissionIdArg = Annotated[
+    str, typer.Argument(help="The job's submission id (ferbatch submit prints it).", metavar="ID", show_default=False)
+]
 
 
 @jobs_app.command("status")
-def jobs_status(submission_id: str, address: AddressOpt) -> None:
+def jobs_status(submission_id: SubmissionIdArg, address: AddressOpt) -> None:
     """Print a submitted job's status (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED).
 
     Example: ferbatch jobs status ferbatch-1a2b3c4d5e6f --address http://head:8265
@@ -95,7 +100,7 @@ def jobs_status(submission_id: str, address: AddressOpt) -> None:
 
 @jobs_app.command("logs")
 def jobs_logs(
-    submission_id: str,
+    submission_id: SubmissionIdArg,
     address: AddressOpt,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
 ) -> None:
@@ -125,7 +130,7 @@ def jobs_logs(
 
 
 @jobs_app.command("stop")
-def jobs_stop(submission_id: str, address: AddressOpt) -> None:
+def jobs_stop(submission_id: SubmissionIdArg, address: AddressOpt) -> None:
     """Stop a submitted job (a rerun with the same --out resumes it).
 
     Example: ferbatch jobs stop ferbatch-1a2b3c4d5e6f --address http://head:8265

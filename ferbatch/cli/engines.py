@@ -18,14 +18,16 @@ __all__ = ["register"]
 
 def check_engines(
     backend: Annotated[
-        str, typer.Option("--backend", help="Candidate backend: onnxruntime | onnxruntime-cuda | tensorrt.")
+        str, typer.Option("--backend", help="Candidate backend: onnxruntime | onnxruntime-cuda | tensorrt.", metavar="BACKEND")
     ] = "onnxruntime",
-    precision: Annotated[str, typer.Option("--precision", help="Candidate precision: fp32 | fp16.")] = "fp16",
-    against: Annotated[str, typer.Option("--against", help="Reference backend.")] = "onnxruntime",
-    against_precision: Annotated[str, typer.Option("--against-precision", help="Reference precision.")] = "fp32",
-    video: Annotated[Path | None, typer.Option("--video", help="A clip with faces (default: the shared Intel 2-face sample).")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="Candidate precision: fp32 | fp16.", metavar="fp32|fp16")] = "fp16",
+    against: Annotated[str, typer.Option("--against", help="Reference backend (as --backend).", metavar="BACKEND")] = "onnxruntime",
+    against_precision: Annotated[str, typer.Option("--against-precision", help="Reference precision.", metavar="fp32|fp16")] = "fp32",
+    video: Annotated[
+        Path | None, typer.Option("--video", help="A clip with faces (default: the shared Intel 2-face sample).", metavar="VIDEO")
+    ] = None,
     frames: Annotated[int, typer.Option(help="Real frames compared (4 all-black frames are added).")] = 32,
-    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="table | json", metavar="table|json")] = "table",
 ) -> None:
     """Run the same real frames and crops through two backends/precisions and compare them:
     matched-box IoU, score and probability differences, label agreement, batch-N vs batch-1, and

@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 
 def export(
-    to: Annotated[str, typer.Option("--to", help="onnx | openvino (IR .xml + .bin; needs the openvino extra).")],
+    to: Annotated[str, typer.Option("--to", help="onnx | openvino (IR .xml + .bin; needs the openvino extra).", metavar="onnx|openvino")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the files and export.json.")],
     detector: DetectorOption = None,
     classifier: ClassifierOption = None,

@@ -16,7 +16,9 @@ __all__ = ["register"]
 
 
 def watch(
-    source: Annotated[str, typer.Argument(help="A stream URL (rtsp, http, udp, tcp, srt, HLS), a V4L2 device (/dev/video0) or a file.")],
+    source: Annotated[
+        str, typer.Argument(help="A stream URL (rtsp, http, udp, tcp, srt, HLS), a V4L2 device (/dev/video0) or a file.", metavar="SOURCE")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory; each watch adds a session (a video_id) to it.")],
     name: Annotated[str, typer.Option(help="Prefix of the session's video_id.")] = "live",
     part_seconds: Annotated[float, typer.Option(help="Seconds of rows per Parquet part.")] = 10.0,

@@ -41,20 +41,26 @@ def render(
     columns: Sequence[str] | None = None,
     table_columns: Sequence[str] | None = None,
     empty_message: str | None = None,
+    max_rows: int = 0,
 ) -> None:
     """Print (or write) a DuckDB relation or a pyarrow Table.
 
     Args:
         result: what to show.
-        fmt: "table" (rich; floats to 4 significant digits; a record per block when the columns do
-            not fit the console's width), "csv", "tsv", "jsonl" (one object per line), "json" (one
-            array of objects) or "parquet" (needs ``output``).
+        fmt: "table" (rich; the floats of a column with one number of decimals, numbers
+            right-aligned; a record per block when the columns do not fit the console's width),
+            "csv", "tsv", "jsonl" (one object per line), "json" (one array of objects) or
+            "parquet" (needs ``output``); numbers as :mod:`ferbatch.cli.numbers` writes them
+            (float32 values as their shortest float32 text).
         console: a rich Console for tables (its width is the limit).
         output: write to this file instead of standard output.
         columns: only these columns, in this order (every format).
         table_columns: the columns a table shows when ``columns`` is not given (default: all but
             the per-class mean probabilities, and the video id when the path is there).
         empty_message: said on stderr when there are no rows.
+        max_rows: a table (only) shows at most this many rows, the first and last half (as the
+            duckdb shell does), with a footer that says how many there are and how many were left
+            out; 0 = all. The callers pass it only when standard output is a terminal.
 
     Raises:
         OutputError: unknown format or column, or parquet without an output path.
@@ -62,6 +68,7 @@ def render(
     import csv
     import json
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if fmt in STREAMED and not hasattr(result, "column_names"):
@@ -80,25 +87,49 @@ def render(
         return
     if fmt not in ("table", "csv", "tsv", "jsonl", "json"):
         raise OutputError(f"--format | received {fmt!r}; expected table, csv, tsv, jsonl, json or parquet")
-    cols, rows = table.column_names, table.to_pylist()
+    from ferbatch.cli.numbers import exact_values, is_numeric, table_texts
+
+    cols = table.column_names
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(open(output, "w", newline="")) if output else sys.stdout
+        if fmt != "table":
+            values = [exact_values(table.column(c).to_pylist(), table.schema.field(c).type) for c in cols]
         if fmt in ("csv", "tsv"):
             w = csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
             w.writerow(cols)
-            w.writerows([r[c] for c in cols] for r in rows)
+            w.writerows(zip(*values, strict=True))
         elif fmt == "jsonl":
-            for r in rows:
-                stream.write(json.dumps({k: _plain(v) for k, v in r.items()}, default=str) + "\n")
+            for r in zip(*values, strict=True):
+                stream.write(json.dumps({k: _plain(v) for k, v in zip(cols, r, strict=True)}, default=str) + "\n")
         elif fmt == "json":
-            json.dump([{k: _plain(v) for k, v in r.items()} for r in rows], stream, default=str, indent=1)
+            json.dump(
+                [{k: _plain(v) for k, v in zip(cols, r, strict=True)} for r in zip(*values, strict=True)], stream, default=str, indent=1
+            )
             stream.write("\n")
-        elif rows or not empty_message:
+        elif table.num_rows or not empty_message:
             if not columns:
                 cols = list(
                     table_columns or [c for c in cols if not c.startswith("mean_prob_") and not (c == "video_id" and "path" in cols)]
                 )
-            _print_table(cols, rows, console if not output else _file_console(stream))
+            cap = max_rows if not output else 0
+            left_out = max(0, table.num_rows - cap) if cap else 0
+            head = cap - cap // 2
+            shown = pa.concat_tables([table.slice(0, head), table.slice(table.num_rows - cap // 2)]) if left_out else table
+            texts = [table_texts(shown.column(c).to_pylist(), shown.schema.field(c).type, c) for c in cols]
+            right = {c for c in cols if is_numeric(table.schema.field(c).type)}
+            cells = [list(row) for row in zip(*texts, strict=True)] if texts else []
+            _print_table(cols, cells, console if not output else _file_console(stream), gap_after=head if left_out else None, right=right)
+            if left_out:
+                console.print(
+                    f"{table.num_rows:,} rows, {left_out:,} not shown (--max-rows 0 shows all, --format csv writes all)",
+                    highlight=False,
+                    markup=False,
+                    style="dim",
+                )
+
+
+# rows a table shows at a terminal unless --max-rows says otherwise (as the duckdb shell: first and last 20)
+MAX_TABLE_ROWS = 40
 
 
 # formats written batch by batch from a DuckDB relation: a result of any size never sits in memory whole
@@ -118,6 +149,8 @@ def _stream(relation, fmt: str, output: str | os.PathLike[str] | None, columns: 
 
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from ferbatch.cli.numbers import exact_values
 
     if fmt == "parquet" and not output:
         raise OutputError("--format parquet | needs --output FILE.parquet")
@@ -141,10 +174,11 @@ def _stream(relation, fmt: str, output: str | os.PathLike[str] | None, columns: 
                 w = csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
                 if n == part.num_rows:
                     w.writerow(part.column_names)
-                w.writerows(zip(*(col.to_pylist() for col in part.columns), strict=True))
+                w.writerows(zip(*(exact_values(col.to_pylist(), col.type) for col in part.columns), strict=True))
             else:
-                for r in part.to_pylist():
-                    stream.write(json.dumps({k: _plain(v) for k, v in r.items()}, default=str) + "\n")
+                names = part.column_names
+                for r in zip(*(exact_values(col.to_pylist(), col.type) for col in part.columns), strict=True):
+                    stream.write(json.dumps({k: _plain(v) for k, v in zip(names, r, strict=True)}, default=str) + "\n")
         if fmt == "parquet" and writer is None:  # no rows: still a valid, empty file with the schema
             pq.write_table(select_columns(reader.schema.empty_table(), columns), output)
         if fmt in ("csv", "tsv") and n == 0 and stream is not None:
@@ -163,24 +197,15 @@ def _file_console(stream):
     return Console(file=stream, width=200)
 
 
-def _cell(c: str, v) -> str:
-    from rich.markup import escape
-
-    if v is None:
-        return ""
-    if c.startswith("share_"):
-        return f"{100 * v:.0f}"
-    return f"{v:.4g}" if isinstance(v, float) else escape(str(v))
-
-
-def _print_table(cols: list[str], rows: list[dict], console) -> None:
+def _print_table(cols: list[str], cells: list[list[str]], console, gap_after: int | None = None, right: set[str] | None = None) -> None:
     """A plain table (no borders, like ``docker ps``) whose headers and numbers are never broken
     (only a path may fold, down to 20 characters); when even that is wider than the console, one
-    block per record ("column  value" lines) instead."""
+    block per record ("column  value" lines) instead. ``cells``: the rows' texts
+    (:func:`ferbatch.cli.numbers.table_texts`); ``gap_after``: a row of "…" after that many rows
+    (where rows were left out); ``right``: the columns to right-align (numbers)."""
     from rich.table import Table
 
     head = {c: (c[6:9] + "%" if c.startswith("share_") else c) for c in cols}
-    cells = [[_cell(c, r[c]) for c in cols] for r in rows]
     width = {
         c: min(20, max((len(row[i]) for row in cells), default=4)) if c == "path" else max([len(head[c])] + [len(row[i]) for row in cells])
         for i, c in enumerate(cols)
@@ -188,14 +213,21 @@ def _print_table(cols: list[str], rows: list[dict], console) -> None:
     if sum(width.values()) + 2 * len(cols) - 2 <= console.width:  # padding 1 between cells, none at the edges
         t = Table(box=None, pad_edge=False, header_style="bold")
         for c in cols:
-            t.add_column(head[c], overflow="fold", min_width=width[c], no_wrap=c != "path")
-        for row in cells:
+            t.add_column(
+                head[c], overflow="fold", min_width=width[c], no_wrap=c != "path", justify="right" if c in (right or ()) else "left"
+            )
+        for i, row in enumerate(cells):
+            if i == gap_after:
+                t.add_row(*["…"] * len(cols), style="dim")
             t.add_row(*row)
         console.print(t)
         return
     key_width = max(len(c) for c in cols)
     for i, row in enumerate(cells):
         if i:
+            console.print()
+        if i == gap_after:
+            console.print("…", style="dim")
             console.print()
         v = Table(show_header=False, box=None, padding=(0, 1, 0, 0))
         v.add_column(style="bold", width=key_width, no_wrap=True)

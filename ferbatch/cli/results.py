@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +10,27 @@ from rich.console import Console
 
 from ferbatch.cli.common import FORMAT_HELP, Format, resolve_format
 from ferbatch.cli.common import fail as _fail
+from ferbatch.cli.render import MAX_TABLE_ROWS
 from ferbatch.errors import FerbatchError
 from ferbatch.labels import EMOTIONS
 
 __all__ = ["register"]
 
-Emotion = Enum("Emotion", {e: e for e in EMOTIONS}, type=str)  # type: ignore[misc]  # choices with completion
+
+def _complete_emotion(incomplete: str) -> list[str]:
+    """Shell completion of --emotion: the FER+ names (the aliases are accepted, not offered)."""
+    return [e for e in EMOTIONS if e.startswith(incomplete.lower())]
+
+
+EmotionOpt = Annotated[
+    str,
+    typer.Option(
+        help="The emotion to look for; the common names are accepted too (happy, sad, angry, surprised, scared, ...).",
+        metavar="<" + "|".join(EMOTIONS) + ">",
+        autocompletion=_complete_emotion,
+        show_default=False,
+    ),
+]
 
 OutArg = Annotated[
     str,
@@ -36,6 +50,23 @@ ColumnsOpt = Annotated[
         metavar="COL,COL,...",
     ),
 ]
+MaxRowsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-rows",
+        help="At a terminal, a table shows at most this many rows (the first and last half) and says how many it left out; "
+        "0 = all. Piped or redirected output and --output files always have every row.",
+        metavar="N",
+        min=0,
+    ),
+]
+
+
+def _terminal_rows(max_rows: int) -> int:
+    """The row cap of a table on standard output: ``max_rows`` at a terminal, none (0) otherwise."""
+    import sys
+
+    return max_rows if sys.stdout.isatty() else 0
 
 
 def _split(columns: str | None) -> list[str] | None:
@@ -51,6 +82,7 @@ def query(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Stop the query after this many seconds (0 = never).", metavar="SECONDS", min=0)
     ] = 300.0,
+    max_rows: MaxRowsOpt = MAX_TABLE_ROWS,
 ) -> None:
     """Run DuckDB SQL over a dataset (read-only views faces, frames, videos, tracks).
 
@@ -75,18 +107,18 @@ def query(
     except duckdb.Error as e:  # DuckDB's own errors (parser, binder, catalog): one line for the user
         _fail(FerbatchError(f"--sql | {type(e).__name__}: {e}"))
     try:
-        render(table, resolve_format(fmt, output), Console(), output, columns=_split(columns))
+        render(table, resolve_format(fmt, output), Console(), output, columns=_split(columns), max_rows=_terminal_rows(max_rows))
     except FerbatchError as e:
         _fail(e)
 
 
-def _answer(out: str, fn, fmt: Format | None, output: Path | None, columns: str | None, **kw) -> None:
+def _answer(out: str, fn, fmt: Format | None, output: Path | None, columns: str | None, max_rows: int = MAX_TABLE_ROWS, **kw) -> None:
     from ferbatch.cli.render import render
     from ferbatch.dataset.api import Dataset
 
     try:
         with Dataset(out) as ds:
-            render(fn(ds), resolve_format(fmt, output), Console(), output, columns=_split(columns), **kw)
+            render(fn(ds), resolve_format(fmt, output), Console(), output, columns=_split(columns), max_rows=_terminal_rows(max_rows), **kw)
     except FerbatchError as e:
         _fail(e)
 
@@ -94,7 +126,9 @@ def _answer(out: str, fn, fmt: Format | None, output: Path | None, columns: str 
 SUMMARY_TABLE = ("path", "status", "duration_s", "frames", "faces", "dominant_emotion")
 
 
-def summary(out: OutArg, fmt: FormatOpt = None, output: OutputOpt = None, columns: ColumnsOpt = None) -> None:
+def summary(
+    out: OutArg, fmt: FormatOpt = None, output: OutputOpt = None, columns: ColumnsOpt = None, max_rows: MaxRowsOpt = MAX_TABLE_ROWS
+) -> None:
     """Per video: duration, frames, frames with faces, mean faces per frame, share of each emotion, dominant emotion.
 
     A table shows path, status, duration_s, frames, faces, dominant_emotion; every other format (and
@@ -102,7 +136,7 @@ def summary(out: OutArg, fmt: FormatOpt = None, output: OutputOpt = None, column
 
     Example: ferbatch summary out/ --format csv
     """
-    _answer(out, lambda ds: ds.summary(), fmt, output, columns, table_columns=SUMMARY_TABLE)
+    _answer(out, lambda ds: ds.summary(), fmt, output, columns, max_rows, table_columns=SUMMARY_TABLE)
 
 
 def timeline(
@@ -113,40 +147,40 @@ def timeline(
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     columns: ColumnsOpt = None,
+    max_rows: MaxRowsOpt = MAX_TABLE_ROWS,
 ) -> None:
     """Emotion shares (and mean probabilities) per time bin and face (track) of one video.
 
     Example: ferbatch timeline out/ WolfgangLanger_Pexels --bin 1s
     """
-    _answer(out, lambda ds: ds.timeline(video, bin_width, by_face=not all_faces), fmt, output, columns)
+    _answer(out, lambda ds: ds.timeline(video, bin_width, by_face=not all_faces), fmt, output, columns, max_rows)
 
 
 def moments(
     out: OutArg,
-    emotion: Annotated[Emotion, typer.Option(help="The emotion to look for.", show_default=False)],
+    emotion: EmotionOpt,
     min_prob: Annotated[float, typer.Option(help="A face's probability of the emotion at least this.", metavar="P", min=0, max=1)] = 0.8,
     min_duration: Annotated[str, typer.Option(help="Spans at least this long: 0.5s, 500ms.", metavar="DURATION")] = "0.5s",
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     columns: ColumnsOpt = None,
+    max_rows: MaxRowsOpt = MAX_TABLE_ROWS,
 ) -> None:
     """Time spans where some face shows EMOTION (its top class, with probability >= --min-prob) in consecutive frames.
 
     When nothing matches, it says so on stderr (json gives [], csv only its header).
 
-    Example: ferbatch moments out/ --emotion happiness --min-prob 0.8 --min-duration 1s
+    Example: ferbatch moments out/ --emotion happy --min-prob 0.8 --min-duration 1s
     """
-    from ferbatch.dataset.api import parse_duration
+    from ferbatch.dataset.api import parse_duration, parse_emotion
 
     try:
         secs = parse_duration(min_duration)
+        name = parse_emotion(emotion)
     except FerbatchError as e:
         _fail(e)
-    none = (
-        f"no moments: no face shows {emotion.value} with probability >= {min_prob:g} for >= {secs:g} s "
-        "(try a lower --min-prob or --min-duration)"
-    )
-    _answer(out, lambda ds: ds.moments(emotion.value, min_prob, secs), fmt, output, columns, empty_message=none)
+    none = f"no moments: no face shows {name} with probability >= {min_prob:g} for >= {secs:g} s (try a lower --min-prob or --min-duration)"
+    _answer(out, lambda ds: ds.moments(name, min_prob, secs), fmt, output, columns, max_rows, empty_message=none)
 
 
 def report(
@@ -168,7 +202,14 @@ def report(
 
 def annotate(
     video: Annotated[
-        Path, typer.Argument(help="The source video (as processed).", exists=True, dir_okay=False, metavar="VIDEO", show_default=False)
+        Path,
+        typer.Argument(
+            help="The source video as processed, or any copy of it (found by its content, whatever its name).",
+            exists=True,
+            dir_okay=False,
+            metavar="VIDEO",
+            show_default=False,
+        ),
     ],
     results: Annotated[str, typer.Option("--results", help="The ferbatch output directory (or URI) that holds its rows.", metavar="OUT")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Annotated video to write (.mp4).", metavar="FILE")] = Path(

@@ -79,7 +79,9 @@ def run(
     min_face_px: Annotated[
         float | None,
         typer.Option(
-            help="Smallest face side (pixels) to find: large frames are also run in overlapping tiles. Default: whole frames.", metavar="PX"
+            help="Smallest face side (pixels) to find: frames too large to show such a face to the detector are also run in "
+            "overlapping tiles (slower). Try 30 for small or distant faces in HD video. Default: whole frames only.",
+            metavar="PX",
         ),
     ] = None,
     detect_every: Annotated[
@@ -137,7 +139,12 @@ def run(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log lines (-v info, -vv debug).", show_default=False)
     ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no Ray start-up lines; only errors.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print only errors: no progress bar, no Ray start-up lines, no summary (the exit status tells)."
+        ),
+    ] = False,
 ) -> None:
     """Find every face in every frame of the videos, classify its expression, write Parquet to OUT.
 
@@ -145,9 +152,8 @@ def run(
 
     Still images are refused before anything starts (see ferbatch analyze).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from ferbatch.api import run as run_job
+    from ferbatch.job.progress import progress_bar
 
     set_verbosity(verbose, quiet)  # -q: also Ray's start-up warnings (token authentication, ...)
     try:
@@ -171,23 +177,7 @@ def run(
             backend=backend.value,
             precision=precision.value,
         )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=quiet,
-            transient=False,
-        ) as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def progress(kind: str, done: int, total: int) -> None:
-                if kind not in tasks:
-                    tasks[kind] = bar.add_task("indexing videos" if kind == "probe" else "frames", total=total)
-                bar.update(tasks[kind], completed=done, total=total)
-
+        with progress_bar(console, disable=quiet) as progress:
             with _sigterm_as_interrupt():
                 s = run_job(
                     inputs,
@@ -208,6 +198,18 @@ def run(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished shards are recorded; run the same command again to resume")
         raise typer.Exit(130) from None
+    if not quiet:  # -q: only errors (below) and the exit status
+        _print_summary(s, out)
+    for path, err in s.errors.items():
+        console.print(f"[yellow]{escape(path)}[/yellow]: {escape(err)}", soft_wrap=True, highlight=False)
+    if s.failed:
+        raise typer.Exit(1)
+    if s.partial:
+        raise typer.Exit(3)
+
+
+def _print_summary(s, out: str) -> None:
+    """The job's summary table on standard output."""
     t = Table(title=f"ferbatch {__version__}: {out}", show_header=False)
     for k, v in [
         ("videos", s.videos),
@@ -226,12 +228,6 @@ def run(
     ]:
         t.add_row(k, escape(str(v)))
     Console().print(t)
-    for path, err in s.errors.items():
-        console.print(f"[yellow]{escape(path)}[/yellow]: {escape(err)}", soft_wrap=True, highlight=False)
-    if s.failed:
-        raise typer.Exit(1)
-    if s.partial:
-        raise typer.Exit(3)
 
 
 @contextlib.contextmanager

@@ -136,18 +136,22 @@ def train(
     ] = LabelMode.probability,
     width: Annotated[int, typer.Option(help="Channels of the first block (16 = 147k parameters).", metavar="N", min=1)] = 16,
     limit: Annotated[int | None, typer.Option(help="Use only the first N training images (smoke runs).", metavar="N", min=1)] = None,
-    arch: Annotated[str, typer.Option(help="vgg (v1) | res (one residual block more at 6x6).")] = "vgg",
-    augment: Annotated[str, typer.Option(help="basic (v1) | pipeline (crop jitter, blur, down-up, JPEG, gamma, cutout).")] = "basic",
-    balance: Annotated[str, typer.Option(help="none | logit_adjust (Menon et al. 2021) | sqrt_sampling.")] = "none",
+    arch: Annotated[str, typer.Option(help="vgg (v1) | res (one residual block more at 6x6).", metavar="vgg|res")] = "vgg",
+    augment: Annotated[
+        str, typer.Option(help="basic (v1) | pipeline (crop jitter, blur, down-up, JPEG, gamma, cutout).", metavar="basic|pipeline")
+    ] = "basic",
+    balance: Annotated[str, typer.Option(help="none | logit_adjust (Menon et al. 2021) | sqrt_sampling.", metavar="MODE")] = "none",
     mixup: Annotated[float, typer.Option(help="mixup Beta(alpha, alpha); 0 = off.")] = 0.0,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule.")] = 3e-3,
     init: Annotated[
         Path | None, typer.Option(help="Start from the weights of an exported model of the same arch and width (fine-tuning).")
     ] = None,
-    select: Annotated[str, typer.Option(help="Best-epoch criterion on validation: acc1 | acc1+f1 (mean of acc@1 and macro-F1).")] = "acc1",
+    select: Annotated[
+        str, typer.Option(help="Best-epoch criterion on validation: acc1 | acc1+f1 (mean of acc@1 and macro-F1).", metavar="acc1|acc1+f1")
+    ] = "acc1",
     threads: Annotated[int, typer.Option(help="torch threads; 0 = torch's default.")] = 0,
     batch: Annotated[int, typer.Option(help="Images per step.", metavar="N", min=1)] = 128,
-    device: Annotated[str, typer.Option(help="cpu | cuda (an NVIDIA GPU; augmentation stays on the CPU).")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu | cuda (an NVIDIA GPU; augmentation stays on the CPU).", metavar="cpu|cuda")] = "cpu",
     time_budget: Annotated[float, typer.Option(help="Stop after the epoch that passes this many seconds; 0 = none.", metavar="S")] = 0.0,
     save_logits: Annotated[
         bool, typer.Option(help="Write the best model's train_logits.npy / val_logits.npy (a teacher for --teacher).")

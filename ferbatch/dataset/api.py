@@ -19,9 +19,9 @@ import pyarrow as pa
 
 from ferbatch.dataset.query import connect, run_sql
 from ferbatch.errors import ConfigError, OutputError
-from ferbatch.labels import EMOTIONS
+from ferbatch.labels import EMOTION_ALIASES, EMOTIONS, emotion_of
 
-__all__ = ["Dataset", "open", "parse_duration", "emotion_sql", "summary_sql", "timeline_sql", "moments_sql"]
+__all__ = ["Dataset", "open", "parse_duration", "parse_emotion", "emotion_sql", "summary_sql", "timeline_sql", "moments_sql"]
 
 # EMOTION_RULE (ferbatch.labels) in SQL, over rows with a weight column ``w`` (their frames' span_ms):
 # time-weighted shares of the per-row labels, time-weighted mean probabilities, and the emotion = the
@@ -89,12 +89,26 @@ def timeline_sql(video_id: str, bin_s: float, by: str | None = "face_idx") -> st
         GROUP BY ALL ORDER BY t_s{", " + by if by else ""}"""
 
 
+def parse_emotion(name: str) -> str:
+    """The FER+ emotion ``name`` means: a FER+ name or a common one (``happy``, ``sad``, ``angry``:
+    :data:`ferbatch.labels.EMOTION_ALIASES`), any case.
+
+    Raises:
+        ConfigError: none of them.
+    """
+    emotion = emotion_of(name)
+    if emotion is None:
+        aliases = ", ".join(EMOTION_ALIASES)
+        raise ConfigError(f"--emotion | received {name!r}; expected one of {', '.join(EMOTIONS)} (or {aliases})")
+    return emotion
+
+
 def moments_sql(emotion: str, min_prob: float, min_duration_s: float) -> str:
     """Time spans (runs of consecutive decoded frames) in which some face's emotion is ``emotion``
     with probability >= ``min_prob``, lasting >= ``min_duration_s``. ``end_s`` is the time of the
-    first frame after the span (exclusive), or the span's last frame at the end of a video."""
-    if emotion not in EMOTIONS:
-        raise ConfigError(f"--emotion | received {emotion!r}; expected one of {', '.join(EMOTIONS)}")
+    first frame after the span (exclusive), or the span's last frame at the end of a video.
+    ``emotion``: as :func:`parse_emotion` takes it (``"happy"`` is ``"happiness"``)."""
+    emotion = parse_emotion(emotion)
     return f"""
         WITH f AS (SELECT video_id, frame_idx, pts_ms,
                           row_number() OVER (PARTITION BY video_id ORDER BY frame_idx) AS rn,
@@ -178,7 +192,9 @@ class Dataset:
 
     def video_id(self, name: str) -> str:
         """Resolve a video to its id: the file's absolute path as the job saw it (from the
-        manifest), a video id, the relative path, the file name or the stem, first unique hit wins.
+        manifest), an existing file's content (its content hash, as the job identifies videos: a
+        renamed, moved or copied file is still found), a video id, the relative path, the file name
+        or the stem, first unique hit wins.
 
         Raises:
             OutputError: no such video, or the name is ambiguous.
@@ -193,6 +209,9 @@ class Dataset:
             ]
             if len(hits) == 1:
                 return hits[0]
+            same = self._same_content(name) if os.path.isfile(name) else []
+            if len(same) == 1:
+                return same[0]
             name = os.path.basename(name)
         rows = self.con.execute("SELECT video_id, path FROM videos").fetchall()
         for key in (
@@ -207,6 +226,22 @@ class Dataset:
             if len(hits) > 1:
                 raise OutputError(f"video {name!r} | matches {len(hits)} videos; give the video_id ({', '.join(hits)})")
         raise OutputError(f"video {name!r} | not in {self.path}; known: {', '.join(p for _, p in rows)}")
+
+    def _same_content(self, path: str) -> list[str]:
+        """The ids of the videos whose content hash is the file's: the sampled hash, else (a
+        dataset made with ``--full-hash``) the whole file's."""
+        from ferbatch.job.inputs import content_hash
+
+        size = os.path.getsize(path)
+        for full in (False, True):
+            try:
+                digest = content_hash(path, size, full=full)
+            except OSError:
+                return []
+            hits = [v for (v,) in self.con.execute("SELECT video_id FROM videos WHERE content_hash = ?", [digest]).fetchall()]
+            if hits:
+                return hits
+        return []
 
     def summary(self) -> pa.Table:
         """See :func:`summary_sql`."""
@@ -230,6 +265,23 @@ class Dataset:
     def moments(self, emotion: str, min_prob: float = 0.8, min_duration: float | str = 0.5) -> pa.Table:
         """See :func:`moments_sql`."""
         return self.con.sql(moments_sql(emotion, min_prob, parse_duration(min_duration))).to_arrow_table()
+
+    def video_faces(self, video: str) -> pa.Table:
+        """One video's face rows, in frame order: ``t_s`` (seconds) first, then every column of
+        the faces table; ``video`` as :meth:`video_id` takes it (an id, a path, a name, a copy)."""
+        vid = self.video_id(video)
+        return self.con.sql(
+            f"SELECT pts_ms / 1000 AS t_s, * FROM faces WHERE video_id = {_lit(vid)} ORDER BY frame_idx, face_idx"
+        ).to_arrow_table()
+
+    def video_df(self, video: str):
+        """:meth:`video_faces` as a pandas DataFrame, for notebooks (``df.plot(x="t_s",
+        y="prob_happiness")``); needs the ``pandas`` extra: ``pip install 'ferbatch[pandas]'``."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError as e:
+            raise ImportError("Dataset.video_df | needs pandas: pip install 'ferbatch[pandas]'") from e
+        return self.video_faces(video).to_pandas()
 
 
 def open(out_dir: str | os.PathLike[str]) -> Dataset:  # noqa: A001 - the documented entry point

@@ -117,7 +117,7 @@ def _check_settings(out: Location, cfg: JobConfig, overwrite: bool) -> None:
     diff = cfg.differences(_resolved(old.get("config", {})))
     if diff and (old.get("videos") or old.get("commits")):  # rows of a job or of a live session
         raise ConfigError(
-            f"{out} | holds rows made with other result-changing settings ({'; '.join(diff)}); "
+            f"{out.uri} | holds rows made with other result-changing settings ({'; '.join(diff)}); "
             "use another --out, the same settings, or --overwrite to start the dataset afresh"
         )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 __all__ = ["JobSummary"]
 
 
-@dataclass
+@dataclass(repr=False)
 class JobSummary:
     """The outcome of :func:`run_job`.
 
@@ -38,3 +38,23 @@ class JobSummary:
     def frames_per_s(self) -> float:
         """Frames processed per second of wall time (0 if nothing ran)."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def __repr__(self) -> str:
+        """A few short lines: counts by status, rows and speed, backend and runner, then each error."""
+        n = self.videos
+        lines = [
+            f"JobSummary: {n} video{'s' if n != 1 else ''}: {self.ok} ok, {self.partial} partial, {self.failed} failed"
+            + (f", {self.skipped} skipped (already done)" if self.skipped else ""),
+            f"  {self.frames:,} frames, {self.faces:,} faces in {self.seconds:.1f} s "
+            f"(start-up {self.startup_seconds:.1f} s): {self.frames_per_s:.1f} frames/s",
+            f"  backend: {self.backend or '-'}",
+            f"  runner: {self.runner or '-'}",
+        ]
+        if self.retried:
+            lines.append(f"  shards retried: {self.retried}")
+        if self.errors:
+            lines.append("  errors:")
+            lines += [f"    {path}: {err}" for path, err in self.errors.items()]
+        return "\n".join(lines)
+
+    __str__ = __repr__

@@ -265,6 +265,9 @@ def init_ray(address: str | None, num_cpus: int) -> None:
         # token authentication is on by default and stays on, its token file private to the user
         # (umask while Ray creates it, chmod for one an older Ray created world-readable).
         old_umask = os.umask(0o077)
+        quiet = _DropTokenNotice()
+        token_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        token_log.addFilter(quiet)  # "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to opt out": ferbatch wants it on
         try:
             ray.init(
                 address="local",
@@ -278,7 +281,17 @@ def init_ray(address: str | None, num_cpus: int) -> None:
             )
         finally:
             os.umask(old_umask)
+            token_log.removeFilter(quiet)
         _private_token_file()
+
+
+class _DropTokenNotice(logging.Filter):
+    """Drops Ray's notice that it turned token authentication on for a new local instance (and how
+    to opt out): ferbatch keeps it on on purpose (the embedded Ray's ports listen on every
+    interface), so the notice only invites the user to weaken it. Every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
 def _private_token_file() -> None:

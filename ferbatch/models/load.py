@@ -3,6 +3,8 @@ preparation and runner creation. Expensive; a worker calls :func:`load_models` o
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from ferbatch.vision.classify import Classifier
 from ferbatch.vision.detect import Detector
 from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector
 
-__all__ = ["Models", "ModelRef", "load_models", "prepare_models", "prepare_graphs", "resolve_specs", "resolve_backend"]
+__all__ = ["Models", "ModelRef", "gpu_visible", "load_models", "prepare_models", "prepare_graphs", "resolve_specs", "resolve_backend"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,22 @@ def resolve_backend(requested: str) -> tuple[str, str]:
     cuda_ok, cuda_why = cuda_provider_available()
     if cuda_ok:
         return "onnxruntime-cuda", f"no TensorRT ({why}); ONNX Runtime CUDA: {cuda_why}"
+    if not gpu_visible():  # a CPU machine: which GPU packages are missing is beside the point
+        return "onnxruntime", "no GPU"
     return "onnxruntime", f"no TensorRT GPU ({why}); no ONNX Runtime CUDA ({cuda_why})"
+
+
+def gpu_visible() -> bool:
+    """True when this machine shows an NVIDIA GPU (the driver's ``/proc/driver/nvidia/gpus``
+    entries, ``/dev/nvidia0``..., or WSL's ``/dev/dxg``) that ``CUDA_VISIBLE_DEVICES`` does not
+    hide, whether or not the packages to use it are installed."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    with contextlib.suppress(OSError):
+        if gpus.is_dir() and any(gpus.iterdir()):
+            return True
+    return os.path.exists("/dev/dxg") or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def _trt_plan(graph, spec: ModelSpec, precision: str, max_batch: int):
