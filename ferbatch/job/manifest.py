@@ -1,6 +1,6 @@
 """The job's record in its dataset: the manifest (per-video fingerprint, status, shard plan and
 commit), the stored indexes and the ``videos`` table. The driver-side ledger that keeps them
-while a job runs is :mod:`ferbatch.job.ledger`; commits are :mod:`ferbatch.job.commits`.
+while a job runs is :mod:`ferbatch.job.ledger`; every write goes through :mod:`ferbatch.dataset.writer`.
 
 Resume: the manifest records each video's fingerprint (size, content hash) and the config's
 result key; a rerun skips videos that are committed with the same fingerprint and key, redoes
@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from ferbatch.dataset.schema import VIDEOS_SCHEMA
-from ferbatch.dataset.store import parquet_rows, staging_rel, write_videos
+from ferbatch.dataset.store import parquet_rows, staging_rel
 from ferbatch.errors import OutputError
 from ferbatch.job.inputs import VideoTask, fingerprint, make_video_id
 from ferbatch.location import Location
@@ -33,7 +33,7 @@ __all__ = [
     "save_index",
     "shard_intact",
     "stored_plan",
-    "write_videos_table",
+    "videos_table",
 ]
 
 DONE = ("ok", "partial")  # shard states that a rerun does not repeat
@@ -114,19 +114,27 @@ def _uncommitted(manifest: dict, rec: dict) -> bool:
     return bool(manifest.get("layout")) and rec["status"] in DONE and not rec.get("commit") and rec.get("video_id") is not None
 
 
-def write_videos_table(loc: Location, manifest: dict) -> None:
-    """Write ``videos.parquet``: one row per video of the manifest, and one ``failed`` row per input
-    the scan skipped (not a regular file, unreadable, undecodable name) with the reason; its
-    metadata carries the readers' snapshot of the commits (:func:`ferbatch.dataset.store.write_videos`):
-    save the manifest first."""
+def videos_table(manifest: dict) -> pa.Table:
+    """The ``videos`` table of a manifest: one row per video record, one ``failed`` row per input
+    the scan skipped (not a regular file, unreadable, undecodable name) with the reason, and one
+    row per live session (``ferbatch watch``). The dataset writer saves it as ``videos.parquet``
+    with the readers' snapshot of the commits (:meth:`ferbatch.dataset.writer.DatasetWriter.save`)."""
     rows: dict[str, list] = {f.name: [] for f in VIDEOS_SCHEMA}
-    m = manifest["models"]
-    records = dict(manifest["videos"])
+    m = manifest.get("models", {})
+    records = dict(manifest.get("videos", {}))
     for path, why in manifest.get("skipped_inputs", {}).items():
         vid = make_video_id(path, hashlib.sha256(path.encode("utf-8", "backslashreplace")).hexdigest())
         records.setdefault(
             vid, {"path": path, "rel_path": path, "size_bytes": None, "frames": 0, "faces": 0, "status": "failed", "error": why}
         )
+    common = {
+        "detector": m.get("detector", {}).get("name"),
+        "detector_sha256": m.get("detector", {}).get("sha256"),
+        "classifier": m.get("classifier", {}).get("name"),
+        "classifier_sha256": m.get("classifier", {}).get("sha256"),
+        "ferbatch_version": manifest.get("ferbatch_version"),
+        "config_key": manifest.get("config_key"),
+    }
     for vid, r in sorted(records.items()):
         uncommitted = _uncommitted(manifest, r)
         vals = {
@@ -147,13 +155,32 @@ def write_videos_table(loc: Location, manifest: dict) -> None:
             or ("the run stopped before all its shards were processed; rerun to resume" if r["status"] == "pending" else None)
             or ("processed, its rows not committed yet (a running job commits them; rerun a stopped one)" if uncommitted else None),
             "notes": "; ".join(r.get("notes") or []) or None,
-            "detector": m["detector"]["name"],
-            "detector_sha256": m["detector"]["sha256"],
-            "classifier": m["classifier"]["name"],
-            "classifier_sha256": m["classifier"]["sha256"],
-            "ferbatch_version": manifest["ferbatch_version"],
-            "config_key": manifest["config_key"],
+            **common,
         }
         for k, v in vals.items():
             rows[k].append(v)
-    write_videos(loc, pa.table(rows, schema=VIDEOS_SCHEMA), manifest)
+    for vid, st in sorted(manifest.get("live", {}).items()):
+        if vid in records:
+            continue
+        for k, v in {**{f.name: None for f in VIDEOS_SCHEMA}, **_live_row(vid, st), **common}.items():
+            rows[k].append(v)
+    return pa.table(rows, schema=VIDEOS_SCHEMA)
+
+
+def _live_row(video_id: str, st: dict) -> dict:
+    """A live session's ``videos`` row from its record (:class:`ferbatch.live.watch.WatchStats` fields)."""
+    status = st.get("status", "running")
+    source = st.get("source")
+    return {
+        "video_id": video_id,
+        "path": source,
+        "abs_path": source,
+        "paths": [source] if source else None,
+        "frames": st.get("received", 0),
+        "faces": st.get("faces", 0),
+        "status": {"running": "incomplete", "stopped": "ok", "ended": "ok"}.get(status, "partial"),
+        "error": st.get("last_error", "") if status == "source lost" else "",
+        "notes": f"live: {st.get('analysed', 0)} frames analysed, {st.get('dropped', 0)} dropped (models behind), "
+        f"{st.get('reconnects', 0)} reconnects",
+        "duration_s": st.get("duration_s"),
+    }
