@@ -5,7 +5,7 @@ frame, a track each — and writes them twice:
 - "before": layout 1, the writer of ferbatch 0.3 reproduced here (one hive folder per video, one
   fsynced file per video per table: faces/video_id=<id>/shard-00000.parquet, ...);
 - "after": layout 2 through the real writer (:class:`ferbatch.dataset.writer.DatasetWriter`, the
-  videos table of :func:`ferbatch.job.manifest.videos_table`),
+  videos table of :func:`ferbatch.dataset.videos.videos_table`),
   locally and (``--s3``) on an S3-compatible server on loopback (moto's standalone server,
   started and stopped here) through pyarrow's S3 filesystem.
 Then times, each from a fresh ``ferbatch.open`` (what one CLI command does after Python starts):
@@ -37,8 +37,8 @@ import ferbatch
 from ferbatch.atomic import atomic_target
 from ferbatch.dataset.schema import FaceRows, faces_table, frames_table
 from ferbatch.dataset.store import LAYOUT, write_manifest, write_videos
+from ferbatch.dataset.videos import videos_table
 from ferbatch.dataset.writer import DatasetWriter
-from ferbatch.job.manifest import videos_table
 from ferbatch.location import Location, open_location
 
 FRAMES = 50

@@ -185,8 +185,9 @@ def _dataset_writes(path: Path) -> list[str]:
 
 def test_only_the_dataset_writer_writes_manifests_videos_tables_and_parts():
     """Every write of a dataset goes through ``ferbatch/dataset/writer.py`` (lock, settings check,
-    commit protocol). Mutations that make it fail: ``write_manifest(...)``, ``write_videos(...)`` or
-    ``loc.write_bytes("_manifest.json", ...)`` put back into ``live/watch.py`` or ``job/ledger.py``."""
+    commit protocol). Mutations run, each failing it: ``write_manifest(...)`` (imported from the
+    store) put back into ``live/watch.py``; ``self.loc.write_bytes("_manifest.json", ...)`` in
+    ``job/ledger.py``."""
     found = {
         rel: hits
         for p in FILES

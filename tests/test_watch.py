@@ -101,9 +101,9 @@ def _files(out) -> dict:
 
 
 def test_watch_into_a_dataset_made_with_another_classifier_is_refused(tmp_path, models):
-    """Mutations that make it fail: the settings check in ``DatasetWriter.open`` removed (the watch
-    then adds rows beside the run's, as in issue #29); the folder in the message written as the
-    Location object instead of its URI."""
+    """Mutations run, each failing it: the settings check in ``DatasetWriter.open`` removed (the
+    watch then adds rows beside the run's, as in issue #29: DID NOT RAISE); the folder in
+    ``check_settings``' message written as the Location object instead of its URI."""
     from ferbatch.config import JobConfig
     from ferbatch.dataset.store import read_manifest
     from ferbatch.errors import ConfigError
@@ -123,7 +123,7 @@ def test_watch_into_a_dataset_made_with_another_classifier_is_refused(tmp_path, 
 
 
 def test_watch_into_a_folder_that_is_not_a_dataset_is_refused(tmp_path, models):
-    """Mutation that makes it fail: the foreign-folder check in ``DatasetWriter.open`` removed."""
+    """Mutation run, failing it: the foreign-folder check in ``DatasetWriter.open`` removed."""
     from ferbatch.errors import OutputError
     from ferbatch.live.watch import watch
 
@@ -140,10 +140,10 @@ def test_watch_run_and_compact_on_one_out_take_turns_and_lose_no_commit(tmp_path
     watch); while a run holds it, a watch is refused; every commit of both ends up in the
     dataset, counted, before and after a compact.
 
-    Mutations that make it fail: the lock in ``DatasetWriter.open`` removed (the run inside the
-    watch then writes, and the watch's next save drops the run's commit from the manifest: the
-    rows counted after the watch miss the run's); ``watch`` writing outside a writer as before
-    (read-modify-write of the manifest: same loss); ``compact`` without the writer's lock."""
+    Mutations run, each failing it: the lock in ``DatasetWriter.open`` removed (the compact inside
+    the watch merges and deletes the session's parts, the watch's next save lists them again:
+    reading ``frames`` fails with FileNotFoundError); ``live/watch.py`` as before issue #29 (its own
+    read-modify-write of the manifest, no lock: 3152 frames rows counted for 56 + 72)."""
     from ferbatch.config import JobConfig
     from ferbatch.dataset.store import read_manifest
     from ferbatch.errors import FerbatchError

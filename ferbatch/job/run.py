@@ -20,11 +20,12 @@ from ferbatch import __version__
 from ferbatch.config import JobConfig, resolve_defaults, with_defaults
 from ferbatch.dataset.guards import check_settings
 from ferbatch.dataset.store import LAYOUT, dataset_layout, read_manifest
+from ferbatch.dataset.videos import videos_table
 from ferbatch.dataset.writer import DatasetWriter
 from ferbatch.errors import FerbatchError
 from ferbatch.job.inputs import Inputs, VideoTask, fingerprint, scan_inputs
 from ferbatch.job.ledger import JobLedger
-from ferbatch.job.manifest import DONE, adopt_ids, record_paths, shard_intact, stored_plan, videos_table
+from ferbatch.job.manifest import DONE, adopt_ids, record_paths, shard_intact, stored_plan
 from ferbatch.job.preflight import check_inputs, check_out_dir
 from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary

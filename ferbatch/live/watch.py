@@ -31,8 +31,8 @@ from ferbatch import __version__
 from ferbatch.config import JobConfig, with_defaults
 from ferbatch.dataset.schema import FRAMES_SCHEMA, FaceRows, faces_table, frames_table
 from ferbatch.dataset.store import LAYOUT
+from ferbatch.dataset.videos import videos_table
 from ferbatch.dataset.writer import DatasetWriter
-from ferbatch.job.manifest import videos_table
 from ferbatch.live.infer import infer_images
 from ferbatch.live.source import LiveFrame, LiveSource
 from ferbatch.location import open_location
