@@ -175,6 +175,8 @@ def test_watch_run_and_compact_on_one_out_take_turns_and_lose_no_commit(tmp_path
     assert len(open_table(out, "frames")) == 56 + sum(s.frames for s in inside)
     assert len(open_table(out, "faces")) == st.faces + sum(s.faces for s in inside)
     assert set(refused) == {"run", "compact", "watch"}, refused
+    (row,) = open_table(out, "videos").to_pylist()  # the session's row names the models it ran (issue #29: None)
+    assert row["classifier"] == read_manifest(out)["config"]["classifier"] and row["classifier_sha256"], row
     for what, msg in refused.items():
         assert msg.startswith(f"{out} | another ferbatch watch is writing this dataset"), (what, msg)
 

@@ -1,4 +1,5 @@
-"""An exclusive lock on an output directory, so two runs never write one dataset at once.
+"""An exclusive lock on a dataset, so two writers (``run``, ``compact``, ``watch``) never write it at
+once; taken by :class:`ferbatch.dataset.writer.DatasetWriter`, and naming the holder's command.
 
 Object storage has no flock: there :class:`ObjectLock` keeps ``_lock.json`` (holder, heartbeat
 every minute) and a new run refuses while the heartbeat is fresh (see its docstring).
