@@ -143,7 +143,8 @@ def test_watch_run_and_compact_on_one_out_take_turns_and_lose_no_commit(tmp_path
     Mutations run, each failing it: the lock in ``DatasetWriter.open`` removed (the compact inside
     the watch merges and deletes the session's parts, the watch's next save lists them again:
     reading ``frames`` fails with FileNotFoundError); ``live/watch.py`` as before issue #29 (its own
-    read-modify-write of the manifest, no lock: 3152 frames rows counted for 56 + 72)."""
+    read-modify-write of the manifest, no lock: 3152 frames rows counted for 56 + 72); the watch
+    not recording its models in a new dataset (the session's row has classifier None)."""
     from ferbatch.config import JobConfig
     from ferbatch.dataset.store import read_manifest
     from ferbatch.errors import FerbatchError
