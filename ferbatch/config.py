@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from ferbatch.errors import ConfigError
 
-__all__ = ["JobConfig", "default_workers", "RESULT_KEYS", "BACKENDS", "GPU_BACKENDS"]
+__all__ = ["JobConfig", "default_workers", "resolve_defaults", "with_defaults", "RESULT_KEYS", "BACKENDS", "GPU_BACKENDS"]
 
 
 # chosen by measurement (scripts/bench.py, docs/performance.md): face-frame recall, box IoU and label
@@ -155,3 +155,34 @@ RESULT_KEYS = (
     "detect_every",
     "sample_fps",
 )
+
+
+def resolve_defaults(config: dict) -> dict:
+    """A config dict (``to_dict()``, or one recorded in a manifest) with the registry defaults
+    filled in (older manifests record None), so "default" and the same model named compare equal.
+
+    Raises:
+        ConfigError: the model registry cannot be read.
+    """
+    from ferbatch.models.registry import load_registry
+
+    reg = load_registry()
+    d = dict(config)
+    d["detector"] = d.get("detector") or reg.default_detector
+    d["classifier"] = d.get("classifier") or reg.default_classifier
+    spec = reg.models.get(d["detector"])
+    if spec is not None:
+        d["score_threshold"] = spec.score_threshold if d.get("score_threshold") is None else d["score_threshold"]
+        d["iou_threshold"] = spec.iou_threshold if d.get("iou_threshold") is None else d["iou_threshold"]
+    return d
+
+
+def with_defaults(cfg: JobConfig) -> JobConfig:
+    """``cfg`` with its result-changing settings' registry defaults filled in (:func:`resolve_defaults`).
+
+    Raises:
+        ConfigError: the model registry cannot be read.
+    """
+    from dataclasses import replace
+
+    return replace(cfg, **{k: v for k, v in resolve_defaults(cfg.to_dict()).items() if k in RESULT_KEYS})

@@ -4,8 +4,8 @@ Generates synthetic rows (no processing) for N short videos — 50 frames at 25 
 frame, a track each — and writes them twice:
 - "before": layout 1, the writer of ferbatch 0.3 reproduced here (one hive folder per video, one
   fsynced file per video per table: faces/video_id=<id>/shard-00000.parquet, ...);
-- "after": layout 2 through the real writer (:class:`ferbatch.job.commits.CommitBuffer`,
-  :func:`ferbatch.dataset.store.write_manifest`, :func:`ferbatch.job.manifest.write_videos_table`),
+- "after": layout 2 through the real writer (:class:`ferbatch.dataset.writer.DatasetWriter`, the
+  videos table of :func:`ferbatch.dataset.videos.videos_table`),
   locally and (``--s3``) on an S3-compatible server on loopback (moto's standalone server,
   started and stopped here) through pyarrow's S3 filesystem.
 Then times, each from a fresh ``ferbatch.open`` (what one CLI command does after Python starts):
@@ -36,9 +36,9 @@ import pyarrow.parquet as pq
 import ferbatch
 from ferbatch.atomic import atomic_target
 from ferbatch.dataset.schema import FaceRows, faces_table, frames_table
-from ferbatch.dataset.store import LAYOUT, write_manifest
-from ferbatch.job.commits import CommitBuffer
-from ferbatch.job.manifest import write_videos_table
+from ferbatch.dataset.store import LAYOUT, write_manifest, write_videos
+from ferbatch.dataset.videos import videos_table
+from ferbatch.dataset.writer import DatasetWriter
 from ferbatch.location import Location, open_location
 
 FRAMES = 50
@@ -119,7 +119,7 @@ def write_before(root: Path, n: int, seed: int = 0) -> float:
                 pq.write_table(table, tmp, compression="zstd", write_statistics=True)
     loc = open_location(root)
     write_manifest(loc, manifest)
-    write_videos_table(loc, manifest)
+    write_videos(loc, videos_table(manifest), manifest)
     return time.perf_counter() - t
 
 
@@ -129,16 +129,16 @@ def write_after(loc: Location, n: int, seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
     manifest = manifest_for(n)
     manifest["layout"] = LAYOUT
-    buffer = CommitBuffer(loc, manifest)
-    for i, vid in enumerate(manifest["videos"]):
-        faces, frames, tracks = video_rows(i, rng)
-        buffer.add(vid, {"faces": faces, "frames": frames, "tracks": tracks})
-        if buffer.due():
-            buffer.commit()
-            write_manifest(loc, manifest)
-    buffer.commit()
-    write_manifest(loc, manifest)
-    write_videos_table(loc, manifest)
+    with DatasetWriter(loc, command="bench", videos=videos_table) as writer:
+        writer.start(manifest)
+        for i, vid in enumerate(manifest["videos"]):
+            faces, frames, tracks = video_rows(i, rng)
+            writer.stage(vid, {"faces": faces, "frames": frames, "tracks": tracks})
+            if writer.due():
+                writer.commit()
+                writer.save_manifest()
+        writer.commit()
+        writer.save()
     return time.perf_counter() - t
 
 

@@ -13,10 +13,9 @@ from conftest import FACE_NOFACE, read_frames
 
 import ferbatch
 from ferbatch.dataset.schema import VIDEOS_SCHEMA, FaceRows, faces_table, frames_table
-from ferbatch.dataset.store import LAYOUT, open_table, write_manifest, write_parquet
-from ferbatch.job.commits import CommitBuffer
+from ferbatch.dataset.store import LAYOUT, open_table
+from ferbatch.dataset.writer import DatasetWriter
 from ferbatch.labels import EMOTIONS
-from ferbatch.location import open_location
 
 
 @pytest.fixture(scope="module")
@@ -65,24 +64,25 @@ def _planted(root, surprise_frames):
     """A hand-built dataset: two 100-frame videos at 25 fps; video 'a' shows surprise (p=0.9) on
     ``surprise_frames``, neutral elsewhere; video 'b' never shows surprise. Written through the
     real writer (one commit, the manifest as its record)."""
-    loc = open_location(root)
     manifest: dict = {"layout": LAYOUT, "videos": {"a-00000001": {}, "b-00000002": {}}}
-    buffer = CommitBuffer(loc, manifest)
-    for vid, hits in (("a-00000001", surprise_frames), ("b-00000002", range(0))):
-        idx = np.arange(100)
-        pts = idx * 40.0
-        frames = frames_table(idx, pts, np.ones(100, np.int16), 0)
-        probs = np.zeros((100, 8), np.float32)
-        probs[:, 0] = 0.9
-        probs[list(hits)] = [0.05, 0, 0.9, 0.05, 0, 0, 0, 0]
-        probs[:, 7] = np.nan
-        rows = FaceRows(idx, pts, np.zeros(100, np.int16), np.tile(np.float32([1, 1, 20, 20]), (100, 1)), np.ones(100, np.float32), probs)
-        buffer.add(vid, {"frames": frames, "faces": faces_table(rows, 0)})
-    buffer.commit()
-    write_manifest(loc, manifest)
     cols = {f.name: [None, None] for f in VIDEOS_SCHEMA}
     cols.update(video_id=["a-00000001", "b-00000002"], path=["a.mp4", "b.mp4"], status=["ok", "ok"], frames=[100, 100], faces=[100, 100])
-    write_parquet(loc, "videos.parquet", pa.table(cols, schema=VIDEOS_SCHEMA))
+    with DatasetWriter(root, command="test", force=True, videos=lambda m: pa.table(cols, schema=VIDEOS_SCHEMA)) as writer:
+        writer.start(manifest)
+        for vid, hits in (("a-00000001", surprise_frames), ("b-00000002", range(0))):
+            idx = np.arange(100)
+            pts = idx * 40.0
+            frames = frames_table(idx, pts, np.ones(100, np.int16), 0)
+            probs = np.zeros((100, 8), np.float32)
+            probs[:, 0] = 0.9
+            probs[list(hits)] = [0.05, 0, 0.9, 0.05, 0, 0, 0, 0]
+            probs[:, 7] = np.nan
+            rows = FaceRows(
+                idx, pts, np.zeros(100, np.int16), np.tile(np.float32([1, 1, 20, 20]), (100, 1)), np.ones(100, np.float32), probs
+            )
+            writer.stage(vid, {"frames": frames, "faces": faces_table(rows, 0)})
+        writer.commit()
+        writer.save()
     return root
 
 

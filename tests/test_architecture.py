@@ -149,3 +149,72 @@ def test_no_merge_conflict_markers_left():
     texts += [root / "README.md", root / "pyproject.toml"]
     marked = [str(p.relative_to(root)) for p in texts if re.search(r"^(<<<<<<< |>>>>>>> |=======$)", p.read_text(errors="replace"), re.M)]
     assert not marked, f"merge-conflict markers in {marked}"
+
+
+# --- one writer of datasets ------------------------------------------------------------------------------
+
+# the modules that may write a manifest, a videos table or a part: the writer and the store primitives it uses
+DATASET_WRITERS = {"dataset/writer.py", "dataset/store.py"}
+# calls that write a dataset's manifest, videos table or parts (or any Parquet file)
+WRITE_CALLS = {"write_manifest", "write_videos", "write_commit", "write_parquet", "write_table", "write_dataset", "write_to_dataset"}
+# Parquet written elsewhere on purpose, never into a dataset
+OTHER_PARQUET = {"cli/render.py": "query results exported to a file the user names"}
+DATASET_FILES = ("_manifest.json", "videos.parquet", "faces/", "frames/", "tracks/")
+
+
+def _dataset_writes(path: Path) -> list[str]:
+    """Where a module writes a dataset's manifest, videos table or parts itself: a call (or an
+    import) of a store write primitive, or ``.write_bytes`` of a dataset file."""
+    hits = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "ferbatch.dataset.store":
+            hits += [f"line {node.lineno}: imports {a.name}" for a in node.names if a.name in WRITE_CALLS]
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name in WRITE_CALLS:
+            hits.append(f"line {node.lineno}: {name}()")
+        elif name == "write_bytes" and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.JoinedStr) and first.values:
+                first = first.values[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith(DATASET_FILES):
+                hits.append(f"line {node.lineno}: write_bytes({first.value!r}...)")
+    return hits
+
+
+def test_only_the_dataset_writer_writes_manifests_videos_tables_and_parts():
+    """Every write of a dataset goes through ``ferbatch/dataset/writer.py`` (lock, settings check,
+    commit protocol). Mutations run, each failing it: ``write_manifest(...)`` (imported from the
+    store) put back into ``live/watch.py``; ``self.loc.write_bytes("_manifest.json", ...)`` in
+    ``job/ledger.py``."""
+    found = {
+        rel: hits
+        for p in FILES
+        if (rel := str(p.relative_to(PKG))) not in DATASET_WRITERS
+        if (hits := [h for h in _dataset_writes(p) if not (rel in OTHER_PARQUET and "write_table" in h)])
+    }
+    assert not found, f"dataset writes outside ferbatch/dataset/writer.py (use a DatasetWriter): {found}"
+
+
+def test_the_dataset_check_catches_a_write_outside_the_writer(tmp_path):
+    # the check above must be able to fail: each way of writing a dataset file is seen
+    code = (
+        "from ferbatch.dataset.store import write_manifest\n"
+        "def f(loc, m, t):\n"
+        "    write_manifest(loc, m)\n"
+        "    store.write_videos(loc, t, m)\n"
+        "    loc.write_bytes('_manifest.json', b'{}')\n"
+        "    loc.write_bytes(f'faces/part-{t}.parquet', b'')\n"
+        "    loc.write_bytes('_live.json', b'{}')\n"
+    )
+    (tmp_path / "m.py").write_text(code)
+    hits = _dataset_writes(tmp_path / "m.py")
+    assert len(hits) == 5 and not any("_live.json" in h for h in hits), hits
+
+
+def test_the_dataset_layer_sits_below_job_live_service_and_cli():
+    # the write protocol lives in dataset/; job/, live/ and service/ use it, never the other way round
+    above = ("ferbatch.job", "ferbatch.live", "ferbatch.service", "ferbatch.cli", "ferbatch.pipeline", "ferbatch.training")
+    bad = {(m, d) for m, deps in GRAPH.items() if _in_layer(m, "ferbatch.dataset") for d in deps if any(_in_layer(d, a) for a in above)}
+    assert not bad, f"ferbatch.dataset imports layers above it: {sorted(bad)}"

@@ -169,7 +169,7 @@ def test_other_settings_are_refused_unless_overwrite(clips, tmp_path):
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(clips, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    code = f"from ferbatch.job.lock import OutputLock\nwith OutputLock({str(out)!r}):\n    print('held', flush=True)\n    import time; time.sleep(60)"
+    code = f"from ferbatch.dataset.lock import OutputLock\nwith OutputLock({str(out)!r}):\n    print('held', flush=True)\n    import time; time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

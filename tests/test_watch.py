@@ -9,7 +9,7 @@ import signal
 
 import pyarrow.compute as pc
 import pytest
-from conftest import INTEL_2FACE, WOLFGANG
+from conftest import INTEL_2FACE, SINGLE_FACE, WOLFGANG
 from servers import free_port, spawn, stop, wait_until
 
 from ferbatch.dataset.store import open_table
@@ -90,3 +90,119 @@ def test_watch_refuses_a_bad_name(tmp_path, models):
 
     with pytest.raises(ConfigError, match="--name"):
         watch(str(INTEL_2FACE), tmp_path / "o", models, name="../x")
+
+
+# --- a watch writes through the dataset's writer: one lock, one settings check, no lost commit -----
+
+
+def _files(out) -> dict:
+    """Every file of a dataset and its bytes (the lock file aside: a refused writer may rewrite it)."""
+    return {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".ferbatch.lock"}
+
+
+def test_watch_into_a_dataset_made_with_another_classifier_is_refused(tmp_path, models):
+    """Mutations run, each failing it: the settings check in ``DatasetWriter.open`` removed (the
+    watch then adds rows beside the run's, as in issue #29: DID NOT RAISE); the folder in
+    ``check_settings``' message written as the Location object instead of its URI."""
+    from ferbatch.config import JobConfig
+    from ferbatch.dataset.store import read_manifest
+    from ferbatch.errors import ConfigError
+    from ferbatch.job import run_job
+    from ferbatch.live.watch import watch
+
+    out = tmp_path / "out"
+    run_job(INTEL_2FACE, out, JobConfig(workers=1, classifier="ferbatch-ferplus-cnn-v3"), use_ray=False)
+    before = _files(out)
+    with pytest.raises(ConfigError) as e:
+        watch(str(INTEL_2FACE), out, models, part_seconds=0.5, max_queue=1000)  # the default classifier
+    msg = str(e.value)
+    assert msg.startswith(f"{out} | holds rows made with other result-changing settings"), msg
+    assert "classifier: 'ferbatch-ferplus-cnn-v3' -> " in msg and "Location(" not in msg, msg
+    assert _files(out) == before  # refused before anything was written
+    assert read_manifest(out)["config"]["classifier"] == "ferbatch-ferplus-cnn-v3"
+
+
+def test_watch_into_a_folder_that_is_not_a_dataset_is_refused(tmp_path, models):
+    """Mutation run, failing it: the foreign-folder check in ``DatasetWriter.open`` removed."""
+    from ferbatch.errors import OutputError
+    from ferbatch.live.watch import watch
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file")
+    with pytest.raises(OutputError, match=f"^{out} \\| --out is a non-empty folder that is not a ferbatch dataset \\(notes.txt\\)"):
+        watch(str(INTEL_2FACE), out, models)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_watch_run_and_compact_on_one_out_take_turns_and_lose_no_commit(tmp_path, models):
+    """While a watch holds OUT, a run, a compact and a second watch are refused (naming the
+    watch); while a run holds it, a watch is refused; every commit of both ends up in the
+    dataset, counted, before and after a compact.
+
+    Mutations run, each failing it: the lock in ``DatasetWriter.open`` removed (the compact inside
+    the watch merges and deletes the session's parts, the watch's next save lists them again:
+    reading ``frames`` fails with FileNotFoundError); ``live/watch.py`` as before issue #29 (its own
+    read-modify-write of the manifest, no lock: 3152 frames rows counted for 56 + 72); the watch
+    not recording its models in a new dataset (the session's row has classifier None)."""
+    from ferbatch.config import JobConfig
+    from ferbatch.dataset.store import read_manifest
+    from ferbatch.errors import FerbatchError
+    from ferbatch.job import run_job
+    from ferbatch.job.compact import compact
+    from ferbatch.live.watch import watch
+
+    out = tmp_path / "out"
+    cfg = JobConfig(workers=1)
+    refused: dict[str, str] = {}
+    inside: list = []  # runs that got in while the watch held OUT (none when the lock works)
+
+    def during_watch(st):
+        if st.status != "running" or refused:
+            return
+        for what, call in (
+            ("run", lambda: inside.append(run_job(SINGLE_FACE, out, cfg, use_ray=False))),
+            ("compact", lambda: compact(out)),
+            ("watch", lambda: watch(str(INTEL_2FACE), out, models, name="cam2")),
+        ):
+            try:
+                call()
+            except FerbatchError as e:
+                refused[what] = str(e)
+
+    st = watch(str(INTEL_2FACE), out, models, part_seconds=0.1, batch=1, max_queue=1000, on_part=during_watch)
+    assert st.status == "ended" and st.received == 56
+    # no commit lost: what the watch and anything that got in beside it wrote is all there
+    assert len(open_table(out, "frames")) == 56 + sum(s.frames for s in inside)
+    assert len(open_table(out, "faces")) == st.faces + sum(s.faces for s in inside)
+    assert set(refused) == {"run", "compact", "watch"}, refused
+    (row,) = open_table(out, "videos").to_pylist()  # the session's row names the models it ran (issue #29: None)
+    assert row["classifier"] == read_manifest(out)["config"]["classifier"] and row["classifier_sha256"], row
+    for what, msg in refused.items():
+        assert msg.startswith(f"{out} | another ferbatch watch is writing this dataset"), (what, msg)
+
+    # a watch while a run holds OUT is refused; the run's rows join the session's
+    during_run: list[str] = []
+
+    def progress(kind, done, total):
+        if kind == "probe" and not during_run:
+            try:
+                watch(str(INTEL_2FACE), out, models, name="cam3")
+            except FerbatchError as e:
+                during_run.append(str(e))
+
+    s = run_job(SINGLE_FACE, out, cfg, use_ray=False, progress=progress)
+    assert s.ok == 1 and s.faces > 0
+    assert len(during_run) == 1 and during_run[0].startswith(f"{out} | another ferbatch run is writing"), during_run
+    faces, frames = st.faces + s.faces, 56 + s.frames
+    assert (len(open_table(out, "faces")), len(open_table(out, "frames"))) == (faces, frames)
+    videos = open_table(out, "videos").to_pylist()
+    assert sorted(v["video_id"] == st.video_id for v in videos) == [False, True]
+    assert all(v["classifier"] for v in videos), videos  # the session's row names its models too
+    tokens = set(read_manifest(out)["commits"])
+    assert len(tokens) == st.parts + 1  # every part of the session and the run's commit
+
+    # compact merges them all into one commit: the same rows
+    res = compact(out)
+    assert res.rows > 0 and len(read_manifest(out)["commits"]) == 1
+    assert (len(open_table(out, "faces")), len(open_table(out, "frames"))) == (faces, frames)

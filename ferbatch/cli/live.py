@@ -30,11 +30,14 @@ def watch(
     backend: BackendOption = Backend.auto,
     threads: ThreadsOption = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per part.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out that is not a ferbatch dataset.")] = False,
 ) -> None:
     """Analyse a live source in near real time: frames the models cannot keep up with are dropped
     (counted, and recorded as frames rows with face_count NULL); the source is reopened with
     back-off when it fails; rows land in OUT as Parquet parts every --part-seconds.
-    Ctrl-C or SIGTERM writes the last part and exits 0.
+    Ctrl-C or SIGTERM writes the last part and exits 0. The session holds OUT's lock: a run,
+    compact or another watch on OUT is refused while it lasts, and a watch into a dataset made
+    with other result-changing settings is refused.
 
     Example: ferbatch watch rtsp://camera.local/stream --out live/ --part-seconds 5
 
@@ -80,6 +83,7 @@ def watch(
             give_up_s=give_up,
             stop=stop,
             on_part=report,
+            force=force,
         )
     except FerbatchError as e:
         fail(e)

@@ -7,8 +7,11 @@ Two cases, both under the dataset's lock and with the manifest as the commit rec
   ``layout: 2`` with the commits in one save, then the old folders are deleted. Until that save
   the dataset reads as layout 1; after it, as layout 2 (leftover folders are deleted by the next
   ``compact``).
-- layout 2: commits smaller than half of :data:`ferbatch.job.commits.COMMIT_ROWS` (many small
+- layout 2: commits smaller than half of :data:`ferbatch.dataset.writer.COMMIT_ROWS` (many small
   jobs, live sessions, releases) are merged into commits of about that size.
+
+Every write goes through a :class:`ferbatch.dataset.writer.DatasetWriter` (``command="compact"``):
+a run or a watch writing the dataset makes ``compact`` stop with a message naming it.
 """
 
 from __future__ import annotations
@@ -19,21 +22,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ferbatch.dataset.store import (
-    LAYOUT,
-    TABLES,
-    dataset_layout,
-    layout_1_folders,
-    read_manifest,
-    read_parquet,
-    shard_schema,
-    stored_schema,
-    write_manifest,
-    write_videos,
-)
+from ferbatch.dataset.store import LAYOUT, TABLES, dataset_layout, layout_1_folders, read_parquet, shard_schema, stored_schema
+from ferbatch.dataset.writer import COMMIT_ROWS, DatasetWriter
 from ferbatch.errors import OutputError
-from ferbatch.job.commits import COMMIT_ROWS, CommitBuffer
-from ferbatch.job.lock import lock_output
 from ferbatch.location import Location, open_location
 
 __all__ = ["CompactResult", "compact"]
@@ -65,12 +56,11 @@ def compact(
     loc = open_location(out_dir)
     if not loc.is_file("videos.parquet"):
         raise OutputError(f"{loc.uri} | not a ferbatch output directory (no videos.parquet)")
-    with lock_output(loc):
-        manifest = read_manifest(loc) or {}
-        layout = dataset_layout(loc, manifest)
-        if layout == 1:
-            return _from_layout_1(loc, manifest, commit_rows, progress)
-        return _merge_small(loc, manifest, commit_rows, progress)
+    # force: compact rewrites the dataset's own files only, whatever else the folder holds
+    with DatasetWriter(loc, command="compact", force=True, commit_rows=commit_rows) as writer:
+        if dataset_layout(loc, writer.manifest) == 1:
+            return _from_layout_1(writer, progress)
+        return _merge_small(writer, progress)
 
 
 def _v1_folders(loc: Location) -> dict[str, list[str]]:
@@ -81,10 +71,10 @@ def _v1_folders(loc: Location) -> dict[str, list[str]]:
     return found
 
 
-def _from_layout_1(loc: Location, manifest: dict, commit_rows: int, progress) -> CompactResult:
+def _from_layout_1(writer: DatasetWriter, progress) -> CompactResult:
+    loc, manifest = writer.loc, writer.manifest
     folders = _v1_folders(loc)
     manifest.setdefault("videos", {})
-    buffer = CommitBuffer(loc, manifest, commit_rows)
     rows = 0
     for n, (vid, files) in enumerate(sorted(folders.items()), 1):
         tables: dict[str, pa.Table] = {}
@@ -95,25 +85,18 @@ def _from_layout_1(loc: Location, manifest: dict, commit_rows: int, progress) ->
         tables.setdefault("faces", shard_schema("faces").empty_table())
         tables.setdefault("frames", shard_schema("frames").empty_table())
         manifest["videos"].setdefault(vid, {"video_id": vid})
-        buffer.add(vid, tables)
+        writer.stage(vid, tables)
         rows += sum(t.num_rows for t in tables.values())
-        if buffer.due():
-            buffer.commit()
+        if writer.due():
+            writer.commit()
         if progress:
             progress(n, len(folders))
-    buffer.commit()
+    writer.commit()
     manifest["layout"] = LAYOUT
-    write_manifest(loc, manifest)
-    _restamp_videos(loc, manifest)
-    for folder in layout_1_folders(loc):
-        loc.delete_dir(folder)
+    writer.save()  # the same videos rows, with the new commits as their readers' snapshot
+    writer.remove_layout_1_folders()
     after = sum(len(c["parts"]) for c in manifest.get("commits", {}).values())
     return CompactResult(1, sum(len(f) for f in folders.values()), after, rows)
-
-
-def _restamp_videos(loc: Location, manifest: dict) -> None:
-    """Rewrite ``videos.parquet`` (same rows) with the new commits as its readers' snapshot."""
-    write_videos(loc, read_parquet(loc, "videos.parquet"), manifest)
 
 
 def _v1_part(loc: Location, rel: str, table: str) -> pa.Table:
@@ -124,30 +107,24 @@ def _v1_part(loc: Location, rel: str, table: str) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _merge_small(loc: Location, manifest: dict, commit_rows: int, progress) -> CompactResult:
-    commits = manifest.get("commits", {})
+def _merge_small(writer: DatasetWriter, progress) -> CompactResult:
+    loc, commit_rows = writer.loc, writer.commit_rows
+    commits = writer.manifest.get("commits", {})
     before = sum(len(c["parts"]) for c in commits.values())
     small = [t for t, c in sorted(commits.items()) if sum(p["rows"] for n, p in c["parts"].items() if n != "tracks") < commit_rows // 2]
-    for folder in layout_1_folders(loc):  # leftovers of an interrupted layout-1 conversion
-        loc.delete_dir(folder)
+    writer.remove_layout_1_folders()  # leftovers of an interrupted layout-1 conversion
     if len(small) < 2:
         return CompactResult(LAYOUT, before, before, 0)
-    buffer = CommitBuffer(loc, manifest, commit_rows)
-    stale: list[str] = []
     rows = 0
     for n, token in enumerate(small, 1):
-        c = commits.pop(token)
+        c = writer.drop(token)  # its parts are deleted once the merged commits are saved
         tables = {name: read_parquet(loc, p["path"], stored_schema(name)) for name, p in c["parts"].items()}
-        buffer.add_stored(c["videos"], tables)
+        writer.stage_stored(c["videos"], tables)
         rows += sum(t.num_rows for t in tables.values())
-        stale += [p["path"] for p in c["parts"].values()]
-        if buffer.due():
-            buffer.commit()
+        if writer.due():
+            writer.commit()
         if progress:
             progress(n, len(small))
-    buffer.commit()
-    write_manifest(loc, manifest)
-    _restamp_videos(loc, manifest)
-    for rel in stale:
-        loc.delete(rel)
+    writer.commit()
+    writer.save()
     return CompactResult(LAYOUT, before, sum(len(c["parts"]) for c in commits.values()), rows)

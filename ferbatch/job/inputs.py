@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ferbatch.dataset.videos import make_video_id
 from ferbatch.errors import ConfigError, OutputError
 from ferbatch.location import is_uri, open_input, open_location
 from ferbatch.media.probe import VIDEO_EXTENSIONS
 
 __all__ = ["VideoTask", "Inputs", "scan_inputs", "make_video_id", "content_hash", "fingerprint"]
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _BLOCK = 1 << 20  # head and tail sampled for the content hash
 _SAMPLES, _SAMPLE = 16, 1 << 16  # evenly spaced blocks between them
 URI_HASH_THREADS = 32  # objects hashed at once when scanning object storage
@@ -63,14 +62,6 @@ class Inputs:
 
     tasks: list[VideoTask] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
-
-
-def make_video_id(rel_path: str, digest: str) -> str:
-    """Path-safe id of a video: its stem reduced to ``[A-Za-z0-9._-]`` plus the first 8 hex of
-    ``digest``, e.g. ``WolfgangLanger_Pexels-1a2b3c4d``. Never contains ``/``, ``=`` or starts
-    with ``.``."""
-    stem = _SAFE.sub("_", Path(rel_path).stem).strip("._-")[:60] or "video"
-    return f"{stem}-{digest[:8]}"
 
 
 def content_hash(path: str | os.PathLike[str], size: int, *, full: bool = False) -> str:

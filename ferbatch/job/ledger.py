@@ -1,7 +1,7 @@
 """The driver's bookkeeping while a job runs: probing results become shard plans, shard results
-update the manifest, a finished video's staged rows are tracked and gathered into commits
-(:mod:`ferbatch.job.commits`), and the manifest is saved often enough to resume, rarely enough
-not to dominate a 100,000-video job."""
+update the manifest, a finished video's staged rows are tracked and gathered into commits, and
+the manifest is saved often enough to resume, rarely enough not to dominate a 100,000-video job.
+Every write to the dataset goes through the job's :class:`ferbatch.dataset.writer.DatasetWriter`."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from ferbatch.config import JobConfig
-from ferbatch.dataset.store import read_staging, remove_staging, write_manifest
+from ferbatch.dataset.store import read_staging
+from ferbatch.dataset.writer import DatasetWriter
 from ferbatch.errors import FerbatchError
-from ferbatch.job.commits import CommitBuffer
 from ferbatch.job.inputs import VideoTask, content_hash, fingerprint
-from ferbatch.job.manifest import DONE, save_index, write_videos_table
+from ferbatch.job.manifest import DONE, save_index
 from ferbatch.job.summary import JobSummary
 from ferbatch.job.workers import WorkerPool
-from ferbatch.location import Location, is_uri, stat_input
+from ferbatch.location import is_uri, stat_input
 from ferbatch.media.shards import Shard, plan_shards
 from ferbatch.pipeline import ShardResult
 from ferbatch.vision.track import TrackerConfig
@@ -34,47 +34,43 @@ class JobLedger:
     the summary and the progress callback.
 
     Args:
-        loc: the dataset.
-        manifest: the job's manifest, updated in place.
+        writer: the open writer of the job's dataset; its manifest is the job's, updated in place.
         tasks: this run's videos by id (to check a file did not change while processed).
-        commit_rows: rows that trigger a commit (:data:`ferbatch.job.commits.COMMIT_ROWS`).
     """
 
     SAVE_EVERY_S = 2.0
 
     def __init__(
         self,
-        loc: Location,
-        manifest: dict,
+        writer: DatasetWriter,
         summary: JobSummary,
         progress: ProgressFn | None,
         tasks: dict[str, VideoTask],
         cfg: JobConfig,
-        commit_rows: int | None = None,
     ):
-        self.loc, self.manifest, self.summary, self.progress, self.tasks, self.cfg = loc, manifest, summary, progress, tasks, cfg
-        self.buffer = CommitBuffer(loc, manifest) if commit_rows is None else CommitBuffer(loc, manifest, commit_rows)
+        self.writer, self.summary, self.progress, self.tasks, self.cfg = writer, summary, progress, tasks, cfg
+        self.loc, self.manifest = writer.loc, writer.manifest
         self.last_save = 0.0
         self.save_cost = 0.0
         self.total_frames = 0
         self.done_frames = 0
 
     def save(self, force: bool = False) -> None:
-        """Save the manifest (and with ``force`` the videos table) when due."""
+        """Save the manifest when due; with ``force`` the whole transaction (manifest, videos
+        table, clean-up: :meth:`ferbatch.dataset.writer.DatasetWriter.save`)."""
         if force or time.monotonic() - self.last_save > max(self.SAVE_EVERY_S, 20 * self.save_cost):
             t = time.monotonic()
-            write_manifest(self.loc, self.manifest)
-            if force:  # after the manifest: the readers' snapshot never lists a commit the manifest lacks
-                write_videos_table(self.loc, self.manifest)
+            if force:  # the manifest first: the readers' snapshot never lists a commit the manifest lacks
+                self.writer.save()
+            else:
+                self.writer.save_manifest()
             self.last_save = time.monotonic()
             self.save_cost = self.last_save - t
 
     def commit(self) -> None:
         """Commit the gathered videos: parts written, manifest and videos table saved, staging removed."""
-        done = self.buffer.commit()
-        if done:
+        if self.writer.commit():
             self.save(force=True)
-            self.buffer.clean(done)
 
     def probe_all(self, pool: WorkerPool, todo: list[VideoTask], shard_frames: int) -> list[Shard]:
         shards: list[Shard] = []
@@ -165,7 +161,7 @@ class JobLedger:
         rec.update(status=status, frames=sum(s["frames"] for s in sh), faces=sum(s["faces"] for s in sh), error=error)
         changed = self._changed(video_id)
         if changed:  # rows of a file that changed under the job cannot be trusted: drop them
-            remove_staging(self.loc, video_id)
+            self.writer.unstage(video_id)
             for s in sh:
                 s["status"] = "failed"
             rec.update(status="failed", error=changed, frames=0, faces=0)
@@ -219,6 +215,6 @@ class JobLedger:
             except (FerbatchError, ValueError, pa.ArrowException) as e:
                 rec["status"] = "partial"
                 rec["error"] = "; ".join(x for x in (rec["error"], f"tracking failed: {e}") if x)
-        self.buffer.add(video_id, tables)
-        if self.buffer.due():
+        self.writer.stage(video_id, tables)
+        if self.writer.due():
             self.commit()

@@ -1,6 +1,7 @@
 """The job's record in its dataset: the manifest (per-video fingerprint, status, shard plan and
-commit), the stored indexes and the ``videos`` table. The driver-side ledger that keeps them
-while a job runs is :mod:`ferbatch.job.ledger`; commits are :mod:`ferbatch.job.commits`.
+commit) and the stored indexes (the ``videos`` table made from the manifest is
+:func:`ferbatch.dataset.videos.videos_table`). The driver-side ledger that keeps them
+while a job runs is :mod:`ferbatch.job.ledger`; every write goes through :mod:`ferbatch.dataset.writer`.
 
 Resume: the manifest records each video's fingerprint (size, content hash) and the config's
 result key; a rerun skips videos that are committed with the same fingerprint and key, redoes
@@ -11,17 +12,14 @@ afresh (their old rows released first, so rows are never duplicated).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 from fractions import Fraction
 
 import numpy as np
-import pyarrow as pa
 
-from ferbatch.dataset.schema import VIDEOS_SCHEMA
-from ferbatch.dataset.store import parquet_rows, staging_rel, write_videos
+from ferbatch.dataset.store import parquet_rows, staging_rel
 from ferbatch.errors import OutputError
-from ferbatch.job.inputs import VideoTask, fingerprint, make_video_id
+from ferbatch.job.inputs import VideoTask, fingerprint
 from ferbatch.location import Location
 from ferbatch.media.probe import VideoIndex
 from ferbatch.media.shards import Shard
@@ -33,7 +31,6 @@ __all__ = [
     "save_index",
     "shard_intact",
     "stored_plan",
-    "write_videos_table",
 ]
 
 DONE = ("ok", "partial")  # shard states that a rerun does not repeat
@@ -107,56 +104,3 @@ def shard_intact(loc: Location, rec: dict, shard_idx: int) -> bool:
     if s["status"] not in DONE:
         return False
     return all(parquet_rows(loc, staging_rel(rec["video_id"], table, shard_idx)) == s[table] for table in ("frames", "faces"))
-
-
-def _uncommitted(manifest: dict, rec: dict) -> bool:
-    """A finished video whose rows wait in staging (layout 2): not in the dataset yet."""
-    return bool(manifest.get("layout")) and rec["status"] in DONE and not rec.get("commit") and rec.get("video_id") is not None
-
-
-def write_videos_table(loc: Location, manifest: dict) -> None:
-    """Write ``videos.parquet``: one row per video of the manifest, and one ``failed`` row per input
-    the scan skipped (not a regular file, unreadable, undecodable name) with the reason; its
-    metadata carries the readers' snapshot of the commits (:func:`ferbatch.dataset.store.write_videos`):
-    save the manifest first."""
-    rows: dict[str, list] = {f.name: [] for f in VIDEOS_SCHEMA}
-    m = manifest["models"]
-    records = dict(manifest["videos"])
-    for path, why in manifest.get("skipped_inputs", {}).items():
-        vid = make_video_id(path, hashlib.sha256(path.encode("utf-8", "backslashreplace")).hexdigest())
-        records.setdefault(
-            vid, {"path": path, "rel_path": path, "size_bytes": None, "frames": 0, "faces": 0, "status": "failed", "error": why}
-        )
-    for vid, r in sorted(records.items()):
-        uncommitted = _uncommitted(manifest, r)
-        vals = {
-            "video_id": vid,
-            "path": r["rel_path"],
-            "abs_path": r["path"],
-            "paths": r.get("paths") or [r["path"]],
-            "content_hash": r.get("content_hash"),
-            "size_bytes": r["size_bytes"],
-            "width": r.get("width"),
-            "height": r.get("height"),
-            "fps": r.get("fps"),
-            "duration_s": r.get("duration_s"),
-            "frames": r["frames"],
-            "faces": r["faces"],
-            "status": "incomplete" if r["status"] == "pending" or uncommitted else r["status"],
-            "error": (r["error"] if not uncommitted else "")
-            or ("the run stopped before all its shards were processed; rerun to resume" if r["status"] == "pending" else None)
-            or ("processed, its rows not committed yet (a running job commits them; rerun a stopped one)" if uncommitted else None),
-            "notes": "; ".join(r.get("notes") or []) or None,
-            "detector": m["detector"]["name"],
-            "detector_sha256": m["detector"]["sha256"],
-            "classifier": m["classifier"]["name"],
-            "classifier_sha256": m["classifier"]["sha256"],
-            "ferbatch_version": manifest["ferbatch_version"],
-            "config_key": manifest["config_key"],
-            "sample_fps": manifest.get("config", {}).get("sample_fps"),
-            "detect_every": manifest.get("config", {}).get("detect_every", 1),
-            "shots": r.get("shots"),
-        }
-        for k, v in vals.items():
-            rows[k].append(v)
-    write_videos(loc, pa.table(rows, schema=VIDEOS_SCHEMA), manifest)

@@ -2,7 +2,8 @@
 
 Cheap, file-system only: still images given as inputs (or directories holding only images) are
 refused with a pointer to :func:`ferbatch.analyze`, and an ``--out`` that is a non-empty folder
-of someone else's files is refused unless forced, so a job never writes among the user's files.
+of someone else's files is refused unless forced, so a job never writes among the user's files
+(:func:`ferbatch.dataset.guards.check_out_dir`, which every dataset writer runs again under its lock).
 """
 
 from __future__ import annotations
@@ -11,31 +12,15 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ferbatch.errors import ConfigError, OutputError
-from ferbatch.location import Location, is_uri, open_location
+from ferbatch.dataset.guards import DATASET_ENTRIES, check_out_dir
+from ferbatch.errors import ConfigError
+from ferbatch.location import is_uri
 from ferbatch.media.probe import VIDEO_EXTENSIONS
 
 __all__ = ["IMAGE_EXTENSIONS", "DATASET_ENTRIES", "check_inputs", "check_out_dir"]
 
 # still-image formats; an extension ferbatch reads as a video (an animated .gif) is a video
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".avif"}) - VIDEO_EXTENSIONS
-
-# what a ferbatch output directory holds (a first run interrupted before its manifest holds a subset)
-DATASET_ENTRIES = frozenset(
-    {
-        "_manifest.json",
-        "videos.parquet",
-        "faces",
-        "frames",
-        "tracks",
-        "_index",
-        "_plans",
-        "_staging",
-        ".ferbatch.lock",
-        "_lock.json",
-        "_live.json",
-    }
-)
 
 _IMAGE_HINT = "ferbatch run processes videos; for still images use ferbatch.analyze(image) in Python or `ferbatch analyze IMAGE`"
 
@@ -77,28 +62,3 @@ def check_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str
             else:
                 if images:
                     raise ConfigError(f"{p} | holds {images} still image(s) and no video; {_IMAGE_HINT}")
-
-
-def check_out_dir(out_dir: str | os.PathLike[str] | Location, *, force: bool = False) -> None:
-    """Refuse an output directory that is neither new, empty nor a ferbatch dataset.
-
-    Args:
-        out_dir: the job's ``--out`` (a local path, a URI or a :class:`~ferbatch.location.Location`).
-        force: accept a non-empty folder anyway (ferbatch then writes its files next to the others).
-
-    Raises:
-        OutputError: ``out_dir`` is a file, or a non-empty folder with entries a ferbatch dataset
-            does not have (the message names a few of them and the way out: ``--force``).
-    """
-    loc = open_location(out_dir)
-    if loc.is_file(""):
-        raise OutputError(f"{loc.uri} | --out is a file, not a directory")
-    if force or not loc.is_dir(""):
-        return
-    foreign = [n for n in loc.list_names() if n not in DATASET_ENTRIES and not n.startswith(".")]
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise OutputError(
-            f"{loc.uri} | --out is a non-empty folder that is not a ferbatch dataset ({shown}); "
-            "choose a new or empty folder, or pass --force to write into it anyway"
-        )

@@ -8,7 +8,6 @@ benchmarks. Inputs are found by :mod:`.inputs`, run by :mod:`.workers`, recorded
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -18,19 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from ferbatch import __version__
-from ferbatch.config import RESULT_KEYS, JobConfig
-from ferbatch.dataset.store import LAYOUT, TABLES, dataset_layout, read_manifest, remove_staging, write_manifest
-from ferbatch.errors import ConfigError, FerbatchError
-from ferbatch.job.commits import damaged_commits, drop_commit, release_videos, remove_orphans
+from ferbatch.config import JobConfig, resolve_defaults, with_defaults
+from ferbatch.dataset.guards import check_settings
+from ferbatch.dataset.store import LAYOUT, dataset_layout, read_manifest
+from ferbatch.dataset.videos import videos_table
+from ferbatch.dataset.writer import DatasetWriter
+from ferbatch.errors import FerbatchError
 from ferbatch.job.inputs import Inputs, VideoTask, fingerprint, scan_inputs
 from ferbatch.job.ledger import JobLedger
-from ferbatch.job.lock import lock_output
-from ferbatch.job.manifest import DONE, adopt_ids, record_paths, shard_intact, stored_plan, write_videos_table
+from ferbatch.job.manifest import DONE, adopt_ids, record_paths, shard_intact, stored_plan
 from ferbatch.job.preflight import check_inputs, check_out_dir
 from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary
 from ferbatch.job.workers import LocalPool, RayPool, ShardWorker, WorkerPool, init_ray
-from ferbatch.location import Location, open_location
+from ferbatch.location import open_location
 from ferbatch.media.shards import Shard
 from ferbatch.models.load import prepare_models
 from ferbatch.models.registry import MIRROR_ENV
@@ -59,7 +59,9 @@ def run_job(
     Order of work, so that nothing already written is lost by a mistake: the models are resolved,
     sha256-checked, parsed and prepared first (a bad model stops the job with OUT untouched), then
     the inputs are scanned, then the dataset's recorded settings are compared with ``cfg`` (a
-    difference stops the job unless ``overwrite``), then OUT is locked for the rest of the run.
+    difference stops the job unless ``overwrite``), then the dataset's writer
+    (:class:`ferbatch.dataset.writer.DatasetWriter`) locks OUT for the rest of the run, checks
+    the folder and the settings again under the lock, and makes every write.
 
     Args:
         input_path: video files and/or directories (searched recursively), one or a list.
@@ -83,7 +85,8 @@ def run_job(
     Raises:
         ConfigError, ModelError: bad settings or models, or settings that differ from the
             dataset's (before anything in OUT is touched).
-        OutputError: the output directory cannot be written, or another run holds its lock.
+        OutputError: the output directory cannot be written, or another writer (run, watch,
+            compact) holds its lock.
         KeyboardInterrupt: passed on after the manifest records every shard finished so far.
     """
     t0 = time.perf_counter()
@@ -93,52 +96,17 @@ def run_job(
     check_out_dir(out, force=force)
     det_spec, cls_spec = prepare_models(cfg)
     # registry defaults filled in, so "default" and the same model named compare equal
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in _resolved(cfg.to_dict()).items() if k in RESULT_KEYS})
+    cfg = with_defaults(cfg)
     inputs = scan_inputs(input_path, full_hash=full_hash)
-    _check_settings(out, cfg, overwrite)
-    out.make_dir()
-    with lock_output(out):
-        summary = _run_locked(out, cfg, inputs, det_spec, cls_spec, use_ray, address, shard_frames, progress, t0)
+    check_settings(out, read_manifest(out), cfg, overwrite=overwrite)  # before the lock file: a refused run leaves OUT untouched
+    with DatasetWriter(out, command="run", config=cfg, overwrite=overwrite, force=force, videos=videos_table) as writer:
+        summary = _run_locked(writer, cfg, inputs, det_spec, cls_spec, use_ray, address, shard_frames, progress, t0)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _check_settings(out: Location, cfg: JobConfig, overwrite: bool) -> None:
-    old = read_manifest(out)
-    if overwrite:
-        return
-    if dataset_layout(out, old) == 1:
-        raise ConfigError(
-            f"{out.uri} | holds a dataset in layout 1 (one folder and file per video and table, ferbatch 0.3 and older); "
-            f"run `ferbatch compact {out.uri}` to rewrite it in layout {LAYOUT} first, or use --overwrite to start afresh"
-        )
-    if not old:
-        return
-    diff = cfg.differences(_resolved(old.get("config", {})))
-    if diff and (old.get("videos") or old.get("commits")):  # rows of a job or of a live session
-        raise ConfigError(
-            f"{out.uri} | holds rows made with other result-changing settings ({'; '.join(diff)}); "
-            "use another --out, the same settings, or --overwrite to start the dataset afresh"
-        )
-
-
-def _resolved(config: dict) -> dict:
-    """A recorded config with the registry defaults filled in (older manifests record None)."""
-    from ferbatch.models.registry import load_registry
-
-    reg = load_registry()
-    d = dict(config)
-    d["detector"] = d.get("detector") or reg.default_detector
-    d["classifier"] = d.get("classifier") or reg.default_classifier
-    spec = reg.models.get(d["detector"])
-    if spec is not None:
-        d["score_threshold"] = spec.score_threshold if d.get("score_threshold") is None else d["score_threshold"]
-        d["iou_threshold"] = spec.iou_threshold if d.get("iou_threshold") is None else d["iou_threshold"]
-    return d
-
-
 def _run_locked(
-    out: Location,
+    writer: DatasetWriter,
     cfg: JobConfig,
     inputs: Inputs,
     det_spec: ModelSpec,
@@ -149,10 +117,11 @@ def _run_locked(
     progress: Callable[[str, int, int], None] | None,
     t0: float,
 ) -> JobSummary:
+    out = writer.loc
     tasks = inputs.tasks
     summary = JobSummary(videos=len(tasks) + len(inputs.skipped))
-    old = read_manifest(out) or {}
-    same = not cfg.differences(_resolved(old.get("config", {}))) and dataset_layout(out, old) != 1
+    old = writer.manifest
+    same = not cfg.differences(resolve_defaults(old.get("config", {}))) and dataset_layout(out, old) != 1
     manifest: dict[str, Any] = {
         "ferbatch_version": __version__,
         "layout": LAYOUT,
@@ -168,20 +137,19 @@ def _run_locked(
     }
     if same and old.get("live"):
         manifest["live"] = old["live"]  # watch sessions' records (their rows are commits like a job's)
-    if not same:  # --overwrite with other settings (or an old layout): the old rows cannot be mixed with new ones
-        for d in (*TABLES, "_staging"):
-            out.delete_dir(d)
+    # --overwrite with other settings (or an old layout): the old rows cannot be mixed with new ones
+    writer.start(manifest, afresh=not same)
     tasks = adopt_ids(manifest["videos"], tasks)
     for path, why in inputs.skipped.items():
         summary.failed += 1
         summary.errors[path] = why
-    to_probe, resumed, to_gather = _resume_plan(out, manifest, tasks, cfg, summary)
+    to_probe, resumed, to_gather = _resume_plan(writer, tasks, cfg, summary)
     env = {}
     if os.environ.get(MIRROR_ENV):
         env[MIRROR_ENV] = str(Path(os.environ[MIRROR_ENV]).expanduser().absolute())
     n_items = len(to_probe) + len(resumed)
     pool: WorkerPool | None = None
-    book = JobLedger(out, manifest, summary, progress, {t.video_id: t for t in tasks}, cfg)
+    book = JobLedger(writer, summary, progress, {t.video_id: t for t in tasks}, cfg)
     try:
         for vid in to_gather:  # every shard staged, the video not committed: finish it without workers
             book.finish_video(vid, manifest["videos"][vid])
@@ -232,7 +200,7 @@ def _run_locked(
 
 
 def _resume_plan(
-    out: Location, manifest: dict, tasks: list[VideoTask], cfg: JobConfig, summary: JobSummary
+    writer: DatasetWriter, tasks: list[VideoTask], cfg: JobConfig, summary: JobSummary
 ) -> tuple[list[VideoTask], list[Shard], list[str]]:
     """What this run does per video: probe and plan (new or changed files), redo missing shards,
     finish from staging (every shard staged but not committed), or skip (committed, unchanged).
@@ -244,13 +212,12 @@ def _resume_plan(
     Returns:
         (tasks to probe, shards to run, video ids to finish).
     """
+    out, manifest = writer.loc, writer.manifest
     videos = manifest["videos"]
-    remove_orphans(out, manifest)
-    for token in damaged_commits(out, manifest):
-        for vid in drop_commit(out, manifest, token):
-            rec = videos.get(vid)
-            for sh in rec["shards"] if rec else ():
-                sh.update(status="pending", frames=0, faces=0)
+    for vid in writer.drop_damaged():  # leftovers (orphan parts, stale staging) went when the writer opened
+        rec = videos.get(vid)
+        for sh in rec["shards"] if rec else ():
+            sh.update(status="pending", frames=0, faces=0)
     to_probe: list[VideoTask] = []
     plans: dict[str, list[Shard]] = {}
     discard: set[str] = set()
@@ -266,7 +233,7 @@ def _resume_plan(
             if rec is not None and rec.get("commit"):
                 discard.add(t.video_id)
             else:
-                remove_staging(out, t.video_id)
+                writer.unstage(t.video_id)
                 videos.pop(t.video_id, None)
             to_probe.append(t)
             continue
@@ -275,15 +242,12 @@ def _resume_plan(
             restage.add(t.video_id)
         plans[t.video_id] = plan
     if discard or restage:
-        stale = release_videos(out, manifest, discard | restage, to_staging=restage)
+        writer.release(discard | restage, to_staging=restage)
         for vid in discard:
-            remove_staging(out, vid)
+            writer.unstage(vid)
             videos.pop(vid, None)
-        write_manifest(out, manifest)
-        if out.is_file("videos.parquet"):
-            write_videos_table(out, manifest)  # readers' snapshot without the old commits, before their parts go
-        for rel in stale:
-            out.delete(rel)
+        # readers' snapshot without the old commits, before their parts go
+        writer.save(snapshot=writer.has_snapshot())
     resumed: list[Shard] = []
     to_gather: list[str] = []
     for vid, plan in plans.items():

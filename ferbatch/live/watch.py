@@ -1,10 +1,14 @@
 """``ferbatch watch``: a live source -> rolling Parquet parts in the dataset's schema.
 
 Each watch session is one "video" of the dataset (``video_id`` = ``<name>-<UTC start time>``);
-every ``part_seconds`` its rows so far become a commit (one part of ``faces`` and of ``frames``,
-:func:`ferbatch.dataset.store.write_commit`; ``ferbatch compact`` merges a long session's parts),
-and ``videos.parquet``, ``_manifest.json`` and ``_live.json`` (the counters) are rewritten, so
-``ferbatch summary`` and DuckDB read the dataset while it grows. ``frame_idx`` counts frames
+every ``part_seconds`` its rows so far become a commit (one part of ``faces`` and of ``frames``;
+``ferbatch compact`` merges a long session's parts), and ``videos.parquet``, ``_manifest.json``
+and ``_live.json`` (the counters) are rewritten, so ``ferbatch summary`` and DuckDB read the
+dataset while it grows. The session is one :class:`ferbatch.dataset.writer.DatasetWriter`
+transaction: it holds the dataset's lock from start to end (a ``run``, ``compact`` or another
+``watch`` on the same OUT is refused meanwhile, and a watch is refused while one of them runs),
+and a dataset whose rows were made with other result-changing settings, or a folder that is not
+a dataset, is refused before the source is opened. ``frame_idx`` counts frames
 received since the session started; ``pts_ms`` is the time since then at which the frame arrived
 (``_manifest.json`` records the start as a Unix time). A frame dropped because the models were
 behind has a ``frames`` row with ``face_count`` NULL and no ``faces`` rows.
@@ -19,18 +23,19 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from ferbatch import __version__
-from ferbatch.config import JobConfig
-from ferbatch.dataset.schema import FRAMES_SCHEMA, VIDEOS_SCHEMA, FaceRows, faces_table, frames_table
-from ferbatch.dataset.store import LAYOUT, commit_token, read_manifest, read_parquet, write_commit, write_manifest, write_videos
+from ferbatch.config import JobConfig, with_defaults
+from ferbatch.dataset.schema import FRAMES_SCHEMA, FaceRows, faces_table, frames_table
+from ferbatch.dataset.store import LAYOUT
+from ferbatch.dataset.videos import videos_table
+from ferbatch.dataset.writer import DatasetWriter
 from ferbatch.live.infer import infer_images
 from ferbatch.live.source import LiveFrame, LiveSource
-from ferbatch.location import Location, open_location
+from ferbatch.location import open_location
 from ferbatch.pipeline import ShardModels
 
 __all__ = ["WatchStats", "watch"]
@@ -91,6 +96,7 @@ def watch(
     give_up_s: float = 0.0,
     stop: threading.Event | None = None,
     on_part: Callable[[WatchStats], None] | None = None,
+    force: bool = False,
 ) -> WatchStats:
     """Analyse ``source`` live until ``stop`` is set or the source is lost for ``give_up_s``.
 
@@ -105,13 +111,17 @@ def watch(
         max_queue: frames waiting for the models at most; older ones are dropped (counted).
         give_up_s: stop after this long without a frame (0 = keep reconnecting).
         stop: set it (from a signal handler or another thread) to flush the last part and return.
-        on_part: called after each part with the counters.
+        on_part: called after each part with the counters (the session's writer holds the lock then).
+        force: write into a non-empty folder that is not a ferbatch dataset.
 
     Returns:
         The final :class:`WatchStats`.
 
     Raises:
-        ConfigError: bad ``name`` or ``part_seconds``. OutputError: OUT cannot be written.
+        ConfigError: bad ``name`` or ``part_seconds``; OUT holds rows made with other
+            result-changing settings, or is in layout 1 (the message names OUT and the settings).
+        OutputError: OUT cannot be written, is a non-empty folder that is not a dataset (unless
+            ``force``), or another writer (run, compact, watch) holds its lock (the message names it).
     """
     import re
 
@@ -124,9 +134,39 @@ def watch(
     stop = stop or threading.Event()
     started = time.time()
     vid = f"{name}-{datetime.fromtimestamp(started, UTC).strftime('%Y%m%dT%H%M%S')}"
+    cfg = with_defaults(cfg or JobConfig())
     loc = open_location(out)
-    loc.make_dir()
     st = WatchStats(vid, source, started)
+    with DatasetWriter(loc, command="watch", config=cfg, force=force, videos=videos_table) as writer:
+        _begin(writer, cfg, models)
+        return _session(writer, source, models, st, stop, part_seconds, batch, max_queue, give_up_s, on_part)
+
+
+def _begin(writer: DatasetWriter, cfg: JobConfig, models: ShardModels) -> None:
+    """Record the settings and models of the rows a new dataset gets (an existing one keeps its own:
+    they are the same, or the writer refused to open)."""
+    man = writer.manifest
+    man.setdefault("ferbatch_version", __version__)
+    man.setdefault("layout", LAYOUT)
+    man.setdefault("config", cfg.to_dict())
+    man.setdefault("config_key", cfg.result_key())
+    refs = getattr(models, "refs", {})  # the loaded files (ferbatch.models.load.Models)
+    if "models" not in man and {"detector", "classifier"} <= set(refs):
+        man["models"] = {k: {"name": refs[k].name, "sha256": refs[k].sha256, "file": refs[k].file} for k in ("detector", "classifier")}
+
+
+def _session(
+    writer: DatasetWriter,
+    source: str,
+    models: ShardModels,
+    st: WatchStats,
+    stop: threading.Event,
+    part_seconds: float,
+    batch: int,
+    max_queue: int,
+    give_up_s: float,
+    on_part: Callable[[WatchStats], None] | None,
+) -> WatchStats:
     src = LiveSource(source, max_queue=max_queue, give_up_s=give_up_s).start()
     part, shard = _Part(), 0
     next_flush = time.monotonic() + part_seconds
@@ -140,7 +180,7 @@ def watch(
             if frames:
                 _analyse(models, frames, part, st, src)
             if time.monotonic() >= next_flush:
-                shard = _flush(loc, vid, shard, part, st, src, cfg, on_part)
+                shard = _flush(writer, shard, part, st, src, on_part)
                 part = _Part()
                 next_flush += part_seconds
     finally:
@@ -156,7 +196,7 @@ def watch(
                 break
             _analyse(models, frames, part, st, src)
         st.status = "stopped" if stop.is_set() else ("ended" if os.path.isfile(source) else "source lost")
-        _flush(loc, vid, shard, part, st, src, cfg, on_part)
+        _flush(writer, shard, part, st, src, on_part)
     return st
 
 
@@ -177,8 +217,8 @@ def _analyse(models: ShardModels, frames: list[LiveFrame], part: _Part, st: Watc
     st.lag_ms = src.now_ms() - frames[-1].t_ms
 
 
-def _flush(loc: Location, vid: str, shard: int, part: _Part, st: WatchStats, src: LiveSource, cfg: JobConfig | None, on_part) -> int:
-    """Commit the part (when it has rows) and write the session's records; the next part's number."""
+def _flush(writer: DatasetWriter, shard: int, part: _Part, st: WatchStats, src: LiveSource, on_part) -> int:
+    """Commit the part (when it has rows) and save the session's records; the next part's number."""
     s = src.stats
     st.received, st.dropped, st.connections, st.reconnects, st.last_error = s.received, s.dropped, s.connections, s.reconnects, s.last_error
     if len(part):
@@ -195,50 +235,18 @@ def _flush(loc: Location, vid: str, shard: int, part: _Part, st: WatchStats, src
             if rows
             else FaceRows(*(np.empty(sh, dt) for sh, dt in zip((0, 0, 0, (0, 4), 0, (0, 8)), _DTYPES, strict=True)))
         )
-        tables = {"faces": faces_table(faces, shard), "frames": ft}
-        token = commit_token()
-        commit = write_commit(
-            loc, token, {n: t.add_column(0, "video_id", pa.array([vid] * t.num_rows, pa.string())) for n, t in tables.items()}, [vid]
-        )
+        writer.stage(st.video_id, {"faces": faces_table(faces, shard), "frames": ft})
+        writer.commit()
         shard += 1
         st.parts = shard
-        _write_records(loc, st, cfg, (token, commit))
-    else:
-        _write_records(loc, st, cfg, None)
+    # _live.json (counters), then the manifest (with the new commit: from then on its rows are in
+    # the dataset and its session record) and videos.parquet (its row made from that record)
+    writer.loc.write_bytes("_live.json", json.dumps(asdict(st), indent=1).encode())
+    writer.manifest.setdefault("live", {})[st.video_id] = {**asdict(st), "duration_s": time.time() - st.started_unix}
+    writer.save()
     if on_part is not None:
         on_part(st)
     return shard
 
 
 _DTYPES = (np.int64, np.float64, np.int16, np.float32, np.float32, np.float32)
-
-
-def _write_records(loc: Location, st: WatchStats, cfg: JobConfig | None, commit: tuple[str, dict] | None) -> None:
-    """``_live.json`` (counters), ``_manifest.json`` (with the new commit: from then on its rows
-    are in the dataset) and ``videos.parquet`` (this session's row replaced, other sessions' rows kept)."""
-    loc.write_bytes("_live.json", json.dumps(asdict(st), indent=1).encode())
-    man = read_manifest(loc) or {}
-    man.setdefault("ferbatch_version", __version__)
-    man.setdefault("layout", LAYOUT)
-    man.setdefault("config", (cfg or JobConfig()).to_dict())
-    man.setdefault("live", {})[st.video_id] = asdict(st)
-    if commit is not None:
-        man.setdefault("commits", {})[commit[0]] = commit[1]
-    write_manifest(loc, man)
-    row: dict[str, Any] = {f.name: None for f in VIDEOS_SCHEMA}
-    row |= {
-        "video_id": st.video_id,
-        "path": st.source,
-        "abs_path": st.source,
-        "paths": [st.source],
-        "frames": st.received,
-        "faces": st.faces,
-        "status": {"running": "incomplete", "stopped": "ok", "ended": "ok"}.get(st.status, "partial"),
-        "error": st.last_error if st.status == "source lost" else "",
-        "notes": f"live: {st.analysed} frames analysed, {st.dropped} dropped (models behind), {st.reconnects} reconnects",
-        "duration_s": (time.time() - st.started_unix),
-        "ferbatch_version": __version__,
-    }
-    old = read_parquet(loc, "videos.parquet").to_pylist() if loc.is_file("videos.parquet") else []
-    rows = [r for r in old if r["video_id"] != st.video_id] + [row]
-    write_videos(loc, pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA), man)

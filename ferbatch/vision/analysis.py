@@ -257,13 +257,18 @@ class FrameAnalyzer:
         inner: list[tuple[bool, bool, bool, bool]] = []
         size: list[tuple[int, int]] = []
         m = self.windows.multiple
-        for k, (img, t) in enumerate(zip(images, pts_ms, strict=True)):
+        preds = [self.tracker.predict(t)[0] for t in pts_ms]
+        sides = [WINDOW_SCALE * max(float(b[2] - b[0]), float(b[3] - b[1])) for p in preds for b in p]
+        # one window side per frame size and group (the largest track's): one detector call for all
+        # windows, each at the scale of the full-frame pass
+        half_all = max(16.0, max(sides) / 2) if sides else 16.0
+        for k, (img, pred) in enumerate(zip(images, preds, strict=True)):
             fh, fw = img.shape[:2]
             r = _frame_scale(self.windows, (fw, fh))
-            pred, _ = self.tracker.predict(t)
+            half = min(half_all, max(fw, fh) / 2)
+            side_in = max(m, int(np.ceil(2 * half * r / m)) * m)
             for b in pred:
                 cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-                half = max(16.0, WINDOW_SCALE * max(b[2] - b[0], b[3] - b[1]) / 2)
                 x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
                 x1, y1 = int(min(fw, np.ceil(cx + half))), int(min(fh, np.ceil(cy + half)))
                 if x1 - x0 < 8 or y1 - y0 < 8:  # the prediction left the frame
@@ -272,7 +277,7 @@ class FrameAnalyzer:
                 owner.append(k)
                 origin.append((x0, y0))
                 inner.append((x0 > 0, y0 > 0, x1 < fw, y1 < fh))
-                size.append((max(m, int(np.ceil((x1 - x0) * r / m)) * m), max(m, int(np.ceil((y1 - y0) * r / m)) * m)))
+                size.append((side_in, side_in))
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         lm_empty = np.empty((0, 5, 2), np.float32) if self.detector.gives_landmarks else None
         if not crops:

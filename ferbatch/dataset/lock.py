@@ -1,4 +1,5 @@
-"""An exclusive lock on an output directory, so two runs never write one dataset at once.
+"""An exclusive lock on a dataset, so two writers (``run``, ``compact``, ``watch``) never write it at
+once; taken by :class:`ferbatch.dataset.writer.DatasetWriter`, and naming the holder's command.
 
 Object storage has no flock: there :class:`ObjectLock` keeps ``_lock.json`` (holder, heartbeat
 every minute) and a new run refuses while the heartbeat is fresh (see its docstring).
@@ -39,8 +40,9 @@ class OutputLock:
             or the lock file cannot be created.
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str]):
+    def __init__(self, out_dir: str | os.PathLike[str], command: str = "run"):
         self.path = Path(out_dir) / LOCK_NAME
+        self.command = command
         self._fd: int | None = None
 
     def __enter__(self) -> OutputLock:
@@ -55,12 +57,13 @@ class OutputLock:
             os.close(fd)
             who = f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, since {holder.get('started', '?')}"
             raise OutputError(
-                f"{self.path.parent} | another ferbatch run is writing this dataset ({who}); wait for it to finish or use another --out"
+                f"{self.path.parent} | another ferbatch {holder.get('command', 'run')} is writing this dataset ({who}); "
+                "wait for it to finish or use another --out"
             ) from None
         old = _read(fd)
         if old and (old.get("pid") != os.getpid() or old.get("host") != socket.gethostname()):
             log.info("taking over the lock of a run that ended without releasing it (host %s, pid %s)", old.get("host"), old.get("pid"))
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "command": self.command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
         self._fd = fd
@@ -100,11 +103,11 @@ class ObjectLock:
     STALE_S = 600.0
     NAME = "_lock.json"
 
-    def __init__(self, loc: Location):
+    def __init__(self, loc: Location, command: str = "run"):
         self.loc = loc
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
     def __enter__(self) -> ObjectLock:
         holder = self._holder()
@@ -113,7 +116,7 @@ class ObjectLock:
             dead_here = holder.get("host") == self.me["host"] and not _alive(int(holder.get("pid", 0)))
             if not dead_here and age < self.STALE_S:
                 raise OutputError(
-                    f"{self.loc.uri} | another ferbatch run is writing this dataset (host {holder.get('host', '?')}, "
+                    f"{self.loc.uri} | another ferbatch {holder.get('command', 'run')} is writing this dataset (host {holder.get('host', '?')}, "
                     f"pid {holder.get('pid', '?')}, heartbeat {age:.0f} s ago); wait for it to finish or use another --out "
                     f"(a lock whose heartbeat is over {self.STALE_S:.0f} s old is taken over)"
                 )
@@ -160,6 +163,11 @@ def _alive(pid: int) -> bool:
     return pid > 0
 
 
-def lock_output(loc: Location) -> OutputLock | ObjectLock:
-    """The lock for a dataset: flock on a local folder, :class:`ObjectLock` in object storage."""
-    return OutputLock(loc.root) if loc.local else ObjectLock(loc)
+def lock_output(loc: Location, command: str = "run") -> OutputLock | ObjectLock:
+    """The lock for a dataset: flock on a local folder, :class:`ObjectLock` in object storage.
+
+    Args:
+        loc: the dataset.
+        command: what takes it ("run", "watch", "compact"): recorded, and named to a writer refused.
+    """
+    return OutputLock(loc.root, command) if loc.local else ObjectLock(loc, command)
