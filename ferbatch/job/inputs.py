@@ -2,9 +2,18 @@
 
 A video's identity is its content, never the path it was typed as: ``content_hash`` is a sha256
 over the file size and sampled blocks (the first and last MiB and 16 blocks of 64 KiB evenly
-spread between them; the whole file when ``full_hash``), so the same file reached through other
-paths, symlinks or working directories is one video, and two different files with the same name
-are two. Nothing here decodes.
+spread between them; the whole file when ``full_hash`` or when the file is at most
+:data:`SAMPLED_SPAN` bytes), so the same file reached through other paths, symlinks or working
+directories is one video, and two different files with the same name are two.
+
+The sampled hash reads at most 3 MiB of a file however large it is, at a price: two files of the
+same size (over :data:`SAMPLED_SPAN`) that differ only in bytes between the sampled blocks hash
+equal and are taken for one video. An edited or re-encoded video almost always differs in its
+container's headers and index too (the first or last MiB), so it takes files that differ in the
+middle only (an in-place byte edit, a damaged copy); ``full_hash`` (``--full-hash``)
+hashes every byte for collections where that can happen. The two hashes of a file over
+:data:`SAMPLED_SPAN` differ, so switching ``--full-hash`` on or off for a dataset gives those
+videos new ids and processes them again. Nothing here decodes.
 """
 
 from __future__ import annotations
@@ -21,11 +30,12 @@ from ferbatch.errors import ConfigError, OutputError
 from ferbatch.location import is_uri, open_input, open_location
 from ferbatch.media.probe import VIDEO_EXTENSIONS
 
-__all__ = ["VideoTask", "Inputs", "scan_inputs", "make_video_id", "content_hash", "fingerprint"]
+__all__ = ["VideoTask", "Inputs", "scan_inputs", "make_video_id", "content_hash", "fingerprint", "SAMPLED_SPAN"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _BLOCK = 1 << 20  # head and tail sampled for the content hash
 _SAMPLES, _SAMPLE = 16, 1 << 16  # evenly spaced blocks between them
+SAMPLED_SPAN = 2 * _BLOCK + _SAMPLES * _SAMPLE  # files up to this size are hashed whole (3 MiB)
 URI_HASH_THREADS = 32  # objects hashed at once when scanning object storage
 
 
@@ -41,6 +51,7 @@ class VideoTask:
         size_bytes, mtime_ns: the file's size and modification time when scanned.
         content_hash: sha256 hex of the sampled content (see the module docstring).
         other_paths: further absolute paths in this run with the same content (processed once).
+        full_hash: ``content_hash`` covers every byte (``--full-hash``), not sampled blocks.
     """
 
     video_id: str
@@ -50,6 +61,7 @@ class VideoTask:
     mtime_ns: int
     content_hash: str
     other_paths: tuple[str, ...] = ()
+    full_hash: bool = False
 
 
 @dataclass
@@ -74,14 +86,21 @@ def make_video_id(rel_path: str, digest: str) -> str:
 
 
 def content_hash(path: str | os.PathLike[str], size: int, *, full: bool = False) -> str:
-    """sha256 hex of a file's size and sampled content (whole content when ``full`` or small).
+    """sha256 hex (64 characters) of a file's size and content: the whole content when ``full``
+    or when ``size`` <= :data:`SAMPLED_SPAN`, else the first and last MiB and 16 blocks of 64 KiB
+    evenly spread between them (bytes elsewhere do not count: see the module docstring).
+
+    Args:
+        path: a local path or an object-storage URI.
+        size: the file's size in bytes (part of the hash; the sampled offsets depend on it).
+        full: hash every byte.
 
     Raises:
         OSError: the file cannot be read.
     """
     h = hashlib.sha256(size.to_bytes(8, "little"))
     with open_input(os.fspath(path)) as f:
-        if full or size <= 2 * _BLOCK + _SAMPLES * _SAMPLE:
+        if full or size <= SAMPLED_SPAN:
             while block := f.read(_BLOCK):
                 h.update(block)
             return h.hexdigest()
@@ -200,7 +219,7 @@ def _scan_uri(uri: str, several: bool, full_hash: bool, found: Inputs, by_conten
         if isinstance(digest, OSError):
             found.skipped[path] = f"cannot read the object: {digest}"
             continue
-        task = VideoTask(make_video_id(rel, digest), path, rel, int(i.size), int(i.mtime_ns or 0), digest)
+        task = VideoTask(make_video_id(rel, digest), path, rel, int(i.size), int(i.mtime_ns or 0), digest, full_hash=full_hash)
         if digest in by_content:
             k = by_content[digest]
             found.tasks[k] = VideoTask(**{**found.tasks[k].__dict__, "other_paths": (*found.tasks[k].other_paths, path)})
@@ -244,7 +263,7 @@ def _task(p: Path, base: Path, full_hash: bool, skipped: dict[str, str]) -> Vide
         skipped[shown] = f"cannot read the file: {e.strerror or e}"
         return None
     rel = p.relative_to(base).as_posix()
-    return VideoTask(make_video_id(rel, digest), str(p.absolute()), rel, st.st_size, st.st_mtime_ns, digest)
+    return VideoTask(make_video_id(rel, digest), str(p.absolute()), rel, st.st_size, st.st_mtime_ns, digest, full_hash=full_hash)
 
 
 def fingerprint(t: VideoTask) -> dict:

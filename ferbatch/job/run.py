@@ -25,7 +25,7 @@ from ferbatch.job.commits import damaged_commits, drop_commit, release_videos, r
 from ferbatch.job.inputs import Inputs, VideoTask, fingerprint, scan_inputs
 from ferbatch.job.ledger import JobLedger
 from ferbatch.job.lock import lock_output
-from ferbatch.job.manifest import DONE, adopt_ids, record_paths, shard_intact, stored_plan, write_videos_table
+from ferbatch.job.manifest import DONE, adopt_ids, record_paths, replaced_videos, shard_intact, stored_plan, write_videos_table
 from ferbatch.job.preflight import check_inputs, check_out_dir
 from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary
@@ -235,7 +235,8 @@ def _resume_plan(
     out: Location, manifest: dict, tasks: list[VideoTask], cfg: JobConfig, summary: JobSummary
 ) -> tuple[list[VideoTask], list[Shard], list[str]]:
     """What this run does per video: probe and plan (new or changed files), redo missing shards,
-    finish from staging (every shard staged but not committed), or skip (committed, unchanged).
+    finish from staging (every shard staged but not committed), or skip (committed, unchanged);
+    videos whose files were replaced by other content are released (:func:`replaced_videos`).
 
     Damaged commits (a part missing or with other row counts) are dropped and their videos redone;
     committed videos that need work are released from their commits first (rows of shards that
@@ -253,7 +254,7 @@ def _resume_plan(
                 sh.update(status="pending", frames=0, faces=0)
     to_probe: list[VideoTask] = []
     plans: dict[str, list[Shard]] = {}
-    discard: set[str] = set()
+    discard = replaced_videos(videos, tasks)  # files now holding other content: their old rows go
     restage: set[str] = set()
     for t in tasks:
         rec = videos.get(t.video_id)

@@ -14,14 +14,30 @@ import numpy as np
 
 from ferbatch.errors import ModelError
 
-__all__ = ["OrtRunner", "cuda_provider_available", "CUDA_PROVIDER"]
+__all__ = ["OrtRunner", "cuda_provider_available", "CUDA_PROVIDER", "onnxruntime_module"]
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
 
+def onnxruntime_module():
+    """The ``onnxruntime`` module with its telemetry events off, for every session this process
+    creates (ONNX Runtime's telemetry is on by default where the platform has a provider for it;
+    nothing here may reach a network). Import it through this function, never directly.
+
+    Raises:
+        ImportError: onnxruntime is not installed.
+    """
+    import onnxruntime as ort
+
+    disable = getattr(ort, "disable_telemetry_events", None)
+    if disable is not None:  # present in every supported version; tolerated if a build lacks it
+        disable()
+    return ort
+
+
 def cuda_provider_available() -> tuple[bool, str]:
     """(True, device description) when ONNX Runtime's CUDA provider can run here; else (False, why)."""
-    import onnxruntime as ort
+    ort = onnxruntime_module()
 
     if CUDA_PROVIDER not in ort.get_available_providers():
         return False, "this onnxruntime has no CUDA provider (pip install 'ferbatch[gpu-ort]', which replaces onnxruntime)"
@@ -77,7 +93,7 @@ class OrtRunner:
         max_batch: int = 64,
         name: str | None = None,
     ):
-        import onnxruntime as ort
+        ort = onnxruntime_module()
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(threads)
