@@ -192,9 +192,9 @@ def _run_locked(
                 why = "requested"
             summary.runner = f"{'ray' if use_ray else 'in-process'} ({why})"
             if use_ray:
+                init_ray(address, cfg.resolved_workers())  # sets Ray's environment before Ray is imported
                 import ray
 
-                init_ray(address, cfg.resolved_workers())
                 # on a cluster: what Ray has; locally: the cores given to the embedded instance
                 have = ray.available_resources()
                 node = NodeResources(int(have.get("CPU", 1)) if address else cfg.resolved_workers(), int(have.get("GPU", 0)))

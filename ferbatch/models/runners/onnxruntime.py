@@ -7,7 +7,9 @@ ship are found with ``onnxruntime.preload_dlls()`` (ORT >= 1.21) when the system
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +19,31 @@ from ferbatch.errors import ModelError
 __all__ = ["OrtRunner", "cuda_provider_available", "CUDA_PROVIDER", "onnxruntime_module"]
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
+log = logging.getLogger(__name__)
 
 
 def onnxruntime_module():
-    """The ``onnxruntime`` module with its telemetry events off, for every session this process
-    creates (ONNX Runtime's telemetry is on by default where the platform has a provider for it;
-    nothing here may reach a network). Import it through this function, never directly.
+    """The ``onnxruntime`` module with its telemetry off, for every session this process creates.
+
+    ONNX Runtime (1.2x+ on Linux too) starts a 1DS telemetry uploader when its library loads,
+    which looks up and contacts Microsoft's telemetry service about 30 s later, and
+    ``disable_telemetry_events()`` does not stop it: only ``ORT_DISABLE_TELEMETRY=1`` in the
+    environment before the import does. Both are done here (the variable stays set, so the
+    processes this one starts, Ray's workers among them, inherit it). Import onnxruntime
+    through this function, never directly.
 
     Raises:
         ImportError: onnxruntime is not installed.
     """
+    if "onnxruntime" not in sys.modules:
+        os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    elif os.environ.get("ORT_DISABLE_TELEMETRY") != "1":
+        log.warning("onnxruntime was imported before ferbatch could turn its telemetry off (ORT_DISABLE_TELEMETRY=1)")
+        os.environ["ORT_DISABLE_TELEMETRY"] = "1"
     import onnxruntime as ort
 
     disable = getattr(ort, "disable_telemetry_events", None)
-    if disable is not None:  # present in every supported version; tolerated if a build lacks it
+    if disable is not None:
         disable()
     return ort
 
