@@ -34,20 +34,22 @@ MALE = INTEL_2FACE.parent / "head-pose-face-detection-male.mp4"  # 62 frames
 MiB = 1 << 20
 
 
-def _frames_by_video(out: Path) -> dict[str, int]:
-    t = open_table(out, "frames")
+def _rows_by_video(out: Path, table: str) -> dict[str, int]:
+    t = open_table(out, table)
     counts = pc.value_counts(t["video_id"]).to_pylist()
     return {c["values"]: c["counts"] for c in counts}
 
 
 def _check_dataset(out: Path) -> dict[str, dict]:
-    """Every video row's hash is its file's, and its frame rows are its file's frames."""
+    """Every video row's hash is its file's, its frame rows are its file's frames, its face rows
+    the faces it counts; no rows belong to no video."""
     videos = {r["abs_path"]: r for r in open_table(out, "videos").to_pylist()}
-    frames = _frames_by_video(out)
+    frames, faces = _rows_by_video(out, "frames"), _rows_by_video(out, "faces")
     for path, r in videos.items():
         assert r["content_hash"] == content_hash(path, os.path.getsize(path)), path
-        assert frames.get(r["video_id"], 0) == probe_video(path)[0].packets, (path, r["video_id"])
-    assert sum(frames.values()) == sum(probe_video(p)[0].packets for p in videos)
+        assert frames.get(r["video_id"], 0) == probe_video(path)[0].packets == r["frames"], (path, r["video_id"])
+        assert faces.get(r["video_id"], 0) == r["faces"], (path, r["video_id"])
+    assert set(frames) | set(faces) <= {r["video_id"] for r in videos.values()}
     return videos
 
 
