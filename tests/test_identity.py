@@ -6,7 +6,8 @@ with like.
   content that replaced it (before: exit 0, "videos 3, skipped 2, ok 1" and 2 videos in the
   dataset, the old content's rows in place of the new's).
 - ``--full-hash`` jobs check at the end that the file is unchanged with the same kind of hash
-  (before: every file over 3 MiB failed as "changed while it was being processed").
+  (before: every file over 3 MiB failed as "changed while it was being processed"), so a change
+  the sampled hash cannot see is still caught.
 - The sampled hash reads exactly its blocks: two files that differ only between them hash equal
   (and are one video) unless ``--full-hash``; a byte changed inside any sampled block changes it.
 """
@@ -111,6 +112,31 @@ def test_full_hash_job_keeps_an_untouched_large_file(big_clip, tmp_path):
     (row,) = open_table(tmp_path, "videos").to_pylist()
     assert row["status"] == "ok" and row["content_hash"] == content_hash(big_clip, big_clip.stat().st_size, full=True)
     assert run_job(big_clip, tmp_path, CFG, use_ray=False, full_hash=True).skipped == 1
+
+
+def test_full_hash_job_notices_a_change_between_the_sampled_blocks(big_clip, tmp_path):
+    """Same size, one byte changed where the sampled hash does not look, while the job runs: the
+    full hash the scan made is compared with a full hash of the file now."""
+    src = tmp_path / "big.mp4"
+    shutil.copy(big_clip, src)
+    size = src.stat().st_size
+    gap = _sampled_offsets(size)[7] + (1 << 16) + 10  # in the trailing bytes, between two sampled blocks
+
+    def progress(kind, done, total):
+        if kind == "probe":
+            with open(src, "r+b") as f:
+                f.seek(gap)
+                b = f.read(1)
+                f.seek(gap)
+                f.write(bytes([b[0] ^ 0xFF]))
+
+    out = tmp_path / "out"
+    s = run_job(src, out, CFG, use_ray=False, full_hash=True, progress=progress)
+    (row,) = open_table(out, "videos").to_pylist()
+    assert s.failed == 1 and row["status"] == "failed", s.errors
+    assert f"changed while it was being processed (same size {size} bytes, other content)" in row["error"]
+    assert open_table(out, "frames").num_rows == 0
+    assert run_job(src, out, CFG, use_ray=False, full_hash=True).ok == 1
 
 
 def _sampled_offsets(size: int) -> list[int]:
