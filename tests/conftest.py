@@ -12,6 +12,7 @@ SHARED = Path(os.environ.get("FERBATCH_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 os.environ.setdefault("FERBATCH_MODEL_MIRROR", str(SHARED / "models"))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # tests that import onnxruntime themselves send nothing either
 
 WOLFGANG = DATA / "videos_faces/pyfeat/WolfgangLanger_Pexels.mp4"
 NO_FACE = DATA / "videos_faces/pyfeat/no_face.mp4"

@@ -230,7 +230,7 @@ class Dataset:
     def _same_content(self, path: str) -> list[str]:
         """The ids of the videos whose content hash is the file's: the sampled hash, else (a
         dataset made with ``--full-hash``) the whole file's."""
-        from ferbatch.job.inputs import content_hash
+        from ferbatch.dataset.videos import content_hash
 
         size = os.path.getsize(path)
         for full in (False, True):

@@ -6,17 +6,53 @@ and a watch keeps a run's."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
 import pyarrow as pa
 
 from ferbatch.dataset.schema import VIDEOS_SCHEMA
+from ferbatch.location import open_input
 
-__all__ = ["make_video_id", "videos_table"]
+__all__ = ["SAMPLED_SPAN", "content_hash", "make_video_id", "videos_table"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _FINISHED = ("ok", "partial")  # a video's statuses once every shard is processed
+
+
+_BLOCK = 1 << 20  # head and tail sampled for the content hash
+_SAMPLES, _SAMPLE = 16, 1 << 16  # evenly spaced blocks between them
+SAMPLED_SPAN = 2 * _BLOCK + _SAMPLES * _SAMPLE  # files up to this size are hashed whole (3 MiB)
+
+
+def content_hash(path: str | os.PathLike[str], size: int, *, full: bool = False) -> str:
+    """sha256 hex (64 characters) of a file's size and content: the whole content when ``full``
+    or when ``size`` <= :data:`SAMPLED_SPAN`, else the first and last MiB and 16 blocks of 64 KiB
+    evenly spread between them (bytes elsewhere do not count: see the module docstring).
+
+    Args:
+        path: a local path or an object-storage URI.
+        size: the file's size in bytes (part of the hash; the sampled offsets depend on it).
+        full: hash every byte.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    h = hashlib.sha256(size.to_bytes(8, "little"))
+    with open_input(os.fspath(path)) as f:
+        if full or size <= SAMPLED_SPAN:
+            while block := f.read(_BLOCK):
+                h.update(block)
+            return h.hexdigest()
+        h.update(f.read(_BLOCK))
+        span = size - 2 * _BLOCK - _SAMPLE
+        for i in range(_SAMPLES):
+            f.seek(_BLOCK + span * i // (_SAMPLES - 1))
+            h.update(f.read(_SAMPLE))
+        f.seek(size - _BLOCK)
+        h.update(f.read(_BLOCK))
+    return h.hexdigest()
 
 
 def make_video_id(rel_path: str, digest: str) -> str:

@@ -2,29 +2,35 @@
 
 A video's identity is its content, never the path it was typed as: ``content_hash`` is a sha256
 over the file size and sampled blocks (the first and last MiB and 16 blocks of 64 KiB evenly
-spread between them; the whole file when ``full_hash``), so the same file reached through other
-paths, symlinks or working directories is one video, and two different files with the same name
-are two. Nothing here decodes.
+spread between them; the whole file when ``full_hash`` or when the file is at most
+:data:`SAMPLED_SPAN` bytes), so the same file reached through other paths, symlinks or working
+directories is one video, and two different files with the same name are two.
+
+The sampled hash reads at most 3 MiB of a file however large it is, at a price: two files of the
+same size (over :data:`SAMPLED_SPAN`) that differ only in bytes between the sampled blocks hash
+equal and are taken for one video. An edited or re-encoded video almost always differs in its
+container's headers and index too (the first or last MiB), so it takes files that differ in the
+middle only (an in-place byte edit, a damaged copy); ``full_hash`` (``--full-hash``)
+hashes every byte for collections where that can happen. The two hashes of a file over
+:data:`SAMPLED_SPAN` differ, so switching ``--full-hash`` on or off for a dataset gives those
+videos new ids and processes them again. Nothing here decodes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferbatch.dataset.videos import make_video_id
+from ferbatch.dataset.videos import SAMPLED_SPAN, content_hash, make_video_id
 from ferbatch.errors import ConfigError, OutputError
-from ferbatch.location import is_uri, open_input, open_location
+from ferbatch.location import is_uri, open_location
 from ferbatch.media.probe import VIDEO_EXTENSIONS
 
-__all__ = ["VideoTask", "Inputs", "scan_inputs", "make_video_id", "content_hash", "fingerprint"]
+__all__ = ["VideoTask", "Inputs", "scan_inputs", "make_video_id", "content_hash", "fingerprint", "SAMPLED_SPAN"]
 
-_BLOCK = 1 << 20  # head and tail sampled for the content hash
-_SAMPLES, _SAMPLE = 16, 1 << 16  # evenly spaced blocks between them
 URI_HASH_THREADS = 32  # objects hashed at once when scanning object storage
 
 
@@ -40,6 +46,7 @@ class VideoTask:
         size_bytes, mtime_ns: the file's size and modification time when scanned.
         content_hash: sha256 hex of the sampled content (see the module docstring).
         other_paths: further absolute paths in this run with the same content (processed once).
+        full_hash: ``content_hash`` covers every byte (``--full-hash``), not sampled blocks.
     """
 
     video_id: str
@@ -49,6 +56,7 @@ class VideoTask:
     mtime_ns: int
     content_hash: str
     other_paths: tuple[str, ...] = ()
+    full_hash: bool = False
 
 
 @dataclass
@@ -62,28 +70,6 @@ class Inputs:
 
     tasks: list[VideoTask] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
-
-
-def content_hash(path: str | os.PathLike[str], size: int, *, full: bool = False) -> str:
-    """sha256 hex of a file's size and sampled content (whole content when ``full`` or small).
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    h = hashlib.sha256(size.to_bytes(8, "little"))
-    with open_input(os.fspath(path)) as f:
-        if full or size <= 2 * _BLOCK + _SAMPLES * _SAMPLE:
-            while block := f.read(_BLOCK):
-                h.update(block)
-            return h.hexdigest()
-        h.update(f.read(_BLOCK))
-        span = size - 2 * _BLOCK - _SAMPLE
-        for i in range(_SAMPLES):
-            f.seek(_BLOCK + span * i // (_SAMPLES - 1))
-            h.update(f.read(_SAMPLE))
-        f.seek(size - _BLOCK)
-        h.update(f.read(_BLOCK))
-    return h.hexdigest()
 
 
 def _display(p: Path) -> str:
@@ -191,7 +177,7 @@ def _scan_uri(uri: str, several: bool, full_hash: bool, found: Inputs, by_conten
         if isinstance(digest, OSError):
             found.skipped[path] = f"cannot read the object: {digest}"
             continue
-        task = VideoTask(make_video_id(rel, digest), path, rel, int(i.size), int(i.mtime_ns or 0), digest)
+        task = VideoTask(make_video_id(rel, digest), path, rel, int(i.size), int(i.mtime_ns or 0), digest, full_hash=full_hash)
         if digest in by_content:
             k = by_content[digest]
             found.tasks[k] = VideoTask(**{**found.tasks[k].__dict__, "other_paths": (*found.tasks[k].other_paths, path)})
@@ -235,7 +221,7 @@ def _task(p: Path, base: Path, full_hash: bool, skipped: dict[str, str]) -> Vide
         skipped[shown] = f"cannot read the file: {e.strerror or e}"
         return None
     rel = p.relative_to(base).as_posix()
-    return VideoTask(make_video_id(rel, digest), str(p.absolute()), rel, st.st_size, st.st_mtime_ns, digest)
+    return VideoTask(make_video_id(rel, digest), str(p.absolute()), rel, st.st_size, st.st_mtime_ns, digest, full_hash=full_hash)
 
 
 def fingerprint(t: VideoTask) -> dict:

@@ -175,8 +175,10 @@ class JobLedger:
     def _changed(self, video_id: str) -> str:
         """Why the video's file is not what was indexed any more ("" when it is the same).
 
-        A local file's sampled content is hashed again; an object in object storage is replaced
-        whole by a PUT, so its size and LastModified (one HEAD) tell, without 18 more ranged GETs.
+        A local file is hashed again the way the scan hashed it (sampled blocks, or every byte
+        with ``--full-hash``: a hash is only compared with one of its own kind); an object in
+        object storage is replaced whole by a PUT, so its size and LastModified (one HEAD) tell,
+        without 18 more ranged GETs.
         """
         t = self.tasks.get(video_id)
         if t is None:
@@ -186,12 +188,17 @@ class JobLedger:
             if is_uri(t.path):
                 same = size == t.size_bytes and mtime_ns == t.mtime_ns
             else:
-                same = size == t.size_bytes and content_hash(t.path, size) == t.content_hash
+                same = size == t.size_bytes and content_hash(t.path, size, full=t.full_hash) == t.content_hash
         except OSError as e:
             return f"the file could not be read again after processing ({e.strerror or e}); rerun to process it"
         if same:
             return ""
-        return f"the file changed while it was being processed (size {t.size_bytes} -> {size} bytes); rerun to process the new version"
+        sizes = (
+            f"size {t.size_bytes} -> {size} bytes"
+            if size != t.size_bytes
+            else f"same size {size} bytes, {'modified again' if is_uri(t.path) else 'other content'}"
+        )
+        return f"the file changed while it was being processed ({sizes}); rerun to process the new version"
 
     def gather(self, video_id: str, rec: dict) -> None:
         """A finished video's staged rows, tracked (with tracking on), into the next commit;

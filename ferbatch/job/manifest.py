@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from ferbatch.dataset.store import parquet_rows, staging_rel
 from ferbatch.errors import OutputError
 from ferbatch.job.inputs import VideoTask, fingerprint
-from ferbatch.location import Location
+from ferbatch.location import Location, is_uri
 from ferbatch.media.probe import VideoIndex
 from ferbatch.media.shards import Shard
 
@@ -28,6 +29,7 @@ __all__ = [
     "DONE",
     "adopt_ids",
     "record_paths",
+    "replaced_videos",
     "save_index",
     "shard_intact",
     "stored_plan",
@@ -69,26 +71,72 @@ def stored_plan(loc: Location, t: VideoTask, rec: dict | None) -> list[Shard] | 
 
 
 def adopt_ids(videos: dict[str, dict], tasks: list[VideoTask]) -> list[VideoTask]:
-    """Give each task the id the dataset already has for it: the record with the same content
-    hash, else the record of the same absolute path (an older manifest, or the file was
-    replaced: it is then reprocessed under its id, never added as another video).
+    """Give each task the id the dataset already has for its content, and never another content's.
+
+    A task takes the id of the record with the same content hash (the same video, wherever the
+    file is now). A record without a content hash (an older manifest) is taken by the task of
+    its path. Otherwise the task keeps the id made from its own content, made longer (more hex of
+    the hash) while a record of other content or another task of this run holds it: a file
+    replaced by other content is a new video (:func:`replaced_videos` releases the old one), and
+    the old content coming back at another path is a video of its own, never written over the
+    rows of the content its id was once given to.
 
     Args:
         videos: the manifest's video records by id.
-        tasks: this run's tasks (ids made from their content).
+        tasks: this run's tasks (ids made from their content; one task per content).
 
     Returns:
-        The tasks, with ``video_id`` replaced where the dataset knows the video.
+        The tasks, with ``video_id`` replaced where the dataset knows the video or the id is
+        taken; every id distinct.
     """
     by_hash = {r.get("content_hash"): vid for vid, r in videos.items() if r.get("content_hash")}
-    by_path = {r.get("path"): vid for vid, r in videos.items()}
-    taken = {by_hash.get(t.content_hash) for t in tasks} - {None}
+    by_path = {r.get("path"): vid for vid, r in videos.items() if not r.get("content_hash")}
+    adopted = {t.content_hash: by_hash[t.content_hash] for t in tasks if t.content_hash in by_hash}
+    used = set(adopted.values())
     out = []
     for t in tasks:
-        vid = by_hash.get(t.content_hash)
-        if vid is None and by_path.get(t.path) not in taken:
-            vid = by_path.get(t.path)
-        out.append(dataclasses.replace(t, video_id=vid) if vid and vid != t.video_id else t)
+        vid = adopted.get(t.content_hash)
+        if vid is None and by_path.get(t.path) not in (None, *used):
+            vid = by_path[t.path]
+        if vid is None:
+            vid = _free_id(t, videos, used)
+        used.add(vid)
+        out.append(dataclasses.replace(t, video_id=vid) if vid != t.video_id else t)
+    return out
+
+
+def _free_id(t: VideoTask, videos: dict[str, dict], used: set[str]) -> str:
+    """The task's own id, or the same with more of its content hash (then a counter) when a
+    record of other content or another task of this run has it."""
+    stem = t.video_id.rsplit("-", 1)[0]
+    candidates = [t.video_id, *(f"{stem}-{t.content_hash[:n]}" for n in (12, 16, 24, 32, 64))]
+    candidates += [f"{stem}-{t.content_hash}-{i}" for i in range(2, len(videos) + len(used) + 3)]
+    for vid in candidates:
+        if vid not in used and (vid not in videos or videos[vid].get("content_hash") == t.content_hash):
+            return vid
+    raise AssertionError("unreachable: more candidate ids than records and tasks")
+
+
+def replaced_videos(videos: dict[str, dict], tasks: list[VideoTask]) -> set[str]:
+    """Videos whose files now hold other content: records no task of this run took (see
+    :func:`adopt_ids`) whose every recorded path was scanned in this run with other content or
+    no longer exists. Their rows are released (the file was replaced: its old rows must not stay
+    as a video nobody has); a record with a path this run did not scan and that still exists is
+    kept (the content may live on there).
+
+    Args:
+        videos: the manifest's video records by id.
+        tasks: this run's tasks, after :func:`adopt_ids`.
+    """
+    taken = {t.video_id for t in tasks}
+    scanned = {p for t in tasks for p in (t.path, *t.other_paths)}
+    out = set()
+    for vid, r in videos.items():
+        paths = set(r.get("paths") or [r.get("path")]) - {None}
+        if vid in taken or not r.get("content_hash") or not paths & scanned:
+            continue
+        if all(p in scanned or (not is_uri(p) and not os.path.lexists(p)) for p in paths):
+            out.add(vid)
     return out
 
 

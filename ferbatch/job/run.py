@@ -25,7 +25,7 @@ from ferbatch.dataset.writer import DatasetWriter
 from ferbatch.errors import FerbatchError
 from ferbatch.job.inputs import Inputs, VideoTask, fingerprint, scan_inputs
 from ferbatch.job.ledger import JobLedger
-from ferbatch.job.manifest import DONE, adopt_ids, record_paths, shard_intact, stored_plan
+from ferbatch.job.manifest import DONE, adopt_ids, record_paths, replaced_videos, shard_intact, stored_plan
 from ferbatch.job.preflight import check_inputs, check_out_dir
 from ferbatch.job.sizing import NodeResources, plan_placement
 from ferbatch.job.summary import JobSummary
@@ -160,9 +160,9 @@ def _run_locked(
                 why = "requested"
             summary.runner = f"{'ray' if use_ray else 'in-process'} ({why})"
             if use_ray:
+                init_ray(address, cfg.resolved_workers())  # sets Ray's environment before Ray is imported
                 import ray
 
-                init_ray(address, cfg.resolved_workers())
                 # on a cluster: what Ray has; locally: the cores given to the embedded instance
                 have = ray.available_resources()
                 node = NodeResources(int(have.get("CPU", 1)) if address else cfg.resolved_workers(), int(have.get("GPU", 0)))
@@ -203,7 +203,8 @@ def _resume_plan(
     writer: DatasetWriter, tasks: list[VideoTask], cfg: JobConfig, summary: JobSummary
 ) -> tuple[list[VideoTask], list[Shard], list[str]]:
     """What this run does per video: probe and plan (new or changed files), redo missing shards,
-    finish from staging (every shard staged but not committed), or skip (committed, unchanged).
+    finish from staging (every shard staged but not committed), or skip (committed, unchanged);
+    videos whose files were replaced by other content are released (:func:`replaced_videos`).
 
     Damaged commits (a part missing or with other row counts) are dropped and their videos redone;
     committed videos that need work are released from their commits first (rows of shards that
@@ -220,7 +221,7 @@ def _resume_plan(
             sh.update(status="pending", frames=0, faces=0)
     to_probe: list[VideoTask] = []
     plans: dict[str, list[Shard]] = {}
-    discard: set[str] = set()
+    discard = replaced_videos(videos, tasks)  # files now holding other content: their old rows go
     restage: set[str] = set()
     for t in tasks:
         rec = videos.get(t.video_id)

@@ -153,10 +153,12 @@ def init_from_onnx(model, path, x_sample) -> float:
     """
     import numpy as np
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     from ferbatch.errors import ConfigError
+    from ferbatch.models.runners.onnxruntime import onnxruntime_module
+
+    ort = onnxruntime_module()
 
     torch = _torch()
     nn = torch.nn

@@ -319,8 +319,9 @@ def export_onnx(model, path: str | os.PathLike[str], sample) -> float:
     """Export with input ``input`` (N, 1, 48, 48) and output ``logits`` (N, 8), symbolic batch,
     opset 17; returns the max |ONNX Runtime - PyTorch| over ``sample`` (raises if > 1e-3)."""
     torch = _require_torch()
-    import onnxruntime as ort
+    from ferbatch.models.runners.onnxruntime import onnxruntime_module
 
+    ort = onnxruntime_module()
     model.eval()
     torch.onnx.export(
         model,

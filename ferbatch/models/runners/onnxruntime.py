@@ -7,21 +7,50 @@ ship are found with ``onnxruntime.preload_dlls()`` (ORT >= 1.21) when the system
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ferbatch.errors import ModelError
 
-__all__ = ["OrtRunner", "cuda_provider_available", "CUDA_PROVIDER"]
+__all__ = ["OrtRunner", "cuda_provider_available", "CUDA_PROVIDER", "onnxruntime_module"]
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
+log = logging.getLogger(__name__)
+
+
+def onnxruntime_module():
+    """The ``onnxruntime`` module with its telemetry off, for every session this process creates.
+
+    ONNX Runtime (1.2x+ on Linux too) starts a 1DS telemetry uploader when its library loads,
+    which looks up and contacts Microsoft's telemetry service about 30 s later, and
+    ``disable_telemetry_events()`` does not stop it: only ``ORT_DISABLE_TELEMETRY=1`` in the
+    environment before the import does. Both are done here (the variable stays set, so the
+    processes this one starts, Ray's workers among them, inherit it). Import onnxruntime
+    through this function, never directly.
+
+    Raises:
+        ImportError: onnxruntime is not installed.
+    """
+    if "onnxruntime" not in sys.modules:
+        os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    elif os.environ.get("ORT_DISABLE_TELEMETRY") != "1":
+        log.warning("onnxruntime was imported before ferbatch could turn its telemetry off (ORT_DISABLE_TELEMETRY=1)")
+        os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    import onnxruntime as ort
+
+    disable = getattr(ort, "disable_telemetry_events", None)
+    if disable is not None:
+        disable()
+    return ort
 
 
 def cuda_provider_available() -> tuple[bool, str]:
     """(True, device description) when ONNX Runtime's CUDA provider can run here; else (False, why)."""
-    import onnxruntime as ort
+    ort = onnxruntime_module()
 
     if CUDA_PROVIDER not in ort.get_available_providers():
         return False, "this onnxruntime has no CUDA provider (pip install 'ferbatch[gpu-ort]', which replaces onnxruntime)"
@@ -77,7 +106,7 @@ class OrtRunner:
         max_batch: int = 64,
         name: str | None = None,
     ):
-        import onnxruntime as ort
+        ort = onnxruntime_module()
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(threads)
