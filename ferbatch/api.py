@@ -254,15 +254,14 @@ def analyze(
         ConfigError: a missing or unreadable file, an array of another shape or dtype, unknown models.
         ModelError: a model file that is missing or does not match the registry.
     """
-    from ferbatch.vision.classify import extract_crops
+    from ferbatch.vision.analysis import analyze_images
 
     rgb = _read_image(image)
     try:
         m = _models(detector, classifier, backend, score_threshold, max_faces)
     except FerbatchError:
         raise
-    dets = m.detector.detect([rgb])
-    probs = m.classifier.classify(extract_crops([rgb], dets, m.classifier.spec))
+    dets, probs = analyze_images(m, [rgb])  # the job's analysis step on one picture
     emotions = tuple(EMOTIONS[i] for i in argmax_known(probs)) if len(probs) else ()
     return Faces(
         boxes=np.asarray(dets.boxes, np.float32).reshape(-1, 4),

@@ -1,20 +1,18 @@
 """Frames -> faces for callers that hold their frames in memory (the HTTP service, the live watcher).
 
-The same steps as :func:`ferbatch.pipeline.process_shard` for one batch: batched detection, crops
-in the classifier's geometry, batched classification.
+The same analysis step as :func:`ferbatch.pipeline.process_shard` (:class:`ferbatch.vision.analysis.FrameAnalyzer`):
+batched detection, crops in the classifier's geometry, batched classification.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ferbatch.labels import EMOTIONS, argmax_known
-from ferbatch.pipeline import ShardModels
-from ferbatch.vision.classify import extract_crops
+from ferbatch.vision.analysis import analyze_images as infer_images
 from ferbatch.vision.detect import Detections
 
 __all__ = ["FrameFaces", "infer_images", "split_by_frame", "faces_json"]
@@ -33,22 +31,6 @@ class FrameFaces:
     boxes: np.ndarray
     scores: np.ndarray
     probs: np.ndarray
-
-
-def infer_images(models: ShardModels, images: Sequence[np.ndarray]) -> tuple[Detections, np.ndarray]:
-    """Detect and classify every face of ``images``.
-
-    Args:
-        models: a loaded detector and classifier (:class:`ferbatch.models.load.Models`).
-        images: F arrays (H, W, 3) uint8 RGB; sizes may differ.
-
-    Returns:
-        (detections, probs): detections sorted by frame then score (``frame_pos`` indexes
-        ``images``) and (M, 8) float32 probabilities in FER+ order, one row per detection.
-    """
-    dets = models.detector.detect(list(images))
-    crops = extract_crops(list(images), dets, models.classifier.spec)
-    return dets, models.classifier.classify(crops)
 
 
 def split_by_frame(dets: Detections, probs: np.ndarray, n_frames: int) -> list[FrameFaces]:

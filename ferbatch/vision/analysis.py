@@ -39,7 +39,7 @@ from ferbatch.vision.shots import ShotDetector
 from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector
 from ferbatch.vision.track import ByteTracker, TrackerConfig
 
-__all__ = ["AnalysisModels", "AnalyzedFrames", "FrameAnalyzer", "SOURCE_FRAME", "SOURCE_WINDOW", "window_detector"]
+__all__ = ["AnalysisModels", "AnalyzedFrames", "FrameAnalyzer", "analyze_images", "SOURCE_FRAME", "SOURCE_WINDOW", "window_detector"]
 
 SOURCE_FRAME, SOURCE_WINDOW = 0, 1  # box_source codes; the faces table writes them as "frame" / "window"
 WINDOW_SCALE = 2.5  # window side / the track's longer box side: a face moving 3/4 of its size between frames stays inside
@@ -306,6 +306,23 @@ class FrameAnalyzer:
                 (boxes[keep].astype(np.float32), d.scores[keep].astype(np.float32), None if lms is None else lms[keep].astype(np.float32))
             )
         return out
+
+
+def analyze_images(models: AnalysisModels, images: Sequence[np.ndarray]) -> tuple[Detections, np.ndarray]:
+    """Detect and classify every face of ``images``, independent pictures (``ferbatch.analyze``, the
+    HTTP service, a live source's frames): the analysis step with full-frame detection on each, no
+    tracking and no shots.
+
+    Args:
+        models: a loaded detector and classifier (:class:`ferbatch.models.load.Models`).
+        images: F arrays (H, W, 3) uint8 RGB; sizes may differ.
+
+    Returns:
+        (detections, probs): detections sorted by frame then score (``frame_pos`` indexes
+        ``images``) and (M, 8) float32 probabilities in FER+ order, one row per detection.
+    """
+    a = FrameAnalyzer(models, detect_every=1, tracker=None, shots=False).analyze(list(images), [0.0] * len(images))
+    return a.faces, a.probs
 
 
 def _join_windows(parts: list[tuple[np.ndarray, Detections]], n: int, landmarks: bool) -> Detections:
