@@ -19,7 +19,11 @@ For each clip, in one run:
 4. the bound = cores / (CPU time per frame of that single-threaded run; the wall-clock stage sum is
    also given), and each measured rate as a fraction of it; CPU seconds of both whole-process runs;
 5. peak RSS (VmHWM) of an in-process job on the clip.
-Then once: a 1-frame job, whole process (``python -m ferbatch run``).
+6. the time settings (``MODES``: default, ``--detect-every 1``, ``--detect-every 3``,
+   ``--sample-fps 5``), whole process against the seed in the same alternation: seed time /
+   ferbatch time and video-seconds analysed per wall second;
+Then once: a 1-frame job, whole process (``python -m ferbatch run``); with ``--quality`` the
+``--detect-every`` quality figures of ``scripts/bench_interval.py``.
 Nothing is asserted: it prints a table and one JSON line (``--json PATH`` also writes it).
 
 Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench.py [--res 360p,720p,1080p] [--repeat 3] [--smoke]
@@ -130,10 +134,14 @@ def timed(cmd: list[str]) -> tuple[float, float, str]:
     return dt, cpu, p.stdout
 
 
-def ferbatch_cli(video: str) -> tuple[float, float]:
-    """(wall s, CPU s) of ``python -m ferbatch run VIDEO --out TMP -q`` (defaults), a fresh process."""
+def ferbatch_cli(video: str, *extra: str) -> tuple[float, float]:
+    """(wall s, CPU s) of ``python -m ferbatch run VIDEO --out TMP -q [extra]`` (defaults), a fresh process."""
     with tempfile.TemporaryDirectory() as d:
-        return timed([sys.executable, "-m", "ferbatch", "run", video, "--out", d, "-q"])[:2]
+        return timed([sys.executable, "-m", "ferbatch", "run", video, "--out", d, "-q", *extra])[:2]
+
+
+# the time settings measured against the seed in one run: name -> extra CLI arguments
+MODES = {"default": (), "detect-every-1": ("--detect-every", "1"), "detect-every-3": ("--detect-every", "3"), "sample-fps-5": ("--sample-fps", "5")}
 
 
 def stage_costs(video: str, index, frames: int) -> tuple[dict[str, float], float]:
@@ -244,10 +252,12 @@ def main() -> None:
     ap.add_argument("--ort-levels", action="store_true", help="also the detector's cost per ONNX Runtime optimisation level")
     ap.add_argument("--compare-ray", action="store_true", help="also the steady-state job forced onto Ray actors")
     ap.add_argument("--json", help="also write the JSON result here")
+    ap.add_argument("--no-modes", action="store_true", help="skip the whole-process runs of the time settings (MODES) besides the default")
+    ap.add_argument("--quality", action="store_true", help="also the --detect-every quality figures (scripts/bench_interval.py) on the shared clips")
     ap.add_argument("--smoke", action="store_true", help="CI: a 96-frame 360p clip, stages and whole process once, no RSS")
     a = ap.parse_args()
     if a.smoke:
-        a.res, a.repeat, a.no_rss, a.stage_frames = "360p", 1, True, 96
+        a.res, a.repeat, a.no_rss, a.stage_frames, a.no_modes = "360p", 1, True, 96, True
     from ferbatch.job.workers import init_ray
     from ferbatch.media.probe import probe_video
     from ferbatch.models.registry import load_registry, resolve_model_file
@@ -273,6 +283,7 @@ def main() -> None:
         r["bound_fps"] = cores * 1000.0 / cpu_ms  # the CPU-time bound: robust to other load on the machine
         if not a.no_whole:
             seed, ours, seed_cpu, ours_cpu = [], [], [], []
+            modes: dict[str, list[float]] = {m: [] for m in MODES}
             for _ in range(a.repeat):
                 dt, cpu, out = timed([sys.executable, "-c", SEED_CHILD, clip, det_file, cls_file])
                 seed.append(dt)
@@ -281,6 +292,15 @@ def main() -> None:
                 dt, cpu = ferbatch_cli(clip)
                 ours.append(dt)
                 ours_cpu.append(cpu)
+                for m, extra in MODES.items():
+                    if m != "default" and not a.no_modes:
+                        modes[m].append(ferbatch_cli(clip, *extra)[0])
+            # seed time / ferbatch time per mode, and video-seconds analysed per wall second
+            r["modes"] = {
+                m: {"speedup_vs_seed": statistics.median(seed) / statistics.median(v), "video_s_per_s": info.duration_s / statistics.median(v)}
+                for m, v in {**modes, "default": ours}.items()
+                if v
+            }
             r["seed_whole_s"], r["ferbatch_whole_s"] = statistics.median(seed), statistics.median(ours)
             r["seed_cpu_s"], r["ferbatch_cpu_s"] = statistics.median(seed_cpu), statistics.median(ours_cpu)
             r["seed_whole_fps"] = r["frames"] / r["seed_whole_s"]
@@ -303,10 +323,15 @@ def main() -> None:
     if not a.no_whole:
         one = make_clip("360p", 1)
         res["one_frame_job_s"] = statistics.median(ferbatch_cli(one)[0] for _ in range(a.repeat))
+    if a.quality:
+        q = subprocess.run([sys.executable, str(Path(__file__).parent / "bench_interval.py"), "--every", "2,3,5"], capture_output=True, text=True)
+        res["detect_every_quality"] = json.loads(q.stdout.strip().splitlines()[-1])["results"] if q.returncode == 0 else q.stderr[-500:]
     for name, r in res["clips"].items():
         print(f"== {name} {r['size']} {r['frames']} frames")
+        for m, v in r.get("modes", {}).items():
+            print(f"  {m:24s} seed/ferbatch {v['speedup_vs_seed']:.2f}  video-s/s {v['video_s_per_s']:.1f}")
         for k, v in r.items():
-            if k not in ("clip", "size", "frames"):
+            if k not in ("clip", "size", "frames", "modes"):
                 print(f"  {k:24s} {v:.3f}" if isinstance(v, float) else f"  {k:24s} {v}")
     if "one_frame_job_s" in res:
         print(f"one-frame job (whole process)  {res['one_frame_job_s']:.2f} s")
