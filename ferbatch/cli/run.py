@@ -198,8 +198,10 @@ def run(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished shards are recorded; run the same command again to resume")
         raise typer.Exit(130) from None
-    if not quiet:  # -q: only errors (below) and the exit status
+    if not quiet:  # -q: only errors (below), one line counting them, and the exit status
         _print_summary(s, out)
+    elif s.failed or s.partial:
+        console.print(f"{s.failed} failed, {s.partial} partial of {s.videos} videos", highlight=False)
     for path, err in s.errors.items():
         console.print(f"[yellow]{escape(path)}[/yellow]: {escape(err)}", soft_wrap=True, highlight=False)
     if s.failed:
