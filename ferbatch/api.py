@@ -117,6 +117,8 @@ class Faces:
             the classifier lacks (the 7-class models have no contempt).
         emotions: N labels, each face's most probable class.
         image_size: (width, height) of the image in pixels.
+        landmarks: (N, 5, 2) float32 x y in the image's pixels (right eye, left eye, nose tip, right and
+            left mouth corner), or None for a detector without landmarks.
         models: {"detector": name, "classifier": name}.
     """
 
@@ -126,6 +128,7 @@ class Faces:
     emotions: tuple[str, ...]
     image_size: tuple[int, int]
     models: dict[str, str]
+    landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -144,7 +147,8 @@ class Faces:
 
     def to_arrow(self) -> pa.Table:
         """One row per face, with the faces table's column names: face_idx, x1, y1, x2, y2,
-        det_score, emotion, emotion_prob, prob_<emotion> (null where the classifier lacks the class)."""
+        det_score, emotion, emotion_prob, prob_<emotion> (null where the classifier lacks the class),
+        landmarks (10 float32: x y of the five points; null without them)."""
         import pyarrow as pa
 
         cols: dict[str, Any] = {"face_idx": pa.array(np.arange(len(self), dtype=np.int16))}
@@ -155,6 +159,11 @@ class Faces:
         cols["emotion_prob"] = pa.array(self.emotion_probs, pa.float32())
         for i, e in enumerate(EMOTIONS):
             cols[f"prob_{e}"] = pa.array(self.probs[:, i], pa.float32(), from_pandas=True)  # NaN -> null
+        lm = pa.list_(pa.float32(), 10)
+        if self.landmarks is None:
+            cols["landmarks"] = pa.nulls(len(self), lm)
+        else:
+            cols["landmarks"] = pa.FixedSizeListArray.from_arrays(pa.array(self.landmarks.reshape(-1), pa.float32()), 10)
         return pa.table(cols)
 
     def to_pandas(self):
@@ -270,4 +279,5 @@ def analyze(
         emotions=emotions,
         image_size=(rgb.shape[1], rgb.shape[0]),
         models={"detector": m.refs["detector"].name, "classifier": m.refs["classifier"].name},
+        landmarks=None if dets.landmarks is None else np.asarray(dets.landmarks, np.float32).reshape(-1, 5, 2),
     )

@@ -284,6 +284,7 @@ def process_shard(
                     a.probs[r],
                     a.track_id[r] if settings.track else None,
                     a.source[r],
+                    None if d.landmarks is None else d.landmarks[r],
                 )
             )
     except DecodeError as e:

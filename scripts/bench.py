@@ -141,7 +141,12 @@ def ferbatch_cli(video: str, *extra: str) -> tuple[float, float]:
 
 
 # the time settings measured against the seed in one run: name -> extra CLI arguments
-MODES = {"default": (), "detect-every-1": ("--detect-every", "1"), "detect-every-3": ("--detect-every", "3"), "sample-fps-5": ("--sample-fps", "5")}
+MODES = {
+    "default": (),
+    "detect-every-1": ("--detect-every", "1"),
+    "detect-every-3": ("--detect-every", "3"),
+    "sample-fps-5": ("--sample-fps", "5"),
+}
 
 
 def stage_costs(video: str, index, frames: int) -> tuple[dict[str, float], float]:
@@ -253,7 +258,9 @@ def main() -> None:
     ap.add_argument("--compare-ray", action="store_true", help="also the steady-state job forced onto Ray actors")
     ap.add_argument("--json", help="also write the JSON result here")
     ap.add_argument("--no-modes", action="store_true", help="skip the whole-process runs of the time settings (MODES) besides the default")
-    ap.add_argument("--quality", action="store_true", help="also the --detect-every quality figures (scripts/bench_interval.py) on the shared clips")
+    ap.add_argument(
+        "--quality", action="store_true", help="also the --detect-every quality figures (scripts/bench_interval.py) on the shared clips"
+    )
     ap.add_argument("--smoke", action="store_true", help="CI: a 96-frame 360p clip, stages and whole process once, no RSS")
     a = ap.parse_args()
     if a.smoke:
@@ -297,7 +304,10 @@ def main() -> None:
                         modes[m].append(ferbatch_cli(clip, *extra)[0])
             # seed time / ferbatch time per mode, and video-seconds analysed per wall second
             r["modes"] = {
-                m: {"speedup_vs_seed": statistics.median(seed) / statistics.median(v), "video_s_per_s": info.duration_s / statistics.median(v)}
+                m: {
+                    "speedup_vs_seed": statistics.median(seed) / statistics.median(v),
+                    "video_s_per_s": info.duration_s / statistics.median(v),
+                }
                 for m, v in {**modes, "default": ours}.items()
                 if v
             }
@@ -324,7 +334,9 @@ def main() -> None:
         one = make_clip("360p", 1)
         res["one_frame_job_s"] = statistics.median(ferbatch_cli(one)[0] for _ in range(a.repeat))
     if a.quality:
-        q = subprocess.run([sys.executable, str(Path(__file__).parent / "bench_interval.py"), "--every", "2,3,5"], capture_output=True, text=True)
+        q = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "bench_interval.py"), "--every", "2,3,5"], capture_output=True, text=True
+        )
         res["detect_every_quality"] = json.loads(q.stdout.strip().splitlines()[-1])["results"] if q.returncode == 0 else q.stderr[-500:]
     for name, r in res["clips"].items():
         print(f"== {name} {r['size']} {r['frames']} frames")

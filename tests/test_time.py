@@ -8,7 +8,8 @@ Mutations run against these tests (each made the named test fail, then was resto
 - the analyzer's rows filtered at the tracker's low score instead of the row threshold -> test_detect_every_1_gives_the_frame_by_frame_rows;
 - ``sample_mask`` counting frames instead of time bins -> test_sample_fps_picks_frames_by_time;
 - ``TrackerConfig.for_rows`` ignoring its argument -> test_tracker_thresholds_follow_the_row_threshold;
-- ``tracks.dominant_emotion`` as the mode of the frame labels -> test_every_surface_reports_one_track_emotion.
+- ``tracks.dominant_emotion`` as the mode of the frame labels -> test_every_surface_reports_one_track_emotion;
+- the pipeline passing no landmarks to the rows -> test_landmarks_in_the_rows_and_in_analyze.
 """
 
 from __future__ import annotations
@@ -160,13 +161,37 @@ def test_tracker_thresholds_follow_the_row_threshold(models):
     assert a.row_threshold == 0.7 and a.low == pytest.approx(0.3)  # the low stage is live: the detector is asked for 0.3
 
 
-def test_every_surface_reports_one_track_emotion(tmp_path):
+@pytest.fixture(scope="module")
+def single_job(tmp_path_factory):
+    """A default job over single_face.mp4 (72 frames), shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("single")
+    run_job(SINGLE_FACE, out, JobConfig(workers=1), use_ray=False)
+    return out
+
+
+def test_landmarks_in_the_rows_and_in_analyze(single_job):
+    """The faces table carries the detector's five points (inside the box, the person's right eye
+    left of the left eye in the picture, the mouth below the eyes); ``ferbatch.analyze`` returns them."""
+    ds = ferbatch.open(single_job)
+    rows = ds.sql("SELECT x1, y1, x2, y2, landmarks FROM faces").fetchall()
+    assert len(rows) == 72 and all(r[4] is not None and len(r[4]) == 10 for r in rows)
+    for x1, y1, x2, y2, lm in rows:
+        p = np.array(lm).reshape(5, 2)
+        assert np.all((p[:, 0] > x1) & (p[:, 0] < x2) & (p[:, 1] > y1) & (p[:, 1] < y2)), (x1, y1, x2, y2, p)
+        assert p[0, 0] < p[1, 0] and p[3:, 1].min() > p[:2, 1].max()
+    ds.close()
+    frame = read_frames(SINGLE_FACE)[0]
+    faces = ferbatch.analyze(frame)
+    assert faces.landmarks is not None and faces.landmarks.shape == (len(faces), 5, 2)
+    assert faces.to_arrow()["landmarks"].type.list_size == 10
+
+
+def test_every_surface_reports_one_track_emotion(single_job):
     """The tracks table, the rows' track_emotion, the summary and a whole-video timeline bin give the
     time-weighted mean of the probabilities (labels.weighted_emotion), on a real job; and a track
     whose probabilities say anger says anger everywhere, though most of its frames' labels say neutral
     (a synthetic track through the tracking pass and the same SQL)."""
-    run_job(SINGLE_FACE, tmp_path, JobConfig(workers=1), use_ray=False)
-    ds = ferbatch.open(tmp_path)
+    ds = ferbatch.open(single_job)
     faces = ds.sql("SELECT f.*, fr.span_ms FROM faces f JOIN frames fr USING (video_id, frame_idx) ORDER BY frame_idx").to_arrow_table()
     probs = np.stack([faces[f"prob_{e}"].to_numpy(zero_copy_only=False) for e in EMOTIONS], 1).astype(np.float32)
     _, expect = weighted_emotion(probs, faces["span_ms"].to_numpy())

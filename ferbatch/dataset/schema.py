@@ -61,6 +61,9 @@ FACES_SCHEMA = pa.schema(
         ("box_source", pa.string()),
         # argmax of the smooth_prob_* columns (per-frame smoothing along the track; null without a track)
         ("smooth_emotion", pa.string()),
+        # the detector's five face landmarks in source-frame pixels, x y each: right eye, left eye, nose tip,
+        # right and left mouth corner (YuNet's order); null for detectors without landmarks
+        ("landmarks", pa.list_(pa.float32(), 10)),
     ],
     metadata=_META,
 )
@@ -136,6 +139,7 @@ class FaceRows:
         probs: (M, 8) float32 in FER+ order (NaN = class the model lacks);
         track_id: (M,) int64 provisional track id within the shard (-1 = none) or None (no tracking);
         box_source: (M,) uint8 codes of :data:`BOX_SOURCES` or None (all full-frame).
+        landmarks: (M, 5, 2) float32 x y in source-frame pixels, or None (a detector without them).
     """
 
     frame_idx: np.ndarray
@@ -146,6 +150,7 @@ class FaceRows:
     probs: np.ndarray
     track_id: np.ndarray | None = None
     box_source: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> FaceRows:
@@ -159,6 +164,7 @@ class FaceRows:
             np.empty((0, 8), np.float32),
             np.empty(0, np.int64),
             np.empty(0, np.uint8),
+            None,
         )
 
     @classmethod
@@ -167,7 +173,7 @@ class FaceRows:
         if not parts:
             return cls.empty()
         cols: dict = {}
-        for k in ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs", "track_id", "box_source"):
+        for k in ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs", "track_id", "box_source", "landmarks"):
             vals = [getattr(p, k) for p in parts]
             cols[k] = None if any(v is None for v in vals) else np.concatenate(vals)
         return cls(**cols)
@@ -211,6 +217,12 @@ def faces_table(rows: FaceRows, shard_idx: int) -> pa.Table:
     src = np.zeros(m, np.uint8) if rows.box_source is None else rows.box_source
     cols["box_source"] = pa.array(np.asarray(BOX_SOURCES, dtype=object)[src] if m else np.empty(0, object), pa.string())
     cols["smooth_emotion"] = pa.nulls(m, pa.string())
+    lm_type = FACES_SCHEMA.field("landmarks").type
+    if rows.landmarks is None:
+        cols["landmarks"] = pa.nulls(m, lm_type)
+    else:
+        flat = pa.array(np.ascontiguousarray(rows.landmarks, np.float32).reshape(-1), pa.float32())
+        cols["landmarks"] = pa.FixedSizeListArray.from_arrays(flat, 10)
     return pa.table(cols, schema=FACES_SCHEMA)
 
 
