@@ -46,8 +46,8 @@ class ShardResult:
         frame_size: (width, height) of the shard's first decoded, upright frame; (0, 0) when none.
         notes: unusual things that are not errors (e.g. the frame size changes mid-stream).
         stage_seconds: time per stage: decode (decoding + conversions, in the decode thread when
-            prefetching), decode_wait (inference waiting for frames), analyze (shots, detection,
-            tracking, crops, classification), write.
+            prefetching), decode_wait (inference waiting for frames), analyze (the whole analysis
+            step) and within it shots, detect (full frames and windows), track, crop, classify; write.
         handoff: what the driver joins shards with (:mod:`ferbatch.job.tracking`): ``head``, the
             tracked boxes ``[[track_id, x1, y1, x2, y2], ...]`` of the shard's first frame; ``tail``,
             those of the next shard's first frame as this shard saw it, and ``tail_cut``, whether
@@ -299,6 +299,7 @@ def process_shard(
     res.frames, res.faces = len(frame_idx), len(rows_all.frame_idx)
     res.handoff["last_shot"] = int(shot[-1]) if len(shot) else 0
     _verify(shard, res, frame_idx, dstats, int(select[shard.start : end].sum()))
+    st.update(analyzer.stage_seconds)
     res.stage_seconds = st
     res.seconds = time.perf_counter() - t0
     return ShardRows(frame_idx, pts_ms, face_count, rows_all, res, shot, spans[frame_idx] if len(frame_idx) else np.empty(0))

@@ -13,7 +13,7 @@ def main() -> None:
     args = sys.argv[1:]
     if "--address" not in args and "--no-ray" not in args:
         args += ["--address", "auto"]
-    app(["run", "--quiet", *args])
+    app(["run", *args])  # not --quiet: the job's log keeps the summary (a log is no terminal: no live bars)
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def stage_costs(video: str, index, frames: int) -> tuple[dict[str, float], float
         res = run_shard(shard, m, d, prefetch=0, decode_threads=1)
         cpu = time.process_time() - cpu
     st = dict(res.stage_seconds)
-    if "resize" not in st and "decode_wait" in st:  # before the split: resize + normalise ran inside detect
+    if "resize" not in st and "detect" in st and "decode_wait" in st:  # before the split: resize + normalise ran inside detect
         from ferbatch.media.decode import iter_frames
         from ferbatch.vision.detect import preprocess_frames
 

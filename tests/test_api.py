@@ -76,7 +76,7 @@ def test_faces_to_arrow_and_pandas():
     assert t.column_names[:9] == ["face_idx", "x1", "y1", "x2", "y2", "det_score", "emotion", "emotion_prob", "prob_neutral"]
     assert t.column("emotion").to_pylist() == list(faces.emotions)
     df = faces.to_pandas()
-    assert list(df["emotion"]) == list(faces.emotions) and df.shape == (5, 16)
+    assert list(df["emotion"]) == list(faces.emotions) and df.shape == (5, 17)
 
 
 def test_analyze_refuses_bad_input(tmp_path):

@@ -26,6 +26,7 @@ input (UltraFace) runs full-frame detection on every frame whatever ``detect_eve
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -130,6 +131,8 @@ class FrameAnalyzer:
         self.shot = 0
         self.since_full = -1  # analysed frames since the last full detection; -1 = none yet
         self.frames_seen = 0
+        # seconds spent per stage over the stream: shots, detect (full frames and windows), track, crop, classify
+        self.stage_seconds = dict.fromkeys(("shots", "detect", "track", "crop", "classify"), 0.0)
 
     def analyze(
         self,
@@ -154,6 +157,8 @@ class FrameAnalyzer:
         shot = np.zeros(n, np.int32)
         full = np.zeros(n, bool)
         forced = set(int(i) for i in force_full)
+        st = self.stage_seconds
+        t0 = time.perf_counter()
         for i in range(n):
             if self.shots is not None and self.shots.is_cut(images[i], float(pts_ms[i])):
                 cut[i] = True
@@ -164,7 +169,10 @@ class FrameAnalyzer:
             self.since_full = 0 if full[i] else self.since_full + 1
         self.frames_seen += n
         full_pos = np.flatnonzero(full)
+        t1 = time.perf_counter()
+        st["shots"] += t1 - t0
         dets_full = self.detector.detect([images[int(i)] for i in full_pos], self.low) if len(full_pos) else None
+        st["detect"] += time.perf_counter() - t1
         per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, int]] = []  # boxes, scores, landmarks, source
         by_full = _split(dets_full, len(full_pos)) if dets_full is not None else []
         fi = 0
@@ -186,7 +194,9 @@ class FrameAnalyzer:
             while j < n and not full[j]:
                 j += 1
             group = range(i, j)  # window frames: their windows come from the tracks at the group's start
+            t1 = time.perf_counter()
             found = self._detect_windows([images[k] for k in group], [float(pts_ms[k]) for k in group])
+            st["detect"] += time.perf_counter() - t1
             for k, (b, s, lm) in zip(group, found, strict=True):
                 per_frame.append((b, s, lm, SOURCE_WINDOW))
                 ids_all.append(self._track(float(pts_ms[k]), b, s))
@@ -218,8 +228,12 @@ class FrameAnalyzer:
             np.concatenate(scores).astype(np.float32) if scores else np.empty(0, np.float32),
             (np.concatenate(lms).astype(np.float32) if lms else np.empty((0, 5, 2), np.float32)) if has_lm else None,
         )
+        t1 = time.perf_counter()
         crops = extract_crops(images, faces, self.models.classifier.spec)
+        t2 = time.perf_counter()
         probs = self.models.classifier.classify(crops)
+        st["crop"] += t2 - t1
+        st["classify"] += time.perf_counter() - t2
         return AnalyzedFrames(
             cut,
             shot,
@@ -245,7 +259,10 @@ class FrameAnalyzer:
     def _track(self, t_ms: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if self.tracker is None:
             return np.full(len(scores), -1, np.int64)
-        return self.tracker.update(t_ms, boxes, scores)
+        t = time.perf_counter()
+        ids = self.tracker.update(t_ms, boxes, scores)
+        self.stage_seconds["track"] += time.perf_counter() - t
+        return ids
 
     def _detect_windows(self, images: list[np.ndarray], pts_ms: list[float]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         """Per frame, the detections found in windows around the live tracks' predicted boxes
