@@ -164,3 +164,17 @@ def test_fixed_size_yunet_in_graph(clip_frames):
     a = Detector(OrtRunner(prepare_detector(f, spec), threads=2, max_batch=8), spec).detect(clip_frames[:6])
     b = Detector(OrtRunner(prepare_detector(f, spec, in_graph_nms=False), threads=2, max_batch=8), spec, in_graph_nms=False)
     assert rows_differ(a, b.detect(clip_frames[:6])) is None
+
+
+def test_check_engines_compares_yunet_graph_with_numpy():
+    """check-engines' default reference runs YuNet's NumPy path; the candidate's in-graph NMS agrees
+    to float noise, and a candidate that keeps other faces (a lower score threshold) fails."""
+    from ferbatch.checks import check_engines
+    from ferbatch.config import JobConfig
+
+    rep = check_engines(JobConfig(in_graph_nms=False), JobConfig(), INTEL_2FACE, frames=16)
+    assert rep.passed, rep
+    assert "yunet-frame, NMS in NumPy" in rep.reference and "yunet-frame, NMS in the graph" in rep.candidate
+    assert rep.faces_reference >= 30 and rep.min_iou > 0.9999 and rep.max_score_diff <= 1e-6
+    bad = check_engines(JobConfig(in_graph_nms=False), JobConfig(score_threshold=0.05, iou_threshold=0.6), INTEL_2FACE, frames=16)
+    assert not bad.passed and bad.unmatched > 0
