@@ -178,3 +178,33 @@ def test_check_engines_compares_yunet_graph_with_numpy():
     assert rep.faces_reference >= 30 and rep.min_iou > 0.9999 and rep.max_score_diff <= 1e-6
     bad = check_engines(JobConfig(in_graph_nms=False), JobConfig(score_threshold=0.05, iou_threshold=0.6), INTEL_2FACE, frames=16)
     assert not bad.passed and bad.unmatched > 0
+
+
+def test_graphs_cached_before_the_score_threshold_input_are_not_reused(monkeypatch):
+    """The cache key changed with the new post-processing (GRAPHS_VERSION 3): an UltraFace graph
+    cached by version 2 (its parameters unchanged, no score_threshold input) is not picked up."""
+    import ferbatch.models.graphs as graphs
+
+    spec = load_registry().get("ultraface-rfb-320")
+    f = resolve_model_file(spec)
+    new = prepare_detector(f, spec)
+    assert graphs._cache_path(spec, spec.sha256, _detector_params(spec)) == new  # the parameters below are the real ones
+    monkeypatch.setattr(graphs, "GRAPHS_VERSION", 2)
+    old_key = graphs._cache_path(spec, spec.sha256, _detector_params(spec))
+    monkeypatch.undo()
+    assert old_key != new and old_key.parent == new.parent
+    assert SCORE_THRESHOLD in {i.name for i in onnx.load(new).graph.input}
+
+
+def _detector_params(spec):
+    """prepare_detector's cache parameters for the defaults (kept in step with graphs.prepare_detector)."""
+    return {
+        "kind": "detector",
+        "nms": True,
+        "k": 64,
+        "score": spec.score_threshold,
+        "iou": spec.iou_threshold,
+        "precision": "fp32",
+        "uint8": True,
+        "rgb": True,
+    }
