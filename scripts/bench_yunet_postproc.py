@@ -2,7 +2,7 @@
 in-graph decoding + NMS (what is left on the CPU: scaling the fixed-size outputs to frame pixels).
 
 For each frame size (real frames of WolfgangLanger_Pexels.mp4 resized; the input follows the frame
-as in ``FrameSizedDetector``, longest side <= 512) and batch of 8 frames:
+as in ``FrameSizedDetector``, longest side <= 512) and a batch of ``--batch`` frames (default 8):
 
 - ``host_ms``: ``Detector._run`` with the model's outputs replayed (a runner that returns the
   outputs of one earlier inference), i.e. the per-frame CPU work after inference — what a GPU
@@ -66,13 +66,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=8)
     args = ap.parse_args()
     clip = args.data / "videos_faces/pyfeat/WolfgangLanger_Pexels.mp4"
     _, index = probe_video(clip)
-    frames = [f.image for f in iter_frames(clip, index, 0, 8)]
+    frames = [f.image for f in iter_frames(clip, index, 0, args.batch)]
     spec = load_registry().get("yunet-frame")
     src = resolve_model_file(spec)
-    runners = {nms: OrtRunner(prepare_detector(src, spec, in_graph_nms=nms), threads=args.threads, max_batch=8) for nms in (False, True)}
+    runners = {nms: OrtRunner(prepare_detector(src, spec, in_graph_nms=nms), threads=args.threads, max_batch=args.batch) for nms in (False, True)}
     rows = []
     for wh in ((480, 270), (640, 360), (1280, 720)):
         batch = [cv2.resize(f, wh, interpolation=cv2.INTER_AREA) for f in frames]
@@ -99,7 +100,7 @@ def main() -> None:
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r[c]) for c in cols))
-    print(json.dumps({"threads": args.threads, "batch": 8, "rows": rows}))
+    print(json.dumps({"threads": args.threads, "batch": args.batch, "rows": rows}))
 
 
 if __name__ == "__main__":
