@@ -73,7 +73,9 @@ def main() -> None:
     frames = [f.image for f in iter_frames(clip, index, 0, args.batch)]
     spec = load_registry().get("yunet-frame")
     src = resolve_model_file(spec)
-    runners = {nms: OrtRunner(prepare_detector(src, spec, in_graph_nms=nms), threads=args.threads, max_batch=args.batch) for nms in (False, True)}
+    runners = {
+        nms: OrtRunner(prepare_detector(src, spec, in_graph_nms=nms), threads=args.threads, max_batch=args.batch) for nms in (False, True)
+    }
     rows = []
     for wh in ((480, 270), (640, 360), (1280, 720)):
         batch = [cv2.resize(f, wh, interpolation=cv2.INTER_AREA) for f in frames]
