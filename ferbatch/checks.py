@@ -1,7 +1,8 @@
 """``ferbatch check-engines``: the same real frames and crops through two backends or precisions.
 
 Compares a candidate (e.g. TensorRT fp16, ONNX Runtime CUDA) with a reference (ONNX Runtime fp32
-on the CPU) on frames of a real clip plus all-black frames (the case where no box in the whole
+on the CPU; the CLI's reference runs the detector's NumPy decoding + NMS, ``in_graph_nms=False``, so
+the candidate's in-graph decoding + NMS, UltraFace's or YuNet's, is checked against it) on frames of a real clip plus all-black frames (the case where no box in the whole
 batch passes the threshold, so the in-graph NMS sees zero-size tensors):
 
 - detections: boxes matched greedily by IoU per frame; the least matched IoU, boxes without a
@@ -142,8 +143,17 @@ def check_engines(
         cand.close()
 
 
+def _label(m: Models) -> str:
+    """Backend, detector and where NMS ran, e.g. 'onnxruntime (requested), yunet-frame, NMS in the graph'."""
+    det = m.detector
+    inner = getattr(det, "detector", det)
+    inner = getattr(inner, "detector", inner)  # through TiledDetector and FrameSizedDetector
+    where = "in the graph" if getattr(inner, "in_graph_nms", False) else "in NumPy"
+    return f"{m.backend} ({m.backend_reason}), {det.spec.name}, NMS {where}"
+
+
 def _compare(ref: Models, cand: Models, images: list[np.ndarray], n_real: int, n_black: int, tol: Tolerance) -> CheckReport:
-    rep = CheckReport(f"{ref.backend} ({ref.backend_reason})", f"{cand.backend} ({cand.backend_reason})", n_real, n_black, tolerance=tol)
+    rep = CheckReport(_label(ref), _label(cand), n_real, n_black, tolerance=tol)
     da, db = ref.detector.detect(images), cand.detector.detect(images)
     rep.faces_reference, rep.faces_candidate = len(da), len(db)
     rep.black_frames_empty = not np.any(da.frame_pos >= n_real) and not np.any(db.frame_pos >= n_real)

@@ -76,9 +76,10 @@ class ModelSpec:
 
     @property
     def nms_in_graph(self) -> bool:
-        """True for detectors whose raw outputs (decoded corner boxes + softmaxed scores) can get
-        ONNX ``NonMaxSuppression`` appended to the graph (UltraFace)."""
-        return self.kind == "detector" and self.family == "ultraface"
+        """True for detectors whose prepared graph can get their decoding and ONNX
+        ``NonMaxSuppression`` appended (UltraFace: priors; YuNet: per-stride priors and landmarks,
+        grid from the dynamic input size), so a GPU backend returns final boxes."""
+        return self.kind == "detector" and self.family in ("ultraface", "yunet")
 
     @property
     def letterbox(self) -> bool:

@@ -237,7 +237,8 @@ def nvdec_fps(path: Path, sessions: int, rgb: bool) -> dict:
 
 def profile_detect(clip: Path, backend: str, batch: int = 64, repeats: int = 4) -> dict:
     """Milliseconds per frame of each part of one detector call on a ``batch`` of the clip's frames,
-    one process: preprocessing (letterbox copy), the runner call, YuNet decoding, NMS; for ONNX
+    one process: preprocessing (letterbox copy), the runner call, YuNet decoding, NMS (the last two
+    only with ``--numpy-nms``'s path; with decoding + NMS in the graph they are inside the runner call); for ONNX
     Runtime CUDA, the runner call split into host->device copy, the graph on device-resident
     tensors, and device->host copy of the outputs."""
     import ferbatch.vision.detect as det_mod

@@ -169,7 +169,12 @@ def test_export_json_states_the_exported_detector_takes_rgb(tmp_path):
     from ferbatch.config import JobConfig
     from ferbatch.models.export import export_models
 
-    cfg = JobConfig(detector="yunet-2023mar")
+    nms_meta = json.loads(
+        (export_models(JobConfig(detector="yunet-2023mar"), "onnx", tmp_path / "nms")[0].parent / "export.json").read_text()
+    )
+    assert set(nms_meta["models"]["yunet-2023mar"]["outputs"]) == {"det_boxes", "det_scores", "det_landmarks"}
+    assert "score_threshold" in nms_meta["models"]["yunet-2023mar"]["optional_inputs"]
+    cfg = JobConfig(detector="yunet-2023mar", in_graph_nms=False)  # the raw outputs, to compare with the network's
     export_models(cfg, "onnx", tmp_path)
     meta = json.loads((tmp_path / "export.json").read_text())["models"]
     contract = meta["yunet-2023mar"]["input"]

@@ -23,6 +23,17 @@ def check_engines(
     precision: Annotated[str, typer.Option("--precision", help="Candidate precision: fp32 | fp16.", metavar="fp32|fp16")] = "fp16",
     against: Annotated[str, typer.Option("--against", help="Reference backend (as --backend).", metavar="BACKEND")] = "onnxruntime",
     against_precision: Annotated[str, typer.Option("--against-precision", help="Reference precision.", metavar="fp32|fp16")] = "fp32",
+    against_nms: Annotated[
+        str,
+        typer.Option(
+            "--against-nms",
+            help="Where the reference decodes + suppresses boxes: numpy (the NumPy fallback, default) | graph.",
+            metavar="numpy|graph",
+        ),
+    ] = "numpy",
+    detector: Annotated[
+        str | None, typer.Option("--detector", help="Detector registry name (default: the registry's).", metavar="NAME")
+    ] = None,
     video: Annotated[
         Path | None, typer.Option("--video", help="A clip with faces (default: the shared Intel 2-face sample).", metavar="VIDEO")
     ] = None,
@@ -31,7 +42,8 @@ def check_engines(
 ) -> None:
     """Run the same real frames and crops through two backends/precisions and compare them:
     matched-box IoU, score and probability differences, label agreement, batch-N vs batch-1, and
-    all-black frames (no box anywhere in the batch).
+    all-black frames (no box anywhere in the batch). The candidate decodes and suppresses boxes in
+    the detector graph (UltraFace, YuNet); the reference in NumPy unless --against-nms graph.
 
     Example: ferbatch check-engines --backend tensorrt --precision fp16 --against onnxruntime --video clip.mp4
 
@@ -43,9 +55,10 @@ def check_engines(
     try:
         if video is None:
             raise FerbatchError("--video | give a clip with faces (e.g. the shared Intel 2-face sample)")
-        rep = run_check(
-            JobConfig(backend=against, precision=against_precision), JobConfig(backend=backend, precision=precision), video, frames=frames
-        )
+        if against_nms not in ("numpy", "graph"):
+            raise FerbatchError(f"--against-nms | received {against_nms!r}; expected numpy or graph")
+        ref = JobConfig(backend=against, precision=against_precision, detector=detector, in_graph_nms=against_nms == "graph")
+        rep = run_check(ref, JobConfig(backend=backend, precision=precision, detector=detector), video, frames=frames)
     except FerbatchError as e:
         _fail(e)
     if fmt == "json":

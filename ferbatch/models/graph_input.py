@@ -11,7 +11,9 @@ import numpy as np
 
 from ferbatch.specs import InputSpec, ModelSpec
 
-__all__ = ["fold_channel_reversal", "prepared_input_contract", "prepend_uint8_input"]
+__all__ = ["NCHW_TENSOR", "fold_channel_reversal", "prepared_input_contract", "prepend_uint8_input"]
+
+NCHW_TENSOR = "pre_nchw"  # the float32 (N, C, H, W) tensor that prepend_uint8_input feeds the network
 
 
 def fold_channel_reversal(model, input_name: str) -> str:
@@ -80,7 +82,7 @@ def prepend_uint8_input(model, inp: InputSpec) -> None:
     x = next(i for i in g.input if i.name == inp.name)
     src = x.type.tensor_type.shape.dim
     h, w = ((src[k].dim_param or fixed) if len(src) == 4 else fixed for k, fixed in ((2, inp.height), (3, inp.width)))
-    inner = "pre_nchw"
+    inner = NCHW_TENSOR
     for n in g.node:
         for j, name in enumerate(n.input):
             if name == inp.name:

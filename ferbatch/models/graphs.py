@@ -12,15 +12,24 @@ registry's normalisation ``(x * scale - mean) / std`` and the NHWC -> NCHW trans
 its network was trained on: a BGR network's first convolution gets its input channels reversed
 (:func:`fold_channel_reversal`), so frames go in as decoded, with no per-frame colour copy.
 
-The detector post-processing appended here (recipe checked in ../shared/docs/DESIGN_NOTES.md
+The detector post-processing appended (:mod:`ferbatch.models.graph_nms`; recipe checked in ../shared/docs/DESIGN_NOTES.md
 section 3.3; ONNX ``NonMaxSuppression`` is parsed by TensorRT into ``INMSLayer``) outputs
 fixed-shape, zero-padded tensors:
 
-    det_boxes  (N, K, 4) float32  x1 y1 x2 y2 normalised to 0..1
-    det_scores (N, K)    float32  face score; 0 marks padding
+    det_boxes     (N, K, 4)    float32  x1 y1 x2 y2 normalised to 0..1 (of the input's W and H)
+    det_scores    (N, K)       float32  face score; 0 marks padding
+    det_landmarks (N, K, 5, 2) float32  YuNet only: x y of 5 landmarks, normalised likewise
 
-Semantics, mirrored by :func:`ferbatch.vision.boxes.nms`: keep boxes with score > score_threshold,
-suppress boxes with IoU > iou_threshold against a kept box, at most K per image, sorted by score.
+and takes, besides the image, the optional input ``score_threshold`` (float32 (1,); its default,
+the registry's or the caller's threshold, is an initializer of the same name: ONNX Runtime lets a
+run override it, so ``Detector.detect(min_score=...)`` can lower it per call; TensorRT's parser
+folds it into a constant, which stays the floor there).
+
+UltraFace's priors are decoded (or baked into the file); YuNet's per-stride outputs are decoded in
+the graph as OpenCV's ``FaceDetectorYN`` does, with the prior grid computed from the dynamic input
+size (:func:`_yunet_decode`). Semantics, mirrored by :func:`ferbatch.vision.boxes.nms`: keep boxes
+with score > score_threshold, suppress boxes with IoU > iou_threshold against a kept box, at most K
+per image, sorted by score (YuNet's NMS runs on input-pixel boxes, as the NumPy path's does).
 
 onnx is imported here; onnxruntime and tensorrt are not.
 """
@@ -30,18 +39,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ferbatch.atomic import atomic_target
 from ferbatch.errors import ModelError
-from ferbatch.models.graph_input import fold_channel_reversal, prepend_uint8_input
+from ferbatch.models.graph_input import NCHW_TENSOR, fold_channel_reversal, prepend_uint8_input
+from ferbatch.models.graph_nms import _append_nms, ultraface_priors
 from ferbatch.models.graph_shapes import make_batch_symbolic, make_hw_symbolic
 from ferbatch.models.registry import ModelSpec, cache_dir
-from ferbatch.vision.detect import DET_BOXES, DET_SCORES
+from ferbatch.vision.detect import DET_BOXES, DET_LANDMARKS, DET_SCORES, SCORE_THRESHOLD
 
 __all__ = [
     "prepare_detector",
@@ -51,37 +58,13 @@ __all__ = [
     "ultraface_priors",
     "GRAPHS_VERSION",
     "DET_BOXES",
+    "DET_LANDMARKS",
     "DET_SCORES",
+    "SCORE_THRESHOLD",
 ]
 
-GRAPHS_VERSION = 2  # bump when the preparation changes: it invalidates cached graphs
+GRAPHS_VERSION = 3  # bump when the preparation changes: it invalidates cached graphs (3: YuNet NMS in the graph)
 OPSET = 17  # safe for TensorRT 10/11 and ONNX Runtime (DESIGN_NOTES 1.1)
-
-# UltraFace prior layout: vision/ssd/config/fd_config.py in Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB
-_MIN_BOXES = ((10, 16, 24), (32, 48), (64, 96), (128, 192, 256))
-_STRIDES = (8, 16, 32, 64)
-_CENTER_VARIANCE, _SIZE_VARIANCE = 0.1, 0.2
-
-
-def ultraface_priors(width: int, height: int) -> np.ndarray:
-    """SSD priors of UltraFace for an input of ``width`` x ``height`` pixels.
-
-    Feature maps are ``ceil(size / stride)`` cells and centres ``(i + 0.5) / fm`` (not
-    ``(i + 0.5) * stride / size``, which is wrong when size % stride != 0), as in upstream
-    ``generate_priors``.
-
-    Returns:
-        (P, 4) float32 cx cy w h normalised to 0..1 (P = 4420 for 320x240), clipped to [0, 1].
-    """
-    pri = []
-    for stride, min_boxes in zip(_STRIDES, _MIN_BOXES, strict=True):
-        fw, fh = math.ceil(width / stride), math.ceil(height / stride)
-        for j in range(fh):
-            for i in range(fw):
-                cx, cy = (i + 0.5) / fw, (j + 0.5) / fh
-                for m in min_boxes:
-                    pri.append([cx, cy, m / width, m / height])
-    return np.clip(np.asarray(pri, np.float32), 0.0, 1.0)
 
 
 def _cache_path(spec: ModelSpec, src_sha: str, params: dict) -> Path:
@@ -108,81 +91,6 @@ def _load_at_opset(src: Path):
     return m
 
 
-def _append_nms(model, spec: ModelSpec, k: int, score_threshold: float, iou_threshold: float) -> None:
-    """Append (optional) prior decoding + NonMaxSuppression + fixed-size padded outputs."""
-    from onnx import TensorProto
-    from onnx import helper as oh
-    from onnx import numpy_helper as nph
-
-    g = model.graph
-    raw_scores, raw_boxes = spec.outputs["scores"], spec.outputs["boxes"]
-    del g.output[:]
-
-    def const(name, arr):
-        g.initializer.append(nph.from_array(np.asarray(arr), name))
-
-    def node(*a, **kw):
-        g.node.append(oh.make_node(*a, **kw))
-
-    i64 = lambda v: np.array(v, np.int64)
-    const("pp_s0", i64([0]))
-    const("pp_s1", i64([1]))
-    const("pp_s2", i64([2]))
-    const("pp_s4", i64([4]))
-    const("pp_ax2", i64([2]))
-    const("pp_k", i64([k]))
-    const("pp_iou", np.array([iou_threshold], np.float32))
-    const("pp_score", np.array([score_threshold], np.float32))
-    const("pp_cols", i64([0, 2]))
-    const("pp_four", i64([4]))
-    corner = raw_boxes
-    if not spec.boxes_decoded:  # SSD deltas -> corner boxes (upstream box_utils.convert_locations_to_boxes)
-        pri = ultraface_priors(spec.input.width, spec.input.height)[None]
-        const("pp_prior_xy", pri[..., :2])
-        const("pp_prior_wh", pri[..., 2:])
-        const("pp_cv", np.float32(_CENTER_VARIANCE))
-        const("pp_sv", np.float32(_SIZE_VARIANCE))
-        const("pp_half", np.float32(0.5))
-        node("Slice", [raw_boxes, "pp_s0", "pp_s2", "pp_ax2"], ["pp_lxy"])
-        node("Slice", [raw_boxes, "pp_s2", "pp_s4", "pp_ax2"], ["pp_lwh"])
-        node("Mul", ["pp_lxy", "pp_cv"], ["pp_a"])
-        node("Mul", ["pp_a", "pp_prior_wh"], ["pp_b"])
-        node("Add", ["pp_b", "pp_prior_xy"], ["pp_cxy"])
-        node("Mul", ["pp_lwh", "pp_sv"], ["pp_c"])
-        node("Exp", ["pp_c"], ["pp_d"])
-        node("Mul", ["pp_d", "pp_prior_wh"], ["pp_wh"])
-        node("Mul", ["pp_wh", "pp_half"], ["pp_hwh"])
-        node("Sub", ["pp_cxy", "pp_hwh"], ["pp_x1y1"])
-        node("Add", ["pp_cxy", "pp_hwh"], ["pp_x2y2"])
-        node("Concat", ["pp_x1y1", "pp_x2y2"], ["pp_corner"], axis=2)
-        corner = "pp_corner"
-    node("Slice", [raw_scores, "pp_s1", "pp_s2", "pp_ax2"], ["pp_face3"])  # (N, P, 1)
-    node("Transpose", ["pp_face3"], ["pp_face_t"], perm=[0, 2, 1])  # (N, 1, P): NMS layout
-    node("Squeeze", ["pp_face3", "pp_ax2"], ["pp_face"])  # (N, P)
-    node("NonMaxSuppression", [corner, "pp_face_t", "pp_k", "pp_iou", "pp_score"], ["pp_sel"], center_point_box=0)
-    node("Gather", ["pp_sel", "pp_cols"], ["pp_bi"], axis=1)  # (M, 2) batch, box
-    node("Shape", ["pp_sel"], ["pp_selshape"])
-    node("Slice", ["pp_selshape", "pp_s0", "pp_s1"], ["pp_m"])
-    node("ConstantOfShape", ["pp_m"], ["pp_ones"], value=nph.from_array(np.array([1.0], np.float32)))
-    node("Shape", ["pp_face"], ["pp_fshape"])
-    node("ConstantOfShape", ["pp_fshape"], ["pp_zeros"], value=nph.from_array(np.array([0.0], np.float32)))
-    node("ScatterND", ["pp_zeros", "pp_bi", "pp_ones"], ["pp_keep"])  # (N, P) 1 where kept
-    node("Mul", ["pp_face", "pp_keep"], ["pp_kept"])
-    node("TopK", ["pp_kept", "pp_k"], [DET_SCORES, "pp_idx"], axis=1, largest=1, sorted=1)  # (N, K)
-    node("Unsqueeze", ["pp_idx", "pp_ax2"], ["pp_idx3"])
-    node("Shape", ["pp_idx3"], ["pp_ishape"])
-    node("Slice", ["pp_ishape", "pp_s0", "pp_s2"], ["pp_nk"])
-    node("Concat", ["pp_nk", "pp_four"], ["pp_nk4"], axis=0)
-    node("Expand", ["pp_idx3", "pp_nk4"], ["pp_idx4"])  # (N, K, 4)
-    node("GatherElements", [corner, "pp_idx4"], [DET_BOXES], axis=1)  # (N, K, 4)
-    g.output.extend(
-        [
-            oh.make_tensor_value_info(DET_BOXES, TensorProto.FLOAT, ["N", k, 4]),
-            oh.make_tensor_value_info(DET_SCORES, TensorProto.FLOAT, ["N", k]),
-        ]
-    )
-
-
 def prepare_detector(
     src: str | os.PathLike[str],
     spec: ModelSpec,
@@ -199,11 +107,15 @@ def prepare_detector(
 
     Args:
         src: the registry's ONNX file (already sha256-checked).
-        spec: its registry entry (family "ultraface"; YuNet only gets a symbolic batch).
-        in_graph_nms: append decode + NMS with outputs det_boxes (N, K, 4) / det_scores (N, K);
-            False keeps the raw outputs (scores (N, P, 2), boxes (N, P, 4)) for the NumPy fallback.
+        spec: its registry entry (family "ultraface" or "yunet").
+        in_graph_nms: append decode + NMS (:func:`_append_nms`) with outputs det_boxes (N, K, 4) /
+            det_scores (N, K) (+ det_landmarks (N, K, 5, 2) for YuNet) and the optional input
+            ``score_threshold`` (float32 (1,), default ``score_threshold``); False keeps the raw
+            outputs (UltraFace scores (N, P, 2), boxes (N, P, 4); YuNet cls/obj/bbox/kps per
+            stride) for the NumPy fallback.
         max_faces: K, the fixed number of output slots per frame.
-        score_threshold, iou_threshold: default to the registry entry's.
+        score_threshold, iou_threshold: default to the registry entry's; the score threshold is the
+            default of the graph input ``score_threshold`` (a runner that feeds it may lower it).
         src_sha256: the source hash when already known (skips hashing it again).
         precision: "fp32", or "fp16": the backbone converted to float16 with float32 inputs and
             outputs (``onnxruntime.transformers.float16``, keep_io_types), the appended
@@ -250,7 +162,7 @@ def prepare_detector(
         if uint8_input:
             prepend_uint8_input(m, spec.input)
         if nms:
-            _append_nms(m, spec, max_faces, score, iou)
+            _append_nms(m, spec, max_faces, score, iou, image=NCHW_TENSOR if uint8_input else spec.input.name)
         onnx.checker.check_model(m)
         m = onnx.shape_inference.infer_shapes(m)
     _save_atomic(m, dst)

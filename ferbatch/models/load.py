@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferbatch.config import JobConfig
+from ferbatch.config import GPU_BACKENDS, JobConfig
 from ferbatch.errors import ConfigError
 from ferbatch.models.graphs import prepare_classifier, prepare_detector
 from ferbatch.models.registry import ModelSpec, load_registry, resolve_model_file
@@ -220,7 +220,10 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
         )
 
     cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
-    nms = cfg.in_graph_nms
+    # YuNet's in-graph post-processing decodes all its priors; NumPy decodes only the candidates above
+    # the threshold: on a CPU backend the NumPy path is 0.2-0.4 ms/frame cheaper (scripts/bench_yunet_postproc.py)
+    # with the same rows (tests/test_yunet_nms_graph.py), so the graph's is used where the graph runs on a device
+    nms = cfg.in_graph_nms and (backend in GPU_BACKENDS or not det_spec.gives_landmarks)
     det_batch, cls_batch = cfg.batches(backend)
     if backend == "tensorrt":
         try:

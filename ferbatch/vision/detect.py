@@ -9,6 +9,14 @@ Families:
   (the prepared graph takes RGB: its first convolution's channels are reversed);
   per-stride outputs decoded as in OpenCV's ``FaceDetectorYN`` (score = sqrt(cls * obj),
   cx = (col + dx) * s, w = exp(dw) * s), then :func:`ferbatch.vision.boxes.nms`. Gives 5 landmarks per face.
+  The prepared graph does the same decoding and NMS inside (outputs det_boxes / det_scores /
+  det_landmarks); this NumPy decoding is the fallback (``in_graph_nms=False``) and the reference.
+
+With in-graph NMS the score threshold is the graph's optional input ``score_threshold``: the
+``Detector`` feeds its threshold (or ``min_score``) on every call when the runner takes it (ONNX
+Runtime); a runner that cannot (TensorRT folds it into a constant) keeps the graph's default as a
+floor and the Detector drops scores at or under a higher ``min_score`` itself (the same faces: greedy
+NMS never lets a lower score suppress a higher one).
 """
 
 from __future__ import annotations
@@ -24,10 +32,21 @@ from ferbatch.errors import ConfigError
 from ferbatch.specs import InputSpec, ModelSpec, Runner
 from ferbatch.vision.boxes import nms
 
-__all__ = ["Detections", "Detector", "preprocess_frames", "postprocess_raw", "DET_BOXES", "DET_SCORES"]
+__all__ = [
+    "Detections",
+    "Detector",
+    "preprocess_frames",
+    "postprocess_raw",
+    "DET_BOXES",
+    "DET_LANDMARKS",
+    "DET_SCORES",
+    "SCORE_THRESHOLD",
+]
 
 # output names of a detector graph with in-graph NMS (the contract ferbatch.models.graphs builds to)
-DET_BOXES, DET_SCORES = "det_boxes", "det_scores"
+DET_BOXES, DET_SCORES, DET_LANDMARKS = "det_boxes", "det_scores", "det_landmarks"
+# its optional input: float32 (1,) score threshold, default built in (an initializer of that name)
+SCORE_THRESHOLD = "score_threshold"
 
 
 @dataclass
@@ -158,11 +177,13 @@ class Detector:
     Args:
         runner: runs the prepared detector graph.
         spec: the registry entry.
-        in_graph_nms: the graph outputs det_boxes/det_scores (ultraface); False runs the NumPy
-            fallback on raw outputs (always the case for yunet).
-        max_faces: K, the most faces kept per frame.
-        score_threshold, iou_threshold: override the registry's values (must match the graph's
-            when in_graph_nms).
+        in_graph_nms: the graph outputs det_boxes/det_scores (and det_landmarks for YuNet),
+            decoded and suppressed inside (:func:`ferbatch.models.graphs.prepare_detector`); False
+            runs the NumPy fallback on the raw outputs.
+        max_faces: K, the most faces kept per frame (must match the graph's when in_graph_nms).
+        score_threshold, iou_threshold: override the registry's values (the IoU threshold must
+            match the graph's when in_graph_nms; the score threshold is fed to the graph's
+            ``score_threshold`` input when the runner takes it, else the graph's is the floor).
     """
 
     def __init__(
@@ -185,6 +206,9 @@ class Detector:
         self.iou_threshold = spec.iou_threshold if iou_threshold is None else iou_threshold
         self.strides = tuple(int(s) for s in spec.outputs.get("strides", "8,16,32").split(","))
         self._local = threading.local()
+        # the graph's optional score_threshold input, when this runner can feed it (ONNX Runtime)
+        feedable = tuple(runner.input_names) + tuple(getattr(runner, "optional_input_names", ()))
+        self._feeds_threshold = self.in_graph_nms and SCORE_THRESHOLD in feedable
 
     @property
     def gives_landmarks(self) -> bool:
@@ -204,8 +228,9 @@ class Detector:
         Args:
             frames: F arrays (H, W, 3) uint8 RGB.
             min_score: keep detections scored above this instead of ``score_threshold`` (the
-                tracker's low stage asks for weaker ones); a graph with NMS inside
-                (``in_graph_nms``) has its threshold built in, which stays the floor.
+                tracker's low stage asks for weaker ones); with NMS inside the graph it is fed to
+                the graph's ``score_threshold`` input (ONNX Runtime); on a runner that cannot feed
+                it (TensorRT) the graph's built-in threshold stays the floor.
 
         Returns:
             Detections with boxes in each frame's pixels.
@@ -260,14 +285,36 @@ class Detector:
         )
 
     def _run(self, x: np.ndarray, scale: np.ndarray, sizes: np.ndarray, offset: int, min_score: float | None = None) -> Detections:
-        """x: (F, h, w, 3) uint8 model input; scale: (F, 2) input -> frame pixels; sizes: (F, 2) frame w, h."""
+        """Run one batch and map its faces to frame pixels.
+
+        Args:
+            x: (F, h, w, 3) uint8 model input.
+            scale: (F, 2) float32 input pixels -> frame pixels (sx, sy).
+            sizes: (F, 2) float32 frame width, height in pixels (boxes are clipped to them).
+            offset: index of ``x[0]`` in the caller's batch (added to ``frame_pos``).
+            min_score: the score threshold of this call (None: ``score_threshold``).
+
+        Returns:
+            Detections; boxes clipped to the frame, those clipped to under 1 px dropped.
+        """
         spec = self.spec.input
         thr = self.score_threshold if min_score is None else min_score
         yunet = self.spec.gives_landmarks  # YuNet: letterboxed input, per-stride outputs, landmarks
         n = len(x)
-        out = self.runner.infer({spec.name: x})
-        lms = None
-        if yunet:
+        feed = {spec.name: x}
+        if self._feeds_threshold:
+            feed[SCORE_THRESHOLD] = np.array([thr], np.float32)
+        out = self.runner.infer(feed)
+        dk = None
+        if self.in_graph_nms:
+            db, ds = out[DET_BOXES], out[DET_SCORES]
+            if not self._feeds_threshold and thr > self.score_threshold:  # the graph kept down to its own threshold
+                ds = np.where(ds > thr, ds, np.float32(0))
+            size = np.array([spec.width, spec.height], np.float32)  # graph outputs are normalised to the input
+            db = db * np.tile(size * scale, 2)[:, None, :]
+            if yunet:
+                dk = out[DET_LANDMARKS] * (size * scale)[:, None, None, :]
+        elif yunet:
             cand_f, cand_b, cand_s, cand_k = _decode_yunet(out, spec.width, spec.height, self.strides, thr)
             k = self.max_faces
             db = np.zeros((n, k, 4), np.float32)
@@ -282,21 +329,17 @@ class Detector:
             db = db * np.tile(scale, 2)[:, None, :]
             dk = dk * scale[:, None, None, :]
         else:
-            if self.in_graph_nms:
-                db, ds = out[DET_BOXES], out[DET_SCORES]
-            else:
-                db, ds = postprocess_raw(
-                    out[self.spec.outputs["scores"]],
-                    out[self.spec.outputs["boxes"]],
-                    thr,
-                    self.iou_threshold,
-                    self.max_faces,
-                )
+            db, ds = postprocess_raw(
+                out[self.spec.outputs["scores"]],
+                out[self.spec.outputs["boxes"]],
+                thr,
+                self.iou_threshold,
+                self.max_faces,
+            )
             db = db * np.tile(np.array([spec.width, spec.height], np.float32), 2) * np.tile(scale, 2)[:, None, :]
         pos, slot = np.nonzero(ds > 0)
         boxes = db[pos, slot].astype(np.float32)
         boxes = np.clip(boxes, 0, np.tile(sizes[pos], 2))
         ok = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)  # drop boxes clipped to nothing
-        if yunet:
-            lms = dk[pos, slot][ok].astype(np.float32)
+        lms = None if dk is None else dk[pos, slot][ok].astype(np.float32)
         return Detections((pos[ok] + offset).astype(np.int32), boxes[ok], ds[pos, slot][ok].astype(np.float32), lms)

@@ -84,6 +84,11 @@ class OrtRunner:
         max_batch: the largest batch ``infer`` accepts in one call (callers chunk to it).
         name: label for logs.
 
+    Attributes:
+        input_names: the inputs every ``infer`` feed must hold.
+        optional_input_names: inputs with a default in the graph (ONNX initializers a run may
+            override, such as the detector's ``score_threshold``): fed when the feed holds them.
+
     Class attributes:
         cudnn_conv_algo_search: the CUDA provider's cuDNN convolution algorithm search.
             "HEURISTIC" (cuDNN's heuristic, no benchmarking) by default: the classifier's batch
@@ -123,6 +128,8 @@ class OrtRunner:
         self.name = name or f"onnxruntime:{Path(model_path).stem}"
         self.max_batch = int(max_batch)
         self.input_names = tuple(i.name for i in self._sess.get_inputs())
+        # inputs with a default (initializers a run may override: the detector's score_threshold)
+        self.optional_input_names = tuple(i.name for i in self._sess.get_overridable_initializers())
         self.output_names = tuple(o.name for o in self._sess.get_outputs())
         self.on_cuda = self._sess.get_providers()[0] == CUDA_PROVIDER
         if providers and providers[0] == CUDA_PROVIDER and not self.on_cuda:
@@ -133,11 +140,12 @@ class OrtRunner:
         missing = set(self.input_names) - set(feed)
         if missing:
             raise ModelError(f"{self.name} | missing inputs {sorted(missing)}; expected {list(self.input_names)}")
+        names = self.input_names + tuple(k for k in self.optional_input_names if k in feed)
         if not self.on_cuda:
-            outs = self._sess.run(None, {k: feed[k] for k in self.input_names})
+            outs = self._sess.run(None, {k: feed[k] for k in names})
             return dict(zip(self.output_names, outs, strict=True))
         io = self._sess.io_binding()
-        for k in self.input_names:
+        for k in names:
             io.bind_cpu_input(k, np.ascontiguousarray(feed[k]))
         for k in self.output_names:
             io.bind_output(k, "cpu")
