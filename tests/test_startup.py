@@ -104,3 +104,25 @@ def test_reading_a_file_without_pyarrow_dataset_gives_what_read_table_gives(tmp_
     assert read_file(path).equals(pq.read_table(path))
     with pytest.raises(OSError):
         read_file(str(tmp_path / "missing.parquet"))
+
+
+def test_pandas_is_refused_only_in_the_console_process_and_only_while_the_job_runs():
+    code = """
+import pyarrow as pa
+from ferbatch.cli.startup import mark_console, without_pandas
+with without_pandas():  # not the console script's process: nothing refused
+    pass
+mark_console()
+with without_pandas():
+    try:
+        import pandas
+        raise SystemExit("pandas imported inside the block")
+    except ImportError:
+        pass
+    t = pa.table({"a": [1, 2]})  # pyarrow works as without pandas
+    assert t["a"].to_numpy().tolist() == [1, 2]
+assert type(t.to_pandas()).__name__ == "DataFrame"  # and imports it again afterwards
+"""
+    pytest.importorskip("pandas")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
