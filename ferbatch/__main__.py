@@ -1,5 +1,5 @@
 """``python -m ferbatch`` runs the command line."""
 
-from ferbatch.cli import app
+from ferbatch.cli import main
 
-app()
+main()

@@ -92,16 +92,36 @@ class ModelSpec:
 class Runner(Protocol):
     """A loaded model that maps named input arrays to named output arrays.
 
+    Threads: a runner whose ``thread_safe`` is True may run ``infer`` from several threads at once
+    (an ONNX Runtime session). Otherwise ``infer`` calls must not overlap (an OpenVINO infer
+    request, a TensorRT execution context and its stream and buffers are one call's state): each
+    thread runs its own :meth:`clone`, which shares the loaded model (weights, compiled graph,
+    engine) and owns only that per-call state.
+
     Attributes:
         name: a short label for logs ("onnxruntime:ultraface-rfb-320").
         max_batch: the largest batch one ``infer`` call takes (0 = unbounded).
         input_names, output_names: tensor names in the graph.
+        thread_safe: ``infer`` may be called from several threads at once.
     """
 
     name: str
     max_batch: int
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    thread_safe: bool
+
+    def clone(self) -> Runner:
+        """A runner of the same model for another thread.
+
+        Returns:
+            A new runner with its own per-call state over the same loaded model (close it, then
+            the runner it came from); the runner itself when ``thread_safe`` (nothing new to close).
+
+        Raises:
+            ModelError: the backend cannot make the per-call state (out of device memory).
+        """
+        ...
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch.

@@ -39,6 +39,9 @@ def _main(version: Annotated[bool, typer.Option("--version", help="Print the ver
 def main() -> None:
     """The ``ferbatch`` console script. A closed standard output (``ferbatch query ... | head``)
     ends the command silently (typer's handling of EPIPE: exit status 1, no traceback)."""
+    from ferbatch.cli.startup import mark_console
+
+    mark_console()  # a job in this process may leave pandas out (ferbatch.cli.startup)
     sys.exit(app())
 
 

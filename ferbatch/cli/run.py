@@ -153,6 +153,7 @@ def run(
     Still images are refused before anything starts (see ferbatch analyze).
     """
     from ferbatch.api import run as run_job
+    from ferbatch.cli.startup import without_pandas
     from ferbatch.job.progress import progress_bar
 
     set_verbosity(verbose, quiet)  # -q: also Ray's start-up warnings (token authentication, ...)
@@ -177,7 +178,8 @@ def run(
             backend=backend.value,
             precision=precision.value,
         )
-        with progress_bar(console, disable=quiet) as progress:
+        # a job needs no pandas; pyarrow would import it on its first conversion
+        with progress_bar(console, disable=quiet) as progress, without_pandas():
             with _sigterm_as_interrupt():
                 s = run_job(
                     inputs,

@@ -33,9 +33,9 @@ import uuid
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from ferbatch.dataset.parquet_file import read_file
 from ferbatch.dataset.schema import FACES_SCHEMA, FRAMES_SCHEMA, PARTITION_SCHEMA, TRACKS_SCHEMA
 from ferbatch.errors import OutputError
 from ferbatch.location import Location, open_location
@@ -119,7 +119,7 @@ def read_parquet(loc: Location, rel: str, schema: pa.Schema | None = None) -> pa
         OutputError: it is missing or unreadable (the message names it).
     """
     try:
-        return pq.read_table(loc.path(rel), filesystem=loc.fs, schema=schema)
+        return read_file(loc.path(rel), loc.fs, schema)  # read_table would import pyarrow.dataset, and it pandas
     except (OSError, pa.ArrowException) as e:
         raise OutputError(f"{loc.name(rel)} | unreadable: {e}") from e
 
@@ -312,6 +312,8 @@ def open_table(where: str | os.PathLike[str] | Location, name: str) -> pa.Table:
         if not loc.is_file("videos.parquet"):
             raise OutputError(f"{loc.name('videos.parquet')} | no videos table: is {loc.uri} a ferbatch output directory?")
         return read_parquet(loc, "videos.parquet")
+    import pyarrow.dataset as pads  # here, not at the top: it imports pandas, which no job needs
+
     schema = stored_schema(name)
     layout, listed = reader_files(loc)
     if listed is None:

@@ -155,7 +155,7 @@ def _run_locked(
             book.finish_video(vid, manifest["videos"][vid])
         if n_items:
             if use_ray is None:
-                use_ray, why = wants_ray(address, to_probe, len(resumed))
+                use_ray, why = wants_ray(address, to_probe, resumed)
             else:
                 why = "requested"
             summary.runner = f"{'ray' if use_ray else 'in-process'} ({why})"
@@ -280,18 +280,31 @@ LOCAL_MAX_FRAMES = 20_000
 LOCAL_MAX_VIDEOS = 16  # estimating frames opens each file: only for a few videos
 
 
-def wants_ray(address: str | None, to_probe: list[VideoTask], resumed_shards: int) -> tuple[bool, str]:
+def wants_ray(address: str | None, to_probe: list[VideoTask], resumed: list[Shard]) -> tuple[bool, str]:
     """(use Ray, why) for a job whose runner was not chosen: Ray on a cluster or for a big job.
 
-    The frame count is estimated from the container headers (:func:`ferbatch.media.probe.estimate_frames`).
+    A resumed job is sized like a fresh one: its resumed shards count their planned frames (their
+    stored index says how many, no file is opened) and its new videos are estimated from their
+    container headers (:func:`ferbatch.media.probe.estimate_frames`), so resuming four short clips
+    after Ctrl-C runs in-process as their first run did.
+
+    Args:
+        address: a Ray cluster address, or None for this machine.
+        to_probe: videos still to probe and plan.
+        resumed: shards planned by an earlier run and still to do.
+
+    Returns:
+        (True, why) for a cluster, more than :data:`LOCAL_MAX_VIDEOS` videos to open or more than
+        :data:`LOCAL_MAX_FRAMES` frames in all; else (False, why).
     """
     if address:
         return True, "cluster address given"
-    if resumed_shards or len(to_probe) > LOCAL_MAX_VIDEOS:
-        return True, f"more than {LOCAL_MAX_VIDEOS} videos or a resumed job"
+    if len(to_probe) > LOCAL_MAX_VIDEOS:
+        return True, f"more than {LOCAL_MAX_VIDEOS} videos to probe"
     from ferbatch.media.probe import estimate_frames
 
-    frames = sum(estimate_frames(t.path) for t in to_probe)
+    frames = sum(s.frames for s in resumed) + sum(estimate_frames(t.path) for t in to_probe)
+    what = f"about {frames} frames" + (f" ({len(resumed)} resumed shards)" if resumed else "")
     if frames > LOCAL_MAX_FRAMES:
-        return True, f"about {frames} frames > {LOCAL_MAX_FRAMES}"
-    return False, f"about {frames} frames <= {LOCAL_MAX_FRAMES}: Ray's start-up would not pay"
+        return True, f"{what} > {LOCAL_MAX_FRAMES}"
+    return False, f"{what} <= {LOCAL_MAX_FRAMES}: Ray's start-up would not pay"

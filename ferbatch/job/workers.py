@@ -10,8 +10,10 @@ can start a replacement and retry the shard a bounded number of times (DESIGN_NO
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
+import queue
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -101,13 +103,34 @@ class ShardWorker:
         """The backend this worker runs and why (returned once the models are loaded)."""
         return f"{self.models.backend} ({self.models.backend_reason})"
 
+    def for_thread(self) -> ShardWorker:
+        """A worker that another thread runs beside this one: this worker when its runners are
+        thread-safe (ONNX Runtime), else one over the same loaded models with runners of its own
+        (:meth:`ferbatch.models.load.Models.for_thread`).
+
+        Raises:
+            ModelError: a runner cannot be cloned.
+        """
+        models = self.models.for_thread()
+        if models is self.models:
+            return self
+        twin = copy.copy(self)
+        twin.models = models
+        return twin
+
 
 class LocalPool:
-    """Runs worker calls in this process (no Ray): ``n`` threads share one worker and its models.
+    """Runs worker calls in this process (no Ray) on ``n`` threads over one set of loaded models.
 
     ONNX Runtime sessions may be run from several threads at once, and FFmpeg and ONNX Runtime
     release the GIL, so ``n`` threads with single-threaded sessions use ``n`` cores like ``n``
-    worker processes, without Ray's start-up. Results are yielded as they finish.
+    worker processes, without Ray's start-up. Runners that are not thread-safe (OpenVINO's infer
+    request, TensorRT's execution context) are cloned: each of the ``n`` concurrent calls takes a
+    worker of its own from a pool of ``n`` (:meth:`ShardWorker.for_thread`), which shares the
+    loaded models. Results are yielded as they finish.
+
+    Raises:
+        ConfigError, ModelError: the worker cannot load its models or clone its runners.
     """
 
     def __init__(self, make_worker: Callable[[], ShardWorker], n: int = 1):
@@ -115,14 +138,26 @@ class LocalPool:
         self.n = max(1, int(n))
         self.backends = [self.worker.ping()]
         self.deaths = 0
+        self._workers = [self.worker]  # one per concurrent call (the same object when thread-safe)
+        try:
+            self._workers += [self.worker.for_thread() for _ in range(self.n - 1)]
+        except BaseException:
+            self.close()
+            raise
+        self._idle: queue.SimpleQueue[ShardWorker] = queue.SimpleQueue()
+        for w in self._workers:
+            self._idle.put(w)
 
     def _call(self, method: str, it: Any, args: tuple) -> PoolItem:
+        worker = self._idle.get()  # never waits: at most n calls run, and n workers are idle then
         try:
-            return it, getattr(self.worker, method)(it, *args), None
+            return it, getattr(worker, method)(it, *args), None
         except DecodeError as e:  # this video's own problem: record it, go on
             return it, None, e
         except Exception as e:  # the machine's (disk full, out of memory) or a bug: stop the job
             raise _abort(e, it) from e
+        finally:
+            self._idle.put(worker)
 
     def map(self, method: str, items: Iterable[Any], *args: Any) -> Iterator[PoolItem]:
         if self.n == 1:
@@ -145,6 +180,10 @@ class LocalPool:
                     fut.cancel()
 
     def close(self) -> None:
+        """Free the threads' runner clones, then the loaded models."""
+        for w in self._workers[1:]:
+            if w.models is not self.worker.models:
+                w.models.close()
         self.worker.models.close()
 
 

@@ -127,8 +127,6 @@ def prepare_detector(
     Returns:
         Path of the prepared ONNX file in the user cache.
     """
-    import onnx
-
     from ferbatch.models.registry import sha256_file
 
     src = Path(src)
@@ -150,6 +148,8 @@ def prepare_detector(
     dst = _cache_path(spec, src_sha256 or sha256_file(src), params)
     if dst.is_file():
         return dst
+    import onnx  # only on a cache miss: importing it costs about a second, a prepared graph needs none
+
     with _parsing(src, spec):
         m = _load_at_opset(src)
         make_batch_symbolic(m)
@@ -182,8 +182,6 @@ def prepare_classifier(
     Returns:
         Path of the prepared ONNX file in the user cache.
     """
-    import onnx
-
     from ferbatch.models.registry import sha256_file
 
     src = Path(src)
@@ -191,6 +189,8 @@ def prepare_classifier(
     dst = _cache_path(spec, src_sha256 or sha256_file(src), {"kind": "classifier", "precision": precision, "uint8": uint8_input})
     if dst.is_file():
         return dst
+    import onnx  # only on a cache miss (see prepare_detector)
+
     with _parsing(src, spec):
         m = onnx.load(str(src))
         make_batch_symbolic(m)

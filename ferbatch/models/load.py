@@ -4,14 +4,17 @@ preparation and runner creation. Expensive; a worker calls :func:`load_models` o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferbatch.config import GPU_BACKENDS, JobConfig
 from ferbatch.errors import ConfigError
 from ferbatch.models.graphs import prepare_classifier, prepare_detector
 from ferbatch.models.registry import ModelSpec, load_registry, resolve_model_file
+from ferbatch.specs import Runner
 from ferbatch.vision.classify import Classifier
 from ferbatch.vision.detect import Detector
 from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector
@@ -28,12 +31,23 @@ class ModelRef:
     sha256: str
 
 
+Wrap = Callable[[Runner, Runner], tuple[AnyDetector, Classifier]]
+
+
 @dataclass
 class Models:
     """A worker's loaded models.
 
+    Threads: the detector and classifier wrappers may be shared by threads; their runners only when
+    ``thread_safe`` (see :class:`ferbatch.specs.Runner`). A thread that runs beside others takes
+    :meth:`for_thread`.
+
     Attributes:
         backend: "onnxruntime", "onnxruntime-cuda", "tensorrt" or "openvino"; backend_reason: why it was picked.
+        wrap: builds the detector and classifier around two runners as :func:`load_models` did
+            (None: :meth:`for_thread` cannot clone).
+        owned: which of (detector runner, classifier runner) ``close`` frees: a thread's models
+            share the runners that are thread-safe with the models they came from.
     """
 
     detector: AnyDetector
@@ -42,11 +56,50 @@ class Models:
     backend: str = "onnxruntime"
     backend_reason: str = ""
     detect_batch: int = 8  # frames per detector call, resolved for the backend
+    wrap: Wrap | None = field(default=None, repr=False, compare=False)
+    owned: tuple[bool, bool] = (True, True)
+
+    @property
+    def thread_safe(self) -> bool:
+        """True when several threads may run these models at once (both runners thread-safe)."""
+        return bool(self.detector.runner.thread_safe and self.classifier.runner.thread_safe)
+
+    def for_thread(self) -> Models:
+        """Models another thread runs beside the threads running these: these models when
+        ``thread_safe``; else the same loaded models behind the runners' clones (OpenVINO: an
+        infer request each; TensorRT: an execution context, stream and buffers each). Close the
+        result (it frees its clones only) before these.
+
+        Raises:
+            ModelError: a runner cannot be cloned (closed; out of device memory), or these models
+                were not made by :func:`load_models` (no ``wrap``).
+        """
+        if self.thread_safe:
+            return self
+        from ferbatch.errors import ModelError
+
+        if self.wrap is None:
+            raise ModelError(f"{self.detector.runner.name} | not thread-safe, and these models cannot be cloned for another thread")
+        runners = (self.detector.runner, self.classifier.runner)
+        clones: list[Runner] = []
+        try:
+            for r in runners:
+                clones.append(r if r.thread_safe else r.clone())
+        except BaseException:
+            for r, c in zip(runners, clones, strict=False):
+                if c is not r:
+                    c.close()
+            raise
+        det, cls = self.wrap(clones[0], clones[1])
+        owned = (clones[0] is not runners[0], clones[1] is not runners[1])
+        return dataclasses.replace(self, detector=det, classifier=cls, owned=owned)
 
     def close(self) -> None:
-        """Free both runners."""
-        self.detector.runner.close()
-        self.classifier.runner.close()
+        """Free the runners these models own (both, unless they came from :meth:`for_thread`)."""
+        if self.owned[0]:
+            self.detector.runner.close()
+        if self.owned[1]:
+            self.classifier.runner.close()
 
 
 def resolve_specs(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
@@ -244,20 +297,24 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
         providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if backend == "onnxruntime-cuda" else None
         det_runner = OrtRunner(det_graph(nms), threads=threads, providers=providers, max_batch=det_batch, name=f"{backend}:{det_spec.name}")
         cls_runner = OrtRunner(cls_graph, threads=threads, providers=providers, max_batch=cls_batch, name=f"{backend}:{cls_spec.name}")
-    plain = Detector(
-        det_runner,
-        det_spec,
-        in_graph_nms=nms,
-        max_faces=cfg.max_faces,
-        score_threshold=cfg.score_threshold,
-        iou_threshold=cfg.iou_threshold,
-    )
-    # the input follows the frame where the graph allows it (TensorRT plans have one input size: kept fixed)
-    inner = FrameSizedDetector(plain, max_side=det_spec.input_max_side) if det_spec.input_max_side and backend != "tensorrt" else plain
-    det: AnyDetector = inner if cfg.min_face_px is None else TiledDetector(inner, min_face_px=cfg.min_face_px)
-    cls = Classifier(cls_runner, cls_spec)
+
+    def wrap(det_runner: Runner, cls_runner: Runner) -> tuple[AnyDetector, Classifier]:
+        plain = Detector(
+            det_runner,
+            det_spec,
+            in_graph_nms=nms,
+            max_faces=cfg.max_faces,
+            score_threshold=cfg.score_threshold,
+            iou_threshold=cfg.iou_threshold,
+        )
+        # the input follows the frame where the graph allows it (TensorRT plans have one input size: kept fixed)
+        inner = FrameSizedDetector(plain, max_side=det_spec.input_max_side) if det_spec.input_max_side and backend != "tensorrt" else plain
+        det: AnyDetector = inner if cfg.min_face_px is None else TiledDetector(inner, min_face_px=cfg.min_face_px)
+        return det, Classifier(cls_runner, cls_spec)
+
+    det, cls = wrap(det_runner, cls_runner)
     refs = {
         "detector": ModelRef(det_spec.name, det_spec.file, det_spec.sha256),
         "classifier": ModelRef(cls_spec.name, cls_spec.file, cls_spec.sha256),
     }
-    return Models(det, cls, refs, backend, reason, det_batch)
+    return Models(det, cls, refs, backend, reason, det_batch, wrap=wrap)

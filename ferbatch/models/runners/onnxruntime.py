@@ -96,11 +96,16 @@ class OrtRunner:
             Runtime's default "EXHAUSTIVE" benchmarks every algorithm for every new shape
             (ONNX Runtime docs, CUDA execution provider, ``cudnn_conv_algo_search``).
 
+    Threads: ``thread_safe`` is True: ONNX Runtime's ``InferenceSession.run`` may be called from
+    several threads at once (each call has its own state; on CUDA, each call binds its own I/O
+    binding), so :meth:`clone` returns the runner itself.
+
     Raises:
         ModelError: onnxruntime cannot load the graph (the message has its reason).
     """
 
     cudnn_conv_algo_search = "HEURISTIC"
+    thread_safe = True
 
     def __init__(
         self,
@@ -151,6 +156,10 @@ class OrtRunner:
             io.bind_output(k, "cpu")
         self._sess.run_with_iobinding(io)
         return dict(zip(self.output_names, io.copy_outputs_to_cpu(), strict=True))
+
+    def clone(self) -> OrtRunner:
+        """This runner (see :class:`ferbatch.specs.Runner`): threads share one session."""
+        return self
 
     def close(self) -> None:
         """Drop the session."""

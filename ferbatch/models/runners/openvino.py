@@ -32,10 +32,17 @@ class OvRunner:
         max_batch: the largest batch ``infer`` accepts in one call (callers chunk to it).
         name: label for logs.
 
+    Threads: ``thread_safe`` is False. The compiled model may be shared, but an infer request holds
+    one call's input and output tensors, so two threads on one request read each other's outputs
+    (or a tensor of another call's shape). :meth:`clone` gives another thread its own request over
+    the same compiled model (no second compilation).
+
     Raises:
         ConfigError: the openvino package is missing.
         ModelError: OpenVINO cannot read or compile the graph (the message has its reason).
     """
+
+    thread_safe = False
 
     def __init__(self, model_path: str | os.PathLike[str], *, threads: int = 1, max_batch: int = 64, name: str | None = None):
         try:
@@ -50,11 +57,16 @@ class OvRunner:
             self._compiled = core.compile_model(core.read_model(str(model_path)), "CPU", cfg)
         except Exception as e:  # OpenVINO raises RuntimeError with the front end's message
             raise ModelError(f"{model_path} | OpenVINO cannot read or compile it: {e}") from e
-        self._req = self._compiled.create_infer_request()
-        self.name = name or f"openvino:{Path(model_path).stem}"
+        self._attach(self._compiled, name or f"openvino:{Path(model_path).stem}", max_batch)
+
+    def _attach(self, compiled, name: str, max_batch: int) -> None:
+        """Take ``compiled`` (shared with other clones) and make this runner's own infer request."""
+        self._compiled = compiled
+        self._req = compiled.create_infer_request()
+        self.name = name
         self.max_batch = int(max_batch)
-        self.input_names = tuple(_name(i) for i in self._compiled.inputs)
-        self.output_names = tuple(_name(o) for o in self._compiled.outputs)
+        self.input_names = tuple(_name(i) for i in compiled.inputs)
+        self.output_names = tuple(_name(o) for o in compiled.outputs)
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch (see :class:`ferbatch.specs.Runner`). Outputs are copies (the request's
@@ -65,8 +77,21 @@ class OvRunner:
         res = self._req.infer({k: feed[k] for k in self.input_names})
         return {_name(o): np.array(res[o], copy=True) for o in self._compiled.outputs}
 
+    def clone(self) -> OvRunner:
+        """A runner with its own infer request over this compiled model (see :class:`ferbatch.specs.Runner`).
+
+        Raises:
+            ModelError: this runner is closed.
+        """
+        if self._compiled is None:
+            raise ModelError(f"{self.name} | closed: nothing to clone")
+        twin = OvRunner.__new__(OvRunner)
+        twin._attach(self._compiled, self.name, self.max_batch)
+        return twin
+
     def close(self) -> None:
-        """Drop the compiled model."""
+        """Drop the infer request and this runner's reference to the compiled model (freed with the
+        last clone's)."""
         self._req = None
         self._compiled = None
 

@@ -1,4 +1,5 @@
-"""TensorRT runner with pycuda buffers and one stream (GPU only; never imported on the CPU path).
+"""TensorRT runner with pycuda buffers and one stream per runner, a clone per thread (GPU only;
+never imported on the CPU path).
 
 The worker's CUDA primary context is retained (``retain_primary_context``, never
 ``pycuda.autoinit``, so TensorRT and pycuda share one context) and pushed around every call that
@@ -27,24 +28,50 @@ class TrtRunner:
         plan_path: a serialized engine from :func:`ferbatch.models.trt_plans.build_or_load_plan`.
         name: label for logs.
 
+    Threads: ``thread_safe`` is False: the execution context, the stream and the staging buffers
+    are one call's state. :meth:`clone` gives another thread its own context, stream and buffers
+    over the same deserialized engine (the weights are on the GPU once).
+
     Raises:
         ConfigError: tensorrt/pycuda missing; ModelError: the plan does not deserialize.
     """
+
+    thread_safe = False
 
     def __init__(self, plan_path: str | os.PathLike[str], *, name: str | None = None):
         from ferbatch.models.trt_plans import require_tensorrt
 
         trt, cuda = require_tensorrt()
-        self._trt, self._cuda = trt, cuda
         cuda.init()
-        self._ctx = cuda.Device(0).retain_primary_context()
-        with self._active():
+        ctx = cuda.Device(0).retain_primary_context()
+        ctx.push()
+        try:
             runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
             with open(plan_path, "rb") as f:
-                self._engine = runtime.deserialize_cuda_engine(f.read())
-            if self._engine is None:
-                raise ModelError(f"{plan_path} | TensorRT cannot deserialize this plan")
+                engine = runtime.deserialize_cuda_engine(f.read())
+        finally:
+            cuda.Context.pop()
+        if engine is None:
+            ctx.detach()
+            raise ModelError(f"{plan_path} | TensorRT cannot deserialize this plan")
+        self._attach(trt, cuda, ctx, engine, name or f"tensorrt:{os.path.basename(str(plan_path))}")
+
+    def _attach(self, trt, cuda, ctx, engine, name: str) -> None:
+        """Take the retained primary context ``ctx`` (this runner detaches it on close) and the
+        engine (shared with other clones); make this runner's execution context, stream and buffers."""
+        self._trt, self._cuda, self._ctx, self._engine, self.name = trt, cuda, ctx, engine, name
+        try:
+            self._make_call_state()
+        except BaseException:
+            self.close()  # what was allocated, and the retained context
+            raise
+
+    def _make_call_state(self) -> None:
+        trt, cuda = self._trt, self._cuda
+        with self._active():
             self._context = self._engine.create_execution_context()
+            if self._context is None:
+                raise ModelError(f"{self.name} | TensorRT cannot create an execution context (out of GPU memory?)")
             self._stream = cuda.Stream()
             names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
             self.input_names = tuple(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
@@ -59,7 +86,6 @@ class TrtRunner:
                 dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(n)))
                 self._host[n] = cuda.pagelocked_empty(tuple(shape), dtype)
                 self._dev[n] = cuda.mem_alloc(self._host[n].nbytes)
-        self.name = name or f"tensorrt:{os.path.basename(str(plan_path))}"
 
     @contextlib.contextmanager
     def _active(self):
@@ -98,6 +124,19 @@ class TrtRunner:
                 outs[name] = (host, shape)
             self._stream.synchronize()
         return {k: h.reshape(s).copy() for k, (h, s) in outs.items()}
+
+    def clone(self) -> TrtRunner:
+        """A runner with its own execution context, stream and buffers over this engine (see
+        :class:`ferbatch.specs.Runner`); it retains the primary context once more.
+
+        Raises:
+            ModelError: this runner is closed, or TensorRT cannot create another context.
+        """
+        if getattr(self, "_ctx", None) is None:
+            raise ModelError(f"{self.name} | closed: nothing to clone")
+        twin = TrtRunner.__new__(TrtRunner)
+        twin._attach(self._trt, self._cuda, self._cuda.Device(0).retain_primary_context(), self._engine, self.name)
+        return twin
 
     def close(self) -> None:
         """Free the execution context, engine, stream and device buffers, then release the retained
