@@ -135,7 +135,11 @@ def check_engines(
     images = [f.image for f in iter_frames(video, index, 0, frames)]
     h, w = images[0].shape[:2]
     images += [np.zeros((h, w, 3), np.uint8) for _ in range(black_frames)]
-    ref, cand = load_models(reference, threads=2), load_models(candidate, threads=2)
+    # each side exactly as configured: in_graph_nms True = the graph's post-processing, even on a CPU
+    ref, cand = (
+        load_models(reference, threads=2, graph_nms=reference.in_graph_nms),
+        load_models(candidate, threads=2, graph_nms=candidate.in_graph_nms),
+    )
     try:
         return _compare(ref, cand, images, len(images) - black_frames, black_frames, tolerance_for(reference, candidate))
     finally:

@@ -72,7 +72,7 @@ def test_run_help_imports_no_heavy_module(tmp_path):
 
 
 def test_a_one_frame_in_process_job_imports_no_heavy_module(tmp_path, one_frame_clip):
-    prepare_graphs(JobConfig())  # the prepared graphs cached (the session's cache, which the child shares)
+    prepare_graphs(JobConfig(), "onnxruntime")  # the prepared graphs cached (the session's cache, which the child shares)
     modules, p = imported_by(tmp_path, "run", str(one_frame_clip), "--out", str(tmp_path / "out"), "--no-ray", "-q")
     assert p.returncode == 0, p.stdout + p.stderr
     assert (tmp_path / "out" / "videos.parquet").is_file()

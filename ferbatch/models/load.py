@@ -194,14 +194,30 @@ def prepare_models(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
     Raises:
         ConfigError, ModelError: one line naming the model, the file, what is wrong and the fix.
     """
-    (det_spec, det_graph), (cls_spec, cls_graph) = prepare_graphs(cfg)
+    (det_spec, det_graph), (cls_spec, cls_graph) = prepare_graphs(cfg, resolve_backend(cfg.backend)[0])
     _build_engines_here(cfg, det_graph, det_spec, cls_graph, cls_spec)
     return det_spec, cls_spec
 
 
-def prepare_graphs(cfg: JobConfig) -> tuple[tuple[ModelSpec, Path], tuple[ModelSpec, Path]]:
+def detector_nms_in_graph(cfg: JobConfig, det_spec: ModelSpec, backend: str) -> bool:
+    """Whether the detector graph a worker on ``backend`` runs has the post-processing inside.
+
+    YuNet's in-graph post-processing decodes all its priors; NumPy decodes only the candidates above
+    the threshold: on a CPU backend the NumPy path is 0.2-0.4 ms/frame cheaper
+    (scripts/bench_yunet_postproc.py) with the same rows (tests/test_yunet_nms_graph.py), so YuNet's
+    graph post-processing is used where the graph runs on a GPU backend; UltraFace's NMS is in the
+    graph everywhere. ``cfg.in_graph_nms`` False (``--numpy-nms``) turns it off for both."""
+    return cfg.in_graph_nms and (backend in GPU_BACKENDS or not det_spec.gives_landmarks)
+
+
+def prepare_graphs(cfg: JobConfig, backend: str | None = None) -> tuple[tuple[ModelSpec, Path], tuple[ModelSpec, Path]]:
     """((detector spec, prepared graph), (classifier spec, prepared graph)) for ``cfg``: resolved,
     sha256-checked, parsed and prepared (cached in the user cache).
+
+    Args:
+        cfg: the job config.
+        backend: the resolved backend the graphs are prepared for (the detector's post-processing
+            follows it: :func:`detector_nms_in_graph`); None = as ``cfg.in_graph_nms`` says (export).
 
     Raises:
         ConfigError, ModelError: see :func:`prepare_models`.
@@ -210,7 +226,7 @@ def prepare_graphs(cfg: JobConfig) -> tuple[tuple[ModelSpec, Path], tuple[ModelS
     det_graph = prepare_detector(
         resolve_model_file(det_spec, cfg.detector_file),
         det_spec,
-        in_graph_nms=cfg.in_graph_nms,
+        in_graph_nms=cfg.in_graph_nms if backend is None else detector_nms_in_graph(cfg, det_spec, backend),
         max_faces=cfg.max_faces,
         score_threshold=cfg.score_threshold,
         iou_threshold=cfg.iou_threshold,
@@ -238,12 +254,15 @@ def _build_engines_here(cfg: JobConfig, det_graph: Path, det_spec: ModelSpec, cl
     _trt_plan(cls_graph, cls_spec, cfg.precision, cls_batch)
 
 
-def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
+def load_models(cfg: JobConfig, threads: int | None = None, *, graph_nms: bool | None = None) -> Models:
     """Resolve, check, prepare and load both models for ``cfg``.
 
     Args:
         cfg: the job config.
         threads: ONNX Runtime intra-op threads (default ``cfg.resolved_threads()``).
+        graph_nms: run the detector's post-processing in the graph (True) or in NumPy (False)
+            whatever the backend; None = :func:`detector_nms_in_graph` (``ferbatch check-engines``
+            compares the two explicitly).
 
     Raises:
         ConfigError, ModelError: see :func:`resolve_specs` and
@@ -273,10 +292,7 @@ def load_models(cfg: JobConfig, threads: int | None = None) -> Models:
         )
 
     cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
-    # YuNet's in-graph post-processing decodes all its priors; NumPy decodes only the candidates above
-    # the threshold: on a CPU backend the NumPy path is 0.2-0.4 ms/frame cheaper (scripts/bench_yunet_postproc.py)
-    # with the same rows (tests/test_yunet_nms_graph.py), so the graph's is used where the graph runs on a device
-    nms = cfg.in_graph_nms and (backend in GPU_BACKENDS or not det_spec.gives_landmarks)
+    nms = detector_nms_in_graph(cfg, det_spec, backend) if graph_nms is None else graph_nms and det_spec.nms_in_graph
     det_batch, cls_batch = cfg.batches(backend)
     if backend == "tensorrt":
         try:
