@@ -1,0 +1,188 @@
+"""Decoder selection (``--decoder auto|pyav|nvdec``) and the parts of the NVDEC path that run
+without a GPU: the choice with PyNvVideoCodec absent (the real state of this machine), the choice
+with it present (a stand-in module, see ``nvdec_present``), the format fallbacks on real 4:4:4 and
+10-bit streams, the NV12 -> RGB conversion against PyAV's own frames, and the per-video fallback
+recorded in the videos table by a real job."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import INTEL_2FACE
+from typer.testing import CliRunner
+
+from ferbatch.cli import app
+from ferbatch.config import RESULT_KEYS, JobConfig
+from ferbatch.errors import ConfigError
+from ferbatch.media import decoders
+from ferbatch.media.decoders import StreamFormat, check_decoder, choose_decoder, frame_iterator, nvdec_available, stream_format
+from ferbatch.media.nvdec import iter_frames_nvdec, nv12_to_rgb
+
+
+def _clip(path: Path, codec: str, pix_fmt: str, n: int = 12, size: tuple[int, int] = (96, 64), colorspace: int | None = None) -> Path:
+    """A short clip of moving gradients with ``codec`` / ``pix_fmt`` (skipped when this FFmpeg lacks the encoder)."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV build has no {codec} encoder")
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        if colorspace is not None:
+            s.codec_context.colorspace = colorspace
+        if codec == "libx265":
+            s.options = {"x265-params": "log-level=error"}
+        for i in range(n):
+            img = np.stack([(xx * 2 + i * 9) % 256, (yy * 3 + i * 5) % 256, ((xx + yy) + i * 17) % 256], -1).astype(np.uint8)
+            out.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(s.encode())
+    return path
+
+
+@pytest.fixture
+def nvdec_present(monkeypatch):
+    """STAND-IN for PyNvVideoCodec: an empty module with a version, registered under another name,
+    so that only the selection logic's "PyNvVideoCodec imports" branch can be tested on a machine
+    where the real package cannot be installed. It decodes nothing; no test decodes with it."""
+    standin = types.ModuleType("ferbatch_test_pynvvideocodec_standin")
+    standin.__version__ = "stand-in"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, standin.__name__, standin)
+    monkeypatch.setattr(decoders, "NVDEC_MODULE", standin.__name__)
+    return standin
+
+
+H264_420 = StreamFormat("h264", "yuv420p")
+
+
+def test_pynvvideocodec_is_absent_here():
+    ok, why = nvdec_available()
+    assert not ok and "PyNvVideoCodec is not installed" in why
+
+
+def test_choice_without_pynvvideocodec():
+    assert choose_decoder("pyav", "tensorrt", H264_420) == ("pyav", "requested")
+    # a CPU backend: PyAV, whatever is installed (the stream is not even read)
+    assert choose_decoder("auto", "onnxruntime", lambda: pytest.fail("read the stream")) == (
+        "pyav",
+        "the onnxruntime backend runs on the CPU",
+    )
+    name, why = choose_decoder("auto", "onnxruntime-cuda", H264_420)
+    assert name == "pyav" and "PyNvVideoCodec is not installed" in why
+    with pytest.raises(ConfigError, match=r"^--decoder nvdec \| not usable on this machine: PyNvVideoCodec is not installed"):
+        choose_decoder("nvdec", "tensorrt", H264_420)
+    with pytest.raises(ConfigError, match="--decoder nvdec .*PyNvVideoCodec is not installed"):
+        check_decoder("nvdec")
+    with pytest.raises(ConfigError, match="--decoder .*'cuvid'"):
+        check_decoder("cuvid")
+
+
+def test_choice_with_pynvvideocodec(nvdec_present, tmp_path):
+    assert choose_decoder("auto", "tensorrt", H264_420) == ("nvdec", "PyNvVideoCodec stand-in, h264 yuv420p")
+    assert choose_decoder("nvdec", "onnxruntime", H264_420)[0] == "nvdec"  # asked for: decoded on the GPU, inferred on the CPU
+    assert choose_decoder("auto", "onnxruntime", H264_420)[0] == "pyav"
+    for codec in ("hevc", "av1", "vp9"):
+        assert choose_decoder("auto", "onnxruntime-cuda", StreamFormat(codec, "yuvj420p"))[0] == "nvdec"
+    name, why = choose_decoder("nvdec", "tensorrt", StreamFormat("mpeg4", "yuv420p"))
+    assert (name, why) == ("pyav", "NVDEC fallback to PyAV: codec mpeg4 is not one NVDEC decodes here (av1, h264, hevc, vp9)")
+    check_decoder("nvdec")  # no error
+
+
+def test_444_and_10bit_streams_fall_back_naming_the_format(nvdec_present, tmp_path):
+    c444 = _clip(tmp_path / "c444.mp4", "libx264", "yuv444p")
+    assert stream_format(str(c444)) == StreamFormat("h264", "yuv444p")
+    name, why = choose_decoder("nvdec", "tensorrt", lambda: stream_format(str(c444)))
+    assert name == "pyav" and why == (
+        "NVDEC fallback to PyAV: pixel format yuv444p (4:4:4 chroma) is not 8-bit 4:2:0, the only format NVDEC decodes here"
+    )
+    assert choose_decoder("auto", "tensorrt", lambda: stream_format(str(c444)))[1].startswith("pixel format yuv444p (4:4:4 chroma)")
+    c10 = _clip(tmp_path / "c10.mkv", "libx265", "yuv420p10le")
+    assert stream_format(str(c10)) == StreamFormat("hevc", "yuv420p10le")
+    name, why = choose_decoder("nvdec", "onnxruntime-cuda", stream_format(str(c10)))
+    assert name == "pyav" and "pixel format yuv420p10le (10-bit) is not 8-bit 4:2:0" in why
+    c420 = _clip(tmp_path / "c420.mp4", "libx264", "yuv420p")
+    assert choose_decoder("auto", "tensorrt", lambda: stream_format(str(c420)))[0] == "nvdec"
+
+
+def test_decoder_is_a_speed_knob():
+    assert "decoder" not in RESULT_KEYS
+    assert JobConfig(decoder="nvdec").result_key() == JobConfig(decoder="pyav").result_key() == JobConfig().result_key()
+    with pytest.raises(ConfigError, match="--decoder .*expected one of auto, pyav, nvdec"):
+        JobConfig(decoder="gpu")
+
+
+def test_frame_iterators():
+    from ferbatch.media.decode import iter_frames
+
+    assert frame_iterator("pyav") is iter_frames and frame_iterator("nvdec") is iter_frames_nvdec
+    from ferbatch.media.probe import probe_video
+
+    _, index = probe_video(INTEL_2FACE)
+    with pytest.raises(ImportError, match="PyNvVideoCodec"):  # never chosen here; if called, it says why
+        next(iter_frames_nvdec(INTEL_2FACE, index, 0, 4))
+
+
+def _nv12_matches_pyav(path: Path, limit: int = 60) -> int:
+    """Every frame: PyAV's RGB == nv12_to_rgb(the same picture as NV12, the stream's colour space/range)."""
+    n = 0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        cc = s.codec_context
+        for fr in c.decode(s):
+            ref = fr.to_ndarray(format="rgb24")
+            nv12 = fr.reformat(format="nv12").to_ndarray()  # what NVDEC hands over: Y, then interleaved U/V
+            assert nv12.shape == (fr.height * 3 // 2, fr.width)
+            got = nv12_to_rgb(nv12, fr.width, fr.height, colorspace=cc.colorspace, color_range=cc.color_range)
+            assert got.dtype == np.uint8 and got.shape == ref.shape
+            assert np.array_equal(got, ref), f"frame {n}: max diff {np.abs(got.astype(int) - ref).max()}"
+            n += 1
+            if n >= limit:
+                break
+    return n
+
+
+def test_nv12_to_rgb_equals_pyav_frames(tmp_path):
+    assert _nv12_matches_pyav(INTEL_2FACE) == 56  # all its frames; colour space unspecified (BT.601 by default)
+    # BT.709 tagged, a width that is no multiple of 16 (swscale's SIMD paths), pitch wider than the picture
+    bt709 = _clip(tmp_path / "bt709.mp4", "libx264", "yuv420p", size=(202, 114), colorspace=1)
+    with av.open(str(bt709)) as c:
+        assert c.streams.video[0].codec_context.colorspace == 1
+    assert _nv12_matches_pyav(bt709) == 12
+    with av.open(str(bt709)) as c:
+        fr = next(c.decode(video=0))
+        nv12 = fr.reformat(format="nv12").to_ndarray()
+        pitched = np.zeros((nv12.shape[0], 256), np.uint8)
+        pitched[:, : fr.width] = nv12
+        assert np.array_equal(nv12_to_rgb(pitched, fr.width, fr.height, colorspace=1), fr.to_ndarray(format="rgb24"))
+    with pytest.raises(ValueError, match="odd"):
+        nv12_to_rgb(np.zeros((6, 5), np.uint8), 5, 4)
+    with pytest.raises(ValueError, match=r"expected \(6, >=4\) uint8"):
+        nv12_to_rgb(np.zeros((5, 4), np.uint8), 4, 4)
+
+
+def test_cli_decoder_nvdec_refused_clearly_here(tmp_path):
+    res = CliRunner().invoke(app, ["run", str(INTEL_2FACE), "--out", str(tmp_path / "o"), "--no-ray", "--decoder", "nvdec"])
+    assert res.exit_code == 2, res.output
+    assert "--decoder nvdec" in res.output and "PyNvVideoCodec is not installed" in res.output
+
+
+def test_videos_table_records_the_decoder_and_the_fallback(nvdec_present, tmp_path):
+    """A real job (in-process, CPU backend) with NVDEC requested and PyNvVideoCodec "present": the
+    4:4:4 video falls back to PyAV per video, its reason in notes; with auto the column says pyav."""
+    from ferbatch.api import run as run_job
+
+    vids = tmp_path / "in"
+    vids.mkdir()
+    _clip(vids / "c444.mp4", "libx264", "yuv444p", n=10, size=(160, 120))
+    run_job([vids], tmp_path / "nv", use_ray=False, backend="onnxruntime", decoder="nvdec", workers=1)
+    t = pq.read_table(tmp_path / "nv" / "videos.parquet").to_pylist()
+    assert [(r["status"], r["decoder"], r["frames"]) for r in t] == [("ok", "pyav", 10)]
+    assert "NVDEC fallback to PyAV: pixel format yuv444p (4:4:4 chroma)" in t[0]["notes"]
+    run_job([vids], tmp_path / "auto", use_ray=False, backend="onnxruntime", workers=1)
+    t = pq.read_table(tmp_path / "auto" / "videos.parquet").to_pylist()
+    assert [(r["status"], r["decoder"]) for r in t] == [("ok", "pyav")] and not t[0]["notes"]
