@@ -357,6 +357,8 @@ def _verify(shard: Shard, res: ShardResult, frame_idx: np.ndarray, stats: Decode
     Raises:
         DecodeError: no frame of the shard was decoded (a 0-frame shard is never "ok").
     """
+    if stats.fallback:  # NVDEC could not decode the file: PyAV did (same frames)
+        res.decoder, res.notes = "pyav", [*res.notes, stats.fallback]
     problems = stats.problems()
     if len(frame_idx) == 0:
         end = shard.start + expected

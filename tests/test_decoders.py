@@ -37,7 +37,7 @@ def _clip(path: Path, codec: str, pix_fmt: str, n: int = 12, size: tuple[int, in
         if colorspace is not None:
             s.codec_context.colorspace = colorspace
         if codec == "libx265":
-            s.options = {"x265-params": "log-level=error"}
+            s.options = {"x265-params": "log-level=error:keyint=12:min-keyint=12:bframes=3"}
         for i in range(n):
             img = np.stack([(xx * 2 + i * 9) % 256, (yy * 3 + i * 5) % 256, ((xx + yy) + i * 17) % 256], -1).astype(np.uint8)
             out.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
@@ -172,17 +172,83 @@ def test_cli_decoder_nvdec_refused_clearly_here(tmp_path):
 
 
 def test_videos_table_records_the_decoder_and_the_fallback(nvdec_present, tmp_path):
-    """A real job (in-process, CPU backend) with NVDEC requested and PyNvVideoCodec "present": the
-    4:4:4 video falls back to PyAV per video, its reason in notes; with auto the column says pyav."""
+    """A real job (in-process, CPU backend) with NVDEC requested and PyNvVideoCodec "present" (the
+    stand-in): the 4:4:4 video falls back to PyAV at the choice; the 4:2:0 one is given to NVDEC,
+    whose session cannot start (the stand-in has no decoder), so PyAV decodes it and says why. Both
+    record decoder "pyav" and the reason in notes; with auto the column says pyav and no note."""
     from ferbatch.api import run as run_job
 
     vids = tmp_path / "in"
     vids.mkdir()
     _clip(vids / "c444.mp4", "libx264", "yuv444p", n=10, size=(160, 120))
+    _clip(vids / "c420.mp4", "libx264", "yuv420p", n=10, size=(160, 120))
     run_job([vids], tmp_path / "nv", use_ray=False, backend="onnxruntime", decoder="nvdec", workers=1)
-    t = pq.read_table(tmp_path / "nv" / "videos.parquet").to_pylist()
-    assert [(r["status"], r["decoder"], r["frames"]) for r in t] == [("ok", "pyav", 10)]
-    assert "NVDEC fallback to PyAV: pixel format yuv444p (4:4:4 chroma)" in t[0]["notes"]
+    t = {r["path"]: r for r in pq.read_table(tmp_path / "nv" / "videos.parquet").to_pylist()}
+    assert [(r["status"], r["decoder"], r["frames"]) for r in t.values()] == [("ok", "pyav", 10)] * 2
+    assert "NVDEC fallback to PyAV: pixel format yuv444p (4:4:4 chroma)" in t["c444.mp4"]["notes"]
+    assert "NVDEC fallback to PyAV: NVDEC cannot decode it (AttributeError" in t["c420.mp4"]["notes"]
     run_job([vids], tmp_path / "auto", use_ray=False, backend="onnxruntime", workers=1)
-    t = pq.read_table(tmp_path / "auto" / "videos.parquet").to_pylist()
-    assert [(r["status"], r["decoder"]) for r in t] == [("ok", "pyav")] and not t[0]["notes"]
+    t = {r["path"]: r for r in pq.read_table(tmp_path / "auto" / "videos.parquet").to_pylist()}
+    assert [(r["status"], r["decoder"], r["notes"]) for r in t.values()] == [("ok", "pyav", None)] * 2
+
+
+def _fed_like_nvdec(path: Path, index, start: int, end: int | None):
+    """The NVDEC host path with FFmpeg's software decoder where the NVDEC hardware would be: the
+    packets of ``annexb_packets`` (PyAV demux, keyframe seek, Annex-B filter) decoded by a decoder
+    that gets no extradata (parameter sets in-band only, as NVDEC's parser), each packet with its
+    raw pts, the pictures placed by ``Timeline`` and converted from NV12 by ``nv12_to_rgb``. Not
+    NVDEC itself: the GPU session checks that (``gpu_check.py --steps nvdec_exact``)."""
+    from ferbatch.media.decode import DecodeStats, Frame, Timeline, _upright, frames_in_range
+    from ferbatch.media.nvdec import _rotation, annexb_packets
+    from ferbatch.media.probe import open_video, video_stream
+
+    st = DecodeStats()
+
+    def decoded(seek_k: int):
+        c, _ = open_video(str(path))
+        with c:
+            s = video_stream(c)
+            cc = s.codec_context
+            dec = av.CodecContext.create(cc.name, "r")
+            tl, rot, tb = Timeline(index, st), _rotation(str(path), s), s.time_base
+
+            def emit(frames):
+                for fr in frames:
+                    placed = tl.place(fr.pts)
+                    if placed is not None:
+                        nv12 = fr.reformat(format="nv12").to_ndarray()
+                        img = nv12_to_rgb(nv12, fr.width, fr.height, colorspace=cc.colorspace, color_range=cc.color_range)
+                        yield Frame(placed[0], float(placed[1] * tb) * 1000.0, _upright(img, rot))
+
+            for data, raw in annexb_packets(c, s, index, seek_k, st):
+                pkt = av.Packet(data)
+                pkt.pts = raw
+                yield from emit(dec.decode(pkt))
+            yield from emit(dec.decode(None))
+
+    return frames_in_range(str(path), index, start, end, st, decoded)
+
+
+@pytest.mark.parametrize("which", ["h264_bframes", "hevc_mov", "hevc_mkv"])
+def test_nvdec_packet_feed_gives_pyav_frames_whole_and_per_shard(which, tmp_path):
+    from conftest import FACE_NOFACE, WOLFGANG
+
+    from ferbatch.media.decode import iter_frames
+    from ferbatch.media.probe import probe_video
+    from ferbatch.media.shards import plan_shards
+
+    if which == "h264_bframes":
+        path = WOLFGANG
+    elif which == "hevc_mov":
+        path = FACE_NOFACE
+    else:
+        path = _clip(tmp_path / "h.mkv", "libx265", "yuv420p", n=60, size=(128, 96))
+    info, index = probe_video(path)
+    assert info.codec in ("h264", "hevc")
+    plan = plan_shards("v", str(path), index, 40)
+    assert len(plan) >= 2
+    for a, b in [(0, None), *((s.start, s.end) for s in plan), (int(plan[-1].start) + 3, None)]:
+        ref = list(iter_frames(path, index, a, b))
+        got = list(_fed_like_nvdec(path, index, a, b))
+        assert [(f.idx, f.pts_ms) for f in got] == [(f.idx, f.pts_ms) for f in ref], (a, b)
+        assert all(np.array_equal(g.image, r.image) for g, r in zip(got, ref, strict=True)), (a, b)

@@ -114,7 +114,7 @@ class ShardWorker:
             settings=FrameSettings(detect_every=c.detect_every, sample_fps=c.sample_fps, track=c.track, row_threshold=c.score_threshold),
             decoder=decoder,
         )
-        res.decoder = decoder
+        res.decoder = res.decoder or decoder  # "pyav" already when NVDEC could not decode the file
         if c.decoder == "nvdec" and decoder != "nvdec":
             res.notes.append(why)
         return res

@@ -54,6 +54,8 @@ class DecodeStats:
         stopped: why demuxing ended before the end of the range ("" = it did not).
         reseeks: times the seek landed after the range's first frame and was redone from an
             earlier keyframe.
+        fallback: why the range was decoded by PyAV instead of the decoder asked for ("" = it was
+            not; :func:`ferbatch.media.nvdec.iter_frames_nvdec`).
     """
 
     corrupt_packets: int = 0
@@ -62,6 +64,7 @@ class DecodeStats:
     unindexed: int = 0
     stopped: str = ""
     reseeks: int = 0
+    fallback: str = ""
 
     def problems(self) -> list[str]:
         """Human-readable list of what went wrong (empty when nothing did)."""

@@ -43,7 +43,7 @@ from ferbatch.errors import DecodeError
 from ferbatch.media.decode import DecodeStats, Frame, Timeline, _decoded_frames, _upright, frames_in_range, seek_target
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
 
-__all__ = ["ANNEXB_FILTERS", "iter_frames_nvdec", "nv12_to_rgb"]
+__all__ = ["ANNEXB_FILTERS", "annexb_packets", "iter_frames_nvdec", "nv12_to_rgb"]
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def iter_frames_nvdec(
             never picks NVDEC then).
 
     When NVDEC cannot start a session for the file (a profile or size this GPU does not decode),
-    the range is decoded with PyAV instead and a warning is logged.
+    the range is decoded with PyAV instead, ``stats.fallback`` says why and a warning is logged.
     """
     path = str(path)
     st = stats if stats is not None else DecodeStats()
@@ -139,6 +139,7 @@ def iter_frames_nvdec(
             if on_device:
                 raise DecodeError(path, f"NVDEC cannot decode it: {e}") from e
             log.warning("%s | NVDEC cannot decode it (%s); decoding with PyAV", path, e)
+            st.fallback = f"NVDEC fallback to PyAV: NVDEC cannot decode it ({e})"
             yield from _decoded_frames(path, index, seek_k, threads, st, select)
 
     yield from frames_in_range(path, index, start, end, st, decoded)
@@ -148,13 +149,49 @@ class _SessionError(Exception):
     """NVDEC could not start decoding the file (before any frame came out)."""
 
 
+def annexb_packets(container, stream, index: VideoIndex, seek_k: int, st: DecodeStats) -> Iterator[tuple[bytes, int | None]]:
+    """The packets NVDEC is fed: the video stream demuxed by PyAV from keyframe ``seek_k`` on (from
+    the start when < 0; the seek of :func:`ferbatch.media.decode.iter_frames`), H.264/HEVC turned
+    into Annex-B by FFmpeg's ``*_mp4toannexb`` filter (a no-op on streams already in Annex-B).
+
+    Args:
+        container, stream: an open PyAV container and its video stream (:func:`open_video`).
+        index: the video's index; seek_k: the keyframe to start at.
+        st: ``stopped`` is set when demuxing ends early.
+
+    Yields:
+        (packet bytes, raw pts in the stream's time base, or the dts when the packet has no pts,
+        None when it has neither), in decoding order.
+    """
+    import av
+    from av.bitstream import BitStreamFilterContext
+
+    name = stream.codec_context.name
+    bsf = BitStreamFilterContext(ANNEXB_FILTERS[name], stream) if name in ANNEXB_FILTERS else None
+    if seek_k >= 0:
+        container.seek(seek_target(index, seek_k), stream=stream, backward=True, any_frame=False)
+    packets = container.demux(stream)
+    while True:
+        try:
+            pkt = next(packets)
+        except StopIteration:
+            break
+        except av.error.FFmpegError as e:
+            st.stopped = f"the stream ends early: {e.strerror or type(e).__name__}"
+            break
+        if pkt.size == 0:
+            continue  # PyAV's flush packet; the decoder is flushed by the caller
+        for fp in bsf.filter(pkt) if bsf is not None else (pkt,):
+            data = bytes(fp)
+            if data:
+                raw = fp.pts if fp.pts is not None else fp.dts
+                yield data, (int(raw) if raw is not None else None)
+
+
 def _nvdec_frames(
     nvc, path: str, index: VideoIndex, seek_k: int, gpu_id: int, st: DecodeStats, select: np.ndarray | None, on_device: bool
 ) -> Iterator[Frame]:
     """NVDEC's frames from keyframe ``seek_k`` on (from the start when < 0), on the index's timeline."""
-    import av
-    from av.bitstream import BitStreamFilterContext
-
     c, _ = open_video(path)
     with c:
         s = video_stream(c)
@@ -175,11 +212,8 @@ def _nvdec_frames(
             )
         except Exception as e:  # PyNvVideoCodec's own exception types
             raise _SessionError(f"{type(e).__name__}: {e}") from e
-        bsf = BitStreamFilterContext(ANNEXB_FILTERS[name], s) if name in ANNEXB_FILTERS else None
-        if seek_k >= 0:
-            c.seek(seek_target(index, seek_k), stream=s, backward=True, any_frame=False)
         timeline = Timeline(index, st)
-        keep: list = []  # the host buffers of the packets NVDEC may still read
+        keep: list = []  # the host buffers of the last packets (NVDEC's parser copies them; kept anyway)
 
         def emit(frames) -> Iterator[Frame]:
             for f in frames:
@@ -195,39 +229,24 @@ def _nvdec_frames(
                 else:
                     yield Frame(idx, pts_ms, _upright(_host_rgb(dec, f, colorspace, color_range), rotation))
 
-        packets = c.demux(s)
         decoded_any = False
-        while True:
+        for data, raw in annexb_packets(c, s, index, seek_k, st):
+            buf = ctypes.create_string_buffer(data, len(data))
+            keep = [*keep[-3:], buf]
+            pd = nvc.PacketData()
+            pd.bsl_data = ctypes.addressof(buf)
+            pd.bsl = len(data)
+            pd.pts = raw if raw is not None else 0
             try:
-                pkt = next(packets)
-            except StopIteration:
-                break
-            except av.error.FFmpegError as e:
-                st.stopped = f"the stream ends early: {e.strerror or type(e).__name__}"
-                break
-            if pkt.size == 0:
-                continue  # PyAV's flush packet: NVDEC is flushed below
-            for fp in bsf.filter(pkt) if bsf is not None else (pkt,):
-                data = bytes(fp)
-                if not data:
-                    continue
-                buf = ctypes.create_string_buffer(data, len(data))
-                keep = [*keep[-3:], buf]
-                pd = nvc.PacketData()
-                pd.bsl_data = ctypes.addressof(buf)
-                pd.bsl = len(data)
-                raw = fp.pts if fp.pts is not None else fp.dts
-                pd.pts = int(raw) if raw is not None else 0
-                try:
-                    frames = dec.Decode(pd)
-                except Exception as e:  # a packet NVDEC rejects: skipped, counted (as PyAV's corrupt packets)
-                    if not decoded_any and not st.corrupt_packets and seek_k < 0:
-                        raise _SessionError(f"{type(e).__name__}: {e}") from e
-                    st.corrupt_packets += 1
-                    st.first_error = st.first_error or f"NVDEC: {e}"
-                    continue
-                decoded_any = decoded_any or bool(frames)
-                yield from emit(frames)
+                frames = dec.Decode(pd)
+            except Exception as e:  # a packet NVDEC rejects: skipped, counted (as PyAV's corrupt packets)
+                if not decoded_any and not st.corrupt_packets and seek_k < 0:
+                    raise _SessionError(f"{type(e).__name__}: {e}") from e
+                st.corrupt_packets += 1
+                st.first_error = st.first_error or f"NVDEC: {e}"
+                continue
+            decoded_any = decoded_any or bool(frames)
+            yield from emit(frames)
         empty = nvc.PacketData()
         while True:  # end of stream: the pictures NVDEC still holds for reordering
             frames = dec.Decode(empty)
