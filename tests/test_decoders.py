@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ferbatch.cli import app
 from ferbatch.config import RESULT_KEYS, JobConfig
 from ferbatch.errors import ConfigError
-from ferbatch.media import decoders
+from ferbatch.media import decoders, nvdec
 from ferbatch.media.decoders import StreamFormat, check_decoder, choose_decoder, frame_iterator, nvdec_available, stream_format
 from ferbatch.media.nvdec import iter_frames_nvdec, nv12_to_rgb
 
@@ -53,7 +53,7 @@ def nvdec_present(monkeypatch):
     standin = types.ModuleType("ferbatch_test_pynvvideocodec_standin")
     standin.__version__ = "stand-in"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, standin.__name__, standin)
-    monkeypatch.setattr(decoders, "NVDEC_MODULE", standin.__name__)
+    monkeypatch.setattr(nvdec, "NVDEC_MODULE", standin.__name__)
     return standin
 
 
@@ -110,6 +110,9 @@ def test_444_and_10bit_streams_fall_back_naming_the_format(nvdec_present, tmp_pa
 
 
 def test_decoder_is_a_speed_knob():
+    from ferbatch import config
+
+    assert (decoders.DECODERS, decoders.GPU_BACKENDS) == (config.DECODERS, config.GPU_BACKENDS)  # media/ keeps its own copies
     assert "decoder" not in RESULT_KEYS
     assert JobConfig(decoder="nvdec").result_key() == JobConfig(decoder="pyav").result_key() == JobConfig().result_key()
     with pytest.raises(ConfigError, match="--decoder .*expected one of auto, pyav, nvdec"):

@@ -9,13 +9,12 @@ environment (a worker decides what it can run, as for the inference backend).
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from ferbatch.config import DECODERS, GPU_BACKENDS
 from ferbatch.errors import ConfigError, DecodeError
+from ferbatch.media import nvdec
 from ferbatch.media.decode import Frame
 
 __all__ = [
@@ -35,8 +34,9 @@ NVDEC_CODECS = frozenset({"h264", "hevc", "av1", "vp9"})
 # 8-bit 4:2:0: NVDEC's NV12 output, converted to RGB on the host by the same swscale path PyAV uses
 NVDEC_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})
 
-# the import name :func:`nvdec_available` tries; tests point it at a stand-in module
-NVDEC_MODULE = os.environ.get("FERBATCH_NVDEC_MODULE", "PyNvVideoCodec")
+# as ferbatch.config.DECODERS / GPU_BACKENDS (media/ imports nothing above it; a test keeps them equal)
+DECODERS = ("auto", "pyav", "nvdec")
+GPU_BACKENDS = ("onnxruntime-cuda", "tensorrt")
 
 
 class HasFormat(Protocol):
@@ -81,7 +81,7 @@ def nvdec_available() -> tuple[bool, str]:
     """(True, version) when PyNvVideoCodec imports in this process; else (False, why). Imports it
     (lazily, once: Python caches the module)."""
     try:
-        mod = importlib.import_module(NVDEC_MODULE)
+        mod = importlib.import_module(nvdec.NVDEC_MODULE)
     except ImportError as e:
         return False, f"PyNvVideoCodec is not installed ({e.msg})"
     except Exception as e:  # the wheel is there but its CUDA/driver libraries are not
@@ -164,9 +164,7 @@ def frame_iterator(name: str) -> Callable[..., Iterator[Frame]]:
     """The frame iterator of decoder ``name`` ("pyav" or "nvdec"): a function with the signature and
     guarantees of :func:`ferbatch.media.decode.iter_frames`."""
     if name == "nvdec":
-        from ferbatch.media.nvdec import iter_frames_nvdec
-
-        return iter_frames_nvdec
+        return nvdec.iter_frames_nvdec
     from ferbatch.media.decode import iter_frames
 
     return iter_frames

@@ -53,10 +53,12 @@ _NVC_CODECS = {"h264": "H264", "hevc": "HEVC", "av1": "AV1", "vp9": "VP9"}
 ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 
 
+# the module name imported as PyNvVideoCodec (tests of the selection point it at a stand-in)
+NVDEC_MODULE = "PyNvVideoCodec"
+
+
 def _nvc():
     """The PyNvVideoCodec module (imported here, never at module import)."""
-    from ferbatch.media.decoders import NVDEC_MODULE
-
     return importlib.import_module(NVDEC_MODULE)
 
 
