@@ -229,7 +229,7 @@ def _nvdec_frames(
                 elif on_device:
                     yield Frame(idx, pts_ms, f)
                 else:
-                    yield Frame(idx, pts_ms, _upright(_host_rgb(dec, f, colorspace, color_range), rotation))
+                    yield Frame(idx, pts_ms, _upright(_host_rgb(path, f, colorspace, color_range), rotation))
 
         decoded_any = False
         for data, raw in annexb_packets(c, s, index, seek_k, st):
@@ -273,10 +273,12 @@ def _rotation(path: str, stream) -> float:
     return 0.0
 
 
-def _host_rgb(dec, frame, colorspace: int | None, color_range: int | None) -> np.ndarray:
-    """NVDEC's host NV12 picture (``usedevicememory=False``) as PyAV's RGB."""
-    w, h = int(dec.GetWidth()), int(dec.GetHeight())
-    size = int(dec.GetFrameSize())
-    ptr = int(frame.GetPtrToPlane(0))
-    nv12 = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(ptr)).reshape(-1, w)
-    return nv12_to_rgb(nv12, w, h, colorspace=colorspace, color_range=color_range)
+def _host_rgb(path: str, frame, colorspace: int | None, color_range: int | None) -> np.ndarray:
+    """NVDEC's host NV12 picture (``usedevicememory=False``: a packed ``(H * 3 / 2, W)`` uint8
+    buffer, ``frame.shape``) as PyAV's RGB."""
+    rows, w = (int(x) for x in tuple(frame.shape)[:2])
+    size = int(frame.framesize())
+    if size < rows * w:
+        raise DecodeError(path, f"NVDEC returned a {size}-byte picture for a {rows}x{w} NV12 shape")
+    nv12 = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(int(frame.GetPtrToPlane(0))))[: rows * w].reshape(rows, w)
+    return nv12_to_rgb(nv12, w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
