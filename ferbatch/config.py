@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from ferbatch.errors import ConfigError
 
-__all__ = ["JobConfig", "default_workers", "resolve_defaults", "with_defaults", "RESULT_KEYS", "BACKENDS", "GPU_BACKENDS"]
+__all__ = ["JobConfig", "default_workers", "resolve_defaults", "with_defaults", "RESULT_KEYS", "BACKENDS", "GPU_BACKENDS", "DECODERS"]
 
 
 # chosen by measurement (scripts/bench.py, docs/performance.md): face-frame recall, box IoU and label
@@ -58,6 +58,10 @@ class JobConfig:
             (:mod:`ferbatch.vision.analysis`). 1 = every frame. Needs tracking when > 1.
         sample_fps: analyse about this many frames per second of video, chosen by pts
             (:mod:`ferbatch.media.sampling`); None = every frame.
+        decoder: "auto" (NVDEC when the backend is a GPU backend, PyNvVideoCodec imports and the
+            stream is one NVDEC decodes; else PyAV), "pyav" or "nvdec" (a stream NVDEC cannot
+            decode falls back to PyAV, noted in the videos table). A speed knob: both decoders
+            give the same frames (:mod:`ferbatch.media.decoders`).
     """
 
     detector: str | None = None
@@ -81,10 +85,13 @@ class JobConfig:
     min_face_px: float | None = None
     detect_every: int = DEFAULT_DETECT_EVERY
     sample_fps: float | None = None
+    decoder: str = "auto"
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend | received {self.backend!r}; expected one of {', '.join(BACKENDS)}")
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"--decoder | received {self.decoder!r}; expected one of {', '.join(DECODERS)}")
         if self.precision not in ("fp32", "fp16"):
             raise ConfigError(f"--precision | received {self.precision!r}; expected fp32 or fp16")
         for name in ("detect_batch", "classify_batch"):
@@ -140,6 +147,7 @@ class JobConfig:
 
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "tensorrt", "openvino")
 GPU_BACKENDS = ("onnxruntime-cuda", "tensorrt")
+DECODERS = ("auto", "pyav", "nvdec")  # a speed knob, not in RESULT_KEYS: NVDEC gives PyAV's frames
 
 # settings that change the rows; a dataset holds rows made with one value of each
 RESULT_KEYS = (

@@ -22,7 +22,8 @@ from ferbatch.dataset.schema import FaceRows, faces_table, frames_table
 from ferbatch.dataset.store import write_staging
 from ferbatch.errors import DecodeError
 from ferbatch.location import open_location
-from ferbatch.media.decode import DecodeStats, Frame, iter_frames
+from ferbatch.media.decode import DecodeStats, Frame
+from ferbatch.media.decoders import frame_iterator
 from ferbatch.media.sampling import frame_spans_ms, sample_mask
 from ferbatch.media.shards import Shard
 from ferbatch.vision.analysis import AnalysisModels, FrameAnalyzer
@@ -48,6 +49,7 @@ class ShardResult:
         stage_seconds: time per stage: decode (decoding + conversions, in the decode thread when
             prefetching), decode_wait (inference waiting for frames), analyze (the whole analysis
             step) and within it shots, detect (full frames and windows), track, crop, classify; write.
+        decoder: the decoder that produced the frames ("pyav" or "nvdec"; set by the worker).
         handoff: what the driver joins shards with (:mod:`ferbatch.job.tracking`): ``head``, the
             tracked boxes ``[[track_id, x1, y1, x2, y2], ...]`` of the shard's first frame; ``tail``,
             those of the next shard's first frame as this shard saw it, and ``tail_cut``, whether
@@ -65,6 +67,7 @@ class ShardResult:
     notes: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     handoff: dict = field(default_factory=dict)
+    decoder: str = ""
 
 
 @dataclass
@@ -188,6 +191,7 @@ def process_shard(
     prefetch: int = 2,
     decode_threads: int = 1,
     settings: FrameSettings = FrameSettings(),
+    decoder: str = "pyav",
 ) -> ShardRows:
     """Run the analysis step (:class:`ferbatch.vision.analysis.FrameAnalyzer`) over a shard's frames.
 
@@ -203,6 +207,7 @@ def process_shard(
         prefetch: decoded batches buffered ahead.
         decode_threads: FFmpeg threads.
         settings: detection interval, sampling, tracking.
+        decoder: "pyav" or "nvdec" (:func:`ferbatch.media.decoders.choose_decoder`; same frames).
 
     Returns:
         :class:`ShardRows`; its result is "ok" only when every frame the plan assigns to the shard
@@ -229,7 +234,7 @@ def process_shard(
     first = True
     stop = handoff_idx + 1 if handoff_idx >= 0 else end
     sel = select if settings.sample_fps else None
-    frames = _timed(iter_frames(shard.path, index, shard.start, stop, threads=decode_threads, stats=dstats, select=sel), st)
+    frames = _timed(frame_iterator(decoder)(shard.path, index, shard.start, stop, threads=decode_threads, stats=dstats, select=sel), st)
     it = iter_batches(frames, detect_batch, prefetch)
     try:
         while True:
@@ -314,6 +319,7 @@ def run_shard(
     prefetch: int = 2,
     decode_threads: int = 1,
     settings: FrameSettings = FrameSettings(),
+    decoder: str = "pyav",
 ) -> ShardResult:
     """Process a shard and write its ``frames`` and ``faces`` rows to the dataset's staging
     (:func:`ferbatch.dataset.store.write_staging`: deterministic names, one piece each), where
@@ -321,12 +327,15 @@ def run_shard(
 
     Args:
         out_dir: the dataset, a local path or an object-storage URI.
+        decoder: as :func:`process_shard`.
 
     Errors that concern only this video (it cannot be decoded) are returned as a failed
     :class:`ShardResult`; errors of the machine (disk full, model broken) propagate.
     """
     try:
-        out = process_shard(shard, models, detect_batch=detect_batch, prefetch=prefetch, decode_threads=decode_threads, settings=settings)
+        out = process_shard(
+            shard, models, detect_batch=detect_batch, prefetch=prefetch, decode_threads=decode_threads, settings=settings, decoder=decoder
+        )
     except DecodeError as e:
         return ShardResult(shard.video_id, shard.shard_idx, status="failed", error=e.reason)
     res = out.result
@@ -349,6 +358,8 @@ def _verify(shard: Shard, res: ShardResult, frame_idx: np.ndarray, stats: Decode
     Raises:
         DecodeError: no frame of the shard was decoded (a 0-frame shard is never "ok").
     """
+    if stats.fallback:  # NVDEC could not decode the file: PyAV did (same frames)
+        res.decoder, res.notes = "pyav", [*res.notes, stats.fallback]
     problems = stats.problems()
     if len(frame_idx) == 0:
         end = shard.start + expected

@@ -13,12 +13,26 @@ its results into the same JSON, so the work can be split between calls of a shor
    TensorRT when installed) against ONNX Runtime fp32 on the CPU, on a real clip plus black frames;
 5. ``rows``: the job on the shared sample videos with the GPU backend, rows compared with a CPU run
    (boxes within 1 px, labels equal on >= 99% of faces);
-6. ``e2e``: end-to-end frames/s with 1/4/8/14 workers per GPU. Each worker is the job's
+6. ``nvdec_exact``: NVDEC against PyAV frame by frame (``ferbatch.media.nvdec.iter_frames_nvdec``
+   vs ``ferbatch.media.decode.iter_frames``) on the shared sample videos, the clips and an HEVC
+   clip: the same frame indices, pts and RGB pixels over each whole video and over each of its
+   shards (keyframe seeks), and the decode frames/s of both (one process, host RGB);
+7. ``e2e``: end-to-end frames/s with 1/4/8/14 workers per GPU, for each decoder of ``--decoders``
+   (``pyav`` results under ``e2e``, ``nvdec`` under ``e2e_nvdec``). Each worker is the job's
    :class:`ferbatch.job.workers.ShardWorker` (one decoding core, its own sessions; what a Ray actor
    runs) in its own process, processing the whole clip (a batch of videos, one per worker), timed
    from a barrier after the models are loaded and warmed up; GPU utilisation sampled by nvidia-smi;
    time per pipeline stage summed over workers. Ray itself is not needed (the scheduling is not
    what is measured).
+
+``rows`` also runs the job with ``--decoder nvdec`` when ``nvdec`` is in ``--decoders``
+(``rows_equal_nvdec``: the rows must equal the CPU run's as the PyAV GPU run's do).
+
+PyAV vs NVDEC end to end, one prepared command (#33; about 8 minutes on one H100/H200)::
+
+    FERBATCH_MODEL_MIRROR=../shared/models python scripts/gpu_check.py --data ../shared/data \
+        --out gpu_nvdec.json --work /tmp/gpu_nvdec --frames 300 --counts 1,4,8 \
+        --steps device,clips,nvdec,nvdec_exact,rows,e2e --decoders pyav,nvdec
 
 Prints a table and writes JSON. Budget: about 5 minutes on one GPU (``--quick`` less).
 """
@@ -149,7 +163,7 @@ def compare_rows(a: Path, b: Path) -> dict:
     return res
 
 
-def _e2e_worker(clip: str, backend: str, precision: str, algo: str, barrier, results, out_dir: str) -> None:
+def _e2e_worker(clip: str, backend: str, precision: str, algo: str, barrier, results, out_dir: str, decoder: str = "pyav") -> None:
     """One worker process: load the models, warm up on the first frames, wait at the barrier, run the clip."""
     from ferbatch.config import JobConfig
     from ferbatch.job.workers import ShardWorker
@@ -159,7 +173,7 @@ def _e2e_worker(clip: str, backend: str, precision: str, algo: str, barrier, res
 
     OrtRunner.cudnn_conv_algo_search = algo
     try:
-        w = ShardWorker(JobConfig(backend=backend, precision=precision), threads=1)
+        w = ShardWorker(JobConfig(backend=backend, precision=precision, decoder=decoder), threads=1)
         _, index = probe_video(clip)
         n = len(index.pts)
         w.run(Shard(f"warm{os.getpid()}", clip, 0, 0, min(n, 2 * w.models.detect_batch), index), out_dir)
@@ -167,21 +181,31 @@ def _e2e_worker(clip: str, backend: str, precision: str, algo: str, barrier, res
         t0 = time.time()
         res = w.run(Shard(f"run{os.getpid()}", clip, 0, 0, None, index), out_dir)
         results.put(
-            {"ok": res.status == "ok", "t0": t0, "t1": time.time(), "frames": res.frames, "faces": res.faces, "stages": res.stage_seconds}
+            {
+                "ok": res.status == "ok",
+                "t0": t0,
+                "t1": time.time(),
+                "frames": res.frames,
+                "faces": res.faces,
+                "stages": res.stage_seconds,
+                "decoder": res.decoder,
+            }
         )
     except Exception as e:  # reported in the table; the other workers' barrier breaks
         barrier.abort()
         results.put({"ok": False, "error": f"{type(e).__name__}: {e}"})
 
 
-def e2e_fps(clip: Path, workers: int, backend: str, precision: str, algo: str, work: Path) -> dict:
-    """Steady-state frames/s of ``workers`` worker processes sharing the GPU (see the module doc)."""
+def e2e_fps(clip: Path, workers: int, backend: str, precision: str, algo: str, work: Path, decoder: str = "pyav") -> dict:
+    """Steady-state frames/s of ``workers`` worker processes sharing the GPU (see the module doc),
+    decoding with ``decoder`` (the one each worker actually used is reported)."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(workers), ctx.Queue()
-    out = work / f"e2e_out_{workers}"
+    out = work / f"e2e_out_{workers}_{decoder}"
     t_start = time.perf_counter()
     procs = [
-        ctx.Process(target=_e2e_worker, args=(str(clip), backend, precision, algo, barrier, results, str(out))) for _ in range(workers)
+        ctx.Process(target=_e2e_worker, args=(str(clip), backend, precision, algo, barrier, results, str(out), decoder))
+        for _ in range(workers)
     ]
     for p in procs:
         p.start()
@@ -207,7 +231,95 @@ def e2e_fps(clip: Path, workers: int, backend: str, precision: str, algo: str, w
         "faces": sum(r["faces"] for r in got),
         "gpu_util_pct": round(g.mean, 1),
         "stage_seconds_sum": stages,
+        "decoder": ",".join(sorted({r.get("decoder", "") for r in got})),
     }
+
+
+def nvdec_exact(paths: list[Path], shard_frames: int = 48) -> dict:
+    """NVDEC against PyAV on each video: frame indices, pts and RGB pixels over the whole video and
+    over each shard of :func:`ferbatch.media.shards.plan_shards` (keyframe seeks), streamed frame by
+    frame; decode frames/s of both (one process, host RGB). ``{"skipped": why}`` where
+    PyNvVideoCodec is missing; a video NVDEC does not take is listed with the fallback reason."""
+    from ferbatch.media.decode import iter_frames
+    from ferbatch.media.decoders import choose_decoder, nvdec_available, stream_format
+    from ferbatch.media.nvdec import iter_frames_nvdec
+    from ferbatch.media.probe import probe_video
+    from ferbatch.media.shards import plan_shards
+
+    ok, why = nvdec_available()
+    if not ok:
+        return {"skipped": why}
+    out: dict = {}
+    for p in paths:
+        info, index = probe_video(p)
+        row: dict = {"codec": info.codec, "frames": len(index.pts), "rotation": info.rotation}
+        out[p.name] = row
+        name, why = choose_decoder("nvdec", "tensorrt", stream_format(str(p)))
+        if name != "nvdec":
+            row["skipped"] = why
+            continue
+        ranges: list[tuple[int, int | None]] = [(0, None)] + [(s.start, s.end) for s in plan_shards("v", str(p), index, shard_frames)]
+        problems: list[str] = []
+        unequal, max_diff, n, t_pyav, t_nv = 0, 0, 0, 0.0, 0.0
+        for a, b in ranges:
+            ref_it, got_it = iter_frames(p, index, a, b), iter_frames_nvdec(p, index, a, b)
+            while True:
+                t = time.perf_counter()
+                ref = next(ref_it, None)
+                t_pyav += time.perf_counter() - t
+                t = time.perf_counter()
+                try:
+                    got = next(got_it, None)
+                except Exception as e:  # recorded, the next range goes on
+                    problems.append(f"{a}-{b}: {type(e).__name__}: {e}")
+                    break
+                t_nv += time.perf_counter() - t
+                if ref is None and got is None:
+                    break
+                if ref is None or got is None or (ref.idx, ref.pts_ms) != (got.idx, got.pts_ms):
+                    r, g = ((f.idx, f.pts_ms) if f is not None else None for f in (ref, got))
+                    problems.append(f"{a}-{b}: pyav {r} vs nvdec {g}")
+                    break
+                n += 1
+                if ref.image.shape != got.image.shape:
+                    problems.append(f"{a}-{b} frame {ref.idx}: shape {ref.image.shape} vs {got.image.shape}")
+                    break
+                d = int(np.abs(ref.image.astype(np.int16) - got.image).max())
+                unequal += d > 0
+                max_diff = max(max_diff, d)
+            if len(problems) >= 5:
+                break
+        row.update(
+            ranges=len(ranges),
+            frames_compared=n,
+            frames_unequal=unequal,
+            max_pixel_diff=max_diff,
+            problems=problems[:5],
+            equal=not problems and unequal == 0,
+            pyav_fps=round(n / t_pyav, 1) if t_pyav else None,
+            nvdec_fps=round(n / t_nv, 1) if t_nv else None,
+        )
+        print(f"nvdec_exact {p.name}: {row}", flush=True)
+    return out
+
+
+def hevc_clip(src: Path, dst: Path, frames: int) -> Path | None:
+    """``src``'s first ``frames`` frames as HEVC 8-bit 4:2:0 with B-frames (None without libx265)."""
+    import av
+
+    if "libx265" not in av.codecs_available:
+        return None
+    with av.open(str(src)) as c:
+        imgs = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames), c.decode(video=0), strict=False)]
+    with av.open(str(dst), "w") as out:
+        s = out.add_stream("libx265", rate=25)
+        s.height, s.width = imgs[0].shape[:2]
+        s.pix_fmt = "yuv420p"
+        s.options = {"x265-params": "log-level=error:keyint=24:bframes=3"}
+        for img in imgs:
+            out.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(s.encode())
+    return dst
 
 
 def nvdec_fps(path: Path, sessions: int, rgb: bool) -> dict:
@@ -312,7 +424,7 @@ def profile_detect(clip: Path, backend: str, batch: int = 64, repeats: int = 4) 
     return res
 
 
-STEPS = ("device", "clips", "decode", "nvdec", "engines", "rows", "profile", "e2e")
+STEPS = ("device", "clips", "decode", "nvdec", "nvdec_exact", "engines", "rows", "profile", "e2e")
 CLIPS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
@@ -327,6 +439,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=600, help="frames per clip (each e2e worker runs the whole clip)")
     ap.add_argument("--quick", action="store_true", help="300 frames, counts 1,4")
     ap.add_argument("--label", default="", help="store e2e results under e2e_<label> (e.g. a baseline run of older code)")
+    ap.add_argument("--decoders", default="pyav", help="decoders for e2e and rows: pyav, nvdec or pyav,nvdec")
     ap.add_argument("--variants", action="store_true", help="e2e: also fp16 and cuDNN exhaustive search at the best 720p count")
     a = ap.parse_args()
     steps = [x for x in a.steps.split(",") if x]
@@ -334,6 +447,9 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown steps {sorted(unknown)}; choose from {STEPS}")
     counts = [1, 4] if a.quick else [int(x) for x in a.counts.split(",")]
+    decoders = [x for x in a.decoders.split(",") if x]
+    if set(decoders) - {"pyav", "nvdec"}:
+        ap.error(f"--decoders {a.decoders}: choose from pyav, nvdec")
     n = 300 if a.quick else a.frames
 
     t0 = time.perf_counter()
@@ -375,6 +491,13 @@ def main() -> int:
                 except Exception as e:  # a missing wheel or driver library: recorded, not fatal
                     nv[key] = {"error": f"{type(e).__name__}: {e}"}
                 print(f"nvdec 720p {key}: {nv[key]}", flush=True)
+        save()
+    if "nvdec_exact" in steps:
+        videos = sorted((a.data / "videos_faces").rglob("*.mp4")) + sorted((a.data / "videos_faces").rglob("*.mov"))
+        hevc = hevc_clip(three, work / "hevc.mkv", 120)
+        report["nvdec_exact"] = nvdec_exact([*videos, *(c for c in clips.values() if c.exists()), *([hevc] if hevc else [])])
+        if "skipped" in report["nvdec_exact"]:
+            print(f"nvdec_exact: skipped: {report['nvdec_exact']['skipped']}", flush=True)
         save()
     if "profile" in steps:
         prof = report.setdefault("profile_detect_ms_per_frame", {})
@@ -418,15 +541,33 @@ def main() -> int:
         except FerbatchError as e:
             report["rows_equal"] = {"skipped": str(e)}
         print("rows vs CPU:", report["rows_equal"], flush=True)
+        if "nvdec" in decoders:
+            shutil.rmtree(work / "gpu_nvdec", ignore_errors=True)
+            try:
+                t = time.perf_counter()
+                run_job(samples, work / "gpu_nvdec", JobConfig(backend=a.backend, decoder="nvdec"), use_ray=False)
+                import pyarrow.parquet as pq
+
+                used = sorted({str(r) for r in pq.read_table(work / "gpu_nvdec" / "videos.parquet")["decoder"].to_pylist()})
+                report["rows_equal_nvdec"] = compare_rows(work / "cpu", work / "gpu_nvdec") | {
+                    "gpu_s": round(time.perf_counter() - t, 1),
+                    "decoders_used": used,
+                }
+            except FerbatchError as e:
+                report["rows_equal_nvdec"] = {"skipped": str(e)}
+            print("rows (NVDEC) vs CPU:", report["rows_equal_nvdec"], flush=True)
         save()
     if "e2e" in steps:
+        for dec in decoders:
+            key = "_".join(x for x in ("e2e", a.label, "" if dec == "pyav" else dec) if x)
+            e2e = report.setdefault(key, {})
+            for name, clip in clips.items():
+                row = e2e.setdefault(name, {})
+                for wpg in counts:
+                    row[str(wpg)] = e2e_fps(clip, wpg, a.backend, "fp32", "HEURISTIC", work, decoder=dec)
+                    print(f"e2e {dec} {name} {wpg} workers: {row[str(wpg)]}", flush=True)
+                    save()
         e2e = report.setdefault(f"e2e_{a.label}" if a.label else "e2e", {})
-        for name, clip in clips.items():
-            row = e2e.setdefault(name, {})
-            for wpg in counts:
-                row[str(wpg)] = e2e_fps(clip, wpg, a.backend, "fp32", "HEURISTIC", work)
-                print(f"e2e {name} {wpg} workers: {row[str(wpg)]}", flush=True)
-                save()
     if "e2e" in steps and a.variants:
         best = max(counts, key=lambda c: e2e["720p"][str(c)].get("fps", 0))
         extra = e2e.setdefault("720p_variants", {})
@@ -437,12 +578,16 @@ def main() -> int:
     report.setdefault("seconds", []).append(round(time.perf_counter() - t0, 1))
     save()
     if "decode_fps" in report or "e2e" in report:
-        print(f"{'clip':6} {'procs/workers':>13} {'decode f/s':>11} {'e2e f/s':>9} {'GPU %':>6}")
+        print(f"{'clip':6} {'procs/workers':>13} {'decode f/s':>11} {'e2e f/s':>9} {'GPU %':>6} {'e2e NVDEC':>10} {'GPU %':>6}")
         for name in CLIPS:
             for p in counts:
                 d = report.get("decode_fps", {}).get(name, {}).get(str(p), "")
                 r = report.get("e2e", {}).get(name, {}).get(str(p), {})
-                print(f"{name:6} {p:>13} {d!s:>11} {r.get('fps', r.get('error', ''))!s:>9} {r.get('gpu_util_pct', '')!s:>6}")
+                v = report.get("e2e_nvdec", {}).get(name, {}).get(str(p), {})
+                print(
+                    f"{name:6} {p:>13} {d!s:>11} {r.get('fps', r.get('error', ''))!s:>9} {r.get('gpu_util_pct', '')!s:>6}"
+                    f" {v.get('fps', v.get('error', ''))!s:>10} {v.get('gpu_util_pct', '')!s:>6}"
+                )
     print(f"{round(time.perf_counter() - t0, 1)} s; JSON in {a.out}")
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -73,6 +73,14 @@ BackendOption = Annotated[Backend, typer.Option(help="auto (a GPU backend when u
 ThreadsOption = Annotated[int, typer.Option(help="Inference threads; 0 = one per core.", min=0)]
 
 
+class Decoder(StrEnum):
+    """Video decoders (``auto``: NVDEC with a GPU backend when PyNvVideoCodec and the stream allow it, else PyAV)."""
+
+    auto = "auto"
+    pyav = "pyav"
+    nvdec = "nvdec"
+
+
 class Precision(StrEnum):
     """Graph precisions (NMS stays float32)."""
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ferbatch import __version__
 from ferbatch.api import DEFAULT_SHARD_FRAMES
-from ferbatch.cli.common import EXIT_CODES, FORMAT_HELP, Backend, Format, Precision, console, resolve_format, set_verbosity
+from ferbatch.cli.common import EXIT_CODES, FORMAT_HELP, Backend, Decoder, Format, Precision, console, resolve_format, set_verbosity
 from ferbatch.cli.common import fail as _fail
 from ferbatch.config import DEFAULT_DETECT_EVERY
 from ferbatch.errors import FerbatchError, JobAborted
@@ -111,6 +111,13 @@ def run(
         Backend, typer.Option(help="auto: TensorRT, else ONNX Runtime CUDA, when a GPU is usable; else ONNX Runtime on the CPU.")
     ] = Backend.auto,
     precision: Annotated[Precision, typer.Option(help="The graphs' own types (NMS stays fp32).")] = Precision.fp32,
+    decoder: Annotated[
+        Decoder,
+        typer.Option(
+            help="auto: NVDEC (PyNvVideoCodec) with a GPU backend when the stream is h264/hevc/av1/vp9 8-bit 4:2:0, else PyAV; "
+            "nvdec: a stream NVDEC cannot decode falls back to PyAV (noted per video). Same frames either way."
+        ),
+    ] = Decoder.auto,
     address: Annotated[
         str | None,
         typer.Option(
@@ -177,6 +184,7 @@ def run(
             sample_fps=sample_fps,
             backend=backend.value,
             precision=precision.value,
+            decoder=decoder.value,
         )
         # a job needs no pandas; pyarrow would import it on its first conversion
         with progress_bar(console, disable=quiet) as progress, without_pandas():

@@ -123,6 +123,7 @@ VIDEOS_SCHEMA = pa.schema(
         ("sample_fps", pa.float64()),  # frames analysed per second of video (null = every frame)
         ("detect_every", pa.int32()),  # full-frame detection every N analysed frames
         ("shots", pa.int32()),  # shots found (cuts + 1)
+        ("decoder", pa.string()),  # which decoder gave the frames: "pyav" or "nvdec" (the same frames either way)
     ],
     metadata=_META,
 )

@@ -112,6 +112,7 @@ def videos_table(manifest: dict) -> pa.Table:
             or ("processed, its rows not committed yet (a running job commits them; rerun a stopped one)" if uncommitted else None),
             "notes": "; ".join(r.get("notes") or []) or None,
             "shots": r.get("shots"),
+            "decoder": r.get("decoder"),
             **common,
         }
         for k, v in vals.items():

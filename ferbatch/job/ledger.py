@@ -137,6 +137,9 @@ class JobLedger:
             )
             if res.frame_size[0] and shard.shard_idx == 0:  # decoded frames are upright: their size wins over the stream's
                 rec["width"], rec["height"] = res.frame_size
+            if res.decoder:
+                used = {d for d in str(rec.get("decoder") or "").split(",") if d} | {res.decoder}
+                rec["decoder"] = ",".join(sorted(used))  # "pyav" or "nvdec"; both if shards differed
             for note in res.notes:
                 if note not in rec.setdefault("notes", []):
                     rec["notes"].append(note)

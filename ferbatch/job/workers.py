@@ -24,6 +24,7 @@ from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError, DecodeError, FerbatchError, JobAborted
 from ferbatch.job.inputs import VideoTask
 from ferbatch.job.sizing import Placement
+from ferbatch.media.decoders import check_decoder, choose_decoder, stream_format
 from ferbatch.media.probe import VideoIndex, VideoInfo, probe_video
 from ferbatch.media.shards import Shard
 from ferbatch.models.load import Models, load_models
@@ -76,6 +77,7 @@ class ShardWorker:
         cv2.setNumThreads(threads)  # resize/colour conversion stay within this worker's share of cores
         self.cfg = cfg
         self.threads = threads
+        check_decoder(cfg.decoder)  # --decoder nvdec without PyNvVideoCodec: refused before any work
         self.models: Models = load_models(cfg, threads=threads)
 
     def probe(self, task: VideoTask) -> tuple[VideoInfo | None, VideoIndex | None, str]:
@@ -86,10 +88,25 @@ class ShardWorker:
             return None, None, e.reason
         return info, index, ""
 
+    def decoder_for(self, path: str) -> tuple[str, str]:
+        """(decoder, reason) for a video (:func:`ferbatch.media.decoders.choose_decoder` with this
+        worker's backend); the stream's format is read only when the choice depends on it, and a
+        stream that cannot be read gets PyAV (whose error the shard then reports)."""
+
+        def fmt():
+            try:
+                return stream_format(path)
+            except DecodeError as e:
+                return _Unreadable(e.reason)
+
+        return choose_decoder(self.cfg.decoder, self.models.backend, fmt)
+
     def run(self, shard: Shard, out_dir: str) -> ShardResult:
-        """Process one shard and write its part files."""
+        """Process one shard and write its part files; the result says which decoder ran and, when
+        NVDEC was requested and the video fell back to PyAV, why (in its notes)."""
         c = self.cfg
-        return run_shard(
+        decoder, why = self.decoder_for(shard.path)
+        res = run_shard(
             shard,
             self.models,
             out_dir,
@@ -97,7 +114,12 @@ class ShardWorker:
             prefetch=c.prefetch,
             decode_threads=c.decode_threads or self.threads,
             settings=FrameSettings(detect_every=c.detect_every, sample_fps=c.sample_fps, track=c.track, row_threshold=c.score_threshold),
+            decoder=decoder,
         )
+        res.decoder = res.decoder or decoder  # "pyav" already when NVDEC could not decode the file
+        if c.decoder == "nvdec" and decoder != "nvdec":
+            res.notes.append(why)
+        return res
 
     def ping(self) -> str:
         """The backend this worker runs and why (returned once the models are loaded)."""
@@ -117,6 +139,13 @@ class ShardWorker:
         twin = copy.copy(self)
         twin.models = models
         return twin
+
+
+class _Unreadable:
+    """The format of a stream that cannot be read (the choice then falls back to PyAV)."""
+
+    def __init__(self, reason: str):
+        self.codec, self.pix_fmt = f"unreadable ({reason})", ""
 
 
 class LocalPool:

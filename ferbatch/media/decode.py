@@ -8,7 +8,7 @@ This module knows nothing about models.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from ferbatch.errors import DecodeError
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
 
-__all__ = ["DecodeStats", "Frame", "iter_frames"]
+__all__ = ["DecodeStats", "Frame", "Timeline", "frames_in_range", "iter_frames", "seek_target"]
 
 
 @dataclass
@@ -54,6 +54,8 @@ class DecodeStats:
         stopped: why demuxing ended before the end of the range ("" = it did not).
         reseeks: times the seek landed after the range's first frame and was redone from an
             earlier keyframe.
+        fallback: why the range was decoded by PyAV instead of the decoder asked for ("" = it was
+            not; :func:`ferbatch.media.nvdec.iter_frames_nvdec`).
     """
 
     corrupt_packets: int = 0
@@ -62,6 +64,7 @@ class DecodeStats:
     unindexed: int = 0
     stopped: str = ""
     reseeks: int = 0
+    fallback: str = ""
 
     def problems(self) -> list[str]:
         """Human-readable list of what went wrong (empty when nothing did)."""
@@ -119,6 +122,24 @@ def iter_frames(
     """
     path = str(path)
     st = stats if stats is not None else DecodeStats()
+    yield from frames_in_range(path, index, start, end, st, lambda seek_k: _decoded_frames(path, index, seek_k, threads, st, select))
+
+
+def frames_in_range(
+    path: str, index: VideoIndex, start: int, end: int | None, st: DecodeStats, decoded: Callable[[int], Iterator[Frame]]
+) -> Iterator[Frame]:
+    """The seek-check-reseek loop of :func:`iter_frames`, for any decoder.
+
+    Args:
+        path: the video (for error messages).
+        index, start, end, st: as :func:`iter_frames` (``st`` is filled).
+        decoded: ``decoded(seek_k)`` yields the frames from keyframe ``seek_k`` on (from the start
+            when ``seek_k`` < 0), placed on the index's timeline (:class:`Timeline`), strictly
+            increasing ``idx``; frames not selected come with ``image`` None.
+
+    Raises:
+        DecodeError: not one frame of the range could be decoded because every packet was rejected.
+    """
     n = len(index.pts)
     end = n if end is None else min(end, n)
     if start >= end:
@@ -129,7 +150,7 @@ def iter_frames(
     for attempt in range(MAX_RESEEKS + 1):
         seek_k = k - attempt if start > 0 and not index.restarts else -1  # -1: decode from the start
         overshot = False
-        for fr in _decoded_frames(path, index, seek_k, threads, st, select):
+        for fr in decoded(seek_k):
             if fr.idx < start:
                 continue
             if in_range == 0 and fr.idx > start and seek_k >= 0 and attempt < MAX_RESEEKS:
@@ -151,6 +172,50 @@ def iter_frames(
         raise DecodeError(path, f"cannot decode its video stream ({st.corrupt_packets} packets rejected: {st.first_error})")
 
 
+def seek_target(index: VideoIndex, seek_k: int) -> int:
+    """The timestamp to seek to for keyframe ``seek_k``: its dts as stored in the file when the index
+    has it (MPEG-TS/PS demuxers seek by dts), else its pts."""
+    return int(index.key_dts[seek_k]) if len(index.key_dts) == len(index.keyframes) else int(index.keyframes[seek_k])
+
+
+class Timeline:
+    """Places decoded frames on the index's timeline: raw pts -> frame index, following timestamp
+    restarts (segment offsets) and counting duplicate and unindexed frames in ``st``.
+
+    Args:
+        index: the video's index.
+        st: where duplicates and unindexed frames are counted.
+    """
+
+    def __init__(self, index: VideoIndex, st: DecodeStats):
+        self.index, self.st = index, st
+        self.offsets = index.segment_offsets
+        self.seg, self.last_idx = 0, -1
+        self.prev_raw: int | None = None
+
+    def place(self, raw: int | None) -> tuple[int, int] | None:
+        """(frame index, timeline pts) of a decoded frame with raw timestamp ``raw`` (None = the
+        frame has none: the next one in the index); None when the frame is dropped (a duplicate
+        or not in the index, counted in ``st``)."""
+        index = self.index
+        if raw is None:
+            t = int(index.pts[min(self.last_idx + 1, len(index.pts) - 1)])
+        else:
+            if self.prev_raw is not None and raw < self.prev_raw and self.seg + 1 < len(self.offsets):
+                self.seg += 1  # the timestamps restarted: next segment of the timeline
+            self.prev_raw = raw
+            t = int(raw) + int(self.offsets[self.seg])
+        idx = index.frame_index(t)
+        if idx >= len(index.pts) or int(index.pts[idx]) != t:
+            self.st.unindexed += 1
+            return None
+        if idx <= self.last_idx:
+            self.st.duplicates += 1
+            return None
+        self.last_idx = idx
+        return idx, t
+
+
 def _decoded_frames(
     path: str, index: VideoIndex, seek_k: int, threads: int, st: DecodeStats, select: np.ndarray | None = None
 ) -> Iterator[Frame]:
@@ -167,10 +232,8 @@ def _decoded_frames(
             s.codec_context.thread_count = int(threads)
         tb = s.time_base or index.time_base
         if seek_k >= 0:
-            target = int(index.key_dts[seek_k]) if len(index.key_dts) == len(index.keyframes) else int(index.keyframes[seek_k])
-            c.seek(target, stream=s, backward=True, any_frame=False)
-        offsets = index.segment_offsets
-        seg, prev_raw, last_idx = 0, None, -1
+            c.seek(seek_target(index, seek_k), stream=s, backward=True, any_frame=False)
+        timeline = Timeline(index, st)
         packets = c.demux(s)
         while True:
             try:
@@ -187,22 +250,10 @@ def _decoded_frames(
                 st.first_error = st.first_error or (e.strerror or type(e).__name__)
                 continue
             for fr in frames:
-                raw = fr.pts
-                if raw is None:  # no timestamp at all: the next one in the index
-                    t = int(index.pts[min(last_idx + 1, len(index.pts) - 1)])
-                else:
-                    if prev_raw is not None and raw < prev_raw and seg + 1 < len(offsets):
-                        seg += 1  # the timestamps restarted: next segment of the timeline
-                    prev_raw = raw
-                    t = int(raw) + int(offsets[seg])
-                idx = index.frame_index(t)
-                if idx >= len(index.pts) or int(index.pts[idx]) != t:
-                    st.unindexed += 1
+                placed = timeline.place(fr.pts)
+                if placed is None:
                     continue
-                if idx <= last_idx:
-                    st.duplicates += 1
-                    continue
-                last_idx = idx
+                idx, t = placed
                 if select is not None and not select[idx]:
                     yield Frame(idx, float(t * tb) * 1000.0, None)  # type: ignore[arg-type]
                     continue

@@ -1,8 +1,10 @@
 """ONNX Runtime runner: the CPU execution provider, or the CUDA provider of ``onnxruntime-gpu``.
 
-On CUDA the inputs are bound with I/O binding from host memory (uint8 frames cross to the device,
-not float32) and outputs come back to host arrays; the CUDA/cuDNN libraries that PyTorch's wheels
-ship are found with ``onnxruntime.preload_dlls()`` (ORT >= 1.21) when the system has none.
+On CUDA the inputs are bound with I/O binding (:meth:`OrtRunner.infer_bound`): from host memory
+(uint8 frames cross to the device, not float32) or, for arrays already in GPU memory (an NVDEC
+frame, a CuPy/PyTorch tensor), in place through DLPack; outputs come back to host arrays or stay
+on the device. The CUDA/cuDNN libraries that PyTorch's wheels ship are found with
+``onnxruntime.preload_dlls()`` (ORT >= 1.21) when the system has none.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +85,8 @@ class OrtRunner:
             with one worker per core; 0 lets ONNX Runtime decide).
         providers: execution providers, default ``["CPUExecutionProvider"]``; with
             ``"CUDAExecutionProvider"`` first, inputs go through I/O binding.
+        io_binding: run :meth:`infer` through :meth:`infer_bound` (host arrays in and out); None
+            (default) = on the CUDA provider only, where it saves the float32 copies ``run`` makes.
         max_batch: the largest batch ``infer`` accepts in one call (callers chunk to it).
         name: label for logs.
 
@@ -113,6 +119,7 @@ class OrtRunner:
         *,
         threads: int = 1,
         providers: list[str] | None = None,
+        io_binding: bool | None = None,
         max_batch: int = 64,
         name: str | None = None,
     ):
@@ -139,6 +146,7 @@ class OrtRunner:
         self.on_cuda = self._sess.get_providers()[0] == CUDA_PROVIDER
         if providers and providers[0] == CUDA_PROVIDER and not self.on_cuda:
             raise ModelError(f"{self.name} | ONNX Runtime did not start its CUDA provider (providers: {self._sess.get_providers()})")
+        self.io_binding = self.on_cuda if io_binding is None else bool(io_binding)
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch (see :class:`ferbatch.specs.Runner`). Outputs are fresh arrays."""
@@ -146,16 +154,73 @@ class OrtRunner:
         if missing:
             raise ModelError(f"{self.name} | missing inputs {sorted(missing)}; expected {list(self.input_names)}")
         names = self.input_names + tuple(k for k in self.optional_input_names if k in feed)
-        if not self.on_cuda:
+        if not self.io_binding:
             outs = self._sess.run(None, {k: feed[k] for k in names})
             return dict(zip(self.output_names, outs, strict=True))
+        return self.infer_bound(feed)
+
+    def infer_bound(self, feed: Mapping[str, Any], *, outputs: str = "cpu") -> dict[str, Any]:
+        """Run one batch through ONNX Runtime's I/O binding (``session.io_binding()``).
+
+        What it buys on CUDA: ``session.run`` takes host arrays only, so a frame decoded by NVDEC
+        into GPU memory would have to be copied to the host and back before the detector sees it.
+        Bound here through DLPack, the NVDEC frame (or a CuPy/PyTorch CUDA tensor made from it) is
+        the detector's input where it lies: no host round-trip, no copy; and with
+        ``outputs="device"`` the outputs stay in GPU memory for a next graph. A host (numpy) input
+        is copied to the device once, as uint8 for frames. On the CPU provider the results are
+        those of ``session.run`` (bit for bit: the same kernels run).
+
+        Args:
+            feed: input name -> a numpy array (host memory, bound from host), or any array with
+                ``__dlpack__`` (CUDA or CPU memory: bound in place through
+                ``onnxruntime.OrtValue.from_dlpack``, no copy; it must stay alive and unchanged
+                until this call returns). Dtype and shape as the graph's input (uint8 NHWC frames
+                for the detector).
+            outputs: "cpu": outputs copied to host and returned as numpy arrays; "device": left in
+                the memory of the session's provider (GPU memory on CUDA) and returned as
+                ``onnxruntime.OrtValue`` (``.numpy()`` copies to host; ``__dlpack__`` hands them
+                on without a copy).
+
+        Returns:
+            output name -> numpy array (``outputs="cpu"``) or ``onnxruntime.OrtValue``.
+
+        Raises:
+            ModelError: a missing input, an input that is neither numpy nor DLPack, an unknown
+                ``outputs``, or ONNX Runtime refusing the bound inputs (wrong dtype, shape or
+                device: its message says which).
+        """
+        missing = set(self.input_names) - set(feed)
+        if missing:
+            raise ModelError(f"{self.name} | missing inputs {sorted(missing)}; expected {list(self.input_names)}")
+        if outputs not in ("cpu", "device"):
+            raise ModelError(f"{self.name} | outputs={outputs!r}; expected 'cpu' or 'device'")
+        ort = onnxruntime_module()
         io = self._sess.io_binding()
-        for k in names:
-            io.bind_cpu_input(k, np.ascontiguousarray(feed[k]))
+        held = []  # the bound host arrays and DLPack values must outlive the run
+        for k in self.input_names + tuple(k for k in self.optional_input_names if k in feed):
+            x = feed[k]
+            if isinstance(x, np.ndarray):
+                x = np.ascontiguousarray(x)
+                io.bind_cpu_input(k, x)
+            elif hasattr(x, "__dlpack__"):
+                try:
+                    x = ort.OrtValue.from_dlpack(x)
+                except (TypeError, RuntimeError, ValueError) as e:
+                    raise ModelError(f"{self.name} | input {k}: {type(x).__name__} cannot be bound through DLPack: {e}") from e
+                io.bind_ortvalue_input(k, x)
+            else:
+                raise ModelError(f"{self.name} | input {k}: a {type(x).__name__} is neither a numpy array nor a DLPack array")
+            held.append(x)
+        device = "cuda" if self.on_cuda and outputs == "device" else "cpu"
         for k in self.output_names:
-            io.bind_output(k, "cpu")
-        self._sess.run_with_iobinding(io)
-        return dict(zip(self.output_names, io.copy_outputs_to_cpu(), strict=True))
+            io.bind_output(k, device)
+        try:
+            self._sess.run_with_iobinding(io)
+        except Exception as e:  # onnxruntime's own Fail/InvalidArgument types
+            raise ModelError(f"{self.name} | onnxruntime refused the bound inputs: {str(e).strip().splitlines()[0]}") from e
+        if outputs == "cpu":
+            return dict(zip(self.output_names, io.copy_outputs_to_cpu(), strict=True))
+        return dict(zip(self.output_names, io.get_outputs(), strict=True))
 
     def clone(self) -> OrtRunner:
         """This runner (see :class:`ferbatch.specs.Runner`): threads share one session."""
