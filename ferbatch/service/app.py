@@ -1,8 +1,15 @@
 """The FastAPI application: ``POST /v1/analyze``, ``POST /v1/jobs``, ``GET /v1/jobs/{id}``,
 ``GET /v1/jobs/{id}/summary``, ``GET /healthz``; OpenAPI docs at ``/docs``.
 
-Every ``/v1`` route needs ``Authorization: Bearer <token>``. Bodies over ``max_upload_bytes`` are
-refused with 413 before they are read in full (by ``Content-Length``, or by counting a chunked body).
+Every ``/v1`` route needs ``Authorization: Bearer <token>``, checked by an ASGI middleware on the
+request headers, before any byte of the body is received (401 otherwise). Bodies over
+``max_upload_bytes`` are refused with 413 before they are read in full (by ``Content-Length``, or by
+counting a chunked body).
+
+Memory per request is bounded (see :class:`ServiceSettings`): a still image's pixel count is read
+from its header before it is decoded; a clip is decoded frame by frame into frames no larger than
+``clip_max_side`` and goes to the models one chunk at a time, so no full-resolution RGB frame is kept;
+a clip cut short by a limit says so (``truncated``, ``truncated_reason``).
 """
 
 from __future__ import annotations
@@ -10,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
+import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,10 +35,10 @@ from ferbatch import __version__
 from ferbatch.config import JobConfig
 from ferbatch.errors import FerbatchError
 from ferbatch.labels import EMOTIONS
-from ferbatch.live.infer import faces_json
+from ferbatch.live.infer import FrameFaces, faces_json
 from ferbatch.service.batcher import Batcher, Busy
 from ferbatch.service.jobs import JobManager
-from ferbatch.service.media import BadUpload, decode_upload
+from ferbatch.service.media import BadUpload, Upload, open_upload, short_name
 
 __all__ = ["ServiceSettings", "create_app"]
 
@@ -42,11 +51,20 @@ class ServiceSettings:
         token: the bearer token clients must send (non-empty).
         cfg: model and backend settings (as for ``ferbatch run``).
         max_upload_bytes: largest request body, in bytes.
-        max_pixels: most pixels per image or clip frame.
-        max_frames: most frames analysed per clip.
+        max_pixels: most pixels of a still image (width x height, read from its header before
+            decoding; decoded it takes 3 bytes per pixel).
+        max_clip_pixels: most pixels per clip frame (stream header and each frame); FFmpeg's
+            decoder state holds a few frames of this size (1.5 bytes per pixel for YUV 4:2:0).
+        max_clip_total_pixels: most pixels decoded from one clip (sampled or not); the clip is cut
+            there (``truncated``).
+        clip_max_side: clip frames are downscaled right after decoding to this longest side, in
+            pixels (2 x the default detector's ``input_max_side``; boxes come back in the clip's
+            own pixels).
+        max_frames: most frames analysed per clip; the clip is cut there (``truncated``).
         max_batch: most frames per model call, across requests.
         max_wait_ms: how long a batch waits for more requests, in ms.
-        max_pending: most requests waiting for the models; more get 503.
+        max_pending: most requests admitted at once (decoding or waiting for the models, a clip
+            counted once); more get 503. Memory: at most this many times the per-request bound.
         data_root, jobs_dir: where job inputs may come from and where their datasets go (None =
             the jobs routes answer 503).
         use_ray, address: run jobs on Ray (local or that cluster) instead of in-process.
@@ -56,6 +74,9 @@ class ServiceSettings:
     cfg: JobConfig = JobConfig()
     max_upload_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_clip_pixels: int = 3840 * 2160
+    max_clip_total_pixels: int = 300 * 1920 * 1080
+    clip_max_side: int = 1024
     max_frames: int = 300
     max_batch: int = 16
     max_wait_ms: float = 5.0
@@ -66,10 +87,55 @@ class ServiceSettings:
     address: str | None = None
 
 
+MAX_INPUT_CHARS = 4096  # PATH_MAX
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
 class JobRequest(BaseModel):
     """Body of ``POST /v1/jobs``."""
 
-    input: str = Field(description="A file or directory of videos, relative to the service's data root.", min_length=1)
+    input: str = Field(
+        description="A file or directory of videos, relative to the service's data root.", min_length=1, max_length=MAX_INPUT_CHARS
+    )
+
+    @field_validator("input")
+    @classmethod
+    def _no_nul(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("contains a null byte (not allowed in a path)")
+        return v
+
+
+class _BearerAuth:
+    """ASGI middleware: requests to ``/v1`` paths without ``Authorization: Bearer <token>`` get 401
+    from their headers alone, before any byte of the body is received; the token is compared in
+    constant time, whole."""
+
+    def __init__(self, app: ASGIApp, token: str, prefix: str = "/v1"):
+        self.app, self.token, self.prefix = app, token.encode(), prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope.get("path", "")
+            if path == self.prefix or path.startswith(self.prefix + "/"):
+                why = self._refusal(scope)
+                if why:
+                    resp = JSONResponse({"detail": why}, status_code=401, headers={"WWW-Authenticate": "Bearer", "Connection": "close"})
+                    await resp({"type": "http"}, _no_receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> str:
+        """Why the request is refused ("" = the right token)."""
+        values = [v for k, v in scope.get("headers") or [] if k == b"authorization"]
+        if len(values) != 1:
+            return "missing bearer token (Authorization: Bearer <token>)"
+        scheme, _, cred = values[0].partition(b" ")
+        if scheme.lower() != b"bearer" or not cred.strip():
+            return "missing bearer token (Authorization: Bearer <token>)"
+        if not hmac.compare_digest(cred.strip(), self.token):
+            return "wrong bearer token"
+        return ""
 
 
 class _BodyLimit:
@@ -135,6 +201,23 @@ def _jobs(request: Request) -> JobManager:
     return mgr
 
 
+def _job(mgr: JobManager, job_id: str) -> Any:
+    rec = mgr.get(job_id) if _JOB_ID.fullmatch(job_id) else None
+    if rec is None:
+        raise HTTPException(404, f"no job {short_name(job_id)!r}" + ("" if _JOB_ID.fullmatch(job_id) else " (a job id is 32 hex digits)"))
+    return rec
+
+
+def _frames_json(up: Upload, results: list[FrameFaces]) -> list[dict[str, Any]]:
+    """Per-frame JSON of ``results``, boxes scaled back to the upload's own pixels."""
+    out = []
+    for i, t, (sx, sy), ff in zip(up.frame_idx, up.pts_ms, up.scale, results, strict=True):
+        if (sx, sy) != (1.0, 1.0) and len(ff.boxes):
+            ff = FrameFaces(ff.boxes * np.array([sx, sy, sx, sy], np.float32), ff.scores, ff.probs)
+        out.append({"frame_idx": i, "pts_ms": t, "faces": faces_json(ff)})
+    return out
+
+
 def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
     """Build the application; the models are loaded once, when it starts (or ``models`` is used).
 
@@ -174,6 +257,7 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(_BearerAuth, token=settings.token)  # added last = outermost: before the body is read
     app.state.ferbatch = state
     app.state.ferbatch_token = settings.token
 
@@ -190,22 +274,49 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         file: Annotated[UploadFile, File(description="An image (JPEG, PNG, BMP, WebP, TIFF) or a short video clip.")],
         every: Annotated[int, Query(ge=1, le=1000, description="Clips: analyse every N-th frame.")] = 1,
     ) -> dict[str, Any]:
-        data = await file.read()
+        b: Batcher = state["batcher"]
         name = file.filename or "upload"
         try:
-            up = await run_in_threadpool(
-                decode_upload, data, name, max_pixels=settings.max_pixels, max_frames=settings.max_frames, every=every
-            )
-        except BadUpload as e:
-            raise HTTPException(e.status, str(e)) from None
-        # a clip goes in chunks of one model call each, so image requests queued meanwhile are not held up by it
-        step = settings.max_batch
-        try:
-            futs = [state["batcher"].submit(up.images[i : i + step]) for i in range(0, len(up.images), step)]
+            with b.admit():  # counted once, however many chunks a clip takes
+                data = await file.read()
+                up = await run_in_threadpool(
+                    open_upload,
+                    data,
+                    name,
+                    max_pixels=settings.max_pixels,
+                    max_clip_pixels=settings.max_clip_pixels,
+                    max_frames=settings.max_frames,
+                    max_total_pixels=settings.max_clip_total_pixels,
+                    max_side=settings.clip_max_side,
+                    every=every,
+                )
+                del data
+                if isinstance(up, Upload):
+                    results = await asyncio.wrap_future(b.submit(up.images, admitted=True))
+                    frames = _frames_json(up, results)
+                else:
+                    # a clip: decoded and analysed one model call's worth of frames at a time, so
+                    # only one chunk of small frames is held and image requests queued meanwhile are
+                    # not held up by it
+                    frames = []
+                    try:
+                        while True:
+                            part = await run_in_threadpool(up.read, settings.max_batch)
+                            if not part.images:
+                                break
+                            results = await asyncio.wrap_future(b.submit(part.images, admitted=True))
+                            frames += _frames_json(part, results)
+                            del part
+                    finally:
+                        up.close()
         except Busy as e:
             raise HTTPException(503, str(e), headers={"Retry-After": "1"}) from None
-        results = [ff for part in await asyncio.gather(*(asyncio.wrap_future(f) for f in futs)) for ff in part]
-        frames = [{"frame_idx": i, "pts_ms": t, "faces": faces_json(ff)} for i, t, ff in zip(up.frame_idx, up.pts_ms, results, strict=True)]
+        except BadUpload as e:
+            raise HTTPException(e.status, str(e)) from None
+        except MemoryError:
+            raise HTTPException(
+                503, "out of memory while decoding the upload; retry later or send less", headers={"Retry-After": "5"}
+            ) from None
         return {
             "kind": up.kind,
             "width": up.width,
@@ -213,6 +324,7 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
             "emotions": list(EMOTIONS),
             "frames_decoded": up.frames_total,
             "truncated": up.truncated,
+            "truncated_reason": up.truncated_reason,
             "frames": frames,
         }
 
@@ -225,16 +337,12 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
 
     @app.get("/v1/jobs/{job_id}", dependencies=[Depends(_auth)], summary="A job's status and progress")
     def job_status(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
-        rec = mgr.get(job_id)
-        if rec is None:
-            raise HTTPException(404, f"no job {job_id!r}")
+        rec = _job(mgr, job_id)
         return rec.public()
 
     @app.get("/v1/jobs/{job_id}/summary", dependencies=[Depends(_auth)], summary="A finished job's counts and per-video summary")
     def job_summary(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
-        rec = mgr.get(job_id)
-        if rec is None:
-            raise HTTPException(404, f"no job {job_id!r}")
+        rec = _job(mgr, job_id)
         if rec.status in ("queued", "running"):
             raise HTTPException(409, f"job {job_id} is {rec.status}; the summary is there once it finishes")
         if rec.status == "failed":
