@@ -25,6 +25,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, field_validator
@@ -201,6 +202,14 @@ def _jobs(request: Request) -> JobManager:
     return mgr
 
 
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each invalid field and why in one line, without echoing the value back (a field
+    may be 100k characters)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))} | {e.get('msg', 'invalid')}" for e in errors[:5]]
+    return JSONResponse({"detail": "; ".join(parts)[:1000] or "invalid request"}, status_code=422)
+
+
 def _job(mgr: JobManager, job_id: str) -> Any:
     rec = mgr.get(job_id) if _JOB_ID.fullmatch(job_id) else None
     if rec is None:
@@ -260,6 +269,7 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
     app.add_middleware(_BearerAuth, token=settings.token)  # added last = outermost: before the body is read
     app.state.ferbatch = state
     app.state.ferbatch_token = settings.token
+    app.add_exception_handler(RequestValidationError, _invalid)
 
     @app.get("/healthz", summary="Liveness and model names (no auth)")
     def healthz() -> dict[str, Any]:

@@ -214,7 +214,10 @@ class Clip:
         self.truncated, self.truncated_reason = False, ""
         self._done = False
         try:
-            self._c: Any = av.open(io.BytesIO(data), mode="r")
+            # the probe's decoders (FFmpeg may decode a frame to learn a stream's parameters) get the
+            # pixel limit and one thread too, so an 8K stream is refused before a frame of it is held
+            opts = {"max_pixels": str(int(max_pixels)), "threads": "1"}
+            self._c: Any = av.open(io.BytesIO(data), mode="r", options=opts)
         except (av.error.FFmpegError, ValueError) as e:
             raise BadUpload(f"{name} | not an image or a video that OpenCV or FFmpeg can read ({type(e).__name__})", 415) from e
         try:
