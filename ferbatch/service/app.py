@@ -41,7 +41,7 @@ from ferbatch.service.batcher import Batcher, Busy
 from ferbatch.service.jobs import JobManager
 from ferbatch.service.media import BadUpload, Upload, open_upload, short_name
 
-__all__ = ["ServiceSettings", "create_app"]
+__all__ = ["ServiceSettings", "create_app", "token_matches"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,11 @@ class JobRequest(BaseModel):
         return v
 
 
+def token_matches(given: bytes, token: bytes) -> bool:
+    """Whether ``given`` is the whole ``token`` (constant time in the content: ``hmac.compare_digest``)."""
+    return hmac.compare_digest(given, token)
+
+
 class _BearerAuth:
     """ASGI middleware: requests to ``/v1`` paths without ``Authorization: Bearer <token>`` get 401
     from their headers alone, before any byte of the body is received; the token is compared in
@@ -134,7 +139,7 @@ class _BearerAuth:
         scheme, _, cred = values[0].partition(b" ")
         if scheme.lower() != b"bearer" or not cred.strip():
             return "missing bearer token (Authorization: Bearer <token>)"
-        if not hmac.compare_digest(cred.strip(), self.token):
+        if not token_matches(cred.strip(), self.token):
             return "wrong bearer token"
         return ""
 
@@ -191,7 +196,7 @@ def _auth(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None,
     token: str = request.app.state.ferbatch_token
     if cred is None or cred.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(cred.credentials.encode(), token.encode()):
+    if not token_matches(cred.credentials.encode(), token.encode()):
         raise HTTPException(401, "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
