@@ -229,6 +229,18 @@ def test_unauthenticated_body_is_not_read(server):
     assert peak.growth_mb < GROWTH_MB
 
 
+def test_authenticated_large_body_is_not_copied(server):
+    """A 45 MB upload (under the 50 MiB limit) that is not an image: 415, and the server holds about
+    one copy of it (the body is not buffered by the size limit on top of the form parser's copy)."""
+    url, proc, _ = server
+    junk = np.random.default_rng(0).integers(0, 256, 45_000_000, dtype=np.uint8).tobytes()
+    with _Peak(proc.pid) as peak:
+        r = httpx.post(f"{url}/v1/analyze", files={"file": ("junk.bin", junk, "application/octet-stream")}, headers=AUTH, timeout=120)
+    assert r.status_code == 415, r.text[:500]
+    print(f"server RSS growth: {peak.growth_mb:.1f} MB")
+    assert peak.growth_mb < 45 + GROWTH_MB / 2, f"the server grew by {peak.growth_mb:.0f} MB"
+
+
 def test_token_differing_after_4_characters(server):
     url, _, _ = server
     img = {"file": ("m.jpg", MULTI_FACE.read_bytes(), "image/jpeg")}
@@ -281,8 +293,12 @@ def test_null_bytes_and_huge_fields_are_4xx(server, method, path, payload, statu
 
 @pytest.mark.parametrize(
     "name, status, words",
-    [("a\x00b.png", 415, "b.png | not an image or a video"), ("x" * 100_000, 400, "Invalid multipart data")],
-    ids=["nul", "100k"],
+    [
+        ("a\x00b.png", 415, "b.png | not an image or a video"),
+        ("y" * 500, 415, "y" * 77 + "... | not an image or a video"),
+        ("x" * 100_000, 400, "Invalid multipart data"),
+    ],
+    ids=["nul", "500", "100k"],
 )
 def test_upload_names_with_null_bytes_or_100k_characters(server, name, status, words):
     url, _, _ = server

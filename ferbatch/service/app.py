@@ -145,8 +145,10 @@ class _BearerAuth:
 
 
 class _BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes (declared by ``Content-Length`` or
-    counted while it arrives); the body, once whole, is handed on to the app."""
+    """ASGI middleware: 413 for a body over ``limit`` bytes, declared by ``Content-Length`` (before
+    any of it is read) or counted while it arrives. The body is passed on as it arrives, never
+    buffered here; past the limit the app sees the client go away and its answer is replaced by the
+    413."""
 
     def __init__(self, app: ASGIApp, limit: int):
         self.app, self.limit = app, limit
@@ -159,25 +161,37 @@ class _BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(self.limit, send)
             return
-        # read the body here, counting, so an over-long chunked body is refused before the app sees it
-        chunks, seen, more = [], 0, True
-        while more:
+        seen, over, started = 0, False, False
+
+        async def counted() -> Message:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             msg = await receive()
-            if msg["type"] != "http.request":
-                return  # the client went away
-            body = msg.get("body", b"")
-            seen += len(body)
-            if seen > self.limit:
-                await _too_large(self.limit, send)
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return msg
+
+        async def guarded(msg: Message) -> None:
+            nonlocal started
+            if over:  # the app's answer to the cut body is replaced by the 413
+                if not started:
+                    started = True
+                    await _too_large(self.limit, send)
                 return
-            chunks.append(body)
-            more = msg.get("more_body", False)
-        replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
 
-        async def replayed() -> Message:
-            return replay.pop() if replay else await receive()
-
-        await self.app(scope, replayed, send)
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await _too_large(self.limit, send)
 
 
 async def _too_large(limit: int, send: Send) -> None:
