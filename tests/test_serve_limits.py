@@ -1,26 +1,37 @@
 """``ferbatch serve`` under hostile input: a real uvicorn on 127.0.0.1 in a child process (stopped by
 pid), its memory measured with psutil while requests are served.
 
-Each guard was checked by removing it, watching its test fail, and restoring it (mutations):
+Each guard was checked by removing it, watching its test fail, and restoring it (mutations; the
+RSS figures are the server's peak growth measured by the test):
 
-- image header check (``_decode_image`` decodes first, as before): the 10000x10000 PNG raises the
-  server's RSS by ~290 MB before the 413 -> ``test_huge_png_is_refused_from_its_header`` fails.
-- clip frames downscaled at decode (``clip_max_side`` ignored, full 4K RGB frames kept per chunk):
-  RSS +~400 MB -> ``test_4k_clip_is_cut_and_stays_small`` fails; boxes not scaled back to the clip's
-  pixels -> ``test_downscaled_clip_boxes_are_in_the_clip_pixels`` fails.
-- stream-header pixel check (``Clip._check`` removed) -> ``test_8k_clip_is_refused_from_its_header``
-  gets 200 instead of 413.
+- image header check (``_decode_image`` decodes first, checks after, as before): the 10000x10000
+  PNG (308 KB) costs +596 MB before its 413 (0 MB with the check) ->
+  ``test_huge_png_is_refused_from_its_header`` fails.
+- clip frames downscaled at decode (``_fit`` skipped: full 4K RGB frames, a chunk at a time):
+  +506 MB (about 45 MB with it) -> ``test_4k_clip_is_cut_and_stays_small`` fails.
+- boxes scaled back to the clip's pixels (``_frames_json`` skips the scale) -> the boxes are half
+  size -> ``test_downscaled_clip_boxes_are_in_the_clip_pixels`` fails.
+- clip pixel check (``Clip._check`` returns at once) -> the 8K clip is decoded and answers 200 ->
+  ``test_8k_clip_is_refused_from_its_header`` fails.
 - auth middleware (``_BearerAuth`` not added; the route dependency still answers 401, but only
-  after the whole body was read) -> ``test_unauthenticated_body_is_not_read`` gets no answer while
-  the body is still being sent.
-- token compared on its first 4 characters only -> ``test_token_differing_after_4_characters``.
-- admission counting chunks (``submit(..., admitted=True)`` counted again) ->
-  ``test_pending_counts_requests_not_chunks`` raises Busy.
-- null byte / length checks (the ``JobRequest`` validator and ``max_length``; ``resolve_input``'s
-  checks) -> ``test_null_bytes_and_huge_fields_are_4xx`` sees 400 from the second layer instead of
-  422, ``test_resolve_input_rejects_bad_paths`` sees ValueError / OSError instead of ConfigError.
-- symlink check (``JobManager._check_links`` removed) -> ``test_symlink_out_of_the_data_root_is_refused``
-  gets 202.
+  once the body is in) -> no answer while the client still sends the 50 MB body ->
+  ``test_unauthenticated_body_is_not_read`` fails.
+- ``token_matches`` comparing the first 4 characters only -> a token differing after them is
+  accepted (200) -> ``test_token_differing_after_4_characters`` fails.
+- the body limit buffering the body (the old ``_BodyLimit``) -> +177 MB for a 45 MB upload (45 MB
+  with the streaming one) -> ``test_authenticated_large_body_is_not_copied`` fails.
+- admission counting chunks (``submit(..., admitted=True)`` counted again) -> Busy ->
+  ``test_pending_counts_requests_not_chunks`` fails.
+- ``JobRequest``'s null-byte validator or ``max_length`` removed -> 400 from the second layer
+  instead of 422; the 422 handler removed -> FastAPI's answer echoes the 100k field ->
+  ``test_null_bytes_and_huge_fields_are_4xx`` fails; the job id not shortened in the 404 -> 10 KB
+  answer -> the same test fails.
+- ``resolve_input``'s null-byte check or its OSError catch removed -> ValueError / OSError (a 500)
+  -> ``test_resolve_input_rejects_bad_paths`` fails.
+- upload names not shortened in messages -> ``test_upload_names_with_null_bytes_or_100k_characters``
+  fails.
+- symlink check (``JobManager._check_links`` returns at once) -> 202 for a directory holding a
+  link out of the data root -> ``test_symlink_out_of_the_data_root_is_refused`` fails.
 """
 
 from __future__ import annotations
@@ -216,7 +227,7 @@ def test_unauthenticated_body_is_not_read(server):
         f"Content-Length: {50_000_000}\r\n\r\n"
     ).encode()
     with _Peak(proc.pid) as peak, socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(head + b"--xyz\r\n" + b"z" * 16384)
+        s.sendall(head + b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="z.bin"\r\n\r\n' + b"z" * 16384)
         s.settimeout(10)
         reply = b""
         try:
