@@ -21,7 +21,8 @@ RSS figures are the server's peak growth measured by the test):
 - the body limit buffering the body (the old ``_BodyLimit``) -> +177 MB for a 45 MB upload (45 MB
   with the streaming one) -> ``test_authenticated_large_body_is_not_copied`` fails.
 - admission counting chunks (``submit(..., admitted=True)`` counted again) -> Busy ->
-  ``test_pending_counts_requests_not_chunks`` fails.
+  ``test_pending_counts_requests_not_chunks`` fails, and ``test_48_concurrent_clips_are_all_served``
+  gets 503s.
 - ``JobRequest``'s null-byte validator or ``max_length`` removed -> 400 from the second layer
   instead of 422; the 422 handler removed -> FastAPI's answer echoes the 100k field ->
   ``test_null_bytes_and_huge_fields_are_4xx`` fails; the job id not shortened in the 404 -> 10 KB
@@ -260,6 +261,24 @@ def test_token_differing_after_4_characters(server):
         assert r.status_code == 401, wrong
         assert r.json()["detail"] == "wrong bearer token"
     assert httpx.get(f"{url}/v1/jobs/{'0' * 32}", headers=AUTH).status_code == 404  # the right one passes
+
+
+def test_48_concurrent_clips_are_all_served(server):
+    """48 clip requests at once, each two model-call chunks (17 frames), under the default
+    ``max_pending`` of 64: none is refused (the limit counts requests, not chunks)."""
+    import asyncio
+
+    url, _, _ = server
+    data = _clip(96, 64, 17)
+
+    async def go() -> list:
+        async with httpx.AsyncClient(timeout=300) as c:
+            one = lambda: c.post(f"{url}/v1/analyze", files={"file": ("c.mp4", data, "video/mp4")}, headers=AUTH)
+            return await asyncio.gather(*[one() for _ in range(48)])
+
+    rs = asyncio.run(go())
+    assert [r.status_code for r in rs] == [200] * 48, [r.text[:200] for r in rs if r.status_code != 200][:3]
+    assert all(len(r.json()["frames"]) == 17 for r in rs)
 
 
 def test_pending_counts_requests_not_chunks(models):
