@@ -92,11 +92,35 @@ MAX_INPUT_CHARS = 4096  # PATH_MAX
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"detail": "<one line naming the cause>"}``."""
+
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these status codes, each an :class:`ErrorBody`."""
+    why = {
+        400: "a bad argument or input path",
+        401: "no or a wrong bearer token",
+        404: "no such job",
+        409: "the job has not finished",
+        413: "the body or the image / clip frame is over a limit",
+        415: "not an image or a video",
+        422: "a missing or invalid field (named, with the reason)",
+        503: "busy (Retry-After) or jobs are off",
+    }
+    return {c: {"model": ErrorBody, "description": why[c]} for c in codes}
+
+
 class JobRequest(BaseModel):
     """Body of ``POST /v1/jobs``."""
 
     input: str = Field(
-        description="A file or directory of videos, relative to the service's data root.", min_length=1, max_length=MAX_INPUT_CHARS
+        description="A file or directory of videos, relative to the service's data root (no null byte).",
+        min_length=1,
+        max_length=MAX_INPUT_CHARS,
+        json_schema_extra={"pattern": "^[^\\x00]*$"},
     )
 
     @field_validator("input")
@@ -298,7 +322,12 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         stats = dataclasses.asdict(b.stats) if b is not None else {}
         return {"status": "ok" if m is not None else "starting", "version": __version__, "models": refs, "batcher": stats}
 
-    @app.post("/v1/analyze", dependencies=[Depends(_auth)], summary="Faces and emotions of an image or a short clip")
+    @app.post(
+        "/v1/analyze",
+        dependencies=[Depends(_auth)],
+        summary="Faces and emotions of an image or a short clip",
+        responses=_errors(400, 401, 413, 415, 422, 503),
+    )
     async def analyze(
         file: Annotated[UploadFile, File(description="An image (JPEG, PNG, BMP, WebP, TIFF) or a short video clip.")],
         every: Annotated[int, Query(ge=1, le=1000, description="Clips: analyse every N-th frame.")] = 1,
@@ -357,19 +386,32 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
             "frames": frames,
         }
 
-    @app.post("/v1/jobs", dependencies=[Depends(_auth)], status_code=202, summary="Start a job over a directory under the data root")
+    @app.post(
+        "/v1/jobs",
+        dependencies=[Depends(_auth)],
+        status_code=202,
+        summary="Start a job over a directory under the data root",
+        responses=_errors(400, 401, 413, 422, 503),
+    )
     def submit(body: JobRequest, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
         try:
             return mgr.submit(body.input).public()
         except FerbatchError as e:
             raise HTTPException(400, str(e)) from None
 
-    @app.get("/v1/jobs/{job_id}", dependencies=[Depends(_auth)], summary="A job's status and progress")
+    @app.get(
+        "/v1/jobs/{job_id}", dependencies=[Depends(_auth)], summary="A job's status and progress", responses=_errors(401, 404, 422, 503)
+    )
     def job_status(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
         rec = _job(mgr, job_id)
         return rec.public()
 
-    @app.get("/v1/jobs/{job_id}/summary", dependencies=[Depends(_auth)], summary="A finished job's counts and per-video summary")
+    @app.get(
+        "/v1/jobs/{job_id}/summary",
+        dependencies=[Depends(_auth)],
+        summary="A finished job's counts and per-video summary",
+        responses=_errors(401, 404, 409, 422, 503),
+    )
     def job_summary(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
         rec = _job(mgr, job_id)
         if rec.status in ("queued", "running"):
