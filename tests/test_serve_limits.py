@@ -13,12 +13,12 @@ RSS figures are the server's peak growth measured by the test):
   size -> ``test_downscaled_clip_boxes_are_in_the_clip_pixels`` fails.
 - clip pixel check (``Clip._check`` returns at once) -> the 8K clip is decoded and answers 200 ->
   ``test_8k_clip_is_refused_from_its_header`` fails.
-- auth middleware (``_BearerAuth`` not added; the route dependency still answers 401, but only
+- auth middleware (``BearerAuth`` not added; the route dependency still answers 401, but only
   once the body is in) -> no answer while the client still sends the 50 MB body ->
   ``test_unauthenticated_body_is_not_read`` fails.
 - ``token_matches`` comparing the first 4 characters only -> a token differing after them is
   accepted (200) -> ``test_token_differing_after_4_characters`` fails.
-- the body limit buffering the body (the old ``_BodyLimit``) -> +177 MB for a 45 MB upload (45 MB
+- the body limit buffering the body (the old ``BodyLimit``) -> +177 MB for a 45 MB upload (45 MB
   with the streaming one) -> ``test_authenticated_large_body_is_not_copied`` fails.
 - admission counting chunks (``submit(..., admitted=True)`` counted again) -> Busy ->
   ``test_pending_counts_requests_not_chunks`` fails, and ``test_48_concurrent_clips_are_all_served``
