@@ -74,7 +74,7 @@ def main() -> int:
             run += ["--exclude-checks", "positive_data_acceptance"]
             run += ["--max-examples", str(args.examples), "--max-time", str(args.max_time), "--seed", str(args.seed)]
             run += ["--request-timeout", "60", "--workers", "1", "--generation-allow-x00", "true"]
-            rc = subprocess.run(run, cwd=REPO).returncode
+            rc = subprocess.run(run, cwd=tmp).returncode  # its example database stays in the temporary directory
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)  # the server we started, by its pid
