@@ -1,35 +1,44 @@
 """The FastAPI application: ``POST /v1/analyze``, ``POST /v1/jobs``, ``GET /v1/jobs/{id}``,
 ``GET /v1/jobs/{id}/summary``, ``GET /healthz``; OpenAPI docs at ``/docs``.
 
-Every ``/v1`` route needs ``Authorization: Bearer <token>``. Bodies over ``max_upload_bytes`` are
-refused with 413 before they are read in full (by ``Content-Length``, or by counting a chunked body).
+Every ``/v1`` route needs ``Authorization: Bearer <token>``, checked by an ASGI middleware on the
+request headers, before any byte of the body is received (401 otherwise). Bodies over
+``max_upload_bytes`` are refused with 413 before they are read in full (by ``Content-Length``, or by
+counting a chunked body).
+
+Memory per request is bounded (see :class:`ServiceSettings`): a still image's pixel count is read
+from its header before it is decoded; a clip is decoded frame by frame into frames no larger than
+``clip_max_side`` and goes to the models one chunk at a time, so no full-resolution RGB frame is kept;
+a clip cut short by a limit says so (``truncated``, ``truncated_reason``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
+import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferbatch import __version__
 from ferbatch.config import JobConfig
 from ferbatch.errors import FerbatchError
 from ferbatch.labels import EMOTIONS
-from ferbatch.live.infer import faces_json
+from ferbatch.live.infer import FrameFaces, faces_json
 from ferbatch.service.batcher import Batcher, Busy
 from ferbatch.service.jobs import JobManager
-from ferbatch.service.media import BadUpload, decode_upload
+from ferbatch.service.media import BadUpload, Upload, open_upload, short_name
+from ferbatch.service.middleware import BearerAuth, BodyLimit, token_matches
 
 __all__ = ["ServiceSettings", "create_app"]
 
@@ -42,11 +51,20 @@ class ServiceSettings:
         token: the bearer token clients must send (non-empty).
         cfg: model and backend settings (as for ``ferbatch run``).
         max_upload_bytes: largest request body, in bytes.
-        max_pixels: most pixels per image or clip frame.
-        max_frames: most frames analysed per clip.
+        max_pixels: most pixels of a still image (width x height, read from its header before
+            decoding; decoded it takes 3 bytes per pixel).
+        max_clip_pixels: most pixels per clip frame (stream header and each frame); FFmpeg's
+            decoder state holds a few frames of this size (1.5 bytes per pixel for YUV 4:2:0).
+        max_clip_total_pixels: most pixels decoded from one clip (sampled or not); the clip is cut
+            there (``truncated``).
+        clip_max_side: clip frames are downscaled right after decoding to this longest side, in
+            pixels (2 x the default detector's ``input_max_side``; boxes come back in the clip's
+            own pixels).
+        max_frames: most frames analysed per clip; the clip is cut there (``truncated``).
         max_batch: most frames per model call, across requests.
         max_wait_ms: how long a batch waits for more requests, in ms.
-        max_pending: most requests waiting for the models; more get 503.
+        max_pending: most requests admitted at once (decoding or waiting for the models, a clip
+            counted once); more get 503. Memory: at most this many times the per-request bound.
         data_root, jobs_dir: where job inputs may come from and where their datasets go (None =
             the jobs routes answer 503).
         use_ray, address: run jobs on Ray (local or that cluster) instead of in-process.
@@ -56,6 +74,9 @@ class ServiceSettings:
     cfg: JobConfig = JobConfig()
     max_upload_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_clip_pixels: int = 3840 * 2160
+    max_clip_total_pixels: int = 300 * 1920 * 1080
+    clip_max_side: int = 1024
     max_frames: int = 300
     max_batch: int = 16
     max_wait_ms: float = 5.0
@@ -66,55 +87,47 @@ class ServiceSettings:
     address: str | None = None
 
 
+MAX_INPUT_CHARS = 4096  # PATH_MAX
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"detail": "<one line naming the cause>"}``."""
+
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these status codes, each an :class:`ErrorBody`."""
+    why = {
+        400: "a bad argument or input path",
+        401: "no or a wrong bearer token",
+        404: "no such job",
+        409: "the job has not finished",
+        413: "the body or the image / clip frame is over a limit",
+        415: "not an image or a video",
+        422: "a missing or invalid field (named, with the reason)",
+        503: "busy (Retry-After) or jobs are off",
+    }
+    return {c: {"model": ErrorBody, "description": why[c]} for c in codes}
+
+
 class JobRequest(BaseModel):
     """Body of ``POST /v1/jobs``."""
 
-    input: str = Field(description="A file or directory of videos, relative to the service's data root.", min_length=1)
+    input: str = Field(
+        description="A file or directory of videos, relative to the service's data root (no null byte).",
+        min_length=1,
+        max_length=MAX_INPUT_CHARS,
+        json_schema_extra={"pattern": "^[^\\x00]*$"},
+    )
 
-
-class _BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes (declared by ``Content-Length`` or
-    counted while it arrives); the body, once whole, is handed on to the app."""
-
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(self.limit, send)
-            return
-        # read the body here, counting, so an over-long chunked body is refused before the app sees it
-        chunks, seen, more = [], 0, True
-        while more:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                return  # the client went away
-            body = msg.get("body", b"")
-            seen += len(body)
-            if seen > self.limit:
-                await _too_large(self.limit, send)
-                return
-            chunks.append(body)
-            more = msg.get("more_body", False)
-        replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-
-        async def replayed() -> Message:
-            return replay.pop() if replay else await receive()
-
-        await self.app(scope, replayed, send)
-
-
-async def _too_large(limit: int, send: Send) -> None:
-    resp = JSONResponse({"detail": f"the request body is over the limit of {limit} bytes"}, status_code=413)
-    await resp({"type": "http"}, _no_receive, send)
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
+    @field_validator("input")
+    @classmethod
+    def _no_nul(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("contains a null byte (not allowed in a path)")
+        return v
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -124,7 +137,7 @@ def _auth(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None,
     token: str = request.app.state.ferbatch_token
     if cred is None or cred.scheme.lower() != "bearer":
         raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(cred.credentials.encode(), token.encode()):
+    if not token_matches(cred.credentials.encode(), token.encode()):
         raise HTTPException(401, "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -133,6 +146,31 @@ def _jobs(request: Request) -> JobManager:
     if mgr is None:
         raise HTTPException(503, "jobs are off: start the service with --data-root and --jobs-dir")
     return mgr
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each invalid field and why in one line, without echoing the value back (a field
+    may be 100k characters)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    parts = [f"{'.'.join(str(x) for x in e.get('loc', ()))} | {e.get('msg', 'invalid')}" for e in errors[:5]]
+    return JSONResponse({"detail": "; ".join(parts)[:1000] or "invalid request"}, status_code=422)
+
+
+def _job(mgr: JobManager, job_id: str) -> Any:
+    rec = mgr.get(job_id) if _JOB_ID.fullmatch(job_id) else None
+    if rec is None:
+        raise HTTPException(404, f"no job {short_name(job_id)!r}" + ("" if _JOB_ID.fullmatch(job_id) else " (a job id is 32 hex digits)"))
+    return rec
+
+
+def _frames_json(up: Upload, results: list[FrameFaces]) -> list[dict[str, Any]]:
+    """Per-frame JSON of ``results``, boxes scaled back to the upload's own pixels."""
+    out = []
+    for i, t, (sx, sy), ff in zip(up.frame_idx, up.pts_ms, up.scale, results, strict=True):
+        if (sx, sy) != (1.0, 1.0) and len(ff.boxes):
+            ff = FrameFaces(ff.boxes * np.array([sx, sy, sx, sy], np.float32), ff.scores, ff.probs)
+        out.append({"frame_idx": i, "pts_ms": t, "faces": faces_json(ff)})
+    return out
 
 
 def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
@@ -173,9 +211,11 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         description="Facial emotion recognition: faces, boxes and the 8 FER+ probabilities of an image or a clip; directory jobs.",
         lifespan=lifespan,
     )
-    app.add_middleware(_BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(BearerAuth, token=settings.token)  # added last = outermost: before the body is read
     app.state.ferbatch = state
     app.state.ferbatch_token = settings.token
+    app.add_exception_handler(RequestValidationError, _invalid)
 
     @app.get("/healthz", summary="Liveness and model names (no auth)")
     def healthz() -> dict[str, Any]:
@@ -185,27 +225,59 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         stats = dataclasses.asdict(b.stats) if b is not None else {}
         return {"status": "ok" if m is not None else "starting", "version": __version__, "models": refs, "batcher": stats}
 
-    @app.post("/v1/analyze", dependencies=[Depends(_auth)], summary="Faces and emotions of an image or a short clip")
+    @app.post(
+        "/v1/analyze",
+        dependencies=[Depends(_auth)],
+        summary="Faces and emotions of an image or a short clip",
+        responses=_errors(400, 401, 413, 415, 422, 503),
+    )
     async def analyze(
         file: Annotated[UploadFile, File(description="An image (JPEG, PNG, BMP, WebP, TIFF) or a short video clip.")],
         every: Annotated[int, Query(ge=1, le=1000, description="Clips: analyse every N-th frame.")] = 1,
     ) -> dict[str, Any]:
-        data = await file.read()
+        b: Batcher = state["batcher"]
         name = file.filename or "upload"
         try:
-            up = await run_in_threadpool(
-                decode_upload, data, name, max_pixels=settings.max_pixels, max_frames=settings.max_frames, every=every
-            )
-        except BadUpload as e:
-            raise HTTPException(e.status, str(e)) from None
-        # a clip goes in chunks of one model call each, so image requests queued meanwhile are not held up by it
-        step = settings.max_batch
-        try:
-            futs = [state["batcher"].submit(up.images[i : i + step]) for i in range(0, len(up.images), step)]
+            with b.admit():  # counted once, however many chunks a clip takes
+                data = await file.read()
+                up = await run_in_threadpool(
+                    open_upload,
+                    data,
+                    name,
+                    max_pixels=settings.max_pixels,
+                    max_clip_pixels=settings.max_clip_pixels,
+                    max_frames=settings.max_frames,
+                    max_total_pixels=settings.max_clip_total_pixels,
+                    max_side=settings.clip_max_side,
+                    every=every,
+                )
+                del data
+                if isinstance(up, Upload):
+                    results = await asyncio.wrap_future(b.submit(up.images, admitted=True))
+                    frames = _frames_json(up, results)
+                else:
+                    # a clip: decoded and analysed one model call's worth of frames at a time, so
+                    # only one chunk of small frames is held and image requests queued meanwhile are
+                    # not held up by it
+                    frames = []
+                    try:
+                        while True:
+                            part = await run_in_threadpool(up.read, settings.max_batch)
+                            if not part.images:
+                                break
+                            results = await asyncio.wrap_future(b.submit(part.images, admitted=True))
+                            frames += _frames_json(part, results)
+                            del part
+                    finally:
+                        up.close()
         except Busy as e:
             raise HTTPException(503, str(e), headers={"Retry-After": "1"}) from None
-        results = [ff for part in await asyncio.gather(*(asyncio.wrap_future(f) for f in futs)) for ff in part]
-        frames = [{"frame_idx": i, "pts_ms": t, "faces": faces_json(ff)} for i, t, ff in zip(up.frame_idx, up.pts_ms, results, strict=True)]
+        except BadUpload as e:
+            raise HTTPException(e.status, str(e)) from None
+        except MemoryError:
+            raise HTTPException(
+                503, "out of memory while decoding the upload; retry later or send less", headers={"Retry-After": "5"}
+            ) from None
         return {
             "kind": up.kind,
             "width": up.width,
@@ -213,28 +285,38 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
             "emotions": list(EMOTIONS),
             "frames_decoded": up.frames_total,
             "truncated": up.truncated,
+            "truncated_reason": up.truncated_reason,
             "frames": frames,
         }
 
-    @app.post("/v1/jobs", dependencies=[Depends(_auth)], status_code=202, summary="Start a job over a directory under the data root")
+    @app.post(
+        "/v1/jobs",
+        dependencies=[Depends(_auth)],
+        status_code=202,
+        summary="Start a job over a directory under the data root",
+        responses=_errors(400, 401, 413, 422, 503),
+    )
     def submit(body: JobRequest, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
         try:
             return mgr.submit(body.input).public()
         except FerbatchError as e:
             raise HTTPException(400, str(e)) from None
 
-    @app.get("/v1/jobs/{job_id}", dependencies=[Depends(_auth)], summary="A job's status and progress")
+    @app.get(
+        "/v1/jobs/{job_id}", dependencies=[Depends(_auth)], summary="A job's status and progress", responses=_errors(401, 404, 422, 503)
+    )
     def job_status(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
-        rec = mgr.get(job_id)
-        if rec is None:
-            raise HTTPException(404, f"no job {job_id!r}")
+        rec = _job(mgr, job_id)
         return rec.public()
 
-    @app.get("/v1/jobs/{job_id}/summary", dependencies=[Depends(_auth)], summary="A finished job's counts and per-video summary")
+    @app.get(
+        "/v1/jobs/{job_id}/summary",
+        dependencies=[Depends(_auth)],
+        summary="A finished job's counts and per-video summary",
+        responses=_errors(401, 404, 409, 422, 503),
+    )
     def job_summary(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
-        rec = mgr.get(job_id)
-        if rec is None:
-            raise HTTPException(404, f"no job {job_id!r}")
+        rec = _job(mgr, job_id)
         if rec.status in ("queued", "running"):
             raise HTTPException(409, f"job {job_id} is {rec.status}; the summary is there once it finishes")
         if rec.status == "failed":

@@ -1,14 +1,16 @@
 """One inference thread for the whole process: the frames of concurrent requests go to the models
-together (up to ``max_frames`` per call), so N small requests cost about one batched call, and a
-bounded queue refuses work beyond ``max_pending`` requests instead of queueing without end."""
+together (up to ``max_frames`` per call), so N small requests cost about one batched call, and
+admission refuses work beyond ``max_pending`` requests instead of queueing without end. A request
+is counted once, however many model-call chunks it is split into (:meth:`Batcher.admit`)."""
 
 from __future__ import annotations
 
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +52,9 @@ class Batcher:
         models: loaded detector and classifier (used only from the batcher's thread).
         max_frames: most frames in one model call (a request with more is split over calls).
         max_wait_ms: how long the first request of a batch waits for others to join, in ms.
-        max_pending: requests waiting at most; :meth:`submit` raises :class:`Busy` beyond it.
+        max_pending: requests admitted at most (waiting or being served; a request counts once
+            however many chunks it submits); :meth:`admit` / :meth:`submit` raise :class:`Busy`
+            beyond it.
     """
 
     def __init__(self, models: ShardModels, *, max_frames: int = 16, max_wait_ms: float = 5.0, max_pending: int = 64):
@@ -58,23 +62,60 @@ class Batcher:
         self.max_frames = max(1, int(max_frames))
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.stats = BatcherStats()
-        self._q: queue.Queue = queue.Queue(maxsize=max(1, int(max_pending)))
+        self.max_pending = max(1, int(max_pending))
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._q: queue.Queue = queue.Queue()  # bounded by admission: at most max_pending requests put chunks here
         self._t = threading.Thread(target=self._loop, name="ferbatch-batcher", daemon=True)
         self._t.start()
 
-    def submit(self, images: Sequence[np.ndarray]) -> Future:
+    def _take(self) -> None:
+        with self._lock:
+            if self._pending >= self.max_pending:
+                self.stats.refused += 1
+                raise Busy(f"busy | {self.max_pending} requests are already waiting; retry later")
+            self._pending += 1
+
+    def _release(self, *_: object) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    @property
+    def pending(self) -> int:
+        """Requests admitted and not yet finished."""
+        return self._pending
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Count one request for its whole duration (its chunks go in with ``submit(...,
+        admitted=True)``).
+
+        Raises:
+            Busy: ``max_pending`` requests are already admitted.
+        """
+        self._take()
+        try:
+            yield
+        finally:
+            self._release()
+
+    def submit(self, images: Sequence[np.ndarray], *, admitted: bool = False) -> Future:
         """Queue ``images`` (F arrays (H, W, 3) uint8 RGB); the future gives a list of F
         :class:`~ferbatch.live.infer.FrameFaces`.
 
+        Args:
+            images: the frames.
+            admitted: part of a request inside :meth:`admit` (not counted again); False = a
+                request of its own, counted until its future is done.
+
         Raises:
-            Busy: ``max_pending`` requests are already waiting.
+            Busy: (not ``admitted``) ``max_pending`` requests are already admitted.
         """
         fut: Future = Future()
-        try:
-            self._q.put_nowait(_Item(list(images), fut))
-        except queue.Full:
-            self.stats.refused += 1
-            raise Busy(f"busy | {self._q.maxsize} requests are already waiting; retry later") from None
+        if not admitted:
+            self._take()
+            fut.add_done_callback(self._release)
+        self._q.put(_Item(list(images), fut))
         return fut
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ reach anything outside (``..``, absolute paths and symlinks out of it are refuse
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 import uuid
@@ -74,7 +75,7 @@ class JobManager:
     """
 
     def __init__(self, data_root: Path, jobs_dir: Path, cfg: JobConfig, *, use_ray: bool = False, address: str | None = None):
-        self.data_root = data_root.resolve()
+        self.data_root = Path(os.path.realpath(data_root))
         self.jobs_dir = jobs_dir
         self.cfg = cfg
         self.use_ray = use_ray
@@ -84,21 +85,51 @@ class JobManager:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferbatch-job")
 
     def resolve_input(self, rel: str) -> Path:
-        """The data-root path a client named.
+        """The data-root path a client named, its real path checked to lie under the data root's
+        real path, and every symlink under it too.
 
         Raises:
-            ConfigError: empty, absolute, outside the data root, or missing.
+            ConfigError: empty, absolute, a null byte, too long, outside the data root (``..`` or a
+                symlink out of it, here or anywhere under it), or missing.
         """
         if not rel or not rel.strip():
             raise ConfigError("input | empty; expected a path relative to the service's data root")
+        shown = rel if len(rel) <= 80 else rel[:77] + "..."
+        if "\x00" in rel:
+            raise ConfigError(f"input {shown!r} | contains a null byte; expected a path relative to the data root")
+        if len(rel) > 4096:
+            raise ConfigError(f"input {shown!r} | {len(rel)} characters is longer than a path can be (4096)")
         if Path(rel).is_absolute():
-            raise ConfigError(f"input {rel!r} | absolute paths are refused; give a path relative to the data root")
-        p = (self.data_root / rel).resolve()
-        if p != self.data_root and self.data_root not in p.parents:
-            raise ConfigError(f"input {rel!r} | points outside the data root")
-        if not p.exists():
-            raise ConfigError(f"input {rel!r} | no such file or directory under the data root")
+            raise ConfigError(f"input {shown!r} | absolute paths are refused; give a path relative to the data root")
+        try:
+            p = Path(os.path.realpath(self.data_root / rel))
+            if not self._inside(p):
+                raise ConfigError(f"input {shown!r} | points outside the data root")
+            if not p.exists():
+                raise ConfigError(f"input {shown!r} | no such file or directory under the data root")
+            self._check_links(p, shown)
+        except OSError as e:
+            raise ConfigError(f"input {shown!r} | cannot be read under the data root: {e.strerror or type(e).__name__}") from None
         return p
+
+    def _inside(self, real: Path) -> bool:
+        return real == self.data_root or self.data_root in real.parents
+
+    def _check_links(self, p: Path, shown: str) -> None:
+        """Refuse ``p`` when a symlink under it (file or directory) leads outside the data root.
+
+        Raises:
+            ConfigError: naming the first such link (relative to the data root; not its target).
+        """
+        if not p.is_dir():
+            return
+        for d, dirs, names in os.walk(p, followlinks=False):
+            dirs.sort()
+            for n in sorted(dirs) + sorted(names):
+                q = Path(d) / n
+                if q.is_symlink() and not self._inside(Path(os.path.realpath(q))):
+                    rel_q = q.relative_to(self.data_root).as_posix()
+                    raise ConfigError(f"input {shown!r} | {rel_q} is a symlink to a path outside the data root; refused")
 
     def submit(self, rel: str) -> JobRecord:
         """Queue a job over ``rel`` (a file or directory under the data root).
@@ -140,6 +171,8 @@ class JobManager:
             rec.progress[kind] = [int(done), int(total)]
 
         try:
+            # checked again when it starts: a link added to the data root meanwhile is refused too
+            src = self.resolve_input(rec.input)
             s = run_job(src, rec.out, self.cfg, use_ray=self.use_ray, address=self.address, progress=progress)
             rec.summary = dataclasses.asdict(s)
             rec.status = "partial" if (s.failed or s.partial) else "done"
