@@ -181,7 +181,7 @@ def _yunet_decode(g, spec: ModelSpec, image: str, const, node) -> tuple[str, str
     and landmarks (N, P, 10), P = sum over strides of (H / s) * (W / s), in input pixels.
 
     Formulas of OpenCV's ``FaceDetectorYN`` (modules/objdetect/src/face_detect.cpp,
-    ``FaceDetectorYNImpl::postProcess``), mirrored by :func:`ferbatch.vision.detect._decode_yunet`:
+    ``FaceDetectorYNImpl::postProcess``), mirrored by :func:`ferbatch.vision.decoders._decode_yunet`:
     per stride s, prior a sits at row r = a // cols, column c = a % cols with cols = W // s;
     score = sqrt(clip(cls, 0, 1) * clip(obj, 0, 1)); cx = (c + dx) * s, cy = (r + dy) * s,
     w = exp(dw) * s, h = exp(dh) * s, box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2);

@@ -1,6 +1,8 @@
-"""Face detection pre/post-processing (pure NumPy/cv2) and the batched ``Detector``.
+"""Face detection preprocessing (pure NumPy/cv2) and the batched ``Detector``.
 
-Families:
+The ``Detector`` reads the in-graph outputs, or runs its spec's decoder
+(:mod:`ferbatch.vision.decoders`, chosen by the registry's ``decoder`` key), never choosing one itself.
+The registry's decoders:
 - "ultraface" (Linzaer Ultra-Light-Fast-Generic-Face-Detector-1MB, RFB-320/640, slim-320): plain
   resize to the input size, RGB, (x - 127) / 128. NMS runs inside the prepared graph
   (:func:`ferbatch.models.graphs.prepare_detector`) or, as the fallback, in :func:`ferbatch.vision.boxes.nms` on the raw
@@ -30,7 +32,7 @@ import numpy as np
 
 from ferbatch.errors import ConfigError
 from ferbatch.specs import DetectorDecoder, InputSpec, ModelSpec, Runner
-from ferbatch.vision.decoders import _decode_yunet, postprocess_raw  # noqa: F401 (re-exported: tests, scripts)
+from ferbatch.vision.decoders import postprocess_raw  # re-exported (tests)
 
 __all__ = [
     "Detections",
