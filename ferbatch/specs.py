@@ -2,9 +2,11 @@
 dataclasses (:class:`ModelSpec`, :class:`InputSpec`) and the :class:`Runner` interface.
 
 Pure data and a Protocol: the vision layer (pre/post-processing) reads specs and calls runners
-without importing the builder layer (:mod:`ferbatch.models`) that makes them. Routing by model
-family happens here, once, as properties (``gives_landmarks``, ``nms_in_graph``, ``letterbox``),
-never by comparing family strings elsewhere.
+without importing the builder layer (:mod:`ferbatch.models`) that makes them. A detector's
+post-processing is a type, its :class:`DetectorDecoder` (implementations in
+:mod:`ferbatch.vision.decoders`), chosen once by the registry from the entry's ``decoder`` key;
+the properties ``gives_landmarks``, ``nms_in_graph`` and ``letterbox`` read that decoder, and no
+module compares family strings (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["InputSpec", "ModelSpec", "Runner"]
+__all__ = ["DetectorDecoder", "InputSpec", "ModelSpec", "Runner"]
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,57 @@ class InputSpec:
         return 1 if self.color == "GRAY" else 3
 
 
+@runtime_checkable
+class DetectorDecoder(Protocol):
+    """A detector's post-processing: how its frames are fed and its raw outputs become faces.
+
+    Attributes:
+        name: the registry's ``decoder`` value ("yunet", "ultraface").
+        gives_landmarks: the detector outputs 5 face landmarks per box.
+        letterbox: frames are letterboxed (aspect kept, zero padding right/bottom) rather than
+            plainly resized into the input.
+        nms_in_graph: the prepared graph can get this decoding and ONNX ``NonMaxSuppression``
+            appended (:mod:`ferbatch.models.graph_nms`), so a runner returns final boxes.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def gives_landmarks(self) -> bool: ...
+
+    @property
+    def letterbox(self) -> bool: ...
+
+    @property
+    def nms_in_graph(self) -> bool: ...
+
+    def decode(
+        self, out: dict[str, np.ndarray], spec: ModelSpec, score_threshold: float, iou_threshold: float, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Raw outputs of one batch -> the kept faces, in input pixels (the NumPy post-processing).
+
+        Args:
+            out: the runner's outputs (graph without in-graph NMS), batch of N.
+            spec: the detector's registry entry (output names, input size, strides).
+            score_threshold: keep scores above this.
+            iou_threshold: NMS IoU threshold.
+            k: the most faces per frame.
+
+        Returns:
+            boxes (N, K, 4) float32 x1 y1 x2 y2 in input pixels, scores (N, K) float32 (0 marks an
+            empty slot), landmarks (N, K, 5, 2) float32 or None when ``gives_landmarks`` is False.
+        """
+        ...
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One registry entry (see ferbatch/models/registry.toml for the meaning of each key)."""
 
     name: str
     kind: str  # "detector" | "classifier"
-    family: str  # detector: "ultraface" | "yunet"; classifier: "gray-crop" | "aligned-rgb"
+    family: str  # informational (provenance); detectors route by ``decoder``, never by family
     file: str
     sha256: str
     input: InputSpec
@@ -68,24 +114,25 @@ class ModelSpec:
     iou_threshold: float = 0.3
     bundled_path: str | None = None  # set for bundled entries: the committed file
     input_max_side: int = 0  # detectors with dynamic H/W: the input follows the frame up to this side (0 = fixed input)
+    decoder: DetectorDecoder | None = None  # detectors: the post-processing the registry chose (``decoder`` key)
 
     @property
     def gives_landmarks(self) -> bool:
-        """True for detectors that output 5 face landmarks per box (YuNet)."""
-        return self.kind == "detector" and self.family == "yunet"
+        """True for detectors whose decoder outputs 5 face landmarks per box (YuNet)."""
+        return self.kind == "detector" and self.decoder is not None and self.decoder.gives_landmarks
 
     @property
     def nms_in_graph(self) -> bool:
-        """True for detectors whose prepared graph can get their decoding and ONNX
-        ``NonMaxSuppression`` appended (UltraFace: priors; YuNet: per-stride priors and landmarks,
-        grid from the dynamic input size), so a GPU backend returns final boxes."""
-        return self.kind == "detector" and self.family in ("ultraface", "yunet")
+        """True for detectors whose decoder can be appended to the prepared graph with ONNX
+        ``NonMaxSuppression`` (UltraFace: priors; YuNet: per-stride priors and landmarks, grid from
+        the dynamic input size), so a GPU backend returns final boxes."""
+        return self.kind == "detector" and self.decoder is not None and self.decoder.nms_in_graph
 
     @property
     def letterbox(self) -> bool:
         """True when frames are letterboxed (aspect kept, zero padding right/bottom) rather than
         plainly resized into the detector's input (YuNet; UltraFace was trained on plain resizes)."""
-        return self.kind == "detector" and self.family == "yunet"
+        return self.kind == "detector" and self.decoder is not None and self.decoder.letterbox
 
 
 @runtime_checkable

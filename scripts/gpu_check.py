@@ -353,6 +353,7 @@ def profile_detect(clip: Path, backend: str, batch: int = 64, repeats: int = 4) 
     only with ``--numpy-nms``'s path; with decoding + NMS in the graph they are inside the runner call); for ONNX
     Runtime CUDA, the runner call split into host->device copy, the graph on device-resident
     tensors, and device->host copy of the outputs."""
+    import ferbatch.vision.decoders as dec_mod
     import ferbatch.vision.detect as det_mod
     from ferbatch.config import JobConfig
     from ferbatch.media.decode import iter_frames
@@ -375,10 +376,10 @@ def profile_detect(clip: Path, backend: str, batch: int = 64, repeats: int = 4) 
 
         return w
 
-    saved = (det_mod.preprocess_frames, det_mod._decode_yunet, det_mod.nms, runner.infer)
+    saved = (det_mod.preprocess_frames, dec_mod._decode_yunet, dec_mod.nms, runner.infer)
     det_mod.preprocess_frames = timed("preprocess", det_mod.preprocess_frames)
-    det_mod._decode_yunet = timed("decode_outputs", det_mod._decode_yunet)
-    det_mod.nms = timed("nms", det_mod.nms)
+    dec_mod._decode_yunet = timed("decode_outputs", dec_mod._decode_yunet)
+    dec_mod.nms = timed("nms", dec_mod.nms)
     setattr(runner, "infer", timed("runner", runner.infer))  # noqa: B010 (an instance attribute shadows the method)
     try:
         det.detect(imgs)
@@ -388,7 +389,7 @@ def profile_detect(clip: Path, backend: str, batch: int = 64, repeats: int = 4) 
             det.detect(imgs)
         total = time.perf_counter() - t
     finally:
-        det_mod.preprocess_frames, det_mod._decode_yunet, det_mod.nms = saved[:3]
+        det_mod.preprocess_frames, dec_mod._decode_yunet, dec_mod.nms = saved[:3]
         del runner.infer
     res = {k: round(1000 * v / (repeats * batch), 3) for k, v in acc.items()}
     res["detect_total"] = round(1000 * total / (repeats * batch), 3)

@@ -114,10 +114,58 @@ def test_one_iou():
     assert defs == ["vision/boxes.py"], f"IoU defined in {defs}; keep the one in vision/boxes.py"
 
 
-def test_no_family_routing_by_string_outside_specs():
-    pattern = re.compile(r"family\s*[!=]=\s*\"|\"yunet-\d")
-    hits = [str(p.relative_to(PKG)) for p in FILES if p.name != "specs.py" and pattern.search(p.read_text())]
-    assert not hits, f"model family compared as a string in {hits}; use the ModelSpec properties"
+FAMILY_NAMES = {"yunet", "ultraface"}  # detector families / decoders (ferbatch/models/registry.toml)
+
+
+def _family_compares(tree: ast.AST) -> list[int]:
+    """Lines comparing a family name: an ==, !=, in or not in with ``family`` (a name or an
+    attribute) or a "yunet"/"ultraface" literal (alone or in a tuple/list/set) on either side
+    (``decoder`` is also the video decoder's name, so only its values are looked for)."""
+
+    def named(e: ast.expr) -> bool:
+        if isinstance(e, ast.Constant):
+            return e.value in FAMILY_NAMES
+        if isinstance(e, ast.Name | ast.Attribute):
+            return (e.id if isinstance(e, ast.Name) else e.attr) == "family"
+        if isinstance(e, ast.Tuple | ast.List | ast.Set):
+            return any(named(x) for x in e.elts)
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in ("lower", "strip"):
+            return named(e.func.value)
+        return False
+
+    def equality(n: ast.Compare) -> bool:  # ``x is None`` tests presence, not a family
+        return any(isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn) for op in n.ops)
+
+    return sorted(
+        {n.lineno for n in ast.walk(tree) if isinstance(n, ast.Compare) and equality(n) and any(named(e) for e in (n.left, *n.comparators))}
+    )
+
+
+def test_no_family_routing_by_string_outside_the_registry():
+    """Detector families route through their decoder type (ferbatch/vision/decoders.py), chosen once
+    by ferbatch/models/registry.py from the entry's ``decoder`` key: no other module compares a
+    family or decoder string (``family == "yunet"``, ``spec.family in ("ultraface", ...)``,
+    ``decoder.name != "yunet"``) nor names a YuNet entry. Literals in registry.toml and the docs are fine."""
+    hits = {
+        str(p.relative_to(PKG)): lines for p in FILES if p.name != "registry.py" and (lines := _family_compares(ast.parse(p.read_text())))
+    }
+    assert not hits, f"model family compared as a string in {hits}; use the decoder (ModelSpec.decoder and its properties)"
+    named_entry = [str(p.relative_to(PKG)) for p in FILES if p.name != "registry.py" and re.search(r"\"yunet-\d", p.read_text())]
+    assert not named_entry, f"a YuNet registry entry named in {named_entry}; take it from the registry's defaults"
+
+
+def test_the_family_comparison_check_sees_comparisons():
+    """The AST check above finds each spelling of a family comparison (it is not vacuous)."""
+    src = """
+a = spec.family == "yunet"
+b = "ultraface" != spec.family
+c = spec.family in ("ultraface", "yunet")
+d = name == "yunet"
+e = spec.decoder.name is not None and spec.decoder.name == "yunet"
+f = family.lower() == other
+ok = DECODERS["yunet"]
+"""
+    assert _family_compares(ast.parse(src)) == [2, 3, 4, 5, 6, 7]
 
 
 def test_service_and_live_sit_above_the_job():

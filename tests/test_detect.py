@@ -135,7 +135,7 @@ def test_yunet_candidates_equal_decoding_every_prior():
     out = runner.infer({spec.input.name: x})
     w, h = spec.input.width, spec.input.height
     boxes, scores, kps = [], [], []
-    for s in det.strides:
+    for s in (8, 16, 32):  # the registry's outputs.strides
         r, c = np.divmod(np.arange((h // s) * (w // s), dtype=np.float32), w // s)
         bb, kp = out[f"bbox_{s}"], out[f"kps_{s}"]
         cx, cy = (c + bb[..., 0]) * s, (r + bb[..., 1]) * s

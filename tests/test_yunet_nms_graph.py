@@ -1,5 +1,5 @@
 """YuNet's decoding + NMS inside the prepared graph equals the NumPy fallback (the reference,
-OpenCV FaceDetectorYN's formulas in ``ferbatch.vision.detect._decode_yunet`` + ``boxes.nms``): same
+OpenCV FaceDetectorYN's formulas in ``ferbatch.vision.decoders._decode_yunet`` + ``boxes.nms``): same
 faces, same order, boxes and landmarks within 0.01 px, on real clips at several frame sizes (the
 graph's input follows the frame: dynamic H/W), with the score threshold fed per call."""
 

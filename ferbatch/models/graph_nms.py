@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ferbatch.specs import ModelSpec
+from ferbatch.vision.decoders import UltraFaceDecoder, YuNetDecoder
 from ferbatch.vision.detect import DET_BOXES, DET_LANDMARKS, DET_SCORES, SCORE_THRESHOLD
 
 __all__ = ["ultraface_priors"]
@@ -66,7 +67,7 @@ def _append_nms(model, spec: ModelSpec, k: int, score_threshold: float, iou_thre
     ``det_landmarks`` (N, K, 5, 2) float32 x y normalised likewise.
 
     Raises:
-        ValueError: a YuNet spec without ``image``.
+        ValueError: a YuNet spec without ``image``, or a decoder with no in-graph form.
     """
     from onnx import TensorProto
     from onnx import helper as oh
@@ -94,7 +95,9 @@ def _append_nms(model, spec: ModelSpec, k: int, score_threshold: float, iou_thre
     const(SCORE_THRESHOLD, np.array([score_threshold], np.float32))
     g.input.append(oh.make_tensor_value_info(SCORE_THRESHOLD, TensorProto.FLOAT, [1]))
     extra = None
-    if spec.gives_landmarks:
+    if not isinstance(spec.decoder, UltraFaceDecoder | YuNetDecoder):  # each decoder's graph form is written out below
+        raise ValueError(f"_append_nms | {spec.name}: decoder {spec.decoder!r} has no in-graph form")
+    if isinstance(spec.decoder, YuNetDecoder):
         if image is None:
             raise ValueError(f"_append_nms | {spec.name}: YuNet needs the image tensor for its prior grid")
         corner, face3, extra = _yunet_decode(g, spec, image, const, node)
@@ -178,7 +181,7 @@ def _yunet_decode(g, spec: ModelSpec, image: str, const, node) -> tuple[str, str
     and landmarks (N, P, 10), P = sum over strides of (H / s) * (W / s), in input pixels.
 
     Formulas of OpenCV's ``FaceDetectorYN`` (modules/objdetect/src/face_detect.cpp,
-    ``FaceDetectorYNImpl::postProcess``), mirrored by :func:`ferbatch.vision.detect._decode_yunet`:
+    ``FaceDetectorYNImpl::postProcess``), mirrored by :func:`ferbatch.vision.decoders._decode_yunet`:
     per stride s, prior a sits at row r = a // cols, column c = a % cols with cols = W // s;
     score = sqrt(clip(cls, 0, 1) * clip(obj, 0, 1)); cx = (c + dx) * s, cy = (r + dy) * s,
     w = exp(dw) * s, h = exp(dh) * s, box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2);

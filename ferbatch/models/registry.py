@@ -9,6 +9,9 @@ Resolution order for a model's file (first hit wins, every hit is sha256-checked
 4. a download from the entry's upstream ``url`` into the user cache, when the network allows.
 
 A file whose sha256 differs from the registry's is refused (never silently replaced).
+A detector entry names its post-processing (``decoder``, a key of
+:data:`ferbatch.vision.decoders.DECODERS`); this is the one place that choice is made, and an entry
+without a known decoder is refused at load.
 This module does not run models.
 """
 
@@ -25,7 +28,8 @@ from pathlib import Path
 
 from ferbatch.atomic import atomic_target
 from ferbatch.errors import ConfigError, ModelError
-from ferbatch.specs import InputSpec, ModelSpec
+from ferbatch.specs import DetectorDecoder, InputSpec, ModelSpec
+from ferbatch.vision.decoders import DECODERS
 
 __all__ = [
     "InputSpec",  # re-exported from ferbatch.specs
@@ -75,7 +79,9 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
     """Read a registry TOML file (default: ``$FERBATCH_REGISTRY`` or the packaged registry.toml).
 
     Raises:
-        ConfigError: the file is missing or an entry lacks a required key.
+        ConfigError: the file is missing or not TOML, an entry lacks a required key, a detector
+            entry's ``decoder`` is missing or unknown (the message names the entry, the value and
+            the known decoders), or a classifier entry sets one.
     """
     p = Path(path or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY)
     try:
@@ -109,6 +115,7 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
                 iou_threshold=float(raw.get("iou_threshold", 0.3)),
                 bundled_path=str(p.parent / raw["file"]) if raw.get("bundled") else None,
                 input_max_side=int(raw.get("input_max_side", 0)),
+                decoder=_decoder(p, name, raw),
             )
         except (KeyError, TypeError) as e:
             raise ConfigError(f"model registry {p} | entry {name!r} is incomplete: {e}") from e
@@ -116,6 +123,25 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
             raise ConfigError(f"model registry {p} | entry {name!r}: temperature must be > 0, got {models[name].temperature}")
     defaults = data.get("defaults", {})
     return Registry(p, models, defaults.get("detector", ""), defaults.get("classifier", ""), defaults.get("landmark_detector", ""))
+
+
+def _decoder(path: Path, name: str, raw: dict) -> DetectorDecoder | None:
+    """The decoder of entry ``name``: a detector's ``decoder`` key looked up in :data:`DECODERS`.
+
+    Raises:
+        ConfigError: a detector without a known decoder, or a classifier with one.
+    """
+    value = raw.get("decoder")
+    if raw.get("kind") != "detector":
+        if value is not None:
+            raise ConfigError(f"model registry {path} | entry {name!r} is a {raw.get('kind')}: decoder {value!r} is for detectors only")
+        return None
+    cls = DECODERS.get(value) if isinstance(value, str) else None
+    if cls is None:
+        raise ConfigError(
+            f"model registry {path} | detector entry {name!r} has decoder {value!r}; known decoders: {', '.join(sorted(DECODERS))}"
+        )
+    return cls()
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -1,6 +1,8 @@
-"""Face detection pre/post-processing (pure NumPy/cv2) and the batched ``Detector``.
+"""Face detection preprocessing (pure NumPy/cv2) and the batched ``Detector``.
 
-Families:
+The ``Detector`` reads the in-graph outputs, or runs its spec's decoder
+(:mod:`ferbatch.vision.decoders`, chosen by the registry's ``decoder`` key), never choosing one itself.
+The registry's decoders:
 - "ultraface" (Linzaer Ultra-Light-Fast-Generic-Face-Detector-1MB, RFB-320/640, slim-320): plain
   resize to the input size, RGB, (x - 127) / 128. NMS runs inside the prepared graph
   (:func:`ferbatch.models.graphs.prepare_detector`) or, as the fallback, in :func:`ferbatch.vision.boxes.nms` on the raw
@@ -29,8 +31,8 @@ import cv2
 import numpy as np
 
 from ferbatch.errors import ConfigError
-from ferbatch.specs import InputSpec, ModelSpec, Runner
-from ferbatch.vision.boxes import nms
+from ferbatch.specs import DetectorDecoder, InputSpec, ModelSpec, Runner
+from ferbatch.vision.decoders import postprocess_raw  # re-exported (tests)
 
 __all__ = [
     "Detections",
@@ -77,28 +79,6 @@ class Detections:
         return len(self.frame_pos)
 
 
-def postprocess_raw(
-    scores: np.ndarray, boxes: np.ndarray, score_threshold: float, iou_threshold: float, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """NumPy fallback of the in-graph post-processing for UltraFace raw outputs.
-
-    Args:
-        scores: (N, P, 2) float32 softmaxed (column 1 = face).
-        boxes: (N, P, 4) float32 corner boxes normalised to 0..1.
-
-    Returns:
-        det_boxes (N, K, 4) float32 and det_scores (N, K) float32, zero-padded, like the graph.
-    """
-    n = scores.shape[0]
-    out_b = np.zeros((n, k, 4), np.float32)
-    out_s = np.zeros((n, k), np.float32)
-    for i in range(n):
-        keep = nms(boxes[i], scores[i, :, 1], score_threshold, iou_threshold, k)
-        out_b[i, : len(keep)] = boxes[i, keep]
-        out_s[i, : len(keep)] = scores[i, keep, 1]
-    return out_b, out_s
-
-
 def preprocess_frames(
     frames: Sequence[np.ndarray], spec: InputSpec, letterbox: bool = False, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -140,37 +120,6 @@ def preprocess_frames(
     return buf, scale
 
 
-def _decode_yunet(
-    out: dict[str, np.ndarray], w: int, h: int, strides: Sequence[int], score_threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """YuNet per-stride outputs -> the candidates with ``score > score_threshold``, input pixels.
-
-    Only candidates are decoded (a frame has thousands of priors and a few faces), in the order the
-    NMS needs: per stride, by frame then prior, so a frame's candidates keep the priors' order.
-
-    Returns:
-        frame (C,) int64 frame of each candidate in the batch; boxes (C, 4) float32 x1 y1 x2 y2;
-        scores (C,) float32 sqrt(cls * obj); landmarks (C, 5, 2) float32 x y.
-    """
-    fs, bs, ss, ks = [], [], [], []
-    for s in strides:
-        cols = w // s
-        score = np.sqrt(np.clip(out[f"cls_{s}"][..., 0], 0, 1) * np.clip(out[f"obj_{s}"][..., 0], 0, 1))
-        f, a = np.nonzero(score > score_threshold)
-        bb = out[f"bbox_{s}"][f, a]
-        kp = out[f"kps_{s}"][f, a]
-        r, c = np.divmod(a.astype(np.float32), np.float32(cols))
-        cx = (c + bb[:, 0]) * s
-        cy = (r + bb[:, 1]) * s
-        bw = np.exp(bb[:, 2]) * s
-        bh = np.exp(bb[:, 3]) * s
-        fs.append(f)
-        bs.append(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1))
-        ss.append(score[f, a])
-        ks.append(np.stack([(c[:, None] + kp[:, 0::2]) * s, (r[:, None] + kp[:, 1::2]) * s], -1))
-    return np.concatenate(fs), np.concatenate(bs), np.concatenate(ss), np.concatenate(ks)
-
-
 class Detector:
     """Batched face detector over a runner.
 
@@ -198,13 +147,15 @@ class Detector:
     ):
         if spec.kind != "detector":
             raise ConfigError(f"model {spec.name} | is a {spec.kind}; expected a detector")
+        if spec.decoder is None:
+            raise ConfigError(f"detector {spec.name} | has no decoder; load it through the registry (its `decoder` key)")
+        self.decoder: DetectorDecoder = spec.decoder
         self.runner = runner
         self.spec = spec
         self.in_graph_nms = in_graph_nms and spec.nms_in_graph
         self.max_faces = max_faces
         self.score_threshold = spec.score_threshold if score_threshold is None else score_threshold
         self.iou_threshold = spec.iou_threshold if iou_threshold is None else iou_threshold
-        self.strides = tuple(int(s) for s in spec.outputs.get("strides", "8,16,32").split(","))
         self._local = threading.local()
         # the graph's optional score_threshold input, when this runner can feed it (ONNX Runtime)
         feedable = tuple(runner.input_names) + tuple(getattr(runner, "optional_input_names", ()))
@@ -299,8 +250,7 @@ class Detector:
         """
         spec = self.spec.input
         thr = self.score_threshold if min_score is None else min_score
-        yunet = self.spec.gives_landmarks  # YuNet: letterboxed input, per-stride outputs, landmarks
-        n = len(x)
+        lm = self.decoder.gives_landmarks
         feed = {spec.name: x}
         if self._feeds_threshold:
             feed[SCORE_THRESHOLD] = np.array([thr], np.float32)
@@ -312,31 +262,13 @@ class Detector:
                 ds = np.where(ds > thr, ds, np.float32(0))
             size = np.array([spec.width, spec.height], np.float32)  # graph outputs are normalised to the input
             db = db * np.tile(size * scale, 2)[:, None, :]
-            if yunet:
+            if lm:
                 dk = out[DET_LANDMARKS] * (size * scale)[:, None, None, :]
-        elif yunet:
-            cand_f, cand_b, cand_s, cand_k = _decode_yunet(out, spec.width, spec.height, self.strides, thr)
-            k = self.max_faces
-            db = np.zeros((n, k, 4), np.float32)
-            ds = np.zeros((n, k), np.float32)
-            dk = np.zeros((n, k, 5, 2), np.float32)
-            order = np.argsort(cand_f, kind="stable")  # by frame, each frame's candidates in prior order
-            bounds = np.searchsorted(cand_f[order], np.arange(n + 1))
-            for i in range(n):
-                sel = order[bounds[i] : bounds[i + 1]]
-                keep = sel[nms(cand_b[sel], cand_s[sel], thr, self.iou_threshold, k)]
-                db[i, : len(keep)], ds[i, : len(keep)], dk[i, : len(keep)] = cand_b[keep], cand_s[keep], cand_k[keep]
+        else:  # the NumPy post-processing of this detector's own decoder (input pixels)
+            db, ds, dk = self.decoder.decode(out, self.spec, thr, self.iou_threshold, self.max_faces)
             db = db * np.tile(scale, 2)[:, None, :]
-            dk = dk * scale[:, None, None, :]
-        else:
-            db, ds = postprocess_raw(
-                out[self.spec.outputs["scores"]],
-                out[self.spec.outputs["boxes"]],
-                thr,
-                self.iou_threshold,
-                self.max_faces,
-            )
-            db = db * np.tile(np.array([spec.width, spec.height], np.float32), 2) * np.tile(scale, 2)[:, None, :]
+            if dk is not None:
+                dk = dk * scale[:, None, None, :]
         pos, slot = np.nonzero(ds > 0)
         boxes = db[pos, slot].astype(np.float32)
         boxes = np.clip(boxes, 0, np.tile(sizes[pos], 2))
