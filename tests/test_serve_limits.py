@@ -31,7 +31,7 @@ RSS figures are the server's peak growth measured by the test):
   -> ``test_resolve_input_rejects_bad_paths`` fails.
 - upload names not shortened in messages -> ``test_upload_names_with_null_bytes_or_100k_characters``
   fails.
-- symlink check (``JobManager._check_links`` returns at once) -> 202 for a directory holding a
+- symlink check (``jobs._check_links`` returns at once) -> 202 for a directory holding a
   link out of the data root -> ``test_symlink_out_of_the_data_root_is_refused`` fails.
 """
 
