@@ -187,7 +187,10 @@ async def _json_body(request: Request) -> AnalyzeJson:
     try:
         return AnalyzeJson.model_validate_json(raw)
     except ValidationError as e:
-        raise RequestValidationError([{**er, "loc": ("body", *er["loc"])} for er in e.errors(include_input=False)]) from None
+        # "image.str | ... ; image.none | Input should be null" (the two arms of ``str | None``) -> "image | ..."
+        errs = [er for er in e.errors(include_input=False) if er["loc"][-1:] != ("none",)]
+        locs = [er["loc"][:-1] if er["loc"][-1:] == ("str",) else er["loc"] for er in errs]
+        raise RequestValidationError([{**er, "loc": ("body", *loc)} for er, loc in zip(errs, locs, strict=True)]) from None
     finally:
         del raw
 
@@ -262,7 +265,7 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         if is_url(rel):
             raise BadUpload(f"path {shown!r} | a URL: the service fetches nothing (it has no network access)", 400)
         try:
-            p = resolve_under(data_root, rel, field="path", absolute=True)
+            p = resolve_under(data_root, rel, field="path", absolute=True, file_only=True)
             with open(p, "rb") as f:
                 st = os.fstat(f.fileno())
                 if not stat.S_ISREG(st.st_mode):

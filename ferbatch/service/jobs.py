@@ -145,7 +145,7 @@ class JobManager:
             rec.finished = time.time()
 
 
-def resolve_under(root: Path, rel: str, *, field: str = "input", absolute: bool = False) -> Path:
+def resolve_under(root: Path, rel: str, *, field: str = "input", absolute: bool = False, file_only: bool = False) -> Path:
     """The path a client named under the data root ``root`` (already a real path), its real path
     (symlinks resolved) checked to lie under ``root``, and every symlink under it too.
 
@@ -154,10 +154,12 @@ def resolve_under(root: Path, rel: str, *, field: str = "input", absolute: bool 
         rel: the client's path, relative to ``root`` (or absolute where ``absolute``).
         field: the request field named in messages.
         absolute: accept an absolute path (it must still lie under ``root``).
+        file_only: refuse a directory (before anything under it is looked at).
 
     Raises:
         ConfigError: empty, absolute (unless allowed), a null byte, too long, outside the data root
-            (``..`` or a symlink out of it, here or anywhere under it), or missing.
+            (``..`` or a symlink out of it, here or anywhere under it), missing, or a directory
+            where ``file_only``.
     """
     if not rel or not rel.strip():
         raise ConfigError(f"{field} | empty; expected a path relative to the service's data root")
@@ -174,6 +176,8 @@ def resolve_under(root: Path, rel: str, *, field: str = "input", absolute: bool 
             raise ConfigError(f"{field} {shown!r} | points outside the data root")
         if not p.exists():
             raise ConfigError(f"{field} {shown!r} | no such file or directory under the data root")
+        if file_only and p.is_dir():
+            raise ConfigError(f"{field} {shown!r} | a directory, not a regular file; give one image or clip")
         _check_links(root, p, f"{field} {shown!r}")
     except OSError as e:
         raise ConfigError(f"{field} {shown!r} | cannot be read under the data root: {e.strerror or type(e).__name__}") from None
