@@ -181,9 +181,9 @@ async def _json_body(request: Request) -> AnalyzeJson:
     Raises:
         RequestValidationError: not JSON, or not exactly one of ``image`` / ``path`` (422).
     """
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
+    chunks = [chunk async for chunk in request.stream()]
+    raw = b"".join(chunks)
+    del chunks
     try:
         return AnalyzeJson.model_validate_json(raw)
     except ValidationError as e:
@@ -354,9 +354,15 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
                     data = await file.read()
                 elif body is not None and body.image is not None:
                     name = "image"
-                    text, body = body.image, None
-                    data = await run_in_threadpool(decode_base64, text, settings.max_upload_bytes)
-                    del text
+                    try:  # the text as ASCII bytes, the text itself freed before it is decoded
+                        b64 = body.image.encode("ascii")
+                    except UnicodeEncodeError:
+                        raise BadUpload(
+                            "image | not valid base64 (standard alphabet A-Z a-z 0-9 + /): a character that is not ASCII", 400
+                        ) from None
+                    body = None
+                    data = await run_in_threadpool(decode_base64, b64, settings.max_upload_bytes)
+                    del b64
                 else:
                     assert body is not None and body.path is not None
                     data, name = await run_in_threadpool(read_path, body.path)
