@@ -9,8 +9,8 @@ watching the test fail, and restoring it (mutations):
   escaping symlink answer 200 -> ``test_path_outside_the_data_root_is_refused`` fails.
 - ``resolve_under`` refusing absolute paths again (``absolute`` ignored) ->
   ``test_path_under_the_data_root`` fails (400 for the absolute path under the root).
-- ``read_path`` without its "no --data-root" check (``resolve_under`` against ``/``) -> a path is
-  read -> ``test_without_data_root_paths_are_refused_and_ctrl_c_says_so`` fails.
+- ``read_path`` without its "no --data-root" check -> 500 instead of the 400 ->
+  ``test_without_data_root_paths_are_refused_and_ctrl_c_says_so`` fails.
 - ``decode_base64``'s length check before decoding removed -> ``test_decode_base64_checks_the_size_first``
   fails (the 413 becomes a decoded body).
 - ``decode_base64`` with ``validate=False`` -> garbage decodes to bytes (415, not 400) ->

@@ -37,7 +37,7 @@ RSS figures are the server's peak growth measured by the test):
   fails.
 - the JSON body read whole before the size check (``BodyLimit`` not added): the 60 MB chunked JSON
   body is read and parsed -> ``test_chunked_json_over_the_limit_is_refused_unread`` fails (it grows
-  by > 100 MB and answers 400/422, not 413).
+  by > 100 MB and answers 415, not 413).
 - symlink check (``jobs._check_links`` returns at once) -> 202 for a directory holding a
   link out of the data root -> ``test_symlink_out_of_the_data_root_is_refused`` fails.
 """
