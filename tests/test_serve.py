@@ -314,6 +314,8 @@ def test_path_outside_the_data_root_is_refused(server, data_root):
         ({"url": "https://example.com/face.jpg"}, 422, "exactly one of"),
         ({"image": 5}, 422, "body.image | Input should be a valid string"),
         ({"path": "a\x00b"}, 422, "null byte"),
+        ({"image": "", "path": None}, 400, "empty"),
+        ({"path": "a" * 5000}, 422, "body.path | String should have at most 4096 characters"),
         ("not json{", 422, "Invalid JSON"),
     ],
     ids=[
@@ -329,6 +331,8 @@ def test_path_outside_the_data_root_is_refused(server, data_root):
         "url-field",
         "not-a-string",
         "nul",
+        "null-path",
+        "path-5000",
         "not-json",
     ],
 )

@@ -30,7 +30,7 @@ from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Uploa
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
@@ -145,11 +145,11 @@ class AnalyzeJson(BaseModel):
         description="The file's bytes in base64 (standard alphabet), or a data URI 'data:image/jpeg;base64,...'; "
         "at most --max-upload-mb once decoded.",
     )
-    path: str | SkipJsonSchema[None] = Field(
+    # the length bound on the str arm only: on the union pydantic applies it to None too (a TypeError)
+    path: Annotated[str, StringConstraints(max_length=MAX_INPUT_CHARS)] | SkipJsonSchema[None] = Field(
         None,
         description="A file (image or clip) under the service's --data-root: relative to it, or absolute; its real path "
         "(symlinks resolved) must lie under the data root's. Refused without --data-root.",
-        max_length=MAX_INPUT_CHARS,
     )
 
     @field_validator("path")
@@ -187,10 +187,10 @@ async def _json_body(request: Request) -> AnalyzeJson:
     try:
         return AnalyzeJson.model_validate_json(raw)
     except ValidationError as e:
-        # "image.str | ... ; image.none | Input should be null" (the two arms of ``str | None``) -> "image | ..."
+        # a flat model: the field's name is the whole location ("image.str | ..." and "image.none | Input
+        # should be null", the two arms of ``str | None``, -> "image | ...")
         errs = [er for er in e.errors(include_input=False) if er["loc"][-1:] != ("none",)]
-        locs = [er["loc"][:-1] if er["loc"][-1:] == ("str",) else er["loc"] for er in errs]
-        raise RequestValidationError([{**er, "loc": ("body", *loc)} for er, loc in zip(errs, locs, strict=True)]) from None
+        raise RequestValidationError([{**er, "loc": ("body", *er["loc"][:1])} for er in errs]) from None
     finally:
         del raw
 
