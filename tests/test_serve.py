@@ -7,6 +7,8 @@ watching the test fail, and restoring it (mutations):
   fails (400 not valid base64).
 - ``resolve_under`` skipping its inside-the-root check -> ``../``, the absolute path outside and the
   escaping symlink answer 200 -> ``test_path_outside_the_data_root_is_refused`` fails.
+- ``read_path`` opening without ``O_NONBLOCK`` -> the FIFO under the data root blocks the request
+  (httpx ReadTimeout) -> ``test_path_outside_the_data_root_is_refused`` fails.
 - ``resolve_under`` refusing absolute paths again (``absolute`` ignored) ->
   ``test_path_under_the_data_root`` fails (400 for the absolute path under the root).
 - ``read_path`` without its "no --data-root" check -> 500 instead of the 400 ->
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import shutil
 import signal
 
@@ -63,7 +66,8 @@ def _start(tmp_path_factory, extra: list[str]):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    """clips/<the Intel clip>, faces/m.jpg, and faces/escape.jpg: a symlink to a photo outside."""
+    """clips/<the Intel clip>, faces/m.jpg, faces/escape.jpg (a symlink to a photo outside) and
+    faces/pipe (a FIFO nobody writes to)."""
     root = tmp_path_factory.mktemp("data_root")
     outside = tmp_path_factory.mktemp("outside")
     shutil.copy(MULTI_FACE, outside / "secret.jpg")
@@ -72,6 +76,7 @@ def data_root(tmp_path_factory):
     (root / "faces").mkdir()
     shutil.copy(MULTI_FACE, root / "faces" / "m.jpg")
     (root / "faces" / "escape.jpg").symlink_to(outside / "secret.jpg")
+    os.mkfifo(root / "faces" / "pipe")
     return root
 
 
@@ -288,6 +293,7 @@ def test_path_outside_the_data_root_is_refused(server, data_root):
         (str(outside), "points outside the data root"),
         ("faces/escape.jpg", "points outside the data root"),
         ("faces", "not a regular file"),
+        ("faces/pipe", "not a regular file"),
         ("faces/none.jpg", "no such file"),
         ("http://example.com/a.jpg", "fetches nothing"),
     ]

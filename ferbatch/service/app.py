@@ -266,10 +266,11 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
             raise BadUpload(f"path {shown!r} | a URL: the service fetches nothing (it has no network access)", 400)
         try:
             p = resolve_under(data_root, rel, field="path", absolute=True, file_only=True)
-            with open(p, "rb") as f:
+            # opened without blocking (a FIFO under the data root would wait for a writer), then checked
+            with open(os.open(p, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
                 st = os.fstat(f.fileno())
                 if not stat.S_ISREG(st.st_mode):
-                    raise BadUpload(f"path {shown!r} | not a regular file (a directory?); give one image or clip", 400)
+                    raise BadUpload(f"path {shown!r} | not a regular file (a device or a pipe?); give one image or clip", 400)
                 if st.st_size > settings.max_upload_bytes:
                     raise BadUpload(f"path {shown!r} | {st.st_size} bytes is over the limit of {settings.max_upload_bytes} bytes", 413)
                 data = f.read(settings.max_upload_bytes + 1)
