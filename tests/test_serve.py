@@ -1,9 +1,35 @@
-"""``ferbatch serve``: a real uvicorn on 127.0.0.1 in a child process, called with httpx."""
+"""``ferbatch serve``: a real uvicorn on 127.0.0.1 in a child process, called with httpx.
+
+The JSON forms of ``/v1/analyze`` and the console lines were each checked by breaking their guard,
+watching the test fail, and restoring it (mutations):
+
+- base64 decoded without the data: URI prefix stripped -> ``test_base64_and_data_uri_match_the_upload``
+  fails (400 not valid base64).
+- ``resolve_under`` skipping its inside-the-root check -> ``../``, the absolute path outside and the
+  escaping symlink answer 200 -> ``test_path_outside_the_data_root_is_refused`` fails.
+- ``read_path`` opening without ``O_NONBLOCK`` -> the FIFO under the data root blocks the request
+  (httpx ReadTimeout) -> ``test_path_outside_the_data_root_is_refused`` fails.
+- ``resolve_under`` refusing absolute paths again (``absolute`` ignored) ->
+  ``test_path_under_the_data_root`` fails (400 for the absolute path under the root).
+- ``read_path`` without its "no --data-root" check -> 500 instead of the 400 ->
+  ``test_without_data_root_paths_are_refused_and_ctrl_c_says_so`` fails.
+- ``decode_base64``'s length check before decoding removed -> ``test_decode_base64_checks_the_size_first``
+  fails (the 413 becomes a decoded body).
+- ``decode_base64`` with ``validate=False`` -> garbage decodes to bytes (415, not 400) ->
+  ``test_bad_json_bodies_are_a_clear_4xx`` fails; the URL check removed -> the URL is taken for
+  base64 (400 not valid base64, no "fetches nothing") -> the same test fails.
+- ``serve`` with ``log_level="warning"`` as before -> no address line, no request log ->
+  ``test_serve_prints_its_address_and_requests`` fails; ``StopLine.handle_exit`` not printing ->
+  the Ctrl-C test fails; ``-q`` ignored -> ``test_quiet_serve_prints_no_request_log`` fails.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -18,17 +44,13 @@ TOKEN = "test-token-4f1b"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, _cache):
-    root = tmp_path_factory.mktemp("data_root")
-    (root / "clips").mkdir()
-    shutil.copy(INTEL_2FACE, root / "clips" / INTEL_2FACE.name)
+def _start(tmp_path_factory, extra: list[str]):
+    """A ``ferbatch serve`` child on a free port with ``extra`` arguments, up: (url, proc, log)."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve_log") / "serve.log"
     tok = tmp_path_factory.mktemp("tok") / "token"
     tok.write_text(TOKEN + "\n")
-    args = ["-m", "ferbatch", "serve", "--port", str(port), "--token-file", str(tok), "--data-root", str(root)]
-    args += ["--jobs-dir", str(tmp_path_factory.mktemp("jobs")), "--max-upload-mb", "1", "--backend", "onnxruntime"]
+    args = ["-m", "ferbatch", "serve", "--port", str(port), "--token-file", str(tok), "--backend", "onnxruntime", *extra]
     proc = spawn(args, log=log)
     url = f"http://127.0.0.1:{port}"
 
@@ -39,8 +61,36 @@ def server(tmp_path_factory, _cache):
             return False
 
     wait_until(up, 60, "ferbatch serve start-up", proc, log)
-    yield url
+    return url, proc, log
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """clips/<the Intel clip>, faces/m.jpg, faces/escape.jpg (a symlink to a photo outside) and
+    faces/pipe (a FIFO nobody writes to)."""
+    root = tmp_path_factory.mktemp("data_root")
+    outside = tmp_path_factory.mktemp("outside")
+    shutil.copy(MULTI_FACE, outside / "secret.jpg")
+    (root / "clips").mkdir()
+    shutil.copy(INTEL_2FACE, root / "clips" / INTEL_2FACE.name)
+    (root / "faces").mkdir()
+    shutil.copy(MULTI_FACE, root / "faces" / "m.jpg")
+    (root / "faces" / "escape.jpg").symlink_to(outside / "secret.jpg")
+    os.mkfifo(root / "faces" / "pipe")
+    return root
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, _cache, data_root):
+    args = ["--data-root", str(data_root), "--jobs-dir", str(tmp_path_factory.mktemp("jobs")), "--max-upload-mb", "1"]
+    url, proc, log = _start(tmp_path_factory, args)
+    yield url, proc, log
     assert stop(proc) in (0, -15), log.read_text()[-3000:]  # uvicorn re-raises SIGTERM after a clean shutdown
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 def test_auth_is_required(server):
@@ -193,3 +243,176 @@ def test_batcher_refuses_work_beyond_its_queue(models):
         assert all(len(f.result(timeout=120)) == 8 for f in futs)
     finally:
         b.close()
+
+
+def _analyze_json(url: str, body: object, **kw) -> httpx.Response:
+    return httpx.post(f"{url}/v1/analyze", json=body, headers=AUTH, timeout=60, **kw)
+
+
+def _upload_frames(url: str) -> list:
+    r = httpx.post(f"{url}/v1/analyze", files={"file": ("m.jpg", MULTI_FACE.read_bytes(), "image/jpeg")}, headers=AUTH, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()["frames"]
+
+
+def test_base64_and_data_uri_match_the_upload(server):
+    """The same photo as a multipart file, as base64 (also wrapped at 76 characters, as ``base64``
+    prints it) and as a data: URI gives the same answer."""
+    ref = _upload_frames(server)
+    assert len(ref[0]["faces"]) >= 2
+    b64 = base64.b64encode(MULTI_FACE.read_bytes()).decode()
+    wrapped = "\n".join(b64[i : i + 76] for i in range(0, len(b64), 76))
+    for text in (b64, wrapped, "data:image/jpeg;base64," + b64):
+        r = _analyze_json(server, {"image": text})
+        assert r.status_code == 200, r.text[:300]
+        body = r.json()
+        assert body["kind"] == "image" and body["frames"] == ref
+
+
+def test_path_under_the_data_root(server, data_root):
+    """A relative and an absolute path under the data root read the photo; a clip path goes through
+    the clip decoder (every N-th frame) like an uploaded clip."""
+    ref = _upload_frames(server)
+    for p in ("faces/m.jpg", "./faces/../faces/m.jpg", str(data_root / "faces" / "m.jpg")):
+        r = _analyze_json(server, {"path": p})
+        assert r.status_code == 200, (p, r.text[:300])
+        assert r.json()["frames"] == ref
+    r = _analyze_json(server, {"path": f"clips/{INTEL_2FACE.name}"}, params={"every": 5})
+    assert r.status_code == 200, r.text[:300]
+    body = r.json()
+    n = len(read_frames(INTEL_2FACE))
+    assert body["kind"] == "video" and body["frames_decoded"] == n
+    assert [f["frame_idx"] for f in body["frames"]] == list(range(0, n, 5))
+
+
+def test_path_outside_the_data_root_is_refused(server, data_root):
+    outside = data_root.parent / "elsewhere.jpg"
+    shutil.copy(MULTI_FACE, outside)
+    cases = [
+        ("../elsewhere.jpg", "points outside the data root"),
+        (str(outside), "points outside the data root"),
+        ("faces/escape.jpg", "points outside the data root"),
+        ("faces", "not a regular file"),
+        ("faces/pipe", "not a regular file"),
+        ("faces/none.jpg", "no such file"),
+        ("http://example.com/a.jpg", "fetches nothing"),
+    ]
+    for p, words in cases:
+        r = _analyze_json(server, {"path": p})
+        assert r.status_code == 400, (p, r.text[:300])
+        detail = r.json()["detail"]
+        assert words in detail, (p, detail)
+        assert str(data_root) not in detail and "\n" not in detail
+
+
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"image": "this is not base64!"}, 400, "not valid base64"),
+        ({"image": "QUJD" * 10 + "@"}, 400, "not valid base64"),
+        ({"image": "héllo"}, 400, "not valid base64"),
+        ({"image": ""}, 400, "empty"),
+        ({"image": "data:text/plain,hello"}, 400, "not base64"),
+        ({"image": "https://example.com/face.jpg"}, 400, "fetches nothing"),
+        ({"image": base64.b64encode(b"plain text, not a picture\n" * 8).decode()}, 415, "not an image or a video"),
+        ({}, 422, "exactly one of"),
+        ({"image": "QUJD", "path": "faces/m.jpg"}, 422, "exactly one of"),
+        ({"url": "https://example.com/face.jpg"}, 422, "exactly one of"),
+        ({"image": 5}, 422, "body.image | Input should be a valid string"),
+        ({"path": "a\x00b"}, 422, "null byte"),
+        ({"image": "", "path": None}, 400, "empty"),
+        ({"path": "a" * 5000}, 422, "body.path | String should have at most 4096 characters"),
+        ("not json{", 422, "Invalid JSON"),
+    ],
+    ids=[
+        "garbage",
+        "bad-char",
+        "non-ascii",
+        "empty",
+        "data-not-base64",
+        "url",
+        "not-an-image",
+        "none",
+        "both",
+        "url-field",
+        "not-a-string",
+        "nul",
+        "null-path",
+        "path-5000",
+        "not-json",
+    ],
+)
+def test_bad_json_bodies_are_a_clear_4xx(server, body, status, words):
+    if isinstance(body, str):
+        r = httpx.post(f"{server}/v1/analyze", content=body, headers=AUTH | {"Content-Type": "application/json"}, timeout=30)
+    else:
+        r = _analyze_json(server, body)
+    assert r.status_code == status, r.text[:300]
+    detail = r.json()["detail"]
+    assert words in detail and "\n" not in detail and len(detail) < 1000
+
+
+def test_oversized_base64_is_413(server):
+    """Base64 of 1.5 MB under a 1 MiB limit: refused by its size (Content-Length), not decoded."""
+    text = base64.b64encode(b"\xff" * 1_500_000).decode()
+    r = _analyze_json(server, {"image": text})
+    assert r.status_code == 413 and "over the limit" in r.json()["detail"]
+
+
+def test_decode_base64_checks_the_size_first():
+    """The length of the text is checked against the limit before anything is decoded."""
+    from ferbatch.service.media import BadUpload, decode_base64
+
+    assert decode_base64(base64.b64encode(b"x" * 99).decode(), 99) == b"x" * 99
+    assert decode_base64("data:image/png;base64," + base64.b64encode(b"x" * 10).decode().rstrip("="), 99) == b"x" * 10
+    with pytest.raises(BadUpload, match="decode to more than the limit of 99 bytes") as e:
+        decode_base64(base64.b64encode(b"x" * 100).decode(), 99)
+    assert e.value.status == 413
+    with pytest.raises(BadUpload, match="decode to more than the limit") as e:
+        decode_base64("!" * 400, 99)  # refused by its length, before its characters are looked at
+    assert e.value.status == 413
+
+
+def test_openapi_documents_both_bodies(server):
+    op = httpx.get(f"{server}/openapi.json").json()["paths"]["/v1/analyze"]["post"]
+    content = op["requestBody"]["content"]
+    assert set(content) == {"multipart/form-data", "application/json"}
+    assert set(content["application/json"]["schema"]["properties"]) == {"image", "path"}
+    assert "URLs are refused" in op["description"]
+
+
+def test_serve_prints_its_address_and_requests(served):
+    url, _, log = served
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    _upload_frames(url)
+    text = log.read_text()
+    assert f"Uvicorn running on {url}" in text, text[-2000:]
+    assert '"POST /v1/analyze HTTP/1.1" 200' in text and "Application startup complete" in text
+
+
+def test_without_data_root_paths_are_refused_and_ctrl_c_says_so(tmp_path_factory, _cache, data_root):
+    """No --data-root: a path (even one that exists) is refused with 400; base64 still works; Ctrl-C
+    (SIGINT) prints the stop line and ends the process."""
+    url, proc, log = _start(tmp_path_factory, [])
+    try:
+        for p in ("faces/m.jpg", str(data_root / "faces" / "m.jpg")):
+            r = _analyze_json(url, {"path": p})
+            assert r.status_code == 400, r.text[:300]
+            assert "paths are off: start the service with --data-root" in r.json()["detail"]
+        r = _analyze_json(url, {"image": base64.b64encode(MULTI_FACE.read_bytes()).decode()})
+        assert r.status_code == 200 and len(r.json()["frames"][0]["faces"]) >= 2
+    finally:
+        rc = stop(proc, signal.SIGINT)
+    text = log.read_text()
+    assert "ferbatch serve | SIGINT: stopping" in text, text[-2000:]
+    assert rc is not None
+
+
+def test_quiet_serve_prints_no_request_log(tmp_path_factory, _cache):
+    url, proc, log = _start(tmp_path_factory, ["-q"])
+    try:
+        _upload_frames(url)
+    finally:
+        stop(proc, signal.SIGINT)
+    text = log.read_text()
+    assert "Uvicorn running" not in text and "POST /v1/analyze" not in text and "stopping" not in text, text[-2000:]

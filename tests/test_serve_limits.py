@@ -31,7 +31,14 @@ RSS figures are the server's peak growth measured by the test):
   -> ``test_resolve_input_rejects_bad_paths`` fails.
 - upload names not shortened in messages -> ``test_upload_names_with_null_bytes_or_100k_characters``
   fails.
-- symlink check (``JobManager._check_links`` returns at once) -> 202 for a directory holding a
+- the JSON forms of ``/v1/analyze`` go through the same header check (``_decode_image`` decoding
+  first, as above): the base64 of the 10000x10000 PNG and the path to it under the data root cost
+  hundreds of MB before their 413 -> ``test_base64_and_path_of_a_huge_png_are_refused_from_its_header``
+  fails.
+- the JSON body read whole before the size check (``BodyLimit`` not added): the 60 MB chunked JSON
+  body is read and parsed -> ``test_chunked_json_over_the_limit_is_refused_unread`` fails (it grows
+  by > 100 MB and answers 415, not 413).
+- symlink check (``jobs._check_links`` returns at once) -> 202 for a directory holding a
   link out of the data root -> ``test_symlink_out_of_the_data_root_is_refused`` fails.
 """
 
@@ -120,9 +127,13 @@ class _Peak:
         return (self.peak - self.base) / 1e6
 
 
+DATA_ROOT: list = []  # the server's data root, for tests that put files under it
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, _cache):
     root = tmp_path_factory.mktemp("data_root")
+    DATA_ROOT[:] = [root]
     outside = tmp_path_factory.mktemp("outside")
     shutil.copy(INTEL_2FACE, outside / "secret.mp4")
     (root / "clips").mkdir()
@@ -185,6 +196,56 @@ def test_4k_clip_is_cut_and_stays_small(server):
     assert "max_frames" in body["truncated_reason"]
     print(f"server RSS growth: {peak.growth_mb:.1f} MB")
     assert peak.growth_mb < GROWTH_MB, f"the server grew by {peak.growth_mb:.0f} MB"
+
+
+def _huge_png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (10000, 10000), (40, 90, 160)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_base64_and_path_of_a_huge_png_are_refused_from_its_header(server):
+    """The 10000x10000 PNG as base64 and as a path under the data root: 413 from its header, the
+    server barely grows (its pixels are never decoded)."""
+    import base64
+
+    url, proc, _ = server
+    png = _huge_png()
+    (DATA_ROOT[0] / "big.png").write_bytes(png)
+    for body in ({"image": base64.b64encode(png).decode()}, {"path": "big.png"}):
+        with _Peak(proc.pid) as peak:
+            r = httpx.post(f"{url}/v1/analyze", json=body, headers=AUTH, timeout=60)
+        assert r.status_code == 413, r.text
+        assert "10000x10000 pixels is more than the limit" in r.json()["detail"]
+        print(f"server RSS growth: {peak.growth_mb:.1f} MB")
+        assert peak.growth_mb < GROWTH_MB / 2, f"the server grew by {peak.growth_mb:.0f} MB"
+
+
+def test_chunked_json_over_the_limit_is_refused_unread(server):
+    """60 MB of JSON base64, chunked (no Content-Length), over the 50 MiB limit: 413 while it
+    arrives; the server does not hold it."""
+    url, proc, _ = server
+
+    def chunks():
+        yield b'{"image": "'
+        for _ in range(60):
+            yield b"QUJD" * 250_000
+        yield b'"}'
+
+    with _Peak(proc.pid) as peak:
+        r = httpx.post(f"{url}/v1/analyze", content=chunks(), headers=AUTH | {"Content-Type": "application/json"}, timeout=120)
+    assert r.status_code == 413 and "over the limit" in r.json()["detail"], r.text[:300]
+    print(f"server RSS growth: {peak.growth_mb:.1f} MB")
+    assert peak.growth_mb < GROWTH_MB, f"the server grew by {peak.growth_mb:.0f} MB"
+
+
+def test_json_path_through_a_symlink_out_of_the_data_root_is_refused(server):
+    url, _, _ = server
+    for p in ("linked/evil.mp4", "dirlink/secret.mp4", "../" * 8 + "etc/passwd", "/etc/passwd"):
+        r = httpx.post(f"{url}/v1/analyze", json={"path": p}, headers=AUTH, timeout=30)
+        assert r.status_code == 400 and "points outside the data root" in r.json()["detail"], (p, r.text)
 
 
 def test_8k_clip_is_refused_from_its_header(server):

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ferbatch.cli.common import Backend, BackendOption, ClassifierOption, DetectorOption, ThreadsOption, fail
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["register", "TOKEN_ENV"]
 
@@ -70,11 +76,21 @@ def serve(
     ] = 64,
     ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Run jobs on Ray (local, or --address) instead of in-process.")] = False,
     address: Annotated[str | None, typer.Option(help="Ray cluster for jobs (implies --ray).")] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only warnings and errors: no address line, no request log, no stop line.")
+    ] = False,
 ) -> None:
     """Serve the models over HTTP: POST /v1/analyze (image or clip -> faces, boxes, 8 FER+
     probabilities), POST /v1/jobs, GET /v1/jobs/{id} and GET /v1/jobs/{id}/summary; docs at /docs.
 
     Example: FERBATCH_TOKEN=s3cret ferbatch serve --port 8000 --data-root videos/
+
+    /v1/analyze takes a multipart file, or JSON {"image": "<base64 or data: URI>"} or {"path": "<file
+    under --data-root>"} (refused without --data-root); URLs are refused: nothing is fetched.
+
+    It prints uvicorn's start-up lines (the address; "Application startup complete" once the models
+    are loaded), one line per request, and a line when stopped (Ctrl-C / SIGTERM); -q prints only
+    warnings and errors.
 
     Memory per request is bounded: the body (up to --max-upload-mb, in memory once: it is passed on
     as it arrives and the form parser spools it to a temporary file), plus for an image its decoded pixels (3 bytes each, at most --max-pixels: 120 MB at
@@ -122,7 +138,22 @@ def serve(
         app = create_app(settings, load_models(cfg))  # loaded here: a bad model is exit 2, not a failed start-up
     except FerbatchError as e:
         fail(e)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning" if quiet else "info", access_log=not quiet)
+    _stop_line_server(config, quiet).run()
+
+
+def _stop_line_server(config: uvicorn.Config, quiet: bool) -> uvicorn.Server:
+    """A uvicorn server that prints one line on stderr when a stop signal arrives, unless ``quiet``."""
+    import uvicorn
+
+    class StopLine(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not quiet and not self.should_exit:
+                name = signal.Signals(sig).name if sig in {s.value for s in signal.Signals} else str(sig)
+                print(f"ferbatch serve | {name}: stopping (requests in flight finish first)", file=sys.stderr, flush=True)
+            super().handle_exit(sig, frame)
+
+    return StopLine(config)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""The FastAPI application: ``POST /v1/analyze``, ``POST /v1/jobs``, ``GET /v1/jobs/{id}``,
+"""The FastAPI application: ``POST /v1/analyze`` (a multipart ``file``, or JSON ``{"image": base64 or
+a data: URI}`` or ``{"path": a file under the data root}``; no URL is fetched), ``POST /v1/jobs``, ``GET /v1/jobs/{id}``,
 ``GET /v1/jobs/{id}/summary``, ``GET /healthz``; OpenAPI docs at ``/docs``.
 
 Every ``/v1`` route needs ``Authorization: Bearer <token>``, checked by an ASGI middleware on the
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
+import stat
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,8 @@ from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Uploa
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from ferbatch import __version__
@@ -36,8 +40,8 @@ from ferbatch.errors import FerbatchError
 from ferbatch.labels import EMOTIONS
 from ferbatch.live.infer import FrameFaces, faces_json
 from ferbatch.service.batcher import Batcher, Busy
-from ferbatch.service.jobs import JobManager
-from ferbatch.service.media import BadUpload, Upload, open_upload, short_name
+from ferbatch.service.jobs import JobManager, resolve_under
+from ferbatch.service.media import BadUpload, Upload, decode_base64, is_url, open_upload, short_name
 from ferbatch.service.middleware import BearerAuth, BodyLimit, token_matches
 
 __all__ = ["ServiceSettings", "create_app"]
@@ -130,6 +134,67 @@ class JobRequest(BaseModel):
         return v
 
 
+class AnalyzeJson(BaseModel):
+    """JSON body of ``POST /v1/analyze`` (instead of a multipart ``file``): exactly one of ``image``
+    or ``path``. URLs are refused (400): the service fetches nothing."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["image"]}, {"required": ["path"]}]})
+
+    image: str | SkipJsonSchema[None] = Field(
+        None,
+        description="The file's bytes in base64 (standard alphabet), or a data URI 'data:image/jpeg;base64,...'; "
+        "at most --max-upload-mb once decoded.",
+    )
+    # the length bound on the str arm only: on the union pydantic applies it to None too (a TypeError)
+    path: Annotated[str, StringConstraints(max_length=MAX_INPUT_CHARS)] | SkipJsonSchema[None] = Field(
+        None,
+        description="A file (image or clip) under the service's --data-root: relative to it, or absolute; its real path "
+        "(symlinks resolved) must lie under the data root's. Refused without --data-root.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v is not None and "\x00" in v:
+            raise ValueError("contains a null byte (not allowed in a path)")
+        return v
+
+    @model_validator(mode="after")
+    def _one(self) -> AnalyzeJson:
+        if (self.image is None) == (self.path is None):
+            raise ValueError("give exactly one of 'image' (base64 or a data: URI) or 'path' (a file under the data root)")
+        return self
+
+
+_JSON_TYPES = ("application/json",)
+_ANALYZE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": AnalyzeJson.model_json_schema()}},
+    }
+}
+
+
+async def _json_body(request: Request) -> AnalyzeJson:
+    """The request's JSON body (read as it arrives, not cached on the request), validated.
+
+    Raises:
+        RequestValidationError: not JSON, or not exactly one of ``image`` / ``path`` (422).
+    """
+    chunks = [chunk async for chunk in request.stream()]
+    raw = b"".join(chunks)
+    del chunks
+    try:
+        return AnalyzeJson.model_validate_json(raw)
+    except ValidationError as e:
+        # a flat model: the field's name is the whole location ("image.str | ..." and "image.none | Input
+        # should be null", the two arms of ``str | None``, -> "image | ...")
+        errs = [er for er in e.errors(include_input=False) if er["loc"][-1:] != ("none",)]
+        raise RequestValidationError([{**er, "loc": ("body", *er["loc"][:1])} for er in errs]) from None
+    finally:
+        del raw
+
+
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -184,6 +249,40 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
     if not settings.token:
         raise ConfigError("token | empty; give one with --token-file or FERBATCH_TOKEN")
     state: dict[str, Any] = {}
+    data_root = Path(os.path.realpath(settings.data_root)) if settings.data_root is not None else None
+
+    def read_path(rel: str) -> tuple[bytes, str]:
+        """The bytes of the file ``rel`` names under the data root (at most ``max_upload_bytes``,
+        its size checked before it is read) and its name for messages.
+
+        Raises:
+            BadUpload: no data root, a URL, outside the data root or missing, not a file (400); over
+                the size limit (413).
+        """
+        shown = short_name(rel)
+        if data_root is None:
+            raise BadUpload(f"path {shown!r} | paths are off: start the service with --data-root (only files under it are read)", 400)
+        if is_url(rel):
+            raise BadUpload(f"path {shown!r} | a URL: the service fetches nothing (it has no network access)", 400)
+        try:
+            p = resolve_under(data_root, rel, field="path", absolute=True, file_only=True)
+            # opened without blocking (a FIFO under the data root would wait for a writer), then checked
+            with open(os.open(p, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise BadUpload(f"path {shown!r} | not a regular file (a device or a pipe?); give one image or clip", 400)
+                if st.st_size > settings.max_upload_bytes:
+                    raise BadUpload(f"path {shown!r} | {st.st_size} bytes is over the limit of {settings.max_upload_bytes} bytes", 413)
+                data = f.read(settings.max_upload_bytes + 1)
+        except FerbatchError as e:
+            if isinstance(e, BadUpload):
+                raise
+            raise BadUpload(str(e), 400) from None
+        except OSError as e:
+            raise BadUpload(f"path {shown!r} | cannot be read: {e.strerror or type(e).__name__}", 400) from None
+        if len(data) > settings.max_upload_bytes:  # grew since its size was read
+            raise BadUpload(f"path {shown!r} | over the limit of {settings.max_upload_bytes} bytes", 413)
+        return data, rel
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -229,17 +328,45 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         "/v1/analyze",
         dependencies=[Depends(_auth)],
         summary="Faces and emotions of an image or a short clip",
+        description='The image or clip comes as a multipart `file`, or as JSON: `{"image": "<base64>"}` (or a '
+        '`data:image/...;base64,` URI) or `{"path": "<file under --data-root>"}`. URLs are refused (400): the '
+        "service fetches nothing. The same limits hold for every form: the body size, the image header's pixels "
+        "(before decoding) and the clip limits.",
         responses=_errors(400, 401, 413, 415, 422, 503),
+        openapi_extra=_ANALYZE_BODY,
     )
     async def analyze(
-        file: Annotated[UploadFile, File(description="An image (JPEG, PNG, BMP, WebP, TIFF) or a short video clip.")],
+        request: Request,
+        file: Annotated[UploadFile | None, File(description="An image (JPEG, PNG, BMP, WebP, TIFF) or a short video clip.")] = None,
         every: Annotated[int, Query(ge=1, le=1000, description="Clips: analyse every N-th frame.")] = 1,
     ) -> dict[str, Any]:
         b: Batcher = state["batcher"]
-        name = file.filename or "upload"
+        body: AnalyzeJson | None = None
+        if file is None:
+            ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if ctype not in _JSON_TYPES:
+                msg = 'Field required (a multipart file; or JSON {"image": "<base64>"} or {"path": "<file under the data root>"})'
+                raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": msg}])
+            body = await _json_body(request)
         try:
             with b.admit():  # counted once, however many chunks a clip takes
-                data = await file.read()
+                if file is not None:
+                    name = file.filename or "upload"
+                    data = await file.read()
+                elif body is not None and body.image is not None:
+                    name = "image"
+                    try:  # the text as ASCII bytes, the text itself freed before it is decoded
+                        b64 = body.image.encode("ascii")
+                    except UnicodeEncodeError:
+                        raise BadUpload(
+                            "image | not valid base64 (standard alphabet A-Z a-z 0-9 + /): a character that is not ASCII", 400
+                        ) from None
+                    body = None
+                    data = await run_in_threadpool(decode_base64, b64, settings.max_upload_bytes)
+                    del b64
+                else:
+                    assert body is not None and body.path is not None
+                    data, name = await run_in_threadpool(read_path, body.path)
                 up = await run_in_threadpool(
                     open_upload,
                     data,
@@ -323,4 +450,21 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
             return {"id": rec.id, "status": rec.status, "error": rec.error, "job": rec.summary, "videos": []}
         return {"id": rec.id, "status": rec.status, "job": rec.summary, "videos": mgr.dataset_summary(rec)}
 
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, the multipart form of ``/v1/analyze`` saying ``file`` is required there
+        (the route declares it optional: JSON bodies come without it)."""
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            form = schema["components"]["schemas"]["Body_analyze_v1_analyze_post"]
+            form["properties"]["file"] = {k: v for k, v in form["properties"]["file"].items() if k != "anyOf"} | {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+            }
+            form["required"] = ["file"]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -20,7 +20,7 @@ from typing import Any
 from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError, FerbatchError
 
-__all__ = ["JobRecord", "JobManager"]
+__all__ = ["JobRecord", "JobManager", "resolve_under"]
 
 
 @dataclass
@@ -85,51 +85,12 @@ class JobManager:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferbatch-job")
 
     def resolve_input(self, rel: str) -> Path:
-        """The data-root path a client named, its real path checked to lie under the data root's
-        real path, and every symlink under it too.
+        """The data-root path a client named (see :func:`resolve_under`; relative only).
 
         Raises:
-            ConfigError: empty, absolute, a null byte, too long, outside the data root (``..`` or a
-                symlink out of it, here or anywhere under it), or missing.
+            ConfigError: see :func:`resolve_under`.
         """
-        if not rel or not rel.strip():
-            raise ConfigError("input | empty; expected a path relative to the service's data root")
-        shown = rel if len(rel) <= 80 else rel[:77] + "..."
-        if "\x00" in rel:
-            raise ConfigError(f"input {shown!r} | contains a null byte; expected a path relative to the data root")
-        if len(rel) > 4096:
-            raise ConfigError(f"input {shown!r} | {len(rel)} characters is longer than a path can be (4096)")
-        if Path(rel).is_absolute():
-            raise ConfigError(f"input {shown!r} | absolute paths are refused; give a path relative to the data root")
-        try:
-            p = Path(os.path.realpath(self.data_root / rel))
-            if not self._inside(p):
-                raise ConfigError(f"input {shown!r} | points outside the data root")
-            if not p.exists():
-                raise ConfigError(f"input {shown!r} | no such file or directory under the data root")
-            self._check_links(p, shown)
-        except OSError as e:
-            raise ConfigError(f"input {shown!r} | cannot be read under the data root: {e.strerror or type(e).__name__}") from None
-        return p
-
-    def _inside(self, real: Path) -> bool:
-        return real == self.data_root or self.data_root in real.parents
-
-    def _check_links(self, p: Path, shown: str) -> None:
-        """Refuse ``p`` when a symlink under it (file or directory) leads outside the data root.
-
-        Raises:
-            ConfigError: naming the first such link (relative to the data root; not its target).
-        """
-        if not p.is_dir():
-            return
-        for d, dirs, names in os.walk(p, followlinks=False):
-            dirs.sort()
-            for n in sorted(dirs) + sorted(names):
-                q = Path(d) / n
-                if q.is_symlink() and not self._inside(Path(os.path.realpath(q))):
-                    rel_q = q.relative_to(self.data_root).as_posix()
-                    raise ConfigError(f"input {shown!r} | {rel_q} is a symlink to a path outside the data root; refused")
+        return resolve_under(self.data_root, rel)
 
     def submit(self, rel: str) -> JobRecord:
         """Queue a job over ``rel`` (a file or directory under the data root).
@@ -182,3 +143,63 @@ class JobManager:
             rec.status, rec.error = "failed", f"{type(e).__name__}: {e}"
         finally:
             rec.finished = time.time()
+
+
+def resolve_under(root: Path, rel: str, *, field: str = "input", absolute: bool = False, file_only: bool = False) -> Path:
+    """The path a client named under the data root ``root`` (already a real path), its real path
+    (symlinks resolved) checked to lie under ``root``, and every symlink under it too.
+
+    Args:
+        root: the data root's real path (``os.path.realpath``).
+        rel: the client's path, relative to ``root`` (or absolute where ``absolute``).
+        field: the request field named in messages.
+        absolute: accept an absolute path (it must still lie under ``root``).
+        file_only: refuse a directory (before anything under it is looked at).
+
+    Raises:
+        ConfigError: empty, absolute (unless allowed), a null byte, too long, outside the data root
+            (``..`` or a symlink out of it, here or anywhere under it), missing, or a directory
+            where ``file_only``.
+    """
+    if not rel or not rel.strip():
+        raise ConfigError(f"{field} | empty; expected a path relative to the service's data root")
+    shown = rel if len(rel) <= 80 else rel[:77] + "..."
+    if "\x00" in rel:
+        raise ConfigError(f"{field} {shown!r} | contains a null byte; expected a path relative to the data root")
+    if len(rel) > 4096:
+        raise ConfigError(f"{field} {shown!r} | {len(rel)} characters is longer than a path can be (4096)")
+    if Path(rel).is_absolute() and not absolute:
+        raise ConfigError(f"{field} {shown!r} | absolute paths are refused; give a path relative to the data root")
+    try:
+        p = Path(os.path.realpath(root / rel))  # an absolute rel replaces root here
+        if not _inside(root, p):
+            raise ConfigError(f"{field} {shown!r} | points outside the data root")
+        if not p.exists():
+            raise ConfigError(f"{field} {shown!r} | no such file or directory under the data root")
+        if file_only and p.is_dir():
+            raise ConfigError(f"{field} {shown!r} | a directory, not a regular file; give one image or clip")
+        _check_links(root, p, f"{field} {shown!r}")
+    except OSError as e:
+        raise ConfigError(f"{field} {shown!r} | cannot be read under the data root: {e.strerror or type(e).__name__}") from None
+    return p
+
+
+def _inside(root: Path, real: Path) -> bool:
+    return real == root or root in real.parents
+
+
+def _check_links(root: Path, p: Path, shown: str) -> None:
+    """Refuse ``p`` when a symlink under it (file or directory) leads outside ``root``.
+
+    Raises:
+        ConfigError: naming the first such link (relative to the data root; not its target).
+    """
+    if not p.is_dir():
+        return
+    for d, dirs, names in os.walk(p, followlinks=False):
+        dirs.sort()
+        for n in sorted(dirs) + sorted(names):
+            q = Path(d) / n
+            if q.is_symlink() and not _inside(root, Path(os.path.realpath(q))):
+                rel_q = q.relative_to(root).as_posix()
+                raise ConfigError(f"{shown} | {rel_q} is a symlink to a path outside the data root; refused")

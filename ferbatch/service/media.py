@@ -1,7 +1,9 @@
 """An uploaded file -> RGB frames: a still image (OpenCV) or a short clip (PyAV), with limits that
 bound the memory a request can take.
 
-Nothing here touches the file system: uploads are decoded from memory. A still image's size is read
+Nothing here touches the file system: uploads are decoded from memory (a base64 text, or a
+``data:`` URI, is turned into the bytes of an upload by :func:`decode_base64`, its size checked
+first). A still image's size is read
 from its header (Pillow) before anything is decoded; a clip is decoded frame by frame on demand
 (:meth:`Clip.read`), each frame converted straight to an RGB frame no larger than ``max_side`` (no
 full-resolution RGB frame is kept), and cut short, saying why, at ``max_frames`` sampled frames or
@@ -10,7 +12,10 @@ full-resolution RGB frame is kept), and cut short, saying why, at ``max_frames``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +24,7 @@ import numpy as np
 
 from ferbatch.errors import FerbatchError
 
-__all__ = ["BadUpload", "Clip", "Upload", "decode_upload", "open_upload", "short_name"]
+__all__ = ["BadUpload", "Clip", "Upload", "decode_base64", "decode_upload", "is_url", "open_upload", "short_name"]
 
 # a client-given name is shown in messages up to this many characters
 _NAME_CHARS = 80
@@ -36,6 +41,71 @@ class BadUpload(FerbatchError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_DATA_URI = re.compile(rb"data:[\w.+-]*(?:/[\w.+-]+)?(?:;[\w.+-]+=[\w.+\-\"]*)*;base64,", re.IGNORECASE)
+_SPACE = re.compile(rb"\s+")
+
+
+def is_url(text: str | bytes) -> bool:
+    """Whether ``text`` starts like a URL (``scheme://``, leading white space ignored)."""
+    head = text[:64]
+    if isinstance(head, bytes):
+        head = head.decode("ascii", "replace")
+    return _URL.match(head.lstrip()) is not None
+
+
+def decode_base64(text: str | bytes, max_bytes: int, field: str = "image") -> bytes:
+    """The bytes of a base64 text (standard alphabet; white space and missing padding allowed) or
+    of a ``data:<type>;base64,<text>`` URI, refused by its length before anything is decoded.
+
+    Memory: a ``str`` is encoded to ASCII bytes first (one copy; pass ``bytes`` to avoid it), then
+    only the decoded bytes are made (a copy more where there is white space or missing padding).
+
+    Args:
+        text: what the client sent.
+        max_bytes: most bytes it may decode to (the upload limit).
+        field: the request field named in messages.
+
+    Raises:
+        BadUpload: a URL (the service fetches nothing) or a data: URI that is not base64 (400), more
+            than ``max_bytes`` once decoded (413), not valid base64 or empty (400).
+    """
+    bad = f"{field} | not valid base64 (standard alphabet A-Z a-z 0-9 + /)"
+    if isinstance(text, str):
+        try:
+            text = text.encode("ascii")
+        except UnicodeEncodeError:
+            raise BadUpload(f"{bad}: a character that is not ASCII", 400) from None
+    head = text[:512].lstrip()
+    if is_url(head):
+        raise BadUpload(
+            f"{field} | a URL: the service fetches nothing (it has no network access); send the bytes as base64 "
+            "or a multipart file, or a path under the service's data root",
+            400,
+        )
+    if head[:5].lower() == b"data:":
+        m = _DATA_URI.match(head)
+        if m is None:
+            raise BadUpload(f"{field} | a data: URI that is not base64; expected data:image/<type>;base64,<base64>", 400)
+        text = text.lstrip()[m.end() :]
+    if _SPACE.search(text):
+        text = _SPACE.sub(b"", text)
+    if not text:
+        raise BadUpload(f"{field} | empty; expected the file's bytes in base64", 400)
+    n = (len(text) + 3) // 4 * 3  # the most bytes it decodes to, known before decoding
+    if n > max_bytes:
+        raise BadUpload(f"{field} | {len(text)} base64 characters decode to more than the limit of {max_bytes} bytes", 413)
+    if len(text) % 4:
+        text += b"=" * (-len(text) % 4)
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise BadUpload(f"{bad}: {short_name(str(e))}", 400) from None
+    if not data:
+        raise BadUpload(f"{field} | empty; expected the file's bytes in base64", 400)
+    return data
 
 
 def short_name(name: str) -> str:
