@@ -5,6 +5,7 @@ committing, an object store gone mid-job; and a huge ``query`` result is streame
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 from conftest import SINGLE_FACE
 
 from ferbatch.config import JobConfig
+from ferbatch.dataset.store import read_manifest
 from ferbatch.job import run_job
 
 CFG = JobConfig(workers=1)
@@ -86,3 +88,26 @@ def test_json_and_csv_are_streamed_with_their_usual_layout(small, tmp_path):
     assert empty.returncode == 0 and json.loads(empty.stdout) == []
     csv = subprocess.run([*FERBATCH, "query", str(small), "--sql", sql, "--format", "csv"], capture_output=True, text=True)
     assert csv.returncode == 0 and csv.stdout.splitlines()[:2] == ["i,x", "0,0.0"] and len(csv.stdout.splitlines()) == 150001
+
+
+# Ray that cannot start: the job runs in-process with one warning line
+
+
+def test_a_ray_that_cannot_start_falls_back_to_in_process(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # Ray's temp folder cannot be made under a file: the embedded Ray fails to start
+    env = {**os.environ, "RAY_TMPDIR": str(blocker)}
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [*FERBATCH, "run", str(SINGLE_FACE), "--out", str(out), "--ray", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    (warning,) = [ln for ln in r.stderr.splitlines() if "Ray could not start" in ln]
+    assert "running in this process" in warning and "--no-ray" in warning
+    assert "in-process (Ray could not start)" in r.stdout
+    assert read_manifest(out)["videos"]  # the job was done

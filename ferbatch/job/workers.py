@@ -356,6 +356,31 @@ def init_ray(address: str | None, num_cpus: int) -> None:
 
     if ray.is_initialized():
         return
+    with _own_sigterm():
+        _start_ray(ray, address, num_cpus)
+
+
+@contextlib.contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """Keep this process's SIGTERM handler across ``ray.init``, which installs its own (one that
+    exits with a stack dump, status 134, instead of the caller's interrupt: ``ferbatch run``'s
+    SIGTERM is Ctrl-C, exit 130, finished shards kept)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _start_ray(ray: Any, address: str | None, num_cpus: int) -> None:
+    """``ray.init`` for :func:`init_ray`: connect to ``address``, or start the embedded instance."""
     if address:
         ray.init(address=address, configure_logging=False, log_to_driver=True)
     else:
