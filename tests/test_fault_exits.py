@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SINGLE_FACE
+from conftest import SINGLE_FACE, WOLFGANG
 
 from ferbatch.config import JobConfig
 from ferbatch.dataset.store import read_manifest
@@ -111,3 +112,24 @@ def test_a_ray_that_cannot_start_falls_back_to_in_process(tmp_path):
     assert "running in this process" in warning and "--no-ray" in warning
     assert "in-process (Ray could not start)" in r.stdout
     assert read_manifest(out)["videos"]  # the job was done
+
+
+# SIGTERM under Ray: exit 130 with one line, finished shards kept
+
+
+def test_sigterm_under_ray_is_an_interrupt(tmp_path):
+    out = tmp_path / "out"
+    cmd = [*FERBATCH, "run", str(WOLFGANG), "--out", str(out), "--shard-frames", "60", "--ray", "--workers", "1", "-q"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list((out / "_staging").glob("*/frames-*.parquet"))) < 2:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)  # this test's own child, by its pid
+    stdout, stderr = p.communicate(timeout=90)
+    assert p.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
+    assert [ln for ln in stderr.splitlines() if ln.strip()] == [
+        "interrupted: finished shards are recorded; run the same command again to resume"
+    ], stderr
+    (rec,) = read_manifest(out)["videos"].values()
+    assert [s["status"] for s in rec["shards"]].count("ok") >= 1, rec["shards"]  # the finished shards are kept
