@@ -133,3 +133,34 @@ def test_sigterm_under_ray_is_an_interrupt(tmp_path):
     ], stderr
     (rec,) = read_manifest(out)["videos"].values()
     assert [s["status"] for s in rec["shards"]].count("ok") >= 1, rec["shards"]  # the finished shards are kept
+
+
+# a full disk stops the job with exit 4 at every stage, in one line
+
+
+@pytest.mark.parametrize(
+    ("limit_kb", "stage", "file"),
+    [(1, "models", "cache"), (1, "indexing", "_index/"), (3, "staging", "_staging/"), (20, "committing", "faces/part-")],
+)
+def test_disk_full_is_exit_4_at_every_stage(small, tmp_path, limit_kb, stage, file):
+    """``small`` leaves the prepared graphs in the session's cache, so the job gets past the models
+    to the stage; ``models`` prepares them afresh into a cache of its own."""
+    import resource
+
+    def small_files():  # writes past the limit fail with EFBIG, as a full disk fails with ENOSPC
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kb * 1024, limit_kb * 1024))
+
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [*FERBATCH, "run", str(SINGLE_FACE), "--out", str(out), "-q", "--no-ray"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=small_files,
+        env={**os.environ, "FERBATCH_CACHE": str(tmp_path / "cache")} if stage == "models" else None,
+    )
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 4, (stage, r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error:"), (stage, r.stderr)
+    assert file in lines[0] and "File too large" in lines[0] and "rerun" in lines[0], (stage, r.stderr)

@@ -97,7 +97,14 @@ def run_job(
     out = open_location(out_dir)
     check_inputs(input_path)  # still images, a foreign non-empty OUT: refused before anything starts
     check_out_dir(out, force=force)
-    det_spec, cls_spec = prepare_models(cfg)
+    try:
+        det_spec, cls_spec = prepare_models(cfg)
+    except OSError as e:  # the prepared graphs cannot be written (disk full): the machine's error
+        from ferbatch.models.registry import cache_dir
+
+        raise JobAborted(
+            f"{cache_dir()} | the models cannot be prepared in the cache: {e.strerror or e}; nothing was run, rerun the same command once there is room"
+        ) from e
     # registry defaults filled in, so "default" and the same model named compare equal
     cfg = with_defaults(cfg)
     inputs = scan_inputs(input_path, full_hash=full_hash)
@@ -205,7 +212,7 @@ def _run_locked(
         except FerbatchError as e:
             if sys.exc_info()[0] is None:
                 raise
-            log.error("%s", e)  # the error already on its way up (e.g. disk full) is the one to report
+            log.debug("%s", e)  # the error already on its way up (e.g. disk full) is the one to report (one line)
     return summary
 
 
