@@ -164,3 +164,61 @@ def test_disk_full_is_exit_4_at_every_stage(small, tmp_path, limit_kb, stage, fi
     assert r.returncode == 4, (stage, r.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:"), (stage, r.stderr)
     assert file in lines[0] and "File too large" in lines[0] and "rerun" in lines[0], (stage, r.stderr)
+
+
+# a damaged part under the readers: one line naming it (the rerun redoes it)
+
+
+@pytest.fixture(scope="module")
+def damaged(small, tmp_path_factory):
+    """Copies of ``small`` with its faces part cut short (footer gone) and with its middle
+    overwritten (footer intact: DuckDB meets the damage only while reading rows)."""
+    import shutil
+
+    made = {}
+    for kind in ("truncated", "overwritten"):
+        out = tmp_path_factory.mktemp(kind) / "out"
+        shutil.copytree(small, out)
+        (part,) = (out / "faces").glob("*.parquet")
+        data = bytearray(part.read_bytes())
+        if kind == "truncated":
+            data = data[:100]
+        else:
+            data[4 : len(data) // 2] = b"\\xff" * (len(data) // 2 - 4)
+        part.write_bytes(bytes(data))
+        made[kind] = (out, part)
+    return made
+
+
+@pytest.mark.parametrize("kind", ["truncated", "overwritten"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["summary"],
+        ["timeline", "{out}", "single_face"],
+        ["report", "--to", "{tmp}/report"],
+        ["query", "--sql", "SELECT count(*), avg(x1) FROM faces"],
+    ],
+    ids=["summary", "timeline", "report", "query"],
+)
+def test_a_damaged_part_is_named_in_one_line_by_the_readers(damaged, tmp_path, kind, args):
+    from typer.testing import CliRunner
+
+    from ferbatch.cli import app
+
+    out, part = damaged[kind]
+    argv = [args[0], str(out), *[a.format(out=out, tmp=tmp_path) for a in args[1:] if a != "{out}"]]
+    res = CliRunner().invoke(app, argv)
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert str(part) in lines[0] and "cannot be read" in lines[0] and "rerun" in lines[0], res.output
+
+
+def test_open_table_names_a_damaged_part(damaged):
+    from ferbatch.dataset.store import open_table
+    from ferbatch.errors import OutputError
+
+    out, part = damaged["truncated"]
+    with pytest.raises(OutputError, match="cannot be read") as e:
+        open_table(out, "faces")
+    assert str(part) in str(e.value)
