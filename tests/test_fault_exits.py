@@ -222,3 +222,22 @@ def test_open_table_names_a_damaged_part(damaged):
     with pytest.raises(OutputError, match="cannot be read") as e:
         open_table(out, "faces")
     assert str(part) in str(e.value)
+
+
+def test_an_unreachable_ray_cluster_is_one_line_naming_no_ray(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = time.monotonic()
+    r = subprocess.run(
+        [*FERBATCH, "run", str(SINGLE_FACE), "--out", str(tmp_path / "out"), "--address", f"127.0.0.1:{port}", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "--no-ray" in lines[0], r.stderr
+    assert time.monotonic() - t < 60  # not Ray's minutes of retries

@@ -224,6 +224,8 @@ def _ray_started(address: str | None, num_cpus: int) -> bool:
         ConfigError: the cluster at ``address`` cannot be reached (there is no in-process
             fallback for a cluster job); the message names the address and ``--no-ray``.
     """
+    if address:
+        _reachable(address)
     try:
         init_ray(address, num_cpus)  # sets Ray's environment before Ray is imported
     except Exception as e:  # Ray's own: ConnectionError, RuntimeError, TimeoutError, OSError, ...
@@ -237,6 +239,31 @@ def _ray_started(address: str | None, num_cpus: int) -> bool:
             ray.shutdown()  # whatever half-started
         return False
     return True
+
+
+RAY_CONNECT_TIMEOUT_S = 10.0  # a cluster's port must accept a connection by then
+
+
+def _reachable(address: str) -> None:
+    """Refuse a ``HOST:PORT`` or ``ray://HOST:PORT`` address whose port does not accept a TCP
+    connection within :data:`RAY_CONNECT_TIMEOUT_S` (``ray.init`` would retry for minutes, printing
+    its C++ warnings); ``auto`` is left to Ray.
+
+    Raises:
+        ConfigError: the port cannot be reached (the message names the address and ``--no-ray``).
+    """
+    import socket
+
+    hostport = address.removeprefix("ray://").rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConfigError(
+            f"--address {address} | no Ray cluster answers there ({e.strerror or e}); check the address, or run with --no-ray"
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:
