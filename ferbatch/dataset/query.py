@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -162,8 +161,6 @@ def inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
     return p == r or r in p.parents
 
 
-# a part file named in DuckDB's or Arrow's error ("... at end of file '/out/faces/part-X.parquet'")
-_PART = re.compile(r"""['"]([^'"]+\.parquet)['"]""")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -174,22 +171,13 @@ def damaged_part(e: BaseException, out_dir: str | os.PathLike[str] | None = None
     An error that names no file (damage inside a part whose footer is intact: "TProtocolException:
     Invalid data") is traced to its part by reading the parts of ``out_dir`` (only on this error path).
     """
-    text = str(e).strip()
-    first = text.splitlines()[0] if text else type(e).__name__
-    m = _PART.search(text)
-    if m:
-        path, why = m.group(1), first.replace(m.group(0), "").strip().rstrip(":")
-    elif out_dir is not None and _read_error(e):
-        found = _unreadable_part(out_dir)
-        if found is None:
-            return None
-        path, why = found
-    else:
-        return None
-    return OutputError(
-        f"{path} | a part file of this dataset cannot be read ({why}); rerun the `ferbatch run` that wrote it "
-        "(same inputs and --out): it redoes the damaged part"
-    )
+    from ferbatch.dataset.damage import named_part, part_error
+
+    err = named_part(e)
+    if err is not None or out_dir is None or not _read_error(e):
+        return err
+    found = _unreadable_part(out_dir)
+    return part_error(*found) if found else None
 
 
 def _read_error(e: BaseException) -> bool:
