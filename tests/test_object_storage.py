@@ -4,6 +4,7 @@ protocol (pyarrow's S3FileSystem with the endpoint from AWS_ENDPOINT_URL)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-from conftest import FACE_NOFACE, SINGLE_FACE
+from conftest import FACE_NOFACE, SINGLE_FACE, WOLFGANG
 
 from ferbatch.config import JobConfig
 from ferbatch.dataset.store import open_table, read_manifest
@@ -31,26 +32,35 @@ SORT = {
 }
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1 and a bucket holding two real clips under ``in/``; yields
-    the bucket's s3:// root. The AWS_* variables point at it for the module's tests."""
+def _moto_server(log: Path) -> tuple[subprocess.Popen, str]:
+    """Start moto's S3 server on a free loopback port (its output to ``log``); (the process, its URL)
+    once it accepts connections."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("moto") / "server.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=f, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             break
         except OSError:
             time.sleep(0.1)
-    env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _aws_env(url: str) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 and a bucket holding two real clips under ``in/``; yields
+    the bucket's s3:// root. The AWS_* variables point at it for the module's tests."""
+    proc, url = _moto_server(tmp_path_factory.mktemp("moto") / "server.log")
+    env = _aws_env(url)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     fs = pafs.S3FileSystem(endpoint_override=url, region="us-east-1", allow_bucket_creation=True)
@@ -215,3 +225,52 @@ def test_reruns_and_compact_rewrite_parts_on_object_storage(s3, local_ref):
     assert res.parts_after == 3 and len(loc.list_files("faces")) == 1
     for name in ("faces", "frames", "tracks"):
         assert _table(out, name).equals(_table(local_ref, name)), name
+
+
+def test_a_missing_bucket_is_exit_2_in_one_line_nothing_run(s3):
+    r = subprocess.run(
+        [sys.executable, "-m", "ferbatch", "run", str(SINGLE_FACE), "--out", "s3://no-such-bucket/out", "-q", "--no-ray"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr  # README: an --out that cannot be created
+    assert "s3://no-such-bucket/out" in lines[0] and "does not exist" in lines[0], r.stderr
+
+
+def test_an_object_store_gone_mid_job_is_exit_4_in_one_line(tmp_path):
+    """The job's own moto server, stopped (by its pid) once the first shard is staged."""
+    proc, url = _moto_server(tmp_path / "server.log")
+    try:
+        fs = pafs.S3FileSystem(endpoint_override=url, region="us-east-1", allow_bucket_creation=True)
+        fs.create_dir("gone-mid-job")
+        cmd = [
+            sys.executable,
+            "-m",
+            "ferbatch",
+            "run",
+            str(WOLFGANG),
+            "--out",
+            "s3://gone-mid-job/out",
+            "-q",
+            "--no-ray",
+            "--shard-frames",
+            "60",
+        ]
+        p = subprocess.Popen(cmd, env={**os.environ, **_aws_env(url)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while p.poll() is None and time.time() < deadline:
+            with contextlib.suppress(OSError):
+                if any(
+                    i.path.endswith(".parquet") for i in fs.get_file_info(pafs.FileSelector("gone-mid-job/out/_staging", recursive=True))
+                ):
+                    break
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    _, err = p.communicate(timeout=120)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert p.returncode == 4 and len(lines) == 1, err
+    assert "s3://gone-mid-job/out/" in lines[0] and "the job stopped" in lines[0] and "rerun" in lines[0], err

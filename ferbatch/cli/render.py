@@ -74,7 +74,13 @@ def render(
     if fmt in STREAMED and not hasattr(result, "column_names"):
         _stream(result, fmt, output, columns, empty_message)
         return
-    table = result if hasattr(result, "column_names") else result.to_arrow_table()
+    total = None  # rows of a capped table read from a relation (only its first and last rows kept)
+    if hasattr(result, "column_names"):
+        table = result
+    elif fmt == "table" and max_rows and not output:
+        table, total = _head_and_tail(result, max_rows)
+    else:
+        table = result.to_arrow_table()
     table = select_columns(table, columns)
     if empty_message and table.num_rows == 0:
         from ferbatch.cli.common import console as stderr
@@ -112,16 +118,20 @@ def render(
                     table_columns or [c for c in cols if not c.startswith("mean_prob_") and not (c == "video_id" and "path" in cols)]
                 )
             cap = max_rows if not output else 0
-            left_out = max(0, table.num_rows - cap) if cap else 0
+            rows = table.num_rows if total is None else total
+            left_out = max(0, rows - cap) if cap else 0
             head = cap - cap // 2
-            shown = pa.concat_tables([table.slice(0, head), table.slice(table.num_rows - cap // 2)]) if left_out else table
+            if total is not None or not left_out:
+                shown = table  # already only the first and last rows
+            else:
+                shown = pa.concat_tables([table.slice(0, head), table.slice(table.num_rows - cap // 2)])
             texts = [table_texts(shown.column(c).to_pylist(), shown.schema.field(c).type, c) for c in cols]
             right = {c for c in cols if is_numeric(table.schema.field(c).type)}
             cells = [list(row) for row in zip(*texts, strict=True)] if texts else []
             _print_table(cols, cells, console if not output else _file_console(stream), gap_after=head if left_out else None, right=right)
             if left_out:
                 console.print(
-                    f"{table.num_rows:,} rows, {left_out:,} not shown (--max-rows 0 shows all, --format csv writes all)",
+                    f"{rows:,} rows, {left_out:,} not shown (--max-rows 0 shows all, --format csv writes all)",
                     highlight=False,
                     markup=False,
                     style="dim",
@@ -133,19 +143,20 @@ MAX_TABLE_ROWS = 40
 
 
 # formats written batch by batch from a DuckDB relation: a result of any size never sits in memory whole
-STREAMED = ("csv", "tsv", "jsonl", "parquet")
+STREAMED = ("csv", "tsv", "jsonl", "json", "parquet")
 BATCH_ROWS = 65536
 
 
 def _stream(relation, fmt: str, output: str | os.PathLike[str] | None, columns: Sequence[str] | None, empty_message: str | None) -> None:
     """Write a DuckDB relation's rows in record batches of :data:`BATCH_ROWS` (csv, tsv, jsonl,
-    parquet), so memory stays bounded whatever the result's size.
+    json, parquet), so memory stays bounded whatever the result's size.
 
     Raises:
         OutputError: parquet without an output path, or an unknown column.
     """
     import csv
     import json
+    import textwrap
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -156,6 +167,7 @@ def _stream(relation, fmt: str, output: str | os.PathLike[str] | None, columns: 
         raise OutputError("--format parquet | needs --output FILE.parquet")
     reader = relation.to_arrow_reader(BATCH_ROWS)
     n = 0
+    first_row = True  # json: no row written yet
     with contextlib.ExitStack() as stack:
         writer = None
         stream = None
@@ -178,9 +190,16 @@ def _stream(relation, fmt: str, output: str | os.PathLike[str] | None, columns: 
             else:
                 names = part.column_names
                 for r in zip(*(exact_values(col.to_pylist(), col.type) for col in part.columns), strict=True):
-                    stream.write(json.dumps({k: _plain(v) for k, v in zip(names, r, strict=True)}, default=str) + "\n")
+                    obj = {k: _plain(v) for k, v in zip(names, r, strict=True)}
+                    if fmt == "jsonl":
+                        stream.write(json.dumps(obj, default=str) + "\n")
+                    else:  # one array, laid out as json.dump(rows, indent=1) lays it out
+                        stream.write(("[\n" if first_row else ",\n") + textwrap.indent(json.dumps(obj, default=str, indent=1), " "))
+                        first_row = False
         if fmt == "parquet" and writer is None:  # no rows: still a valid, empty file with the schema
             pq.write_table(select_columns(reader.schema.empty_table(), columns), output)
+        if fmt == "json" and stream is not None:
+            stream.write("[]\n" if first_row else "\n]\n")
         if fmt in ("csv", "tsv") and n == 0 and stream is not None:
             csv.writer(stream, delimiter="," if fmt == "csv" else "\t", lineterminator="\n").writerow(
                 select_columns(reader.schema.empty_table(), columns).column_names
@@ -189,6 +208,30 @@ def _stream(relation, fmt: str, output: str | os.PathLike[str] | None, columns: 
         from ferbatch.cli.common import console as stderr
 
         stderr.print(empty_message, soft_wrap=True, highlight=False, markup=False)
+
+
+def _head_and_tail(relation, cap: int):
+    """(the first ``cap - cap // 2`` and the last ``cap // 2`` rows of a DuckDB relation, its row
+    count), read batch by batch: a capped table at a terminal holds only what it shows."""
+    import pyarrow as pa
+
+    reader = relation.to_arrow_reader(BATCH_ROWS)
+    head_n, tail_n = cap - cap // 2, cap // 2
+    head: list = []
+    tail: list = []
+    kept = total = 0
+    for batch in reader:
+        total += batch.num_rows
+        if kept < head_n:
+            take = batch.slice(0, head_n - kept)
+            head.append(take)
+            kept += take.num_rows
+            batch = batch.slice(take.num_rows)
+        if tail_n and batch.num_rows:
+            tail.append(batch.slice(max(0, batch.num_rows - tail_n)))
+            tail = pa.Table.from_batches(tail, reader.schema).slice(max(0, sum(b.num_rows for b in tail) - tail_n)).to_batches()
+    table = pa.Table.from_batches(head + tail, reader.schema)
+    return table, total
 
 
 def _file_console(stream):

@@ -91,7 +91,7 @@ def query(
     import duckdb
 
     from ferbatch.cli.render import render
-    from ferbatch.dataset.query import connect, deadline, inside, run_sql
+    from ferbatch.dataset.query import connect, damaged_part, deadline, inside, run_sql
 
     try:
         if output is not None and inside(out, output):
@@ -99,17 +99,16 @@ def query(
         con = connect(out)
         try:
             with deadline(con, timeout):
-                table = run_sql(con, sql).to_arrow_table()
+                # the relation itself: csv, tsv, json, jsonl and parquet stream it batch by batch
+                # (render), so a result of any size never sits in memory whole
+                rel = run_sql(con, sql)
+                render(rel, resolve_format(fmt, output), Console(), output, columns=_split(columns), max_rows=_terminal_rows(max_rows))
         finally:
             con.close()  # before exit: Arrow's S3 client must not outlive the interpreter's finalizers
     except FerbatchError as e:
         _fail(e)
-    except duckdb.Error as e:  # DuckDB's own errors (parser, binder, catalog): one line for the user
-        _fail(FerbatchError(f"--sql | {type(e).__name__}: {e}"))
-    try:
-        render(table, resolve_format(fmt, output), Console(), output, columns=_split(columns), max_rows=_terminal_rows(max_rows))
-    except FerbatchError as e:
-        _fail(e)
+    except duckdb.Error as e:  # DuckDB's own errors (parser, binder, catalog, a damaged part): one line for the user
+        _fail(damaged_part(e, out) or FerbatchError(f"--sql | {type(e).__name__}: {e}"))
 
 
 def _answer(out: str, fn, fmt: Format | None, output: Path | None, columns: str | None, max_rows: int = MAX_TABLE_ROWS, **kw) -> None:

@@ -205,6 +205,9 @@ def run(
         _fail(e, code=4)
     except FerbatchError as e:
         _fail(e)
+    except OSError as e:  # the machine's (disk full, I/O) where no stage named it (e.g. the model cache): exit 4, one line
+        where = f"{e.filename} | " if e.filename else ""
+        _fail(JobAborted(f"{where}{e.strerror or e}; the job stopped, finished shards are kept, rerun the same command to resume"), code=4)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished shards are recorded; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ferbatch.dataset.query import connect, run_sql
+from ferbatch.dataset.query import connect, naming_damaged_parts, run_sql
 from ferbatch.errors import ConfigError, OutputError
 from ferbatch.labels import EMOTION_ALIASES, EMOTIONS, emotion_of
 
@@ -190,6 +190,7 @@ class Dataset:
         """DuckDB relation over the videos table."""
         return self.con.table("videos")
 
+    @naming_damaged_parts
     def video_id(self, name: str) -> str:
         """Resolve a video to its id: the file's absolute path as the job saw it (from the
         manifest), an existing file's content (its content hash, as the job identifies videos: a
@@ -243,10 +244,12 @@ class Dataset:
                 return hits
         return []
 
+    @naming_damaged_parts
     def summary(self) -> pa.Table:
         """See :func:`summary_sql`."""
         return self.con.sql(summary_sql()).to_arrow_table()
 
+    @naming_damaged_parts
     def timeline(self, video: str, bin_s: float | str = 1.0, by_face: bool = True) -> pa.Table:
         """See :func:`timeline_sql`; ``video`` as accepted by :meth:`video_id`. With ``by_face``
         rows go per track when the video has tracks, else per face index."""
@@ -257,15 +260,18 @@ class Dataset:
             by = "track_id" if tracked else "face_idx"
         return self.con.sql(timeline_sql(vid, parse_duration(bin_s), by)).to_arrow_table()
 
+    @naming_damaged_parts
     def tracks(self, video: str | None = None) -> pa.Table:
         """The tracks table (all videos, or one)."""
         where = f" WHERE video_id = {_lit(self.video_id(video))}" if video else ""
         return self.con.sql(f"SELECT * FROM tracks{where} ORDER BY video_id, track_id").to_arrow_table()
 
+    @naming_damaged_parts
     def moments(self, emotion: str, min_prob: float = 0.8, min_duration: float | str = 0.5) -> pa.Table:
         """See :func:`moments_sql`."""
         return self.con.sql(moments_sql(emotion, min_prob, parse_duration(min_duration))).to_arrow_table()
 
+    @naming_damaged_parts
     def video_faces(self, video: str) -> pa.Table:
         """One video's face rows, in frame order: ``t_s`` (seconds) first, then every column of
         the faces table; ``video`` as :meth:`video_id` takes it (an id, a path, a name, a copy)."""

@@ -150,7 +150,13 @@ class ObjectLock:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.loc.delete(self.NAME)
+        try:
+            self.loc.delete(self.NAME)
+        except OutputError:
+            if exc_type is None:
+                raise
+            # the store failed the job already (that error is the one to report); the lock's
+            # heartbeat stops, so the next run takes the lock over once it is stale
 
 
 def _alive(pid: int) -> bool:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ferbatch.errors import OutputError
 
-__all__ = ["connect", "run_sql", "deadline", "inside"]
+__all__ = ["connect", "run_sql", "deadline", "inside", "damaged_part", "naming_damaged_parts"]
 
 
 def _sql_str(p: Path | str) -> str:
@@ -38,11 +40,11 @@ def connect(out_dir: str | os.PathLike[str], *, memory_limit: str = "2GB"):
         memory_limit: DuckDB's ``memory_limit`` ("2GB", "50%").
 
     Raises:
-        OutputError: ``out_dir`` has no ferbatch dataset.
+        OutputError: ``out_dir`` has no ferbatch dataset, or a part file cannot be read (named).
     """
     import duckdb
 
-    from ferbatch.dataset.store import reader_files, stored_schema
+    from ferbatch.dataset.store import reader_files
     from ferbatch.location import open_location
 
     loc = open_location(out_dir)
@@ -51,6 +53,21 @@ def connect(out_dir: str | os.PathLike[str], *, memory_limit: str = "2GB"):
     layout, listed = reader_files(loc)
     files = listed or {n: [] for n in ("faces", "frames", "tracks")}
     con = duckdb.connect(":memory:")
+    try:
+        _views(con, loc, layout, files, memory_limit)
+    except duckdb.Error as e:  # a view reads its parts' footers: a damaged part is named in one line
+        con.close()
+        err = damaged_part(e)
+        if err is None:
+            raise
+        raise err from e
+    return con
+
+
+def _views(con, loc, layout: int, files: dict, memory_limit: str) -> None:
+    """The settings and views of :func:`connect` on ``con``."""
+    from ferbatch.dataset.store import stored_schema
+
     con.execute("SET temp_directory = ''")
     con.execute(f"SET memory_limit = {_sql_str(memory_limit)}")
     if loc.local:
@@ -81,7 +98,6 @@ def connect(out_dir: str | os.PathLike[str], *, memory_limit: str = "2GB"):
         con.execute("CREATE VIEW videos AS SELECT * FROM _videos_table")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
-    return con
 
 
 _DUCK = {"int64": "BIGINT", "int32": "INTEGER", "int16": "SMALLINT", "float": "FLOAT", "double": "DOUBLE", "string": "VARCHAR"}
@@ -143,3 +159,74 @@ def inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
         return str(path).rstrip("/").startswith(str(root).rstrip("/") + "/") or str(path).rstrip("/") == str(root).rstrip("/")
     r, p = Path(root).resolve(), Path(path).resolve()
     return p == r or r in p.parents
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def damaged_part(e: BaseException, out_dir: str | os.PathLike[str] | None = None) -> OutputError | None:
+    """The one-line error for a part file that cannot be read (truncated, overwritten, gone),
+    naming it and the fix, when ``e`` (DuckDB's or Arrow's error) is about one; else None.
+
+    An error that names no file (damage inside a part whose footer is intact: "TProtocolException:
+    Invalid data") is traced to its part by reading the parts of ``out_dir`` (only on this error path).
+    """
+    from ferbatch.dataset.damage import named_part, part_error
+
+    err = named_part(e)
+    if err is not None or out_dir is None or not _read_error(e):
+        return err
+    found = _unreadable_part(out_dir)
+    return part_error(*found) if found else None
+
+
+def _read_error(e: BaseException) -> bool:
+    """True for the errors a damaged file gives (DuckDB's plain Error, IOException and
+    InvalidInputException, Arrow's, an OSError), never for a query's own (parser, binder, ...)."""
+    import duckdb
+    import pyarrow as pa
+
+    return type(e) is duckdb.Error or isinstance(e, (duckdb.IOException, duckdb.InvalidInputException, pa.ArrowException, OSError))
+
+
+def _unreadable_part(out_dir: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """(the first part file of the dataset that cannot be read whole, why), or None."""
+    import pyarrow.parquet as pq
+
+    from ferbatch.dataset.store import reader_files
+    from ferbatch.location import open_location
+
+    try:
+        loc = open_location(out_dir)
+        _, listed = reader_files(loc)
+    except Exception:
+        return None
+    for name in ("faces", "frames", "tracks"):
+        for f in (listed or {}).get(name, []):
+            try:
+                with loc.fs.open_input_file(loc.path(f)) as fh:
+                    pq.ParquetFile(fh).read()
+            except Exception as e:  # Arrow's, Thrift's, an OSError: whatever stops the read
+                text = str(e).strip()
+                return loc.name(f), (text.splitlines()[0] if text else type(e).__name__)
+    return None
+
+
+def naming_damaged_parts(fn: _F) -> _F:
+    """Decorate a reader method (of an object with the dataset in ``.path``) so that DuckDB's or
+    Arrow's error about a damaged part file becomes :func:`damaged_part`'s one line (other errors
+    pass unchanged)."""
+    import duckdb
+    import pyarrow as pa
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except (duckdb.Error, pa.ArrowException, OSError) as e:
+            err = damaged_part(e, getattr(args[0], "path", None) if args else None)
+            if err is None:
+                raise
+            raise err from e
+
+    return wrapper  # type: ignore[return-value]

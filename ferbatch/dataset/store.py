@@ -305,7 +305,7 @@ def open_table(where: str | os.PathLike[str] | Location, name: str) -> pa.Table:
     Arrow table, ``video_id`` a string column.
 
     Raises:
-        OutputError: unknown table or no such dataset.
+        OutputError: unknown table, no such dataset, or a part file that cannot be read (named).
     """
     loc = open_location(where)
     if name == "videos":
@@ -326,4 +326,12 @@ def open_table(where: str | os.PathLike[str] | Location, name: str) -> pa.Table:
     files = listed[name]
     if not files:
         return schema.empty_table()
-    return pads.dataset([loc.path(f) for f in files], filesystem=loc.fs, format="parquet", schema=schema).to_table()
+    from ferbatch.dataset.damage import named_part
+
+    try:
+        return pads.dataset([loc.path(f) for f in files], filesystem=loc.fs, format="parquet", schema=schema).to_table()
+    except (pa.ArrowException, OSError) as e:  # a truncated or overwritten part: named in one line
+        err = named_part(e)
+        if err is None:
+            raise OutputError(f"{loc.uri} | the {name} table cannot be read: {str(e).strip().splitlines()[0]}") from e
+        raise err from e

@@ -110,7 +110,7 @@ class DatasetWriter:
         return self.open()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+        self.close(exc_type, exc, tb)
 
     def open(self) -> DatasetWriter:
         """Take the dataset: foreign-folder check, lock, settings check, manifest read, and the
@@ -138,11 +138,13 @@ class DatasetWriter:
         self._lock = lock
         return self
 
-    def close(self) -> None:
-        """Release the lock (what was not saved is not part of the dataset)."""
+    def close(self, exc_type: type[BaseException] | None = None, exc: BaseException | None = None, tb: TracebackType | None = None) -> None:
+        """Release the lock (what was not saved is not part of the dataset); the error that ends
+        the ``with`` block, if any, goes to the lock, which then keeps it the one reported (a
+        store gone mid-job cannot delete the lock either)."""
         if self._lock is not None:
-            self._lock.__exit__(None, None, None)
-            self._lock = None
+            lock, self._lock = self._lock, None
+            lock.__exit__(exc_type, exc, tb)
 
     def _held(self) -> None:
         if self._lock is None:

@@ -1,5 +1,6 @@
-"""Starting Ray for a job: the embedded local instance that reaches no network, or a connection to a
-cluster (``init_ray``). Kept apart from the worker pools (:mod:`ferbatch.job.workers`), which only use it."""
+"""Ray start-up for a job: connect to a cluster, or start an embedded instance that reaches no
+network (usage stats off, loopback node, no dashboard, no metrics export), keeping the caller's
+SIGTERM handler. :mod:`ferbatch.job.workers` re-exports :func:`init_ray`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["EMBEDDED_RAY_ENV", "init_ray"]
-
+__all__ = ["init_ray", "EMBEDDED_RAY_ENV"]
 
 # Every Ray process of the embedded instance inherits these (they are set before ``ray.init``
 # starts the GCS, raylet, dashboard and agents, whose workers inherit them in turn):
@@ -50,6 +51,31 @@ def init_ray(address: str | None, num_cpus: int) -> None:
 
     if ray.is_initialized():
         return
+    with _own_sigterm():
+        _start_ray(ray, address, num_cpus)
+
+
+@contextlib.contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """Keep this process's SIGTERM handler across ``ray.init``, which installs its own (one that
+    exits with a stack dump, status 134, instead of the caller's interrupt: ``ferbatch run``'s
+    SIGTERM is Ctrl-C, exit 130, finished shards kept)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _start_ray(ray: Any, address: str | None, num_cpus: int) -> None:
+    """``ray.init`` for :func:`init_ray`: connect to ``address``, or start the embedded instance."""
     if address:
         ray.init(address=address, configure_logging=False, log_to_driver=True)
     else:

@@ -8,6 +8,7 @@ benchmarks. Inputs are found by :mod:`.inputs`, run by :mod:`.workers`, recorded
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ from ferbatch.dataset.guards import check_settings
 from ferbatch.dataset.store import LAYOUT, dataset_layout, read_manifest
 from ferbatch.dataset.videos import videos_table
 from ferbatch.dataset.writer import DatasetWriter
-from ferbatch.errors import FerbatchError
+from ferbatch.errors import ConfigError, FerbatchError, JobAborted, OutputError
 from ferbatch.job.inputs import Inputs, VideoTask, fingerprint, scan_inputs
 from ferbatch.job.ledger import JobLedger
 from ferbatch.job.manifest import DONE, adopt_ids, record_paths, replaced_videos, shard_intact, stored_plan
@@ -85,8 +86,10 @@ def run_job(
     Raises:
         ConfigError, ModelError: bad settings or models, or settings that differ from the
             dataset's (before anything in OUT is touched).
-        OutputError: the output directory cannot be written, or another writer (run, watch,
-            compact) holds its lock.
+        OutputError: the output directory cannot be created or written before the job starts
+            writing it, or another writer (run, watch, compact) holds its lock.
+        JobAborted: an error of the machine (disk full, out of memory, an object store gone) or a
+            bug stopped the job once it was writing OUT; what finished is kept.
         KeyboardInterrupt: passed on after the manifest records every shard finished so far.
     """
     t0 = time.perf_counter()
@@ -94,13 +97,26 @@ def run_job(
     out = open_location(out_dir)
     check_inputs(input_path)  # still images, a foreign non-empty OUT: refused before anything starts
     check_out_dir(out, force=force)
-    det_spec, cls_spec = prepare_models(cfg)
+    try:
+        det_spec, cls_spec = prepare_models(cfg)
+    except OSError as e:  # the prepared graphs cannot be written (disk full): the machine's error
+        from ferbatch.models.registry import cache_dir
+
+        raise JobAborted(
+            f"{cache_dir()} | the models cannot be prepared in the cache: {e.strerror or e}; nothing was run, rerun the same command once there is room"
+        ) from e
     # registry defaults filled in, so "default" and the same model named compare equal
     cfg = with_defaults(cfg)
     inputs = scan_inputs(input_path, full_hash=full_hash)
     check_settings(out, read_manifest(out), cfg, overwrite=overwrite)  # before the lock file: a refused run leaves OUT untouched
-    with DatasetWriter(out, command="run", config=cfg, overwrite=overwrite, force=force, videos=videos_table) as writer:
-        summary = _run_locked(writer, cfg, inputs, det_spec, cls_spec, use_ray, address, shard_frames, progress, t0)
+    writer = DatasetWriter(out, command="run", config=cfg, overwrite=overwrite, force=force, videos=videos_table)
+    with writer:  # a refusal here (lock, settings, a folder or bucket that cannot be written) leaves OUT as it was
+        try:
+            summary = _run_locked(writer, cfg, inputs, det_spec, cls_spec, use_ray, address, shard_frames, progress, t0)
+        except OutputError as e:
+            # OUT was being written (disk full, an object store gone mid-job): an error of the
+            # machine like a worker's (exit 4), not a bad setting
+            raise JobAborted(f"{e}; the job stopped, finished shards are kept, rerun the same command to resume") from e
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -158,9 +174,10 @@ def _run_locked(
                 use_ray, why = wants_ray(address, to_probe, resumed)
             else:
                 why = "requested"
+            if use_ray and not _ray_started(address, cfg.resolved_workers()):
+                use_ray, why = False, "Ray could not start"
             summary.runner = f"{'ray' if use_ray else 'in-process'} ({why})"
             if use_ray:
-                init_ray(address, cfg.resolved_workers())  # sets Ray's environment before Ray is imported
                 import ray
 
                 # on a cluster: what Ray has; locally: the cores given to the embedded instance
@@ -195,8 +212,64 @@ def _run_locked(
         except FerbatchError as e:
             if sys.exc_info()[0] is None:
                 raise
-            log.error("%s", e)  # the error already on its way up (e.g. disk full) is the one to report
+            log.debug("%s", e)  # the error already on its way up (e.g. disk full) is the one to report (one line)
     return summary
+
+
+def _ray_started(address: str | None, num_cpus: int) -> bool:
+    """Start (or connect to) Ray for the job (:func:`init_ray`); False when an embedded Ray
+    cannot start (its error said in one warning line: the job then runs in-process).
+
+    Raises:
+        ConfigError: the cluster at ``address`` cannot be reached (there is no in-process
+            fallback for a cluster job); the message names the address and ``--no-ray``.
+    """
+    if address:
+        _reachable(address)
+    try:
+        init_ray(address, num_cpus)  # sets Ray's environment before Ray is imported
+    except Exception as e:  # Ray's own: ConnectionError, RuntimeError, TimeoutError, OSError, ...
+        what = _first_line(e)
+        if address:
+            raise ConfigError(f"--address {address} | Ray cannot be reached: {what}; check the address, or run with --no-ray") from e
+        log.warning("Ray could not start (%s); running in this process instead (--no-ray does so without trying Ray)", what)
+        with contextlib.suppress(Exception):
+            import ray
+
+            ray.shutdown()  # whatever half-started
+        return False
+    return True
+
+
+RAY_CONNECT_TIMEOUT_S = 10.0  # a cluster's port must accept a connection by then
+
+
+def _reachable(address: str) -> None:
+    """Refuse a ``HOST:PORT`` or ``ray://HOST:PORT`` address whose port does not accept a TCP
+    connection within :data:`RAY_CONNECT_TIMEOUT_S` (``ray.init`` would retry for minutes, printing
+    its C++ warnings); ``auto`` is left to Ray.
+
+    Raises:
+        ConfigError: the port cannot be reached (the message names the address and ``--no-ray``).
+    """
+    import socket
+
+    hostport = address.removeprefix("ray://").rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConfigError(
+            f"--address {address} | no Ray cluster answers there ({e.strerror or e}); check the address, or run with --no-ray"
+        ) from None
+
+
+def _first_line(e: BaseException) -> str:
+    """``e``'s type and the first non-empty line of its message."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
 def _resume_plan(
