@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import os
 import re
-import stat
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,6 @@ from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Uploa
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from ferbatch import __version__
@@ -40,8 +37,9 @@ from ferbatch.errors import FerbatchError
 from ferbatch.labels import EMOTIONS
 from ferbatch.live.infer import FrameFaces, faces_json
 from ferbatch.service.batcher import Batcher, Busy
-from ferbatch.service.jobs import JobManager, resolve_under
-from ferbatch.service.media import BadUpload, Upload, decode_base64, is_url, open_upload, short_name
+from ferbatch.service.bodies import ANALYZE_BODY, JSON_TYPES, AnalyzeJson, JobRequest, error_responses, json_body, read_data_file
+from ferbatch.service.jobs import JobManager
+from ferbatch.service.media import BadUpload, Upload, decode_base64, open_upload, short_name
 from ferbatch.service.middleware import BearerAuth, BodyLimit, token_matches
 
 __all__ = ["ServiceSettings", "create_app"]
@@ -91,108 +89,7 @@ class ServiceSettings:
     address: str | None = None
 
 
-MAX_INPUT_CHARS = 4096  # PATH_MAX
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: ``{"detail": "<one line naming the cause>"}``."""
-
-    detail: str
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for these status codes, each an :class:`ErrorBody`."""
-    why = {
-        400: "a bad argument or input path",
-        401: "no or a wrong bearer token",
-        404: "no such job",
-        409: "the job has not finished",
-        413: "the body or the image / clip frame is over a limit",
-        415: "not an image or a video",
-        422: "a missing or invalid field (named, with the reason)",
-        503: "busy (Retry-After) or jobs are off",
-    }
-    return {c: {"model": ErrorBody, "description": why[c]} for c in codes}
-
-
-class JobRequest(BaseModel):
-    """Body of ``POST /v1/jobs``."""
-
-    input: str = Field(
-        description="A file or directory of videos, relative to the service's data root (no null byte).",
-        min_length=1,
-        max_length=MAX_INPUT_CHARS,
-        json_schema_extra={"pattern": "^[^\\x00]*$"},
-    )
-
-    @field_validator("input")
-    @classmethod
-    def _no_nul(cls, v: str) -> str:
-        if "\x00" in v:
-            raise ValueError("contains a null byte (not allowed in a path)")
-        return v
-
-
-class AnalyzeJson(BaseModel):
-    """JSON body of ``POST /v1/analyze`` (instead of a multipart ``file``): exactly one of ``image``
-    or ``path``. URLs are refused (400): the service fetches nothing."""
-
-    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["image"]}, {"required": ["path"]}]})
-
-    image: str | SkipJsonSchema[None] = Field(
-        None,
-        description="The file's bytes in base64 (standard alphabet), or a data URI 'data:image/jpeg;base64,...'; "
-        "at most --max-upload-mb once decoded.",
-    )
-    # the length bound on the str arm only: on the union pydantic applies it to None too (a TypeError)
-    path: Annotated[str, StringConstraints(max_length=MAX_INPUT_CHARS)] | SkipJsonSchema[None] = Field(
-        None,
-        description="A file (image or clip) under the service's --data-root: relative to it, or absolute; its real path "
-        "(symlinks resolved) must lie under the data root's. Refused without --data-root.",
-    )
-
-    @field_validator("path")
-    @classmethod
-    def _no_nul(cls, v: str | None) -> str | None:
-        if v is not None and "\x00" in v:
-            raise ValueError("contains a null byte (not allowed in a path)")
-        return v
-
-    @model_validator(mode="after")
-    def _one(self) -> AnalyzeJson:
-        if (self.image is None) == (self.path is None):
-            raise ValueError("give exactly one of 'image' (base64 or a data: URI) or 'path' (a file under the data root)")
-        return self
-
-
-_JSON_TYPES = ("application/json",)
-_ANALYZE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": AnalyzeJson.model_json_schema()}},
-    }
-}
-
-
-async def _json_body(request: Request) -> AnalyzeJson:
-    """The request's JSON body (read as it arrives, not cached on the request), validated.
-
-    Raises:
-        RequestValidationError: not JSON, or not exactly one of ``image`` / ``path`` (422).
-    """
-    chunks = [chunk async for chunk in request.stream()]
-    raw = b"".join(chunks)
-    del chunks
-    try:
-        return AnalyzeJson.model_validate_json(raw)
-    except ValidationError as e:
-        # a flat model: the field's name is the whole location ("image.str | ..." and "image.none | Input
-        # should be null", the two arms of ``str | None``, -> "image | ...")
-        errs = [er for er in e.errors(include_input=False) if er["loc"][-1:] != ("none",)]
-        raise RequestValidationError([{**er, "loc": ("body", *er["loc"][:1])} for er in errs]) from None
-    finally:
-        del raw
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -252,37 +149,7 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
     data_root = Path(os.path.realpath(settings.data_root)) if settings.data_root is not None else None
 
     def read_path(rel: str) -> tuple[bytes, str]:
-        """The bytes of the file ``rel`` names under the data root (at most ``max_upload_bytes``,
-        its size checked before it is read) and its name for messages.
-
-        Raises:
-            BadUpload: no data root, a URL, outside the data root or missing, not a file (400); over
-                the size limit (413).
-        """
-        shown = short_name(rel)
-        if data_root is None:
-            raise BadUpload(f"path {shown!r} | paths are off: start the service with --data-root (only files under it are read)", 400)
-        if is_url(rel):
-            raise BadUpload(f"path {shown!r} | a URL: the service fetches nothing (it has no network access)", 400)
-        try:
-            p = resolve_under(data_root, rel, field="path", absolute=True, file_only=True)
-            # opened without blocking (a FIFO under the data root would wait for a writer), then checked
-            with open(os.open(p, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-                st = os.fstat(f.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    raise BadUpload(f"path {shown!r} | not a regular file (a device or a pipe?); give one image or clip", 400)
-                if st.st_size > settings.max_upload_bytes:
-                    raise BadUpload(f"path {shown!r} | {st.st_size} bytes is over the limit of {settings.max_upload_bytes} bytes", 413)
-                data = f.read(settings.max_upload_bytes + 1)
-        except FerbatchError as e:
-            if isinstance(e, BadUpload):
-                raise
-            raise BadUpload(str(e), 400) from None
-        except OSError as e:
-            raise BadUpload(f"path {shown!r} | cannot be read: {e.strerror or type(e).__name__}", 400) from None
-        if len(data) > settings.max_upload_bytes:  # grew since its size was read
-            raise BadUpload(f"path {shown!r} | over the limit of {settings.max_upload_bytes} bytes", 413)
-        return data, rel
+        return read_data_file(data_root, rel, settings.max_upload_bytes), rel
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -332,8 +199,8 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         '`data:image/...;base64,` URI) or `{"path": "<file under --data-root>"}`. URLs are refused (400): the '
         "service fetches nothing. The same limits hold for every form: the body size, the image header's pixels "
         "(before decoding) and the clip limits.",
-        responses=_errors(400, 401, 413, 415, 422, 503),
-        openapi_extra=_ANALYZE_BODY,
+        responses=error_responses(400, 401, 413, 415, 422, 503),
+        openapi_extra=ANALYZE_BODY,
     )
     async def analyze(
         request: Request,
@@ -344,10 +211,10 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         body: AnalyzeJson | None = None
         if file is None:
             ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-            if ctype not in _JSON_TYPES:
+            if ctype not in JSON_TYPES:
                 msg = 'Field required (a multipart file; or JSON {"image": "<base64>"} or {"path": "<file under the data root>"})'
                 raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": msg}])
-            body = await _json_body(request)
+            body = await json_body(request)
         try:
             with b.admit():  # counted once, however many chunks a clip takes
                 if file is not None:
@@ -421,7 +288,7 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         dependencies=[Depends(_auth)],
         status_code=202,
         summary="Start a job over a directory under the data root",
-        responses=_errors(400, 401, 413, 422, 503),
+        responses=error_responses(400, 401, 413, 422, 503),
     )
     def submit(body: JobRequest, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
         try:
@@ -430,7 +297,10 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
             raise HTTPException(400, str(e)) from None
 
     @app.get(
-        "/v1/jobs/{job_id}", dependencies=[Depends(_auth)], summary="A job's status and progress", responses=_errors(401, 404, 422, 503)
+        "/v1/jobs/{job_id}",
+        dependencies=[Depends(_auth)],
+        summary="A job's status and progress",
+        responses=error_responses(401, 404, 422, 503),
     )
     def job_status(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
         rec = _job(mgr, job_id)
@@ -440,7 +310,7 @@ def create_app(settings: ServiceSettings, models: Any = None) -> FastAPI:
         "/v1/jobs/{job_id}/summary",
         dependencies=[Depends(_auth)],
         summary="A finished job's counts and per-video summary",
-        responses=_errors(401, 404, 409, 422, 503),
+        responses=error_responses(401, 404, 409, 422, 503),
     )
     def job_summary(job_id: str, mgr: Annotated[JobManager, Depends(_jobs)]) -> dict[str, Any]:
         rec = _job(mgr, job_id)
