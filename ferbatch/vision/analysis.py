@@ -37,14 +37,13 @@ from ferbatch.vision.boxes import nms
 from ferbatch.vision.classify import Classifier, extract_crops
 from ferbatch.vision.detect import Detections
 from ferbatch.vision.shots import ShotDetector
-from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector
+from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector, from_crops
 from ferbatch.vision.track import ByteTracker, TrackerConfig
 
 __all__ = ["AnalysisModels", "AnalyzedFrames", "FrameAnalyzer", "analyze_images", "SOURCE_FRAME", "SOURCE_WINDOW", "window_detector"]
 
 SOURCE_FRAME, SOURCE_WINDOW = 0, 1  # box_source codes; the faces table writes them as "frame" / "window"
 WINDOW_SCALE = 2.5  # window side / the track's longer box side: a face moving 3/4 of its size between frames stays inside
-_EDGE_PX = 2.0  # a window box within this many pixels of an inner window edge is a cut face
 
 
 class AnalysisModels(Protocol):
@@ -301,20 +300,7 @@ class FrameAnalyzer:
             return [(np.empty((0, 4), np.float32), np.empty(0, np.float32), lm_empty) for _ in images]
         d = self._detect_sized(crops, size)
         win = d.frame_pos
-        off = np.array(origin, np.float32).reshape(-1, 2)[win]
-        boxes = d.boxes + np.tile(off, 2)
-        lms = None if d.landmarks is None else d.landmarks + off[:, None, :]
-        ok = np.ones(len(d), bool)
-        for q in range(len(d)):
-            e = inner[int(win[q])]
-            h, w = crops[int(win[q])].shape[:2]
-            bq = d.boxes[q]
-            ok[q] = not (
-                (e[0] and bq[0] <= _EDGE_PX)
-                or (e[1] and bq[1] <= _EDGE_PX)
-                or (e[2] and bq[2] >= w - _EDGE_PX)
-                or (e[3] and bq[3] >= h - _EDGE_PX)
-            )
+        boxes, lms, ok = from_crops(d, origin, inner, [c.shape[:2] for c in crops])
         frame_of = np.asarray(owner, np.int64)[win]
         for k in range(len(images)):
             sel = np.flatnonzero(ok & (frame_of == k))

@@ -35,7 +35,7 @@ import numpy as np
 from ferbatch.vision.boxes import nms
 from ferbatch.vision.detect import Detections, Detector
 
-__all__ = ["MODEL_MIN_FACE", "AnyDetector", "FrameSizedDetector", "Tile", "TiledDetector", "plan_tiles", "tile_scale"]
+__all__ = ["MODEL_MIN_FACE", "AnyDetector", "FrameSizedDetector", "Tile", "TiledDetector", "from_crops", "plan_tiles", "tile_scale"]
 
 # Smallest face (input pixels) the detectors find reliably: 2x UltraFace's smallest prior (10 px,
 # min_boxes of Linzaer's detector) and YuNet's stride-8 anchor (OpenCV Zoo); a rule of thumb,
@@ -178,7 +178,7 @@ class TiledDetector:
         images: list[np.ndarray] = []
         owner: list[int] = []
         origin: list[tuple[int, int]] = []
-        inner: list[tuple[int, int, int, int] | None] = []  # inner edges of a tile (None: whole frame)
+        inner: list[tuple[bool, bool, bool, bool] | None] = []  # inner edges of a tile (None: whole frame)
         for i, f in enumerate(frames):
             fh, fw = f.shape[:2]
             tiles = self.tiles_for((fw, fh))
@@ -196,22 +196,7 @@ class TiledDetector:
             return self.detector.detect(frames, min_score)  # nothing tiled: exactly the plain detector
         d = self.detector.detect(images, min_score)
         img = d.frame_pos
-        off = np.array(origin, np.float32).reshape(-1, 2)[img]
-        boxes = d.boxes + np.tile(off, 2)
-        lms = None if d.landmarks is None else d.landmarks + off[:, None, :]
-        keep = np.ones(len(d), bool)
-        for j in range(len(d)):
-            edges = inner[int(img[j])]
-            if edges is None:
-                continue
-            b, (w, h) = d.boxes[j], images[int(img[j])].shape[1::-1]
-            cut = (
-                edges[0] and b[0] <= _EDGE_PX,
-                edges[1] and b[1] <= _EDGE_PX,
-                edges[2] and b[2] >= w - _EDGE_PX,
-                edges[3] and b[3] >= h - _EDGE_PX,
-            )
-            keep[j] = not any(cut)
+        boxes, lms, keep = from_crops(d, origin, inner, [im.shape[:2] for im in images])
         frame_of = np.asarray(owner, np.int64)[img]
         pos, out_b, out_s, out_l = [], [], [], []
         for i in range(len(frames)):
@@ -228,6 +213,45 @@ class TiledDetector:
             np.concatenate(out_s).astype(np.float32) if out_s else np.empty(0, np.float32),
             (np.concatenate(out_l).astype(np.float32) if out_l else np.empty((0, 5, 2), np.float32)) if self.gives_landmarks else None,
         )
+
+
+def from_crops(
+    d: Detections,
+    origin: Sequence[tuple[int, int]],
+    inner: Sequence[tuple[bool, bool, bool, bool] | None],
+    shapes: Sequence[tuple[int, ...]],
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Detections made on crops of frames (tiles, track windows) placed back in their frames.
+
+    Args:
+        d: detections on the crops (``frame_pos`` indexes the crops).
+        origin: per crop, its (x0, y0) integer origin in the frame, pixels.
+        inner: per crop, which of its edges (left, top, right, bottom) lie inside the frame, or None
+            for a crop that is the whole frame.
+        shapes: per crop, its (h, w, ...) shape.
+
+    Returns:
+        boxes (D, 4) float32 in frame pixels; landmarks (D, 5, 2) float32 in frame pixels or None;
+        keep (D,) bool, False for a box within ``_EDGE_PX`` of an inner crop edge (a face the crop
+        cuts: it is whole in a neighbouring crop or the whole-frame pass).
+    """
+    off = np.array(origin, np.float32).reshape(-1, 2)[d.frame_pos]
+    boxes = d.boxes + np.tile(off, 2)
+    lms = None if d.landmarks is None else d.landmarks + off[:, None, :]
+    keep = np.ones(len(d), bool)
+    for j in range(len(d)):
+        edges = inner[int(d.frame_pos[j])]
+        if edges is None:
+            continue
+        b = d.boxes[j]
+        h, w = shapes[int(d.frame_pos[j])][:2]
+        keep[j] = not (
+            (edges[0] and b[0] <= _EDGE_PX)
+            or (edges[1] and b[1] <= _EDGE_PX)
+            or (edges[2] and b[2] >= w - _EDGE_PX)
+            or (edges[3] and b[3] >= h - _EDGE_PX)
+        )
+    return boxes, lms, keep
 
 
 class FrameSizedDetector:
