@@ -52,3 +52,16 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str, proc: subpro
             raise AssertionError(f"{what}: the process ended with {proc.returncode}" + (f"\n{log.read_text()[-3000:]}" if log else ""))
         time.sleep(0.1)
     raise AssertionError(f"{what}: not within {timeout} s" + (f"\n{log.read_text()[-3000:]}" if log and log.exists() else ""))
+
+
+def wait_serving(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> None:
+    """Wait until ``ferbatch serve`` at ``url`` answers ``/healthz`` with status ok (its models loaded)."""
+    import httpx
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).json()["status"] == "ok"
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout, "ferbatch serve start-up", proc, log)

@@ -34,7 +34,7 @@ import signal
 import numpy as np
 import pytest
 from conftest import INTEL_2FACE, MULTI_FACE, read_frames
-from servers import free_port, spawn, stop, wait_until
+from servers import free_port, spawn, stop, wait_serving, wait_until
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -54,13 +54,7 @@ def _start(tmp_path_factory, extra: list[str]):
     proc = spawn(args, log=log)
     url = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).json()["status"] == "ok"
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 60, "ferbatch serve start-up", proc, log)
+    wait_serving(url, 60, proc, log)
     return url, proc, log
 
 

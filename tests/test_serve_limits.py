@@ -53,7 +53,7 @@ import time
 import numpy as np
 import pytest
 from conftest import INTEL_2FACE, MULTI_FACE
-from servers import free_port, spawn, stop, wait_until
+from servers import free_port, spawn, stop, wait_serving
 
 httpx = pytest.importorskip("httpx")
 psutil = pytest.importorskip("psutil")
@@ -151,13 +151,7 @@ def server(tmp_path_factory, _cache):
     proc = spawn(args, log=log)
     url = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).json()["status"] == "ok"
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 90, "ferbatch serve start-up", proc, log)
+    wait_serving(url, 90, proc, log)
     # warm-up: the model arenas grow to a chunk of 16 frames at 1024 x 576 once, before anything is measured
     r = httpx.post(f"{url}/v1/analyze", files={"file": ("w.mp4", _clip(1024, 576, 16), "video/mp4")}, headers=AUTH, timeout=120)
     assert r.status_code == 200, r.text

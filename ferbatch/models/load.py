@@ -223,20 +223,27 @@ def prepare_graphs(cfg: JobConfig, backend: str | None = None) -> tuple[tuple[Mo
         ConfigError, ModelError: see :func:`prepare_models`.
     """
     det_spec, cls_spec = resolve_specs(cfg)
-    det_graph = prepare_detector(
-        resolve_model_file(det_spec, cfg.detector_file),
+    nms = cfg.in_graph_nms if backend is None else detector_nms_in_graph(cfg, det_spec, backend)
+    det_graph = _detector_graph(cfg, det_spec, resolve_model_file(det_spec, cfg.detector_file), nms)
+    cls_graph = prepare_classifier(
+        resolve_model_file(cls_spec, cfg.classifier_file), cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision
+    )
+    return (det_spec, det_graph), (cls_spec, cls_graph)
+
+
+def _detector_graph(cfg: JobConfig, det_spec: ModelSpec, det_file: Path, nms: bool) -> Path:
+    """The prepared detector graph for ``cfg`` (thresholds, K, precision), with or without the
+    post-processing inside (``nms``); cached by :func:`ferbatch.models.graphs.prepare_detector`."""
+    return prepare_detector(
+        det_file,
         det_spec,
-        in_graph_nms=cfg.in_graph_nms if backend is None else detector_nms_in_graph(cfg, det_spec, backend),
+        in_graph_nms=nms,
         max_faces=cfg.max_faces,
         score_threshold=cfg.score_threshold,
         iou_threshold=cfg.iou_threshold,
         src_sha256=det_spec.sha256,
         precision=cfg.precision,
     )
-    cls_graph = prepare_classifier(
-        resolve_model_file(cls_spec, cfg.classifier_file), cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision
-    )
-    return (det_spec, det_graph), (cls_spec, cls_graph)
 
 
 def _build_engines_here(cfg: JobConfig, det_graph: Path, det_spec: ModelSpec, cls_graph: Path, cls_spec: ModelSpec) -> None:
@@ -279,17 +286,8 @@ def load_models(cfg: JobConfig, threads: int | None = None, *, graph_nms: bool |
     det_file = resolve_model_file(det_spec, cfg.detector_file)
     cls_file = resolve_model_file(cls_spec, cfg.classifier_file)
 
-    def det_graph(nms: bool):
-        return prepare_detector(
-            det_file,
-            det_spec,
-            in_graph_nms=nms,
-            max_faces=cfg.max_faces,
-            score_threshold=cfg.score_threshold,
-            iou_threshold=cfg.iou_threshold,
-            src_sha256=det_spec.sha256,
-            precision=cfg.precision,
-        )
+    def det_graph(nms: bool) -> Path:
+        return _detector_graph(cfg, det_spec, det_file, nms)
 
     cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
     nms = detector_nms_in_graph(cfg, det_spec, backend) if graph_nms is None else graph_nms and det_spec.nms_in_graph
