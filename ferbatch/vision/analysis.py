@@ -129,7 +129,6 @@ class FrameAnalyzer:
         self.shots = ShotDetector() if shots else None
         self.shot = 0
         self.since_full = -1  # analysed frames since the last full detection; -1 = none yet
-        self.frames_seen = 0
         # seconds spent per stage over the stream: shots, detect (full frames and windows), track, crop, classify
         self.stage_seconds = dict.fromkeys(("shots", "detect", "track", "crop", "classify"), 0.0)
 
@@ -166,7 +165,6 @@ class FrameAnalyzer:
             due = self.since_full < 0 or self.since_full + 1 >= self.detect_every
             full[i] = due or cut[i] or i in forced
             self.since_full = 0 if full[i] else self.since_full + 1
-        self.frames_seen += n
         full_pos = np.flatnonzero(full)
         t1 = time.perf_counter()
         st["shots"] += t1 - t0
@@ -253,7 +251,7 @@ class FrameAnalyzer:
         parts = []
         for wh, idx in groups.items():
             parts.append((np.asarray(idx, np.int64), self.windows.sized(wh).detect([crops[q] for q in idx], self.low)))
-        return _join_windows(parts, len(crops), self.detector.gives_landmarks)
+        return _join_windows(parts, self.detector.gives_landmarks)
 
     def _track(self, t_ms: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if self.tracker is None:
@@ -328,9 +326,9 @@ def analyze_images(models: AnalysisModels, images: Sequence[np.ndarray]) -> tupl
     return a.faces, a.probs
 
 
-def _join_windows(parts: list[tuple[np.ndarray, Detections]], n: int, landmarks: bool) -> Detections:
-    """Detections of window groups (each with the windows' positions) -> one Detections over the
-    ``n`` windows, sorted by window."""
+def _join_windows(parts: list[tuple[np.ndarray, Detections]], landmarks: bool) -> Detections:
+    """Detections of window groups (each with the windows' positions) -> one Detections over all
+    the windows, sorted by window."""
     if not parts:
         return Detections(
             np.empty(0, np.int32),
