@@ -12,9 +12,11 @@ from ferbatch.errors import ConfigError
 __all__ = ["JobConfig", "default_workers", "resolve_defaults", "with_defaults", "RESULT_KEYS", "BACKENDS", "GPU_BACKENDS", "DECODERS"]
 
 
-# chosen by measurement (scripts/bench.py, docs/performance.md): face-frame recall, box IoU and label
-# agreement against every-frame detection on the shared clips and the hand-labelled frames
-DEFAULT_DETECT_EVERY = 1
+# chosen by measurement (scripts/bench_interval.py, docs/performance.md): face-frame recall, box IoU and
+# label agreement against every-frame detection on the shared clips and the hand-labelled frames; 3 meets
+# the bar (recall >= 0.98, median IoU >= 0.90, agreement >= 0.97) with the tracks' boxes in between, 5 does not
+DEFAULT_DETECT_EVERY = 3
+BETWEEN = ("tracked", "window")  # what finds the faces between full detections (ferbatch.vision.analysis)
 
 
 def default_workers() -> int:
@@ -53,9 +55,12 @@ class JobConfig:
         min_face_px: smallest face side (frame pixels) to find; frames too large for the
             detector's input to show such a face at 20 input pixels are also run in overlapping
             tiles (:class:`ferbatch.vision.tiling.TiledDetector`). None = whole frames only.
-        detect_every: full-frame detection every N analysed frames and at every shot cut; in
-            between, the detector runs on a window around each tracked face
-            (:mod:`ferbatch.vision.analysis`). 1 = every frame. Needs tracking when > 1.
+        detect_every: full-frame detection every N analysed frames and at every shot cut
+            (:mod:`ferbatch.vision.analysis`); 1 = every frame; None = :data:`DEFAULT_DETECT_EVERY`
+            with tracking, 1 without (resolved at construction). Needs tracking when > 1.
+        between: what finds the faces between full detections: "tracked" (each track's
+            constant-velocity box; rows say ``box_source = "tracked"``) or "window" (the detector
+            on a window around each track: the detector's own boxes and scores, dearer).
         sample_fps: analyse about this many frames per second of video, chosen by pts
             (:mod:`ferbatch.media.sampling`); None = every frame.
         decoder: "auto" (NVDEC when the backend is a GPU backend, PyNvVideoCodec imports and the
@@ -83,11 +88,16 @@ class JobConfig:
     prefetch: int = 2
     track: bool = True
     min_face_px: float | None = None
-    detect_every: int = DEFAULT_DETECT_EVERY
+    detect_every: int | None = None
+    between: str = "tracked"
     sample_fps: float | None = None
     decoder: str = "auto"
 
     def __post_init__(self):
+        if self.detect_every is None:  # frozen: resolved once, so to_dict() and the manifest hold the number
+            object.__setattr__(self, "detect_every", DEFAULT_DETECT_EVERY if self.track else 1)
+        if self.between not in BETWEEN:
+            raise ConfigError(f"--between | received {self.between!r}; expected one of {', '.join(BETWEEN)}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend | received {self.backend!r}; expected one of {', '.join(BACKENDS)}")
         if self.decoder not in DECODERS:
@@ -100,11 +110,13 @@ class JobConfig:
         for name in ("max_faces",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} | received {getattr(self, name)}; expected >= 1")
+        assert self.detect_every is not None
         if self.detect_every < 1:
             raise ConfigError(f"--detect-every | received {self.detect_every}; expected >= 1 (1 = full-frame detection on every frame)")
         if self.detect_every > 1 and not self.track:
             raise ConfigError(
-                f"--detect-every {self.detect_every} | needs tracking (the windows follow the tracks); drop --no-track or use --detect-every 1"
+                f"--detect-every {self.detect_every} | needs tracking (between full detections the tracks find the faces); "
+                "drop --no-track or use --detect-every 1"
             )
         if self.sample_fps is not None and not self.sample_fps > 0:
             raise ConfigError(f"--sample-fps | received {self.sample_fps}; expected > 0 frames per second (omit it for every frame)")
@@ -161,6 +173,7 @@ RESULT_KEYS = (
     "precision",
     "min_face_px",
     "detect_every",
+    "between",
     "sample_fps",
 )
 

@@ -168,12 +168,15 @@ class FrameSettings:
         sample_fps: frames analysed per second of video (None = all; :mod:`ferbatch.media.sampling`).
         track: run the tracker in the frame loop (provisional ids per shard, joined by the driver).
         row_threshold: the detector's row threshold (the tracker's thresholds follow it); None = the detector's.
+        between: what finds the faces between full detections when ``detect_every`` > 1: "tracked"
+            (the tracks' predicted boxes) or "window" (the detector on windows around them).
     """
 
     detect_every: int = 1
     sample_fps: float | None = None
     track: bool = True
     row_threshold: float | None = None
+    between: str = "tracked"
 
     def tracker(self, models: ShardModels) -> TrackerConfig | None:
         """The tracker settings for these models (None without tracking)."""
@@ -226,7 +229,9 @@ def process_shard(
     spans = frame_spans_ms(index, select)
     after = np.flatnonzero(select[end:])
     handoff_idx = end + int(after[0]) if end < n_all and len(after) else -1  # the next shard's first frame
-    analyzer = FrameAnalyzer(models, detect_every=settings.detect_every, tracker=settings.tracker(models))
+    analyzer = FrameAnalyzer(
+        models, detect_every=settings.detect_every, tracker=settings.tracker(models), use_windows=settings.between == "window"
+    )
     f_idx, f_pts, f_cnt, f_shot = [], [], [], []
     parts: list[FaceRows] = []
     dstats = DecodeStats()

@@ -145,6 +145,7 @@ MODES = {
     "default": (),
     "detect-every-1": ("--detect-every", "1"),
     "detect-every-3": ("--detect-every", "3"),
+    "detect-every-4": ("--detect-every", "4"),
     "sample-fps-5": ("--sample-fps", "5"),
 }
 

@@ -5,7 +5,7 @@ one thread) runs at N = 1 and at each N asked for; the rows of N are matched to 
 frame by frame (IoU >= 0.5, :func:`ferbatch.vision.boxes.match_boxes`):
 
 - face-frame recall: matched rows / rows of N = 1;
-- median box IoU of the matched rows;
+- median box IoU of the matched rows, and of those found between full detections alone;
 - label agreement: matched rows with the same argmax emotion / matched rows;
 - on the hand-labelled frames (tests/data/face_boxes.csv): recall of the labelled faces at IoU >= 0.5,
   N against N = 1;
@@ -55,7 +55,7 @@ def labelled(clip: Path) -> dict[int, np.ndarray]:
     return {f: np.array(v, np.float32) for f, v in out.items()}
 
 
-def run(clip: Path, models, every: int):
+def run(clip: Path, models, every: int, between: str = "tracked"):
     """(rows, analysis seconds, frames) of one in-process shard over the whole clip."""
     from ferbatch.media.probe import probe_video
     from ferbatch.media.shards import Shard
@@ -63,7 +63,9 @@ def run(clip: Path, models, every: int):
 
     _, index = probe_video(clip)
     cpu = time.process_time()
-    out = process_shard(Shard("bench", str(clip), 0, 0, None, index), models, prefetch=0, settings=FrameSettings(detect_every=every))
+    out = process_shard(
+        Shard("bench", str(clip), 0, 0, None, index), models, prefetch=0, settings=FrameSettings(detect_every=every, between=between)
+    )
     return out, time.process_time() - cpu, len(out.frame_idx)
 
 
@@ -72,7 +74,8 @@ def compare(ref, new) -> dict[str, float | int]:
     from ferbatch.vision.boxes import iou_matrix, match_boxes
 
     a, b = ref.faces, new.faces
-    matched, ious, agree = 0, [], 0
+    matched, ious, agree, between = 0, [], 0, []
+    src = b.box_source if b.box_source is not None else np.zeros(len(b.frame_idx), np.uint8)
     la, lb = np.nanargmax(a.probs, 1) if len(a.probs) else [], np.nanargmax(b.probs, 1) if len(b.probs) else []
     for f in np.unique(a.frame_idx):
         ia, ib = np.flatnonzero(a.frame_idx == f), np.flatnonzero(b.frame_idx == f)
@@ -83,8 +86,10 @@ def compare(ref, new) -> dict[str, float | int]:
             if t >= 0:
                 matched += 1
                 ious.append(float(iou_matrix(a.boxes[ia[t] : ia[t] + 1], b.boxes[ib[j] : ib[j] + 1])[0, 0]))
+                if src[ib[j]]:  # found between full detections (tracked or window)
+                    between.append(ious[-1])
                 agree += int(la[ia[t]] == lb[ib[j]])
-    return {"rows": len(a.frame_idx), "matched": matched, "ious": ious, "agree": agree}
+    return {"rows": len(a.frame_idx), "matched": matched, "ious": ious, "agree": agree, "between": between}
 
 
 def labelled_recall(clip: Path, rows) -> tuple[int, int]:
@@ -105,6 +110,7 @@ def main() -> None:
     ap.add_argument("--every", default="2,3,5", help="comma-separated N to compare with N = 1")
     ap.add_argument("--clips", default="", help="comma-separated clip paths (default: the shared clips)")
     ap.add_argument("--json", default="", help="also write the JSON here")
+    ap.add_argument("--between", default="tracked", help="tracked | window: what finds the faces between full detections")
     ap.add_argument("--window-scale", type=float, default=0.0, help="override the window side / box side (measurements)")
     args = ap.parse_args()
     from ferbatch.config import JobConfig
@@ -117,7 +123,7 @@ def main() -> None:
         an.WINDOW_SCALE = args.window_scale
     models = load_models(JobConfig(workers=1), threads=1)
     every = [int(x) for x in args.every.split(",")]
-    tot: dict[int, dict] = {n: {"rows": 0, "matched": 0, "ious": [], "agree": 0, "lab": [0, 0], "s": 0.0, "frames": 0} for n in [1, *every]}
+    tot: dict[int, dict] = {n: {"rows": 0, "matched": 0, "ious": [], "between": [], "agree": 0, "lab": [0, 0], "s": 0.0, "frames": 0} for n in [1, *every]}
     for clip in clips:
         ref, s1, nf = run(clip, models, 1)
         t = tot[1]
@@ -127,12 +133,13 @@ def main() -> None:
         t["lab"][0] += fl
         t["lab"][1] += tl
         for n in every:
-            new, sn, _ = run(clip, models, n)
+            new, sn, _ = run(clip, models, n, args.between)
             c = compare(ref, new)
             t = tot[n]
             for k in ("rows", "matched", "agree"):
                 t[k] += c[k]
             t["ious"] += c["ious"]
+            t["between"] += c["between"]
             t["s"] += sn
             t["frames"] += nf
             fl, tl = labelled_recall(clip, new)
@@ -143,24 +150,26 @@ def main() -> None:
                 f"analysis {1000 * sn / nf:.2f} ms/frame vs {1000 * s1 / nf:.2f}",
                 file=sys.stderr,
             )
-    print(f"{'N':>3} {'recall':>7} {'median IoU':>10} {'agreement':>9} {'labelled recall':>15} {'ms/frame':>8} {'speed-up':>8}")
+    print(f"{'N':>3} {'recall':>7} {'median IoU':>10} {'(between)':>9} {'agreement':>9} {'labelled recall':>15} {'ms/frame':>8} {'speed-up':>8}")
     res = {}
     base = tot[1]["s"] / max(1, tot[1]["frames"])
     for n, t in tot.items():
         rec = t["matched"] / max(1, t["rows"]) if n > 1 else 1.0
         med = float(np.median(t["ious"])) if t["ious"] else 1.0
+        med_b = float(np.median(t["between"])) if t["between"] else 1.0
         agr = t["agree"] / max(1, t["matched"]) if n > 1 else 1.0
         lab = t["lab"][0] / max(1, t["lab"][1])
         ms = 1000 * t["s"] / max(1, t["frames"])
         res[n] = {
             "recall": rec,
             "median_iou": med,
+            "median_iou_between": med_b,
             "agreement": agr,
             "labelled_recall": lab,
             "ms_per_frame": ms,
             "speedup": base * 1000 / ms,
         }
-        print(f"{n:>3} {rec:7.3f} {med:10.3f} {agr:9.3f} {lab:15.3f} {ms:8.2f} {base * 1000 / ms:8.2f}")
+        print(f"{n:>3} {rec:7.3f} {med:10.3f} {med_b:9.3f} {agr:9.3f} {lab:15.3f} {ms:8.2f} {base * 1000 / ms:8.2f}")
     line = json.dumps({"clips": [c.name for c in clips], "results": res})
     print(line)
     if args.json:

@@ -9,7 +9,9 @@ Mutations run against these tests (each made the named test fail, then was resto
 - ``sample_mask`` counting frames instead of time bins -> test_sample_fps_picks_frames_by_time;
 - ``TrackerConfig.for_rows`` ignoring its argument -> test_tracker_thresholds_follow_the_row_threshold;
 - ``tracks.dominant_emotion`` as the mode of the frame labels -> test_every_surface_reports_one_track_emotion;
-- the pipeline passing no landmarks to the rows -> test_landmarks_in_the_rows_and_in_analyze.
+- the pipeline passing no landmarks to the rows -> test_landmarks_in_the_rows_and_in_analyze;
+- tracked rows with the landmarks not moved with the box, with a made-up score (0.99), or at a
+  prediction for the wrong time -> test_tracked_rows_follow_the_detections.
 """
 
 from __future__ import annotations
@@ -111,17 +113,74 @@ def test_detect_every_1_gives_the_frame_by_frame_rows():
     models.close()
 
 
-def test_detect_every_tracks_join_across_shards(tmp_path):
-    """--detect-every 3 over 5 shards: one person, one track over the whole clip, boxes found in
-    windows between full detections."""
-    s = run_job(WOLFGANG, tmp_path, JobConfig(workers=1, detect_every=3), use_ray=False, shard_frames=100)
+@pytest.mark.parametrize("between", ["tracked", "window"])
+def test_detect_every_tracks_join_across_shards(tmp_path, between):
+    """--detect-every 3 over 5 shards: one person, one track over the whole clip, the faces between
+    full detections found by the track's prediction (the default) or in windows around it."""
+    s = run_job(WOLFGANG, tmp_path, JobConfig(workers=1, detect_every=3, between=between), use_ray=False, shard_frames=100)
     assert s.ok == 1 and s.frames == 472
     ds = ferbatch.open(tmp_path)
     assert ds.sql("SELECT count(DISTINCT shard_idx) FROM frames").fetchall()[0][0] >= 4
     tracks = ds.sql("SELECT track_id, frames FROM tracks").fetchall()
     assert len(tracks) == 1 and tracks[0][1] >= 0.95 * 472, tracks
     src = dict(ds.sql("SELECT box_source, count(*) FROM faces GROUP BY 1").fetchall())
-    assert src["window"] > src["frame"] > 0, src
+    assert set(src) == {"frame", between} and src[between] > src["frame"] > 0, src
+    assert ds.sql("SELECT between FROM videos").fetchall() == [(between,)]
+    ds.close()
+
+
+@pytest.mark.parametrize("clip, thr", [(INTEL / "face-demographics-walking-and-pause.mp4", 0.7), (WOLFGANG, 0.95)])
+def test_tracked_rows_follow_the_detections(clip, thr):
+    """Between full detections (N = 3, tracked): each row is its track's constant-velocity box at the
+    frame's time, with the score of the track's last full detection, the landmarks moved with the
+    box, and the classification of that box's crop; matched to every-frame detection (N = 1) on a
+    clip of three walking people, the boxes stay close (median IoU > 0.9) and no face is lost. At row
+    threshold 0.95 the face of WolfgangLanger crosses the threshold often: a track whose last full
+    detection was below it makes no rows until it is detected above it again."""
+    from ferbatch.models.load import load_models
+    from ferbatch.vision.boxes import iou_matrix, match_boxes
+
+    models = load_models(JobConfig(score_threshold=thr), threads=1)
+    _, index = probe_video(clip)
+    shard = Shard("eq", str(clip), 0, 0, None, index)
+    ref = process_shard(shard, models, settings=FrameSettings(row_threshold=thr)).faces
+    got = process_shard(shard, models, settings=FrameSettings(detect_every=3, row_threshold=thr)).faces
+    models.close()
+    src = got.box_source
+    assert set(src.tolist()) == {0, 2}
+    full_frames = set(got.frame_idx[src == 0].tolist())
+    assert all(f % 3 == 0 for f in full_frames)  # one shot: full detection every third frame
+    ious, lost = [], 0
+    last: dict[int, tuple[float, np.ndarray]] = {}  # track -> (score, landmarks relative to the box) at its last full detection
+    for k in np.argsort(got.frame_idx, kind="stable"):
+        box, lm, tid = got.boxes[k], got.landmarks[k].reshape(5, 2), int(got.track_id[k])
+        wh = box[2:] - box[:2]
+        if src[k] == 0:
+            last[tid] = (float(got.det_score[k]), (lm - box[:2]) / wh)
+            continue
+        assert tid in last, "a tracked row whose track made no row at the last full detection"
+        assert got.det_score[k] == pytest.approx(last[tid][0])
+        np.testing.assert_allclose(lm, box[:2] + last[tid][1] * wh, atol=0.05)
+    for f in sorted(set(ref.frame_idx.tolist()) - full_frames):
+        ia, ib = np.flatnonzero(ref.frame_idx == f), np.flatnonzero(got.frame_idx == f)
+        m = match_boxes(ref.boxes[ia], got.boxes[ib], got.det_score[ib])
+        lost += int((m < 0).sum())
+        ious += [float(iou_matrix(ref.boxes[ia[t] : ia[t] + 1], got.boxes[ib[j] : ib[j] + 1])[0, 0]) for j, t in enumerate(m) if t >= 0]
+    assert lost <= 0.02 * len(ious) and np.median(ious) > 0.9, (lost, np.median(ious))
+
+
+def test_detect_every_default_follows_tracking():
+    """The interval needs tracks: the default is DEFAULT_DETECT_EVERY with tracking and 1 without;
+    asking for an interval without tracking is refused."""
+    from ferbatch.config import DEFAULT_DETECT_EVERY
+
+    assert JobConfig().detect_every == DEFAULT_DETECT_EVERY > 1
+    assert JobConfig(track=False).detect_every == 1
+    assert JobConfig().result_settings()["between"] == "tracked"
+    with pytest.raises(ConfigError, match="needs tracking"):
+        JobConfig(track=False, detect_every=3)
+    with pytest.raises(ConfigError, match="--between"):
+        JobConfig(between="kalman")
 
 
 def test_sample_fps_picks_frames_by_time(tmp_path):

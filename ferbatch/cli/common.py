@@ -81,6 +81,13 @@ class Decoder(StrEnum):
     nvdec = "nvdec"
 
 
+class Between(StrEnum):
+    """What finds the faces between full detections (``--between``; :mod:`ferbatch.vision.analysis`)."""
+
+    tracked = "tracked"
+    window = "window"
+
+
 class Precision(StrEnum):
     """Graph precisions (NMS stays float32)."""
 

@@ -122,6 +122,7 @@ VIDEOS_SCHEMA = pa.schema(
         ("config_key", pa.string()),
         ("sample_fps", pa.float64()),  # frames analysed per second of video (null = every frame)
         ("detect_every", pa.int32()),  # full-frame detection every N analysed frames
+        ("between", pa.string()),  # what found the faces between full detections: "tracked" or "window"
         ("shots", pa.int32()),  # shots found (cuts + 1)
         ("decoder", pa.string()),  # which decoder gave the frames: "pyav" or "nvdec" (the same frames either way)
     ],
@@ -180,7 +181,7 @@ class FaceRows:
         return cls(**cols)
 
 
-BOX_SOURCES = ("frame", "window")  # box_source codes (ferbatch.vision.analysis.SOURCE_FRAME, SOURCE_WINDOW)
+BOX_SOURCES = ("frame", "window", "tracked")  # box_source codes (ferbatch.vision.analysis.SOURCE_FRAME, SOURCE_WINDOW, SOURCE_TRACKED)
 
 
 def faces_table(rows: FaceRows, shard_idx: int) -> pa.Table:

@@ -90,6 +90,7 @@ def videos_table(manifest: dict) -> pa.Table:
         "config_key": manifest.get("config_key"),
         "sample_fps": manifest.get("config", {}).get("sample_fps"),
         "detect_every": manifest.get("config", {}).get("detect_every", 1),
+        "between": manifest.get("config", {}).get("between", "tracked"),
     }
     for vid, r in sorted(records.items()):
         uncommitted = _uncommitted(manifest, r)

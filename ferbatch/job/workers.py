@@ -113,7 +113,9 @@ class ShardWorker:
             detect_batch=self.models.detect_batch,
             prefetch=c.prefetch,
             decode_threads=c.decode_threads or self.threads,
-            settings=FrameSettings(detect_every=c.detect_every, sample_fps=c.sample_fps, track=c.track, row_threshold=c.score_threshold),
+            settings=FrameSettings(
+                detect_every=c.detect_every or 1, sample_fps=c.sample_fps, track=c.track, row_threshold=c.score_threshold, between=c.between
+            ),
             decoder=decoder,
         )
         res.decoder = res.decoder or decoder  # "pyav" already when NVDEC could not decode the file
