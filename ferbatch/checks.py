@@ -26,6 +26,7 @@ from ferbatch.labels import argmax_known
 from ferbatch.media.decode import iter_frames
 from ferbatch.media.probe import probe_video
 from ferbatch.models.load import Models, load_models
+from ferbatch.picture import as_rgb
 from ferbatch.vision.boxes import iou_matrix
 from ferbatch.vision.classify import extract_crops
 from ferbatch.vision.detect import Detections
@@ -132,7 +133,7 @@ def check_engines(
         ConfigError, ModelError: a backend is unusable here; DecodeError: the clip cannot be read.
     """
     _, index = probe_video(video)
-    images = [f.image for f in iter_frames(video, index, 0, frames)]
+    images = [as_rgb(f.image) for f in iter_frames(video, index, 0, frames)]
     h, w = images[0].shape[:2]
     images += [np.zeros((h, w, 3), np.uint8) for _ in range(black_frames)]
     # each side exactly as configured: in_graph_nms True = the graph's post-processing, even on a CPU

@@ -239,7 +239,9 @@ def process_shard(
     first = True
     stop = handoff_idx + 1 if handoff_idx >= 0 else end
     sel = select if settings.sample_fps else None
-    frames = _timed(frame_iterator(decoder)(shard.path, index, shard.start, stop, threads=decode_threads, stats=dstats, select=sel), st)
+    frames = _timed(
+        frame_iterator(decoder)(shard.path, index, shard.start, stop, threads=decode_threads, stats=dstats, select=sel, pictures=True), st
+    )
     it = iter_batches(frames, detect_batch, prefetch)
     try:
         while True:

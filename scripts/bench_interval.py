@@ -118,12 +118,14 @@ def main() -> None:
 
     clips = [Path(c) for c in args.clips.split(",")] if args.clips else CLIPS
     if args.window_scale:
-        import ferbatch.vision.analysis as an
+        import ferbatch.vision.windows as win
 
-        an.WINDOW_SCALE = args.window_scale
+        win.WINDOW_SCALE = args.window_scale
     models = load_models(JobConfig(workers=1), threads=1)
     every = [int(x) for x in args.every.split(",")]
-    tot: dict[int, dict] = {n: {"rows": 0, "matched": 0, "ious": [], "between": [], "agree": 0, "lab": [0, 0], "s": 0.0, "frames": 0} for n in [1, *every]}
+    tot: dict[int, dict] = {
+        n: {"rows": 0, "matched": 0, "ious": [], "between": [], "agree": 0, "lab": [0, 0], "s": 0.0, "frames": 0} for n in [1, *every]
+    }
     for clip in clips:
         ref, s1, nf = run(clip, models, 1)
         t = tot[1]
@@ -150,7 +152,9 @@ def main() -> None:
                 f"analysis {1000 * sn / nf:.2f} ms/frame vs {1000 * s1 / nf:.2f}",
                 file=sys.stderr,
             )
-    print(f"{'N':>3} {'recall':>7} {'median IoU':>10} {'(between)':>9} {'agreement':>9} {'labelled recall':>15} {'ms/frame':>8} {'speed-up':>8}")
+    print(
+        f"{'N':>3} {'recall':>7} {'median IoU':>10} {'(between)':>9} {'agreement':>9} {'labelled recall':>15} {'ms/frame':>8} {'speed-up':>8}"
+    )
     res = {}
     base = tot[1]["s"] / max(1, tot[1]["frames"])
     for n, t in tot.items():

@@ -16,8 +16,9 @@ PKG = Path(__file__).resolve().parent.parent / "ferbatch"
 
 # what each pure layer may import from ferbatch (besides itself)
 PURE_LAYERS = {
-    "ferbatch.media": {"ferbatch.errors", "ferbatch.location", "ferbatch.atomic"},
-    "ferbatch.vision": {"ferbatch.errors", "ferbatch.labels", "ferbatch.specs"},
+    "ferbatch.media": {"ferbatch.errors", "ferbatch.location", "ferbatch.atomic", "ferbatch.picture"},
+    "ferbatch.vision": {"ferbatch.errors", "ferbatch.labels", "ferbatch.specs", "ferbatch.picture"},
+    "ferbatch.picture": set(),
     "ferbatch.dataset.schema": {"ferbatch.labels"},
     "ferbatch.specs": set(),
     "ferbatch.labels": {"ferbatch.errors"},

@@ -27,6 +27,7 @@ from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError
 from ferbatch.job import run_job
 from ferbatch.labels import EMOTIONS, weighted_emotion
+from ferbatch.media.decode import iter_frames
 from ferbatch.media.probe import probe_video
 from ferbatch.media.sampling import frame_spans_ms, sample_mask
 from ferbatch.media.shards import Shard
@@ -93,13 +94,14 @@ def test_no_track_crosses_a_cut(three_shots, tmp_path, kind):
 def test_detect_every_1_gives_the_frame_by_frame_rows():
     """N = 1: the analyzer's rows are the detector's rows of every frame and their classification
     (frame by frame, without the analyzer), exactly. Row threshold 0.9: the tracker's low stage
-    (from 0.5) then sees detections (0.87-0.89 here) that must not become rows."""
+    (from 0.5) then sees detections (0.87-0.89 here) that must not become rows. The frames are
+    the pipeline's own images (YUV pictures, :mod:`ferbatch.picture`)."""
     from ferbatch.models.load import load_models
 
     models = load_models(JobConfig(score_threshold=0.9), threads=1)
     clip = INTEL / "face-demographics-walking-and-pause.mp4"
-    frames = read_frames(clip)
     _, index = probe_video(clip)
+    frames = [f.image for f in iter_frames(clip, index, pictures=True)]  # the images the pipeline analyses
     out = process_shard(Shard("eq", str(clip), 0, 0, None, index), models, settings=FrameSettings(row_threshold=0.9))
     dets = models.detector.detect(frames)
     probs = models.classifier.classify(extract_crops(frames, dets, models.classifier.spec))

@@ -17,6 +17,7 @@ from ferbatch.errors import ConfigError
 from ferbatch.labels import EMOTION_COLORS as COLORS
 from ferbatch.media.decode import iter_frames
 from ferbatch.media.probe import probe_video
+from ferbatch.picture import as_rgb
 
 __all__ = ["annotate_video", "draw_faces"]
 
@@ -99,7 +100,7 @@ def annotate_video(video: str | os.PathLike[str], results: str | os.PathLike[str
         s.codec_context.time_base = tb
         s.options = {"crf": str(crf), "preset": "veryfast"}
         for f in iter_frames(video, index):
-            img = f.image
+            img = as_rgb(f.image)
             rows = by_frame.get(f.idx)
             if rows is not None and boxes is not None:  # boxes are in this frame's own pixels: draw first
                 tids = [None if np.ma.is_masked(t) else int(t) for t in faces["track_id"][rows]]

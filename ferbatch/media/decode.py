@@ -15,6 +15,7 @@ import numpy as np
 
 from ferbatch.errors import DecodeError
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
+from ferbatch.picture import Image, YuvPicture, converts
 
 __all__ = ["DecodeStats", "Frame", "Timeline", "frames_in_range", "iter_frames", "seek_target"]
 
@@ -26,12 +27,30 @@ class Frame:
     Attributes:
         idx: frame index (rank of pts among the video's packets).
         pts_ms: presentation time in milliseconds.
-        image: (H, W, 3) uint8 RGB, upright.
+        image: (H, W, 3) uint8 RGB, upright; with ``pictures=True`` a
+            :class:`ferbatch.picture.YuvPicture` where the stream allows (:func:`to_image`).
     """
 
     idx: int
     pts_ms: float
-    image: np.ndarray
+    image: Image
+
+
+def to_image(frame, pictures: bool) -> Image:
+    """A decoded ``av.VideoFrame`` as the analysis step takes it, upright: a
+    :class:`ferbatch.picture.YuvPicture` of its planes (no RGB conversion) when ``pictures`` is set
+    and the frame is yuv420p of even size, BT.601 limited range (or untagged), not rotated; else
+    (H, W, 3) uint8 RGB converted by swscale (``to_ndarray(format="rgb24")``)."""
+    rotation = getattr(frame, "rotation", 0)
+    if (
+        pictures
+        and not rotation
+        and frame.format.name == "yuv420p"
+        and not (frame.width % 2 or frame.height % 2)
+        and converts(frame.colorspace, frame.color_range)
+    ):
+        return YuvPicture(frame.to_ndarray())
+    return _upright(frame.to_ndarray(format="rgb24"), rotation)
 
 
 def _upright(img: np.ndarray, rotation: float | int | None) -> np.ndarray:
@@ -92,6 +111,7 @@ def iter_frames(
     threads: int = 0,
     stats: DecodeStats | None = None,
     select: np.ndarray | None = None,
+    pictures: bool = False,
 ) -> Iterator[Frame]:
     """Decode frames ``start <= idx < end`` (half-open, in frame-index space) of a video.
 
@@ -112,6 +132,8 @@ def iter_frames(
         select: (F,) bool over the whole index, the frames to yield (``--sample-fps``,
             :func:`ferbatch.media.sampling.sample_mask`); the others are decoded (the codec needs
             them as references) but never converted to RGB. None = every frame.
+        pictures: yield :class:`ferbatch.picture.YuvPicture` images where the stream allows
+            (:func:`to_image`): the analysis step converts only what it needs.
 
     Yields:
         :class:`Frame` in presentation order, strictly increasing ``idx``.
@@ -122,7 +144,9 @@ def iter_frames(
     """
     path = str(path)
     st = stats if stats is not None else DecodeStats()
-    yield from frames_in_range(path, index, start, end, st, lambda seek_k: _decoded_frames(path, index, seek_k, threads, st, select))
+    yield from frames_in_range(
+        path, index, start, end, st, lambda seek_k: _decoded_frames(path, index, seek_k, threads, st, select, pictures)
+    )
 
 
 def frames_in_range(
@@ -217,7 +241,7 @@ class Timeline:
 
 
 def _decoded_frames(
-    path: str, index: VideoIndex, seek_k: int, threads: int, st: DecodeStats, select: np.ndarray | None = None
+    path: str, index: VideoIndex, seek_k: int, threads: int, st: DecodeStats, select: np.ndarray | None = None, pictures: bool = False
 ) -> Iterator[Frame]:
     """Frames from keyframe ``seek_k`` on (from the start when < 0), placed on the index's
     timeline; corrupt packets, duplicate and unindexed frames are counted in ``st`` and skipped.
@@ -257,5 +281,4 @@ def _decoded_frames(
                 if select is not None and not select[idx]:
                     yield Frame(idx, float(t * tb) * 1000.0, None)  # type: ignore[arg-type]
                     continue
-                img = _upright(fr.to_ndarray(format="rgb24"), getattr(fr, "rotation", 0))
-                yield Frame(idx, float(t * tb) * 1000.0, img)
+                yield Frame(idx, float(t * tb) * 1000.0, to_image(fr, pictures))

@@ -42,8 +42,9 @@ import numpy as np
 from ferbatch.errors import DecodeError
 from ferbatch.media.decode import DecodeStats, Frame, Timeline, _decoded_frames, _upright, frames_in_range, seek_target
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
+from ferbatch.picture import Image, YuvPicture, converts
 
-__all__ = ["ANNEXB_FILTERS", "annexb_packets", "iter_frames_nvdec", "nv12_to_rgb"]
+__all__ = ["ANNEXB_FILTERS", "annexb_packets", "iter_frames_nvdec", "nv12_image", "nv12_to_rgb"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,23 @@ def nv12_to_rgb(nv12: np.ndarray, width: int, height: int, *, colorspace: int | 
     return fr.to_ndarray(format="rgb24")
 
 
+def nv12_image(nv12: np.ndarray, width: int, height: int, *, colorspace: int | None = None, color_range: int | None = None) -> Image:
+    """An NV12 picture as :func:`ferbatch.media.decode.to_image` makes PyAV's frame with
+    ``pictures=True``: a :class:`ferbatch.picture.YuvPicture` of its planes (U and V
+    de-interleaved) for BT.601 limited-range or untagged streams, else :func:`nv12_to_rgb`; so
+    NVDEC and PyAV give the analysis step the same images.
+
+    Args, Raises: as :func:`nv12_to_rgb`.
+    """
+    if not converts(colorspace, color_range):
+        return nv12_to_rgb(nv12, width, height, colorspace=colorspace, color_range=color_range)
+    if width % 2 or height % 2:
+        raise ValueError(f"nv12_image: {width}x{height} is odd; NV12 needs an even width and height")
+    y = nv12[:height, :width]
+    uv = nv12[height : height * 3 // 2, :width]
+    return YuvPicture(np.concatenate([y.ravel(), uv[:, 0::2].ravel(), uv[:, 1::2].ravel()]).reshape(height * 3 // 2, width))
+
+
 def iter_frames_nvdec(
     path: str | os.PathLike[str],
     index: VideoIndex,
@@ -108,6 +126,7 @@ def iter_frames_nvdec(
     select: np.ndarray | None = None,
     gpu_id: int = 0,
     on_device: bool = False,
+    pictures: bool = False,
 ) -> Iterator[Frame]:
     """Decode frames ``start <= idx < end`` of a video with NVDEC: the frames, indices and pts of
     :func:`ferbatch.media.decode.iter_frames` (see the module docstring for how).
@@ -118,6 +137,7 @@ def iter_frames_nvdec(
         gpu_id: the CUDA device.
         on_device: leave frames in GPU memory (``Frame.image`` = PyNvVideoCodec's NV12 frame, not
             rotated, valid until the next one); default host RGB ``(H, W, 3)`` uint8, upright.
+        pictures: host frames as :func:`nv12_image` makes them (PyAV's images with the same flag).
 
     Yields:
         :class:`ferbatch.media.decode.Frame` in presentation order, strictly increasing ``idx``.
@@ -136,13 +156,13 @@ def iter_frames_nvdec(
 
     def decoded(seek_k: int) -> Iterator[Frame]:
         try:
-            yield from _nvdec_frames(nvc, path, index, seek_k, gpu_id, st, select, on_device)
+            yield from _nvdec_frames(nvc, path, index, seek_k, gpu_id, st, select, on_device, pictures)
         except _SessionError as e:
             if on_device:
                 raise DecodeError(path, f"NVDEC cannot decode it: {e}") from e
             log.warning("%s | NVDEC cannot decode it (%s); decoding with PyAV", path, e)
             st.fallback = f"NVDEC fallback to PyAV: NVDEC cannot decode it ({e})"
-            yield from _decoded_frames(path, index, seek_k, threads, st, select)
+            yield from _decoded_frames(path, index, seek_k, threads, st, select, pictures)
 
     yield from frames_in_range(path, index, start, end, st, decoded)
 
@@ -191,7 +211,15 @@ def annexb_packets(container, stream, index: VideoIndex, seek_k: int, st: Decode
 
 
 def _nvdec_frames(
-    nvc, path: str, index: VideoIndex, seek_k: int, gpu_id: int, st: DecodeStats, select: np.ndarray | None, on_device: bool
+    nvc,
+    path: str,
+    index: VideoIndex,
+    seek_k: int,
+    gpu_id: int,
+    st: DecodeStats,
+    select: np.ndarray | None,
+    on_device: bool,
+    pictures: bool = False,
 ) -> Iterator[Frame]:
     """NVDEC's frames from keyframe ``seek_k`` on (from the start when < 0), on the index's timeline."""
     c, _ = open_video(path)
@@ -229,7 +257,7 @@ def _nvdec_frames(
                 elif on_device:
                     yield Frame(idx, pts_ms, f)
                 else:
-                    yield Frame(idx, pts_ms, _upright(_host_rgb(path, f, colorspace, color_range), rotation))
+                    yield Frame(idx, pts_ms, _host_image(path, f, colorspace, color_range, rotation, pictures))
 
         decoded_any = False
         for data, raw in annexb_packets(c, s, index, seek_k, st):
@@ -273,12 +301,14 @@ def _rotation(path: str, stream) -> float:
     return 0.0
 
 
-def _host_rgb(path: str, frame, colorspace: int | None, color_range: int | None) -> np.ndarray:
+def _host_image(path: str, frame, colorspace: int | None, color_range: int | None, rotation: float, pictures: bool) -> Image:
     """NVDEC's host NV12 picture (``usedevicememory=False``: a packed ``(H * 3 / 2, W)`` uint8
-    buffer, ``frame.shape``) as PyAV's RGB."""
+    buffer, ``frame.shape``) as PyAV's image of the same frame (RGB upright, or a picture)."""
     rows, w = (int(x) for x in tuple(frame.shape)[:2])
     size = int(frame.framesize())
     if size < rows * w:
         raise DecodeError(path, f"NVDEC returned a {size}-byte picture for a {rows}x{w} NV12 shape")
     nv12 = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(int(frame.GetPtrToPlane(0))))[: rows * w].reshape(rows, w)
-    return nv12_to_rgb(nv12, w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
+    if pictures and not rotation:
+        return nv12_image(nv12, w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
+    return _upright(nv12_to_rgb(nv12, w, rows * 2 // 3, colorspace=colorspace, color_range=color_range), rotation)

@@ -41,12 +41,13 @@ from typing import Protocol
 
 import numpy as np
 
-from ferbatch.vision.boxes import nms
+from ferbatch.picture import Image
 from ferbatch.vision.classify import Classifier, extract_crops
 from ferbatch.vision.detect import Detections
 from ferbatch.vision.shots import ShotDetector
-from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector, from_crops
+from ferbatch.vision.tiling import AnyDetector
 from ferbatch.vision.track import ByteTracker, TrackerConfig
+from ferbatch.vision.windows import detect_windows, window_detector
 
 __all__ = [
     "AnalysisModels",
@@ -60,7 +61,6 @@ __all__ = [
 ]
 
 SOURCE_FRAME, SOURCE_WINDOW, SOURCE_TRACKED = 0, 1, 2  # box_source codes; the faces table writes "frame" / "window" / "tracked"
-WINDOW_SCALE = 2.5  # window side / the track's longer box side: a face moving 3/4 of its size between frames stays inside
 
 
 class AnalysisModels(Protocol):
@@ -68,19 +68,6 @@ class AnalysisModels(Protocol):
 
     detector: AnyDetector
     classifier: Classifier
-
-
-def window_detector(detector: AnyDetector) -> FrameSizedDetector | None:
-    """The detector whose input follows the frame, which runs the track windows; None when the
-    graph's input size is fixed (a window would cost a full frame each)."""
-    inner = detector.detector if isinstance(detector, TiledDetector) else detector
-    return inner if isinstance(inner, FrameSizedDetector) else None
-
-
-def _frame_scale(fs: FrameSizedDetector, wh: tuple[int, int]) -> float:
-    """Input pixels per frame pixel of the full-frame pass on a frame of ``wh`` (letterboxed)."""
-    iw, ih = fs.input_for(wh)
-    return min(iw / wh[0], ih / wh[1])
 
 
 @dataclass
@@ -163,7 +150,7 @@ class FrameAnalyzer:
 
     def analyze(
         self,
-        images: Sequence[np.ndarray],
+        images: Sequence[Image],
         pts_ms: Sequence[float] | np.ndarray,
         force_full: Sequence[int] = (),
         keep_tracks: Sequence[int] = (),
@@ -171,7 +158,8 @@ class FrameAnalyzer:
         """Analyse the next frames of the stream.
 
         Args:
-            images: F arrays (H, W, 3) uint8 RGB, upright, in presentation order.
+            images: F arrays (H, W, 3) uint8 RGB or :class:`ferbatch.picture.YuvPicture`, upright,
+                in presentation order.
             pts_ms: (F,) presentation times in milliseconds, ascending.
             force_full: positions in the batch that get a full-frame detection whatever the schedule.
             keep_tracks: positions whose tracked detections are returned in ``handoff``.
@@ -230,7 +218,8 @@ class FrameAnalyzer:
                 st["track"] += time.perf_counter() - t1
                 i = j
                 continue
-            found = self._detect_windows([images[k] for k in group], [float(pts_ms[k]) for k in group])
+            preds = [self.tracker.predict(float(pts_ms[k]))[0] for k in group] if self.tracker is not None else []
+            found = detect_windows(self.windows, [images[k] for k in group], preds, self.low)
             st["detect"] += time.perf_counter() - t1
             for k, (b, s, lm) in zip(group, found, strict=True):
                 per_frame.append((b, s, lm, SOURCE_WINDOW))
@@ -280,17 +269,6 @@ class FrameAnalyzer:
             handoff,
         )
 
-    def _detect_sized(self, crops: list[np.ndarray], size: list[tuple[int, int]]) -> Detections:
-        """Run each window at its own input size (grouped by size, one call per size)."""
-        assert self.windows is not None
-        groups: dict[tuple[int, int], list[int]] = {}
-        for q, wh in enumerate(size):
-            groups.setdefault(wh, []).append(q)
-        parts = []
-        for wh, idx in groups.items():
-            parts.append((np.asarray(idx, np.int64), self.windows.sized(wh).detect([crops[q] for q in idx], self.low)))
-        return _join_windows(parts, self.detector.gives_landmarks)
-
     def _track(self, t_ms: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if self.tracker is None:
             return np.full(len(scores), -1, np.int64)
@@ -336,53 +314,6 @@ class FrameAnalyzer:
                     lms[q] = boxes[q, :2] + rel * (boxes[q, 2:] - boxes[q, :2])
         return boxes, scores, lms, tk
 
-    def _detect_windows(self, images: list[np.ndarray], pts_ms: list[float]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-        """Per frame, the detections found in windows around the live tracks' predicted boxes
-        (boxes in frame pixels, merged per frame with the detector's NMS)."""
-        assert self.tracker is not None and self.windows is not None
-        crops: list[np.ndarray] = []
-        owner: list[int] = []
-        origin: list[tuple[int, int]] = []
-        inner: list[tuple[bool, bool, bool, bool]] = []
-        size: list[tuple[int, int]] = []
-        m = self.windows.multiple
-        preds = [self.tracker.predict(t)[0] for t in pts_ms]
-        sides = [WINDOW_SCALE * max(float(b[2] - b[0]), float(b[3] - b[1])) for p in preds for b in p]
-        # one window side per frame size and group (the largest track's): one detector call for all
-        # windows, each at the scale of the full-frame pass
-        half_all = max(16.0, max(sides) / 2) if sides else 16.0
-        for k, (img, pred) in enumerate(zip(images, preds, strict=True)):
-            fh, fw = img.shape[:2]
-            r = _frame_scale(self.windows, (fw, fh))
-            half = min(half_all, max(fw, fh) / 2)
-            side_in = max(m, int(np.ceil(2 * half * r / m)) * m)
-            for b in pred:
-                cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-                x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
-                x1, y1 = int(min(fw, np.ceil(cx + half))), int(min(fh, np.ceil(cy + half)))
-                if x1 - x0 < 8 or y1 - y0 < 8:  # the prediction left the frame
-                    continue
-                crops.append(img[y0:y1, x0:x1])
-                owner.append(k)
-                origin.append((x0, y0))
-                inner.append((x0 > 0, y0 > 0, x1 < fw, y1 < fh))
-                size.append((side_in, side_in))
-        out: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-        lm_empty = np.empty((0, 5, 2), np.float32) if self.detector.gives_landmarks else None
-        if not crops:
-            return [(np.empty((0, 4), np.float32), np.empty(0, np.float32), lm_empty) for _ in images]
-        d = self._detect_sized(crops, size)
-        win = d.frame_pos
-        boxes, lms, ok = from_crops(d, origin, inner, [c.shape[:2] for c in crops])
-        frame_of = np.asarray(owner, np.int64)[win]
-        for k in range(len(images)):
-            sel = np.flatnonzero(ok & (frame_of == k))
-            keep = sel[nms(boxes[sel], d.scores[sel], -1.0, self.windows.iou_threshold, self.windows.max_faces)]
-            out.append(
-                (boxes[keep].astype(np.float32), d.scores[keep].astype(np.float32), None if lms is None else lms[keep].astype(np.float32))
-            )
-        return out
-
 
 def analyze_images(models: AnalysisModels, images: Sequence[np.ndarray]) -> tuple[Detections, np.ndarray]:
     """Detect and classify every face of ``images``, independent pictures (``ferbatch.analyze``, the
@@ -399,24 +330,6 @@ def analyze_images(models: AnalysisModels, images: Sequence[np.ndarray]) -> tupl
     """
     a = FrameAnalyzer(models, detect_every=1, tracker=None, shots=False).analyze(list(images), [0.0] * len(images))
     return a.faces, a.probs
-
-
-def _join_windows(parts: list[tuple[np.ndarray, Detections]], landmarks: bool) -> Detections:
-    """Detections of window groups (each with the windows' positions) -> one Detections over all
-    the windows, sorted by window."""
-    if not parts:
-        return Detections(
-            np.empty(0, np.int32),
-            np.empty((0, 4), np.float32),
-            np.empty(0, np.float32),
-            np.empty((0, 5, 2), np.float32) if landmarks else None,
-        )
-    pos = np.concatenate([idx[d.frame_pos] for idx, d in parts]).astype(np.int32)
-    order = np.argsort(pos, kind="stable")
-    lm = np.concatenate([d.landmarks for _, d in parts])[order] if landmarks else None
-    return Detections(
-        pos[order], np.concatenate([d.boxes for _, d in parts])[order], np.concatenate([d.scores for _, d in parts])[order], lm
-    )
 
 
 def _split(d: Detections, n: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:

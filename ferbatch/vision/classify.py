@@ -19,6 +19,7 @@ import numpy as np
 
 from ferbatch.errors import ConfigError
 from ferbatch.labels import to_ferplus_order
+from ferbatch.picture import Image, YuvPicture, as_rgb
 from ferbatch.specs import InputSpec, ModelSpec, Runner
 from ferbatch.vision.boxes import square_boxes
 from ferbatch.vision.detect import Detections
@@ -38,11 +39,12 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def extract_crops(frames: Sequence[np.ndarray], dets: Detections, spec: ModelSpec) -> np.ndarray:
+def extract_crops(frames: Sequence[Image], dets: Detections, spec: ModelSpec) -> np.ndarray:
     """Cut each detected face out of its frame in the classifier's geometry.
 
     Args:
-        frames: the batch's frames, (H, W, 3) uint8 RGB each.
+        frames: the batch's frames, (H, W, 3) uint8 RGB or :class:`ferbatch.picture.YuvPicture`
+            each (a grey square crop is cut from a picture's luma plane, no RGB made).
         dets: detections of that batch (``frame_pos`` indexes ``frames``).
         spec: the classifier's registry entry (input size, colour, ``crop`` mode and scale).
 
@@ -63,7 +65,7 @@ def extract_crops(frames: Sequence[np.ndarray], dets: Detections, spec: ModelSpe
             m, _ = cv2.estimateAffinePartial2D(dets.landmarks[i], tpl, method=cv2.LMEDS)
             if m is None:  # degenerate landmarks: fall back to the box
                 m = _box_to_affine(dets.boxes[i], inp.width, inp.height)
-            crop = cv2.warpAffine(frames[dets.frame_pos[i]], m, (inp.width, inp.height), flags=cv2.INTER_LINEAR, borderValue=0)
+            crop = cv2.warpAffine(as_rgb(frames[dets.frame_pos[i]]), m, (inp.width, inp.height), flags=cv2.INTER_LINEAR, borderValue=0)
             out[i] = _to_color(crop, inp.color)
         return out
     if mode != "square":
@@ -75,7 +77,10 @@ def extract_crops(frames: Sequence[np.ndarray], dets: Detections, spec: ModelSpe
         x1, y1 = int(max(0, np.floor(sq[i, 0]))), int(max(0, np.floor(sq[i, 1])))
         x2, y2 = int(min(fw, np.ceil(sq[i, 2]))), int(min(fh, np.ceil(sq[i, 3])))
         x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-        crop = _to_color(f[y1:y2, x1:x2], inp.color)
+        if isinstance(f, YuvPicture) and inp.color == "GRAY":
+            crop = f.gray(x1, y1, x2, y2)
+        else:
+            crop = _to_color(as_rgb(f)[y1:y2, x1:x2], inp.color)
         out[i] = cv2.resize(crop, (inp.width, inp.height), interpolation=cv2.INTER_AREA).reshape(out.shape[1:])
     return out
 

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from ferbatch.errors import ConfigError
+from ferbatch.picture import Image, YuvPicture, as_rgb
 from ferbatch.specs import DetectorDecoder, InputSpec, ModelSpec, Runner
 from ferbatch.vision.decoders import postprocess_raw  # re-exported (tests)
 
@@ -80,7 +81,7 @@ class Detections:
 
 
 def preprocess_frames(
-    frames: Sequence[np.ndarray], spec: InputSpec, letterbox: bool = False, out: np.ndarray | None = None
+    frames: Sequence[Image], spec: InputSpec, letterbox: bool = False, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resize RGB frames to the detector's input (OpenCV ``INTER_LINEAR``), still RGB.
 
@@ -91,7 +92,8 @@ def preprocess_frames(
     padding is zeroed.
 
     Args:
-        frames: F arrays (H, W, 3) uint8 RGB; sizes may differ.
+        frames: F arrays (H, W, 3) uint8 RGB or :class:`ferbatch.picture.YuvPicture` (resized in
+            its planes, then converted); sizes may differ.
         spec: the detector's input spec (w x h).
         letterbox: keep the aspect ratio (pad right/bottom with zeros) instead of a plain resize.
         out: (>= F, h, w, 3) uint8 C-contiguous buffer to fill and return a view of (a batch
@@ -110,12 +112,20 @@ def preprocess_frames(
         if letterbox:
             r = min(w / fw, h / fh)
             nw, nh = max(1, round(fw * r)), max(1, round(fh * r))
-            buf[i, :nh, :nw] = f if (nw, nh) == (fw, fh) else cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            if (nw, nh) == (fw, fh):
+                buf[i, :nh, :nw] = as_rgb(f)
+            elif isinstance(f, YuvPicture):
+                buf[i, :nh, :nw] = f.resized_rgb(nw, nh)
+            else:
+                cv2.resize(f, (nw, nh), dst=buf[i, :nh, :nw], interpolation=cv2.INTER_LINEAR)
             buf[i, nh:] = 0
             buf[i, :nh, nw:] = 0
             scale[i] = (fw / nw, fh / nh)
         else:
-            cv2.resize(f, (w, h), dst=buf[i], interpolation=cv2.INTER_LINEAR)
+            if isinstance(f, YuvPicture):
+                buf[i] = f.resized_rgb(w, h)
+            else:
+                cv2.resize(f, (w, h), dst=buf[i], interpolation=cv2.INTER_LINEAR)
             scale[i] = (fw / w, fh / h)
     return buf, scale
 
@@ -173,11 +183,11 @@ class Detector:
             buf = self._local.buf = np.empty((max(n, 1), self.spec.input.height, self.spec.input.width, 3), np.uint8)
         return buf
 
-    def detect(self, frames: Sequence[np.ndarray], min_score: float | None = None) -> Detections:
+    def detect(self, frames: Sequence[Image], min_score: float | None = None) -> Detections:
         """Find faces in a batch of frames.
 
         Args:
-            frames: F arrays (H, W, 3) uint8 RGB.
+            frames: F arrays (H, W, 3) uint8 RGB or :class:`ferbatch.picture.YuvPicture`.
             min_score: keep detections scored above this instead of ``score_threshold`` (the
                 tracker's low stage asks for weaker ones); with NMS inside the graph it is fed to
                 the graph's ``score_threshold`` input (ONNX Runtime); on a runner that cannot feed

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ferbatch.picture import Image, as_rgb
 from ferbatch.vision.boxes import nms
 from ferbatch.vision.detect import Detections, Detector
 
@@ -164,18 +165,18 @@ class TiledDetector:
         tiles = plan_tiles(frame_wh, inp, s, self.overlap)
         return [] if len(tiles) == 1 and self.whole_frame else tiles
 
-    def detect(self, frames: Sequence[np.ndarray], min_score: float | None = None) -> Detections:
+    def detect(self, frames: Sequence[Image], min_score: float | None = None) -> Detections:
         """Find faces in a batch of frames.
 
         Args:
-            frames: F arrays (H, W, 3) uint8 RGB; sizes may differ.
+            frames: F arrays (H, W, 3) uint8 RGB or :class:`ferbatch.picture.YuvPicture`; sizes may differ.
             min_score: as in :meth:`Detector.detect`.
 
         Returns:
             Detections in each frame's pixels, as :meth:`Detector.detect` (descending score
             within a frame, at most ``max_faces`` per frame).
         """
-        images: list[np.ndarray] = []
+        images: list[Image] = []
         owner: list[int] = []
         origin: list[tuple[int, int]] = []
         inner: list[tuple[bool, bool, bool, bool] | None] = []  # inner edges of a tile (None: whole frame)
@@ -188,7 +189,7 @@ class TiledDetector:
                 origin.append((0, 0))
                 inner.append(None)
             for t in tiles:
-                images.append(f[t.y0 : t.y1, t.x0 : t.x1])
+                images.append(as_rgb(f)[t.y0 : t.y1, t.x0 : t.x1])
                 owner.append(i)
                 origin.append((t.x0, t.y0))
                 inner.append((t.x0 > 0, t.y0 > 0, t.x1 < fw, t.y1 < fh))
@@ -315,8 +316,8 @@ class FrameSizedDetector:
             )
         return self._by_size[wh]
 
-    def detect(self, frames: Sequence[np.ndarray], min_score: float | None = None) -> Detections:
-        """Find faces in a batch of frames (F arrays (H, W, 3) uint8 RGB); as :meth:`Detector.detect`."""
+    def detect(self, frames: Sequence[Image], min_score: float | None = None) -> Detections:
+        """Find faces in a batch of frames (F arrays (H, W, 3) uint8 RGB or pictures); as :meth:`Detector.detect`."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, f in enumerate(frames):
             groups.setdefault(self.input_for((f.shape[1], f.shape[0])), []).append(i)

@@ -1,0 +1,111 @@
+"""A decoded picture kept in its YUV 4:2:0 planes until a consumer needs RGB.
+
+Why: at 30 frames/s most frames never need a full-size RGB picture. With ``--detect-every N`` the
+detector sees one frame in N, at its own input size (512 px wide for 720p and 1080p); the FER+
+classifiers take grey crops; the shot detector a 96-px thumbnail. Converting every decoded frame to
+full-size RGB (swscale, as ``VideoFrame.to_ndarray(format="rgb24")`` does) cost 0.6 ms per 720p and
+1.3 ms per 1080p frame on one core of this machine, a fifth of the decoder's own work
+(docs/performance.md). A :class:`YuvPicture` gives each consumer what it needs from the planes:
+
+- :meth:`YuvPicture.resized_rgb`: the planes resized first, then converted (the detector's input);
+- :meth:`YuvPicture.gray`: a region of the luma plane in full range (a grey classifier crop);
+- :meth:`YuvPicture.rgb`: the whole picture in RGB, converted once and cached (windows, tiles,
+  colour crops, aligned crops).
+
+Colour: BT.601 limited range, what swscale assumes for untagged streams and what OpenCV's
+``COLOR_YUV2RGB_I420`` implements (ITU-R BT.601: R = 1.164 (Y - 16) + 1.596 (V - 128), ...).
+Decoders make a picture only for streams tagged so or untagged (:func:`converts`); BT.709 and
+full-range streams keep swscale's conversion. OpenCV's conversion differs from swscale's by about one
+level (rounding, chroma siting). The grey level of RGB converted from BT.601 is the luma itself:
+0.299 R + 0.587 G + 0.114 B = 1.164 (Y - 16) (the chroma terms cancel to 1e-3), so a grey crop is
+the luma plane mapped to full range (:data:`LUMA_TO_GRAY`).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["Image", "YuvPicture", "as_rgb", "converts", "LUMA_TO_GRAY"]
+
+# limited-range luma (16..235) -> full-range grey (0..255), ITU-R BT.601: g = 255 (Y - 16) / 219, rounded and clipped
+LUMA_TO_GRAY = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+# FFmpeg's AVColorSpace values converted as BT.601: 2 unspecified (swscale's default is BT.601),
+# 5 BT470BG, 6 SMPTE170M; AVColorRange 0 unspecified and 1 MPEG (limited)
+_BT601 = (2, 5, 6)
+_LIMITED = (0, 1)
+
+
+def converts(colorspace: int | None, color_range: int | None) -> bool:
+    """True when a 4:2:0 picture tagged with these FFmpeg values converts as BT.601 limited range
+    (the only conversion :class:`YuvPicture` does); None counts as unspecified."""
+    return int(colorspace if colorspace is not None else 2) in _BT601 and int(color_range or 0) in _LIMITED
+
+
+class YuvPicture:
+    """A picture of H x W pixels (both even) in I420 layout, BT.601 limited range.
+
+    Args:
+        i420: (H * 3 // 2, W) uint8: the Y plane's H rows, then the U and V planes (H/2 x W/2
+            each) flattened behind it, as ``VideoFrame.to_ndarray()`` gives a yuv420p frame.
+
+    Raises:
+        ValueError: the array is not uint8 of that shape with even H and W.
+    """
+
+    __slots__ = ("i420", "height", "width", "_rgb")
+
+    def __init__(self, i420: np.ndarray):
+        rows, w = i420.shape if i420.ndim == 2 else (0, 0)
+        h = rows * 2 // 3
+        if i420.dtype != np.uint8 or h % 2 or w % 2 or h * 3 // 2 != rows or not h:
+            raise ValueError(f"YuvPicture | expected (H * 3 / 2, W) uint8 with H, W even; got {i420.shape} {i420.dtype}")
+        self.i420 = np.ascontiguousarray(i420)
+        self.height, self.width = h, w
+        self._rgb: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, 3), the shape of :meth:`rgb` (so size checks read a picture like an array)."""
+        return self.height, self.width, 3
+
+    def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Views of the Y (H, W), U and V (H/2, W/2) planes."""
+        h, w = self.height, self.width
+        flat = self.i420.reshape(-1)
+        q = h * w // 4
+        return flat[: h * w].reshape(h, w), flat[h * w : h * w + q].reshape(h // 2, w // 2), flat[h * w + q :].reshape(h // 2, w // 2)
+
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB, converted on the first call and cached."""
+        if self._rgb is None:
+            self._rgb = cv2.cvtColor(self.i420, cv2.COLOR_YUV2RGB_I420)
+        return self._rgb
+
+    def resized_rgb(self, width: int, height: int) -> np.ndarray:
+        """(height, width, 3) uint8 RGB of the picture resized (``INTER_LINEAR``) to that size: the
+        planes are resized, then converted (a fraction of a full-size conversion); from the cached
+        RGB when it exists or a side is odd."""
+        if self._rgb is not None or width % 2 or height % 2:
+            return cv2.resize(self.rgb(), (width, height), interpolation=cv2.INTER_LINEAR)
+        y, u, v = self.planes()
+        out = np.empty((height * 3 // 2, width), np.uint8)
+        flat = out.reshape(-1)
+        q = height * width // 4
+        cv2.resize(y, (width, height), dst=out[:height], interpolation=cv2.INTER_LINEAR)
+        flat[height * width : height * width + q] = cv2.resize(u, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR).reshape(-1)
+        flat[height * width + q :] = cv2.resize(v, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR).reshape(-1)
+        return cv2.cvtColor(out, cv2.COLOR_YUV2RGB_I420)
+
+    def gray(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+        """(y2 - y1, x2 - x1) uint8 full-range grey of the region (pixels, half-open, inside the picture)."""
+        return cv2.LUT(self.planes()[0][y1:y2, x1:x2], LUMA_TO_GRAY)
+
+
+Image = np.ndarray | YuvPicture
+"""A frame as the analysis step takes it: (H, W, 3) uint8 RGB, or a :class:`YuvPicture`."""
+
+
+def as_rgb(image: Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an RGB array (returned as is) or of a :class:`YuvPicture`."""
+    return image.rgb() if isinstance(image, YuvPicture) else image
