@@ -43,43 +43,70 @@ def converts(colorspace: int | None, color_range: int | None) -> bool:
 
 
 class YuvPicture:
-    """A picture of H x W pixels (both even) in I420 layout, BT.601 limited range.
+    """A picture of H x W pixels (both even) in three 4:2:0 planes, BT.601 limited range.
 
     Args:
-        i420: (H * 3 // 2, W) uint8: the Y plane's H rows, then the U and V planes (H/2 x W/2
-            each) flattened behind it, as ``VideoFrame.to_ndarray()`` gives a yuv420p frame.
+        y: (H, W) uint8 luma; rows may be strided (a view of the decoder's buffer: no copy).
+        u, v: (H/2, W/2) uint8 chroma planes, likewise.
 
     Raises:
-        ValueError: the array is not uint8 of that shape with even H and W.
+        ValueError: planes that are not uint8 of those shapes with even H and W.
     """
 
-    __slots__ = ("i420", "height", "width", "_rgb")
+    __slots__ = ("y", "u", "v", "height", "width", "_rgb")
 
-    def __init__(self, i420: np.ndarray):
+    def __init__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray):
+        h, w = y.shape if y.ndim == 2 else (0, 0)
+        if not h or h % 2 or w % 2 or any(p.dtype != np.uint8 for p in (y, u, v)) or u.shape != (h // 2, w // 2) or v.shape != u.shape:
+            raise ValueError(
+                f"YuvPicture | expected uint8 planes (H, W) and 2 x (H/2, W/2), H and W even; got {y.shape}, {u.shape}, {v.shape}"
+            )
+        self.y, self.u, self.v = y, u, v
+        self.height, self.width = h, w
+        self._rgb: np.ndarray | None = None
+
+    @classmethod
+    def from_i420(cls, i420: np.ndarray) -> YuvPicture:
+        """A picture of an (H * 3 / 2, W) uint8 array: the Y plane's H rows, then the U and V planes
+        flattened behind it (``VideoFrame.to_ndarray()`` of a yuv420p frame).
+
+        Raises:
+            ValueError: another shape or dtype, or an odd H or W.
+        """
         rows, w = i420.shape if i420.ndim == 2 else (0, 0)
         h = rows * 2 // 3
         if i420.dtype != np.uint8 or h % 2 or w % 2 or h * 3 // 2 != rows or not h:
             raise ValueError(f"YuvPicture | expected (H * 3 / 2, W) uint8 with H, W even; got {i420.shape} {i420.dtype}")
-        self.i420 = np.ascontiguousarray(i420)
-        self.height, self.width = h, w
-        self._rgb: np.ndarray | None = None
+        flat = np.ascontiguousarray(i420).reshape(-1)
+        q = h * w // 4
+        return cls(flat[: h * w].reshape(h, w), flat[h * w : h * w + q].reshape(h // 2, w // 2), flat[h * w + q :].reshape(h // 2, w // 2))
+
+    @classmethod
+    def from_frame(cls, frame) -> YuvPicture:
+        """Views of a decoded yuv420p ``av.VideoFrame``'s planes (no copy; the views keep the
+        frame's buffers alive).
+
+        Raises:
+            ValueError: the frame is not yuv420p of even size.
+        """
+        if frame.format.name != "yuv420p":
+            raise ValueError(f"YuvPicture | expected a yuv420p frame, got {frame.format.name}")
+        y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes)
+        return cls(y, u, v)
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(H, W, 3), the shape of :meth:`rgb` (so size checks read a picture like an array)."""
         return self.height, self.width, 3
 
-    def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Views of the Y (H, W), U and V (H/2, W/2) planes."""
-        h, w = self.height, self.width
-        flat = self.i420.reshape(-1)
-        q = h * w // 4
-        return flat[: h * w].reshape(h, w), flat[h * w : h * w + q].reshape(h // 2, w // 2), flat[h * w + q :].reshape(h // 2, w // 2)
+    def i420(self) -> np.ndarray:
+        """(H * 3 / 2, W) uint8 contiguous I420 (a copy of the planes)."""
+        return np.concatenate([self.y.reshape(-1), self.u.reshape(-1), self.v.reshape(-1)]).reshape(self.height * 3 // 2, self.width)
 
     def rgb(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB, converted on the first call and cached."""
         if self._rgb is None:
-            self._rgb = cv2.cvtColor(self.i420, cv2.COLOR_YUV2RGB_I420)
+            self._rgb = cv2.cvtColor(self.i420(), cv2.COLOR_YUV2RGB_I420)
         return self._rgb
 
     def resized_rgb(self, width: int, height: int) -> np.ndarray:
@@ -88,7 +115,7 @@ class YuvPicture:
         RGB when it exists or a side is odd."""
         if self._rgb is not None or width % 2 or height % 2:
             return cv2.resize(self.rgb(), (width, height), interpolation=cv2.INTER_LINEAR)
-        y, u, v = self.planes()
+        y, u, v = self.y, self.u, self.v
         out = np.empty((height * 3 // 2, width), np.uint8)
         flat = out.reshape(-1)
         q = height * width // 4
@@ -99,7 +126,7 @@ class YuvPicture:
 
     def gray(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
         """(y2 - y1, x2 - x1) uint8 full-range grey of the region (pixels, half-open, inside the picture)."""
-        return cv2.LUT(self.planes()[0][y1:y2, x1:x2], LUMA_TO_GRAY)
+        return cv2.LUT(self.y[y1:y2, x1:x2], LUMA_TO_GRAY)
 
 
 Image = np.ndarray | YuvPicture

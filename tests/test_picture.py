@@ -65,17 +65,18 @@ def test_only_bt601_limited_streams_become_pictures():
     assert isinstance(img, np.ndarray)
     np.testing.assert_array_equal(img, f709.to_ndarray(format="rgb24"))
     with pytest.raises(ValueError, match="even"):
-        YuvPicture(np.zeros((5, 4), np.uint8))
+        YuvPicture.from_i420(np.zeros((5, 4), np.uint8))
 
 
 def test_nvdec_gives_the_same_picture(frame):
     """NVDEC's NV12 (interleaved U/V) of a frame becomes the picture PyAV's planes give."""
     p = to_image(frame, pictures=True)
-    y, u, v = p.planes()
+    y, u, v = p.y, p.u, p.v
     uv = np.stack([u, v], axis=-1).reshape(u.shape[0], -1)
     pitch = 16  # NVDEC's rows may be wider than the picture
     nv12 = np.zeros((p.height * 3 // 2, p.width + pitch), np.uint8)
     nv12[: p.height, : p.width], nv12[p.height :, : p.width] = y, uv
     q = nv12_image(nv12, p.width, p.height, colorspace=6, color_range=1)
     assert isinstance(q, YuvPicture)
-    np.testing.assert_array_equal(q.i420, p.i420)
+    np.testing.assert_array_equal(q.i420(), p.i420())
+    np.testing.assert_array_equal(q.rgb(), p.rgb())

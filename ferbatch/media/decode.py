@@ -49,7 +49,7 @@ def to_image(frame, pictures: bool) -> Image:
         and not (frame.width % 2 or frame.height % 2)
         and converts(frame.colorspace, frame.color_range)
     ):
-        return YuvPicture(frame.to_ndarray())
+        return YuvPicture.from_frame(frame)
     return _upright(frame.to_ndarray(format="rgb24"), rotation)
 
 

@@ -110,9 +110,8 @@ def nv12_image(nv12: np.ndarray, width: int, height: int, *, colorspace: int | N
         return nv12_to_rgb(nv12, width, height, colorspace=colorspace, color_range=color_range)
     if width % 2 or height % 2:
         raise ValueError(f"nv12_image: {width}x{height} is odd; NV12 needs an even width and height")
-    y = nv12[:height, :width]
     uv = nv12[height : height * 3 // 2, :width]
-    return YuvPicture(np.concatenate([y.ravel(), uv[:, 0::2].ravel(), uv[:, 1::2].ravel()]).reshape(height * 3 // 2, width))
+    return YuvPicture(nv12[:height, :width], np.ascontiguousarray(uv[:, 0::2]), np.ascontiguousarray(uv[:, 1::2]))
 
 
 def iter_frames_nvdec(
