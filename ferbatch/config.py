@@ -16,6 +16,9 @@ __all__ = ["JobConfig", "default_workers", "resolve_defaults", "with_defaults", 
 # label agreement against every-frame detection on the shared clips and the hand-labelled frames; 3 meets
 # the bar (recall >= 0.98, median IoU >= 0.90, agreement >= 0.97) with the tracks' boxes in between, 5 does not
 DEFAULT_DETECT_EVERY = 3
+# a CPU batch of frames holds at most 8 720p frames' pixels: at 1080p 4 frames instead of 8 (peak RSS of
+# a 2-worker 1080p job 461 -> 317 MB: the frames in flight and the detector's activations; docs/performance.md)
+CPU_BATCH_PIXELS = 8 * 1280 * 720
 BETWEEN = ("tracked", "window")  # what finds the faces between full detections (ferbatch.vision.analysis)
 
 
@@ -41,7 +44,8 @@ class JobConfig:
         in_graph_nms: NMS inside the detector graph; False = the NumPy fallback.
         max_faces: most faces kept per frame (K of the fixed-size detector outputs).
         score_threshold, iou_threshold: detector thresholds (None = the registry's).
-        detect_batch: frames per detector call; 0 = by backend (CPU 8, GPU 64: a TensorRT profile
+        detect_batch: frames per detector call; 0 = by backend (CPU 8, fewer for frames above
+            720p so that a batch holds at most :data:`CPU_BATCH_PIXELS`; GPU 64: a TensorRT profile
             or a CUDA kernel launch wants a full device, a CPU core wants cache-sized batches).
         classify_batch: most face crops per classifier call; 0 = by backend (CPU 64, GPU 512).
         workers: Ray worker actors (0 = one per core; on GPU nodes workers_per_gpu per GPU).
@@ -129,6 +133,11 @@ class JobConfig:
         """(frames per detector call, crops per classifier call) for a resolved ``backend``."""
         gpu = backend in GPU_BACKENDS
         return self.detect_batch or (64 if gpu else 8), self.classify_batch or (512 if gpu else 64)
+
+    def batch_pixels(self, backend: str) -> int | None:
+        """Most pixels in one batch of frames (None = no bound): :data:`CPU_BATCH_PIXELS` for a CPU
+        backend whose ``detect_batch`` was left to the backend, else None."""
+        return CPU_BATCH_PIXELS if not self.detect_batch and backend not in GPU_BACKENDS else None
 
     def resolved_workers(self) -> int:
         """Number of worker actors to start."""

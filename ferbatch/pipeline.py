@@ -96,19 +96,23 @@ class ShardRows:
 _END = object()
 
 
-def iter_batches(frames: Iterator[Frame], size: int, prefetch: int) -> Iterator[list[Frame]]:
-    """Group frames into lists of ``size``, decoding ahead in a thread when ``prefetch`` > 0.
+def iter_batches(frames: Iterator[Frame], size: int, prefetch: int, max_pixels: int | None = None) -> Iterator[list[Frame]]:
+    """Group frames into lists of ``size`` (fewer when ``max_pixels`` is set and the batch's frames
+    reach that many pixels: large frames come in smaller batches), decoding ahead in a thread when
+    ``prefetch`` > 0.
 
     An exception raised by the decoder is re-raised here, after the batches decoded before it.
     """
 
     def batches():
-        batch = []
+        batch: list[Frame] = []
+        pixels = 0
         for f in frames:
             batch.append(f)
-            if len(batch) == size:
+            pixels += f.image.shape[0] * f.image.shape[1]
+            if len(batch) == size or (max_pixels is not None and pixels >= max_pixels):
                 yield batch
-                batch = []
+                batch, pixels = [], 0
         if batch:
             yield batch
 
@@ -195,6 +199,7 @@ def process_shard(
     decode_threads: int = 1,
     settings: FrameSettings = FrameSettings(),
     decoder: str = "pyav",
+    batch_pixels: int | None = None,
 ) -> ShardRows:
     """Run the analysis step (:class:`ferbatch.vision.analysis.FrameAnalyzer`) over a shard's frames.
 
@@ -207,6 +212,8 @@ def process_shard(
         shard: what to process.
         models: the worker's loaded detector and classifier.
         detect_batch: frames per analysis call (crops of those frames go to the classifier together).
+        batch_pixels: fewer frames per call when they reach this many pixels (bounds the frames in
+            flight and the detector's activations for large frames; None = ``detect_batch`` always).
         prefetch: decoded batches buffered ahead.
         decode_threads: FFmpeg threads.
         settings: detection interval, sampling, tracking.
@@ -242,7 +249,7 @@ def process_shard(
     frames = _timed(
         frame_iterator(decoder)(shard.path, index, shard.start, stop, threads=decode_threads, stats=dstats, select=sel, pictures=True), st
     )
-    it = iter_batches(frames, detect_batch, prefetch)
+    it = iter_batches(frames, detect_batch, prefetch, batch_pixels)
     try:
         while True:
             t = time.perf_counter()
@@ -327,6 +334,7 @@ def run_shard(
     decode_threads: int = 1,
     settings: FrameSettings = FrameSettings(),
     decoder: str = "pyav",
+    batch_pixels: int | None = None,
 ) -> ShardResult:
     """Process a shard and write its ``frames`` and ``faces`` rows to the dataset's staging
     (:func:`ferbatch.dataset.store.write_staging`: deterministic names, one piece each), where
@@ -334,14 +342,21 @@ def run_shard(
 
     Args:
         out_dir: the dataset, a local path or an object-storage URI.
-        decoder: as :func:`process_shard`.
+        decoder, batch_pixels: as :func:`process_shard`.
 
     Errors that concern only this video (it cannot be decoded) are returned as a failed
     :class:`ShardResult`; errors of the machine (disk full, model broken) propagate.
     """
     try:
         out = process_shard(
-            shard, models, detect_batch=detect_batch, prefetch=prefetch, decode_threads=decode_threads, settings=settings, decoder=decoder
+            shard,
+            models,
+            detect_batch=detect_batch,
+            prefetch=prefetch,
+            decode_threads=decode_threads,
+            settings=settings,
+            decoder=decoder,
+            batch_pixels=batch_pixels,
         )
     except DecodeError as e:
         return ShardResult(shard.video_id, shard.shard_idx, status="failed", error=e.reason)

@@ -111,6 +111,7 @@ class ShardWorker:
             self.models,
             out_dir,
             detect_batch=self.models.detect_batch,
+            batch_pixels=c.batch_pixels(self.models.backend),
             prefetch=c.prefetch,
             decode_threads=c.decode_threads or self.threads,
             settings=FrameSettings(
