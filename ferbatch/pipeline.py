@@ -200,6 +200,7 @@ def process_shard(
     settings: FrameSettings = FrameSettings(),
     decoder: str = "pyav",
     batch_pixels: int | None = None,
+    pictures: bool = True,
 ) -> ShardRows:
     """Run the analysis step (:class:`ferbatch.vision.analysis.FrameAnalyzer`) over a shard's frames.
 
@@ -214,6 +215,9 @@ def process_shard(
         detect_batch: frames per analysis call (crops of those frames go to the classifier together).
         batch_pixels: fewer frames per call when they reach this many pixels (bounds the frames in
             flight and the detector's activations for large frames; None = ``detect_batch`` always).
+        pictures: decode to :class:`ferbatch.picture.YuvPicture` where the stream allows (the
+            frame path); False = full-size RGB for every frame (the reference path of the tests and
+            ``scripts/bench_frame_path.py``).
         prefetch: decoded batches buffered ahead.
         decode_threads: FFmpeg threads.
         settings: detection interval, sampling, tracking.
@@ -237,7 +241,11 @@ def process_shard(
     after = np.flatnonzero(select[end:])
     handoff_idx = end + int(after[0]) if end < n_all and len(after) else -1  # the next shard's first frame
     analyzer = FrameAnalyzer(
-        models, detect_every=settings.detect_every, tracker=settings.tracker(models), use_windows=settings.between == "window"
+        models,
+        detect_every=settings.detect_every,
+        tracker=settings.tracker(models),
+        use_windows=settings.between == "window",
+        first_rank=int(select[: shard.start].sum()),  # analysed frames of the video before the shard
     )
     f_idx, f_pts, f_cnt, f_shot = [], [], [], []
     parts: list[FaceRows] = []
@@ -247,7 +255,8 @@ def process_shard(
     stop = handoff_idx + 1 if handoff_idx >= 0 else end
     sel = select if settings.sample_fps else None
     frames = _timed(
-        frame_iterator(decoder)(shard.path, index, shard.start, stop, threads=decode_threads, stats=dstats, select=sel, pictures=True), st
+        frame_iterator(decoder)(shard.path, index, shard.start, stop, threads=decode_threads, stats=dstats, select=sel, pictures=pictures),
+        st,
     )
     it = iter_batches(frames, detect_batch, prefetch, batch_pixels)
     try:

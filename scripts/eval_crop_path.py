@@ -6,6 +6,10 @@ frames, the top-scoring box of each frame (``vision.top_face.top_faces``) is cut
 (square box x ``crop.scale``, clipped to the frame, INTER_AREA to the input size) and classified.
 Frames where the detector finds no face are counted (``missed``) and left out of the metrics.
 Compare with ``ferbatch eval`` on the pre-cropped faces to see what the crop geometry costs.
+With ``--pictures`` the frames are also given to the detector and the crop path as the pipeline's
+YUV pictures (``ferbatch.picture.YuvPicture``: BT.601 limited range, as H.264 carries them; detector
+input resized in the planes, grey crops from the luma), and the table has both rows: a check of the
+frame path, not a choice made on this set.
 
 Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/eval_crop_path.py --models a,b --scales 1.0,1.1,1.25
 """
@@ -47,17 +51,23 @@ def main() -> None:
     ap.add_argument("--scales", default="1.0,1.1,1.25")
     ap.add_argument("--val", default="../shared/data/ferplus/FER2013Valid")
     ap.add_argument("--json")
+    ap.add_argument("--pictures", action="store_true", help="also run the frames as YUV pictures (the pipeline's frame path)")
     a = ap.parse_args()
     va = load_faces(a.val, 48)
-    frames = frames_of(va.images)
+    rgb = frames_of(va.images)
+    paths: dict[str, list] = {"rgb": rgb}
+    if a.pictures:
+        from ferbatch.picture import YuvPicture
+
+        paths["yuv picture"] = [YuvPicture.from_i420(cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420)) for f in rgb]
     results = {}
-    for name in a.models.split(","):
+    for name, (path, frames) in [(n, p) for n in a.models.split(",") for p in paths.items()]:
         models = load_models(JobConfig(classifier=name, backend="onnxruntime"), threads=1)
         top = top_faces(models.detector.detect(frames))
         for s in [float(v) for v in a.scales.split(",")]:
             spec = replace(models.classifier.spec, crop={"mode": "square", "scale": s})
             m = metrics(models.classifier.classify(extract_crops(frames, top, spec)), va.labels[top.frame_pos])
-            results[f"{name} scale {s}"] = {
+            results[f"{name} scale {s} ({path})"] = {
                 "found": len(top),
                 "missed": len(frames) - len(top),
                 "acc1": m["acc1"],

@@ -66,11 +66,14 @@ def read_frames(path):
 
 @pytest.fixture(scope="session")
 def reference_wolfgang(tmp_path_factory, _cache):
-    """An uninterrupted in-process run over WolfgangLanger_Pexels.mp4 (one shard): the rows to compare with."""
+    """An uninterrupted in-process run over WolfgangLanger_Pexels.mp4 (one shard): the rows to compare with.
+    ``detect_every=1``: rows that do not depend on the shard plan, so runs cut into other shards
+    (faults, resumes, two threads) must give them exactly (at N > 1 a shard's first frame gets a
+    full detection: rows near shard starts differ slightly, tests/test_time.py measures how much)."""
     from ferbatch.config import JobConfig
     from ferbatch.job import run_job
 
     out = tmp_path_factory.mktemp("ref_wolfgang")
-    s = run_job(WOLFGANG, out, JobConfig(workers=1), use_ray=False, shard_frames=0)
+    s = run_job(WOLFGANG, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=0)
     assert s.ok == 1 and s.frames == 472
     return out

@@ -18,7 +18,7 @@ from ferbatch.media.shards import Shard
 
 
 def test_small_job_runs_in_process_on_two_threads_with_the_same_rows(tmp_path, reference_wolfgang):
-    s = run_job(WOLFGANG, tmp_path / "out", JobConfig(workers=2), shard_frames=100)
+    s = run_job(WOLFGANG, tmp_path / "out", JobConfig(workers=2, detect_every=1), shard_frames=100)
     assert s.runner.startswith("in-process") and "472" in s.runner
     assert s.ok == 1 and s.frames == 472
     assert 0 < s.startup_seconds < s.seconds
@@ -58,8 +58,8 @@ def test_a_small_resumed_job_runs_in_process_with_the_same_rows(tmp_path, refere
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_job(WOLFGANG, out, JobConfig(workers=1), use_ray=False, shard_frames=100, progress=stop)
-    s = run_job(WOLFGANG, out, JobConfig(workers=1), shard_frames=100)  # the runner left to the job
+        run_job(WOLFGANG, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=100, progress=stop)
+    s = run_job(WOLFGANG, out, JobConfig(workers=1, detect_every=1), shard_frames=100)  # the runner left to the job
     assert s.runner.startswith("in-process") and "resumed shards" in s.runner, s.runner
     assert s.ok == 1 and 0 < s.frames < 472  # only the missing shards ran
     _assert_same_rows(out, reference_wolfgang)

@@ -11,7 +11,8 @@ Mutations run against these tests (each made the named test fail, then was resto
 - ``tracks.dominant_emotion`` as the mode of the frame labels -> test_every_surface_reports_one_track_emotion;
 - the pipeline passing no landmarks to the rows -> test_landmarks_in_the_rows_and_in_analyze;
 - tracked rows with the landmarks not moved with the box, with a made-up score (0.99), or at a
-  prediction for the wrong time -> test_tracked_rows_follow_the_detections.
+  prediction for the wrong time -> test_tracked_rows_follow_the_detections;
+- the schedule counted from each shard's start (``first_rank`` ignored) -> test_the_interval_keeps_its_schedule_across_shards.
 """
 
 from __future__ import annotations
@@ -169,6 +170,38 @@ def test_tracked_rows_follow_the_detections(clip, thr):
         lost += int((m < 0).sum())
         ious += [float(iou_matrix(ref.boxes[ia[t] : ia[t] + 1], got.boxes[ib[j] : ib[j] + 1])[0, 0]) for j, t in enumerate(m) if t >= 0]
     assert lost <= 0.02 * len(ious) and np.median(ious) > 0.9, (lost, np.median(ious))
+
+
+def test_the_interval_keeps_its_schedule_across_shards():
+    """N = 5: full detections fall on the video's analysed-frame ranks 0, 5, 10, ... whatever the
+    shard plan (plus each shard's first frame, which has no tracks yet), so 60-frame shards give
+    the full detections of one pass and nearly its tracked rows (a shard's tracks start without a
+    velocity: median IoU >= 0.98, labels equal on >= 99 %); at N = 1 the rows are identical."""
+    from ferbatch.dataset.schema import FaceRows
+    from ferbatch.media.shards import plan_shards
+    from ferbatch.models.load import load_models
+    from ferbatch.vision.boxes import iou_matrix
+
+    models = load_models(JobConfig(), threads=1)
+    _, index = probe_video(WOLFGANG)
+    for n in (1, 5):  # 5: the clip's shards start at multiples of 24 (its keyframes), not of 5
+        one = process_shard(Shard("v", str(WOLFGANG), 0, 0, None, index), models, settings=FrameSettings(detect_every=n)).faces
+        parts = [process_shard(s, models, settings=FrameSettings(detect_every=n)).faces for s in plan_shards("v", str(WOLFGANG), index, 60)]
+        cut = FaceRows.merge(parts)
+        assert len(parts) >= 7 and cut.frame_idx.tolist() == one.frame_idx.tolist()
+        full_one, full_cut = set(one.frame_idx[one.box_source == 0].tolist()), set(cut.frame_idx[cut.box_source == 0].tolist())
+        starts = {int(p.frame_idx[0]) for p in parts}
+        assert full_cut == full_one | starts, sorted(full_cut ^ (full_one | starts))
+        same_box = np.abs(cut.boxes - one.boxes).max(1) < 1e-3
+        same_label = np.nanargmax(cut.probs, 1) == np.nanargmax(one.probs, 1)
+        iou = np.array([iou_matrix(cut.boxes[k : k + 1], one.boxes[k : k + 1])[0, 0] for k in range(len(one.boxes))])
+        if n == 1:
+            assert same_box.all() and same_label.all()
+        else:  # a shard's tracks start without a velocity: their predicted boxes differ a little at first
+            on_schedule = np.isin(one.frame_idx, list(full_one))  # detected in both runs
+            assert same_box[on_schedule].all() and not same_box[~on_schedule].all()
+            assert np.median(iou) >= 0.98 and iou.min() >= 0.8 and same_label.mean() >= 0.99, (np.median(iou), iou.min(), same_label.mean())
+    models.close()
 
 
 def test_detect_every_default_follows_tracking():

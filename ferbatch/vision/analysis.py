@@ -115,6 +115,10 @@ class FrameAnalyzer:
         shots: detect shot cuts (tracks end at a cut; a cut forces a full detection).
         use_windows: between full detections run the detector on windows around the tracks
             instead of taking the tracks' predicted boxes.
+        first_rank: the analysed-frame rank of the stream's first frame within its video (a
+            shard's first frame): full detections fall on ranks that are multiples of
+            ``detect_every`` (plus the stream's first frame and every cut), so shards of one video
+            keep the schedule of a single pass.
 
     Raises:
         ValueError: ``detect_every`` < 1, or > 1 without a tracker.
@@ -128,6 +132,7 @@ class FrameAnalyzer:
         tracker: TrackerConfig | None = None,
         shots: bool = True,
         use_windows: bool = False,
+        first_rank: int = 0,
     ):
         if detect_every < 1 or (detect_every > 1 and tracker is None):
             raise ValueError(
@@ -144,7 +149,8 @@ class FrameAnalyzer:
         self._carried: dict[int, tuple[float, np.ndarray | None]] = {}
         self.shots = ShotDetector() if shots else None
         self.shot = 0
-        self.since_full = -1  # analysed frames since the last full detection; -1 = none yet
+        self.started = False  # the stream's first frame is behind us (it always gets a full detection)
+        self.rank = int(first_rank)  # analysed-frame rank of the next frame within the video
         # seconds spent per stage over the stream: shots, detect (full frames and windows), track, crop, classify
         self.stage_seconds = dict.fromkeys(("shots", "detect", "track", "crop", "classify"), 0.0)
 
@@ -179,9 +185,9 @@ class FrameAnalyzer:
                 cut[i] = True
                 self.shot += 1
             shot[i] = self.shot
-            due = self.since_full < 0 or self.since_full + 1 >= self.detect_every
-            full[i] = due or cut[i] or i in forced
-            self.since_full = 0 if full[i] else self.since_full + 1
+            full[i] = not self.started or self.rank % self.detect_every == 0 or cut[i] or i in forced
+            self.started = True
+            self.rank += 1
         full_pos = np.flatnonzero(full)
         t1 = time.perf_counter()
         st["shots"] += t1 - t0
