@@ -148,7 +148,7 @@ class Faces:
         return self.probs[np.arange(len(self)), argmax_known(self.probs)].astype(np.float32)
 
     @classmethod
-    def of(cls, batch: FaceBatch, image_size: tuple[int, int], models: dict[str, str]) -> Faces:
+    def from_batch(cls, batch: FaceBatch, image_size: tuple[int, int], models: dict[str, str]) -> Faces:
         """The faces of one classified image's batch (``batch.probs`` set)."""
         probs = np.asarray(batch.probs, np.float32).reshape(-1, 8)
         return cls(
@@ -282,4 +282,4 @@ def analyze(
         raise
     faces = analyze_images(m, [rgb])  # the job's analysis step on one picture
     models = {"detector": m.refs["detector"].name, "classifier": m.refs["classifier"].name}
-    return Faces.of(faces, (rgb.shape[1], rgb.shape[0]), models)
+    return Faces.from_batch(faces, (rgb.shape[1], rgb.shape[0]), models)

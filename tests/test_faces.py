@@ -126,7 +126,7 @@ def _shared(t: pa.Table, other: pa.Table) -> list[str]:
 def test_dataset_and_api_write_the_same_columns():
     """A synthetic batch: the faces table (the dataset's writer) and Faces.to_arrow() agree on every shared column."""
     b = _batch(4, frame_pos=np.zeros(4, np.int32), track_id=None, source=None)
-    api = Faces.of(b, (200, 200), {}).to_arrow()
+    api = Faces.from_batch(b, (200, 200), {}).to_arrow()
     table = faces_table(b.at_frames(np.array([7], np.int64), np.array([280.0])), 3)
     assert table.schema == FACES_SCHEMA
     shared = _shared(api, table)
