@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ferbatch.errors import ConfigError, FerbatchError
+from ferbatch.faces import FaceBatch, face_columns
 from ferbatch.labels import EMOTIONS, argmax_known
 
 if TYPE_CHECKING:
@@ -107,7 +108,8 @@ def run(
 
 @dataclass(frozen=True)
 class Faces:
-    """The faces found in one image, highest detector score first.
+    """The faces found in one image, highest detector score first (a public view of one
+    :class:`ferbatch.faces.FaceBatch`: :attr:`batch`).
 
     Attributes:
         boxes: (N, 4) float32, x1 y1 x2 y2 in the image's pixels.
@@ -145,26 +147,34 @@ class Faces:
             return np.empty(0, np.float32)
         return self.probs[np.arange(len(self)), argmax_known(self.probs)].astype(np.float32)
 
+    @classmethod
+    def from_batch(cls, batch: FaceBatch, image_size: tuple[int, int], models: dict[str, str]) -> Faces:
+        """The faces of one classified image's batch (``batch.probs`` set)."""
+        probs = np.asarray(batch.probs, np.float32).reshape(-1, 8)
+        return cls(
+            boxes=np.asarray(batch.boxes, np.float32).reshape(-1, 4),
+            scores=np.asarray(batch.scores, np.float32),
+            probs=probs,
+            emotions=tuple(EMOTIONS[i] for i in argmax_known(probs)) if len(probs) else (),
+            image_size=image_size,
+            models=models,
+            landmarks=None if batch.landmarks is None else np.asarray(batch.landmarks, np.float32).reshape(-1, 5, 2),
+        )
+
+    @property
+    def batch(self) -> FaceBatch:
+        """The faces as a :class:`ferbatch.faces.FaceBatch` (frame_pos (N,) int32 0, one image)."""
+        return FaceBatch(np.zeros(len(self), np.int32), self.boxes, self.scores, self.landmarks, probs=self.probs)
+
     def to_arrow(self) -> pa.Table:
-        """One row per face, with the faces table's column names: face_idx, x1, y1, x2, y2,
-        det_score, emotion, emotion_prob, prob_<emotion> (null where the classifier lacks the class),
-        landmarks (10 float32: x y of the five points; null without them)."""
+        """One row per face, with the faces table's column names and values (the one writer,
+        :func:`ferbatch.faces.face_columns`): face_idx, x1, y1, x2, y2, det_score, emotion,
+        emotion_prob, prob_<emotion> (null where the classifier lacks the class), landmarks
+        (10 float32: x y of the five points; null without them)."""
         import pyarrow as pa
 
-        cols: dict[str, Any] = {"face_idx": pa.array(np.arange(len(self), dtype=np.int16))}
-        for i, c in enumerate(("x1", "y1", "x2", "y2")):
-            cols[c] = pa.array(self.boxes[:, i], pa.float32())
-        cols["det_score"] = pa.array(self.scores, pa.float32())
-        cols["emotion"] = pa.array(list(self.emotions), pa.string())
-        cols["emotion_prob"] = pa.array(self.emotion_probs, pa.float32())
-        for i, e in enumerate(EMOTIONS):
-            cols[f"prob_{e}"] = pa.array(self.probs[:, i], pa.float32(), from_pandas=True)  # NaN -> null
-        lm = pa.list_(pa.float32(), 10)
-        if self.landmarks is None:
-            cols["landmarks"] = pa.nulls(len(self), lm)
-        else:
-            cols["landmarks"] = pa.FixedSizeListArray.from_arrays(pa.array(self.landmarks.reshape(-1), pa.float32()), 10)
-        return pa.table(cols)
+        cols = face_columns(self.batch)
+        return pa.table({k: v for k, v in cols.items() if k not in ("track_id", "box_source")})  # one image: no tracks
 
     def to_pandas(self):
         """:meth:`to_arrow` as a pandas DataFrame (needs the ``pandas`` extra: ``pip install 'ferbatch[pandas]'``)."""
@@ -270,14 +280,6 @@ def analyze(
         m = _models(detector, classifier, backend, score_threshold, max_faces)
     except FerbatchError:
         raise
-    dets, probs = analyze_images(m, [rgb])  # the job's analysis step on one picture
-    emotions = tuple(EMOTIONS[i] for i in argmax_known(probs)) if len(probs) else ()
-    return Faces(
-        boxes=np.asarray(dets.boxes, np.float32).reshape(-1, 4),
-        scores=np.asarray(dets.scores, np.float32),
-        probs=np.asarray(probs, np.float32).reshape(-1, 8),
-        emotions=emotions,
-        image_size=(rgb.shape[1], rgb.shape[0]),
-        models={"detector": m.refs["detector"].name, "classifier": m.refs["classifier"].name},
-        landmarks=None if dets.landmarks is None else np.asarray(dets.landmarks, np.float32).reshape(-1, 5, 2),
-    )
+    faces = analyze_images(m, [rgb])  # the job's analysis step on one picture
+    models = {"detector": m.refs["detector"].name, "classifier": m.refs["classifier"].name}
+    return Faces.from_batch(faces, (rgb.shape[1], rgb.shape[0]), models)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ferbatch.config import JobConfig
+from ferbatch.faces import FaceBatch
 from ferbatch.labels import argmax_known
 from ferbatch.media.decode import iter_frames
 from ferbatch.media.probe import probe_video
@@ -29,7 +30,6 @@ from ferbatch.models.load import Models, load_models
 from ferbatch.picture import as_rgb
 from ferbatch.vision.boxes import iou_matrix
 from ferbatch.vision.classify import extract_crops
-from ferbatch.vision.detect import Detections
 
 __all__ = ["Tolerance", "CheckReport", "check_engines", "tolerance_for"]
 
@@ -97,7 +97,7 @@ class CheckReport:
         return dataclasses.asdict(self)
 
 
-def _match(a: Detections, b: Detections, n_frames: int) -> tuple[list[tuple[int, int]], int]:
+def _match(a: FaceBatch, b: FaceBatch, n_frames: int) -> tuple[list[tuple[int, int]], int]:
     """Greedy per-frame matching by IoU >= 0.5: (pairs of indices into a and b, unmatched count)."""
     pairs, unmatched = [], 0
     for f in range(n_frames):

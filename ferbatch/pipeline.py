@@ -14,13 +14,14 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ferbatch.dataset.schema import FaceRows, faces_table, frames_table
+from ferbatch.dataset.schema import faces_table, frames_table
 from ferbatch.dataset.store import write_staging
 from ferbatch.errors import DecodeError
+from ferbatch.faces import FaceBatch
 from ferbatch.location import open_location
 from ferbatch.media.decode import DecodeStats, Frame
 from ferbatch.media.decoders import frame_iterator
@@ -87,7 +88,7 @@ class ShardRows:
     frame_idx: np.ndarray
     pts_ms: np.ndarray
     face_count: np.ndarray
-    faces: FaceRows
+    faces: FaceBatch
     result: ShardResult
     shot_idx: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
     span_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
@@ -248,7 +249,7 @@ def process_shard(
         first_rank=int(select[: shard.start].sum()),  # analysed frames of the video before the shard
     )
     f_idx, f_pts, f_cnt, f_shot = [], [], [], []
-    parts: list[FaceRows] = []
+    parts: list[FaceBatch] = []
     dstats = DecodeStats()
     last_size = (0, 0)
     first = True
@@ -297,24 +298,8 @@ def process_shard(
             f_pts.append(pts[rows])
             f_cnt.append(counts[rows])
             f_shot.append(a.shot[rows])
-            # face_idx: rank within its frame; detections come sorted by frame, then score
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-            d = a.faces
-            face_idx = (np.arange(len(d)) - starts[d.frame_pos]).astype(np.int16)
-            r = rows[d.frame_pos]
-            parts.append(
-                FaceRows(
-                    idx[d.frame_pos][r],
-                    pts[d.frame_pos][r],
-                    face_idx[r],
-                    d.boxes[r],
-                    d.scores[r],
-                    a.probs[r],
-                    a.track_id[r] if settings.track else None,
-                    a.source[r],
-                    None if d.landmarks is None else d.landmarks[r],
-                )
-            )
+            d = a.faces.at_frames(idx, pts)  # frame indices, times, face_idx (rank within its frame)
+            parts.append(replace(d, track_id=d.track_id if settings.track else None)[rows[a.faces.frame_pos]])
     except DecodeError as e:
         if not f_idx:
             raise
@@ -323,8 +308,8 @@ def process_shard(
     pts_ms = np.concatenate(f_pts) if f_pts else np.empty(0, np.float64)
     face_count = np.concatenate(f_cnt) if f_cnt else np.empty(0, np.int16)
     shot = np.concatenate(f_shot) if f_shot else np.empty(0, np.int32)
-    rows_all = FaceRows.merge(parts)
-    res.frames, res.faces = len(frame_idx), len(rows_all.frame_idx)
+    rows_all = FaceBatch.merge(parts)
+    res.frames, res.faces = len(frame_idx), len(rows_all)
     res.handoff["last_shot"] = int(shot[-1]) if len(shot) else 0
     _verify(shard, res, frame_idx, dstats, int(select[shard.start : end].sum()))
     st.update(analyzer.stage_seconds)

@@ -40,7 +40,7 @@ def main() -> None:
             out = []
             for i in range(0, len(frames), a.batch):
                 chunk = frames[i : i + a.batch]
-                out += split_by_frame(*infer_images(m, chunk), len(chunk))
+                out += split_by_frame(infer_images(m, chunk), len(chunk))
             best[backend] = max(best[backend], len(frames) / (time.perf_counter() - t))
             results[backend] = out
     print("| backend | frames/s (best of runs) | faces |")

@@ -75,13 +75,13 @@ def compare(ref, new) -> dict[str, float | int]:
 
     a, b = ref.faces, new.faces
     matched, ious, agree, between = 0, [], 0, []
-    src = b.box_source if b.box_source is not None else np.zeros(len(b.frame_idx), np.uint8)
+    src = b.source if b.source is not None else np.zeros(len(b.frame_pos), np.uint8)
     la, lb = np.nanargmax(a.probs, 1) if len(a.probs) else [], np.nanargmax(b.probs, 1) if len(b.probs) else []
-    for f in np.unique(a.frame_idx):
-        ia, ib = np.flatnonzero(a.frame_idx == f), np.flatnonzero(b.frame_idx == f)
+    for f in np.unique(a.frame_pos):
+        ia, ib = np.flatnonzero(a.frame_pos == f), np.flatnonzero(b.frame_pos == f)
         if not len(ib):
             continue
-        m = match_boxes(a.boxes[ia], b.boxes[ib], b.det_score[ib])
+        m = match_boxes(a.boxes[ia], b.boxes[ib], b.scores[ib])
         for j, t in enumerate(m):
             if t >= 0:
                 matched += 1
@@ -89,7 +89,7 @@ def compare(ref, new) -> dict[str, float | int]:
                 if src[ib[j]]:  # found between full detections (tracked or window)
                     between.append(ious[-1])
                 agree += int(la[ia[t]] == lb[ib[j]])
-    return {"rows": len(a.frame_idx), "matched": matched, "ious": ious, "agree": agree, "between": between}
+    return {"rows": len(a.frame_pos), "matched": matched, "ious": ious, "agree": agree, "between": between}
 
 
 def labelled_recall(clip: Path, rows) -> tuple[int, int]:
@@ -98,8 +98,8 @@ def labelled_recall(clip: Path, rows) -> tuple[int, int]:
 
     found = total = 0
     for f, truth in labelled(clip).items():
-        sel = np.flatnonzero(rows.faces.frame_idx == f)
-        m = match_boxes(truth, rows.faces.boxes[sel], rows.faces.det_score[sel])
+        sel = np.flatnonzero(rows.faces.frame_pos == f)
+        m = match_boxes(truth, rows.faces.boxes[sel], rows.faces.scores[sel])
         found += int((m >= 0).sum())
         total += len(truth)
     return found, total

@@ -35,10 +35,11 @@ import pyarrow.parquet as pq
 
 import ferbatch
 from ferbatch.atomic import atomic_target
-from ferbatch.dataset.schema import FaceRows, faces_table, frames_table
+from ferbatch.dataset.schema import faces_table, frames_table
 from ferbatch.dataset.store import LAYOUT, write_manifest, write_videos
 from ferbatch.dataset.videos import videos_table
 from ferbatch.dataset.writer import DatasetWriter
+from ferbatch.faces import FaceBatch
 from ferbatch.location import Location, open_location
 
 FRAMES = 50
@@ -66,7 +67,7 @@ def _make_rows(i: int, rng: np.random.Generator) -> tuple[pa.Table, pa.Table, pa
     probs = rng.dirichlet(np.ones(8), FRAMES).astype(np.float32)
     x = np.float32(100 + i % 50)
     boxes = np.tile(np.float32([x, 80, x + 60, 140]), (FRAMES, 1))
-    rows = FaceRows(idx, pts, np.zeros(FRAMES, np.int16), boxes, np.full(FRAMES, 0.9, np.float32), probs)
+    rows = FaceBatch(idx, boxes, np.full(FRAMES, 0.9, np.float32), probs=probs, pts_ms=pts, face_idx=np.zeros(FRAMES, np.int16))
     faces, tracks = track_faces(faces_table(rows, 0))
     return faces, frames_table(idx, pts, np.ones(FRAMES, np.int16), 0), tracks
 

@@ -12,9 +12,10 @@ import pytest
 from conftest import FACE_NOFACE, read_frames
 
 import ferbatch
-from ferbatch.dataset.schema import VIDEOS_SCHEMA, FaceRows, faces_table, frames_table
+from ferbatch.dataset.schema import VIDEOS_SCHEMA, faces_table, frames_table
 from ferbatch.dataset.store import LAYOUT, open_table
 from ferbatch.dataset.writer import DatasetWriter
+from ferbatch.faces import FaceBatch
 from ferbatch.labels import EMOTIONS
 
 
@@ -77,9 +78,8 @@ def _planted(root, surprise_frames):
             probs[:, 0] = 0.9
             probs[list(hits)] = [0.05, 0, 0.9, 0.05, 0, 0, 0, 0]
             probs[:, 7] = np.nan
-            rows = FaceRows(
-                idx, pts, np.zeros(100, np.int16), np.tile(np.float32([1, 1, 20, 20]), (100, 1)), np.ones(100, np.float32), probs
-            )
+            box = np.tile(np.float32([1, 1, 20, 20]), (100, 1))
+            rows = FaceBatch(idx, box, np.ones(100, np.float32), probs=probs, pts_ms=pts, face_idx=np.zeros(100, np.int16))
             writer.stage(vid, {"frames": frames, "faces": faces_table(rows, 0)})
         writer.commit()
         writer.save()

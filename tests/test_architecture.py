@@ -17,9 +17,10 @@ PKG = Path(__file__).resolve().parent.parent / "ferbatch"
 # what each pure layer may import from ferbatch (besides itself)
 PURE_LAYERS = {
     "ferbatch.media": {"ferbatch.errors", "ferbatch.location", "ferbatch.atomic", "ferbatch.picture"},
-    "ferbatch.vision": {"ferbatch.errors", "ferbatch.labels", "ferbatch.specs", "ferbatch.picture"},
+    "ferbatch.vision": {"ferbatch.errors", "ferbatch.labels", "ferbatch.specs", "ferbatch.picture", "ferbatch.faces"},
     "ferbatch.picture": set(),
-    "ferbatch.dataset.schema": {"ferbatch.labels"},
+    "ferbatch.dataset.schema": {"ferbatch.labels", "ferbatch.faces"},
+    "ferbatch.faces": {"ferbatch.labels"},
     "ferbatch.specs": set(),
     "ferbatch.labels": {"ferbatch.errors"},
     "ferbatch.errors": set(),

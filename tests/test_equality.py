@@ -111,7 +111,7 @@ def reference_rows(path) -> Rows:
 def fast_rows(path, models, pictures: bool = False) -> Rows:
     _, index = probe_video(path)
     out = process_shard(Shard("eq", str(path), 0, 0, None, index), models, pictures=pictures)
-    return Rows(out.faces.frame_idx, out.faces.boxes, np.nanargmax(out.faces.probs, 1), len(out.frame_idx))
+    return Rows(out.faces.frame_pos, out.faces.boxes, np.nanargmax(out.faces.probs, 1), len(out.frame_idx))
 
 
 def compare(ref: Rows, new: Rows) -> dict[str, float]:

@@ -476,16 +476,16 @@ def test_other_datasets_class_names_mean_ferplus_emotions():
 
 
 def test_top_faces_keeps_each_frames_best_face():
-    from ferbatch.vision.detect import Detections
+    from ferbatch.faces import FaceBatch
     from ferbatch.vision.top_face import top_faces
 
     boxes = np.arange(20, dtype=np.float32).reshape(5, 4)
-    d = Detections(np.array([1, 0, 1, 0, 3], np.int32), boxes, np.array([0.5, 0.9, 0.8, 0.6, 0.7], np.float32), None)
+    d = FaceBatch(np.array([1, 0, 1, 0, 3], np.int32), boxes, np.array([0.5, 0.9, 0.8, 0.6, 0.7], np.float32), None)
     top = top_faces(d)
     assert top.frame_pos.tolist() == [0, 1, 3]
     assert top.scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
     assert np.array_equal(top.boxes, boxes[[1, 2, 4]])
     lm = np.arange(50, dtype=np.float32).reshape(5, 5, 2)
-    assert np.array_equal(top_faces(Detections(d.frame_pos, boxes, d.scores, lm)).landmarks, lm[[1, 2, 4]])
-    none = top_faces(Detections(np.empty(0, np.int32), np.empty((0, 4), np.float32), np.empty(0, np.float32), None))
+    assert np.array_equal(top_faces(FaceBatch(d.frame_pos, boxes, d.scores, lm)).landmarks, lm[[1, 2, 4]])
+    none = top_faces(FaceBatch(np.empty(0, np.int32), np.empty((0, 4), np.float32), np.empty(0, np.float32), None))
     assert len(none) == 0 and none.frame_pos.dtype == np.int32

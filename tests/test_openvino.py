@@ -29,8 +29,8 @@ def frames():
 
 def compare(a, b, frames):
     """Per frame: the same number of faces, boxes within 1 px; labels equal on a share of faces."""
-    fa = split_by_frame(*infer_images(a, frames), len(frames))
-    fb = split_by_frame(*infer_images(b, frames), len(frames))
+    fa = split_by_frame(infer_images(a, frames), len(frames))
+    fb = split_by_frame(infer_images(b, frames), len(frames))
     same, total = 0, 0
     for x, y in zip(fa, fb, strict=True):
         assert len(x.boxes) == len(y.boxes)

@@ -110,10 +110,10 @@ def test_analyze_image_matches_the_library(server, models):
     img = cv2.imread(str(MULTI_FACE))[:, :, ::-1].copy()
     from ferbatch.live.infer import infer_images
 
-    dets, probs = infer_images(models, [img])
+    dets = infer_images(models, [img])
     assert len(faces) == len(dets) >= 2
     np.testing.assert_allclose([f["box"] for f in faces], dets.boxes, atol=0.01)
-    np.testing.assert_allclose([f["probs"] for f in faces], probs, atol=1e-5)
+    np.testing.assert_allclose([f["probs"] for f in faces], dets.probs, atol=1e-5)
     for f in faces:
         assert abs(sum(f["probs"]) - 1) < 1e-3 and f["emotion"] == body["emotions"][int(np.argmax(f["probs"]))]
 

@@ -106,13 +106,13 @@ def test_detect_every_1_gives_the_frame_by_frame_rows():
     out = process_shard(Shard("eq", str(clip), 0, 0, None, index), models, settings=FrameSettings(row_threshold=0.9))
     dets = models.detector.detect(frames)
     probs = models.classifier.classify(extract_crops(frames, dets, models.classifier.spec))
-    assert len(dets) > 100 and len(out.faces.frame_idx) == len(dets)
+    assert len(dets) > 100 and len(out.faces.frame_pos) == len(dets)
     assert len(models.detector.detect(frames, 0.5)) > len(dets)  # the low stage has detections to see
-    np.testing.assert_array_equal(out.faces.frame_idx, dets.frame_pos)
+    np.testing.assert_array_equal(out.faces.frame_pos, dets.frame_pos)
     np.testing.assert_allclose(out.faces.boxes, dets.boxes, atol=1e-4)
-    np.testing.assert_allclose(out.faces.det_score, dets.scores, atol=1e-6)
+    np.testing.assert_allclose(out.faces.scores, dets.scores, atol=1e-6)
     np.testing.assert_allclose(out.faces.probs, probs, atol=1e-5)
-    assert set(out.faces.box_source.tolist()) == {0}
+    assert set(out.faces.source.tolist()) == {0}
     models.close()
 
 
@@ -149,24 +149,24 @@ def test_tracked_rows_follow_the_detections(clip, thr):
     ref = process_shard(shard, models, settings=FrameSettings(row_threshold=thr)).faces
     got = process_shard(shard, models, settings=FrameSettings(detect_every=3, row_threshold=thr)).faces
     models.close()
-    src = got.box_source
+    src = got.source
     assert set(src.tolist()) == {0, 2}
-    full_frames = set(got.frame_idx[src == 0].tolist())
+    full_frames = set(got.frame_pos[src == 0].tolist())
     assert all(f % 3 == 0 for f in full_frames)  # one shot: full detection every third frame
     ious, lost = [], 0
     last: dict[int, tuple[float, np.ndarray]] = {}  # track -> (score, landmarks relative to the box) at its last full detection
-    for k in np.argsort(got.frame_idx, kind="stable"):
+    for k in np.argsort(got.frame_pos, kind="stable"):
         box, lm, tid = got.boxes[k], got.landmarks[k].reshape(5, 2), int(got.track_id[k])
         wh = box[2:] - box[:2]
         if src[k] == 0:
-            last[tid] = (float(got.det_score[k]), (lm - box[:2]) / wh)
+            last[tid] = (float(got.scores[k]), (lm - box[:2]) / wh)
             continue
         assert tid in last, "a tracked row whose track made no row at the last full detection"
-        assert got.det_score[k] == pytest.approx(last[tid][0])
+        assert got.scores[k] == pytest.approx(last[tid][0])
         np.testing.assert_allclose(lm, box[:2] + last[tid][1] * wh, atol=0.05)
-    for f in sorted(set(ref.frame_idx.tolist()) - full_frames):
-        ia, ib = np.flatnonzero(ref.frame_idx == f), np.flatnonzero(got.frame_idx == f)
-        m = match_boxes(ref.boxes[ia], got.boxes[ib], got.det_score[ib])
+    for f in sorted(set(ref.frame_pos.tolist()) - full_frames):
+        ia, ib = np.flatnonzero(ref.frame_pos == f), np.flatnonzero(got.frame_pos == f)
+        m = match_boxes(ref.boxes[ia], got.boxes[ib], got.scores[ib])
         lost += int((m < 0).sum())
         ious += [float(iou_matrix(ref.boxes[ia[t] : ia[t] + 1], got.boxes[ib[j] : ib[j] + 1])[0, 0]) for j, t in enumerate(m) if t >= 0]
     assert lost <= 0.02 * len(ious) and np.median(ious) > 0.9, (lost, np.median(ious))
@@ -177,7 +177,7 @@ def test_the_interval_keeps_its_schedule_across_shards():
     shard plan (plus each shard's first frame, which has no tracks yet), so 60-frame shards give
     the full detections of one pass and nearly its tracked rows (a shard's tracks start without a
     velocity: median IoU >= 0.98, labels equal on >= 99 %); at N = 1 the rows are identical."""
-    from ferbatch.dataset.schema import FaceRows
+    from ferbatch.faces import FaceBatch
     from ferbatch.media.shards import plan_shards
     from ferbatch.models.load import load_models
     from ferbatch.vision.boxes import iou_matrix
@@ -187,10 +187,10 @@ def test_the_interval_keeps_its_schedule_across_shards():
     for n in (1, 5):  # 5: the clip's shards start at multiples of 24 (its keyframes), not of 5
         one = process_shard(Shard("v", str(WOLFGANG), 0, 0, None, index), models, settings=FrameSettings(detect_every=n)).faces
         parts = [process_shard(s, models, settings=FrameSettings(detect_every=n)).faces for s in plan_shards("v", str(WOLFGANG), index, 60)]
-        cut = FaceRows.merge(parts)
-        assert len(parts) >= 7 and cut.frame_idx.tolist() == one.frame_idx.tolist()
-        full_one, full_cut = set(one.frame_idx[one.box_source == 0].tolist()), set(cut.frame_idx[cut.box_source == 0].tolist())
-        starts = {int(p.frame_idx[0]) for p in parts}
+        cut = FaceBatch.merge(parts)
+        assert len(parts) >= 7 and cut.frame_pos.tolist() == one.frame_pos.tolist()
+        full_one, full_cut = set(one.frame_pos[one.source == 0].tolist()), set(cut.frame_pos[cut.source == 0].tolist())
+        starts = {int(p.frame_pos[0]) for p in parts}
         assert full_cut == full_one | starts, sorted(full_cut ^ (full_one | starts))
         same_box = np.abs(cut.boxes - one.boxes).max(1) < 1e-3
         same_label = np.nanargmax(cut.probs, 1) == np.nanargmax(one.probs, 1)
@@ -198,7 +198,7 @@ def test_the_interval_keeps_its_schedule_across_shards():
         if n == 1:
             assert same_box.all() and same_label.all()
         else:  # a shard's tracks start without a velocity: their predicted boxes differ a little at first
-            on_schedule = np.isin(one.frame_idx, list(full_one))  # detected in both runs
+            on_schedule = np.isin(one.frame_pos, list(full_one))  # detected in both runs
             assert same_box[on_schedule].all() and not same_box[~on_schedule].all()
             assert np.median(iou) >= 0.98 and iou.min() >= 0.8 and same_label.mean() >= 0.99, (np.median(iou), iou.min(), same_label.mean())
     models.close()

@@ -9,10 +9,11 @@ import onnx
 import pytest
 from conftest import INTEL_2FACE, INTEL_3FACE, MULTI_FACE, WOLFGANG, read_frames
 
+from ferbatch.faces import FaceBatch
 from ferbatch.models.graphs import prepare_detector
 from ferbatch.models.registry import load_registry, resolve_model_file
 from ferbatch.models.runners.onnxruntime import OrtRunner
-from ferbatch.vision.detect import DET_BOXES, DET_LANDMARKS, DET_SCORES, SCORE_THRESHOLD, Detections, Detector
+from ferbatch.vision.detect import DET_BOXES, DET_LANDMARKS, DET_SCORES, SCORE_THRESHOLD, Detector
 from ferbatch.vision.tiling import FrameSizedDetector
 
 SIZES = [(480, 270), (640, 360), (1280, 720)]
@@ -49,7 +50,7 @@ def clip_frames():
     return frames + [_rgb(MULTI_FACE)]
 
 
-def rows_differ(a: Detections, b: Detections, px: float = PX) -> str | None:
+def rows_differ(a: FaceBatch, b: FaceBatch, px: float = PX) -> str | None:
     """Why two detection sets are not the same rows (None when they are): frame, order, scores,
     boxes and landmarks within ``px`` pixels."""
     if len(a) != len(b):

@@ -10,12 +10,11 @@ Tables (see :mod:`ferbatch.dataset.store` for where they live on disk):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 
-from ferbatch.labels import EMOTIONS, argmax_known
+from ferbatch.faces import BOX_SOURCES, PROB_COLUMNS, FaceBatch, face_columns
+from ferbatch.labels import EMOTIONS
 
 __all__ = [
     "FACES_SCHEMA",
@@ -26,14 +25,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "PROB_COLUMNS",
     "SMOOTH_COLUMNS",
-    "FaceRows",
     "BOX_SOURCES",
     "faces_table",
     "frames_table",
 ]
 
 SCHEMA_VERSION = "1"
-PROB_COLUMNS = tuple(f"prob_{e}" for e in EMOTIONS)
 SMOOTH_COLUMNS = tuple(f"smooth_prob_{e}" for e in EMOTIONS)
 _META = {b"ferbatch.schema_version": SCHEMA_VERSION.encode(), b"ferbatch.emotions": ",".join(EMOTIONS).encode()}
 
@@ -131,101 +128,21 @@ VIDEOS_SCHEMA = pa.schema(
 PARTITION_SCHEMA = pa.schema([("video_id", pa.string())])
 
 
-@dataclass
-class FaceRows:
-    """Per-face results of one shard, column arrays of equal length M.
-
-    Attributes:
-        frame_idx: (M,) int64; pts_ms: (M,) float64; face_idx: (M,) int16 (0 = highest score in frame);
-        boxes: (M, 4) float32 x1 y1 x2 y2 in source-frame pixels; det_score: (M,) float32;
-        probs: (M, 8) float32 in FER+ order (NaN = class the model lacks);
-        track_id: (M,) int64 provisional track id within the shard (-1 = none) or None (no tracking);
-        box_source: (M,) uint8 codes of :data:`BOX_SOURCES` or None (all full-frame).
-        landmarks: (M, 5, 2) float32 x y in source-frame pixels, or None (a detector without them).
-    """
-
-    frame_idx: np.ndarray
-    pts_ms: np.ndarray
-    face_idx: np.ndarray
-    boxes: np.ndarray
-    det_score: np.ndarray
-    probs: np.ndarray
-    track_id: np.ndarray | None = None
-    box_source: np.ndarray | None = None
-    landmarks: np.ndarray | None = None
-
-    @classmethod
-    def empty(cls) -> FaceRows:
-        """No faces."""
-        return cls(
-            np.empty(0, np.int64),
-            np.empty(0, np.float64),
-            np.empty(0, np.int16),
-            np.empty((0, 4), np.float32),
-            np.empty(0, np.float32),
-            np.empty((0, 8), np.float32),
-            np.empty(0, np.int64),
-            np.empty(0, np.uint8),
-            None,
-        )
-
-    @classmethod
-    def merge(cls, parts: list[FaceRows]) -> FaceRows:
-        """The rows of ``parts`` one after the other (optional columns kept where every part has them)."""
-        if not parts:
-            return cls.empty()
-        cols: dict = {}
-        for k in ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs", "track_id", "box_source", "landmarks"):
-            vals = [getattr(p, k) for p in parts]
-            cols[k] = None if any(v is None for v in vals) else np.concatenate(vals)
-        return cls(**cols)
-
-
-BOX_SOURCES = ("frame", "window", "tracked")  # box_source codes (ferbatch.vision.analysis.SOURCE_FRAME, SOURCE_WINDOW, SOURCE_TRACKED)
-
-
-def faces_table(rows: FaceRows, shard_idx: int) -> pa.Table:
-    """Arrow table in FACES_SCHEMA; ``emotion`` = argmax over the non-null probabilities."""
-    m = len(rows.frame_idx)
-    if m:
-        best = argmax_known(rows.probs)
-        emotion = np.asarray(EMOTIONS, dtype=object)[best]
-        emotion_prob = rows.probs[np.arange(m), best].astype(np.float32)
-    else:
-        emotion, emotion_prob = np.empty(0, object), np.empty(0, np.float32)
-    cols = {
-        "frame_idx": pa.array(rows.frame_idx, pa.int64()),
-        "pts_ms": pa.array(rows.pts_ms, pa.float64()),
-        "face_idx": pa.array(rows.face_idx, pa.int16()),
-        "x1": pa.array(rows.boxes[:, 0], pa.float32()),
-        "y1": pa.array(rows.boxes[:, 1], pa.float32()),
-        "x2": pa.array(rows.boxes[:, 2], pa.float32()),
-        "y2": pa.array(rows.boxes[:, 3], pa.float32()),
-        "det_score": pa.array(rows.det_score, pa.float32()),
-        "emotion": pa.array(emotion, pa.string()),
-        "emotion_prob": pa.array(emotion_prob, pa.float32()),
-    }
-    for j, c in enumerate(PROB_COLUMNS):
-        col = rows.probs[:, j]
-        cols[c] = pa.array(col, pa.float32(), mask=np.isnan(col))
+def faces_table(batch: FaceBatch, shard_idx: int) -> pa.Table:
+    """Arrow table in FACES_SCHEMA from a shard's rows: ``batch.frame_pos`` the video's frame
+    indices and ``batch.pts_ms`` their times (:meth:`ferbatch.faces.FaceBatch.at_frames`); the face
+    columns written by :func:`ferbatch.faces.face_columns`, the track columns null (the tracking
+    pass fills them)."""
+    m = len(batch)
+    cols = face_columns(batch)
+    cols["frame_idx"] = pa.array(batch.frame_pos, pa.int64())
+    cols["pts_ms"] = pa.nulls(m, pa.float64()) if batch.pts_ms is None else pa.array(batch.pts_ms, pa.float64())
     cols["shard_idx"] = pa.array(np.full(m, shard_idx, np.int32), pa.int32())
-    if rows.track_id is None:
-        cols["track_id"] = pa.nulls(m, pa.int64())
-    else:  # provisional ids within the shard; the tracking pass joins and renumbers them
-        cols["track_id"] = pa.array(rows.track_id, pa.int64(), mask=rows.track_id < 0)
     cols["track_emotion"] = pa.nulls(m, pa.string())
     for c in SMOOTH_COLUMNS:
         cols[c] = pa.nulls(m, pa.float32())
-    src = np.zeros(m, np.uint8) if rows.box_source is None else rows.box_source
-    cols["box_source"] = pa.array(np.asarray(BOX_SOURCES, dtype=object)[src] if m else np.empty(0, object), pa.string())
     cols["smooth_emotion"] = pa.nulls(m, pa.string())
-    lm_type = FACES_SCHEMA.field("landmarks").type
-    if rows.landmarks is None:
-        cols["landmarks"] = pa.nulls(m, lm_type)
-    else:
-        flat = pa.array(np.ascontiguousarray(rows.landmarks, np.float32).reshape(-1), pa.float32())
-        cols["landmarks"] = pa.FixedSizeListArray.from_arrays(flat, 10)
-    return pa.table(cols, schema=FACES_SCHEMA)
+    return pa.table([cols[f.name] for f in FACES_SCHEMA], schema=FACES_SCHEMA)
 
 
 def frames_table(

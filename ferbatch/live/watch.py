@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -29,10 +29,11 @@ import pyarrow as pa
 
 from ferbatch import __version__
 from ferbatch.config import JobConfig, with_defaults
-from ferbatch.dataset.schema import FRAMES_SCHEMA, FaceRows, faces_table, frames_table
+from ferbatch.dataset.schema import FRAMES_SCHEMA, faces_table, frames_table
 from ferbatch.dataset.store import LAYOUT
 from ferbatch.dataset.videos import videos_table
 from ferbatch.dataset.writer import DatasetWriter
+from ferbatch.faces import FaceBatch
 from ferbatch.live.infer import infer_images
 from ferbatch.live.source import LiveFrame, LiveSource
 from ferbatch.location import open_location
@@ -77,7 +78,7 @@ class _Part:
         self.f_idx: list[int] = []
         self.f_pts: list[float] = []
         self.f_cnt: list[int | None] = []
-        self.faces: list[FaceRows] = []
+        self.faces: list[FaceBatch] = []
 
     def __len__(self) -> int:
         return len(self.f_idx)
@@ -202,13 +203,12 @@ def _session(
 
 def _analyse(models: ShardModels, frames: list[LiveFrame], part: _Part, st: WatchStats, src: LiveSource) -> None:
     images = [f.image for f in frames if f.image is not None]
-    dets, probs = infer_images(models, images)
+    dets = infer_images(models, images)
     idx = np.array([f.idx for f in frames], np.int64)
     pts = np.array([f.t_ms for f in frames], np.float64)
     counts = np.bincount(dets.frame_pos, minlength=len(frames)).astype(np.int16)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    face_idx = (np.arange(len(dets)) - starts[dets.frame_pos]).astype(np.int16)
-    part.faces.append(FaceRows(idx[dets.frame_pos], pts[dets.frame_pos], face_idx, dets.boxes, dets.scores, probs))
+    # the live dataset's rows carry no track ids, box sources or landmarks
+    part.faces.append(replace(dets.at_frames(idx, pts), track_id=None, source=None, landmarks=None))
     part.f_idx += idx.tolist()
     part.f_pts += pts.tolist()
     part.f_cnt += counts.tolist()
@@ -228,13 +228,7 @@ def _flush(writer: DatasetWriter, shard: int, part: _Part, st: WatchStats, src: 
         cnt = [part.f_cnt[i] for i in order]
         ft = frames_table(f_idx, f_pts, np.array([c or 0 for c in cnt], np.int16), shard)
         ft = ft.set_column(2, FRAMES_SCHEMA.field("face_count"), pa.array(cnt, pa.int16()))
-        rows = [p for p in part.faces if len(p.frame_idx)]
-        cols = ("frame_idx", "pts_ms", "face_idx", "boxes", "det_score", "probs")
-        faces = (
-            FaceRows(*(np.concatenate([getattr(p, k) for p in rows]) for k in cols))
-            if rows
-            else FaceRows(*(np.empty(sh, dt) for sh, dt in zip((0, 0, 0, (0, 4), 0, (0, 8)), _DTYPES, strict=True)))
-        )
+        faces = FaceBatch.merge(part.faces)
         writer.stage(st.video_id, {"faces": faces_table(faces, shard), "frames": ft})
         writer.commit()
         shard += 1
@@ -247,6 +241,3 @@ def _flush(writer: DatasetWriter, shard: int, part: _Part, st: WatchStats, src: 
     if on_part is not None:
         on_part(st)
     return shard
-
-
-_DTYPES = (np.int64, np.float64, np.int16, np.float32, np.float32, np.float32)

@@ -34,8 +34,9 @@ from starlette.concurrency import run_in_threadpool
 from ferbatch import __version__
 from ferbatch.config import JobConfig
 from ferbatch.errors import FerbatchError
+from ferbatch.faces import FaceBatch
 from ferbatch.labels import EMOTIONS
-from ferbatch.live.infer import FrameFaces, faces_json
+from ferbatch.live.infer import faces_json
 from ferbatch.service.batcher import Batcher, Busy
 from ferbatch.service.bodies import ANALYZE_BODY, JSON_TYPES, AnalyzeJson, JobRequest, error_responses, json_body, read_data_file
 from ferbatch.service.jobs import JobManager
@@ -125,12 +126,12 @@ def _job(mgr: JobManager, job_id: str) -> Any:
     return rec
 
 
-def _frames_json(up: Upload, results: list[FrameFaces]) -> list[dict[str, Any]]:
+def _frames_json(up: Upload, results: list[FaceBatch]) -> list[dict[str, Any]]:
     """Per-frame JSON of ``results``, boxes scaled back to the upload's own pixels."""
     out = []
     for i, t, (sx, sy), ff in zip(up.frame_idx, up.pts_ms, up.scale, results, strict=True):
         if (sx, sy) != (1.0, 1.0) and len(ff.boxes):
-            ff = FrameFaces(ff.boxes * np.array([sx, sy, sx, sy], np.float32), ff.scores, ff.probs)
+            ff = dataclasses.replace(ff, boxes=ff.boxes * np.array([sx, sy, sx, sy], np.float32))
         out.append({"frame_idx": i, "pts_ms": t, "faces": faces_json(ff)})
     return out
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ferbatch.errors import FerbatchError
-from ferbatch.live.infer import FrameFaces, infer_images, split_by_frame
+from ferbatch.faces import FaceBatch
+from ferbatch.live.infer import infer_images, split_by_frame
 from ferbatch.pipeline import ShardModels
 
 __all__ = ["Batcher", "Busy", "BatcherStats"]
@@ -101,7 +102,7 @@ class Batcher:
 
     def submit(self, images: Sequence[np.ndarray], *, admitted: bool = False) -> Future:
         """Queue ``images`` (F arrays (H, W, 3) uint8 RGB); the future gives a list of F
-        :class:`~ferbatch.live.infer.FrameFaces`.
+        :class:`~ferbatch.faces.FaceBatch`.
 
         Args:
             images: the frames.
@@ -150,11 +151,10 @@ class Batcher:
     def _run(self, batch: list[_Item]) -> None:
         images = [im for it in batch for im in it.images]
         try:
-            results: list[FrameFaces] = []
+            results: list[FaceBatch] = []
             for i in range(0, len(images), self.max_frames):
                 chunk = images[i : i + self.max_frames]
-                dets, probs = infer_images(self.models, chunk)
-                results += split_by_frame(dets, probs, len(chunk))
+                results += split_by_frame(infer_images(self.models, chunk), len(chunk))
                 self.stats.calls += 1
         except BaseException as e:  # handed to every waiting request
             for it in batch:

@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 
+from ferbatch.faces import SOURCE_FRAME, SOURCE_TRACKED, SOURCE_WINDOW, FaceBatch
 from ferbatch.picture import Image
 from ferbatch.vision.classify import Classifier, extract_crops
-from ferbatch.vision.detect import Detections
 from ferbatch.vision.shots import ShotDetector
 from ferbatch.vision.tiling import AnyDetector
 from ferbatch.vision.track import ByteTracker, TrackerConfig
@@ -59,8 +59,6 @@ __all__ = [
     "SOURCE_TRACKED",
     "window_detector",
 ]
-
-SOURCE_FRAME, SOURCE_WINDOW, SOURCE_TRACKED = 0, 1, 2  # box_source codes; the faces table writes "frame" / "window" / "tracked"
 
 
 class AnalysisModels(Protocol):
@@ -78,11 +76,11 @@ class AnalyzedFrames:
         cut: (F,) bool, the frame starts a new shot.
         shot: (F,) int32 shot number within the stream (0 for the stream's first shot).
         full: (F,) bool, full-frame detection ran on the frame (else the tracks found its faces).
-        faces: (M) detections above the row threshold, sorted by frame then descending score
-            (``frame_pos`` indexes the batch).
-        probs: (M, 8) float32 expression probabilities in FER+ order (NaN = class the model lacks).
-        track_id: (M,) int64 provisional track id within the stream (-1 = no track; tracking off).
-        source: (M,) uint8 :data:`SOURCE_FRAME`, :data:`SOURCE_WINDOW` or :data:`SOURCE_TRACKED`.
+        faces: the M face rows (detections above the row threshold), sorted by frame then
+            descending score: ``frame_pos`` (M,) int32 indexes the batch, ``probs`` (M, 8) float32
+            expression probabilities in FER+ order (NaN = class the model lacks), ``track_id`` (M,)
+            int64 provisional track id within the stream (-1 = no track; tracking off), ``source``
+            (M,) uint8 :data:`SOURCE_FRAME`, :data:`SOURCE_WINDOW` or :data:`SOURCE_TRACKED`.
         handoff: per frame position asked for in ``keep_tracks``, ``[[track_id, x1, y1, x2, y2], ...]``
             of every detection that joined a track there, low-score ones included (how a shard's
             tracks are joined to the next shard's, :mod:`ferbatch.job.tracking`).
@@ -91,10 +89,7 @@ class AnalyzedFrames:
     cut: np.ndarray
     shot: np.ndarray
     full: np.ndarray
-    faces: Detections
-    probs: np.ndarray
-    track_id: np.ndarray
-    source: np.ndarray
+    faces: FaceBatch
     handoff: dict[int, list[list[float]]] = field(default_factory=dict)
 
     @property
@@ -252,28 +247,21 @@ class FrameAnalyzer:
             ids.append(t[r])
             src.append(np.full(int(r.sum()), so, np.uint8))
         has_lm = self.detector.gives_landmarks
-        faces = Detections(
+        faces = FaceBatch(
             np.concatenate(pos) if pos else np.empty(0, np.int32),
             np.concatenate(boxes).astype(np.float32) if boxes else np.empty((0, 4), np.float32),
             np.concatenate(scores).astype(np.float32) if scores else np.empty(0, np.float32),
             (np.concatenate(lms).astype(np.float32) if lms else np.empty((0, 5, 2), np.float32)) if has_lm else None,
+            track_id=np.concatenate(ids) if ids else np.empty(0, np.int64),
+            source=np.concatenate(src) if src else np.empty(0, np.uint8),
         )
         t1 = time.perf_counter()
         crops = extract_crops(images, faces, self.models.classifier.spec)
         t2 = time.perf_counter()
-        probs = self.models.classifier.classify(crops)
+        faces = replace(faces, probs=self.models.classifier.classify(crops))
         st["crop"] += t2 - t1
         st["classify"] += time.perf_counter() - t2
-        return AnalyzedFrames(
-            cut,
-            shot,
-            full,
-            faces,
-            probs,
-            np.concatenate(ids) if ids else np.empty(0, np.int64),
-            np.concatenate(src) if src else np.empty(0, np.uint8),
-            handoff,
-        )
+        return AnalyzedFrames(cut, shot, full, faces, handoff)
 
     def _track(self, t_ms: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if self.tracker is None:
@@ -321,7 +309,7 @@ class FrameAnalyzer:
         return boxes, scores, lms, tk
 
 
-def analyze_images(models: AnalysisModels, images: Sequence[np.ndarray]) -> tuple[Detections, np.ndarray]:
+def analyze_images(models: AnalysisModels, images: Sequence[np.ndarray]) -> FaceBatch:
     """Detect and classify every face of ``images``, independent pictures (``ferbatch.analyze``, the
     HTTP service, a live source's frames): the analysis step with full-frame detection on each, no
     tracking and no shots.
@@ -331,14 +319,14 @@ def analyze_images(models: AnalysisModels, images: Sequence[np.ndarray]) -> tupl
         images: F arrays (H, W, 3) uint8 RGB; sizes may differ.
 
     Returns:
-        (detections, probs): detections sorted by frame then score (``frame_pos`` indexes
-        ``images``) and (M, 8) float32 probabilities in FER+ order, one row per detection.
+        The faces sorted by frame then score (``frame_pos`` indexes ``images``) with ``probs``
+        (M, 8) float32 in FER+ order; ``track_id`` all -1, ``source`` all :data:`SOURCE_FRAME`.
     """
     a = FrameAnalyzer(models, detect_every=1, tracker=None, shots=False).analyze(list(images), [0.0] * len(images))
-    return a.faces, a.probs
+    return a.faces
 
 
-def _split(d: Detections, n: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+def _split(d: FaceBatch, n: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Detections of n frames -> per frame (boxes, scores, landmarks), each sorted by descending score."""
     out = []
     bounds = np.searchsorted(d.frame_pos, np.arange(n + 1))

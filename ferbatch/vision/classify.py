@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from ferbatch.errors import ConfigError
+from ferbatch.faces import FaceBatch
 from ferbatch.labels import to_ferplus_order
 from ferbatch.picture import Image, YuvPicture, as_rgb
 from ferbatch.specs import InputSpec, ModelSpec, Runner
 from ferbatch.vision.boxes import square_boxes
-from ferbatch.vision.detect import Detections
 
 __all__ = ["Classifier", "extract_crops", "softmax", "ALIGN5_TEMPLATE_112"]
 
@@ -39,7 +39,7 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def extract_crops(frames: Sequence[Image], dets: Detections, spec: ModelSpec) -> np.ndarray:
+def extract_crops(frames: Sequence[Image], dets: FaceBatch, spec: ModelSpec) -> np.ndarray:
     """Cut each detected face out of its frame in the classifier's geometry.
 
     Args:

@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ferbatch.errors import ConfigError
+from ferbatch.faces import FaceBatch
 from ferbatch.picture import Image, YuvPicture, as_rgb
 from ferbatch.specs import DetectorDecoder, InputSpec, ModelSpec, Runner
 from ferbatch.vision.decoders import postprocess_raw  # re-exported (tests)
 
 __all__ = [
-    "Detections",
     "Detector",
     "preprocess_frames",
     "postprocess_raw",
@@ -50,34 +49,6 @@ __all__ = [
 DET_BOXES, DET_SCORES, DET_LANDMARKS = "det_boxes", "det_scores", "det_landmarks"
 # its optional input: float32 (1,) score threshold, default built in (an initializer of that name)
 SCORE_THRESHOLD = "score_threshold"
-
-
-@dataclass
-class Detections:
-    """Faces found in a batch of frames, flattened.
-
-    Attributes:
-        frame_pos: (F,) int32, index of the frame in the batch each face belongs to (ascending).
-        boxes: (F, 4) float32, x1 y1 x2 y2 in source-frame pixels, clipped to the frame.
-        scores: (F,) float32 detector score in 0..1, descending within a frame.
-        landmarks: (F, 5, 2) float32 pixels (right eye, left eye, nose, right and left mouth
-            corner) or None when the detector gives none.
-    """
-
-    frame_pos: np.ndarray
-    boxes: np.ndarray
-    scores: np.ndarray
-    landmarks: np.ndarray | None = None
-
-    def __post_init__(self):
-        n = len(self.frame_pos)
-        if self.boxes.shape != (n, 4) or self.scores.shape != (n,):
-            raise ValueError(f"Detections | received boxes {self.boxes.shape}, scores {self.scores.shape}; expected ({n}, 4), ({n},)")
-        if self.landmarks is not None and self.landmarks.shape != (n, 5, 2):
-            raise ValueError(f"Detections | received landmarks {self.landmarks.shape}; expected ({n}, 5, 2)")
-
-    def __len__(self) -> int:
-        return len(self.frame_pos)
 
 
 def preprocess_frames(
@@ -183,7 +154,7 @@ class Detector:
             buf = self._local.buf = np.empty((max(n, 1), self.spec.input.height, self.spec.input.width, 3), np.uint8)
         return buf
 
-    def detect(self, frames: Sequence[Image], min_score: float | None = None) -> Detections:
+    def detect(self, frames: Sequence[Image], min_score: float | None = None) -> FaceBatch:
         """Find faces in a batch of frames.
 
         Args:
@@ -194,7 +165,7 @@ class Detector:
                 it (TensorRT) the graph's built-in threshold stays the floor.
 
         Returns:
-            Detections with boxes in each frame's pixels.
+            FaceBatch with boxes in each frame's pixels.
         """
         step = self.runner.max_batch or max(1, len(frames))
         parts = []
@@ -205,7 +176,7 @@ class Detector:
             parts.append(self._run(x, scale, sizes, i, min_score))
         return self._join(parts)
 
-    def detect_resized(self, x: np.ndarray, sizes: np.ndarray, min_score: float | None = None) -> Detections:
+    def detect_resized(self, x: np.ndarray, sizes: np.ndarray, min_score: float | None = None) -> FaceBatch:
         """Find faces in frames already resized to the detector's input (plain resize, no letterbox).
 
         Args:
@@ -214,7 +185,7 @@ class Detector:
             min_score: as in :meth:`detect`.
 
         Returns:
-            Detections with boxes in each source frame's pixels.
+            FaceBatch with boxes in each source frame's pixels.
 
         Raises:
             ConfigError: the detector letterboxes its input (YuNet): give full frames to :meth:`detect`.
@@ -229,23 +200,10 @@ class Detector:
             [self._run(x[i : i + step], scale[i : i + step], sizes[i : i + step], i, min_score) for i in range(0, len(x), step)]
         )
 
-    def _join(self, parts: list[Detections]) -> Detections:
-        if not parts:
-            return Detections(
-                np.empty(0, np.int32),
-                np.empty((0, 4), np.float32),
-                np.empty(0, np.float32),
-                np.empty((0, 5, 2), np.float32) if self.gives_landmarks else None,
-            )
-        lm = np.concatenate([p.landmarks for p in parts]) if self.gives_landmarks else None
-        return Detections(
-            np.concatenate([p.frame_pos for p in parts]),
-            np.concatenate([p.boxes for p in parts]),
-            np.concatenate([p.scores for p in parts]),
-            lm,
-        )
+    def _join(self, parts: list[FaceBatch]) -> FaceBatch:
+        return FaceBatch.merge(parts) if parts else FaceBatch.empty(self.gives_landmarks)
 
-    def _run(self, x: np.ndarray, scale: np.ndarray, sizes: np.ndarray, offset: int, min_score: float | None = None) -> Detections:
+    def _run(self, x: np.ndarray, scale: np.ndarray, sizes: np.ndarray, offset: int, min_score: float | None = None) -> FaceBatch:
         """Run one batch and map its faces to frame pixels.
 
         Args:
@@ -256,7 +214,7 @@ class Detector:
             min_score: the score threshold of this call (None: ``score_threshold``).
 
         Returns:
-            Detections; boxes clipped to the frame, those clipped to under 1 px dropped.
+            FaceBatch; boxes clipped to the frame, those clipped to under 1 px dropped.
         """
         spec = self.spec.input
         thr = self.score_threshold if min_score is None else min_score
@@ -284,4 +242,4 @@ class Detector:
         boxes = np.clip(boxes, 0, np.tile(sizes[pos], 2))
         ok = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)  # drop boxes clipped to nothing
         lms = None if dk is None else dk[pos, slot][ok].astype(np.float32)
-        return Detections((pos[ok] + offset).astype(np.int32), boxes[ok], ds[pos, slot][ok].astype(np.float32), lms)
+        return FaceBatch((pos[ok] + offset).astype(np.int32), boxes[ok], ds[pos, slot][ok].astype(np.float32), lms)

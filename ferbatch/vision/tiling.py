@@ -32,9 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ferbatch.faces import FaceBatch
 from ferbatch.picture import Image, as_rgb
 from ferbatch.vision.boxes import nms
-from ferbatch.vision.detect import Detections, Detector
+from ferbatch.vision.detect import Detector
 
 __all__ = ["MODEL_MIN_FACE", "AnyDetector", "FrameSizedDetector", "Tile", "TiledDetector", "from_crops", "plan_tiles", "tile_scale"]
 
@@ -165,7 +166,7 @@ class TiledDetector:
         tiles = plan_tiles(frame_wh, inp, s, self.overlap)
         return [] if len(tiles) == 1 and self.whole_frame else tiles
 
-    def detect(self, frames: Sequence[Image], min_score: float | None = None) -> Detections:
+    def detect(self, frames: Sequence[Image], min_score: float | None = None) -> FaceBatch:
         """Find faces in a batch of frames.
 
         Args:
@@ -173,7 +174,7 @@ class TiledDetector:
             min_score: as in :meth:`Detector.detect`.
 
         Returns:
-            Detections in each frame's pixels, as :meth:`Detector.detect` (descending score
+            FaceBatch in each frame's pixels, as :meth:`Detector.detect` (descending score
             within a frame, at most ``max_faces`` per frame).
         """
         images: list[Image] = []
@@ -208,7 +209,7 @@ class TiledDetector:
             out_s.append(d.scores[k])
             if lms is not None:
                 out_l.append(lms[k])
-        return Detections(
+        return FaceBatch(
             np.concatenate(pos) if pos else np.empty(0, np.int32),
             np.concatenate(out_b).astype(np.float32) if out_b else np.empty((0, 4), np.float32),
             np.concatenate(out_s).astype(np.float32) if out_s else np.empty(0, np.float32),
@@ -217,7 +218,7 @@ class TiledDetector:
 
 
 def from_crops(
-    d: Detections,
+    d: FaceBatch,
     origin: Sequence[tuple[int, int]],
     inner: Sequence[tuple[bool, bool, bool, bool] | None],
     shapes: Sequence[tuple[int, ...]],
@@ -316,7 +317,7 @@ class FrameSizedDetector:
             )
         return self._by_size[wh]
 
-    def detect(self, frames: Sequence[Image], min_score: float | None = None) -> Detections:
+    def detect(self, frames: Sequence[Image], min_score: float | None = None) -> FaceBatch:
         """Find faces in a batch of frames (F arrays (H, W, 3) uint8 RGB or pictures); as :meth:`Detector.detect`."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, f in enumerate(frames):
@@ -326,11 +327,8 @@ class FrameSizedDetector:
         parts = []
         for wh, idx in groups.items():
             d = self._for(wh).detect([frames[i] for i in idx], min_score)
-            parts.append(Detections(np.asarray(idx, np.int32)[d.frame_pos], d.boxes, d.scores, d.landmarks))
-        pos = np.concatenate([p.frame_pos for p in parts])
-        order = np.argsort(pos, kind="stable")
-        lm = np.concatenate([p.landmarks for p in parts])[order] if self.gives_landmarks else None
-        return Detections(pos[order], np.concatenate([p.boxes for p in parts])[order], np.concatenate([p.scores for p in parts])[order], lm)
+            parts.append(dataclasses.replace(d, frame_pos=np.asarray(idx, np.int32)[d.frame_pos]))
+        return FaceBatch.merge(parts).sorted_by_frame()
 
 
 AnyDetector = Detector | TiledDetector | FrameSizedDetector

@@ -13,38 +13,33 @@ from dataclasses import replace
 
 import numpy as np
 
+from ferbatch.faces import FaceBatch
 from ferbatch.specs import ModelSpec
 from ferbatch.vision.classify import extract_crops
-from ferbatch.vision.detect import Detections
 from ferbatch.vision.tiling import AnyDetector
 
 __all__ = ["top_faces", "whole_frame", "crop_top_faces"]
 
 
-def top_faces(dets: Detections) -> Detections:
+def top_faces(dets: FaceBatch) -> FaceBatch:
     """The highest-scoring detection of each frame.
 
     Args:
         dets: detections of a batch of frames.
 
     Returns:
-        Detections with at most one face per frame, in frame order; frames without a face have none.
+        FaceBatch with at most one face per frame, in frame order; frames without a face have none.
     """
     order = np.lexsort((-dets.scores, dets.frame_pos))  # by frame, best score first
     pos = dets.frame_pos[order]
     first = order[np.r_[True, pos[1:] != pos[:-1]]] if len(order) else order
-    return Detections(
-        dets.frame_pos[first],
-        dets.boxes[first],
-        dets.scores[first],
-        None if dets.landmarks is None else dets.landmarks[first],
-    )
+    return dets[first]
 
 
-def whole_frame(frame: np.ndarray) -> Detections:
+def whole_frame(frame: np.ndarray) -> FaceBatch:
     """One detection covering all of ``frame`` ((H, W, 3) uint8): box (0, 0, W, H), score 1."""
     h, w = frame.shape[:2]
-    return Detections(np.zeros(1, np.int32), np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32), None)
+    return FaceBatch(np.zeros(1, np.int32), np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32), None)
 
 
 def crop_top_faces(detector: AnyDetector, spec: ModelSpec, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

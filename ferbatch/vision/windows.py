@@ -9,11 +9,13 @@ predictions are the default between full detections (:mod:`ferbatch.vision.analy
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from ferbatch.faces import FaceBatch
 from ferbatch.picture import Image, as_rgb
 from ferbatch.vision.boxes import nms
-from ferbatch.vision.detect import Detections
 from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector, from_crops
 
 __all__ = ["WINDOW_SCALE", "detect_windows", "window_detector"]
@@ -92,7 +94,7 @@ def detect_windows(
     return out
 
 
-def _detect_sized(windows: FrameSizedDetector, crops: list[np.ndarray], size: list[tuple[int, int]], low: float) -> Detections:
+def _detect_sized(windows: FrameSizedDetector, crops: list[np.ndarray], size: list[tuple[int, int]], low: float) -> FaceBatch:
     """Run each window at its own input size (grouped by size, one call per size)."""
     groups: dict[tuple[int, int], list[int]] = {}
     for q, wh in enumerate(size):
@@ -103,19 +105,9 @@ def _detect_sized(windows: FrameSizedDetector, crops: list[np.ndarray], size: li
     return _join_windows(parts, windows.gives_landmarks)
 
 
-def _join_windows(parts: list[tuple[np.ndarray, Detections]], landmarks: bool) -> Detections:
-    """Detections of window groups (each with the windows' positions) -> one Detections over all
+def _join_windows(parts: list[tuple[np.ndarray, FaceBatch]], landmarks: bool) -> FaceBatch:
+    """Detections of window groups (each with the windows' positions) -> one batch over all
     the windows, sorted by window."""
     if not parts:
-        return Detections(
-            np.empty(0, np.int32),
-            np.empty((0, 4), np.float32),
-            np.empty(0, np.float32),
-            np.empty((0, 5, 2), np.float32) if landmarks else None,
-        )
-    pos = np.concatenate([idx[d.frame_pos] for idx, d in parts]).astype(np.int32)
-    order = np.argsort(pos, kind="stable")
-    lm = np.concatenate([d.landmarks for _, d in parts])[order] if landmarks else None
-    return Detections(
-        pos[order], np.concatenate([d.boxes for _, d in parts])[order], np.concatenate([d.scores for _, d in parts])[order], lm
-    )
+        return FaceBatch.empty(landmarks)
+    return FaceBatch.merge([replace(d, frame_pos=idx[d.frame_pos].astype(np.int32)) for idx, d in parts]).sorted_by_frame()
