@@ -14,12 +14,12 @@ For each clip, in one run:
    ``--compare-ray`` also forces Ray), and "in workers": frames over the busy time of the workers
    (sum of shard seconds / workers used);
 3. per-stage costs, ms per frame on one core (1 FFmpeg thread, 1 ORT thread, 1 OpenCV thread, no
-   prefetch) from the pipeline's own stage timers over the first ``--stage-frames`` frames: decode,
+   prefetch, the default settings) from the pipeline's own stage timers over the first ``--stage-frames`` frames: decode,
    resize (detector input), detect, crop, classify, write;
 4. the bound = cores / (CPU time per frame of that single-threaded run; the wall-clock stage sum is
    also given), and each measured rate as a fraction of it; CPU seconds of both whole-process runs;
 5. peak RSS (VmHWM) of an in-process job on the clip.
-6. the time settings (``MODES``: default, ``--detect-every 1``, ``--detect-every 3``,
+6. the time settings (``MODES``: default (``--detect-every 3``), ``--detect-every 1``, ``--detect-every 4``,
    ``--sample-fps 5``), whole process against the seed in the same alternation: seed time /
    ferbatch time and video-seconds analysed per wall second;
 Then once: a 1-frame job, whole process (``python -m ferbatch run``); with ``--quality`` the
@@ -64,7 +64,7 @@ RSS_CHILD = """
 import sys
 from ferbatch.config import JobConfig
 from ferbatch.job import run_job
-s = run_job(sys.argv[1], sys.argv[2], JobConfig(workers=1, track=False), use_ray=False, shard_frames=0)
+s = run_job(sys.argv[1], sys.argv[2], JobConfig(), use_ray=False, shard_frames=1500)  # defaults, as `ferbatch run`
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report its parent's peak
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(s.frames, hwm)
@@ -144,7 +144,6 @@ def ferbatch_cli(video: str, *extra: str) -> tuple[float, float]:
 MODES = {
     "default": (),
     "detect-every-1": ("--detect-every", "1"),
-    "detect-every-3": ("--detect-every", "3"),
     "detect-every-4": ("--detect-every", "4"),
     "sample-fps-5": ("--sample-fps", "5"),
 }
@@ -157,15 +156,17 @@ def stage_costs(video: str, index, frames: int) -> tuple[dict[str, float], float
     from ferbatch.config import JobConfig
     from ferbatch.media.shards import Shard
     from ferbatch.models.load import load_models
-    from ferbatch.pipeline import run_shard
+    from ferbatch.pipeline import FrameSettings, run_shard
 
     cv2.setNumThreads(1)
     m = load_models(JobConfig(), threads=1)
+    c = JobConfig()  # the defaults' time settings (the interval) and the frame path
+    settings = FrameSettings(detect_every=c.detect_every or 1, between=c.between)
     shard = Shard("bench", video, 0, 0, min(frames, len(index.pts)), index)
     with tempfile.TemporaryDirectory() as d:
-        run_shard(shard, m, d, prefetch=0, decode_threads=1)  # warm-up (allocations, graph caches)
+        run_shard(shard, m, d, prefetch=0, decode_threads=1, settings=settings)  # warm-up (allocations, graph caches)
         cpu = time.process_time()
-        res = run_shard(shard, m, d, prefetch=0, decode_threads=1)
+        res = run_shard(shard, m, d, prefetch=0, decode_threads=1, settings=settings)
         cpu = time.process_time() - cpu
     st = dict(res.stage_seconds)
     if "resize" not in st and "detect" in st and "decode_wait" in st:  # before the split: resize + normalise ran inside detect
@@ -234,7 +235,7 @@ def ort_levels(video: str, index, frames: int = 200) -> dict[str, float]:
 
 
 def peak_rss_mib(video: str) -> float:
-    """VmHWM (MiB) of a fresh in-process job over ``video``."""
+    """VmHWM (MiB) of a fresh in-process job over ``video`` with the defaults (2 workers here)."""
     with tempfile.TemporaryDirectory() as d:
         out = subprocess.run([sys.executable, "-c", RSS_CHILD, video, d], capture_output=True, text=True, check=True).stdout.split()
     return int(out[-1]) / 1024
