@@ -96,7 +96,10 @@ def _jpeg(img: np.ndarray, i: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 15])
     if not ok:  # pragma: no cover - OpenCV always encodes a uint8 image
         raise RuntimeError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED).reshape(img.shape)
+    out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if out is None:  # pragma: no cover - decoding what was just encoded
+        raise RuntimeError("JPEG decoding failed")
+    return out.reshape(img.shape)
 
 
 def _low_light(img: np.ndarray, i: int) -> np.ndarray:
