@@ -9,7 +9,9 @@ Mutations run against these tests (each made the named test fail, then was resto
 - "prior" removed from ``RESULT_KEYS`` -> test_prior_and_align_are_recorded_and_refused_when_changed;
 - ``videos_table`` without the prior column value (None) -> test_prior_and_align_are_recorded_and_refused_when_changed;
 - ``selection_mask`` hashing the row index instead of the name -> test_the_selection_split_is_fixed_by_name;
-- the roll degradation at +20 deg for every face -> test_degradations_keep_the_photo_and_roll_both_ways.
+- the roll degradation at +20 deg for every face -> test_degradations_keep_the_photo_and_roll_both_ways;
+- ``export_models`` without the classifier's ``decision``, or ``ferbatch eval`` not passing ``prior`` on ->
+  test_export_and_eval_state_the_decision.
 """
 
 from __future__ import annotations
@@ -59,6 +61,32 @@ def test_prior_settings_are_checked():
         JobConfig(prior="uniform")
     v4 = configure_classifier(load_registry().get(V4, "classifier"), "as-trained", False)
     assert v4.crop["mode"] == "square" and configure_classifier(v4, None, True).crop["mode"] == "aligned"
+
+
+def test_export_and_eval_state_the_decision(tmp_path):
+    """``ferbatch export`` tells other runtimes the decision rule (prior bias, temperature, crop);
+    ``ferbatch eval --prior`` takes the setting."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ferbatch.cli import app
+    from ferbatch.models.export import export_models
+
+    export_models(JobConfig(), "onnx", tmp_path)
+    d = json.loads((tmp_path / "export.json").read_text())["models"][V4]["decision"]
+    spec = load_registry().get(V4, "classifier")
+    assert d["prior"] == "balanced" and d["crop"]["mode"] == "aligned"
+    np.testing.assert_allclose(d["logit_bias"], prior_bias(spec, "balanced"), rtol=1e-6)
+    res = {}
+    for p in ("as-trained", "balanced"):
+        out = CliRunner().invoke(app, ["eval", "--data", str(DATA / "fer_sample"), "--format", "json", "--prior", p])
+        assert out.exit_code == 0, out.output
+        res[p] = json.loads(out.output.strip().splitlines()[-1])
+    said_neutral = {p: sum(row[0] for row in r["confusion"]) for p, r in res.items()}  # column 0: predicted neutral
+    assert said_neutral["as-trained"] > said_neutral["balanced"], said_neutral
+    bad = CliRunner().invoke(app, ["eval", "--data", str(DATA / "fer_sample"), "--prior", "uniform"])
+    assert bad.exit_code != 0 and "--prior" in bad.output
 
 
 def test_a_legacy_dataset_resolves_to_graph_and_square():

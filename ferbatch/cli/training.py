@@ -67,6 +67,18 @@ def eval_cmd(
             metavar="NAME",
         ),
     ] = None,
+    prior: Annotated[
+        str | None,
+        typer.Option(
+            help="Class prior of the decision, as `ferbatch run --prior`; default: the registry's.", metavar="as-trained|balanced|graph"
+        ),
+    ] = None,
+    align: Annotated[
+        bool | None,
+        typer.Option(
+            "--align/--no-align", help="Aligned crops for photos, as `ferbatch run --align`; default: the registry's.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Evaluate an expression classifier: acc@1, acc@5, per-class and macro precision/recall/specificity/F1, confusion matrix.
 
@@ -91,7 +103,7 @@ def eval_cmd(
                     tasks.append(bar.add_task("photos through the detector", total=total))
                 bar.update(tasks[0], completed=done)
 
-            res = evaluate(model, data, faces_mode=faces.value, detector=detector, progress=photos_done)
+            res = evaluate(model, data, faces_mode=faces.value, detector=detector, progress=photos_done, prior=prior, align=align)
     except FerbatchError as e:
         _fail(e)
     if out:
