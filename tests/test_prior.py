@@ -11,7 +11,9 @@ Mutations run against these tests (each made the named test fail, then was resto
 - ``selection_mask`` hashing the row index instead of the name -> test_the_selection_split_is_fixed_by_name;
 - the roll degradation at +20 deg for every face -> test_degradations_keep_the_photo_and_roll_both_ways;
 - ``export_models`` without the classifier's ``decision``, or ``ferbatch eval`` not passing ``prior`` on ->
-  test_export_and_eval_state_the_decision.
+  test_export_and_eval_state_the_decision;
+- ``train`` with ``keep`` all True (the selection split trained on), or its teacher logits not cut ->
+  test_training_holds_the_selection_split_out.
 """
 
 from __future__ import annotations
@@ -153,3 +155,24 @@ def test_degradations_keep_the_photo_and_roll_both_ways(models):
     # to upright), so the aligned crop undoes about 60 % of a roll
     assert -16 < np.median(angles[0]) < -8 and 8 < np.median(angles[1]) < 16
     assert PHOTO_FACE == 56
+
+
+def test_training_holds_the_selection_split_out(tmp_path, monkeypatch):
+    """``ferbatch train --val selection`` trains without the selection faces and picks the epoch on them;
+    teachers' logits (one row per training image) are cut the same way."""
+    pytest.importorskip("torch")
+    from ferbatch.training.train import TrainConfig, prepare_train_folder, train
+
+    monkeypatch.setenv("FERBATCH_CACHE", str(tmp_path / "cache"))
+    folder = prepare_train_folder(DATA / "ferplus/FER2013Train.tar.gz")
+    names = load_faces(folder, 48, 1200).names
+    held = int(selection_mask(names).sum())
+    teacher = tmp_path / "t.npy"
+    np.save(teacher, np.random.default_rng(0).normal(size=(1200, 8)).astype(np.float32))
+    lines: list[str] = []
+    s = train(
+        TrainConfig(data=str(folder), out=str(tmp_path / "m"), val="selection", epochs=1, limit=1200, threads=1, teacher=str(teacher)),
+        log=lines.append,
+    )
+    assert 90 <= held <= 150 and f"train {1200 - held} images" in lines[0] and f"val {held}" in lines[0], lines[0]
+    assert s["epochs_run"] == 1 and np.isfinite(s["best_val_acc1"])

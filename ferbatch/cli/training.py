@@ -141,7 +141,15 @@ def train(
         Path, typer.Option("--data", help="FER+ training folder (images + label.csv) or FER2013Train.tar.gz.", metavar="DIR|TAR")
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, best.pt, model.onnx, train_summary.json.", metavar="DIR")],
-    val: Annotated[Path | None, typer.Option("--val", help="Validation folder (selection and early stopping).", metavar="DIR")] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(
+            "--val",
+            help="Validation folder (best epoch and early stopping), or 'selection': the protocol's selection split of --data "
+            "(10 %% by image name), held out of training.",
+            metavar="DIR|selection",
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs (cosine one-cycle schedule over them).", metavar="N", min=1)] = 16,
     label_mode: Annotated[
         LabelMode, typer.Option(help="probability: the FER+ vote distribution; majority: its most voted label.")
