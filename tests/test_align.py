@@ -6,7 +6,9 @@ Mutations run against these tests (each made the named test fail, then was resto
 - ``similarity_to`` with ``b`` forced to 0 (no rotation: scale and shift only) -> test_aligned_crop_undoes_a_roll;
 - ``FER48_TEMPLATE`` with its two eyes swapped -> test_yunet_landmark_order_and_the_template;
 - ``extract_crops`` without the ``dets.landmarks is not None`` guard -> test_aligned_mode_without_landmarks_is_the_square_crop;
-- ``aligned_crops`` ignoring ``scale`` -> test_aligned_scale_shows_more_context.
+- ``aligned_crops`` ignoring ``scale`` -> test_aligned_scale_shows_more_context;
+- the luma path without ``LUMA_TO_GRAY`` (limited-range luma fed as grey), or through RGB ->
+  test_aligned_crop_of_a_yuv_picture_is_the_rgb_one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from conftest import DATA
 
 from ferbatch.models.prior import configure_classifier
 from ferbatch.models.registry import load_registry
+from ferbatch.picture import YuvPicture
 from ferbatch.training.data import load_faces
 from ferbatch.training.protocol import PHOTO_FACE, PHOTO_UPSCALE, degrade, face_photo
 from ferbatch.vision.align import FER48_TEMPLATE, aligned_crops, similarity_to
@@ -99,3 +102,18 @@ def test_aligned_scale_shows_more_context(faces):
     loose = aligned_crops([photo], np.zeros(1, np.int64), lm, 48, 48, 1.5)[0, ..., 0]
     assert np.abs(tight.astype(int) - faces.images[5].astype(int)).mean() < 4  # the template is the FER+ framing
     assert np.abs(loose.astype(int) - faces.images[5].astype(int)).mean() > 10
+
+
+def test_aligned_crop_of_a_yuv_picture_is_the_rgb_one(models, faces, spec):
+    """A decoded picture's grey aligned crop comes from its luma plane (no RGB made) and matches the
+    crop of its RGB conversion to a couple of grey levels."""
+    photos = [face_photo(faces.images[i], i) for i in range(0, 80, 8)]
+    i420 = [cv2.cvtColor(p, cv2.COLOR_RGB2YUV_I420) for p in photos]
+    rgbs = [YuvPicture.from_i420(x).rgb() for x in i420]
+    pics = [YuvPicture.from_i420(x) for x in i420]
+    top = top_faces(models.detector.detect(rgbs))
+    assert len(top) >= 8
+    a = extract_crops(pics, top, spec).astype(int)
+    b = extract_crops(rgbs, top, spec).astype(int)
+    assert all(p._rgb is None for p in pics)  # no RGB picture was made
+    assert np.abs(a - b).mean() < 1.0 and np.abs(a - b).max() <= 4
