@@ -21,10 +21,12 @@ Each check runs with the square crop and with the aligned crop (``--align``, ``f
 faces the detector misses keep the known face box (square crop) in both, and are counted. The
 logit-adjustment sweep (``--prior``, ``ferbatch.models.prior``) is computed from the same graph
 outputs: tau 0 (as-trained) to 1. Rule (issue 31): the setting that maximises
-``(selection acc@1 + mean OOD balanced accuracy) / 2``.
+``(selection acc@1 + mean OOD balanced accuracy) / 2``; a paired bootstrap (500 resamples of the
+selection faces and of each clip's frames) says how sure that choice is against every other setting.
+``--cards JSON`` writes each bundled card's protocol section from a ``--report-valid`` run's JSON.
 
 Usage: FERBATCH_MODEL_MIRROR=/abs/models OMP_NUM_THREADS=1 python scripts/eval_protocol.py --data ../shared/data
-       [--models a,b] [--limit N] [--json out.json] [--report-valid] [--estimate-template]
+       [--models a,b] [--limit N] [--json out.json] [--report-valid] [--estimate-template] [--cards out.json]
 """
 
 from __future__ import annotations
