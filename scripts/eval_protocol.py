@@ -42,6 +42,7 @@ import av
 import numpy as np
 
 from ferbatch.config import JobConfig
+from ferbatch.faces import FaceBatch
 from ferbatch.labels import EMOTIONS
 from ferbatch.models.graphs import prepare_classifier
 from ferbatch.models.load import load_models
@@ -54,7 +55,6 @@ from ferbatch.training.evaluate import metrics
 from ferbatch.training.protocol import PHOTO_FACE, PHOTO_UPSCALE, balanced_accuracy, degrade, face_photo, selection_mask
 from ferbatch.training.train import prepare_train_folder
 from ferbatch.vision.classify import extract_crops, softmax
-from ferbatch.vision.detect import Detections
 from ferbatch.vision.top_face import top_faces
 
 KINDS = ("clean", "blur", "jpeg", "low_light", "roll")
@@ -81,7 +81,7 @@ def crops_both(det, specs: dict[str, ModelSpec], frames: list[np.ndarray], known
     found[top.frame_pos] = True
     miss = np.flatnonzero(~found)
     boxes = known[miss] if known is not None else np.array([[0, 0, f.shape[1], f.shape[0]] for f in (frames[i] for i in miss)], np.float32)
-    fill = Detections(miss.astype(np.int32), boxes.astype(np.float32).reshape(-1, 4), np.ones(len(miss), np.float32), None)
+    fill = FaceBatch(miss.astype(np.int32), boxes.astype(np.float32).reshape(-1, 4), np.ones(len(miss), np.float32), None)
     out = {}
     for mode, spec in specs.items():
         c = np.empty((len(frames), spec.input.height, spec.input.width, spec.input.channels), np.uint8)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import DATA
 
+from ferbatch.faces import FaceBatch
 from ferbatch.models.prior import configure_classifier
 from ferbatch.models.registry import load_registry
 from ferbatch.picture import YuvPicture
@@ -27,7 +28,6 @@ from ferbatch.training.data import load_faces
 from ferbatch.training.protocol import PHOTO_FACE, PHOTO_UPSCALE, degrade, face_photo
 from ferbatch.vision.align import FER48_TEMPLATE, aligned_crops, similarity_to
 from ferbatch.vision.classify import extract_crops
-from ferbatch.vision.detect import Detections
 from ferbatch.vision.top_face import top_faces
 
 
@@ -87,7 +87,7 @@ def test_aligned_crop_undoes_a_roll(models, faces, spec):
 def test_aligned_mode_without_landmarks_is_the_square_crop(faces, spec):
     photo = face_photo(faces.images[0], 0)
     box = np.array([[PHOTO_FACE, PHOTO_FACE, PHOTO_FACE + 144, PHOTO_FACE + 144]], np.float32)
-    d = Detections(np.zeros(1, np.int32), box, np.ones(1, np.float32), None)
+    d = FaceBatch(np.zeros(1, np.int32), box, np.ones(1, np.float32), None)
     got = extract_crops([photo], d, spec)
     want = extract_crops([photo], d, replace(spec, crop={"mode": "square", "scale": 1.0}))
     np.testing.assert_array_equal(got, want)
