@@ -67,6 +67,12 @@ class JobConfig:
             on a window around each track: the detector's own boxes and scores, dearer).
         sample_fps: analyse about this many frames per second of video, chosen by pts
             (:mod:`ferbatch.media.sampling`); None = every frame.
+        prior: the class prior of the decision (:mod:`ferbatch.models.prior`): "as-trained" (the
+            network's logits), "balanced" (logit adjustment, tau from the registry) or "graph" (the
+            graph's outputs unchanged); None = the classifier's registry default.
+        align: True = the aligned crop (:mod:`ferbatch.vision.align`: the detector's 5 landmarks
+            warped onto a FER2013-like template; the square crop for detectors without landmarks);
+            None = the classifier's registry default (``crop.align``).
         decoder: "auto" (NVDEC when the backend is a GPU backend, PyNvVideoCodec imports and the
             stream is one NVDEC decodes; else PyAV), "pyav" or "nvdec" (a stream NVDEC cannot
             decode falls back to PyAV, noted in the videos table). A speed knob: both decoders
@@ -96,6 +102,8 @@ class JobConfig:
     between: str = "tracked"
     sample_fps: float | None = None
     decoder: str = "auto"
+    prior: str | None = None
+    align: bool | None = None
 
     def __post_init__(self):
         if self.detect_every is None:  # frozen: resolved once, so to_dict() and the manifest hold the number
@@ -104,6 +112,8 @@ class JobConfig:
             raise ConfigError(f"--between | received {self.between!r}; expected one of {', '.join(BETWEEN)}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend | received {self.backend!r}; expected one of {', '.join(BACKENDS)}")
+        if self.prior is not None and self.prior not in PRIORS:
+            raise ConfigError(f"--prior | received {self.prior!r}; expected one of {', '.join(PRIORS)}")
         if self.decoder not in DECODERS:
             raise ConfigError(f"--decoder | received {self.decoder!r}; expected one of {', '.join(DECODERS)}")
         if self.precision not in ("fp32", "fp16"):
@@ -168,6 +178,7 @@ class JobConfig:
 
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "tensorrt", "openvino")
 GPU_BACKENDS = ("onnxruntime-cuda", "tensorrt")
+PRIORS = ("as-trained", "balanced", "graph")  # ferbatch.models.prior.PRIORS (this module imports no models code)
 DECODERS = ("auto", "pyav", "nvdec")  # a speed knob, not in RESULT_KEYS: NVDEC gives PyAV's frames
 
 # settings that change the rows; a dataset holds rows made with one value of each
@@ -184,12 +195,16 @@ RESULT_KEYS = (
     "detect_every",
     "between",
     "sample_fps",
+    "prior",
+    "align",
 )
 
 
 def resolve_defaults(config: dict) -> dict:
     """A config dict (``to_dict()``, or one recorded in a manifest) with the registry defaults
     filled in (older manifests record None), so "default" and the same model named compare equal.
+    A config recorded before ``prior`` and ``align`` existed (keys absent) was made with the graph's
+    outputs unchanged and the square crop: ``prior = "graph"``, ``align = False``.
 
     Raises:
         ConfigError: the model registry cannot be read.
@@ -200,6 +215,12 @@ def resolve_defaults(config: dict) -> dict:
     d = dict(config)
     d["detector"] = d.get("detector") or reg.default_detector
     d["classifier"] = d.get("classifier") or reg.default_classifier
+    cls = reg.models.get(d["classifier"])
+    d["prior"] = "graph" if "prior" not in config else d["prior"] or (cls.prior if cls is not None else "graph")
+    if "align" not in config:
+        d["align"] = False
+    elif d["align"] is None:
+        d["align"] = bool(cls.crop.get("align", False)) if cls is not None else False
     spec = reg.models.get(d["detector"])
     if spec is not None:
         d["score_threshold"] = spec.score_threshold if d.get("score_threshold") is None else d["score_threshold"]

@@ -108,6 +108,14 @@ class ModelSpec:
     output_kind: str = "probs"  # classifiers: "probs" | "logits"
     temperature: float = 1.0  # classifiers with logits: probabilities = softmax(logits / temperature) (Guo et al. 2017)
     crop: dict[str, Any] = field(default_factory=dict)
+    # classifiers, logit adjustment (ferbatch.models.prior): the training label prior in ``labels``
+    # order; the adjustment and temperature already in the graph; the registry's default setting
+    train_prior: tuple[float, ...] = ()
+    graph_tau: float = 0.0
+    graph_temperature: float = 1.0
+    prior: str = "graph"  # "as-trained" | "balanced" | "graph"
+    prior_tau: float = 0.0  # tau of the "balanced" setting
+    logit_bias: tuple[float, ...] = ()  # set when loaded (prior setting): added to the graph's logits before softmax
     requires_landmarks: bool = False
     boxes_decoded: bool = True
     score_threshold: float = 0.7

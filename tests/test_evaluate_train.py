@@ -116,7 +116,7 @@ def test_committed_v1_reaches_its_recorded_validation_accuracy():
     from ferbatch.training.evaluate import evaluate
 
     recorded = json.loads((BUNDLED / "train-v1/train_summary.json").read_text())
-    res = evaluate("ferbatch-ferplus-cnn-v1", DATA / "ferplus/FER2013Valid")
+    res = evaluate("ferbatch-ferplus-cnn-v1", DATA / "ferplus/FER2013Valid", prior="as-trained")  # the network as trained
     assert res["n"] == 3555 and res["classes_missing"] == []
     assert abs(res["acc1"] - recorded["best_val_acc1"]) < 1e-3  # the training loop's own evaluation, reproduced
 
@@ -132,7 +132,7 @@ def test_committed_bundled_reproduces_its_recorded_release_numbers(name):
     from ferbatch.training.evaluate import evaluate
 
     rec = _release(name)
-    res = evaluate(name, DATA / "ferplus/FER2013Valid")
+    res = evaluate(name, DATA / "ferplus/FER2013Valid", prior="graph")  # the graph's outputs, as released
     assert res["n"] == rec["n"] == 3555 and res["classes_missing"] == []
     assert res["acc1"] == pytest.approx(rec["acc1"], abs=5e-4)
     assert res["macro"]["f1"] == pytest.approx(rec["macro_f1"], abs=5e-4)

@@ -182,7 +182,10 @@ def test_the_interval_keeps_its_schedule_across_shards():
     from ferbatch.models.load import load_models
     from ferbatch.vision.boxes import iou_matrix
 
-    models = load_models(JobConfig(), threads=1)
+    # the graph's outputs and square crops: the labels' bar (>= 99 % equal) was set on them. The clip's faces sit
+    # between happiness and sadness; at N = 5 the cut run's slightly different tracked boxes flip 1 of 472 labels
+    # there, 4 with --align, 5 with --prior balanced (issue 31's defaults): the rows' geometry is what this checks
+    models = load_models(JobConfig(prior="graph", align=False), threads=1)
     _, index = probe_video(WOLFGANG)
     for n in (1, 5):  # 5: the clip's shards start at multiples of 24 (its keyframes), not of 5
         one = process_shard(Shard("v", str(WOLFGANG), 0, 0, None, index), models, settings=FrameSettings(detect_every=n)).faces

@@ -124,6 +124,24 @@ def run(
             min=0.001,
         ),
     ] = None,
+    prior: Annotated[
+        str | None,
+        typer.Option(
+            help="Class prior of the decision: as-trained (the network's logits, FER+'s 37 %% neutral), balanced (logit "
+            "adjustment, tau from the registry) or graph (the graph's outputs unchanged, as datasets written before this "
+            "option). Default: the classifier's registry setting.",
+            metavar="as-trained|balanced|graph",
+        ),
+    ] = None,
+    align: Annotated[
+        bool | None,
+        typer.Option(
+            "--align/--no-align",
+            help="Warp each face upright onto a FER2013-like template from the detector's 5 landmarks (YuNet); the square "
+            "box crop otherwise. Default: the classifier's registry setting.",
+            show_default=False,
+        ),
+    ] = None,
     numpy_nms: Annotated[bool, typer.Option("--numpy-nms", help="Run NMS in NumPy instead of inside the detector graph.")] = False,
     track: Annotated[
         bool, typer.Option("--track/--no-track", help="Track faces across frames (track ids, smoothed emotions, tracks table).")
@@ -204,6 +222,8 @@ def run(
             detect_every=detect_every,
             between=between.value,
             sample_fps=sample_fps,
+            prior=prior,
+            align=align,
             backend=backend.value,
             precision=precision.value,
             decoder=decoder.value,

@@ -67,6 +67,18 @@ def eval_cmd(
             metavar="NAME",
         ),
     ] = None,
+    prior: Annotated[
+        str | None,
+        typer.Option(
+            help="Class prior of the decision, as `ferbatch run --prior`; default: the registry's.", metavar="as-trained|balanced|graph"
+        ),
+    ] = None,
+    align: Annotated[
+        bool | None,
+        typer.Option(
+            "--align/--no-align", help="Aligned crops for photos, as `ferbatch run --align`; default: the registry's.", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Evaluate an expression classifier: acc@1, acc@5, per-class and macro precision/recall/specificity/F1, confusion matrix.
 
@@ -91,7 +103,7 @@ def eval_cmd(
                     tasks.append(bar.add_task("photos through the detector", total=total))
                 bar.update(tasks[0], completed=done)
 
-            res = evaluate(model, data, faces_mode=faces.value, detector=detector, progress=photos_done)
+            res = evaluate(model, data, faces_mode=faces.value, detector=detector, progress=photos_done, prior=prior, align=align)
     except FerbatchError as e:
         _fail(e)
     if out:
@@ -129,7 +141,15 @@ def train(
         Path, typer.Option("--data", help="FER+ training folder (images + label.csv) or FER2013Train.tar.gz.", metavar="DIR|TAR")
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, best.pt, model.onnx, train_summary.json.", metavar="DIR")],
-    val: Annotated[Path | None, typer.Option("--val", help="Validation folder (selection and early stopping).", metavar="DIR")] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(
+            "--val",
+            help="Validation folder (best epoch and early stopping), or 'selection': the protocol's selection split of --data "
+            "(10 %% by image name), held out of training.",
+            metavar="DIR|selection",
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs (cosine one-cycle schedule over them).", metavar="N", min=1)] = 16,
     label_mode: Annotated[
         LabelMode, typer.Option(help="probability: the FER+ vote distribution; majority: its most voted label.")

@@ -120,6 +120,8 @@ VIDEOS_SCHEMA = pa.schema(
         ("sample_fps", pa.float64()),  # frames analysed per second of video (null = every frame)
         ("detect_every", pa.int32()),  # full-frame detection every N analysed frames
         ("between", pa.string()),  # what found the faces between full detections: "tracked" or "window"
+        ("prior", pa.string()),  # class prior of the decision: as-trained | balanced | graph (ferbatch.models.prior)
+        ("align", pa.bool_()),  # aligned crops (ferbatch.vision.align) or the square box crop
         ("shots", pa.int32()),  # shots found (cuts + 1)
         ("decoder", pa.string()),  # which decoder gave the frames: "pyav" or "nvdec" (the same frames either way)
     ],

@@ -91,6 +91,8 @@ def videos_table(manifest: dict) -> pa.Table:
         "sample_fps": manifest.get("config", {}).get("sample_fps"),
         "detect_every": manifest.get("config", {}).get("detect_every", 1),
         "between": manifest.get("config", {}).get("between", "tracked"),
+        "prior": manifest.get("config", {}).get("prior", "graph"),  # absent: written before the setting (graph outputs)
+        "align": manifest.get("config", {}).get("align", False),
     }
     for vid, r in sorted(records.items()):
         uncommitted = _uncommitted(manifest, r)

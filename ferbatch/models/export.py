@@ -61,12 +61,25 @@ def export_models(cfg: JobConfig, to: str, out_dir: str | os.PathLike[str]) -> l
                 "input": prepared_input_contract(s),
                 "outputs": _nms_outputs(s, cfg.max_faces) if nms and s is det_spec else s.outputs,
                 **({"optional_inputs": _nms_inputs(s, cfg.score_threshold)} if nms and s is det_spec else {}),
+                **({"decision": _decision(s)} if s is cls_spec else {}),
             }
             for s, p in zip((det_spec, cls_spec), written, strict=True)
         },
     }
     write_json_atomic(out / "export.json", json.loads(json.dumps(meta, default=str)))
     return written
+
+
+def _decision(spec) -> dict:
+    """What ferbatch does with a classifier's outputs (the run's ``--prior`` and ``--align``): probabilities =
+    softmax((logits + logit_bias) / temperature), the face cut by ``crop`` (ferbatch/vision/classify.py)."""
+    return {
+        "prior": spec.prior,
+        "logit_bias": list(spec.logit_bias),
+        "temperature": spec.temperature,
+        "crop": spec.crop,
+        "labels": list(spec.labels),
+    }
 
 
 def _nms_outputs(spec, k: int) -> dict[str, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from ferbatch.config import GPU_BACKENDS, JobConfig
 from ferbatch.errors import ConfigError
 from ferbatch.models.graphs import prepare_classifier, prepare_detector
+from ferbatch.models.prior import configure_classifier
 from ferbatch.models.registry import ModelSpec, load_registry, resolve_model_file
 from ferbatch.specs import Runner
 from ferbatch.vision.classify import Classifier
@@ -103,7 +104,8 @@ class Models:
 
 
 def resolve_specs(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
-    """The detector and classifier registry entries for ``cfg`` (defaults filled in).
+    """The detector and classifier registry entries for ``cfg`` (defaults filled in; the classifier
+    with ``cfg.prior`` and ``cfg.align`` applied: :func:`ferbatch.models.prior.configure_classifier`).
 
     Raises:
         ConfigError: unknown model, wrong kind, or a classifier that needs landmarks paired with a
@@ -111,7 +113,7 @@ def resolve_specs(cfg: JobConfig) -> tuple[ModelSpec, ModelSpec]:
     """
     reg = load_registry()
     det = reg.get(cfg.detector or reg.default_detector, "detector")
-    cls = reg.get(cfg.classifier or reg.default_classifier, "classifier")
+    cls = configure_classifier(reg.get(cfg.classifier or reg.default_classifier, "classifier"), cfg.prior, cfg.align)
     if cls.requires_landmarks and not det.gives_landmarks:
         with_lm = ", ".join(sorted(n for n, s in reg.models.items() if s.gives_landmarks))
         raise ConfigError(

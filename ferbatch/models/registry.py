@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ferbatch.atomic import atomic_target
 from ferbatch.errors import ConfigError, ModelError
+from ferbatch.models.prior import check_prior_fields
 from ferbatch.specs import DetectorDecoder, InputSpec, ModelSpec
 from ferbatch.vision.decoders import DECODERS
 
@@ -109,6 +110,11 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
                 output_kind=raw.get("output_kind", "probs"),
                 temperature=float(raw.get("temperature", 1.0)),
                 crop=dict(raw.get("crop", {})),
+                train_prior=tuple(float(v) for v in raw.get("train_prior", ())),
+                graph_tau=float(raw.get("graph_adjustment", {}).get("tau", 0.0)),
+                graph_temperature=float(raw.get("graph_adjustment", {}).get("temperature", 1.0)),
+                prior=str(raw.get("prior", "graph")),
+                prior_tau=float(raw.get("prior_tau", 0.0)),
                 requires_landmarks=bool(raw.get("requires_landmarks", False)),
                 boxes_decoded=bool(raw.get("boxes_decoded", True)),
                 score_threshold=float(raw.get("score_threshold", 0.7)),
@@ -119,6 +125,7 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
             )
         except (KeyError, TypeError) as e:
             raise ConfigError(f"model registry {p} | entry {name!r} is incomplete: {e}") from e
+        check_prior_fields(p, models[name])
         if not models[name].temperature > 0:
             raise ConfigError(f"model registry {p} | entry {name!r}: temperature must be > 0, got {models[name].temperature}")
     defaults = data.get("defaults", {})

@@ -149,6 +149,8 @@ def evaluate(
     faces_mode: str = "auto",
     detector: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    prior: str | None = None,
+    align: bool | None = None,
 ) -> dict:
     """Evaluate the registry classifier ``model`` (a name, or a file whose sha256 is a registry
     entry's; None = the registry's default classifier) on the labelled images in ``data``.
@@ -161,6 +163,8 @@ def evaluate(
         detector: registry detector for the photos (and for aligning ``align5`` classifiers);
             default: the registry's detector (its landmark detector for ``align5`` classifiers).
         progress: ``progress(done, total)`` as the photos go through the detector.
+        prior, align: the run settings ``--prior`` and ``--align`` (None = the registry's;
+            :func:`ferbatch.models.prior.configure_classifier`).
 
     Returns:
         :func:`metrics` plus ``faces`` (the mode), ``photos`` (images that went through the
@@ -175,6 +179,7 @@ def evaluate(
     from ferbatch.errors import ConfigError
     from ferbatch.models.graphs import prepare_classifier
     from ferbatch.models.load import load_models
+    from ferbatch.models.prior import configure_classifier
     from ferbatch.models.registry import load_registry, resolve_model_file, sha256_file
     from ferbatch.models.runners.onnxruntime import OrtRunner
 
@@ -190,7 +195,7 @@ def evaluate(
         if not names:
             raise ConfigError(f"{model} | not a registry classifier (sha256 {sha}); add an entry to {reg.path} first")
         model, explicit = names[0], model
-    spec = reg.get(model, "classifier")
+    spec = configure_classifier(reg.get(model, "classifier"), prior, align)  # the registry's prior and crop alignment, as `ferbatch run`
     if faces_mode not in FACE_MODES:
         raise ConfigError(f"faces mode {faces_mode!r} | expected one of {', '.join(FACE_MODES)}")
     faces = load_faces(data, 48 if spec.input.height <= 64 else 112)
@@ -210,7 +215,9 @@ def evaluate(
             )
         if not det_name:
             raise ConfigError(f"{data} | holds photos, and the registry {reg.path} names no [defaults] detector; pass --detector")
-        cfg = JobConfig(detector=det_name, classifier=spec.name, classifier_file=explicit, backend="onnxruntime")
+        cfg = JobConfig(
+            detector=det_name, classifier=spec.name, classifier_file=explicit, backend="onnxruntime", prior=spec.prior, align=align
+        )
         finder = load_models(cfg, threads=threads).detector
     probs = np.empty((len(faces.labels), 8), np.float32)
     fallback, found = 0, np.ones(len(faces.labels), bool)

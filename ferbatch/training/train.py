@@ -40,9 +40,10 @@ import numpy as np
 
 from ferbatch.errors import ConfigError
 from ferbatch.training.augment import AUGMENTS, augment, mixup
-from ferbatch.training.data import describe_counts, load_faces
+from ferbatch.training.data import FaceSet, describe_counts, load_faces
 from ferbatch.training.nets import build_model as _build
 from ferbatch.training.nets import require_torch
+from ferbatch.training.protocol import selection_mask
 
 __all__ = ["TrainConfig", "train", "export_onnx", "prepare_train_folder"]
 
@@ -51,7 +52,10 @@ __all__ = ["TrainConfig", "train", "export_onnx", "prepare_train_folder"]
 class TrainConfig:
     """Training settings (recorded in the checkpoint and the model card).
 
-    Attributes (beyond data/out/val/epochs/batch/lr/weight_decay/width/seed):
+    Attributes (beyond data/out/epochs/batch/lr/weight_decay/width/seed):
+        val: a validation folder, or "selection": the protocol's selection split of the training
+            data (``ferbatch.training.protocol.selection_mask``, 10 % by image name, seed 0), held out
+            of training and used for the best epoch (FER2013Valid then stays untouched until the card).
         label_mode: "probability" (PLD, vote distributions) | "majority".
         arch: "vgg" | "res" (``ferbatch.training.nets``); augment: "basic" | "pipeline".
         balance: "none" | "logit_adjust" | "sqrt_sampling" (module docstring).
@@ -177,6 +181,7 @@ def _teacher_probs(torch, cfg: TrainConfig, n: int):
     return torch.softmax(torch.from_numpy(np.mean(logits, 0)) / cfg.distill_t, 1)
 
 
+VAL_SELECTION = "selection"  # --val selection: the protocol's selection split (TrainConfig.val)
 BALANCES = ("none", "logit_adjust", "sqrt_sampling")
 LABEL_MODES = ("probability", "majority")
 
@@ -197,7 +202,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
     tr = load_faces(cfg.data, 48, cfg.limit)
-    va = load_faces(cfg.val, 48) if cfg.val else None
+    keep = np.ones(len(tr.labels), bool)
+    if cfg.val == VAL_SELECTION:  # hold the selection split out of training; it picks the epoch
+        keep = ~selection_mask(tr.names)
+        va: FaceSet | None = tr.take(~keep)
+        tr = tr.take(keep)
+    else:
+        va = load_faces(cfg.val, 48) if cfg.val else None
     log(f"train {len(tr.labels)} images (skipped: {describe_counts(tr.skipped)}); val {len(va.labels) if va else 0}")
     xtr = _normalise(torch, tr.images)
     ytr = torch.from_numpy(tr.votes if cfg.label_mode == "probability" else np.eye(8, dtype=np.float32)[tr.labels])
@@ -209,7 +220,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if cfg.balance == "sqrt_sampling":
         counts = np.bincount(tr.labels, minlength=8).astype(np.float64)
         sample_w = torch.from_numpy(counts[tr.labels] ** -0.5)
-    soft = _teacher_probs(torch, cfg, len(xtr))
+    soft = _teacher_probs(torch, cfg, len(keep))  # teachers' logits cover every training image, in load order
+    if soft is not None:
+        soft = soft[torch.from_numpy(keep)]
+        if len(soft) != len(xtr):  # a teacher row per training image, aligned: a shift would teach the wrong faces
+            raise ConfigError(f"ferbatch train | {len(soft)} teacher rows for {len(xtr)} training images")
     dev = torch.device(cfg.device)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("ferbatch train | --device cuda: torch sees no CUDA device")

@@ -5,6 +5,9 @@ Crop modes (registry key ``crop.mode``):
 - "square": a square of side ``max(w, h) * crop.scale`` centred on the detector box, clipped to
   the frame, resized to the input size (gray for GRAY inputs). FER2013/FER+ faces are roughly
   such square, tight crops (Goodfellow et al. 2013).
+- "aligned": one similarity warp per face from the 5 detector landmarks onto a FER2013-like 48x48
+  template (:mod:`ferbatch.vision.align`), scaled to the input; the square crop for detections
+  without landmarks (``--align``, registry ``crop.align``: :func:`ferbatch.models.prior.configure_classifier`).
 - "align5": a similarity transform (``cv2.estimateAffinePartial2D``) from the 5 detector
   landmarks to the 112x112 template of the OpenCV Zoo expression model
   (opencv_zoo/models/facial_expression_recognition/facial_fer_model.py).
@@ -20,8 +23,9 @@ import numpy as np
 from ferbatch.errors import ConfigError
 from ferbatch.faces import FaceBatch
 from ferbatch.labels import to_ferplus_order
-from ferbatch.picture import Image, YuvPicture, as_rgb
+from ferbatch.picture import LUMA_TO_GRAY, Image, YuvPicture, as_rgb
 from ferbatch.specs import InputSpec, ModelSpec, Runner
+from ferbatch.vision.align import aligned_crops
 from ferbatch.vision.boxes import square_boxes
 
 __all__ = ["Classifier", "extract_crops", "softmax", "ALIGN5_TEMPLATE_112"]
@@ -68,9 +72,21 @@ def extract_crops(frames: Sequence[Image], dets: FaceBatch, spec: ModelSpec) -> 
             crop = cv2.warpAffine(as_rgb(frames[dets.frame_pos[i]]), m, (inp.width, inp.height), flags=cv2.INTER_LINEAR, borderValue=0)
             out[i] = _to_color(crop, inp.color)
         return out
-    if mode != "square":
-        raise ConfigError(f"classifier {spec.name} | unknown crop mode {mode!r}; expected 'square' or 'align5'")
-    sq = square_boxes(dets.boxes, float(spec.crop.get("scale", 1.0)))
+    if mode not in ("square", "aligned"):
+        raise ConfigError(f"classifier {spec.name} | unknown crop mode {mode!r}; expected 'square', 'aligned' or 'align5'")
+    scale = float(spec.crop.get("scale", 1.0))
+    if mode == "aligned" and dets.landmarks is not None:  # without landmarks: the square crop
+        # grey from a picture's luma plane (warped, then mapped to full range: no RGB made); else RGB, then the input's colour
+        luma = inp.color == "GRAY" and all(isinstance(frames[int(p)], YuvPicture) for p in dets.frame_pos)
+        srcs: list[np.ndarray | None] = [None] * len(frames)
+        for p in np.unique(dets.frame_pos):
+            f = frames[int(p)]
+            srcs[int(p)] = f.y if luma and isinstance(f, YuvPicture) else as_rgb(f)
+        warped = aligned_crops(srcs, dets.frame_pos, dets.landmarks, inp.width, inp.height, scale)
+        for i in range(len(dets)):
+            out[i] = (cv2.LUT(warped[i], LUMA_TO_GRAY) if luma else _to_color(warped[i], inp.color)).reshape(out.shape[1:])
+        return out
+    sq = square_boxes(dets.boxes, scale)
     for i in range(len(dets)):
         f = frames[dets.frame_pos[i]]
         fh, fw = f.shape[:2]
@@ -121,7 +137,8 @@ class Classifier:
 
         Returns:
             (M, 8) float32 probabilities in FER+ order; NaN for classes the model lacks. Logit
-            outputs become ``softmax(logits / spec.temperature)`` (temperature scaling).
+            outputs become ``softmax((logits + spec.logit_bias) / spec.temperature)`` (the prior
+            setting's logit adjustment, :mod:`ferbatch.models.prior`, then temperature scaling).
         """
         inp = self.spec.input
         if len(crops) == 0:
@@ -132,5 +149,9 @@ class Classifier:
             x = np.ascontiguousarray(crops[i : i + step], dtype=np.uint8)  # normalised inside the prepared graph
             y = self.runner.infer({inp.name: x})[self.spec.outputs["scores"]]
             y = y.reshape(len(x), -1).astype(np.float32)
-            outs.append(softmax(y / self.spec.temperature) if self.spec.output_kind == "logits" else y)
+            if self.spec.output_kind == "logits":
+                if self.spec.logit_bias:  # the prior setting (ferbatch.models.prior)
+                    y = y + np.asarray(self.spec.logit_bias, np.float32)
+                y = softmax(y / self.spec.temperature)
+            outs.append(y)
         return to_ferplus_order(np.concatenate(outs), self.spec.labels)

@@ -1,0 +1,102 @@
+"""Aligned face crops for the square gray FER+ classifiers: one similarity warp per face that maps the
+detector's 5 landmarks onto a fixed FER2013-like template (eyes level, a fixed inter-ocular
+distance, the FER2013 framing), so a rolled or off-centre face reaches the classifier upright.
+
+The landmarks are YuNet's, in its order (OpenCV Zoo face_detection_yunet; checked on FER+ faces,
+``tests/test_align.py``): right eye, left eye, nose tip, right mouth corner, left mouth corner,
+"right"/"left" as the subject's: the right eye is the one on the image's left (smaller x).
+
+:data:`FER48_TEMPLATE` is where those points sit in a 48x48 FER2013 face: the per-point median of
+YuNet's landmarks on the selection split of FER2013Train (each 48x48 face upscaled 3x into a
+256x256 frame of blurred noise, as ``scripts/eval_protocol.py --estimate-template`` does; 2,715 of
+2,869 faces found), made left-right symmetric about the eyes' midpoint and with both eyes on one
+row. The warps are solved for all faces at once (closed-form least squares, :func:`similarity_to`);
+a face without landmarks keeps the square box crop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+__all__ = ["FER48_TEMPLATE", "similarity_to", "aligned_crops"]
+
+# (5, 2) float32 (x, y) pixels in a 48x48 face; see the module docstring for the source
+FER48_TEMPLATE = np.array(
+    [[14.16, 18.23], [32.80, 18.23], [23.48, 28.07], [15.94, 36.64], [31.02, 36.64]],
+    np.float32,
+)
+
+
+def similarity_to(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transforms (rotation, uniform scale, translation; no reflection)
+    mapping each point set of ``src`` onto ``dst``.
+
+    Args:
+        src: (N, K, 2) float points (x, y), K >= 2, e.g. detector landmarks in frame pixels.
+        dst: (K, 2) float target points, e.g. :data:`FER48_TEMPLATE` scaled to the input size.
+
+    Returns:
+        (N, 2, 3) float32 affine matrices ``[[a, -b, tx], [b, a, ty]]`` for ``cv2.warpAffine``:
+        the minimisers of sum_k |M src_k - dst_k|^2 (Umeyama 1991, 2-D closed form). A degenerate
+        set (all points equal) gives the pure translation of its mean onto ``dst``'s.
+
+    Raises:
+        ValueError: shapes that do not match (N, K, 2) and (K, 2).
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    if src.ndim != 3 or src.shape[2] != 2 or dst.shape != src.shape[1:]:
+        raise ValueError(f"similarity_to | received src {src.shape} and dst {dst.shape}; expected (N, K, 2) and (K, 2)")
+    mu_s, mu_d = src.mean(1), dst.mean(0)
+    xs, xd = src - mu_s[:, None], dst - mu_d
+    norm = (xs**2).sum((1, 2))
+    degenerate = norm < 1e-12
+    safe = np.where(degenerate, 1.0, norm)
+    a = np.where(degenerate, 1.0, (xs[..., 0] * xd[:, 0] + xs[..., 1] * xd[:, 1]).sum(1) / safe)
+    b = np.where(degenerate, 0.0, (xs[..., 0] * xd[:, 1] - xs[..., 1] * xd[:, 0]).sum(1) / safe)
+    m = np.empty((len(src), 2, 3), np.float64)
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = a, -b, b, a
+    m[:, 0, 2] = mu_d[0] - (a * mu_s[:, 0] - b * mu_s[:, 1])
+    m[:, 1, 2] = mu_d[1] - (b * mu_s[:, 0] + a * mu_s[:, 1])
+    return m.astype(np.float32)
+
+
+def aligned_crops(
+    frames: Sequence[np.ndarray | None], frame_pos: np.ndarray, landmarks: np.ndarray, width: int, height: int, scale: float = 1.0
+) -> np.ndarray:
+    """Warp each face onto :data:`FER48_TEMPLATE` scaled to ``width`` x ``height``.
+
+    Args:
+        frames: the batch's frames, (H, W, C) uint8 each (any channel count; gray (H, W) too, e.g. a
+            luma plane); frames no face refers to may be None.
+        frame_pos: (M,) int index into ``frames`` of each face.
+        landmarks: (M, 5, 2) float32 frame pixels in YuNet's order (module docstring).
+        width, height: the classifier input size in pixels.
+        scale: >1 shows more context around the face (the template shrinks about the crop centre),
+            like ``crop.scale`` of the square crop.
+
+    Returns:
+        (M, height, width, C) uint8 crops (C as the frames'); pixels outside the frame repeat its
+        border (``cv2.BORDER_REPLICATE``: FER2013 faces have no black corners).
+    """
+    tpl = (FER48_TEMPLATE - 24.0) / scale + 24.0
+    tpl = tpl * np.array([width / 48.0, height / 48.0], np.float32)
+    mats = similarity_to(landmarks, tpl)
+    first = frames[int(frame_pos[0])] if len(frame_pos) else None
+    ch = 1 if first is None or first.ndim == 2 else first.shape[2]
+    out = np.empty((len(frame_pos), height, width, ch), np.uint8)
+    for i in range(len(frame_pos)):
+        # a large face shrinks a lot: warp at k times the size (bilinear), then area-average down,
+        # as the square crop's cv2.resize(INTER_AREA) does
+        k = int(np.clip(np.floor(1.0 / max(float(np.hypot(mats[i, 0, 0], mats[i, 1, 0])), 1e-6)), 1, 4))
+        m = mats[i] * k
+        src = frames[int(frame_pos[i])]
+        assert src is not None  # a frame a face refers to
+        crop = cv2.warpAffine(src, m, (width * k, height * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if k > 1:
+            crop = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+        out[i] = crop.reshape(height, width, ch)
+    return out
