@@ -15,7 +15,6 @@ Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_frame_path.py
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_interval import CLIPS, compare
+from bench_interval import CLIPS, compare, emit_json
 
 
 def main() -> None:
@@ -80,10 +79,7 @@ def main() -> None:
         print(
             f"{n:>3} {r['recall']:7.3f} {r['median_iou']:10.3f} {r['agreement']:9.3f} {r['rgb_ms_per_frame']:12.2f} {r['picture_ms_per_frame']:16.2f}"
         )
-    line = json.dumps({"clips": [c.name for c in clips], "results": res})
-    print(line)
-    if args.json:
-        Path(args.json).write_text(line + "\n")
+    emit_json(clips, res, args.json)
 
 
 if __name__ == "__main__":

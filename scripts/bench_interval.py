@@ -105,6 +105,14 @@ def labelled_recall(clip: Path, rows) -> tuple[int, int]:
     return found, total
 
 
+def emit_json(clips: list[Path], results: dict, path: str = "") -> None:
+    """Print the one JSON line of a run (clip names and results) and write it to ``path`` too when given."""
+    line = json.dumps({"clips": [c.name for c in clips], "results": results})
+    print(line)
+    if path:
+        Path(path).write_text(line + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--every", default="2,3,5", help="comma-separated N to compare with N = 1")
@@ -174,10 +182,7 @@ def main() -> None:
             "speedup": base * 1000 / ms,
         }
         print(f"{n:>3} {rec:7.3f} {med:10.3f} {med_b:9.3f} {agr:9.3f} {lab:15.3f} {ms:8.2f} {base * 1000 / ms:8.2f}")
-    line = json.dumps({"clips": [c.name for c in clips], "results": res})
-    print(line)
-    if args.json:
-        Path(args.json).write_text(line + "\n")
+    emit_json(clips, res, args.json)
 
 
 if __name__ == "__main__":

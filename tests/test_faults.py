@@ -35,6 +35,12 @@ def _assert_same_rows(out, ref):
         np.testing.assert_allclose(fa[c].to_numpy(), ra[c].to_numpy(), atol=1e-3, err_msg=c)
 
 
+def _cli(out, *extra: str) -> list[str]:
+    """``ferbatch run`` over WOLFGANG in 60-frame shards at ``--detect-every 1`` (module docstring), quiet."""
+    args = f"run {WOLFGANG} --out {out} --shard-frames 60 --detect-every 1 -q".split()
+    return [sys.executable, "-m", "ferbatch", *args, *extra]
+
+
 def _worker_pids(method="ShardWorker.run"):
     """PIDs of this test session's own Ray workers busy in ``method`` (Ray sets the process title to
     ray::CLASS.METHOD): only descendants of this process, never another run's workers."""
@@ -76,22 +82,7 @@ def test_worker_killed_mid_shard(ray_session, tmp_path, reference_wolfgang):
 def test_interrupted_driver_resumes_only_missing_shards(tmp_path, reference_wolfgang):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "ferbatch",
-        "run",
-        str(WOLFGANG),
-        "--out",
-        str(out),
-        "--shard-frames",
-        "60",
-        "--workers",
-        "1",
-        "--detect-every",
-        "1",
-        "-q",
-    ]
+    cmd = _cli(out, "--workers", "1")
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -111,21 +102,7 @@ def test_interrupted_driver_resumes_only_missing_shards(tmp_path, reference_wolf
 
 def test_sigterm_is_an_interrupt(tmp_path, reference_wolfgang):
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ferbatch",
-        "run",
-        str(WOLFGANG),
-        "--out",
-        str(out),
-        "--shard-frames",
-        "60",
-        "--no-ray",
-        "--detect-every",
-        "1",
-        "-q",
-    ]
+    cmd = _cli(out, "--no-ray")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "_staging").glob("*/frames-*.parquet")):
