@@ -6,10 +6,11 @@ frames, the top-scoring box of each frame (``vision.top_face.top_faces``) is cut
 (square box x ``crop.scale``, clipped to the frame, INTER_AREA to the input size) and classified.
 Frames where the detector finds no face are counted (``missed``) and left out of the metrics.
 Compare with ``ferbatch eval`` on the pre-cropped faces to see what the crop geometry costs.
-With ``--pictures`` the frames are also given to the detector and the crop path as the pipeline's
-YUV pictures (``ferbatch.picture.YuvPicture``: BT.601 limited range, as H.264 carries them; detector
-input resized in the planes, grey crops from the luma), and the table has both rows: a check of the
-frame path, not a choice made on this set.
+With ``--pictures`` the frames are first made limited-range 4:2:0 planes (BT.601, as H.264 carries
+them) and run both ways a decoder's frame reaches the models: converted to RGB by swscale (PyAV's
+``to_ndarray("rgb24")``, the frame path before) and as the pipeline's YUV pictures
+(``ferbatch.picture.YuvPicture``: detector input resized in the planes, grey crops from the luma);
+a check of the frame path, not a choice made on this set.
 
 Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/eval_crop_path.py --models a,b --scales 1.0,1.1,1.25
 """
@@ -56,10 +57,16 @@ def main() -> None:
     va = load_faces(a.val, 48)
     rgb = frames_of(va.images)
     paths: dict[str, list] = {"rgb": rgb}
-    if a.pictures:
+    if a.pictures:  # both paths from the same limited-range 4:2:0 planes, as a decoder gives them
+        import av
+
         from ferbatch.picture import YuvPicture
 
-        paths["yuv picture"] = [YuvPicture.from_i420(cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420)) for f in rgb]
+        i420 = [cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in rgb]
+        paths = {
+            "decoded, swscale RGB": [av.VideoFrame.from_ndarray(x, format="yuv420p").to_ndarray(format="rgb24") for x in i420],
+            "decoded, yuv picture": [YuvPicture.from_i420(x) for x in i420],
+        }
     results = {}
     for name, (path, frames) in [(n, p) for n in a.models.split(",") for p in paths.items()]:
         models = load_models(JobConfig(classifier=name, backend="onnxruntime"), threads=1)

@@ -3,6 +3,7 @@ from full-size RGB, within the conversion's rounding.
 
 Mutations run against these tests (each made the named test fail, then was restored):
 - ``LUMA_TO_GRAY`` without the 16 offset (``(Y - 0) * 255 / 219``) -> test_grey_crops_are_the_luma_in_full_range;
+- ``LUMA_TO_GRAY`` rounded instead of truncated -> test_grey_of_a_grey_picture_is_swscales;
 - ``resized_rgb`` filling the U plane from V -> test_resized_planes_match_resized_rgb;
 - ``converts`` accepting BT.709 (colorspace 1) -> test_only_bt601_limited_streams_become_pictures;
 - ``nv12_image`` with U and V swapped -> test_nvdec_gives_the_same_picture.
@@ -40,6 +41,15 @@ def test_picture_rgb_is_the_bt601_conversion(frame):
     d = np.abs(p.rgb().astype(int) - swscale)
     assert d.mean() < 1.5 and d.max() <= 8, (d.mean(), d.max())  # OpenCV vs swscale: rounding and chroma siting
     assert as_rgb(p) is p.rgb() and as_rgb(swscale) is swscale
+
+
+def test_grey_of_a_grey_picture_is_swscales(frame):
+    """On every luma level of a grey picture the crop's grey equals the RGB frame path's (swscale's
+    conversion, then OpenCV's RGB2GRAY)."""
+    y = np.repeat(np.arange(256, dtype=np.uint8)[None], 2, 0)
+    i420 = np.concatenate([y.reshape(-1), np.full(256, 128, np.uint8)]).reshape(3, 256)
+    old = cv2.cvtColor(av.VideoFrame.from_ndarray(i420, format="yuv420p").to_ndarray(format="rgb24"), cv2.COLOR_RGB2GRAY)
+    np.testing.assert_array_equal(YuvPicture.from_i420(i420).gray(0, 0, 256, 2), old)
 
 
 def test_grey_crops_are_the_luma_in_full_range(frame):
