@@ -204,7 +204,9 @@ def resolve_defaults(config: dict) -> dict:
     """A config dict (``to_dict()``, or one recorded in a manifest) with the registry defaults
     filled in (older manifests record None), so "default" and the same model named compare equal.
     A config recorded before ``prior`` and ``align`` existed (keys absent) was made with the graph's
-    outputs unchanged and the square crop: ``prior = "graph"``, ``align = False``.
+    outputs unchanged and the square crop: ``prior = "graph"``, ``align = False``; one recorded
+    before ``detect_every`` detected every frame (1), and one recorded before ``between`` found
+    the faces between full detections in windows (``"window"`` when its interval was > 1).
 
     Raises:
         ConfigError: the model registry cannot be read.
@@ -221,6 +223,9 @@ def resolve_defaults(config: dict) -> dict:
         d["align"] = False
     elif d["align"] is None:
         d["align"] = bool(cls.crop.get("align", False)) if cls is not None else False
+    d.setdefault("detect_every", 1)
+    if "between" not in config:
+        d["between"] = "window" if (d["detect_every"] or 1) > 1 else "tracked"
     spec = reg.models.get(d["detector"])
     if spec is not None:
         d["score_threshold"] = spec.score_threshold if d.get("score_threshold") is None else d["score_threshold"]

@@ -12,7 +12,8 @@ Mutations run against these tests (each made the named test fail, then was resto
 - the pipeline passing no landmarks to the rows -> test_landmarks_in_the_rows_and_in_analyze;
 - tracked rows with the landmarks not moved with the box, with a made-up score (0.99), or at a
   prediction for the wrong time -> test_tracked_rows_follow_the_detections;
-- the schedule counted from each shard's start (``first_rank`` ignored) -> test_the_interval_keeps_its_schedule_across_shards.
+- the schedule counted from each shard's start (``first_rank`` ignored) -> test_the_interval_keeps_its_schedule_across_shards;
+- an old manifest's missing ``between`` read as "tracked" whatever its interval -> test_detect_every_default_follows_tracking.
 """
 
 from __future__ import annotations
@@ -219,6 +220,12 @@ def test_detect_every_default_follows_tracking():
         JobConfig(track=False, detect_every=3)
     with pytest.raises(ConfigError, match="--between"):
         JobConfig(between="kalman")
+    from ferbatch.config import resolve_defaults
+
+    # a manifest written before the keys existed: every frame detected, or windows between full detections
+    assert resolve_defaults({})["detect_every"] == 1 and resolve_defaults({})["between"] == "tracked"
+    assert resolve_defaults({"detect_every": 3})["between"] == "window"
+    assert resolve_defaults({"detect_every": 3, "between": "tracked"})["between"] == "tracked"
 
 
 def test_sample_fps_picks_frames_by_time(tmp_path):
