@@ -44,6 +44,22 @@ def encode(
     return path
 
 
+def cut_mp4(src: Path, dst: Path, frames: int) -> Path:
+    """The first ``frames`` frames of ``src`` (an MP4 whose frame ``frames`` is a keyframe), its
+    packets copied: the same pictures as the source's, no re-encoding."""
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        si = i.streams.video[0]
+        so = o.add_stream_from_template(si)
+        pts = sorted(p.pts for p in i.demux(si) if p.pts is not None)
+        cut = pts[frames]
+        i.seek(0, stream=si)
+        for pkt in i.demux(si):
+            if pkt.pts is not None and pkt.pts < cut:
+                pkt.stream = so
+                o.mux(pkt)
+    return dst
+
+
 def rotate_mp4(src: Path, dst: Path) -> Path:
     """Copy an mp4 and set a 90-degree display matrix in its video track header (tkhd)."""
     data = bytearray(src.read_bytes())

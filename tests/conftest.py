@@ -47,13 +47,34 @@ def models(_cache):
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One embedded Ray runtime for the whole test session (start-up costs ~10 s)."""
+    """One embedded Ray runtime for the whole test session (start-up costs ~10 s), shut down after
+    the last test that uses it (an idle Ray keeps using CPU)."""
     ray = pytest.importorskip("ray")
     from ferbatch.job.workers import init_ray
 
     init_ray(None, 2)
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    users = [it.nodeid for it in items if "ray_session" in getattr(it, "fixturenames", ())]
+    config.stash[_LAST_RAY_USER] = users[-1] if users else None
+
+
+_LAST_RAY_USER = pytest.StashKey[str | None]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """The session's Ray stops after its last user's teardown (the fixture's own teardown at the
+    session's end then finds it stopped)."""
+    if item.nodeid == item.config.stash.get(_LAST_RAY_USER, None):
+        import sys
+
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
 
 
 def read_frames(path):

@@ -161,9 +161,24 @@ def clips(tmp_path_factory):
     return {"360p": WOLFGANG, "1080p": hd, "720p rotated": rot}
 
 
+@pytest.fixture(scope="module")
+def rows(clips, models):
+    """``rows(kind, name)``: the reference / fast RGB / fast picture rows of a clip, each computed once per
+    module (the tests only read them)."""
+    done = {}
+
+    def get(kind: str, name: str) -> Rows:
+        if (kind, name) not in done:
+            path = clips[name]
+            done[kind, name] = reference_rows(path) if kind == "reference" else fast_rows(path, models, pictures=kind == "pictures")
+        return done[kind, name]
+
+    return get
+
+
 @pytest.mark.parametrize("name", ["360p", "1080p", "720p rotated"])
-def test_fast_path_rows_equal_reference(clips, models, name):
-    ref, new = reference_rows(clips[name]), fast_rows(clips[name], models)
+def test_fast_path_rows_equal_reference(rows, name):
+    ref, new = rows("reference", name), rows("rgb", name)
     assert len(ref.frame_idx) >= ref.frames  # the clips have faces in (nearly) every frame
     r = compare(ref, new)
     print(name, r)
@@ -174,8 +189,8 @@ def test_fast_path_rows_equal_reference(clips, models, name):
 
 
 @pytest.mark.parametrize("name", ["360p", "1080p"])
-def test_picture_path_keeps_what_the_rows_say(clips, models, name):
-    rgb, pic = fast_rows(clips[name], models), fast_rows(clips[name], models, pictures=True)
+def test_picture_path_keeps_what_the_rows_say(rows, name):
+    rgb, pic = rows("rgb", name), rows("pictures", name)
     r = compare(rgb, pic)
     ious = [
         float(iou_matrix(rgb.boxes[rgb.frame_idx == f], pic.boxes[pic.frame_idx == f]).max(1).min())
@@ -189,9 +204,9 @@ def test_picture_path_keeps_what_the_rows_say(clips, models, name):
     assert np.median(ious) >= 0.95 and r["labels_equal"] >= 0.96, (np.median(ious), r)
 
 
-def test_comparison_can_fail(clips, models):
+def test_comparison_can_fail(rows):
     """A box moved by 2 px and a changed label are caught: the check is not vacuous."""
-    ref = reference_rows(clips["360p"])
+    ref = rows("reference", "360p")
     moved = Rows(ref.frame_idx, ref.boxes + np.float32(2.0), ref.labels, ref.frames)
     assert compare(ref, moved)["boxes_within_1px"] == 0.0
     relabel = Rows(ref.frame_idx, ref.boxes, (ref.labels + 1) % 8, ref.frames)

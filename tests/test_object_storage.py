@@ -99,9 +99,16 @@ def _videos(out):
     return {r["path"]: (r["status"], r["frames"], r["faces"], r["video_id"]) for r in open_table(out, "videos").to_pylist()}
 
 
-def test_a_job_on_object_storage_equals_the_local_run(s3, local_ref):
+@pytest.fixture(scope="module")
+def s3_job(s3, local_ref):
+    """The two clips processed from the bucket into OUT in the bucket: (OUT, the job's summary), shared
+    by the tests that read it (a rerun over it does nothing)."""
     out = f"{s3}/out-equal"
-    s = run_job(f"{s3}/in", out, CFG, use_ray=False, shard_frames=30)
+    return out, run_job(f"{s3}/in", out, CFG, use_ray=False, shard_frames=30)
+
+
+def test_a_job_on_object_storage_equals_the_local_run(s3, local_ref, s3_job):
+    out, s = s3_job
     assert s.ok == 2 and s.failed == 0
     for name in ("faces", "frames", "tracks"):
         got, ref = _table(out, name), _table(local_ref, name)
@@ -136,9 +143,8 @@ def test_an_interrupted_job_resumes_on_object_storage(s3, local_ref):
         assert _table(out, name).equals(_table(local_ref, name)), name
 
 
-def test_summary_and_query_read_it_back(s3, local_ref):
-    out = f"{s3}/out-cli"
-    run_job(f"{s3}/in", out, CFG, use_ray=False, shard_frames=30)
+def test_summary_and_query_read_it_back(s3_job, local_ref):
+    out = s3_job[0]
     exe = [sys.executable, "-m", "ferbatch"]
     sql = "SELECT v.path, count(*) AS n FROM faces f JOIN videos v USING (video_id) GROUP BY 1 ORDER BY 1"
     for args in (

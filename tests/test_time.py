@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from badinputs import encode
+from badinputs import cut_mp4, encode
 from conftest import DATA, SINGLE_FACE, WOLFGANG, read_frames
 
 import ferbatch
@@ -59,6 +59,12 @@ def three_shots(tmp_path_factory):
         "g24": encode(d / "g24.mp4", frames, options={"g": "24", "sc_threshold": "0"}),
         "scenecut": encode(d / "scenecut.mp4", frames),
     }
+
+
+@pytest.fixture(scope="module")
+def wolfgang_288(tmp_path_factory):
+    """WolfgangLanger_Pexels.mp4's first 288 frames (its packets copied): four keyframe-aligned 72-frame shards."""
+    return cut_mp4(WOLFGANG, tmp_path_factory.mktemp("cut") / "wolfgang_288.mp4", 288)
 
 
 def _tables(out):
@@ -118,15 +124,15 @@ def test_detect_every_1_gives_the_frame_by_frame_rows():
 
 
 @pytest.mark.parametrize("between", ["tracked", "window"])
-def test_detect_every_tracks_join_across_shards(tmp_path, between):
-    """--detect-every 3 over 5 shards: one person, one track over the whole clip, the faces between
+def test_detect_every_tracks_join_across_shards(tmp_path, between, wolfgang_288):
+    """--detect-every 3 over 4 shards: one person, one track over the whole clip, the faces between
     full detections found by the track's prediction (the default) or in windows around it."""
-    s = run_job(WOLFGANG, tmp_path, JobConfig(workers=1, detect_every=3, between=between), use_ray=False, shard_frames=100)
-    assert s.ok == 1 and s.frames == 472
+    s = run_job(wolfgang_288, tmp_path, JobConfig(workers=1, detect_every=3, between=between), use_ray=False, shard_frames=72)
+    assert s.ok == 1 and s.frames == 288
     ds = ferbatch.open(tmp_path)
     assert ds.sql("SELECT count(DISTINCT shard_idx) FROM frames").fetchall()[0][0] >= 4
     tracks = ds.sql("SELECT track_id, frames FROM tracks").fetchall()
-    assert len(tracks) == 1 and tracks[0][1] >= 0.95 * 472, tracks
+    assert len(tracks) == 1 and tracks[0][1] >= 0.95 * 288, tracks
     src = dict(ds.sql("SELECT box_source, count(*) FROM faces GROUP BY 1").fetchall())
     assert set(src) == {"frame", between} and src[between] > src["frame"] > 0, src
     assert ds.sql("SELECT between FROM videos").fetchall() == [(between,)]
@@ -177,7 +183,10 @@ def test_the_interval_keeps_its_schedule_across_shards():
     """N = 5: full detections fall on the video's analysed-frame ranks 0, 5, 10, ... whatever the
     shard plan (plus each shard's first frame, which has no tracks yet), so 60-frame shards give
     the full detections of one pass and nearly its tracked rows (a shard's tracks start without a
-    velocity: median IoU >= 0.98, labels equal on >= 99 %); at N = 1 the rows are identical."""
+    velocity: median IoU >= 0.98, labels equal on >= 99 %). The clip's first three planned shards
+    (frames 0-215, starting at 0, 72 and 144: multiples of 24, its keyframes, not of 5) against one
+    pass over the same frames. At N = 1 the rows are identical whatever the plan: that half is
+    tests/test_pipeline.py::test_one_shard_and_many_shards_give_the_same_rows."""
     from ferbatch.faces import FaceBatch
     from ferbatch.media.shards import plan_shards
     from ferbatch.models.load import load_models
@@ -188,24 +197,25 @@ def test_the_interval_keeps_its_schedule_across_shards():
     # there, 4 with --align, 5 with --prior balanced (issue 31's defaults): the rows' geometry is what this checks
     models = load_models(JobConfig(prior="graph", align=False), threads=1)
     _, index = probe_video(WOLFGANG)
-    for n in (1, 5):  # 5: the clip's shards start at multiples of 24 (its keyframes), not of 5
-        one = process_shard(Shard("v", str(WOLFGANG), 0, 0, None, index), models, settings=FrameSettings(detect_every=n)).faces
-        parts = [process_shard(s, models, settings=FrameSettings(detect_every=n)).faces for s in plan_shards("v", str(WOLFGANG), index, 60)]
-        cut = FaceBatch.merge(parts)
-        assert len(parts) >= 7 and cut.frame_pos.tolist() == one.frame_pos.tolist()
-        full_one, full_cut = set(one.frame_pos[one.source == 0].tolist()), set(cut.frame_pos[cut.source == 0].tolist())
-        starts = {int(p.frame_pos[0]) for p in parts}
-        assert full_cut == full_one | starts, sorted(full_cut ^ (full_one | starts))
-        same_box = np.abs(cut.boxes - one.boxes).max(1) < 1e-3
-        same_label = np.nanargmax(cut.probs, 1) == np.nanargmax(one.probs, 1)
-        iou = np.array([iou_matrix(cut.boxes[k : k + 1], one.boxes[k : k + 1])[0, 0] for k in range(len(one.boxes))])
-        if n == 1:
-            assert same_box.all() and same_label.all()
-        else:  # a shard's tracks start without a velocity: their predicted boxes differ a little at first
-            on_schedule = np.isin(one.frame_pos, list(full_one))  # detected in both runs
-            assert same_box[on_schedule].all() and not same_box[~on_schedule].all()
-            assert np.median(iou) >= 0.98 and iou.min() >= 0.8 and same_label.mean() >= 0.99, (np.median(iou), iou.min(), same_label.mean())
+    n = 5
+    shards = plan_shards("v", str(WOLFGANG), index, 60)[:3]
+    starts = {s.start for s in shards}
+    assert starts == {0, 72, 144}  # shard starts off the schedule: the schedule must not restart there
+    one = process_shard(Shard("v", str(WOLFGANG), 0, 0, shards[-1].end, index), models, settings=FrameSettings(detect_every=n)).faces
+    parts = [process_shard(s, models, settings=FrameSettings(detect_every=n)).faces for s in shards]
     models.close()
+    cut = FaceBatch.merge(parts)
+    assert {int(p.frame_pos[0]) for p in parts} == starts and cut.frame_pos.tolist() == one.frame_pos.tolist()
+    full_one, full_cut = set(one.frame_pos[one.source == 0].tolist()), set(cut.frame_pos[cut.source == 0].tolist())
+    assert full_one <= set(range(0, 216, 5)) and len(full_one) >= 40  # the video's schedule: ranks 0, 5, 10, ...
+    assert full_cut == full_one | starts, sorted(full_cut ^ (full_one | starts))
+    same_box = np.abs(cut.boxes - one.boxes).max(1) < 1e-3
+    same_label = np.nanargmax(cut.probs, 1) == np.nanargmax(one.probs, 1)
+    iou = np.array([iou_matrix(cut.boxes[k : k + 1], one.boxes[k : k + 1])[0, 0] for k in range(len(one.boxes))])
+    # a shard's tracks start without a velocity: their predicted boxes differ a little at first
+    on_schedule = np.isin(one.frame_pos, list(full_one))  # detected in both runs
+    assert same_box[on_schedule].all() and not same_box[~on_schedule].all()
+    assert np.median(iou) >= 0.98 and iou.min() >= 0.8 and same_label.mean() >= 0.99, (np.median(iou), iou.min(), same_label.mean())
 
 
 def test_detect_every_default_follows_tracking():
@@ -228,19 +238,19 @@ def test_detect_every_default_follows_tracking():
     assert resolve_defaults({"detect_every": 3, "between": "tracked"})["between"] == "tracked"
 
 
-def test_sample_fps_picks_frames_by_time(tmp_path):
+def test_sample_fps_picks_frames_by_time(tmp_path, wolfgang_288):
     """5 frames per second of video: the first frame of every 200 ms bin, the same frames whatever
     the sharding, each standing for the time until the next; a rerun with another rate is refused."""
-    info, index = probe_video(WOLFGANG)
+    info, index = probe_video(wolfgang_288)
     mask = sample_mask(index, 5)
     t = index.pts * float(index.time_base)
     expect = np.r_[True, np.floor(t[1:] * 5 + 1e-9) != np.floor(t[:-1] * 5 + 1e-9)]
     np.testing.assert_array_equal(mask, expect)
     spans = frame_spans_ms(index, mask)
     got = {}
-    for sf in (0, 100):
+    for sf in (0, 72):
         out = tmp_path / f"s{sf}"
-        s = run_job(WOLFGANG, out, JobConfig(workers=1, sample_fps=5), use_ray=False, shard_frames=sf)
+        s = run_job(wolfgang_288, out, JobConfig(workers=1, sample_fps=5), use_ray=False, shard_frames=sf)
         assert s.ok == 1 and s.frames == int(mask.sum())
         ds = ferbatch.open(out)
         fr = ds.sql("SELECT frame_idx, span_ms FROM frames ORDER BY frame_idx").fetchall()
@@ -249,10 +259,10 @@ def test_sample_fps_picks_frames_by_time(tmp_path):
         assert abs(sum(r[1] for r in fr) / 1000 - info.duration_s) < 0.1
         assert ds.sql("SELECT sample_fps FROM videos").fetchall()[0][0] == 5.0
         ds.close()
-    assert got[0] == got[100] == np.flatnonzero(mask).tolist()
+    assert got[0] == got[72] == np.flatnonzero(mask).tolist()
     assert abs(len(got[0]) / info.duration_s - 5) < 0.3
     with pytest.raises(ConfigError, match="sample_fps"):
-        run_job(WOLFGANG, tmp_path / "s0", JobConfig(workers=1, sample_fps=2), use_ray=False)
+        run_job(wolfgang_288, tmp_path / "s0", JobConfig(workers=1, sample_fps=2), use_ray=False)
 
 
 def test_tracker_thresholds_follow_the_row_threshold(models):
