@@ -240,8 +240,10 @@ def test_nvdec_packet_feed_gives_pyav_frames_whole_and_per_shard(which, tmp_path
     from ferbatch.media.probe import probe_video
     from ferbatch.media.shards import plan_shards
 
-    if which == "h264_bframes":
-        path = WOLFGANG
+    if which == "h264_bframes":  # the first 288 frames (packets copied): four shards
+        from badinputs import cut_mp4
+
+        path = cut_mp4(WOLFGANG, tmp_path / "w.mp4", 288)
     elif which == "hevc_mov":
         path = FACE_NOFACE
     else:

@@ -246,9 +246,17 @@ def _faces_sorted(out):
     return open_table(out, "faces").sort_by([("video_id", "ascending"), ("frame_idx", "ascending"), ("face_idx", "ascending")])
 
 
-def test_damaged_parts_are_redone(clips, tmp_path):
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def committed(clips, tmp_path_factory):
+    """The MP4 and TS clips run into one OUT in 30-frame shards; each test damages its own copy."""
+    out = tmp_path_factory.mktemp("committed") / "out"
     run_job([clips["mp4"], clips["ts"]], out, CFG, use_ray=False, shard_frames=30)
+    return out
+
+
+def test_damaged_parts_are_redone(clips, committed, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(committed, out)
     ref = _faces_sorted(out)
     man = read_manifest(out)
     (commit,) = man["commits"].values()  # both videos in one commit: one part per table
@@ -265,9 +273,9 @@ def test_damaged_parts_are_redone(clips, tmp_path):
     assert s.frames == 240 and _frames(out)["frame_idx"].to_pylist() == sorted(list(range(120)) * 2)
 
 
-def test_a_failed_shard_of_a_committed_video_is_redone_alone(clips, tmp_path):
+def test_a_failed_shard_of_a_committed_video_is_redone_alone(clips, committed, tmp_path):
     out = tmp_path / "out"
-    run_job([clips["mp4"], clips["ts"]], out, CFG, use_ray=False, shard_frames=30)
+    shutil.copytree(committed, out)
     ref = _faces_sorted(out)
     man = read_manifest(out)
     vid = next(v for v, r in man["videos"].items() if r["path"].endswith(".mp4"))
