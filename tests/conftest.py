@@ -98,3 +98,25 @@ def reference_wolfgang(tmp_path_factory, _cache):
     s = run_job(WOLFGANG, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=0)
     assert s.ok == 1 and s.frames == 472
     return out
+
+
+@pytest.fixture(scope="session")
+def wolfgang_288(tmp_path_factory):
+    """WolfgangLanger_Pexels.mp4's first 288 frames, its packets copied (the same pictures): four
+    keyframe-aligned 72-frame shards, for tests whose property does not need the whole clip."""
+    from badinputs import cut_mp4
+
+    return cut_mp4(WOLFGANG, tmp_path_factory.mktemp("cut") / "wolfgang_288.mp4", 288)
+
+
+@pytest.fixture(scope="session")
+def reference_wolfgang_288(tmp_path_factory, wolfgang_288, _cache):
+    """``reference_wolfgang`` over :func:`wolfgang_288`: the rows that runs of that clip cut into
+    other shards (faults, resumes, two threads) must give exactly."""
+    from ferbatch.config import JobConfig
+    from ferbatch.job import run_job
+
+    out = tmp_path_factory.mktemp("ref_wolfgang_288")
+    s = run_job(wolfgang_288, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=0)
+    assert s.ok == 1 and s.frames == 288
+    return out

@@ -1,7 +1,8 @@
 """Faults: a worker killed mid-shard and an interrupted driver lose no row and duplicate none.
 
 The runs use ``--detect-every 1`` so their rows are those of the one-shard reference whatever the
-shard plan (at N > 1 rows near shard starts depend on the plan: tests/test_time.py)."""
+shard plan (at N > 1 rows near shard starts depend on the plan: tests/test_time.py). The clip is
+WolfgangLanger's first 288 frames (conftest ``wolfgang_288``): four 72-frame shards."""
 
 import os
 import signal
@@ -11,7 +12,6 @@ import threading
 import time
 
 import numpy as np
-from conftest import WOLFGANG
 
 from ferbatch.config import JobConfig
 from ferbatch.dataset.store import open_table
@@ -26,18 +26,18 @@ def _rows(out):
     return faces, frames
 
 
-def _assert_same_rows(out, ref):
+def _assert_same_rows(out, ref, frames=288):
     (fa, fr), (ra, rr) = _rows(out), _rows(ref)
-    assert fr["frame_idx"].to_pylist() == rr["frame_idx"].to_pylist() == list(range(472))
+    assert fr["frame_idx"].to_pylist() == rr["frame_idx"].to_pylist() == list(range(frames))
     assert fr["face_count"].to_pylist() == rr["face_count"].to_pylist()
     assert fa.num_rows == ra.num_rows
     for c in COLS:
         np.testing.assert_allclose(fa[c].to_numpy(), ra[c].to_numpy(), atol=1e-3, err_msg=c)
 
 
-def _cli(out, *extra: str) -> list[str]:
-    """``ferbatch run`` over WOLFGANG in 60-frame shards at ``--detect-every 1`` (module docstring), quiet."""
-    args = f"run {WOLFGANG} --out {out} --shard-frames 60 --detect-every 1 -q".split()
+def _cli(clip, out, *extra: str) -> list[str]:
+    """``ferbatch run`` over ``clip`` in 60-frame shards at ``--detect-every 1`` (module docstring), quiet."""
+    args = f"run {clip} --out {out} --shard-frames 60 --detect-every 1 -q".split()
     return [sys.executable, "-m", "ferbatch", *args, *extra]
 
 
@@ -56,7 +56,7 @@ def _worker_pids(method="ShardWorker.run"):
     return pids
 
 
-def test_worker_killed_mid_shard(ray_session, tmp_path, reference_wolfgang):
+def test_worker_killed_mid_shard(ray_session, tmp_path, wolfgang_288, reference_wolfgang_288):
     out = tmp_path / "out"
     killed = []
 
@@ -72,17 +72,17 @@ def test_worker_killed_mid_shard(ray_session, tmp_path, reference_wolfgang):
 
     t = threading.Thread(target=killer)
     t.start()
-    s = run_job(WOLFGANG, out, JobConfig(workers=2, detect_every=1), use_ray=True, shard_frames=60)
+    s = run_job(wolfgang_288, out, JobConfig(workers=2, detect_every=1), use_ray=True, shard_frames=60)
     t.join()
     assert killed, "no worker was busy long enough to be killed"
     assert s.retried >= 1 and s.ok == 1 and s.failed == 0
-    _assert_same_rows(out, reference_wolfgang)
+    _assert_same_rows(out, reference_wolfgang_288)
 
 
-def test_interrupted_driver_resumes_only_missing_shards(tmp_path, reference_wolfgang):
+def test_interrupted_driver_resumes_only_missing_shards(tmp_path, wolfgang_288, reference_wolfgang_288):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = _cli(out, "--workers", "1")
+    cmd = _cli(wolfgang_288, out, "--workers", "1")
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -94,15 +94,15 @@ def test_interrupted_driver_resumes_only_missing_shards(tmp_path, reference_wolf
     assert p.returncode == 130, output
     assert "resume" in output
     done_before = len(list((out / "_staging").glob("*/frames-*.parquet")))
-    assert 2 <= done_before < 8
-    s = run_job(WOLFGANG, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=60)
-    assert 0 < s.frames < 472 and s.ok == 1  # only the missing shards ran
-    _assert_same_rows(out, reference_wolfgang)
+    assert 2 <= done_before < 4
+    s = run_job(wolfgang_288, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=60)
+    assert 0 < s.frames < 288 and s.ok == 1  # only the missing shards ran
+    _assert_same_rows(out, reference_wolfgang_288)
 
 
-def test_sigterm_is_an_interrupt(tmp_path, reference_wolfgang):
+def test_sigterm_is_an_interrupt(tmp_path, wolfgang_288, reference_wolfgang_288):
     out = tmp_path / "out"
-    cmd = _cli(out, "--no-ray")
+    cmd = _cli(wolfgang_288, out, "--no-ray")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "_staging").glob("*/frames-*.parquet")):
@@ -112,6 +112,6 @@ def test_sigterm_is_an_interrupt(tmp_path, reference_wolfgang):
     assert p.returncode == 130, output
     (row,) = open_table(out, "videos").to_pylist()
     assert row["status"] == "incomplete" and "rerun" in row["error"]
-    s = run_job(WOLFGANG, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=60)
+    s = run_job(wolfgang_288, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=60)
     assert s.ok == 1
-    _assert_same_rows(out, reference_wolfgang)
+    _assert_same_rows(out, reference_wolfgang_288)

@@ -17,12 +17,13 @@ from ferbatch.media.probe import VideoIndex
 from ferbatch.media.shards import Shard
 
 
-def test_small_job_runs_in_process_on_two_threads_with_the_same_rows(tmp_path, reference_wolfgang):
-    s = run_job(WOLFGANG, tmp_path / "out", JobConfig(workers=2, detect_every=1), shard_frames=100)
-    assert s.runner.startswith("in-process") and "472" in s.runner
-    assert s.ok == 1 and s.frames == 472
+def test_small_job_runs_in_process_on_two_threads_with_the_same_rows(tmp_path, wolfgang_288, reference_wolfgang_288):
+    """WolfgangLanger's first 288 frames (conftest ``wolfgang_288``) in 72-frame shards on two threads."""
+    s = run_job(wolfgang_288, tmp_path / "out", JobConfig(workers=2, detect_every=1), shard_frames=72)
+    assert s.runner.startswith("in-process") and "288" in s.runner
+    assert s.ok == 1 and s.frames == 288
     assert 0 < s.startup_seconds < s.seconds
-    _assert_same_rows(tmp_path / "out", reference_wolfgang)
+    _assert_same_rows(tmp_path / "out", reference_wolfgang_288)
 
 
 def test_ray_is_chosen_for_a_cluster_or_a_big_job():
@@ -50,7 +51,7 @@ def test_a_resumed_job_is_sized_by_the_frames_of_its_shards():
     assert wants_ray("auto", [], small)[0]
 
 
-def test_a_small_resumed_job_runs_in_process_with_the_same_rows(tmp_path, reference_wolfgang):
+def test_a_small_resumed_job_runs_in_process_with_the_same_rows(tmp_path, wolfgang_288, reference_wolfgang_288):
     out = tmp_path / "out"
 
     def stop(kind, done, total):
@@ -58,8 +59,8 @@ def test_a_small_resumed_job_runs_in_process_with_the_same_rows(tmp_path, refere
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_job(WOLFGANG, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=100, progress=stop)
-    s = run_job(WOLFGANG, out, JobConfig(workers=1, detect_every=1), shard_frames=100)  # the runner left to the job
+        run_job(wolfgang_288, out, JobConfig(workers=1, detect_every=1), use_ray=False, shard_frames=72, progress=stop)
+    s = run_job(wolfgang_288, out, JobConfig(workers=1, detect_every=1), shard_frames=72)  # the runner left to the job
     assert s.runner.startswith("in-process") and "resumed shards" in s.runner, s.runner
-    assert s.ok == 1 and 0 < s.frames < 472  # only the missing shards ran
-    _assert_same_rows(out, reference_wolfgang)
+    assert s.ok == 1 and 0 < s.frames < 288  # only the missing shards ran
+    _assert_same_rows(out, reference_wolfgang_288)

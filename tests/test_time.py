@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from badinputs import cut_mp4, encode
+from badinputs import encode
 from conftest import DATA, SINGLE_FACE, WOLFGANG, read_frames
 
 import ferbatch
@@ -59,12 +59,6 @@ def three_shots(tmp_path_factory):
         "g24": encode(d / "g24.mp4", frames, options={"g": "24", "sc_threshold": "0"}),
         "scenecut": encode(d / "scenecut.mp4", frames),
     }
-
-
-@pytest.fixture(scope="module")
-def wolfgang_288(tmp_path_factory):
-    """WolfgangLanger_Pexels.mp4's first 288 frames (its packets copied): four keyframe-aligned 72-frame shards."""
-    return cut_mp4(WOLFGANG, tmp_path_factory.mktemp("cut") / "wolfgang_288.mp4", 288)
 
 
 def _tables(out):
@@ -146,13 +140,13 @@ def test_tracked_rows_follow_the_detections(clip, thr):
     box, and the classification of that box's crop; matched to every-frame detection (N = 1) on a
     clip of three walking people, the boxes stay close (median IoU > 0.9) and no face is lost. At row
     threshold 0.95 the face of WolfgangLanger crosses the threshold often: a track whose last full
-    detection was below it makes no rows until it is detected above it again."""
+    detection was below it makes no rows until it is detected above it again (its first 288 frames)."""
     from ferbatch.models.load import load_models
     from ferbatch.vision.boxes import iou_matrix, match_boxes
 
     models = load_models(JobConfig(score_threshold=thr), threads=1)
     _, index = probe_video(clip)
-    shard = Shard("eq", str(clip), 0, 0, None, index)
+    shard = Shard("eq", str(clip), 0, 0, 288 if clip == WOLFGANG else None, index)
     ref = process_shard(shard, models, settings=FrameSettings(row_threshold=thr)).faces
     got = process_shard(shard, models, settings=FrameSettings(detect_every=3, row_threshold=thr)).faces
     models.close()
