@@ -12,15 +12,15 @@ from ferbatch.pipeline import process_shard
 
 
 def test_one_shard_and_many_shards_give_the_same_rows(models):
-    """The clip's last four 60-frame shards (from frame 216, a keyframe, to its end: a seek into the
+    """The clip's last three 60-frame shards (from frame 288, a keyframe, to its end: a seek into the
     clip and the tail) against one shard over the same frames; the parts with other batch and
     prefetch settings."""
     _, index = probe_video(WOLFGANG)
-    shards = plan_shards("v", str(WOLFGANG), index, 60)[-4:]
-    assert len(shards) == 4 and shards[0].start == 216 and shards[-1].end is None
+    shards = plan_shards("v", str(WOLFGANG), index, 60)[-3:]
+    assert len(shards) == 3 and shards[0].start == 288 and shards[-1].end is None
     whole = process_shard(Shard("v", str(WOLFGANG), 0, shards[0].start, None, index), models)
     parts = [process_shard(s, models, detect_batch=3, prefetch=0) for s in shards]
-    np.testing.assert_array_equal(whole.frame_idx, np.arange(216, 472))
+    np.testing.assert_array_equal(whole.frame_idx, np.arange(288, 472))
     np.testing.assert_array_equal(whole.frame_idx, np.concatenate([p.frame_idx for p in parts]))
     np.testing.assert_array_equal(whole.face_count, np.concatenate([p.face_count for p in parts]))
     np.testing.assert_array_equal(whole.faces.frame_pos, np.concatenate([p.faces.frame_pos for p in parts]))
