@@ -35,6 +35,10 @@ def _assert_same_rows(out, ref, frames=288):
         np.testing.assert_allclose(fa[c].to_numpy(), ra[c].to_numpy(), atol=1e-3, err_msg=c)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(clip, out, *extra: str) -> list[str]:
     """``ferbatch run`` over ``clip`` in 60-frame shards at ``--detect-every 1`` (module docstring), quiet."""
     args = f"run {clip} --out {out} --shard-frames 60 --detect-every 1 -q".split()
@@ -83,7 +87,9 @@ def test_interrupted_driver_resumes_only_missing_shards(tmp_path, wolfgang_288, 
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = _cli(wolfgang_288, out, "--workers", "1")
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIGINT back to its default in the child: a signal ignored by this process (Ray's driver set-up
+    # can leave SIGINT ignored) would be inherited, and Python keeps an inherited SIG_IGN for SIGINT
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline:
         if len(list((out / "_staging").glob("*/frames-*.parquet"))) >= 2:
