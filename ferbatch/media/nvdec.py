@@ -83,14 +83,7 @@ def nv12_to_rgb(nv12: np.ndarray, width: int, height: int, *, colorspace: int | 
     """
     import av
 
-    if width % 2 or height % 2:
-        raise ValueError(f"nv12_to_rgb: {width}x{height} is odd; NV12 needs an even width and height")
-    if nv12.dtype != np.uint8 or nv12.ndim != 2 or nv12.shape[0] < height * 3 // 2 or nv12.shape[1] < width:
-        raise ValueError(f"nv12_to_rgb: expected ({height * 3 // 2}, >={width}) uint8, got {nv12.shape} {nv12.dtype}")
-    y = nv12[:height, :width]
-    uv = nv12[height : height * 3 // 2, :width]
-    planar = np.concatenate([y.ravel(), uv[:, 0::2].ravel(), uv[:, 1::2].ravel()]).reshape(height * 3 // 2, width)
-    fr = av.VideoFrame.from_ndarray(planar, format="yuv420p")
+    fr = av.VideoFrame.from_ndarray(_nv12_planes(nv12, width, height).i420(), format="yuv420p")
     if colorspace is not None:
         fr.colorspace = colorspace
     if color_range is not None:
@@ -108,8 +101,16 @@ def nv12_image(nv12: np.ndarray, width: int, height: int, *, colorspace: int | N
     """
     if not converts(colorspace, color_range):
         return nv12_to_rgb(nv12, width, height, colorspace=colorspace, color_range=color_range)
+    return _nv12_planes(nv12, width, height)
+
+
+def _nv12_planes(nv12: np.ndarray, width: int, height: int) -> YuvPicture:
+    """The planes of an NV12 picture (U and V de-interleaved; the Y plane a view), checked as
+    :func:`nv12_to_rgb` documents."""
     if width % 2 or height % 2:
-        raise ValueError(f"nv12_image: {width}x{height} is odd; NV12 needs an even width and height")
+        raise ValueError(f"nv12: {width}x{height} is odd; NV12 needs an even width and height")
+    if nv12.dtype != np.uint8 or nv12.ndim != 2 or nv12.shape[0] < height * 3 // 2 or nv12.shape[1] < width:
+        raise ValueError(f"nv12: expected ({height * 3 // 2}, >={width}) uint8, got {nv12.shape} {nv12.dtype}")
     uv = nv12[height : height * 3 // 2, :width]
     return YuvPicture(nv12[:height, :width], np.ascontiguousarray(uv[:, 0::2]), np.ascontiguousarray(uv[:, 1::2]))
 
