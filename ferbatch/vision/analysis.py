@@ -14,7 +14,7 @@ last full-frame detection ran. Per frame, in order:
      that detection's score and its landmarks moved with the box; the detector does not run
      (``box_source`` = "tracked"). Measured against every-frame detection on the shared clips
      (scripts/bench_interval.py): N = 3 keeps face-frame recall 1.0, median IoU 0.99 and label
-     agreement 0.986 at 0.56x the CPU per frame;
+     agreement 0.984 at 0.53x the CPU per frame (on those clips played twice as fast, not used to choose: agreement 0.963);
    - **window** (``use_windows``): the detector runs on a square window around each live track's
      predicted box (``WINDOW_SCALE`` x the box's longer side) at the scale the full-frame pass
      sees the frame, so boxes and scores are the detector's own (``box_source`` = "window"); it
