@@ -15,7 +15,8 @@ The pipeline's frame path (YUV pictures, :mod:`ferbatch.picture`) changes the pi
 level (OpenCV's BT.601 conversion instead of swscale's, resizing in the planes), so it is judged by
 what the rows say, against the RGB path: the same faces, boxes at IoU >= 0.95 (median), labels
 equal on >= 96% (issue 30: judged by accuracy, not byte equality; FER+ acc@1 through the crop path is
-in docs/performance.md).
+in docs/performance.md). Mutation: grey crops cut from the luma at half their row (``y1 // 2``) ->
+test_picture_path_keeps_what_the_rows_say fails (a 16-level grey offset does not: test_picture.py guards it).
 """
 
 from __future__ import annotations
