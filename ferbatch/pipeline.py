@@ -260,14 +260,24 @@ def process_shard(
         st,
     )
     it = iter_batches(frames, detect_batch, prefetch, batch_pixels)
+    pending: list = []  # decoded frames held back until a scheduled full detection closes their gap (FrameAnalyzer.ready)
     try:
-        while True:
+        ended = False
+        while not ended:
             t = time.perf_counter()
             try:
-                batch = next(it)
+                pending += next(it)
             except StopIteration:
-                break
+                ended = True
+            except DecodeError as e:  # the frames decoded before the error still become rows
+                if not f_idx and not pending:
+                    raise
+                res.status, res.error, ended = "partial", e.reason, True
             st["decode_wait"] += time.perf_counter() - t
+            n_now = len(pending) if ended else analyzer.ready(len(pending))
+            if n_now == 0:
+                continue
+            batch, pending = pending[:n_now], pending[n_now:]
             images = [f.image for f in batch]
             for img, fr in zip(images, batch, strict=True):
                 size = (img.shape[1], img.shape[0])
@@ -283,8 +293,10 @@ def process_shard(
             tail = np.flatnonzero(idx == handoff_idx)
             keep = [0] if first else []
             keep += tail.tolist()
+            # the stream's last frame gets a full detection: the frames before it are interpolated too
+            forced = tail.tolist() if len(tail) or not ended else [len(batch) - 1]
             t = time.perf_counter()
-            a = analyzer.analyze(images, pts, force_full=tail.tolist(), keep_tracks=keep)
+            a = analyzer.analyze(images, pts, force_full=forced, keep_tracks=keep)
             st["analyze"] += time.perf_counter() - t
             if first:
                 res.handoff["head"] = a.handoff.get(0, [])

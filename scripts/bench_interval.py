@@ -15,7 +15,12 @@ frame by frame (IoU >= 0.5, :func:`ferbatch.vision.boxes.match_boxes`):
 The issue's bar for a default: recall >= 0.98, median IoU >= 0.90, agreement >= 0.97 (over all
 clips together). Nothing is asserted; it prints a table and one JSON line.
 
-Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_interval.py [--every 2,3,5] [--json PATH]
+Held out: ``--speed K`` first re-encodes each clip played K times as fast (every K-th frame, at the
+clip's own frame rate, with PyAV, into a temporary folder), so faces move K times as far between
+frames as on the clips the interval was chosen on. ``--held-out`` runs the three clips with the
+most motion (walking, WolfgangLanger, the two-face head-pose clip) that way at K = 2.
+
+Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_interval.py [--every 2,3,5] [--held-out] [--json PATH]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import os
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +49,35 @@ CLIPS = [
     DATA / "videos_emotion_cremad/mp4/1001_DFA_HAP_XX.mp4",
     DATA / "videos_emotion_cremad/mp4/1001_DFA_NEU_XX.mp4",
 ]
+
+
+HELD_OUT = [CLIPS[6], CLIPS[0], CLIPS[5]]
+
+
+def faster(clip: Path, k: int, folder: Path) -> Path:
+    """``clip`` played ``k`` times as fast: every k-th frame re-encoded (H.264, yuv420p, the clip's
+    frame rate and size) into ``folder``. Returns the new file's path."""
+    import av
+
+    out_path = folder / f"{clip.stem}_x{k}.mp4"
+    with av.open(str(clip)) as src, av.open(str(out_path), "w") as dst:
+        vs = src.streams.video[0]
+        rate = vs.average_rate or 30
+        enc = dst.add_stream("libx264", rate=rate)
+        enc.width, enc.height, enc.pix_fmt = vs.codec_context.width, vs.codec_context.height, "yuv420p"
+        rate = Fraction(rate)
+        enc.time_base = Fraction(1, rate.numerator)
+        n = 0
+        for i, frame in enumerate(src.decode(vs)):
+            if i % k == 0:
+                f = frame.reformat(format="yuv420p")
+                f.pts, f.time_base = n * rate.denominator, enc.time_base
+                n += 1
+                for pkt in enc.encode(f):
+                    dst.mux(pkt)
+        for pkt in enc.encode():
+            dst.mux(pkt)
+    return out_path
 
 
 def labelled(clip: Path) -> dict[int, np.ndarray]:
@@ -118,18 +153,29 @@ def main() -> None:
     ap.add_argument("--every", default="2,3,5", help="comma-separated N to compare with N = 1")
     ap.add_argument("--clips", default="", help="comma-separated clip paths (default: the shared clips)")
     ap.add_argument("--json", default="", help="also write the JSON here")
+    ap.add_argument("--align", choices=("on", "off", "default"), default="default", help="the classifier's aligned crop")
+    ap.add_argument("--prior", default=None, help="as-trained | balanced | graph (default: the registry's)")
+    ap.add_argument("--speed", type=int, default=1, help="play each clip this many times as fast (held-out motion)")
+    ap.add_argument("--held-out", action="store_true", help="the three clips with most motion at --speed 2 (module docstring)")
     ap.add_argument("--between", default="tracked", help="tracked | window: what finds the faces between full detections")
     ap.add_argument("--window-scale", type=float, default=0.0, help="override the window side / box side (measurements)")
     args = ap.parse_args()
     from ferbatch.config import JobConfig
     from ferbatch.models.load import load_models
 
-    clips = [Path(c) for c in args.clips.split(",")] if args.clips else CLIPS
+    clips = [Path(c) for c in args.clips.split(",")] if args.clips else (HELD_OUT if args.held_out else CLIPS)
+    speed = 2 if args.held_out and args.speed == 1 else args.speed
+    if speed > 1:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench_interval_"))
+        clips = [faster(c, speed, tmp) for c in clips]
     if args.window_scale:
         import ferbatch.vision.windows as win
 
         win.WINDOW_SCALE = args.window_scale
-    models = load_models(JobConfig(workers=1), threads=1)
+    align = None if args.align == "default" else args.align == "on"
+    models = load_models(JobConfig(workers=1, align=align, prior=args.prior), threads=1)
     every = [int(x) for x in args.every.split(",")]
     tot: dict[int, dict] = {
         n: {"rows": 0, "matched": 0, "ious": [], "between": [], "agree": 0, "lab": [0, 0], "s": 0.0, "frames": 0} for n in [1, *every]
@@ -170,7 +216,7 @@ def main() -> None:
         med = float(np.median(t["ious"])) if t["ious"] else 1.0
         med_b = float(np.median(t["between"])) if t["between"] else 1.0
         agr = t["agree"] / max(1, t["matched"]) if n > 1 else 1.0
-        lab = t["lab"][0] / max(1, t["lab"][1])
+        lab = t["lab"][0] / t["lab"][1] if t["lab"][1] else float("nan")  # no labelled frames in held-out clips
         ms = 1000 * t["s"] / max(1, t["frames"])
         res[n] = {
             "recall": rec,

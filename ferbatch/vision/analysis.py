@@ -140,14 +140,34 @@ class FrameAnalyzer:
         self.tracker = ByteTracker(tracker) if tracker is not None else None
         self.windows = window_detector(self.detector) if detect_every > 1 and use_windows else None
         self.detect_every = detect_every if self.windows is not None or not use_windows else 1
-        # track id -> (score, (5, 2) landmarks relative to the box or None) of the rows of the last full detection
-        self._carried: dict[int, tuple[float, np.ndarray | None]] = {}
+        # track id -> (score, (4,) box, (5, 2) landmarks or None, time in ms) of the rows of the last full detection
+        self._carried: dict[int, tuple[float, np.ndarray, np.ndarray | None, float]] = {}
         self.shots = ShotDetector() if shots else None
         self.shot = 0
         self.started = False  # the stream's first frame is behind us (it always gets a full detection)
         self.rank = int(first_rank)  # analysed-frame rank of the next frame within the video
         # seconds spent per stage over the stream: shots, detect (full frames and windows), track, crop, classify
         self.stage_seconds = dict.fromkeys(("shots", "detect", "track", "crop", "classify"), 0.0)
+
+    def ready(self, pending: int) -> int:
+        """How many of the next ``pending`` frames to analyse now so that the call ends on a
+        scheduled full detection: the frames between two full detections are then interpolated
+        between both (:meth:`_between`) rather than extrapolated from the first. A batch caller
+        holds the rest back for its next call (at most ``detect_every`` - 1 frames) and analyses
+        everything at the end of its stream. Shot cuts are not known before the frames are analysed;
+        the frames before a cut are extrapolated.
+
+        Returns:
+            A count in [0, pending]: ``pending`` when every frame gets a full detection or windows find
+            the faces, 0 when no scheduled full detection falls among them.
+        """
+        if self.detect_every == 1 or self.windows is not None or self.tracker is None:
+            return pending
+        full = (self.rank + np.arange(pending)) % self.detect_every == 0
+        if not self.started and pending:
+            full[0] = True
+        last = np.flatnonzero(full)
+        return int(last[-1]) + 1 if len(last) else 0
 
     def analyze(
         self,
@@ -195,27 +215,32 @@ class FrameAnalyzer:
         ids_all: list[np.ndarray] = []
         handoff: dict[int, list[list[float]]] = {}
         keep = set(int(k) for k in keep_tracks)
+        tracked_full: dict[int, np.ndarray] = {}  # full frames already tracked (they close a group)
         while i < n:
             if full[i]:
                 b, s, lm = by_full[fi]
                 fi += 1
                 per_frame.append((b, s, lm, SOURCE_FRAME))
-                if self.tracker is not None and cut[i]:
-                    self.tracker.reset()
-                ids_all.append(self._track(float(pts_ms[i]), b, s))
-                self._carry(b, s, lm, ids_all[-1])
+                ids_all.append(tracked_full.pop(i) if i in tracked_full else self._track_full(i, cut[i], pts_ms, b, s, lm))
                 i += 1
                 continue
             j = i
             while j < n and not full[j]:
                 j += 1
-            group = range(i, j)  # window frames: their windows come from the tracks at the group's start
+            group = range(i, j)  # frames between full detections
             t1 = time.perf_counter()
-            if self.windows is None:  # the tracks' predictions stand in for the detector
+            if self.windows is None:  # the tracks stand in for the detector
+                after = None
+                if j < n and not cut[j]:  # the next full detection is in this call: interpolate towards it
+                    b1, s1, lm1 = by_full[fi]
+                    tracked_full[j] = self._track_full(j, False, pts_ms, b1, s1, lm1, carry=False)
+                    after = (b1, s1, lm1, tracked_full[j], float(pts_ms[j]))
                 for k in group:
-                    b, s, lm, tk = self._predicted(images[k].shape[:2], float(pts_ms[k]))
+                    b, s, lm, tk = self._between(images[k].shape[:2], float(pts_ms[k]), after)
                     per_frame.append((b, s, lm, SOURCE_TRACKED))
                     ids_all.append(tk)
+                if after is not None:
+                    self._carry(*after)
                 st["track"] += time.perf_counter() - t1
                 i = j
                 continue
@@ -271,42 +296,81 @@ class FrameAnalyzer:
         self.stage_seconds["track"] += time.perf_counter() - t
         return ids
 
-    def _carry(self, boxes: np.ndarray, scores: np.ndarray, lm: np.ndarray | None, ids: np.ndarray) -> None:
-        """Remember the tracked rows of a full detection: their scores and landmarks (relative to
-        the box) stand for the tracks until the next full detection (``between="tracked"``)."""
+    def _track_full(
+        self, i: int, cut: bool, pts_ms: Sequence[float] | np.ndarray, boxes: np.ndarray, scores: np.ndarray, lm: np.ndarray | None, carry: bool = True
+    ) -> np.ndarray:
+        """Track the full detection of frame ``i`` of the call (a cut ends every track first) and,
+        with ``carry``, remember its tracked rows for the frames that follow (:meth:`_carry`).
+        Returns (D,) int64 provisional track ids."""
+        if self.tracker is not None and cut:
+            self.tracker.reset()
+        ids = self._track(float(pts_ms[i]), boxes, scores)
+        if carry:
+            self._carry(boxes, scores, lm, ids, float(pts_ms[i]))
+        return ids
+
+    def _carry(self, boxes: np.ndarray, scores: np.ndarray, lm: np.ndarray | None, ids: np.ndarray, t_ms: float = 0.0) -> None:
+        """Remember the tracked rows of a full detection at ``t_ms``: their boxes, scores and
+        landmarks stand for the tracks until the next full detection (``between="tracked"``)."""
         self._carried = {}
         for q in np.flatnonzero((ids >= 0) & (scores > self.row_threshold)):
-            rel = None
-            if lm is not None:
-                wh = np.maximum(boxes[q, 2:] - boxes[q, :2], 1e-3)
-                rel = (lm[q] - boxes[q, :2]) / wh
-            self._carried[int(ids[q])] = (float(scores[q]), rel)
+            self._carried[int(ids[q])] = (float(scores[q]), boxes[q].astype(np.float32), None if lm is None else lm[q].astype(np.float32), t_ms)
 
-    def _predicted(self, hw: tuple[int, ...], t_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    def _between(
+        self,
+        hw: tuple[int, ...],
+        t_ms: float,
+        after: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, float] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
         """Rows of a frame between full detections from the tracks alone: each track that made a row
-        at the last full detection, at its constant-velocity box for ``t_ms`` (clipped to the frame;
-        dropped when less than 8 px remain on a side), with that detection's score and its
-        landmarks moved and scaled with the box. Returns (boxes (T, 4) float32, scores (T,)
-        float32, landmarks (T, 5, 2) float32 or None, track ids (T,) int64), by descending score."""
+        at the last full detection, with
+
+        - ``after`` (the next full detection's boxes, scores, landmarks, track ids and time, when it
+          is in the same call) and the track found there: box, score and landmarks interpolated
+          linearly in time between the two detections (offline tracklet interpolation);
+        - otherwise: its constant-velocity box for ``t_ms``, the last detection's score and its
+          landmarks moved and scaled with the box.
+
+        Boxes are clipped to the frame; a box with less than 8 px left on a side is dropped.
+
+        Returns:
+            (boxes (T, 4) float32 x1 y1 x2 y2 in pixels, scores (T,) float32, landmarks (T, 5, 2)
+            float32 or None, track ids (T,) int64), by descending score.
+        """
         assert self.tracker is not None
         pred, tids = self.tracker.predict(t_ms)
+        predicted = {int(t): q for q, t in enumerate(tids)}
+        found = {int(t): q for q, t in enumerate(after[3]) if t >= 0} if after is not None else {}
         fh, fw = hw[0], hw[1]
-        keep = [q for q, t in enumerate(tids) if int(t) in self._carried]
-        boxes = np.clip(pred[keep], 0, [fw, fh, fw, fh]).astype(np.float32).reshape(-1, 4)
-        tk = tids[keep]
+        rows: list[tuple[float, np.ndarray, np.ndarray | None, int]] = []
+        for tid, (s0, b0, lm0, t0) in self._carried.items():
+            if after is not None and tid in found:
+                b1, s1, lm1, _, t1 = after
+                q = found[tid]
+                w = (t_ms - t0) / max(t1 - t0, 1e-3)
+                box = b0 + w * (b1[q] - b0)
+                lm = None if lm0 is None or lm1 is None else lm0 + w * (lm1[q] - lm0)
+                rows.append((float(s0 + w * (s1[q] - s0)), box, lm, tid))
+            elif tid in predicted:
+                box = pred[predicted[tid]]
+                lm = None
+                if lm0 is not None:
+                    wh0 = np.maximum(b0[2:] - b0[:2], 1e-3)
+                    lm = box[:2] + (lm0 - b0[:2]) / wh0 * (box[2:] - box[:2])
+                rows.append((s0, box, lm, tid))
+        rows.sort(key=lambda r: -r[0])  # stable: ties keep the carried order
+        boxes = np.clip(np.array([r[1] for r in rows], np.float32).reshape(-1, 4), 0, [fw, fh, fw, fh]).astype(np.float32)
         ok = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= 8
-        boxes, tk = boxes[ok], tk[ok]
-        scores = np.array([self._carried[int(t)][0] for t in tk], np.float32)
-        order = np.argsort(-scores, kind="stable")
-        boxes, tk, scores = boxes[order], tk[order], scores[order]
+        sel = [r for r, k in zip(rows, ok, strict=True) if k]
+        scores = np.array([r[0] for r in sel], np.float32)
+        tk = np.array([r[3] for r in sel], np.int64)
         lms = None
         if self.detector.gives_landmarks:
-            lms = np.zeros((len(tk), 5, 2), np.float32)
-            for q, t in enumerate(tk):
-                rel = self._carried[int(t)][1]
-                if rel is not None:
-                    lms[q] = boxes[q, :2] + rel * (boxes[q, 2:] - boxes[q, :2])
-        return boxes, scores, lms, tk
+            lms = np.zeros((len(sel), 5, 2), np.float32)
+            for q, r in enumerate(sel):
+                if r[2] is not None:
+                    lms[q] = r[2]
+        return boxes[ok], scores, lms, tk
 
 
 def analyze_images(models: AnalysisModels, images: Sequence[np.ndarray]) -> FaceBatch:
