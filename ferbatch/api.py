@@ -174,7 +174,7 @@ class Faces:
         import pyarrow as pa
 
         cols = face_columns(self.batch)
-        return pa.table({k: v for k, v in cols.items() if k not in ("track_id", "box_source")})  # one image: no tracks
+        return pa.table({k: v for k, v in cols.items() if k not in ("track_id", "box_source", "prob_source")})  # one image: no tracks
 
     def to_pandas(self):
         """:meth:`to_arrow` as a pandas DataFrame (needs the ``pandas`` extra: ``pip install 'ferbatch[pandas]'``)."""

@@ -20,6 +20,7 @@ DEFAULT_DETECT_EVERY = 3
 # a 2-worker 1080p job 461 -> 317 MB: the frames in flight and the detector's activations; docs/performance.md)
 CPU_BATCH_PIXELS = 8 * 1280 * 720
 BETWEEN = ("tracked", "window")  # what finds the faces between full detections (ferbatch.vision.analysis)
+CLASSIFY_BETWEEN = ("changes", "every")  # which rows between full detections the classifier runs on (ferbatch.vision.analysis)
 
 
 def default_workers() -> int:
@@ -65,6 +66,10 @@ class JobConfig:
         between: what finds the faces between full detections: "tracked" (each track's
             constant-velocity box; rows say ``box_source = "tracked"``) or "window" (the detector
             on a window around each track: the detector's own boxes and scores, dearer).
+        classify_between: rows between two full detections of a track ("tracked"): "changes" = the
+            classifier runs on them only where the track's classifications at the two detections
+            disagree, else their probabilities are interpolated in time between the two (rows say
+            ``prob_source = "interpolated"``); "every" = the classifier runs on every row.
         sample_fps: analyse about this many frames per second of video, chosen by pts
             (:mod:`ferbatch.media.sampling`); None = every frame.
         prior: the class prior of the decision (:mod:`ferbatch.models.prior`): "as-trained" (the
@@ -100,6 +105,7 @@ class JobConfig:
     min_face_px: float | None = None
     detect_every: int | None = None
     between: str = "tracked"
+    classify_between: str = "changes"
     sample_fps: float | None = None
     decoder: str = "auto"
     prior: str | None = None
@@ -108,6 +114,8 @@ class JobConfig:
     def __post_init__(self):
         if self.detect_every is None:  # frozen: resolved once, so to_dict() and the manifest hold the number
             object.__setattr__(self, "detect_every", DEFAULT_DETECT_EVERY if self.track else 1)
+        if self.classify_between not in CLASSIFY_BETWEEN:
+            raise ConfigError(f"--classify-between | received {self.classify_between!r}; expected one of {', '.join(CLASSIFY_BETWEEN)}")
         if self.between not in BETWEEN:
             raise ConfigError(f"--between | received {self.between!r}; expected one of {', '.join(BETWEEN)}")
         if self.backend not in BACKENDS:
@@ -194,6 +202,7 @@ RESULT_KEYS = (
     "min_face_px",
     "detect_every",
     "between",
+    "classify_between",
     "sample_fps",
     "prior",
     "align",
@@ -205,8 +214,9 @@ def resolve_defaults(config: dict) -> dict:
     filled in (older manifests record None), so "default" and the same model named compare equal.
     A config recorded before ``prior`` and ``align`` existed (keys absent) was made with the graph's
     outputs unchanged and the square crop: ``prior = "graph"``, ``align = False``; one recorded
-    before ``detect_every`` detected every frame (1), and one recorded before ``between`` found
-    the faces between full detections in windows (``"window"`` when its interval was > 1).
+    before ``detect_every`` detected every frame (1), one recorded before ``between`` found
+    the faces between full detections in windows (``"window"`` when its interval was > 1), and one
+    recorded before ``classify_between`` classified every row (``"every"``).
 
     Raises:
         ConfigError: the model registry cannot be read.
@@ -226,6 +236,7 @@ def resolve_defaults(config: dict) -> dict:
     d.setdefault("detect_every", 1)
     if "between" not in config:
         d["between"] = "window" if (d["detect_every"] or 1) > 1 else "tracked"
+    d.setdefault("classify_between", "every")
     spec = reg.models.get(d["detector"])
     if spec is not None:
         d["score_threshold"] = spec.score_threshold if d.get("score_threshold") is None else d["score_threshold"]

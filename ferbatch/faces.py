@@ -27,6 +27,9 @@ __all__ = [
     "FaceBatch",
     "face_columns",
     "BOX_SOURCES",
+    "PROB_SOURCES",
+    "PROB_CLASSIFIED",
+    "PROB_INTERPOLATED",
     "PROB_COLUMNS",
     "SOURCE_FRAME",
     "SOURCE_WINDOW",
@@ -37,6 +40,10 @@ PROB_COLUMNS = tuple(f"prob_{e}" for e in EMOTIONS)
 # box_source codes: which detection pass found the box (full frame, a window around a track, the track's prediction)
 SOURCE_FRAME, SOURCE_WINDOW, SOURCE_TRACKED = 0, 1, 2
 BOX_SOURCES = ("frame", "window", "tracked")  # the names the Arrow columns write, by code
+# prob_source codes: where a row's probabilities come from (the classifier on the row's crop, or
+# interpolated in time between two classified detections of its track that agree)
+PROB_CLASSIFIED, PROB_INTERPOLATED = 0, 1
+PROB_SOURCES = ("classified", "interpolated")
 
 # the trailing shape of each per-face array (the leading axis is M)
 _SHAPES: dict[str, tuple[int, ...]] = {
@@ -49,6 +56,7 @@ _SHAPES: dict[str, tuple[int, ...]] = {
     "source": (),
     "pts_ms": (),
     "face_idx": (),
+    "prob_source": (),
 }
 
 
@@ -72,6 +80,8 @@ class FaceBatch:
         pts_ms: (M,) float64 presentation time of the face's frame in milliseconds, or None.
         face_idx: (M,) int16 rank of the face in its frame (0 = highest score), or None (then
             :meth:`ranks` gives it).
+        prob_source: (M,) uint8 prob_source codes (:data:`PROB_CLASSIFIED`,
+            :data:`PROB_INTERPOLATED`; names in :data:`PROB_SOURCES`), or None (all classified).
 
     Raises:
         ValueError: an array whose shape is not the one above for M = ``len(frame_pos)``.
@@ -86,6 +96,7 @@ class FaceBatch:
     source: np.ndarray | None = None
     pts_ms: np.ndarray | None = None
     face_idx: np.ndarray | None = None
+    prob_source: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         m = len(self.frame_pos)
@@ -160,7 +171,8 @@ def face_columns(batch: FaceBatch) -> dict[str, pa.Array]:
       ``prob_<emotion>`` float32 for the 8 FER+ classes, NaN written as null (all null without probs);
     - ``track_id`` int64, null for -1 or without tracking;
     - ``box_source`` string ("frame", "window", "tracked"; "frame" without codes);
-    - ``landmarks`` fixed-size list of 10 float32 (x y of the five points), null without them.
+    - ``landmarks`` fixed-size list of 10 float32 (x y of the five points), null without them;
+    - ``prob_source`` string ("classified", "interpolated"; "classified" without codes).
 
     Returns:
         {column name: pyarrow array of M values}.
@@ -194,4 +206,6 @@ def face_columns(batch: FaceBatch) -> dict[str, pa.Array]:
     else:
         flat = pa.array(np.ascontiguousarray(lm, np.float32).reshape(-1), pa.float32())
         cols["landmarks"] = pa.FixedSizeListArray.from_arrays(flat, 10)
+    ps = np.zeros(m, np.uint8) if batch.prob_source is None else batch.prob_source
+    cols["prob_source"] = pa.array(np.asarray(PROB_SOURCES, dtype=object)[ps], pa.string())
     return cols

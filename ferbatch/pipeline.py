@@ -10,10 +10,7 @@ Decoding runs in a background thread that keeps up to ``prefetch`` frame batches
 from __future__ import annotations
 
 import functools
-import queue
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -23,7 +20,8 @@ from ferbatch.dataset.store import write_staging
 from ferbatch.errors import DecodeError
 from ferbatch.faces import FaceBatch
 from ferbatch.location import open_location
-from ferbatch.media.decode import DecodeStats, Frame
+from ferbatch.media.batches import iter_batches, timed_frames
+from ferbatch.media.decode import DecodeStats
 from ferbatch.media.decoders import frame_iterator
 from ferbatch.media.sampling import frame_spans_ms, sample_mask
 from ferbatch.media.shards import Shard
@@ -94,76 +92,6 @@ class ShardRows:
     span_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
 
 
-_END = object()
-
-
-def iter_batches(frames: Iterator[Frame], size: int, prefetch: int, max_pixels: int | None = None) -> Iterator[list[Frame]]:
-    """Group frames into lists of ``size`` (fewer when ``max_pixels`` is set and the batch's frames
-    reach that many pixels: large frames come in smaller batches), decoding ahead in a thread when
-    ``prefetch`` > 0.
-
-    An exception raised by the decoder is re-raised here, after the batches decoded before it.
-    """
-
-    def batches():
-        batch: list[Frame] = []
-        pixels = 0
-        for f in frames:
-            batch.append(f)
-            pixels += f.image.shape[0] * f.image.shape[1]
-            if len(batch) == size or (max_pixels is not None and pixels >= max_pixels):
-                yield batch
-                batch, pixels = [], 0
-        if batch:
-            yield batch
-
-    if prefetch <= 0:
-        yield from batches()
-        return
-    q: queue.Queue = queue.Queue(maxsize=prefetch)
-    stop = threading.Event()
-
-    def produce():
-        try:
-            for b in batches():
-                while not stop.is_set():
-                    try:
-                        q.put(b, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_END)
-        except BaseException as e:  # handed to the consumer, which re-raises it
-            q.put(e)
-
-    t = threading.Thread(target=produce, name="ferbatch-decode", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join(timeout=5)
-
-
-def _timed(frames: Iterator[Frame], acc: dict[str, float]) -> Iterator[Frame]:
-    """Adds the time spent producing each frame (decoding and converting) to ``acc["decode"]``."""
-    while True:
-        t = time.perf_counter()
-        f = next(frames, None)
-        acc["decode"] += time.perf_counter() - t
-        if f is None:
-            return
-        yield f
-
-
 @dataclass(frozen=True)
 class FrameSettings:
     """How a shard's frames are analysed (the job's result-changing time settings).
@@ -175,6 +103,8 @@ class FrameSettings:
         row_threshold: the detector's row threshold (the tracker's thresholds follow it); None = the detector's.
         between: what finds the faces between full detections when ``detect_every`` > 1: "tracked"
             (the tracks' predicted boxes) or "window" (the detector on windows around them).
+        classify_between: "changes" (tracked rows between two full detections of a track whose
+            classifications agree take interpolated probabilities) or "every" (every row classified).
     """
 
     detect_every: int = 1
@@ -182,6 +112,7 @@ class FrameSettings:
     track: bool = True
     row_threshold: float | None = None
     between: str = "tracked"
+    classify_between: str = "changes"
 
     def tracker(self, models: ShardModels) -> TrackerConfig | None:
         """The tracker settings for these models (None without tracking)."""
@@ -246,16 +177,20 @@ def process_shard(
         detect_every=settings.detect_every,
         tracker=settings.tracker(models),
         use_windows=settings.between == "window",
+        interpolate_probs=settings.classify_between == "changes",
         first_rank=int(select[: shard.start].sum()),  # analysed frames of the video before the shard
     )
-    f_idx, f_pts, f_cnt, f_shot = [], [], [], []
+    f_idx: list[np.ndarray] = []
+    f_pts: list[np.ndarray] = []
+    f_cnt: list[np.ndarray] = []
+    f_shot: list[np.ndarray] = []
     parts: list[FaceBatch] = []
     dstats = DecodeStats()
     last_size = (0, 0)
     first = True
     stop = handoff_idx + 1 if handoff_idx >= 0 else end
     sel = select if settings.sample_fps else None
-    frames = _timed(
+    frames = timed_frames(
         frame_iterator(decoder)(shard.path, index, shard.start, stop, threads=decode_threads, stats=dstats, select=sel, pictures=pictures),
         st,
     )

@@ -90,7 +90,7 @@ def labelled(clip: Path) -> dict[int, np.ndarray]:
     return {f: np.array(v, np.float32) for f, v in out.items()}
 
 
-def run(clip: Path, models, every: int, between: str = "tracked"):
+def run(clip: Path, models, every: int, between: str = "tracked", classify_between: str = "changes"):
     """(rows, analysis seconds, frames) of one in-process shard over the whole clip."""
     from ferbatch.media.probe import probe_video
     from ferbatch.media.shards import Shard
@@ -99,7 +99,10 @@ def run(clip: Path, models, every: int, between: str = "tracked"):
     _, index = probe_video(clip)
     cpu = time.process_time()
     out = process_shard(
-        Shard("bench", str(clip), 0, 0, None, index), models, prefetch=0, settings=FrameSettings(detect_every=every, between=between)
+        Shard("bench", str(clip), 0, 0, None, index),
+        models,
+        prefetch=0,
+        settings=FrameSettings(detect_every=every, between=between, classify_between=classify_between),
     )
     return out, time.process_time() - cpu, len(out.frame_idx)
 
@@ -158,6 +161,8 @@ def main() -> None:
     ap.add_argument("--speed", type=int, default=1, help="play each clip this many times as fast (held-out motion)")
     ap.add_argument("--held-out", action="store_true", help="the three clips with most motion at --speed 2 (module docstring)")
     ap.add_argument("--between", default="tracked", help="tracked | window: what finds the faces between full detections")
+    ap.add_argument("--classify-between", default="changes", help="changes | every: which rows between full detections are classified")
+    ap.add_argument("--max-motion", type=float, default=-1.0, help="override INTERPOLATE_MAX_MOTION (measurements)")
     ap.add_argument("--window-scale", type=float, default=0.0, help="override the window side / box side (measurements)")
     args = ap.parse_args()
     from ferbatch.config import JobConfig
@@ -168,8 +173,13 @@ def main() -> None:
     if speed > 1:
         import tempfile
 
-        tmp = Path(tempfile.mkdtemp(prefix="bench_interval_"))
+        held_out = tempfile.TemporaryDirectory(prefix="bench_interval_")  # removed when main returns
+        tmp = Path(held_out.name)
         clips = [faster(c, speed, tmp) for c in clips]
+    if args.max_motion >= 0:
+        import ferbatch.vision.between as an
+
+        an.INTERPOLATE_MAX_MOTION = args.max_motion
     if args.window_scale:
         import ferbatch.vision.windows as win
 
@@ -189,7 +199,7 @@ def main() -> None:
         t["lab"][0] += fl
         t["lab"][1] += tl
         for n in every:
-            new, sn, _ = run(clip, models, n, args.between)
+            new, sn, _ = run(clip, models, n, args.between, args.classify_between)
             c = compare(ref, new)
             t = tot[n]
             for k in ("rows", "matched", "agree"):

@@ -10,7 +10,15 @@ With ``--pictures`` the frames are first made limited-range 4:2:0 planes (BT.601
 them) and run both ways a decoder's frame reaches the models: converted to RGB by swscale (PyAV's
 ``to_ndarray("rgb24")``, the frame path before) and as the pipeline's YUV pictures
 (``ferbatch.picture.YuvPicture``: detector input resized in the planes, grey crops from the luma);
-a check of the frame path, not a choice made on this set.
+a check of the frame path, not a choice made on this set. ``--pictures`` adds the hybrid "swscale-RGB boxes,
+picture crops" (detector on swscale's RGB, crops from the pictures) that says which half of the frame
+path moves the figure: the detector's input or the crops.
+
+Faces: ``--faces selection`` (default) the selection split of FER2013Train
+(``ferbatch.training.protocol.selection_mask``; the classifier issue's protocol keeps FER2013Valid for
+the model cards), ``--faces valid`` FER2013Valid. Crops: ``--crop square`` the square box x each
+``--scales``, ``--crop registry`` each classifier's own crop (aligned on the detector's landmarks where
+its registry entry says so), what a run does.
 
 Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/eval_crop_path.py --models a,b --scales 1.0,1.1,1.25
 """
@@ -51,30 +59,47 @@ def main() -> None:
     ap.add_argument("--models", required=True)
     ap.add_argument("--scales", default="1.0,1.1,1.25")
     ap.add_argument("--val", default="../shared/data/ferplus/FER2013Valid")
+    ap.add_argument("--train", default="../shared/data/ferplus/FER2013Train")
+    ap.add_argument("--faces", choices=("selection", "valid"), default="selection", help="which labelled faces (module docstring)")
+    ap.add_argument("--crop", choices=("square", "registry"), default="square", help="square x --scales, or the classifier's own crop")
     ap.add_argument("--json")
     ap.add_argument("--pictures", action="store_true", help="also run the frames as YUV pictures (the pipeline's frame path)")
     a = ap.parse_args()
-    va = load_faces(a.val, 48)
+    if a.faces == "valid":
+        va = load_faces(a.val, 48)
+    else:
+        from ferbatch.training.protocol import selection_mask
+
+        tr = load_faces(a.train, 48)
+        va = tr.take(selection_mask(tr.names))
     rgb = frames_of(va.images)
-    paths: dict[str, list] = {"rgb": rgb}
+    paths: dict[str, tuple[list, list]] = {"rgb": (rgb, rgb)}  # path -> (detector's frames, crops' frames)
     if a.pictures:  # both paths from the same limited-range 4:2:0 planes, as a decoder gives them
         import av
 
         from ferbatch.picture import YuvPicture
 
         i420 = [cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in rgb]
+        sws = [av.VideoFrame.from_ndarray(x, format="yuv420p").to_ndarray(format="rgb24") for x in i420]
+        pics = [YuvPicture.from_i420(x) for x in i420]
         paths = {
-            "decoded, swscale RGB": [av.VideoFrame.from_ndarray(x, format="yuv420p").to_ndarray(format="rgb24") for x in i420],
-            "decoded, yuv picture": [YuvPicture.from_i420(x) for x in i420],
+            "decoded, swscale RGB": (sws, sws),
+            "decoded, yuv picture": (pics, pics),
+            "decoded, swscale-RGB boxes, picture crops": (sws, pics),
         }
     results = {}
-    for name, (path, frames) in [(n, p) for n in a.models.split(",") for p in paths.items()]:
+    for name, (path, (det_frames, frames)) in [(n, p) for n in a.models.split(",") for p in paths.items()]:
         models = load_models(JobConfig(classifier=name, backend="onnxruntime"), threads=1)
-        top = top_faces(models.detector.detect(frames))
-        for s in [float(v) for v in a.scales.split(",")]:
-            spec = replace(models.classifier.spec, crop={"mode": "square", "scale": s})
+        top = top_faces(models.detector.detect(det_frames))
+        crops: list[tuple[str, object]] = (
+            [(f"scale {v}", {"mode": "square", "scale": float(v)}) for v in a.scales.split(",")]
+            if a.crop == "square"
+            else [("registry crop", models.classifier.spec.crop)]
+        )
+        for label, crop in crops:
+            spec = replace(models.classifier.spec, crop=crop)
             m = metrics(models.classifier.classify(extract_crops(frames, top, spec)), va.labels[top.frame_pos])
-            results[f"{name} scale {s} ({path})"] = {
+            results[f"{name} {label} ({path})"] = {
                 "found": len(top),
                 "missed": len(frames) - len(top),
                 "acc1": m["acc1"],

@@ -133,7 +133,14 @@ def test_detect_every_tracks_join_across_shards(tmp_path, between, wolfgang_288)
     ds.close()
 
 
-@pytest.mark.parametrize("clip, thr", [(INTEL / "face-demographics-walking-and-pause.mp4", 0.7), (WOLFGANG, 0.95)])
+@pytest.mark.parametrize(
+    "clip, thr",
+    [
+        (INTEL / "face-demographics-walking-and-pause.mp4", 0.7),
+        (WOLFGANG, 0.95),
+        (DATA / "videos_emotion_cremad/mp4/1001_DFA_HAP_XX.mp4", 0.7),
+    ],
+)
 def test_tracked_rows_follow_the_detections(clip, thr):
     """Between full detections (N = 3, tracked; full on ranks 0, 3, 6, ... and the stream's last
     frame): a row comes only from a track that made a row at its last full detection; where the
@@ -144,7 +151,11 @@ def test_tracked_rows_follow_the_detections(clip, thr):
     (N = 1) on a clip of three walking people, the boxes stay close (median IoU > 0.95) and no
     face is lost. At row threshold 0.95 the face of WolfgangLanger crosses the threshold often: a
     track whose last full detection was below it makes no rows until it is detected above it again
-    (its first 288 frames)."""
+    (its first 288 frames). Probabilities: a row between two detections of its track whose
+    classifications agree and between which the box moved little is their interpolation in time
+    (``prob_source`` interpolated); every other row is classified, and equals the row of
+    ``classify_between="every"`` (same boxes). The actor's clip (CREMA-D, happy) is where the
+    classifications at two detections disagree (the expression changes)."""
     from ferbatch.models.load import load_models
     from ferbatch.vision.boxes import iou_matrix, match_boxes
 
@@ -183,6 +194,36 @@ def test_tracked_rows_follow_the_detections(clip, thr):
             np.testing.assert_allclose(lm, box[:2] + (lm0 - box0[:2]) / wh0 * wh, atol=0.05)
             extrapolated += 1
     assert interpolated > 10 * extrapolated, (interpolated, extrapolated)
+    # probabilities (--classify-between changes, the default): a row between two detections of its
+    # track that agree (same argmax, centre moved <= INTERPOLATE_MAX_MOTION of the box) takes their
+    # interpolation; every other row is the classifier's, the same as with "every" on the same boxes
+    from ferbatch.labels import argmax_known
+    from ferbatch.vision.between import INTERPOLATE_MAX_MOTION
+
+    models = load_models(JobConfig(score_threshold=thr), threads=1)
+    every = process_shard(shard, models, settings=FrameSettings(detect_every=3, row_threshold=thr, classify_between="every")).faces
+    models.close()
+    np.testing.assert_array_equal(every.boxes, got.boxes)
+    assert set(every.prob_source.tolist()) == {0}
+    classified = got.prob_source == 0
+    np.testing.assert_allclose(got.probs[classified], every.probs[classified], atol=1e-6)
+    n_interp = 0
+    for k in np.flatnonzero(src == 2):
+        f, tid = int(got.frame_pos[k]), int(got.track_id[k])
+        f0 = f - f % 3
+        k0, k1 = det.get((f0, tid)), det.get((min(f0 + 3, last_frame), tid))
+        agree = k0 is not None and k1 is not None
+        if agree:
+            b0, b1 = got.boxes[k0], got.boxes[k1]
+            moved = np.hypot(*((b1[:2] + b1[2:]) - (b0[:2] + b0[2:])) / 2) / np.sqrt((b0[2] - b0[0]) * (b0[3] - b0[1]))
+            agree = argmax_known(got.probs[[k0, k1]]).tolist() in ([0, 0], [1, 1], [2, 2], [3, 3], [4, 4], [5, 5], [6, 6], [7, 7])
+            agree = agree and moved <= INTERPOLATE_MAX_MOTION
+        assert got.prob_source[k] == int(agree), (f, tid)
+        if agree:
+            w = (got.pts_ms[k] - got.pts_ms[k0]) / (got.pts_ms[k1] - got.pts_ms[k0])
+            np.testing.assert_allclose(got.probs[k], (1 - w) * got.probs[k0] + w * got.probs[k1], atol=1e-5)
+            n_interp += 1
+    assert n_interp > 0.3 * int((src == 2).sum()), n_interp
     ious, lost = [], 0
     for f in sorted(set(ref.frame_pos.tolist()) - full_frames):
         ia, ib = np.flatnonzero(ref.frame_pos == f), np.flatnonzero(got.frame_pos == f)

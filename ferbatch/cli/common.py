@@ -88,6 +88,13 @@ class Between(StrEnum):
     window = "window"
 
 
+class ClassifyBetween(StrEnum):
+    """Which rows between full detections the classifier runs on (``--classify-between``; :mod:`ferbatch.vision.analysis`)."""
+
+    changes = "changes"
+    every = "every"
+
+
 class Precision(StrEnum):
     """Graph precisions (NMS stays float32)."""
 

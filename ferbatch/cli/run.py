@@ -21,6 +21,7 @@ from ferbatch.cli.common import (
     FORMAT_HELP,
     Backend,
     Between,
+    ClassifyBetween,
     Decoder,
     Format,
     Precision,
@@ -115,6 +116,14 @@ def run(
             "large faces)."
         ),
     ] = Between.tracked,
+    classify_between: Annotated[
+        ClassifyBetween,
+        typer.Option(
+            help="Rows between full detections (--between tracked): changes = classify them only where the track's "
+            "classifications at the two full detections around them disagree, else interpolate the probabilities in time "
+            "between the two (rows say prob_source 'interpolated'; less than half the classifier's work); every = classify every row."
+        ),
+    ] = ClassifyBetween.changes,
     sample_fps: Annotated[
         float | None,
         typer.Option(
@@ -221,6 +230,7 @@ def run(
             min_face_px=min_face_px,
             detect_every=detect_every,
             between=between.value,
+            classify_between=classify_between.value,
             sample_fps=sample_fps,
             prior=prior,
             align=align,

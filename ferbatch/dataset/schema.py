@@ -61,6 +61,10 @@ FACES_SCHEMA = pa.schema(
         # the detector's five face landmarks in source-frame pixels, x y each: right eye, left eye, nose tip,
         # right and left mouth corner (YuNet's order); null for detectors without landmarks
         ("landmarks", pa.list_(pa.float32(), 10)),
+        # where the prob_* columns come from: "classified" (the classifier on this row's crop) or
+        # "interpolated" (in time between two classified full detections of the track that agree,
+        # --classify-between changes; ferbatch.vision.analysis)
+        ("prob_source", pa.string()),
     ],
     metadata=_META,
 )
@@ -120,6 +124,7 @@ VIDEOS_SCHEMA = pa.schema(
         ("sample_fps", pa.float64()),  # frames analysed per second of video (null = every frame)
         ("detect_every", pa.int32()),  # full-frame detection every N analysed frames
         ("between", pa.string()),  # what found the faces between full detections: "tracked" or "window"
+        ("classify_between", pa.string()),  # which rows between full detections were classified: "changes" or "every"
         ("prior", pa.string()),  # class prior of the decision: as-trained | balanced | graph (ferbatch.models.prior)
         ("align", pa.bool_()),  # aligned crops (ferbatch.vision.align) or the square box crop
         ("shots", pa.int32()),  # shots found (cuts + 1)

@@ -91,6 +91,7 @@ def videos_table(manifest: dict) -> pa.Table:
         "sample_fps": manifest.get("config", {}).get("sample_fps"),
         "detect_every": manifest.get("config", {}).get("detect_every", 1),
         "between": manifest.get("config", {}).get("between", "tracked"),
+        "classify_between": manifest.get("config", {}).get("classify_between", "every"),  # absent: every row classified
         "prior": manifest.get("config", {}).get("prior", "graph"),  # absent: written before the setting (graph outputs)
         "align": manifest.get("config", {}).get("align", False),
     }

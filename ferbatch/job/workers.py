@@ -115,7 +115,12 @@ class ShardWorker:
             prefetch=c.prefetch,
             decode_threads=c.decode_threads or self.threads,
             settings=FrameSettings(
-                detect_every=c.detect_every or 1, sample_fps=c.sample_fps, track=c.track, row_threshold=c.score_threshold, between=c.between
+                detect_every=c.detect_every or 1,
+                sample_fps=c.sample_fps,
+                track=c.track,
+                row_threshold=c.score_threshold,
+                between=c.between,
+                classify_between=c.classify_between,
             ),
             decoder=decoder,
         )

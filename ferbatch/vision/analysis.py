@@ -6,25 +6,24 @@ last full-frame detection ran. Per frame, in order:
 
 1. **Shot cut?** (:class:`ferbatch.vision.shots.ShotDetector`). A cut ends every track.
 2. **Full-frame detection** on the stream's first frame, at every cut, on frames the caller forces
-   (a shard's hand-off frame) and every ``detect_every`` analysed frames. On the frames between,
+   (a shard's hand-off frame, the video's last frame) and every ``detect_every`` analysed frames. On the frames between,
    the tracks find the faces, in one of two ways:
 
-   - **tracked** (the default, DeepStream's ``interval`` + tracker): each track that made a row
-     at the last full detection stands at its constant-velocity box for the frame's time, with
-     that detection's score and its landmarks moved with the box; the detector does not run
-     (``box_source`` = "tracked"). Measured against every-frame detection on the shared clips
-     (scripts/bench_interval.py): N = 3 keeps face-frame recall 1.0, median IoU 0.99 and label
-     agreement 0.984 at 0.53x the CPU per frame (on those clips played twice as fast, not used to choose: agreement 0.963);
-   - **window** (``use_windows``): the detector runs on a square window around each live track's
-     predicted box (``WINDOW_SCALE`` x the box's longer side) at the scale the full-frame pass
-     sees the frame, so boxes and scores are the detector's own (``box_source`` = "window"); it
-     costs about a full frame when faces are large (three 150-px faces in 720p) and pays only
-     with few small faces.
+   - **tracked** (the default, DeepStream's ``interval`` + tracker; ``box_source`` = "tracked"):
+     each track that made a row at the last full detection, interpolated in time towards the
+     next full detection where that found it (a batch caller holds frames back until it has
+     run: :meth:`FrameAnalyzer.ready`), else at its constant-velocity box
+     (:func:`ferbatch.vision.between.rows_between`; measured in docs/performance.md);
+   - **window** (``use_windows``; ``box_source`` = "window"): the detector on a window around each
+     live track's predicted box (:mod:`ferbatch.vision.windows`), its own boxes and scores.
 
    Faces that enter between full detections are found at the next one.
 3. **Tracking** (:class:`ferbatch.vision.track.ByteTracker`): detections down to the tracker's low
    score are associated; only those above the row threshold become rows.
-4. **Crops and classification**: one batched classifier call for the rows of the batch.
+4. **Crops and classification**: one batched classifier call for the rows of the batch; with
+   ``interpolate_probs`` (``--classify-between changes``) tracked rows whose track's two
+   classifications agree take those interpolated instead (``prob_source`` = "interpolated";
+   :func:`ferbatch.vision.between.interpolate_probs`), and a second call classifies the rest.
 
 ``detect_every=1`` runs exactly the full-frame detection of every frame, so its rows equal the
 rows of a frame-by-frame run. Window detection needs a graph whose input size can change
@@ -42,7 +41,9 @@ from typing import Protocol
 import numpy as np
 
 from ferbatch.faces import SOURCE_FRAME, SOURCE_TRACKED, SOURCE_WINDOW, FaceBatch
+from ferbatch.labels import EMOTIONS
 from ferbatch.picture import Image
+from ferbatch.vision.between import After, BetweenRows, Carried, interpolate_probs, rows_between
 from ferbatch.vision.classify import Classifier, extract_crops
 from ferbatch.vision.shots import ShotDetector
 from ferbatch.vision.tiling import AnyDetector
@@ -114,6 +115,8 @@ class FrameAnalyzer:
             shard's first frame): full detections fall on ranks that are multiples of
             ``detect_every`` (plus the stream's first frame and every cut), so shards of one video
             keep the schedule of a single pass.
+        interpolate_probs: tracked rows between two full detections of their track whose
+            classifications agree take those interpolated (module docstring, step 4).
 
     Raises:
         ValueError: ``detect_every`` < 1, or > 1 without a tracker.
@@ -128,6 +131,7 @@ class FrameAnalyzer:
         shots: bool = True,
         use_windows: bool = False,
         first_rank: int = 0,
+        interpolate_probs: bool = False,
     ):
         if detect_every < 1 or (detect_every > 1 and tracker is None):
             raise ValueError(
@@ -141,7 +145,10 @@ class FrameAnalyzer:
         self.windows = window_detector(self.detector) if detect_every > 1 and use_windows else None
         self.detect_every = detect_every if self.windows is not None or not use_windows else 1
         # track id -> (score, (4,) box, (5, 2) landmarks or None, time in ms) of the rows of the last full detection
-        self._carried: dict[int, tuple[float, np.ndarray, np.ndarray | None, float]] = {}
+        self._carried: Carried = {}
+        # track id -> ((8,) float32 probabilities, (4,) box) of its row at the last full detection (the one in _carried)
+        self._carried_probs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.interpolate_probs = bool(interpolate_probs)
         self.shots = ShotDetector() if shots else None
         self.shot = 0
         self.started = False  # the stream's first frame is behind us (it always gets a full detection)
@@ -151,11 +158,9 @@ class FrameAnalyzer:
 
     def ready(self, pending: int) -> int:
         """How many of the next ``pending`` frames to analyse now so that the call ends on a
-        scheduled full detection: the frames between two full detections are then interpolated
-        between both (:meth:`_between`) rather than extrapolated from the first. A batch caller
-        holds the rest back for its next call (at most ``detect_every`` - 1 frames) and analyses
-        everything at the end of its stream. Shot cuts are not known before the frames are analysed;
-        the frames before a cut are extrapolated.
+        scheduled full detection (the frames between two are then interpolated, not extrapolated).
+        A batch caller holds the rest back for its next call (at most ``detect_every`` - 1 frames)
+        and analyses everything at the end of its stream; the frames before a cut are extrapolated.
 
         Returns:
             A count in [0, pending]: ``pending`` when every frame gets a full detection or windows find
@@ -216,12 +221,18 @@ class FrameAnalyzer:
         handoff: dict[int, list[list[float]]] = {}
         keep = set(int(k) for k in keep_tracks)
         tracked_full: dict[int, np.ndarray] = {}  # full frames already tracked (they close a group)
+        # per frame: (D,) interpolation weight of each detection (NaN = not interpolated), the call
+        # positions of the full detections before (-1: in an earlier call) and after its group
+        interp: list[tuple[np.ndarray, int, int]] = []
+        prev_full = -1
         while i < n:
             if full[i]:
                 b, s, lm = by_full[fi]
                 fi += 1
                 per_frame.append((b, s, lm, SOURCE_FRAME))
-                ids_all.append(tracked_full.pop(i) if i in tracked_full else self._track_full(i, cut[i], pts_ms, b, s, lm))
+                interp.append((np.full(len(s), np.nan, np.float32), -1, -1))
+                prev_full = i
+                ids_all.append(tracked_full.pop(i) if i in tracked_full else self._track_full(float(pts_ms[i]), cut[i], b, s, lm))
                 i += 1
                 continue
             j = i
@@ -233,12 +244,13 @@ class FrameAnalyzer:
                 after = None
                 if j < n and not cut[j]:  # the next full detection is in this call: interpolate towards it
                     b1, s1, lm1 = by_full[fi]
-                    tracked_full[j] = self._track_full(j, False, pts_ms, b1, s1, lm1, carry=False)
+                    tracked_full[j] = self._track_full(float(pts_ms[j]), False, b1, s1, lm1, carry=False)
                     after = (b1, s1, lm1, tracked_full[j], float(pts_ms[j]))
                 for k in group:
-                    b, s, lm, tk = self._between(images[k].shape[:2], float(pts_ms[k]), after)
+                    b, s, lm, tk, w = self._between(images[k].shape[:2], float(pts_ms[k]), after)
                     per_frame.append((b, s, lm, SOURCE_TRACKED))
                     ids_all.append(tk)
+                    interp.append((w, prev_full, j))
                 if after is not None:
                     self._carry(*after)
                 st["track"] += time.perf_counter() - t1
@@ -249,6 +261,7 @@ class FrameAnalyzer:
             st["detect"] += time.perf_counter() - t1
             for k, (b, s, lm) in zip(group, found, strict=True):
                 per_frame.append((b, s, lm, SOURCE_WINDOW))
+                interp.append((np.full(len(s), np.nan, np.float32), -1, -1))
                 ids_all.append(self._track(float(pts_ms[k]), b, s))
             i = j
         for k in keep:
@@ -262,8 +275,12 @@ class FrameAnalyzer:
         lms: list[np.ndarray] = []
         ids: list[np.ndarray] = []
         src: list[np.ndarray] = []
-        for k, ((b, s, lm, so), t) in enumerate(zip(per_frame, ids_all, strict=True)):
+        wts: list[np.ndarray] = []
+        ends: list[np.ndarray] = []
+        for k, ((b, s, lm, so), t, (w, p0, p1)) in enumerate(zip(per_frame, ids_all, interp, strict=True)):
             r = s > self.row_threshold
+            wts.append(w[r])
+            ends.append(np.tile(np.array([p0, p1], np.int64), (int(r.sum()), 1)))
             pos.append(np.full(int(r.sum()), k, np.int32))
             boxes.append(b[r])
             scores.append(s[r])
@@ -280,13 +297,44 @@ class FrameAnalyzer:
             track_id=np.concatenate(ids) if ids else np.empty(0, np.int64),
             source=np.concatenate(src) if src else np.empty(0, np.uint8),
         )
-        t1 = time.perf_counter()
-        crops = extract_crops(images, faces, self.models.classifier.spec)
-        t2 = time.perf_counter()
-        faces = replace(faces, probs=self.models.classifier.classify(crops))
-        st["crop"] += t2 - t1
-        st["classify"] += time.perf_counter() - t2
+        weights = np.concatenate(wts) if wts else np.empty(0, np.float32)
+        faces = self._classify(images, faces, weights, np.concatenate(ends) if ends else np.empty((0, 2), np.int64))
+        last_full = int(full_pos[-1]) if len(full_pos) else -1
+        if last_full >= 0 and faces.track_id is not None and faces.probs is not None:
+            at = np.flatnonzero((faces.frame_pos == last_full) & (faces.track_id >= 0))
+            self._carried_probs = {int(faces.track_id[q]): (faces.probs[q], faces.boxes[q]) for q in at}
         return AnalyzedFrames(cut, shot, full, faces, handoff)
+
+    def _classify(self, images: Sequence[Image], faces: FaceBatch, weights: np.ndarray, ends: np.ndarray) -> FaceBatch:
+        """``faces`` with ``probs`` and ``prob_source``: the classifier on every row, except (with
+        ``interpolate_probs``) rows interpolated between two full detections of their track
+        (``weights`` (M,) float32, NaN elsewhere; ``ends`` (M, 2) int64 call positions of the
+        detections before and after, -1 = the one before is in an earlier call) whose
+        classifications at both detections agree (:func:`ferbatch.vision.between.probs_agree`): those take
+        ``(1 - w) p_before + w p_after``. The classifier runs first on the other rows, then on the
+        interpolated rows whose ends disagree or are not rows (a detection below the row
+        threshold)."""
+        st = self.stage_seconds
+        spec = self.models.classifier.spec
+        m = len(faces)
+        probs = np.full((m, len(EMOTIONS)), np.nan, np.float32)
+        source = np.zeros(m, np.uint8)
+        cand = ~np.isnan(weights) if self.interpolate_probs and faces.track_id is not None else np.zeros(m, bool)
+
+        def run(rows: np.ndarray) -> None:
+            if not len(rows):
+                return
+            t1 = time.perf_counter()
+            crops = extract_crops(images, faces[rows], spec)
+            t2 = time.perf_counter()
+            probs[rows] = self.models.classifier.classify(crops)
+            st["crop"] += t2 - t1
+            st["classify"] += time.perf_counter() - t2
+
+        run(np.flatnonzero(~cand))
+        need = interpolate_probs(faces, probs, source, np.flatnonzero(cand), weights, ends, self._carried_probs)
+        run(need)
+        return replace(faces, probs=probs, prob_source=source)
 
     def _track(self, t_ms: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if self.tracker is None:
@@ -297,16 +345,15 @@ class FrameAnalyzer:
         return ids
 
     def _track_full(
-        self, i: int, cut: bool, pts_ms: Sequence[float] | np.ndarray, boxes: np.ndarray, scores: np.ndarray, lm: np.ndarray | None, carry: bool = True
+        self, t_ms: float, cut: bool, boxes: np.ndarray, scores: np.ndarray, lm: np.ndarray | None, carry: bool = True
     ) -> np.ndarray:
-        """Track the full detection of frame ``i`` of the call (a cut ends every track first) and,
-        with ``carry``, remember its tracked rows for the frames that follow (:meth:`_carry`).
-        Returns (D,) int64 provisional track ids."""
+        """Track a full detection at ``t_ms`` (a cut ends every track first) and, with ``carry``,
+        remember its tracked rows for the frames that follow. Returns (D,) int64 provisional ids."""
         if self.tracker is not None and cut:
             self.tracker.reset()
-        ids = self._track(float(pts_ms[i]), boxes, scores)
+        ids = self._track(t_ms, boxes, scores)
         if carry:
-            self._carry(boxes, scores, lm, ids, float(pts_ms[i]))
+            self._carry(boxes, scores, lm, ids, t_ms)
         return ids
 
     def _carry(self, boxes: np.ndarray, scores: np.ndarray, lm: np.ndarray | None, ids: np.ndarray, t_ms: float = 0.0) -> None:
@@ -314,63 +361,14 @@ class FrameAnalyzer:
         landmarks stand for the tracks until the next full detection (``between="tracked"``)."""
         self._carried = {}
         for q in np.flatnonzero((ids >= 0) & (scores > self.row_threshold)):
-            self._carried[int(ids[q])] = (float(scores[q]), boxes[q].astype(np.float32), None if lm is None else lm[q].astype(np.float32), t_ms)
+            lm_q = None if lm is None else lm[q].astype(np.float32)
+            self._carried[int(ids[q])] = (float(scores[q]), boxes[q].astype(np.float32), lm_q, t_ms)
 
-    def _between(
-        self,
-        hw: tuple[int, ...],
-        t_ms: float,
-        after: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, float] | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        """Rows of a frame between full detections from the tracks alone: each track that made a row
-        at the last full detection, with
-
-        - ``after`` (the next full detection's boxes, scores, landmarks, track ids and time, when it
-          is in the same call) and the track found there: box, score and landmarks interpolated
-          linearly in time between the two detections (offline tracklet interpolation);
-        - otherwise: its constant-velocity box for ``t_ms``, the last detection's score and its
-          landmarks moved and scaled with the box.
-
-        Boxes are clipped to the frame; a box with less than 8 px left on a side is dropped.
-
-        Returns:
-            (boxes (T, 4) float32 x1 y1 x2 y2 in pixels, scores (T,) float32, landmarks (T, 5, 2)
-            float32 or None, track ids (T,) int64), by descending score.
-        """
+    def _between(self, hw: tuple[int, ...], t_ms: float, after: After | None) -> BetweenRows:
+        """Rows of a frame between full detections (:func:`ferbatch.vision.between.rows_between`)."""
         assert self.tracker is not None
         pred, tids = self.tracker.predict(t_ms)
-        predicted = {int(t): q for q, t in enumerate(tids)}
-        found = {int(t): q for q, t in enumerate(after[3]) if t >= 0} if after is not None else {}
-        fh, fw = hw[0], hw[1]
-        rows: list[tuple[float, np.ndarray, np.ndarray | None, int]] = []
-        for tid, (s0, b0, lm0, t0) in self._carried.items():
-            if after is not None and tid in found:
-                b1, s1, lm1, _, t1 = after
-                q = found[tid]
-                w = (t_ms - t0) / max(t1 - t0, 1e-3)
-                box = b0 + w * (b1[q] - b0)
-                lm = None if lm0 is None or lm1 is None else lm0 + w * (lm1[q] - lm0)
-                rows.append((float(s0 + w * (s1[q] - s0)), box, lm, tid))
-            elif tid in predicted:
-                box = pred[predicted[tid]]
-                lm = None
-                if lm0 is not None:
-                    wh0 = np.maximum(b0[2:] - b0[:2], 1e-3)
-                    lm = box[:2] + (lm0 - b0[:2]) / wh0 * (box[2:] - box[:2])
-                rows.append((s0, box, lm, tid))
-        rows.sort(key=lambda r: -r[0])  # stable: ties keep the carried order
-        boxes = np.clip(np.array([r[1] for r in rows], np.float32).reshape(-1, 4), 0, [fw, fh, fw, fh]).astype(np.float32)
-        ok = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) >= 8
-        sel = [r for r, k in zip(rows, ok, strict=True) if k]
-        scores = np.array([r[0] for r in sel], np.float32)
-        tk = np.array([r[3] for r in sel], np.int64)
-        lms = None
-        if self.detector.gives_landmarks:
-            lms = np.zeros((len(sel), 5, 2), np.float32)
-            for q, r in enumerate(sel):
-                if r[2] is not None:
-                    lms[q] = r[2]
-        return boxes[ok], scores, lms, tk
+        return rows_between(self._carried, pred, tids, hw, t_ms, after, self.detector.gives_landmarks)
 
 
 def analyze_images(models: AnalysisModels, images: Sequence[np.ndarray]) -> FaceBatch:
