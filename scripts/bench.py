@@ -19,6 +19,10 @@ For each clip, in one run:
 4. the bound = cores / (CPU time per frame of that single-threaded run; the wall-clock stage sum is
    also given), and each measured rate as a fraction of it; CPU seconds of both whole-process runs;
 5. peak RSS (VmHWM) of an in-process job on the clip.
+5b. issue 30's before/after (``--no-frame-path`` skips it): one shard of ``--stage-frames`` frames in a fresh
+   process with items 1, 2 and 4 off (full RGB frames, YuNet's decoding + NMS in NumPy, batches of 8 frames
+   whatever their size) and as shipped (YUV pictures, in-graph NMS, batches bounded by pixels): stage ms/frame,
+   CPU ms/frame, the bound, VmHWM. Item 3 (start-up) is the one-frame job below.
 6. the time settings (``MODES``: default (``--detect-every 3``), ``--detect-every 1``, ``--detect-every 4``,
    ``--sample-fps 5``), whole process against the seed in the same alternation: seed time /
    ferbatch time and video-seconds analysed per wall second;
@@ -69,6 +73,52 @@ s = run_job(sys.argv[1], sys.argv[2], JobConfig(), use_ray=False, shard_frames=1
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(s.frames, hwm)
 """
+
+# issue 30's items 1, 2 and 4 off ("before") or as shipped ("after") in one shard of a fresh process: RGB frames
+# (pictures=False) vs YUV pictures, YuNet's decoding and NMS in NumPy vs in the graph, batches of 8 frames vs
+# batches bounded by pixels. Prints {stage ms/frame, CPU ms/frame, VmHWM MiB}.
+FRAME_PATH_CHILD = """
+import json, sys, time
+from ferbatch.config import JobConfig
+from ferbatch.media.probe import probe_video
+from ferbatch.media.shards import Shard
+from ferbatch.models.load import load_models
+from ferbatch.pipeline import FrameSettings, process_shard
+before = sys.argv[2] == "before"
+c = JobConfig(in_graph_nms=not before)
+m = load_models(c, threads=1)
+_, index = probe_video(sys.argv[1])
+shard = Shard("fp", sys.argv[1], 0, 0, min(int(sys.argv[3]), len(index.pts)), index)
+st = FrameSettings(detect_every=c.detect_every or 1, between=c.between, classify_between=c.classify_between)
+kw = dict(prefetch=2, decode_threads=1, settings=st, pictures=not before, batch_pixels=None if before else c.batch_pixels(m.backend))
+process_shard(shard, m, **kw)  # warm-up
+cpu = time.process_time()
+out = process_shard(shard, m, **kw)
+cpu = time.process_time() - cpu
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+n = out.result.frames
+print(json.dumps({"stage_ms": {k: round(1000 * v / n, 3) for k, v in out.result.stage_seconds.items()},
+                  "cpu_ms": round(1000 * cpu / n, 3), "rss_mib": round(int(hwm) / 1024, 1)}))
+"""
+
+
+def frame_path(video: str, frames: int, repeat: int) -> dict[str, dict]:
+    """Issue 30's before/after (``FRAME_PATH_CHILD``) on ``video``'s first ``frames`` frames, each side in a fresh
+    process, alternated ``repeat`` times; the run with the median CPU ms/frame of each side, and the bound
+    (cores / CPU ms per frame)."""
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    for _ in range(max(1, repeat)):
+        for side in runs:
+            out = subprocess.run([sys.executable, "-c", FRAME_PATH_CHILD, video, side, str(frames)], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"frame path {side} | {out.stderr[-500:]}")
+            runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    cores = len(os.sched_getaffinity(0))
+    res = {}
+    for side, rs in runs.items():
+        r = sorted(rs, key=lambda x: x["cpu_ms"])[len(rs) // 2]
+        res[side] = {**r, "bound_fps": round(cores * 1000 / r["cpu_ms"], 1)}
+    return res
 
 
 def cpu_model() -> str:
@@ -264,9 +314,12 @@ def main() -> None:
         "--quality", action="store_true", help="also the --detect-every quality figures (scripts/bench_interval.py) on the shared clips"
     )
     ap.add_argument("--smoke", action="store_true", help="CI: a 96-frame 360p clip, stages and whole process once, no RSS")
+    ap.add_argument(
+        "--no-frame-path", action="store_true", help="skip issue 30's before/after (RGB vs pictures, NumPy vs graph NMS, batches)"
+    )
     a = ap.parse_args()
     if a.smoke:
-        a.res, a.repeat, a.no_rss, a.stage_frames, a.no_modes = "360p", 1, True, 96, True
+        a.res, a.repeat, a.no_rss, a.stage_frames, a.no_modes, a.no_frame_path = "360p", 1, True, 96, True, True
     from ferbatch.job.workers import init_ray
     from ferbatch.media.probe import probe_video
     from ferbatch.models.registry import load_registry, resolve_model_file
@@ -330,6 +383,8 @@ def main() -> None:
             r["rss_mib"] = peak_rss_mib(clip)
         if a.ort_levels:
             r["detector_ms_per_ort_level"] = ort_levels(clip, index)
+        if not a.no_frame_path:
+            r["frame_path"] = frame_path(clip, a.stage_frames, a.repeat)
         res["clips"][name] = r
         print(name, json.dumps(r), file=sys.stderr, flush=True)  # partial results survive an interrupted run
     if not a.no_whole:
@@ -344,8 +399,13 @@ def main() -> None:
         print(f"== {name} {r['size']} {r['frames']} frames")
         for m, v in r.get("modes", {}).items():
             print(f"  {m:24s} seed/ferbatch {v['speedup_vs_seed']:.2f}  video-s/s {v['video_s_per_s']:.1f}")
+        for side, v in r.get("frame_path", {}).items():
+            stages = " ".join(f"{k} {x:.2f}" for k, x in v["stage_ms"].items() if k != "decode_wait")
+            print(
+                f"  frame path {side:6s}  CPU {v['cpu_ms']:.2f} ms/frame  bound {v['bound_fps']:.0f} fps  RSS {v['rss_mib']:.0f} MiB  | {stages}"
+            )
         for k, v in r.items():
-            if k not in ("clip", "size", "frames", "modes"):
+            if k not in ("clip", "size", "frames", "modes", "frame_path"):
                 print(f"  {k:24s} {v:.3f}" if isinstance(v, float) else f"  {k:24s} {v}")
     if "one_frame_job_s" in res:
         print(f"one-frame job (whole process)  {res['one_frame_job_s']:.2f} s")

@@ -3,8 +3,9 @@ now that full detections run every N frames?
 
 Clips (made once into a temporary folder, never into the repo):
 
-- crowd: 1920x1080, 12 frames/s, ``--frames`` frames: a 4x4 grid of the four 480x270 Intel clips at
-  native size, each cell looped from its own start frame: 20-40 faces of 35-70 px per frame;
+- crowd: 1920x1080, 12 frames/s, ``--frames`` frames: a ``--grid`` x ``--grid`` grid of the four
+  480x270 Intel clips, each cell looped from its own start frame: at 4 (native size) 20-40 faces of
+  35-70 px per frame, at 8 (cells of 240x135, INTER_AREA) 80-160 faces of 17-35 px;
 - 1080p: the walking clip scaled to 1920x1080 (``scripts/bench.py``'s 1080p clip, 3 large faces),
   first ``--frames`` frames.
 
@@ -13,7 +14,7 @@ per frame, CPU ms per frame of a single-threaded shard (decode included; ``time.
 against the rows of N = 1 with tiles (the most complete pass), recall at IoU >= 0.5 and the rows the
 reference does not have (extra). Nothing is asserted; a table and one JSON line are printed.
 
-Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_tiles.py [--frames 120] [--tile-px 24]
+Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_tiles.py [--frames 120] [--grid 4] [--tile-px 24]
 """
 
 from __future__ import annotations
@@ -38,25 +39,27 @@ CELLS = [
 ]
 
 
-def crowd_clip(folder: Path, frames: int) -> Path:
-    """The 4x4 mosaic clip (module docstring): cell (r, c) plays ``CELLS[(r + c) % 4]`` from frame
-    ``5 * (4 r + c)``, looped. Returns its path."""
+def crowd_clip(folder: Path, frames: int, grid: int = 4) -> Path:
+    """The mosaic clip (module docstring): cell (r, c) plays ``CELLS[(r + c) % 4]`` from frame
+    ``5 * (grid r + c)``, looped. Returns its path."""
     import av
+    import cv2
 
     clips = []
     for name in CELLS:
         with av.open(str(DATA / name)) as c:
-            clips.append([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-    out = folder / f"crowd_{frames}.mp4"
+            cw, ch = 1920 // grid, 1080 // grid
+            clips.append([cv2.resize(f.to_ndarray(format="rgb24"), (cw, ch), interpolation=cv2.INTER_AREA) for f in c.decode(video=0)])
+    out = folder / f"crowd_{grid}x{grid}_{frames}.mp4"
     with av.open(str(out), "w") as dst:
         st = dst.add_stream("libx264", rate=12)
         st.width, st.height, st.pix_fmt = 1920, 1080, "yuv420p"
         for i in range(frames):
             canvas = np.zeros((1080, 1920, 3), np.uint8)
-            for r in range(4):
-                for c in range(4):
+            for r in range(grid):
+                for c in range(grid):
                     src = clips[(r + c) % 4]
-                    canvas[r * 270 : (r + 1) * 270, c * 480 : (c + 1) * 480] = src[(i + 5 * (4 * r + c)) % len(src)]
+                    canvas[r * ch : (r + 1) * ch, c * cw : (c + 1) * cw] = src[(i + 5 * (grid * r + c)) % len(src)]
             for pkt in st.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
                 dst.mux(pkt)
         for pkt in st.encode():
@@ -99,13 +102,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--tile-px", type=float, default=24.0, help="--min-face-px of the tiled settings")
+    ap.add_argument("--grid", type=int, default=4, help="cells per side of the crowd clip")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "scripts"))
     from bench import make_clip
 
     with tempfile.TemporaryDirectory(prefix="bench_tiles_") as tmp:
-        clips = {"crowd": crowd_clip(Path(tmp), args.frames), "1080p": Path(make_clip("1080p"))}
+        clips = {"crowd": crowd_clip(Path(tmp), args.frames, args.grid), "1080p": Path(make_clip("1080p"))}
         settings = [(1, None), (3, None), (1, args.tile_px), (3, args.tile_px)]
         res: dict[str, dict] = {}
         print(f"{'clip':6} {'N':>2} {'tiles':>6} {'rows/frame':>10} {'recall':>7} {'extra':>6} {'CPU ms/frame':>12} {'vs N=1 plain':>12}")

@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--models", required=True)
     ap.add_argument("--scales", default="1.0,1.1,1.25")
     ap.add_argument("--val", default="../shared/data/ferplus/FER2013Valid")
-    ap.add_argument("--train", default="../shared/data/ferplus/FER2013Train")
+    ap.add_argument("--train", default="../shared/data/ferplus/FER2013Train.tar.gz", help="FER+ train folder or its .tar.gz")
     ap.add_argument("--faces", choices=("selection", "valid"), default="selection", help="which labelled faces (module docstring)")
     ap.add_argument("--crop", choices=("square", "registry"), default="square", help="square x --scales, or the classifier's own crop")
     ap.add_argument("--json")
@@ -69,8 +69,9 @@ def main() -> None:
         va = load_faces(a.val, 48)
     else:
         from ferbatch.training.protocol import selection_mask
+        from ferbatch.training.train import prepare_train_folder
 
-        tr = load_faces(a.train, 48)
+        tr = load_faces(prepare_train_folder(a.train), 48)
         va = tr.take(selection_mask(tr.names))
     rgb = frames_of(va.images)
     paths: dict[str, tuple[list, list]] = {"rgb": (rgb, rgb)}  # path -> (detector's frames, crops' frames)
