@@ -77,11 +77,21 @@ def test_watch_survives_a_server_restart_and_flushes_on_sigterm(tmp_path, _cache
 
 
 def test_watch_a_file_ends_with_every_frame_accounted_for(tmp_path, models):
+    """Every frame of a file source has a frames row; the rows come from the job's analysis step with
+    the recorded settings (mutation run: ``_analyse`` back to one-image analysis: box_source all
+    "frame", fails)."""
     from ferbatch.live.watch import watch
 
     st = watch(str(INTEL_2FACE), tmp_path / "o", models, part_seconds=0.5, max_queue=1000)
     assert st.status == "ended" and st.dropped == 0 and st.analysed == st.received == 56
     assert len(open_table(tmp_path / "o", "frames")) == 56
+    # the batch job's analysis step with the session's settings (the default interval): full detections and
+    # tracked rows between them; provisional track ids are not written
+    faces = open_table(tmp_path / "o", "faces")
+    assert set(faces.column("box_source").to_pylist()) == {"frame", "tracked"}
+    assert faces.column("track_id").null_count == len(faces)
+    (row,) = open_table(tmp_path / "o", "videos").to_pylist()
+    assert (row["detect_every"], row["between"], row["classify_between"]) == (3, "tracked", "changes"), row
 
 
 def test_watch_refuses_a_bad_name(tmp_path, models):

@@ -12,6 +12,16 @@ a dataset, is refused before the source is opened. ``frame_idx`` counts frames
 received since the session started; ``pts_ms`` is the time since then at which the frame arrived
 (``_manifest.json`` records the start as a Unix time). A frame dropped because the models were
 behind has a ``frames`` row with ``face_count`` NULL and no ``faces`` rows.
+
+The frames go through the batch job's analysis step with the session's settings
+(:class:`ferbatch.vision.analysis.FrameAnalyzer`: shot cuts, the tracker, ``--detect-every``'s full
+detections and the tracks in between, ``--classify-between``), so the rows mean what a run's rows
+mean and the manifest's settings are the ones that made them. What a stream cannot have: frames
+are not held back for the next full detection, so rows between full detections are interpolated
+only when it falls in the same model call (else they stand at their tracks' constant-velocity
+boxes); and the track ids stay provisional (no video end at which to confirm them), so live rows
+carry no ``track_id`` and the dataset gets no ``tracks`` rows for a session. A reconnect ends every
+track.
 """
 
 from __future__ import annotations
@@ -34,10 +44,10 @@ from ferbatch.dataset.store import LAYOUT
 from ferbatch.dataset.videos import videos_table
 from ferbatch.dataset.writer import DatasetWriter
 from ferbatch.faces import FaceBatch
-from ferbatch.live.infer import infer_images
 from ferbatch.live.source import LiveFrame, LiveSource
 from ferbatch.location import open_location
-from ferbatch.pipeline import ShardModels
+from ferbatch.pipeline import FrameSettings, ShardModels
+from ferbatch.vision.analysis import FrameAnalyzer
 
 __all__ = ["WatchStats", "watch"]
 
@@ -69,6 +79,14 @@ class WatchStats:
     lag_ms: float = 0.0
     last_error: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Stream:
+    """The session's analysis state: the analysis step and the source connection its tracks belong to."""
+
+    analyzer: FrameAnalyzer
+    connection: int | None = None
 
 
 class _Part:
@@ -140,7 +158,21 @@ def watch(
     st = WatchStats(vid, source, started)
     with DatasetWriter(loc, command="watch", config=cfg, force=force, videos=videos_table) as writer:
         _begin(writer, cfg, models)
-        return _session(writer, source, models, st, stop, part_seconds, batch, max_queue, give_up_s, on_part)
+        settings = FrameSettings(
+            detect_every=cfg.detect_every or 1,
+            track=cfg.track,
+            row_threshold=cfg.score_threshold,
+            between=cfg.between,
+            classify_between=cfg.classify_between,
+        )
+        analyzer = FrameAnalyzer(
+            models,
+            detect_every=settings.detect_every,
+            tracker=settings.tracker(models),
+            use_windows=settings.between == "window",
+            interpolate_probs=settings.classify_between == "changes",
+        )
+        return _session(writer, source, _Stream(analyzer), st, stop, part_seconds, batch, max_queue, give_up_s, on_part)
 
 
 def _begin(writer: DatasetWriter, cfg: JobConfig, models: ShardModels) -> None:
@@ -159,7 +191,7 @@ def _begin(writer: DatasetWriter, cfg: JobConfig, models: ShardModels) -> None:
 def _session(
     writer: DatasetWriter,
     source: str,
-    models: ShardModels,
+    stream: _Stream,
     st: WatchStats,
     stop: threading.Event,
     part_seconds: float,
@@ -179,7 +211,7 @@ def _session(
                 part.f_pts.append(f.t_ms)
                 part.f_cnt.append(None)
             if frames:
-                _analyse(models, frames, part, st, src)
+                _analyse(stream, frames, part, st, src)
             if time.monotonic() >= next_flush:
                 shard = _flush(writer, shard, part, st, src, on_part)
                 part = _Part()
@@ -195,20 +227,28 @@ def _session(
                 part.f_cnt.append(None)
             if not frames:
                 break
-            _analyse(models, frames, part, st, src)
+            _analyse(stream, frames, part, st, src)
         st.status = "stopped" if stop.is_set() else ("ended" if os.path.isfile(source) else "source lost")
         _flush(writer, shard, part, st, src, on_part)
     return st
 
 
-def _analyse(models: ShardModels, frames: list[LiveFrame], part: _Part, st: WatchStats, src: LiveSource) -> None:
+def _analyse(stream: _Stream, frames: list[LiveFrame], part: _Part, st: WatchStats, src: LiveSource) -> None:
     images = [f.image for f in frames if f.image is not None]
-    dets = infer_images(models, images)
+    frames = [f for f in frames if f.image is not None]
+    if not frames:
+        return
+    analyzer = stream.analyzer
+    if analyzer.tracker is not None and stream.connection not in (None, frames[0].connection):
+        analyzer.tracker.reset()  # a reconnect: no track crosses it
+    stream.connection = frames[-1].connection
     idx = np.array([f.idx for f in frames], np.int64)
     pts = np.array([f.t_ms for f in frames], np.float64)
-    counts = np.bincount(dets.frame_pos, minlength=len(frames)).astype(np.int16)
-    # the live dataset's rows carry no track ids, box sources or landmarks
-    part.faces.append(replace(dets.at_frames(idx, pts), track_id=None, source=None, landmarks=None))
+    a = analyzer.analyze(images, pts)
+    dets = a.faces
+    counts = a.face_count
+    # provisional track ids are not written (module docstring)
+    part.faces.append(replace(dets.at_frames(idx, pts), track_id=None))
     part.f_idx += idx.tolist()
     part.f_pts += pts.tolist()
     part.f_cnt += counts.tolist()
