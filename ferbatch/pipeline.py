@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ferbatch.config import JobConfig
 from ferbatch.dataset.schema import faces_table, frames_table
 from ferbatch.dataset.store import write_staging
 from ferbatch.errors import DecodeError
@@ -114,6 +115,29 @@ class FrameSettings:
     between: str = "tracked"
     classify_between: str = "changes"
 
+    @classmethod
+    def of(cls, cfg: JobConfig) -> FrameSettings:
+        """The frame settings of a job's config (``detect_every`` None counts as 1)."""
+        return cls(
+            detect_every=cfg.detect_every or 1,
+            sample_fps=cfg.sample_fps,
+            track=cfg.track,
+            row_threshold=cfg.score_threshold,
+            between=cfg.between,
+            classify_between=cfg.classify_between,
+        )
+
+    def analyzer(self, models: ShardModels, first_rank: int = 0) -> FrameAnalyzer:
+        """The analysis step for one stream with these settings (``first_rank``: :class:`FrameAnalyzer`)."""
+        return FrameAnalyzer(
+            models,
+            detect_every=self.detect_every,
+            tracker=self.tracker(models),
+            use_windows=self.between == "window",
+            interpolate_probs=self.classify_between == "changes",
+            first_rank=first_rank,
+        )
+
     def tracker(self, models: ShardModels) -> TrackerConfig | None:
         """The tracker settings for these models (None without tracking)."""
         if not self.track:
@@ -172,14 +196,7 @@ def process_shard(
     spans = frame_spans_ms(index, select)
     after = np.flatnonzero(select[end:])
     handoff_idx = end + int(after[0]) if end < n_all and len(after) else -1  # the next shard's first frame
-    analyzer = FrameAnalyzer(
-        models,
-        detect_every=settings.detect_every,
-        tracker=settings.tracker(models),
-        use_windows=settings.between == "window",
-        interpolate_probs=settings.classify_between == "changes",
-        first_rank=int(select[: shard.start].sum()),  # analysed frames of the video before the shard
-    )
+    analyzer = settings.analyzer(models, first_rank=int(select[: shard.start].sum()))  # analysed frames before the shard
     f_idx: list[np.ndarray] = []
     f_pts: list[np.ndarray] = []
     f_cnt: list[np.ndarray] = []

@@ -89,7 +89,7 @@ c = JobConfig(in_graph_nms=not before)
 m = load_models(c, threads=1)
 _, index = probe_video(sys.argv[1])
 shard = Shard("fp", sys.argv[1], 0, 0, min(int(sys.argv[3]), len(index.pts)), index)
-st = FrameSettings(detect_every=c.detect_every or 1, between=c.between, classify_between=c.classify_between)
+st = FrameSettings.of(c)
 kw = dict(prefetch=2, decode_threads=1, settings=st, pictures=not before, batch_pixels=None if before else c.batch_pixels(m.backend))
 process_shard(shard, m, **kw)  # warm-up
 cpu = time.process_time()
@@ -211,7 +211,7 @@ def stage_costs(video: str, index, frames: int) -> tuple[dict[str, float], float
     cv2.setNumThreads(1)
     m = load_models(JobConfig(), threads=1)
     c = JobConfig()  # the defaults' time settings (the interval) and the frame path
-    settings = FrameSettings(detect_every=c.detect_every or 1, between=c.between)
+    settings = FrameSettings.of(c)
     shard = Shard("bench", video, 0, 0, min(frames, len(index.pts)), index)
     with tempfile.TemporaryDirectory() as d:
         run_shard(shard, m, d, prefetch=0, decode_threads=1, settings=settings)  # warm-up (allocations, graph caches)

@@ -114,14 +114,7 @@ class ShardWorker:
             batch_pixels=c.batch_pixels(self.models.backend),
             prefetch=c.prefetch,
             decode_threads=c.decode_threads or self.threads,
-            settings=FrameSettings(
-                detect_every=c.detect_every or 1,
-                sample_fps=c.sample_fps,
-                track=c.track,
-                row_threshold=c.score_threshold,
-                between=c.between,
-                classify_between=c.classify_between,
-            ),
+            settings=FrameSettings.of(c),
             decoder=decoder,
         )
         res.decoder = res.decoder or decoder  # "pyav" already when NVDEC could not decode the file

@@ -158,20 +158,7 @@ def watch(
     st = WatchStats(vid, source, started)
     with DatasetWriter(loc, command="watch", config=cfg, force=force, videos=videos_table) as writer:
         _begin(writer, cfg, models)
-        settings = FrameSettings(
-            detect_every=cfg.detect_every or 1,
-            track=cfg.track,
-            row_threshold=cfg.score_threshold,
-            between=cfg.between,
-            classify_between=cfg.classify_between,
-        )
-        analyzer = FrameAnalyzer(
-            models,
-            detect_every=settings.detect_every,
-            tracker=settings.tracker(models),
-            use_windows=settings.between == "window",
-            interpolate_probs=settings.classify_between == "changes",
-        )
+        analyzer = FrameSettings.of(cfg).analyzer(models)
         return _session(writer, source, _Stream(analyzer), st, stop, part_seconds, batch, max_queue, give_up_s, on_part)
 
 
