@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["FER48_TEMPLATE", "similarity_to", "aligned_crops"]
+__all__ = ["FER48_TEMPLATE", "similarity_to", "supersampling", "aligned_crops"]
 
 # (5, 2) float32 (x, y) pixels in a 48x48 face; see the module docstring for the source
 FER48_TEMPLATE = np.array(
@@ -64,6 +64,23 @@ def similarity_to(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m.astype(np.float32)
 
 
+def supersampling(mats: np.ndarray) -> np.ndarray:
+    """How many times the crop's size each face is warped at before the area average.
+
+    A large face shrinks a lot: it is warped at ``k`` times the size (bilinear), then area-averaged
+    down, as the square crop's ``cv2.resize(INTER_AREA)`` does; ``k = floor(1 / s)`` clipped to
+    1..4, ``s`` the similarity's scale (crop pixels per frame pixel).
+
+    Args:
+        mats: (N, 2, 3) float similarity matrices frame -> crop pixels (:func:`similarity_to`).
+
+    Returns:
+        (N,) int64 factors k in 1..4.
+    """
+    s = np.maximum(np.hypot(mats[:, 0, 0], mats[:, 1, 0]).astype(np.float64), 1e-6)
+    return np.clip(np.floor(1.0 / s), 1, 4).astype(np.int64)
+
+
 def aligned_crops(
     frames: Sequence[np.ndarray | None], frame_pos: np.ndarray, landmarks: np.ndarray, width: int, height: int, scale: float = 1.0
 ) -> np.ndarray:
@@ -88,10 +105,9 @@ def aligned_crops(
     first = frames[int(frame_pos[0])] if len(frame_pos) else None
     ch = 1 if first is None or first.ndim == 2 else first.shape[2]
     out = np.empty((len(frame_pos), height, width, ch), np.uint8)
+    ks = supersampling(mats)
     for i in range(len(frame_pos)):
-        # a large face shrinks a lot: warp at k times the size (bilinear), then area-average down,
-        # as the square crop's cv2.resize(INTER_AREA) does
-        k = int(np.clip(np.floor(1.0 / max(float(np.hypot(mats[i, 0, 0], mats[i, 1, 0])), 1e-6)), 1, 4))
+        k = int(ks[i])
         m = mats[i] * k
         src = frames[int(frame_pos[i])]
         assert src is not None  # a frame a face refers to

@@ -1,0 +1,253 @@
+"""Aligned grey face crops inside an ONNX graph: the frames stay where the decoder left them (a GPU's
+memory, bound with :meth:`ferbatch.models.runners.onnxruntime.OrtRunner.infer_bound`); only the
+faces' warps travel, 64 bytes a face.
+
+The graph computes what :func:`ferbatch.vision.align.aligned_crops` and
+:func:`ferbatch.vision.classify.extract_crops` compute on the CPU for a grey classifier fed from a
+picture's luma plane: the similarity warp onto :data:`ferbatch.vision.align.FER48_TEMPLATE`
+(bilinear, replicated border), for a large face warped at ``k`` times the size and area-averaged
+down, then limited-range luma mapped to full-range grey (:data:`ferbatch.picture.LUMA_TO_GRAY`).
+
+Inputs (:func:`crop_graph`):
+
+- ``planes`` ``(F, R, W)`` uint8: the batch's frames as planes of ``R`` rows. The first ``H`` rows
+  of each are its luma: ``H = R`` for a luma plane, ``H = 2 R / 3`` for an NV12 picture
+  (``nv12=True``; NVDEC's output, ``ferbatch.media.nvdec``), whose chroma rows are never read.
+- ``warps`` ``(N, 2, 3)`` float32: per face, the map from a crop pixel ``(u, v, 1)`` (0..47, pixel
+  indices as in ``cv2.warpAffine``) to its source point ``(x, y)`` in frame pixels: the inverse of
+  the similarity (:func:`crop_inputs`).
+- ``taps`` ``(N, 4)`` float32 and ``tap_weights`` ``(N, 4)`` float32: per axis, the sub-pixel offsets
+  (crop pixels) and weights of the samples averaged into each crop pixel: ``j / k`` and ``1 / k`` for
+  ``j < k``, weight 0 for the rest, ``k`` the CPU path's supersampling
+  (:func:`ferbatch.vision.align.supersampling`): its ``k``-times warp and area average
+  (:func:`crop_inputs`).
+- ``frame_pos`` ``(N,)`` int64: each face's frame in ``planes``.
+
+Output ``crops`` ``(N, 48, 48, 1)`` uint8, the classifier's uint8 input
+(:func:`ferbatch.models.graph_input.prepend_uint8_input`); :func:`crop_classifier` joins the two.
+
+How: the planes are read as one tall image ``(1, 1, F R, W)`` (a reshape, no copy), each face's
+4 x 4 sample points per crop pixel are clamped into its own frame's luma (the replicated border: a point
+never reads the next frame), offset by ``frame_pos * R`` rows and normalised, and one ``GridSample``
+(bilinear, ``align_corners=0``; ONNX opset 16) reads them all; their weighted sum per crop pixel
+(the outer product of the two axes' weights, then a 4 x 4 sum pool) is the area average. The arithmetic differs from OpenCV's (5-bit fixed-point bilinear weights, uint8
+rounding after the warp and after the area resize): a crop differs by a grey level or two
+(``tests/test_graph_crop.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ferbatch.vision.align import FER48_TEMPLATE, similarity_to, supersampling
+
+__all__ = ["TAPS", "crop_graph", "crop_inputs", "crop_classifier", "prepare_crop_classifier"]
+
+TAPS = 4  # samples per crop pixel and axis: the CPU path's largest supersampling factor (align.supersampling)
+OPSET = 17
+CROP_GRAPH_VERSION = 1  # bump when the crop graph changes: it invalidates prepared files
+
+
+def crop_inputs(landmarks: np.ndarray, frame_pos: np.ndarray, size: int = 48, scale: float = 1.0) -> dict[str, np.ndarray]:
+    """The graph's per-face inputs for YuNet landmarks (the same warp as ``aligned_crops``).
+
+    Args:
+        landmarks: (N, 5, 2) float32 frame pixels, YuNet's order (``ferbatch.vision.align``).
+        frame_pos: (N,) int index of each face's frame in ``planes``.
+        size: the crop side in pixels (the classifier's input, 48).
+        scale: the crop's ``crop.scale`` (> 1 shows more context).
+
+    Returns:
+        ``{"warps": (N, 2, 3) float32, "taps": (N, 4) float32, "tap_weights": (N, 4) float32,
+        "frame_pos": (N,) int64}``.
+    """
+    tpl = ((FER48_TEMPLATE - 24.0) / scale + 24.0) * np.float32(size / 48.0)
+    mats = similarity_to(landmarks, tpl).astype(np.float64)  # frame -> crop pixels
+    k = supersampling(mats)
+    # the CPU path warps with mats * k at k x the size: crop pixel i + j / k reads M^-1 (i + j / k)
+    a, b = mats[:, 0, 0], mats[:, 1, 0]
+    det = a * a + b * b
+    inv = np.empty_like(mats)
+    inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 0], inv[:, 1, 1] = a / det, b / det, -b / det, a / det
+    t = mats[:, :, 2]
+    inv[:, 0, 2] = -(inv[:, 0, 0] * t[:, 0] + inv[:, 0, 1] * t[:, 1])
+    inv[:, 1, 2] = -(inv[:, 1, 0] * t[:, 0] + inv[:, 1, 1] * t[:, 1])
+    j = np.arange(TAPS)[None]
+    used = j < k[:, None]
+    taps = np.where(used, j / k[:, None], 0.0)
+    weights = np.where(used, 1.0 / k[:, None], 0.0)
+    return {
+        "warps": inv.astype(np.float32),
+        "taps": taps.astype(np.float32),
+        "tap_weights": weights.astype(np.float32),
+        "frame_pos": np.asarray(frame_pos, np.int64),
+    }
+
+
+def crop_graph(size: int = 48, nv12: bool = False):
+    """The crop graph (module docstring) as an ONNX ModelProto, opset 17.
+
+    Args:
+        size: the crop side in pixels.
+        nv12: ``planes`` are NV12 pictures (``R = 3 H / 2`` rows, luma first) instead of luma planes.
+
+    Returns:
+        onnx.ModelProto with inputs ``planes``, ``warps``, ``taps``, ``tap_weights``, ``frame_pos`` and
+        output ``crops``.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name: str, value) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    inits: list = []
+    n = []
+    side = size * TAPS
+    # sample coordinates along one axis, per face: (N, size, TAPS) -> (N, side); i-major, so a crop
+    # pixel's TAPS samples are adjacent and AveragePool(TAPS) averages exactly them
+    n.append(helper.make_node("Unsqueeze", ["taps", const("ax1", np.array([1], np.int64))], ["taps3"]))  # (N, 1, T)
+    n.append(helper.make_node("Add", ["taps3", const("idx", np.arange(size, dtype=np.float32)[:, None])], ["coord3"]))  # (N, S, T)
+    n.append(helper.make_node("Reshape", ["coord3", const("flat", np.array([0, side], np.int64))], ["coord"]))  # (N, side)
+    n.append(helper.make_node("Unsqueeze", ["coord", const("ax_u", np.array([1], np.int64))], ["u"]))  # (N, 1, side): columns
+    n.append(helper.make_node("Unsqueeze", ["coord", const("ax_v", np.array([2], np.int64))], ["v"]))  # (N, side, 1): rows
+
+    def coeff(r: int, c: int) -> str:  # warps[:, r, c] as (N, 1, 1)
+        out = f"w{r}{c}"
+        n.append(helper.make_node("Slice", ["warps", const(f"s{r}{c}", np.array([r, c], np.int64)),
+                                            const(f"e{r}{c}", np.array([r + 1, c + 1], np.int64)),
+                                            const(f"a{r}{c}", np.array([1, 2], np.int64))], [out]))  # (N, 1, 1)
+        return out
+
+    shape = ["planes_shape"]
+    n.append(helper.make_node("Shape", ["planes"], shape))
+    for name, i in (("nf", 0), ("rows", 1), ("cols", 2)):
+        n.append(helper.make_node("Gather", ["planes_shape", const(f"i_{name}", np.array(i, np.int64))], [f"{name}_i"]))
+        n.append(helper.make_node("Cast", [f"{name}_i"], [f"{name}_f"], to=TensorProto.FLOAT))
+    if nv12:
+        n.append(helper.make_node("Mul", ["rows_f", const("two_thirds", np.float32(2.0 / 3.0))], ["luma_f"]))
+    else:
+        n.append(helper.make_node("Identity", ["rows_f"], ["luma_f"]))
+    one = const("one", np.float32(1.0))
+    zero = const("zero", np.float32(0.0))
+    for axis, (cu, cv, ct), hi in (("x", ((0, 0), (0, 1), (0, 2)), "cols_f"), ("y", ((1, 0), (1, 1), (1, 2)), "luma_f")):
+        n.append(helper.make_node("Mul", [coeff(*cu), "u"], [f"{axis}_a"]))
+        n.append(helper.make_node("Mul", [coeff(*cv), "v"], [f"{axis}_b"]))
+        n.append(helper.make_node("Add", [f"{axis}_a", f"{axis}_b"], [f"{axis}_ab"]))
+        n.append(helper.make_node("Add", [f"{axis}_ab", coeff(*ct)], [f"{axis}_px"]))  # (N, side, side) frame pixels
+        n.append(helper.make_node("Sub", [hi, one], [f"{axis}_max"]))
+        n.append(helper.make_node("Max", [f"{axis}_px", zero], [f"{axis}_lo"]))
+        n.append(helper.make_node("Min", [f"{axis}_lo", f"{axis}_max"], [f"{axis}_in"]))  # the replicated border
+    # rows of the tall image: frame_pos * R + y; normalised for align_corners=0: (2 p + 1) / size - 1
+    n.append(helper.make_node("Cast", ["frame_pos"], ["fp_f"], to=TensorProto.FLOAT))
+    n.append(helper.make_node("Mul", ["fp_f", "rows_f"], ["fp_rows"]))
+    n.append(helper.make_node("Reshape", ["fp_rows", const("col3", np.array([-1, 1, 1], np.int64))], ["fp_rows3"]))
+    n.append(helper.make_node("Add", ["y_in", "fp_rows3"], ["y_tall"]))
+    n.append(helper.make_node("Mul", ["nf_f", "rows_f"], ["tall_f"]))
+    two = const("two", np.float32(2.0))
+    for axis, src, extent in (("x", "x_in", "cols_f"), ("y", "y_tall", "tall_f")):
+        n.append(helper.make_node("Mul", [src, two], [f"{axis}_2"]))
+        n.append(helper.make_node("Add", [f"{axis}_2", one], [f"{axis}_21"]))
+        n.append(helper.make_node("Div", [f"{axis}_21", extent], [f"{axis}_q"]))
+        n.append(helper.make_node("Sub", [f"{axis}_q", one], [f"{axis}_n"]))
+        n.append(helper.make_node("Unsqueeze", [f"{axis}_n", const(f"ax_{axis}n", np.array([3], np.int64))], [f"{axis}_n4"]))
+    n.append(helper.make_node("Concat", ["x_n4", "y_n4"], ["grid4"], axis=3))  # (N, side, side, 2)
+    n.append(helper.make_node("Reshape", ["grid4", const("tall_grid", np.array([1, -1, side, 2], np.int64))], ["grid"]))
+    n.append(helper.make_node("Cast", ["planes"], ["planes_f"], to=TensorProto.FLOAT))
+    n.append(helper.make_node("Unsqueeze", ["cols_i", const("ax_cols", np.array([0], np.int64))], ["cols_1"]))
+    n.append(helper.make_node("Concat", [const("tall_lead", np.array([1, 1, -1], np.int64)), "cols_1"], ["tall_shape"], axis=0))
+    n.append(helper.make_node("Reshape", ["planes_f", "tall_shape"], ["tall"]))  # (1, 1, F R, W)
+    n.append(helper.make_node("GridSample", ["tall", "grid"], ["sampled"], mode="bilinear", padding_mode="border", align_corners=0))
+    n.append(helper.make_node("Reshape", ["sampled", const("per_face", np.array([-1, 1, side, side], np.int64))], ["sampled4"]))
+    # per-sample weight: the outer product of the axes' tap weights, tiled over the crop pixels
+    n.append(helper.make_node("Tile", ["tap_weights", const("reps", np.array([1, size], np.int64))], ["w_axis"]))  # (N, side)
+    n.append(helper.make_node("Unsqueeze", ["w_axis", const("ax_wr", np.array([2], np.int64))], ["w_rows"]))  # (N, side, 1)
+    n.append(helper.make_node("Unsqueeze", ["w_axis", const("ax_wc", np.array([1], np.int64))], ["w_cols"]))  # (N, 1, side)
+    n.append(helper.make_node("Mul", ["w_rows", "w_cols"], ["w2"]))
+    n.append(helper.make_node("Unsqueeze", ["w2", const("ax_w1", np.array([1], np.int64))], ["w4"]))  # (N, 1, side, side)
+    n.append(helper.make_node("Mul", ["sampled4", "w4"], ["weighted"]))
+    n.append(helper.make_node("AveragePool", ["weighted"], ["mean16"], kernel_shape=[TAPS, TAPS], strides=[TAPS, TAPS]))
+    n.append(helper.make_node("Mul", ["mean16", const("taps2", np.float32(TAPS * TAPS))], ["luma"]))
+    # limited-range luma -> full-range grey, truncated (ferbatch.picture.LUMA_TO_GRAY) after rounding as the CPU path does
+    n.append(helper.make_node("Round", ["luma"], ["luma_r"]))
+    n.append(helper.make_node("Sub", ["luma_r", const("y16", np.float32(16.0))], ["luma_0"]))
+    n.append(helper.make_node("Mul", ["luma_0", const("range", np.float32(255.0 / 219.0))], ["grey_f"]))
+    n.append(helper.make_node("Floor", ["grey_f"], ["grey_fl"]))
+    n.append(helper.make_node("Clip", ["grey_fl", zero, const("max255", np.float32(255.0))], ["grey_c"]))
+    n.append(helper.make_node("Transpose", ["grey_c"], ["grey_nhwc"], perm=[0, 2, 3, 1]))
+    n.append(helper.make_node("Cast", ["grey_nhwc"], ["crops"], to=TensorProto.UINT8))
+    g = helper.make_graph(
+        n,
+        "ferbatch_face_crop",
+        [
+            helper.make_tensor_value_info("planes", TensorProto.UINT8, ["F", "R", "W"]),
+            helper.make_tensor_value_info("warps", TensorProto.FLOAT, ["N", 2, 3]),
+            helper.make_tensor_value_info("taps", TensorProto.FLOAT, ["N", TAPS]),
+            helper.make_tensor_value_info("tap_weights", TensorProto.FLOAT, ["N", TAPS]),
+            helper.make_tensor_value_info("frame_pos", TensorProto.INT64, ["N"]),
+        ],
+        [helper.make_tensor_value_info("crops", TensorProto.UINT8, ["N", size, size, 1])],
+        inits,
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ferbatch")
+
+
+def crop_classifier(classifier, input_name: str, size: int = 48, nv12: bool = False):
+    """One graph: :func:`crop_graph` feeding a prepared grey classifier (uint8 ``(N, 48, 48, 1)``
+    input ``input_name``, ``ferbatch.models.graphs.prepare_classifier``). Inputs are the crop
+    graph's; outputs the classifier's.
+
+    Args:
+        classifier: the prepared classifier's onnx.ModelProto (opset <= 17).
+
+    Raises:
+        ValueError: the classifier's input is not uint8 ``(N, size, size, 1)``.
+    """
+    from onnx import TensorProto, compose, version_converter
+
+    x = next((i for i in classifier.graph.input if i.name == input_name), None)
+    dims = [d.dim_value for d in x.type.tensor_type.shape.dim][1:] if x is not None else []
+    if x is None or x.type.tensor_type.elem_type != TensorProto.UINT8 or dims != [size, size, 1]:
+        raise ValueError(f"crop_classifier | input {input_name!r} is not uint8 (N, {size}, {size}, 1): a prepared grey classifier?")
+    ver = max(o.version for o in classifier.opset_import if o.domain in ("", "ai.onnx"))
+    if ver != OPSET:
+        classifier = version_converter.convert_version(classifier, OPSET)
+    crop = compose.add_prefix(crop_graph(size, nv12), "crop_", rename_inputs=False, rename_outputs=False)  # no clash with the classifier's names
+    crop.ir_version = classifier.ir_version
+    return compose.merge_models(crop, classifier, io_map=[("crops", input_name)])
+
+
+def prepare_crop_classifier(src, spec, *, nv12: bool = False, precision: str = "fp32"):
+    """Make (or reuse) the file of :func:`crop_classifier` for a registry grey classifier, in the
+    user cache beside the other prepared graphs (``ferbatch.models.graphs``).
+
+    Args:
+        src: the classifier's ONNX file (``ferbatch.models.registry.resolve_model_file``).
+        spec: its registry entry: ``input.color`` "GRAY", square input.
+        nv12, precision: as :func:`crop_graph` and :func:`ferbatch.models.graphs.prepare_classifier`.
+
+    Returns:
+        Path of the prepared ONNX file: inputs ``planes``, ``warps``, ``taps``, ``tap_weights``,
+        ``frame_pos``; the classifier's outputs.
+
+    Raises:
+        ValueError: a colour classifier or a non-square input.
+    """
+    from pathlib import Path
+
+    import onnx
+
+    from ferbatch.models.graphs import _cache_path, _save_atomic, prepare_classifier
+    from ferbatch.models.registry import sha256_file
+
+    if spec.input.color != "GRAY" or spec.input.width != spec.input.height:
+        raise ValueError(f"classifier {spec.name} | the crop graph cuts square grey crops; this input is {spec.input.color} {spec.input.width}x{spec.input.height}")
+    sha = sha256_file(Path(src))
+    dst = _cache_path(spec, sha, {"kind": "crop_classifier", "nv12": nv12, "precision": precision, "crop": CROP_GRAPH_VERSION})
+    if dst.is_file():
+        return dst
+    cls = onnx.load(str(prepare_classifier(src, spec, src_sha256=sha, precision=precision)))
+    m = crop_classifier(cls, spec.input.name, spec.input.width, nv12)
+    onnx.checker.check_model(m)
+    _save_atomic(m, dst)
+    return dst
