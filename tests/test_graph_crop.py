@@ -44,7 +44,9 @@ def batches(models):
         if s == "cut":
             frames = [f[: int(f.shape[0] * 0.42) // 2 * 2] for f in rgb]  # the chin below the frame
         else:
-            frames = [cv2.resize(f, (int(f.shape[1] * s) // 2 * 2, int(f.shape[0] * s) // 2 * 2), interpolation=cv2.INTER_AREA) for f in rgb]
+            frames = [
+                cv2.resize(f, (int(f.shape[1] * s) // 2 * 2, int(f.shape[0] * s) // 2 * 2), interpolation=cv2.INTER_AREA) for f in rgb
+            ]
         i420 = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YUV_I420) for f in frames]
         pics = [YuvPicture.from_i420(x) for x in i420]
         dets = models.detector.detect([p.rgb() for p in pics])

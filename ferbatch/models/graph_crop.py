@@ -114,9 +114,18 @@ def crop_graph(size: int = 48, nv12: bool = False):
 
     def coeff(r: int, c: int) -> str:  # warps[:, r, c] as (N, 1, 1)
         out = f"w{r}{c}"
-        n.append(helper.make_node("Slice", ["warps", const(f"s{r}{c}", np.array([r, c], np.int64)),
-                                            const(f"e{r}{c}", np.array([r + 1, c + 1], np.int64)),
-                                            const(f"a{r}{c}", np.array([1, 2], np.int64))], [out]))  # (N, 1, 1)
+        n.append(
+            helper.make_node(
+                "Slice",
+                [
+                    "warps",
+                    const(f"s{r}{c}", np.array([r, c], np.int64)),
+                    const(f"e{r}{c}", np.array([r + 1, c + 1], np.int64)),
+                    const(f"a{r}{c}", np.array([1, 2], np.int64)),
+                ],
+                [out],
+            )
+        )  # (N, 1, 1)
         return out
 
     shape = ["planes_shape"]
@@ -212,7 +221,9 @@ def crop_classifier(classifier, input_name: str, size: int = 48, nv12: bool = Fa
     ver = max(o.version for o in classifier.opset_import if o.domain in ("", "ai.onnx"))
     if ver != OPSET:
         classifier = version_converter.convert_version(classifier, OPSET)
-    crop = compose.add_prefix(crop_graph(size, nv12), "crop_", rename_inputs=False, rename_outputs=False)  # no clash with the classifier's names
+    crop = compose.add_prefix(
+        crop_graph(size, nv12), "crop_", rename_inputs=False, rename_outputs=False
+    )  # no clash with the classifier's names
     crop.ir_version = classifier.ir_version
     return compose.merge_models(crop, classifier, io_map=[("crops", input_name)])
 
@@ -241,7 +252,9 @@ def prepare_crop_classifier(src, spec, *, nv12: bool = False, precision: str = "
     from ferbatch.models.registry import sha256_file
 
     if spec.input.color != "GRAY" or spec.input.width != spec.input.height:
-        raise ValueError(f"classifier {spec.name} | the crop graph cuts square grey crops; this input is {spec.input.color} {spec.input.width}x{spec.input.height}")
+        raise ValueError(
+            f"classifier {spec.name} | the crop graph cuts square grey crops; this input is {spec.input.color} {spec.input.width}x{spec.input.height}"
+        )
     sha = sha256_file(Path(src))
     dst = _cache_path(spec, sha, {"kind": "crop_classifier", "nv12": nv12, "precision": precision, "crop": CROP_GRAPH_VERSION})
     if dst.is_file():
