@@ -17,7 +17,9 @@ its results into the same JSON, so the work can be split between calls of a shor
    vs ``ferbatch.media.decode.iter_frames``) on the shared sample videos, the clips and an HEVC
    clip: the same frame indices, pts and RGB pixels over each whole video and over each of its
    shards (keyframe seeks), and the decode frames/s of both (one process, host RGB);
-7. ``e2e``: end-to-end frames/s with 1/4/8/14 workers per GPU, for each decoder of ``--decoders``
+7. ``graph_crop``: the aligned face crop inside the classifier graph (``ferbatch.models.graph_crop``)
+   against the CPU path's crop: labels, logits, ms per face with host and device-resident planes;
+8. ``e2e``: end-to-end frames/s with 1/4/8/14 workers per GPU, for each decoder of ``--decoders``
    (``pyav`` results under ``e2e``, ``nvdec`` under ``e2e_nvdec``). Each worker is the job's
    :class:`ferbatch.job.workers.ShardWorker` (one decoding core, its own sessions; what a Ray actor
    runs) in its own process, processing the whole clip (a batch of videos, one per worker), timed
@@ -425,7 +427,65 @@ def profile_detect(clip: Path, backend: str, batch: int = 64, repeats: int = 4) 
     return res
 
 
-STEPS = ("device", "clips", "decode", "nvdec", "nvdec_exact", "engines", "rows", "profile", "e2e")
+def graph_crop_check(clip: Path, backend: str, batch: int = 32, repeats: int = 5) -> dict:
+    """The in-graph aligned crop (``ferbatch.models.graph_crop``) against the CPU path on ``batch``
+    decoded pictures of ``clip``: label agreement and max |logit difference| of crop + classifier
+    as one graph (on ``backend``'s provider) against ``extract_crops`` + the classifier on the CPU,
+    and ms per face of each: the CPU crop + classifier, the graph fed host luma planes, and (with
+    CuPy on CUDA) fed planes already in GPU memory, as NVDEC leaves them (bound through DLPack)."""
+    from ferbatch.config import JobConfig
+    from ferbatch.media.decode import iter_frames
+    from ferbatch.media.probe import probe_video
+    from ferbatch.models.graph_crop import crop_inputs, prepare_crop_classifier
+    from ferbatch.models.load import load_models
+    from ferbatch.models.registry import resolve_model_file
+    from ferbatch.models.runners.onnxruntime import CUDA_PROVIDER, OrtRunner
+    from ferbatch.vision.classify import extract_crops
+
+    _, index = probe_video(clip)
+    pics = [f.image for f in iter_frames(str(clip), index, 0, batch, threads=0, pictures=True)]
+    m = load_models(JobConfig(backend="onnxruntime"), threads=1)
+    spec, cls = m.classifier.spec, m.classifier.runner
+    dets = m.detector.detect(pics)
+    if not len(dets) or dets.landmarks is None:
+        m.close()
+        return {"skipped": "no faces with landmarks in the clip"}
+    planes = np.stack([np.ascontiguousarray(p.y) for p in pics])
+    ins = crop_inputs(dets.landmarks, dets.frame_pos)
+    cuda = backend == "onnxruntime-cuda"
+    graph = OrtRunner(str(prepare_crop_classifier(resolve_model_file(spec), spec)), providers=[CUDA_PROVIDER] if cuda else None)
+    out = graph.output_names[0]
+
+    def timed(fn) -> float:
+        fn()
+        t = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return round(1000 * (time.perf_counter() - t) / (repeats * len(dets)), 4)
+
+    ref = cls.infer({spec.input.name: extract_crops(pics, dets, spec)})[cls.output_names[0]]
+    got = graph.infer_bound({"planes": planes, **ins})[out]
+    res: dict = {
+        "faces": len(dets),
+        "provider": "cuda" if graph.on_cuda else "cpu",
+        "labels_equal": float(np.mean(got.argmax(1) == ref.argmax(1))),
+        "max_abs_logit_diff": round(float(np.abs(got - ref).max()), 5),
+        "ms_per_face_cpu_crop_and_classify": timed(lambda: cls.infer({spec.input.name: extract_crops(pics, dets, spec)})),
+        "ms_per_face_graph_host_planes": timed(lambda: graph.infer_bound({"planes": planes, **ins})),
+    }
+    if graph.on_cuda:
+        try:
+            import cupy
+
+            dev = cupy.asarray(planes)
+            res["ms_per_face_graph_device_planes"] = timed(lambda: graph.infer_bound({"planes": dev, **ins}))
+        except ImportError:
+            res["ms_per_face_graph_device_planes"] = "CuPy is not installed"
+    m.close()
+    return res
+
+
+STEPS = ("device", "clips", "decode", "nvdec", "nvdec_exact", "engines", "rows", "profile", "graph_crop", "e2e")
 CLIPS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
@@ -505,6 +565,10 @@ def main() -> int:
         for name, clip in clips.items():
             prof[name] = profile_detect(clip, a.backend)
             print(f"profile {name}: {prof[name]}", flush=True)
+        save()
+    if "graph_crop" in steps:
+        report["graph_crop"] = {name: graph_crop_check(clip, a.backend) for name, clip in clips.items()}
+        print(f"graph_crop: {report['graph_crop']}", flush=True)
         save()
     if "engines" in steps:
         from ferbatch.checks import check_engines
