@@ -300,6 +300,19 @@ def test_v1_registry_temperature_calibrates_its_probabilities():
     assert fit_temperature(np.log(calibrated), va.labels) == pytest.approx(1.0, abs=0.02)
 
 
+def test_training_without_validation_keeps_its_last_epoch(tmp_path, monkeypatch):
+    """No ``val`` (a run on all the training data, its length fixed in advance): the exported model is the
+    last epoch's and no early stop cuts the schedule (the scores are NaN: no epoch may look best)."""
+    pytest.importorskip("torch")
+    from ferbatch.training.train import TrainConfig, prepare_train_folder, train
+
+    monkeypatch.setenv("FERBATCH_CACHE", str(tmp_path / "cache"))
+    folder = prepare_train_folder(DATA / "ferplus/FER2013Train.tar.gz")
+    cfg = TrainConfig(data=str(folder), out=str(tmp_path / "m"), epochs=3, limit=300, threads=1, width=4, batch=64, patience=1)
+    s = train(cfg, log=lambda m: None)
+    assert s["epochs_run"] == 3 and s["best_epoch"] == 2, (s["epochs_run"], s["best_epoch"])
+
+
 def test_distillation_pulls_the_student_to_its_teacher(tmp_path, monkeypatch):
     """``save_logits`` writes a teacher's logits in load order; a student trained with ``teacher`` and
     distill_alpha 1 follows them: a teacher that calls every face "surprise" makes a student that does."""

@@ -189,7 +189,7 @@ LABEL_MODES = ("probability", "majority")
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train (or resume) into ``cfg.out``; returns the summary written to ``train_summary.json``.
 
-    Files: ``checkpoint.pt`` (last epoch, for resuming), ``best.pt`` (best validation acc@1),
+    Files: ``checkpoint.pt`` (last epoch, for resuming), ``best.pt`` (best validation acc@1; the last epoch without ``val``),
     ``model.onnx`` (exported from best, verified against PyTorch with ONNX Runtime).
     """
     torch = _require_torch()
@@ -281,10 +281,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
         acc, f1 = _evaluate(torch, model, xva, va.labels) if va else (float("nan"), float("nan"))
         history.append({"epoch": epoch, "loss": total / len(xtr), "val_acc1": acc, "val_macro_f1": f1, "seconds": time.time() - te})
         log(f"epoch {epoch}: loss {total / len(xtr):.4f} val acc@1 {acc:.4f} macro-F1 {f1:.4f} ({time.time() - te:.0f} s)")
+        # without validation every epoch is "best": the last one is kept, and there is no early stopping
         score = acc if cfg.select == "acc1" else (acc + f1) / 2
-        if score > best + cfg.min_delta or best < 0:
+        if va is None or score > best + cfg.min_delta or best < 0:
             best_epoch = epoch  # a gain that counts for early stopping
-        if score > best or best < 0:  # the best model is kept on any gain
+        if va is None or score > best or best < 0:  # the best model is kept on any gain
             best = score
             torch.save(
                 {"model": model.state_dict(), "epoch": epoch, "val_acc1": acc, "val_macro_f1": f1, "config": asdict(cfg)}, out / "best.pt"
