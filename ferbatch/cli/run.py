@@ -136,7 +136,7 @@ def run(
     prior: Annotated[
         str | None,
         typer.Option(
-            help="Class prior of the decision: as-trained (the network's logits, FER+'s 37 %% neutral), balanced (logit "
+            help="Class prior of the decision: as-trained (the network's logits, FER+'s 37 % neutral), balanced (logit "
             "adjustment, tau from the registry) or graph (the graph's outputs unchanged, as datasets written before this "
             "option). Default: the classifier's registry setting.",
             metavar="as-trained|balanced|graph",

@@ -146,7 +146,7 @@ def train(
         typer.Option(
             "--val",
             help="Validation folder (best epoch and early stopping), or 'selection': the protocol's selection split of --data "
-            "(10 %% by image name), held out of training.",
+            "(10 % by image name), held out of training.",
             metavar="DIR|selection",
         ),
     ] = None,
