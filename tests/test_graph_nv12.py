@@ -1,0 +1,102 @@
+"""NV12 frames into the detector graph (``ferbatch.models.graph_nv12``, issue 33's device-side
+letterbox and colour conversion), run on ONNX Runtime's CPU provider against the host path
+(``preprocess_frames`` on decoded pictures, the same prepared detector).
+
+Frames: the 3-person walking clip scaled to 320x180 (padded, not resized), 640x360, 1280x720 and
+1920x1080 (resized to 512x288), converted to 4:2:0 by OpenCV; NV12 = its luma, then U and V interleaved.
+
+Mutations run against these tests (each made the named test fail, then was restored):
+- U and V swapped in the interleaved plane -> test_nv12_input_is_the_host_letterbox;
+- chroma upsampled bilinearly instead of repeated 2 x 2 -> test_nv12_input_is_the_host_letterbox;
+- no padding to the input size (the graph's output is the resized frame) -> test_nv12_input_is_the_host_letterbox;
+- the luma offset 16 left out -> test_nv12_input_is_the_host_letterbox, test_nv12_detector_finds_the_host_faces.
+"""
+
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import onnx
+import pytest
+from conftest import DATA
+
+from ferbatch.config import JobConfig
+from ferbatch.models.graph_nv12 import letterbox_sizes, nv12_detector, nv12_input_graph, prepare_nv12_detector
+from ferbatch.models.load import prepare_graphs
+from ferbatch.models.runners.onnxruntime import OrtRunner
+from ferbatch.picture import YuvPicture
+from ferbatch.vision.detect import preprocess_frames
+
+SIZES = ((320, 180), (640, 360), (1280, 720), (1920, 1080))
+
+
+def to_nv12(i420: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(3 h / 2, w) uint8 NV12 of an OpenCV I420 picture (the layout NVDEC decodes to)."""
+    flat, q = i420.reshape(-1), h * w // 4
+    u, v = flat[h * w : h * w + q].reshape(h // 2, w // 2), flat[h * w + q :].reshape(h // 2, w // 2)
+    return np.concatenate([flat[: h * w].reshape(h, w), np.stack([u, v], -1).reshape(h // 2, w)])
+
+
+@pytest.fixture(scope="module")
+def batches(models):
+    """Per size: (NV12 planes (F, 3h/2, w), pictures, the detector's input (w, h) for that size)."""
+    with av.open(str(DATA / "videos_faces/intel_sample_videos_mp4/face-demographics-walking-and-pause.mp4")) as c:
+        rgb = [f.to_ndarray(format="rgb24") for i, f in enumerate(c.decode(video=0)) if i % 10 == 0][:6]
+    out = {}
+    for w, h in SIZES:
+        i420 = [cv2.cvtColor(cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2YUV_I420) for f in rgb]
+        out[(w, h)] = (
+            np.stack([to_nv12(x, w, h) for x in i420]),
+            [YuvPicture.from_i420(x) for x in i420],
+            models.detector.input_for((w, h)),
+        )
+    return out
+
+
+def test_nv12_input_is_the_host_letterbox(models, batches, tmp_path):
+    """The graph's letterboxed RGB equals ``preprocess_frames``' of the same pictures to OpenCV's
+    fixed-point rounding: at most 4 levels, 0.15 on average; padding zero."""
+    path = tmp_path / "nv12.onnx"
+    onnx.save(nv12_input_graph(), str(path))
+    runner = OrtRunner(str(path), threads=1)
+    for (w, h), (planes, pics, wh) in batches.items():
+        want, _ = preprocess_frames(pics, models.detector.sized(wh).spec.input, letterbox=True)
+        got = runner.infer({"planes": planes, **letterbox_sizes((w, h), wh)})["frames_rgb"]
+        assert got.shape == want.shape and got.dtype == np.uint8, (w, h)
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert diff.max() <= 4 and diff.mean() < 0.15, ((w, h), diff.max(), diff.mean())
+
+
+def test_nv12_detector_finds_the_host_faces(models, batches):
+    """NV12 planes through the prepared detector (the GPU backends' graph: decoding and NMS inside)
+    give the host path's faces: the same ones above the threshold, boxes and landmarks within 2 frame
+    pixels, scores within 0.005; the score threshold stays an input a run can feed."""
+    cfg = JobConfig(backend="onnxruntime")
+    (spec, graph), _ = prepare_graphs(cfg, backend="onnxruntime-cuda")
+    host = OrtRunner(str(graph), threads=1)
+    both = OrtRunner(str(prepare_nv12_detector(graph, spec)), threads=1)
+    assert "score_threshold" in both.optional_input_names
+    low = {"score_threshold": np.array([0.5], np.float32)}
+    for (w, h), (planes, pics, wh) in batches.items():
+        x, scale = preprocess_frames(pics, models.detector.sized(wh).spec.input, letterbox=True)
+        a = both.infer({"planes": planes, **letterbox_sizes((w, h), wh), **low})
+        b = host.infer({spec.input.name: x, **low})
+        keep = b["det_scores"] > spec.score_threshold
+        assert keep.sum() >= len(pics), (w, h)  # every frame shows a face
+        np.testing.assert_array_equal(a["det_scores"] > spec.score_threshold, keep)
+        px = np.array([wh[0], wh[1]] * 2, np.float32) * np.tile(scale[:, None], (1, 1, 2))
+        box_err = np.abs(a["det_boxes"] - b["det_boxes"]) * px
+        lm_err = np.abs(a["det_landmarks"] - b["det_landmarks"]) * px[..., None, :2]
+        assert box_err[keep].max() <= 2.0 and lm_err[keep].max() <= 2.0, ((w, h), box_err[keep].max(), lm_err[keep].max())
+        assert np.abs(a["det_scores"] - b["det_scores"])[keep].max() <= 0.005, (w, h)
+
+
+def test_nv12_sizes_and_inputs_are_checked(models):
+    with pytest.raises(ValueError, match="even sides"):
+        letterbox_sizes((641, 360), (512, 288))
+    cfg = JobConfig(backend="onnxruntime")
+    (spec, graph), _ = prepare_graphs(cfg, backend="onnxruntime-cuda")
+    m = onnx.load(str(graph))
+    with pytest.raises(ValueError, match="not uint8"):
+        nv12_detector(m, "no_such_input")
