@@ -5,11 +5,9 @@ letterbox and colour conversion), run on ONNX Runtime's CPU provider against the
 Frames: the 3-person walking clip scaled to 320x180 (padded, not resized), 640x360, 1280x720 and
 1920x1080 (resized to 512x288), converted to 4:2:0 by OpenCV; NV12 = its luma, then U and V interleaved.
 
-Mutations run against these tests (each made the named test fail, then was restored):
-- U and V swapped in the interleaved plane -> test_nv12_input_is_the_host_letterbox;
-- chroma upsampled bilinearly instead of repeated 2 x 2 -> test_nv12_input_is_the_host_letterbox;
-- no padding to the input size (the graph's output is the resized frame) -> test_nv12_input_is_the_host_letterbox;
-- the luma offset 16 left out -> test_nv12_input_is_the_host_letterbox, test_nv12_detector_finds_the_host_faces.
+Mutations run against these tests (each made both comparison tests fail, then was restored): U and V swapped
+in the interleaved plane; chroma upsampled bilinearly instead of repeated 2 x 2; no padding to the input size;
+the luma offset 16 left out.
 """
 
 from __future__ import annotations
