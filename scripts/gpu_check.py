@@ -17,8 +17,9 @@ its results into the same JSON, so the work can be split between calls of a shor
    vs ``ferbatch.media.decode.iter_frames``) on the shared sample videos, the clips and an HEVC
    clip: the same frame indices, pts and RGB pixels over each whole video and over each of its
    shards (keyframe seeks), and the decode frames/s of both (one process, host RGB);
-7. ``graph_crop``: the aligned face crop inside the classifier graph (``ferbatch.models.graph_crop``)
-   against the CPU path's crop: labels, logits, ms per face with host and device-resident planes;
+7. ``device_graphs``: NV12 frames into the detector graph (``ferbatch.models.graph_nv12``) and the
+   aligned face crop inside the classifier graph (``ferbatch.models.graph_crop``) against the host
+   path: faces, box error, labels, logits, ms per frame / face with host and device-resident planes;
 8. ``e2e``: end-to-end frames/s with 1/4/8/14 workers per GPU, for each decoder of ``--decoders``
    (``pyav`` results under ``e2e``, ``nvdec`` under ``e2e_nvdec``). Each worker is the job's
    :class:`ferbatch.job.workers.ShardWorker` (one decoding core, its own sessions; what a Ray actor
@@ -427,65 +428,107 @@ def profile_detect(clip: Path, backend: str, batch: int = 64, repeats: int = 4) 
     return res
 
 
-def graph_crop_check(clip: Path, backend: str, batch: int = 32, repeats: int = 5) -> dict:
-    """The in-graph aligned crop (``ferbatch.models.graph_crop``) against the CPU path on ``batch``
-    decoded pictures of ``clip``: label agreement and max |logit difference| of crop + classifier
-    as one graph (on ``backend``'s provider) against ``extract_crops`` + the classifier on the CPU,
-    and ms per face of each: the CPU crop + classifier, the graph fed host luma planes, and (with
-    CuPy on CUDA) fed planes already in GPU memory, as NVDEC leaves them (bound through DLPack)."""
+def device_graphs_check(clip: Path, backend: str, batch: int = 32, repeats: int = 5) -> dict:
+    """The device-side graphs (#33) against the host path on ``batch`` decoded pictures of ``clip``:
+
+    - ``nv12_detector`` (``ferbatch.models.graph_nv12``): NV12 planes into the prepared detector
+      (letterbox and BT.601 conversion in the graph) against ``preprocess_frames`` + the same graph:
+      faces above the threshold equal, max box error in frame pixels, ms per frame of each;
+    - ``crop``: the aligned crop + classifier as one graph (``ferbatch.models.graph_crop``) against
+      ``extract_crops`` + the classifier on the CPU: labels equal, max |logit difference|, ms per face.
+
+    Graphs run on ``backend``'s provider; with CuPy on CUDA also fed planes already in GPU memory, as
+    NVDEC leaves them (bound through DLPack)."""
     from ferbatch.config import JobConfig
     from ferbatch.media.decode import iter_frames
     from ferbatch.media.probe import probe_video
     from ferbatch.models.graph_crop import crop_inputs, prepare_crop_classifier
-    from ferbatch.models.load import load_models
+    from ferbatch.models.graph_nv12 import letterbox_sizes, prepare_nv12_detector
+    from ferbatch.models.load import load_models, prepare_graphs
     from ferbatch.models.registry import resolve_model_file
     from ferbatch.models.runners.onnxruntime import CUDA_PROVIDER, OrtRunner
     from ferbatch.vision.classify import extract_crops
+    from ferbatch.vision.detect import preprocess_frames
 
     _, index = probe_video(clip)
     pics = [f.image for f in iter_frames(str(clip), index, 0, batch, threads=0, pictures=True)]
     m = load_models(JobConfig(backend="onnxruntime"), threads=1)
     spec, cls = m.classifier.spec, m.classifier.runner
-    dets = m.detector.detect(pics)
-    if not len(dets) or dets.landmarks is None:
-        m.close()
-        return {"skipped": "no faces with landmarks in the clip"}
-    planes = np.stack([np.ascontiguousarray(p.y) for p in pics])
-    ins = crop_inputs(dets.landmarks, dets.frame_pos)
     cuda = backend == "onnxruntime-cuda"
-    graph = OrtRunner(str(prepare_crop_classifier(resolve_model_file(spec), spec)), providers=[CUDA_PROVIDER] if cuda else None)
-    out = graph.output_names[0]
+    providers = [CUDA_PROVIDER] if cuda else None
+    try:
+        import cupy
+    except ImportError:
+        cupy = None
 
-    def timed(fn) -> float:
+    def timed(fn, per: int) -> float:
         fn()
         t = time.perf_counter()
         for _ in range(repeats):
             fn()
-        return round(1000 * (time.perf_counter() - t) / (repeats * len(dets)), 4)
+        return round(1000 * (time.perf_counter() - t) / (repeats * per), 4)
 
-    ref = cls.infer({spec.input.name: extract_crops(pics, dets, spec)})[cls.output_names[0]]
-    got = graph.infer_bound({"planes": planes, **ins})[out]
-    res: dict = {
-        "faces": len(dets),
-        "provider": "cuda" if graph.on_cuda else "cpu",
-        "labels_equal": float(np.mean(got.argmax(1) == ref.argmax(1))),
-        "max_abs_logit_diff": round(float(np.abs(got - ref).max()), 5),
-        "ms_per_face_cpu_crop_and_classify": timed(lambda: cls.infer({spec.input.name: extract_crops(pics, dets, spec)})),
-        "ms_per_face_graph_host_planes": timed(lambda: graph.infer_bound({"planes": planes, **ins})),
+    res: dict = {"provider": "cuda" if cuda else "cpu", "frames": len(pics)}
+    # the detector: NV12 planes vs the host letterbox, the GPU backends' graph (decoding and NMS inside)
+    (dspec, dgraph), _ = prepare_graphs(JobConfig(backend="onnxruntime"), backend="onnxruntime-cuda")
+    host_det = OrtRunner(str(dgraph), providers=providers)
+    nv12_det = OrtRunner(str(prepare_nv12_detector(dgraph, dspec)), providers=providers)
+    w, h = pics[0].width, pics[0].height
+    wh = m.detector.input_for((w, h))
+    sized = m.detector.sized(wh).spec.input
+    nv12 = np.stack([np.concatenate([p.y, np.stack([p.u, p.v], -1).reshape(h // 2, w)]) for p in pics])
+    sizes = letterbox_sizes((w, h), wh)
+    x, scale = preprocess_frames(pics, sized, letterbox=True)
+    a = nv12_det.infer_bound({"planes": nv12, **sizes})
+    b = host_det.infer_bound({dspec.input.name: x})
+    keep = b["det_scores"] > dspec.score_threshold
+    px = np.array([wh[0], wh[1]] * 2, np.float32) * np.tile(scale[:, None], (1, 1, 2))
+    res["nv12_detector"] = {
+        "faces": int(keep.sum()),
+        "same_faces": bool(np.array_equal(a["det_scores"] > dspec.score_threshold, keep)),
+        # per face, the largest coordinate error in frame pixels: median, 90th percentile, max (a face whose
+        # box the detector places unstably moves by several pixels for a level of input difference)
+        **{
+            f"box_err_px_{k}": round(float(np.percentile((np.abs(a["det_boxes"] - b["det_boxes"]) * px)[keep].max(1), q)), 3)
+            for k, q in (("median", 50), ("p90", 90), ("max", 100))
+        },
+        "ms_per_frame_host_letterbox_and_graph": timed(
+            lambda: host_det.infer_bound({dspec.input.name: preprocess_frames(pics, sized, letterbox=True)[0]}), len(pics)
+        ),
+        "ms_per_frame_nv12_graph_host_planes": timed(lambda: nv12_det.infer_bound({"planes": nv12, **sizes}), len(pics)),
     }
-    if graph.on_cuda:
-        try:
-            import cupy
-
-            dev = cupy.asarray(planes)
-            res["ms_per_face_graph_device_planes"] = timed(lambda: graph.infer_bound({"planes": dev, **ins}))
-        except ImportError:
-            res["ms_per_face_graph_device_planes"] = "CuPy is not installed"
+    if cuda and cupy is not None:
+        dev = cupy.asarray(nv12)
+        res["nv12_detector"]["ms_per_frame_nv12_graph_device_planes"] = timed(
+            lambda: nv12_det.infer_bound({"planes": dev, **sizes}), len(pics)
+        )
+    # the crop + classifier
+    dets = m.detector.detect(pics)
+    if len(dets) and dets.landmarks is not None:
+        planes = np.stack([np.ascontiguousarray(p.y) for p in pics])
+        ins = crop_inputs(dets.landmarks, dets.frame_pos)
+        graph = OrtRunner(str(prepare_crop_classifier(resolve_model_file(spec), spec)), providers=providers)
+        out = graph.output_names[0]
+        ref = cls.infer({spec.input.name: extract_crops(pics, dets, spec)})[cls.output_names[0]]
+        got = graph.infer_bound({"planes": planes, **ins})[out]
+        res["crop"] = {
+            "faces": len(dets),
+            "labels_equal": float(np.mean(got.argmax(1) == ref.argmax(1))),
+            "max_abs_logit_diff": round(float(np.abs(got - ref).max()), 5),
+            "ms_per_face_cpu_crop_and_classify": timed(lambda: cls.infer({spec.input.name: extract_crops(pics, dets, spec)}), len(dets)),
+            "ms_per_face_graph_host_planes": timed(lambda: graph.infer_bound({"planes": planes, **ins}), len(dets)),
+        }
+        if cuda and cupy is not None:
+            dev = cupy.asarray(nv12)  # the whole NV12 pictures: the crop graph reads their luma rows
+            nv12_graph = OrtRunner(str(prepare_crop_classifier(resolve_model_file(spec), spec, nv12=True)), providers=providers)
+            res["crop"]["ms_per_face_graph_device_nv12"] = timed(lambda: nv12_graph.infer_bound({"planes": dev, **ins}), len(dets))
+    else:
+        res["crop"] = {"skipped": "no faces with landmarks in the clip"}
     m.close()
     return res
 
 
-STEPS = ("device", "clips", "decode", "nvdec", "nvdec_exact", "engines", "rows", "profile", "graph_crop", "e2e")
+STEPS = ("device", "clips", "decode", "nvdec", "nvdec_exact", "engines", "rows", "profile", "device_graphs", "e2e")
 CLIPS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
@@ -566,9 +609,9 @@ def main() -> int:
             prof[name] = profile_detect(clip, a.backend)
             print(f"profile {name}: {prof[name]}", flush=True)
         save()
-    if "graph_crop" in steps:
-        report["graph_crop"] = {name: graph_crop_check(clip, a.backend) for name, clip in clips.items()}
-        print(f"graph_crop: {report['graph_crop']}", flush=True)
+    if "device_graphs" in steps:
+        report["device_graphs"] = {name: device_graphs_check(clip, a.backend) for name, clip in clips.items()}
+        print(f"device_graphs: {report['device_graphs']}", flush=True)
         save()
     if "engines" in steps:
         from ferbatch.checks import check_engines

@@ -85,7 +85,7 @@ def test_check_engines_cli_json():
 
 def test_gpu_check_runs_its_cpu_steps(tmp_path):
     """The GPU check's harness runs where there is no GPU (CPU backend, tiny clips): clips, decode-only,
-    the detector profile, the in-graph crop and end-to-end workers through the job's ShardWorker, results merged into one
+    the detector profile, the device-side graphs and end-to-end workers through the job's ShardWorker, results merged into one
     JSON across calls (as a short GPU lease splits them)."""
     import subprocess
     import sys
@@ -98,7 +98,7 @@ def test_gpu_check_runs_its_cpu_steps(tmp_path):
     assert res.returncode == 0 and "--steps" in res.stdout
     out, work = tmp_path / "r.json", tmp_path / "w"
     base = [sys.executable, str(script), "--data", str(DATA), "--out", str(out), "--work", str(work), "--counts", "1", "--frames", "8"]
-    for steps in ("clips,decode,nvdec_exact", "profile,graph_crop,e2e"):
+    for steps in ("clips,decode,nvdec_exact", "profile,device_graphs,e2e"):
         res = subprocess.run(
             [*base, "--steps", steps, "--backend", "onnxruntime", "--decoders", "pyav,nvdec"], capture_output=True, text=True, timeout=600
         )
@@ -108,8 +108,9 @@ def test_gpu_check_runs_its_cpu_steps(tmp_path):
     e2e = rep["e2e"]["720p"]["1"]
     assert e2e["frames"] == 8 and e2e["faces"] > 0 and e2e["fps"] > 0, e2e
     assert rep["profile_detect_ms_per_frame"]["720p"]["detect_total"] > 0
-    crop = rep["graph_crop"]["720p"]  # the in-graph crop on the CPU provider against the CPU path
-    assert crop["provider"] == "cpu" and crop["faces"] > 0 and crop["labels_equal"] >= 0.9, crop
+    dev = rep["device_graphs"]["720p"]  # the device-side graphs on the CPU provider against the host path
+    assert dev["provider"] == "cpu" and dev["nv12_detector"]["same_faces"] and dev["nv12_detector"]["box_err_px_median"] <= 1, dev
+    assert dev["crop"]["faces"] > 0 and dev["crop"]["labels_equal"] >= 0.9, dev
     assert len(rep["dates"]) == 2
     # NVDEC (#33): without PyNvVideoCodec the comparison is skipped and the NVDEC workers refuse to start, both saying why
     assert "PyNvVideoCodec is not installed" in rep["nvdec_exact"]["skipped"]
