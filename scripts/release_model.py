@@ -1,6 +1,8 @@
 """Turn a ``ferbatch train`` output folder into a bundled, calibrated classifier and its record.
 
-1. Validation logits of ``best.pt`` on FER2013Valid (majority protocol); with ``--average``, of the
+1. Validation logits of ``best.pt`` on FER2013Valid (majority protocol), or with ``--val selection`` on the
+   selection split of the run's training data (issue 31's protocol: T is then chosen there, and FER2013Valid,
+   ``--report``, is only measured once for the card); with ``--average``, of the
    uniform average of its weights and those of other runs / exported graphs of the same network
    fine-tuned from the same start (a "model soup", Wortsman et al. 2022, arXiv 2203.05482;
    BatchNorm statistics averaged too).
@@ -113,7 +115,12 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("--tau", type=float, default=None, help="post-hoc logit adjustment; default: as trained")
     ap.add_argument("--baseline", required=True, help="ONNX of the model to compare latency with")
-    ap.add_argument("--val", default="../shared/data/ferplus/FER2013Valid")
+    ap.add_argument(
+        "--val",
+        default="../shared/data/ferplus/FER2013Valid",
+        help="where T is fitted: a FER+ folder, or 'selection': the protocol's selection split of the run's training data (issue 31)",
+    )
+    ap.add_argument("--report", default="../shared/data/ferplus/FER2013Valid", help="with --val selection: the set the card reports once")
     ap.add_argument("--card", action="store_true", help="also write bundled/NAME.md")
     ap.add_argument("--notes", help="Markdown inserted into the card (levers, clips, limits)")
     ap.add_argument("--command", default="", help="the training command, for the card")
@@ -138,7 +145,14 @@ def main() -> None:
             states.append(torch.load(e / "best.pt", weights_only=False)["model"])
             las.append(json.loads((e / "train_summary.json").read_text())["config"].get("balance") == "logit_adjust")
     model.load_state_dict({k: sum(st[k] for st in states) / len(states) if v.dtype.is_floating_point else v for k, v in states[0].items()})
-    va = load_faces(a.val, 48)
+    if a.val == "selection":  # issue 31: T is chosen on the selection split; FER2013Valid is only reported, once
+        from ferbatch.training.protocol import selection_mask
+        from ferbatch.training.train import prepare_train_folder
+
+        tr_all = load_faces(prepare_train_folder(cfg["data"]), 48, cfg.get("limit"))
+        va = tr_all.take(selection_mask(tr_all.names))
+    else:
+        va = load_faces(a.val, 48)
     x = (torch.from_numpy(va.images).float().unsqueeze(1) / 255.0 - 0.5) / 0.5
     z = predict_logits(torch, model, x)
     trained_tau = sum(las) / len(las)
@@ -152,7 +166,15 @@ def main() -> None:
     onnx_path = BUNDLED / f"{a.name}.onnx"
     diff = export_onnx(calibrated(model, t, bias.astype(np.float32)), onnx_path, sample=x[:256])
     got = OrtRunner(str(onnx_path), threads=1).infer({"input": x.numpy()})["logits"]
-    m = metrics(softmax(got), va.labels)
+    if a.val == "selection":
+        rv = load_faces(a.report, 48)
+        xr = (torch.from_numpy(rv.images).float().unsqueeze(1) / 255.0 - 0.5) / 0.5
+        got_r = OrtRunner(str(onnx_path), threads=1).infer({"input": xr.numpy()})["logits"]
+        m = metrics(softmax(got_r), rv.labels)
+        ece_report = ece(softmax(got_r), rv.labels)
+    else:
+        m = metrics(softmax(got), va.labels)
+        ece_report = ece_after
     lat = {f"{name}_b{b}": latency_ms_per_face(p, b) for b in (1, 32) for name, p in (("new", str(onnx_path)), ("baseline", a.baseline))}
     rec = {
         "model": a.name,
@@ -171,6 +193,8 @@ def main() -> None:
         "temperature": t,
         "ece_before": ece_before,
         "ece_after": ece_after,
+        "calibration_set": "selection" if a.val == "selection" else "valid",
+        "ece_valid": ece_report,
         "onnx_max_abs_diff": diff,
         "latency_ms_per_face_1_thread": lat,
         "latency_ratio_b1": lat["new_b1"] / lat["baseline_b1"],
@@ -231,6 +255,18 @@ def card(rec: dict, summary: dict, notes: str, a: argparse.Namespace) -> str:
         if cfg.get("teacher")
         else ""
     )
+    selection = rec.get("calibration_set") == "selection"
+    cal_name = "the selection split of FER2013Train" if selection else "FER2013Valid"
+    val_name = "the selection split of FER2013Train" if cfg.get("val") == "selection" else "FER2013Valid"
+    valid_note = (
+        "Measured once, for this card: the epoch, tau and T were chosen on the selection split of FER2013Train (issue 31)."
+        if selection
+        else "The validation set also chose the epoch, tau and T:\nthese figures are optimistic; FER+ test is held out by the project."
+    )
+    held_out = ", the selection split (10 %) held out" if cfg.get("val") == "selection" else ""
+    val_flag = " --val selection" if selection else ""
+    cal_faces = "the selection faces of FER2013Train" if selection else "FER+ validation faces"
+    ece_valid = f"\nOn FER2013Valid, measured once: {rec['ece_valid']:.3f}." if selection else ""
     return f"""# {rec["model"]}: ferbatch's FER+ 8-class expression classifier (calibrated{", balanced" if rec["tau"] > 0 else ""})
 
 Trained by ferbatch's own code (`ferbatch/training/`) on FER+ (Microsoft's relabelling of FER2013, 10 crowd votes
@@ -241,41 +277,40 @@ per image), {members}. sha256 `{rec["sha256"]}`,
 - Input `input` [N, 1, 48, 48] float32: the face as a square gray crop resized to 48x48, x / 255, then (x - 0.5) / 0.5.
 - Output `logits` [N, 8] float32 in FER+ order ({", ".join(EMOTIONS)}); `softmax(logits)` is the calibrated
   probability: the graph ends with `(z + bias) / T`, bias = ({bias}) (post-hoc logit adjustment, tau {rec["tau"]} on a
-  model trained with tau {rec["tau_trained"]}) and T = {rec["temperature"]:.4f} (temperature scaling fitted on FER2013Valid).
+  model trained with tau {rec["tau_trained"]}) and T = {rec["temperature"]:.4f} (temperature scaling fitted on {cal_name}).
 - Network `{cfg.get("arch", "vgg")}`: {network},
   global average pooling, dropout 0.3, linear (BatchNorm folded into the convs by the export); ONNX opset 17,
   symbolic batch, no custom ops. ONNX Runtime reproduces PyTorch to {rec["onnx_max_abs_diff"]:.1e}.
 
 ## Data and training
-- Train: FER2013Train (28,558 images; {cfg.get("limit") or "all"} used; majority unknown/NF dropped). Labels:
+- Train: FER2013Train (28,558 images; {cfg.get("limit") or "all"} used{held_out}; majority unknown/NF dropped). Labels:
   `{cfg["label_mode"]}` (cross-entropy against the normalised 8 emotion votes, the FER+ paper's PLD mode).
 - Class imbalance: `{cfg.get("balance", "none")}` ({balance_text}).
 - Augmentation `{cfg.get("augment", "basic")}` (`ferbatch/training/augment.py`): {augment_text}.{distill}
 - AdamW (lr {cfg["lr"]}, weight decay {cfg["weight_decay"]}), one-cycle cosine over {cfg["epochs"]} epochs{stopped}, batch {cfg["batch"]},
-  seed {cfg["seed"]}; best epoch by `{cfg.get("select", "acc1")}` on FER2013Valid: epoch {summary["best_epoch"]}
+  seed {cfg["seed"]}; best epoch by `{cfg.get("select", "acc1")}` on {val_name}: epoch {summary["best_epoch"]}
   ({summary["train_seconds"] / 60:.0f} min on {"one core of a shared 2-core CPU" if cfg.get("threads") == 1 else "a shared 2-core CPU at nice 19"}). Log and summary: `train-{rec["model"].rsplit("-", 1)[1]}/`.
 
 Reproduce:
 ```
 pip install -e ".[train]"
 {a.command}
-python scripts/release_model.py --train-dir {train_dir}{average} --name {rec["model"]} --tau {rec["tau"]} \\
+python scripts/release_model.py --train-dir {train_dir}{average} --name {rec["model"]} --tau {rec["tau"]}{val_flag} \\
     --baseline ferbatch/models/bundled/ferbatch-ferplus-cnn-v1.onnx --card --notes notes.md
 ```
 
 ## Validation (FER2013Valid, {rec["n"]} images, majority protocol; `ferbatch eval --model {rec["model"]} --data ../shared/data/ferplus/FER2013Valid`)
-acc@1 **{rec["acc1"]:.4f}**, macro-F1 **{rec["macro_f1"]:.4f}**. The validation set also chose the epoch, tau and T:
-these figures are optimistic; FER+ test is held out by the project.
+acc@1 **{rec["acc1"]:.4f}**, macro-F1 **{rec["macro_f1"]:.4f}**. {valid_note}
 
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|
 {rows}
 
 ## Calibration
-Expected calibration error of the top-1 probability (15 equal-width bins, Guo et al. 2017) on FER2013Valid:
-{rec["ece_before"]:.3f} before temperature scaling, **{rec["ece_after"]:.3f}** after (T = {rec["temperature"]:.4f}, baked into the graph).
+Expected calibration error of the top-1 probability (15 equal-width bins, Guo et al. 2017) on {cal_name}:
+{rec["ece_before"]:.3f} before temperature scaling, **{rec["ece_after"]:.3f}** after (T = {rec["temperature"]:.4f}, baked into the graph).{ece_valid}
 The logit bias trades some accuracy on FER+'s own class frequencies (37 % neutral) for recall on the rare
-classes; `emotion_prob` is calibrated for this decision rule on FER+ validation faces, not on the class mix of
+classes; `emotion_prob` is calibrated for this decision rule on {cal_faces}, not on the class mix of
 any particular video.
 
 ## CPU latency per face (ONNX Runtime, 1 thread, shared 2-core machine, best of 5 rounds)

@@ -76,8 +76,9 @@ def test_export_and_eval_state_the_decision(tmp_path):
     from ferbatch.models.export import export_models
 
     export_models(JobConfig(), "onnx", tmp_path)
-    d = json.loads((tmp_path / "export.json").read_text())["models"][V4]["decision"]
-    spec = load_registry().get(V4, "classifier")
+    default = load_registry().default_classifier  # the export holds the job's (default) classifier
+    d = json.loads((tmp_path / "export.json").read_text())["models"][default]["decision"]
+    spec = load_registry().get(default, "classifier")
     assert d["prior"] == "balanced" and d["crop"]["mode"] == "aligned"
     np.testing.assert_allclose(d["logit_bias"], prior_bias(spec, "balanced"), rtol=1e-6)
     res = {}
