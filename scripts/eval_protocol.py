@@ -182,7 +182,10 @@ def latency(runner: OrtRunner, spec: ModelSpec, crops: np.ndarray) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--models", default="ferbatch-ferplus-cnn-v1,ferbatch-ferplus-cnn-v2,ferbatch-ferplus-cnn-v3,ferbatch-ferplus-cnn-v4,ferbatch-ferplus-cnn-v5")
+    ap.add_argument(
+        "--models",
+        default="ferbatch-ferplus-cnn-v1,ferbatch-ferplus-cnn-v2,ferbatch-ferplus-cnn-v3,ferbatch-ferplus-cnn-v4,ferbatch-ferplus-cnn-v5",
+    )
     ap.add_argument("--limit", type=int, default=0, help="first N selection faces only (a quick run)")
     ap.add_argument("--json")
     ap.add_argument("--report-valid", action="store_true", help="also FER2013Valid acc@1 and macro-F1 (once per released model)")

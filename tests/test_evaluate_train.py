@@ -15,7 +15,12 @@ from ferbatch.labels import EMOTIONS
 from ferbatch.training.evaluate import metrics
 
 BUNDLED = Path(__file__).resolve().parent.parent / "ferbatch/models/bundled"
-RELEASED = ["ferbatch-ferplus-cnn-v2", "ferbatch-ferplus-cnn-v3", "ferbatch-ferplus-cnn-v4", "ferbatch-ferplus-cnn-v5"]  # bundled models with a train-vN/release.json
+RELEASED = [
+    "ferbatch-ferplus-cnn-v2",
+    "ferbatch-ferplus-cnn-v3",
+    "ferbatch-ferplus-cnn-v4",
+    "ferbatch-ferplus-cnn-v5",
+]  # bundled models with a train-vN/release.json
 
 
 def test_metrics_equal_scikit_learn():
