@@ -256,7 +256,7 @@ def analyze(
     """Find the faces in one image (or video frame) and classify their expressions.
 
     The same models and pre-processing as ``ferbatch run`` (registry defaults: yunet-frame +
-    ferbatch-ferplus-cnn-v4), loaded once per process and setting, then reused by later calls.
+    ferbatch-ferplus-cnn-v5), loaded once per process and setting, then reused by later calls.
 
     Args:
         image: a file path (anything OpenCV reads: JPEG, PNG, BMP, WebP, TIFF; EXIF orientation
