@@ -263,7 +263,7 @@ def card(rec: dict, summary: dict, notes: str, a: argparse.Namespace) -> str:
         if selection
         else "The validation set also chose the epoch, tau and T:\nthese figures are optimistic; FER+ test is held out by the project."
     )
-    held_out = ", the selection split (10 %) held out" if cfg.get("val") == "selection" else ""
+    held_out = " but the selection split (10 %), held out" if cfg.get("val") == "selection" else ""
     val_flag = " --val selection" if selection else ""
     cal_faces = "the selection faces of FER2013Train" if selection else "FER+ validation faces"
     ece_valid = f"\nOn FER2013Valid, measured once: {rec['ece_valid']:.3f}." if selection else ""

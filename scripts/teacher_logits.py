@@ -56,6 +56,9 @@ def main() -> None:
     name = sess.get_inputs()[0].name
     out = np.concatenate([sess.run(None, {name: x[i : i + 512]})[0] for i in range(0, len(x), 512)]).astype(np.float32)
     acc = float((out.argmax(1) == faces.labels).mean())
+    from pathlib import Path
+
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     np.save(a.out, out)
     print(f"{a.out}: {out.shape} raw logits; acc@1 against the training majority labels {acc:.4f}")
 

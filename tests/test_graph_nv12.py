@@ -98,3 +98,19 @@ def test_nv12_sizes_and_inputs_are_checked(models):
     m = onnx.load(str(graph))
     with pytest.raises(ValueError, match="not uint8"):
         nv12_detector(m, "no_such_input")
+
+
+def test_nv12_colour_conversion_is_opencvs_below_black(tmp_path):
+    """Luma under 16 (footage outside the limited range) with strong chroma: the graph clamps Y - 16 at 0 as
+    OpenCV's COLOR_YUV2RGB_NV12 does (without the clamp a dark red pixel came out 13 levels darker)."""
+    rng = np.random.default_rng(0)
+    w, h = 320, 180  # fits the 320x192 input: no resize, only conversion and padding
+    y = rng.integers(0, 32, (h, w), dtype=np.uint8)
+    uv = rng.choice(np.array([16, 128, 200, 240], np.uint8), (h // 2, w))
+    planes = np.concatenate([y, uv])[None]
+    path = tmp_path / "nv12.onnx"
+    onnx.save(nv12_input_graph(), str(path))
+    got = OrtRunner(str(path), threads=1).infer({"planes": planes, **letterbox_sizes((w, h), (320, 192))})["frames_rgb"][0]
+    want = cv2.cvtColor(planes[0], cv2.COLOR_YUV2RGB_NV12)
+    assert not got[h:].any()  # the padding
+    assert np.abs(got[:h].astype(int) - want.astype(int)).max() <= 2

@@ -26,7 +26,7 @@ Inputs (:func:`crop_graph`):
 Output ``crops`` ``(N, 48, 48, 1)`` uint8, the classifier's uint8 input
 (:func:`ferbatch.models.graph_input.prepend_uint8_input`); :func:`crop_classifier` joins the two.
 
-How: the planes are read as one tall image ``(1, 1, F R, W)`` (a reshape, no copy), each face's
+How: the planes are read as one tall image ``(1, 1, F R, W)`` (a reshape of the planes cast to float32: one float copy of the batch), each face's
 4 x 4 sample points per crop pixel are clamped into its own frame's luma (the replicated border: a point
 never reads the next frame), offset by ``frame_pos * R`` rows and normalised, and one ``GridSample``
 (bilinear, ``align_corners=0``; ONNX opset 16) reads them all; their weighted sum per crop pixel
@@ -134,7 +134,10 @@ def crop_graph(size: int = 48, nv12: bool = False):
         n.append(helper.make_node("Gather", ["planes_shape", const(f"i_{name}", np.array(i, np.int64))], [f"{name}_i"]))
         n.append(helper.make_node("Cast", [f"{name}_i"], [f"{name}_f"], to=TensorProto.FLOAT))
     if nv12:
-        n.append(helper.make_node("Mul", ["rows_f", const("two_thirds", np.float32(2.0 / 3.0))], ["luma_f"]))
+        # integer 2 R / 3 (exact), then float: a float 2/3 could land a hair above H
+        n.append(helper.make_node("Mul", ["rows_i", const("two_i", np.array(2, np.int64))], ["rows2_i"]))
+        n.append(helper.make_node("Div", ["rows2_i", const("three_i", np.array(3, np.int64))], ["luma_i"]))
+        n.append(helper.make_node("Cast", ["luma_i"], ["luma_f"], to=TensorProto.FLOAT))
     else:
         n.append(helper.make_node("Identity", ["rows_f"], ["luma_f"]))
     one = const("one", np.float32(1.0))
@@ -256,7 +259,7 @@ def prepare_crop_classifier(src, spec, *, nv12: bool = False, precision: str = "
             f"classifier {spec.name} | the crop graph cuts square grey crops; this input is {spec.input.color} {spec.input.width}x{spec.input.height}"
         )
     sha = sha256_file(Path(src))
-    dst = _cache_path(spec, sha, {"kind": "crop_classifier", "nv12": nv12, "precision": precision, "crop": CROP_GRAPH_VERSION})
+    dst = _cache_path(spec, sha, {"kind": "crop_classifier", "nv12": nv12, "precision": precision, "crop_graph": CROP_GRAPH_VERSION})
     if dst.is_file():
         return dst
     cls = onnx.load(str(prepare_classifier(src, spec, src_sha256=sha, precision=precision)))

@@ -9,8 +9,8 @@ NVDEC leaves in GPU memory reach the detector without a host round-trip (issue 3
    ``(nh / 2, nw / 2)``, bilinear with half-pixel centres (OpenCV's ``INTER_LINEAR``; ONNX ``Resize``
    ``linear``/``half_pixel``), each rounded to uint8 as OpenCV's are;
 2. chroma repeated 2 x 2 (nearest: OpenCV's ``COLOR_YUV2RGB_I420``) and converted to RGB with ITU-R
-   BT.601 limited range: ``R = 1.164 (Y - 16) + 1.596 (V - 128)``,
-   ``G = 1.164 (Y - 16) - 0.813 (V - 128) - 0.391 (U - 128)``, ``B = 1.164 (Y - 16) + 2.018 (U - 128)``
+   BT.601 limited range, ``Y' = max(Y - 16, 0)`` as OpenCV clamps it: ``R = 1.164 Y' + 1.596 (V - 128)``,
+   ``G = 1.164 Y' - 0.813 (V - 128) - 0.391 (U - 128)``, ``B = 1.164 Y' + 2.018 (U - 128)``
    (the coefficients of OpenCV's ``cvtColor``; ``ferbatch.picture`` uses the same);
 3. rounded, clipped to 0..255, and padded with zeros right and bottom to the input's ``(h, w)``.
 
@@ -106,7 +106,10 @@ def nv12_input_graph():
     )
     u = node("Slice", [up, const("u0", np.array([0], np.int64)), one_i, one_i], "u")
     v = node("Slice", [up, one_i, two_i, one_i], "v")
-    yy = node("Mul", [node("Sub", [yr, const("c16", np.float32(16.0))], "y16"), const("cy", np.float32(1.164))], "yy")
+    y16 = node(
+        "Max", [node("Sub", [yr, const("c16", np.float32(16.0))], "y16"), const("y0f", np.float32(0.0))], "y16c"
+    )  # OpenCV clamps Y - 16 at 0
+    yy = node("Mul", [y16, const("cy", np.float32(1.164))], "yy")
     uu = node("Sub", [u, const("c128u", np.float32(128.0))], "uu")
     vv = node("Sub", [v, const("c128v", np.float32(128.0))], "vv")
     r = node("Add", [yy, node("Mul", [vv, const("crv", np.float32(1.596))], "rv")], "r")
@@ -188,7 +191,7 @@ def prepare_nv12_detector(det_graph, spec):
     from ferbatch.models.registry import sha256_file
 
     det_graph = Path(det_graph)
-    dst = _cache_path(spec, sha256_file(det_graph), {"kind": "nv12_detector", "v": NV12_GRAPH_VERSION})
+    dst = _cache_path(spec, sha256_file(det_graph), {"kind": "nv12_detector", "nv12_graph": NV12_GRAPH_VERSION})
     if dst.is_file():
         return dst
     m = nv12_detector(onnx.load(str(det_graph)), spec.input.name)
