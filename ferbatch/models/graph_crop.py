@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferbatch.vision.align import FER48_TEMPLATE, similarity_to, supersampling
+from ferbatch.vision.align import crop_template, similarity_to, supersampling
 
 __all__ = ["TAPS", "crop_graph", "crop_inputs", "crop_classifier", "prepare_crop_classifier"]
 
@@ -61,8 +61,7 @@ def crop_inputs(landmarks: np.ndarray, frame_pos: np.ndarray, size: int = 48, sc
         ``{"warps": (N, 2, 3) float32, "taps": (N, 4) float32, "tap_weights": (N, 4) float32,
         "frame_pos": (N,) int64}``.
     """
-    tpl = ((FER48_TEMPLATE - 24.0) / scale + 24.0) * np.float32(size / 48.0)
-    mats = similarity_to(landmarks, tpl).astype(np.float64)  # frame -> crop pixels
+    mats = similarity_to(landmarks, crop_template(size, size, scale)).astype(np.float64)  # frame -> crop pixels
     k = supersampling(mats)
     # the CPU path warps with mats * k at k x the size: crop pixel i + j / k reads M^-1 (i + j / k)
     a, b = mats[:, 0, 0], mats[:, 1, 0]

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["FER48_TEMPLATE", "similarity_to", "supersampling", "aligned_crops"]
+__all__ = ["FER48_TEMPLATE", "similarity_to", "crop_template", "supersampling", "aligned_crops"]
 
 # (5, 2) float32 (x, y) pixels in a 48x48 face; see the module docstring for the source
 FER48_TEMPLATE = np.array(
@@ -64,6 +64,13 @@ def similarity_to(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m.astype(np.float32)
 
 
+def crop_template(width: int, height: int, scale: float = 1.0) -> np.ndarray:
+    """(5, 2) float32: :data:`FER48_TEMPLATE` shrunk about the crop centre by ``scale`` (> 1 shows more
+    context, as ``crop.scale``) and stretched to a ``width`` x ``height`` crop, in its pixels."""
+    tpl = (FER48_TEMPLATE - 24.0) / scale + 24.0
+    return (tpl * np.array([width / 48.0, height / 48.0], np.float32)).astype(np.float32)
+
+
 def supersampling(mats: np.ndarray) -> np.ndarray:
     """How many times the crop's size each face is warped at before the area average.
 
@@ -99,8 +106,7 @@ def aligned_crops(
         (M, height, width, C) uint8 crops (C as the frames'); pixels outside the frame repeat its
         border (``cv2.BORDER_REPLICATE``: FER2013 faces have no black corners).
     """
-    tpl = (FER48_TEMPLATE - 24.0) / scale + 24.0
-    tpl = tpl * np.array([width / 48.0, height / 48.0], np.float32)
+    tpl = crop_template(width, height, scale)
     mats = similarity_to(landmarks, tpl)
     first = frames[int(frame_pos[0])] if len(frame_pos) else None
     ch = 1 if first is None or first.ndim == 2 else first.shape[2]
