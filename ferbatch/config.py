@@ -9,7 +9,17 @@ from dataclasses import asdict, dataclass
 
 from ferbatch.errors import ConfigError
 
-__all__ = ["JobConfig", "default_workers", "resolve_defaults", "with_defaults", "RESULT_KEYS", "BACKENDS", "GPU_BACKENDS", "DECODERS"]
+__all__ = [
+    "JobConfig",
+    "default_workers",
+    "resolve_defaults",
+    "with_defaults",
+    "RESULT_KEYS",
+    "BACKENDS",
+    "GPU_BACKENDS",
+    "DECODERS",
+    "PREPROCESS",
+]
 
 
 # chosen by measurement (scripts/bench_interval.py, docs/performance.md): face-frame recall, box IoU and
@@ -82,6 +92,12 @@ class JobConfig:
             stream is one NVDEC decodes; else PyAV), "pyav" or "nvdec" (a stream NVDEC cannot
             decode falls back to PyAV, noted in the videos table). A speed knob: both decoders
             give the same frames (:mod:`ferbatch.media.decoders`).
+        preprocess: where the frames' pre-processing runs: "host" (NumPy/OpenCV: letterbox, colour
+            conversion, face crops), "graph" (inside the ONNX graphs, on NV12 frames:
+            :mod:`ferbatch.models.graph_nv12`, :mod:`ferbatch.models.graph_crop`; with NVDEC on the
+            CUDA backend the frames never leave the GPU) or "auto" (graph where NVDEC decodes for
+            ONNX Runtime CUDA, else host). A speed knob like the backend: the same faces, boxes
+            within a pixel, crops within 2 grey levels (tests/test_graph_path.py).
     """
 
     detector: str | None = None
@@ -108,6 +124,7 @@ class JobConfig:
     classify_between: str = "changes"
     sample_fps: float | None = None
     decoder: str = "auto"
+    preprocess: str = "auto"
     prior: str | None = None
     align: bool | None = None
 
@@ -124,6 +141,8 @@ class JobConfig:
             raise ConfigError(f"--prior | received {self.prior!r}; expected one of {', '.join(PRIORS)}")
         if self.decoder not in DECODERS:
             raise ConfigError(f"--decoder | received {self.decoder!r}; expected one of {', '.join(DECODERS)}")
+        if self.preprocess not in PREPROCESS:
+            raise ConfigError(f"--preprocess | received {self.preprocess!r}; expected one of {', '.join(PREPROCESS)}")
         if self.precision not in ("fp32", "fp16"):
             raise ConfigError(f"--precision | received {self.precision!r}; expected fp32 or fp16")
         for name in ("detect_batch", "classify_batch"):
@@ -188,6 +207,7 @@ BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "tensorrt", "openvino")
 GPU_BACKENDS = ("onnxruntime-cuda", "tensorrt")
 PRIORS = ("as-trained", "balanced", "graph")  # ferbatch.models.prior.PRIORS (this module imports no models code)
 DECODERS = ("auto", "pyav", "nvdec")  # a speed knob, not in RESULT_KEYS: NVDEC gives PyAV's frames
+PREPROCESS = ("auto", "host", "graph")  # a speed knob, not in RESULT_KEYS (as the backend): host or in-graph pre-processing
 
 # settings that change the rows; a dataset holds rows made with one value of each
 RESULT_KEYS = (

@@ -26,7 +26,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["Image", "YuvPicture", "as_rgb", "converts", "LUMA_TO_GRAY"]
+__all__ = ["Image", "Nv12Picture", "YuvPicture", "as_rgb", "converts", "host_picture", "stack_nv12", "LUMA_TO_GRAY"]
 
 # limited-range luma (16..235) -> full-range grey (0..255), ITU-R BT.601: g = 255 (Y - 16) / 219, truncated
 # and clipped as swscale's conversion does: the grey of its RGB (OpenCV's RGB2GRAY) equals this table on all
@@ -132,10 +132,134 @@ class YuvPicture:
         return cv2.LUT(self.y[y1:y2, x1:x2], LUMA_TO_GRAY)
 
 
-Image = np.ndarray | YuvPicture
-"""A frame as the analysis step takes it: (H, W, 3) uint8 RGB, or a :class:`YuvPicture`."""
+class Nv12Picture:
+    """A picture of H x W pixels as one NV12 array, in host memory (NumPy) or in a GPU's (CuPy), for
+    the graphs that take frames where the decoder left them (issue 33): the NV12 detector
+    (:mod:`ferbatch.models.graph_nv12`) and the crop classifier (:mod:`ferbatch.models.graph_crop`),
+    fed by :meth:`ferbatch.vision.detect.Detector.detect` and
+    :meth:`ferbatch.vision.classify.Classifier.classify_frames`. BT.601 limited range, as
+    :class:`YuvPicture`: decoders make one only for streams :func:`converts` accepts.
+
+    Every other consumer reads :meth:`host`, the same picture as a :class:`YuvPicture` (copied to
+    the host once and cached), so a frame on the device still works everywhere, at the cost of that
+    copy; the shot detector's thumbnail (:meth:`resized_rgb`) copies a decimated picture instead.
+
+    Args:
+        nv12: (H * 3 / 2, W) uint8, C-contiguous: H luma rows, then H / 2 rows of interleaved U, V
+            (U at even columns). A ``numpy.ndarray`` or a ``cupy.ndarray`` (anything with ``shape``,
+            ``dtype`` and ``get()``, read through DLPack by ONNX Runtime).
+
+    Raises:
+        ValueError: another shape or dtype, or an odd H or W.
+    """
+
+    __slots__ = ("nv12", "height", "width", "_host")
+
+    def __init__(self, nv12):
+        rows, w = tuple(nv12.shape) if len(nv12.shape) == 2 else (0, 0)
+        h = rows * 2 // 3
+        if str(nv12.dtype) != "uint8" or not h or h % 2 or w % 2 or h * 3 // 2 != rows:
+            raise ValueError(f"Nv12Picture | expected (H * 3 / 2, W) uint8 with H, W even; got {tuple(nv12.shape)} {nv12.dtype}")
+        self.nv12 = nv12
+        self.height, self.width = h, w
+        self._host: YuvPicture | None = None
+
+    @classmethod
+    def from_planes(cls, picture: YuvPicture) -> Nv12Picture:
+        """The NV12 array of a host :class:`YuvPicture` (its U and V interleaved: one copy)."""
+        h, w = picture.height, picture.width
+        out = np.empty((h * 3 // 2, w), np.uint8)
+        out[:h] = picture.y
+        uv = out[h:].reshape(h // 2, w // 2, 2)
+        uv[..., 0] = picture.u
+        uv[..., 1] = picture.v
+        nv = cls(out)
+        nv._host = picture
+        return nv
+
+    @property
+    def on_device(self) -> bool:
+        """True when the array is not a NumPy array (GPU memory)."""
+        return not isinstance(self.nv12, np.ndarray)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, 3), the shape of :meth:`rgb`."""
+        return self.height, self.width, 3
+
+    def host(self) -> YuvPicture:
+        """The picture as a host :class:`YuvPicture` (copied from the device once; cached)."""
+        if self._host is None:
+            a = self.nv12 if isinstance(self.nv12, np.ndarray) else self.nv12.get()
+            h = self.height
+            uv = a[h:]
+            self._host = YuvPicture(a[:h], np.ascontiguousarray(uv[:, 0::2]), np.ascontiguousarray(uv[:, 1::2]))
+        return self._host
+
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB (:meth:`YuvPicture.rgb` of :meth:`host`)."""
+        return self.host().rgb()
+
+    def gray(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+        """As :meth:`YuvPicture.gray` (of :meth:`host`)."""
+        return self.host().gray(x1, y1, x2, y2)
+
+    def resized_rgb(self, width: int, height: int) -> np.ndarray:
+        """(height, width, 3) uint8 RGB of the picture resized: :meth:`YuvPicture.resized_rgb` of
+        :meth:`host` for a host picture or one already copied; a picture on the device is first
+        decimated there by an even stride ``s`` that keeps at least twice the asked width
+        (every ``s``-th luma pixel, the chroma pixel over it), and only that is copied (a 96-px shot
+        thumbnail of a 720p frame reads 1/36 of the frame).
+        """
+        if not self.on_device or self._host is not None:
+            return self.host().resized_rgb(width, height)
+        return self.decimated(width, height).resized_rgb(width, height)
+
+    def decimated(self, width: int, height: int) -> YuvPicture:
+        """The host :class:`YuvPicture` of every ``s``-th pixel, ``s`` the largest even stride
+        that keeps at least ``2 * width`` columns and ``2 * height`` rows (1 when none does), sides
+        cut to even; :meth:`resized_rgb` of a device picture."""
+        k = min(self.width // (4 * max(width, 1)), self.height // (4 * max(height, 1)))
+        s = 2 * k if k >= 1 else 1
+        h, w = self.height, self.width
+        hs, ws = (h // s) // 2 * 2, (w // s) // 2 * 2
+        y = self.nv12[: hs * s : s, : ws * s : s]
+        uv = self.nv12[h : h + hs * s // 2 : s, : ws * s]
+        u, v = uv[:, 0 :: 2 * s], uv[:, 1 :: 2 * s]  # chroma pixel (i, j) of the small picture: row i s, columns 2 j s (+1)
+        get = (lambda a: np.ascontiguousarray(a)) if isinstance(self.nv12, np.ndarray) else (lambda a: a.get())
+        return YuvPicture(get(y), get(u), get(v))
+
+
+def stack_nv12(pictures: list[Nv12Picture]):
+    """(F, H * 3 / 2, W) uint8 batch of the pictures' NV12 arrays, in the memory they lie in
+    (``numpy.stack``, or ``cupy.stack`` for device pictures: a copy on the device).
+
+    Raises:
+        ValueError: no pictures, sizes that differ, or host and device pictures mixed.
+    """
+    if not pictures or len({(p.height, p.width) for p in pictures}) != 1:
+        raise ValueError(f"stack_nv12 | expected pictures of one size; got {sorted({(p.width, p.height) for p in pictures})}")
+    device = {p.on_device for p in pictures}
+    if device == {False}:
+        return np.stack([p.nv12 for p in pictures])
+    if len(device) != 1:
+        raise ValueError("stack_nv12 | host and device pictures in one batch")
+    import cupy  # a device picture is a CuPy array (the NVDEC path's frames)
+
+    return cupy.stack([p.nv12 for p in pictures])
+
+
+Image = np.ndarray | YuvPicture | Nv12Picture
+"""A frame as the analysis step takes it: (H, W, 3) uint8 RGB, a :class:`YuvPicture`, or an
+:class:`Nv12Picture` (host or device memory)."""
 
 
 def as_rgb(image: Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an RGB array (returned as is) or of a :class:`YuvPicture`."""
-    return image.rgb() if isinstance(image, YuvPicture) else image
+    """(H, W, 3) uint8 RGB of an RGB array (returned as is) or of a picture."""
+    return image if isinstance(image, np.ndarray) else image.rgb()
+
+
+def host_picture(image: Image) -> np.ndarray | YuvPicture:
+    """The image as the host paths take it: an :class:`Nv12Picture` as its :meth:`Nv12Picture.host`
+    :class:`YuvPicture`, anything else as is."""
+    return image.host() if isinstance(image, Nv12Picture) else image

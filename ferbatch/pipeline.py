@@ -156,7 +156,7 @@ def process_shard(
     settings: FrameSettings = FrameSettings(),
     decoder: str = "pyav",
     batch_pixels: int | None = None,
-    pictures: bool = True,
+    pictures: bool | str = True,
 ) -> ShardRows:
     """Run the analysis step (:class:`ferbatch.vision.analysis.FrameAnalyzer`) over a shard's frames.
 
@@ -172,8 +172,10 @@ def process_shard(
         batch_pixels: fewer frames per call when they reach this many pixels (bounds the frames in
             flight and the detector's activations for large frames; None = ``detect_batch`` always).
         pictures: decode to :class:`ferbatch.picture.YuvPicture` where the stream allows (the
-            frame path); False = full-size RGB for every frame (the reference path of the tests and
-            ``scripts/bench_frame_path.py``).
+            frame path); "nv12": to :class:`ferbatch.picture.Nv12Picture` (host with PyAV, GPU
+            memory with NVDEC), for models with the in-graph pre-processing
+            (:attr:`ferbatch.models.load.Models.takes_nv12`); False = full-size RGB for every frame
+            (the reference path of the tests and ``scripts/bench_frame_path.py``).
         prefetch: decoded batches buffered ahead.
         decode_threads: FFmpeg threads.
         settings: detection interval, sampling, tracking.
@@ -293,6 +295,7 @@ def run_shard(
     settings: FrameSettings = FrameSettings(),
     decoder: str = "pyav",
     batch_pixels: int | None = None,
+    pictures: bool | str = True,
 ) -> ShardResult:
     """Process a shard and write its ``frames`` and ``faces`` rows to the dataset's staging
     (:func:`ferbatch.dataset.store.write_staging`: deterministic names, one piece each), where
@@ -300,7 +303,7 @@ def run_shard(
 
     Args:
         out_dir: the dataset, a local path or an object-storage URI.
-        decoder, batch_pixels: as :func:`process_shard`.
+        decoder, batch_pixels, pictures: as :func:`process_shard`.
 
     Errors that concern only this video (it cannot be decoded) are returned as a failed
     :class:`ShardResult`; errors of the machine (disk full, model broken) propagate.
@@ -315,6 +318,7 @@ def run_shard(
             settings=settings,
             decoder=decoder,
             batch_pixels=batch_pixels,
+            pictures=pictures,
         )
     except DecodeError as e:
         return ShardResult(shard.video_id, shard.shard_idx, status="failed", error=e.reason)

@@ -60,8 +60,9 @@ def _run(graph, feed: dict) -> np.ndarray:
 
 
 def test_graph_crops_are_the_cpu_crops(models, batches, tmp_path):
-    """Faces of several frames in one call, in reverse order, every k: each crop within 2 grey
-    levels of the CPU path's (luma plane, ``aligned_crops``, ``LUMA_TO_GRAY``), on average < 0.2."""
+    """Faces of several frames in one call, in reverse order, every k: each crop the CPU path's
+    (luma plane, ``aligned_crops``, ``LUMA_TO_GRAY``) but for < 0.2 % of pixels, by at most 2 grey
+    levels (each sample rounded before the area average, ties as INTER_AREA breaks them)."""
     path = tmp_path / "crop.onnx"
     onnx.save(crop_graph(), str(path))
     spec = models.classifier.spec
@@ -74,7 +75,7 @@ def test_graph_crops_are_the_cpu_crops(models, batches, tmp_path):
         got = _run(str(path), feed)["crops"]
         diff = np.abs(got.astype(int) - cpu.astype(int))
         assert got.shape == cpu.shape and got.dtype == np.uint8
-        assert diff.max() <= 2 and diff.mean() < 0.2, (diff.max(), diff.mean())
+        assert diff.max() <= 2 and (diff > 0).mean() < 0.002, (diff.max(), (diff > 0).mean())
         ks.extend(supersampling(similarity_to(d.landmarks, FER48_TEMPLATE)).tolist())
     assert set(ks) == {1, 2, 3, 4}
 
@@ -90,7 +91,8 @@ def test_nv12_pictures_give_the_same_crops(batches, tmp_path):
         a = _run(str(luma), {"planes": np.stack([np.ascontiguousarray(p.y) for p in pics]), **ins})["crops"]
         b = _run(str(nv12), {"planes": np.stack(i420), **ins})["crops"]
         diff = np.abs(a.astype(int) - b.astype(int))
-        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
+        # a sample's float position can tip its rounding by one luma level: up to 2 grey levels (255 / 219)
+        assert diff.max() <= 2 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
 
 
 def test_crop_classifier_is_one_graph(models, batches, tmp_path):

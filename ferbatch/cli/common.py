@@ -81,6 +81,14 @@ class Decoder(StrEnum):
     nvdec = "nvdec"
 
 
+class Preprocess(StrEnum):
+    """Where letterbox, colour conversion and face crops run (``--preprocess``; ``JobConfig.preprocess``)."""
+
+    auto = "auto"
+    host = "host"
+    graph = "graph"
+
+
 class Between(StrEnum):
     """What finds the faces between full detections (``--between``; :mod:`ferbatch.vision.analysis`)."""
 

@@ -25,6 +25,7 @@ from ferbatch.cli.common import (
     Decoder,
     Format,
     Precision,
+    Preprocess,
     console,
     resolve_format,
     set_verbosity,
@@ -166,6 +167,15 @@ def run(
             "nvdec: a stream NVDEC cannot decode falls back to PyAV (noted per video). Same frames either way."
         ),
     ] = Decoder.auto,
+    preprocess: Annotated[
+        Preprocess,
+        typer.Option(
+            help="Where letterbox, colour conversion and face crops run. host: NumPy/OpenCV on the CPU; "
+            "graph: inside the ONNX graphs, on NV12 frames (with --decoder nvdec on onnxruntime-cuda the frames never leave the GPU; "
+            "needs ONNX Runtime and a letterboxing detector); auto: graph where NVDEC decodes for onnxruntime-cuda, else host. "
+            "Same faces either way (boxes within a pixel)."
+        ),
+    ] = Preprocess.auto,
     address: Annotated[
         str | None,
         typer.Option(
@@ -237,6 +247,7 @@ def run(
             backend=backend.value,
             precision=precision.value,
             decoder=decoder.value,
+            preprocess=preprocess.value,
         )
         # a job needs no pandas; pyarrow would import it on its first conversion
         with progress_bar(console, disable=quiet) as progress, without_pandas():

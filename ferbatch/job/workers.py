@@ -116,11 +116,20 @@ class ShardWorker:
             decode_threads=c.decode_threads or self.threads,
             settings=FrameSettings.of(c),
             decoder=decoder,
+            pictures=self.pictures_for(decoder),
         )
         res.decoder = res.decoder or decoder  # "pyav" already when NVDEC could not decode the file
         if c.decoder == "nvdec" and decoder != "nvdec":
             res.notes.append(why)
         return res
+
+    def pictures_for(self, decoder: str) -> bool | str:
+        """The frames a shard decoded by ``decoder`` is analysed from: NV12 pictures where these
+        models run the in-graph pre-processing (``--preprocess graph``, or auto with NVDEC's frames
+        on the GPU: :func:`ferbatch.models.load.frame_graphs`), else pictures for the host path."""
+        if self.models.takes_nv12 and (self.cfg.preprocess == "graph" or decoder == "nvdec"):
+            return "nv12"
+        return True
 
     def ping(self) -> str:
         """The backend this worker runs and why (returned once the models are loaded)."""

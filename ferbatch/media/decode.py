@@ -15,7 +15,7 @@ import numpy as np
 
 from ferbatch.errors import DecodeError
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
-from ferbatch.picture import Image, YuvPicture, converts
+from ferbatch.picture import Image, Nv12Picture, YuvPicture, converts
 
 __all__ = ["DecodeStats", "Frame", "Timeline", "frames_in_range", "iter_frames", "seek_target"]
 
@@ -36,11 +36,12 @@ class Frame:
     image: Image
 
 
-def to_image(frame, pictures: bool) -> Image:
+def to_image(frame, pictures: bool | str) -> Image:
     """A decoded ``av.VideoFrame`` as the analysis step takes it, upright: a
     :class:`ferbatch.picture.YuvPicture` of its planes (no RGB conversion) when ``pictures`` is set
-    and the frame is yuv420p of even size, BT.601 limited range (or untagged), not rotated; else
-    (H, W, 3) uint8 RGB converted by swscale (``to_ndarray(format="rgb24")``)."""
+    (an :class:`ferbatch.picture.Nv12Picture` of them, U and V interleaved, when it is "nv12": the
+    input of the in-graph pre-processing) and the frame is yuv420p of even size, BT.601 limited range
+    (or untagged), not rotated; else (H, W, 3) uint8 RGB converted by swscale (``to_ndarray(format="rgb24")``)."""
     rotation = getattr(frame, "rotation", 0)
     if (
         pictures
@@ -49,7 +50,8 @@ def to_image(frame, pictures: bool) -> Image:
         and not (frame.width % 2 or frame.height % 2)
         and converts(frame.colorspace, frame.color_range)
     ):
-        return YuvPicture.from_frame(frame)
+        yuv = YuvPicture.from_frame(frame)
+        return Nv12Picture.from_planes(yuv) if pictures == "nv12" else yuv
     return _upright(frame.to_ndarray(format="rgb24"), rotation)
 
 
@@ -111,7 +113,7 @@ def iter_frames(
     threads: int = 0,
     stats: DecodeStats | None = None,
     select: np.ndarray | None = None,
-    pictures: bool = False,
+    pictures: bool | str = False,
 ) -> Iterator[Frame]:
     """Decode frames ``start <= idx < end`` (half-open, in frame-index space) of a video.
 
@@ -133,7 +135,8 @@ def iter_frames(
             :func:`ferbatch.media.sampling.sample_mask`); the others are decoded (the codec needs
             them as references) but never converted to RGB. None = every frame.
         pictures: yield :class:`ferbatch.picture.YuvPicture` images where the stream allows
-            (:func:`to_image`): the analysis step converts only what it needs.
+            (:func:`to_image`): the analysis step converts only what it needs; "nv12":
+            :class:`ferbatch.picture.Nv12Picture` images (``--preprocess graph``).
 
     Yields:
         :class:`Frame` in presentation order, strictly increasing ``idx``.
@@ -241,7 +244,7 @@ class Timeline:
 
 
 def _decoded_frames(
-    path: str, index: VideoIndex, seek_k: int, threads: int, st: DecodeStats, select: np.ndarray | None = None, pictures: bool = False
+    path: str, index: VideoIndex, seek_k: int, threads: int, st: DecodeStats, select: np.ndarray | None = None, pictures: bool | str = False
 ) -> Iterator[Frame]:
     """Frames from keyframe ``seek_k`` on (from the start when < 0), placed on the index's
     timeline; corrupt packets, duplicate and unindexed frames are counted in ``st`` and skipped.

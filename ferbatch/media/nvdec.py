@@ -22,7 +22,9 @@ How the frames stay PyAV's frames:
 With ``on_device=True`` frames stay in GPU memory: ``Frame.image`` is PyNvVideoCodec's decoded
 frame (NV12, ``(H * 3 / 2, W)`` uint8, ``__dlpack__`` / ``__cuda_array_interface__``; not rotated;
 valid until the next frame is decoded), for an input bound to the detector on the device
-(:meth:`ferbatch.models.runners.onnxruntime.OrtRunner.infer_bound`). The pipeline uses host frames.
+(:meth:`ferbatch.models.runners.onnxruntime.OrtRunner.infer_bound`). With ``pictures="nv12"``
+(``--preprocess graph``) they reach the pipeline as :class:`ferbatch.picture.Nv12Picture` over a
+CuPy copy, the input of the in-graph pre-processing; otherwise the pipeline takes host frames.
 
 Only :func:`nv12_to_rgb` runs without a GPU; the rest is verified on a GPU node
 (``scripts/gpu_check.py --steps nvdec_exact``). Choose the decoder with
@@ -42,7 +44,7 @@ import numpy as np
 from ferbatch.errors import DecodeError
 from ferbatch.media.decode import DecodeStats, Frame, Timeline, _decoded_frames, _upright, frames_in_range, seek_target
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
-from ferbatch.picture import Image, YuvPicture, converts
+from ferbatch.picture import Image, Nv12Picture, YuvPicture, converts
 
 __all__ = ["ANNEXB_FILTERS", "annexb_packets", "iter_frames_nvdec", "nv12_image", "nv12_to_rgb"]
 
@@ -126,7 +128,7 @@ def iter_frames_nvdec(
     select: np.ndarray | None = None,
     gpu_id: int = 0,
     on_device: bool = False,
-    pictures: bool = False,
+    pictures: bool | str = False,
 ) -> Iterator[Frame]:
     """Decode frames ``start <= idx < end`` of a video with NVDEC: the frames, indices and pts of
     :func:`ferbatch.media.decode.iter_frames` (see the module docstring for how).
@@ -137,7 +139,10 @@ def iter_frames_nvdec(
         gpu_id: the CUDA device.
         on_device: leave frames in GPU memory (``Frame.image`` = PyNvVideoCodec's NV12 frame, not
             rotated, valid until the next one); default host RGB ``(H, W, 3)`` uint8, upright.
-        pictures: host frames as :func:`nv12_image` makes them (PyAV's images with the same flag).
+        pictures: host frames as :func:`nv12_image` makes them (PyAV's images with the same flag);
+            "nv12": frames left on the device as :class:`ferbatch.picture.Nv12Picture` over a CuPy
+            copy of NVDEC's surface (``--preprocess graph``; :func:`_device_image`), and a file NVDEC
+            cannot decode falls back to PyAV's host NV12 pictures.
 
     Yields:
         :class:`ferbatch.media.decode.Frame` in presentation order, strictly increasing ``idx``.
@@ -153,12 +158,13 @@ def iter_frames_nvdec(
     path = str(path)
     st = stats if stats is not None else DecodeStats()
     nvc = _nvc()
+    on_device = on_device or pictures == "nv12"
 
     def decoded(seek_k: int) -> Iterator[Frame]:
         try:
             yield from _nvdec_frames(nvc, path, index, seek_k, gpu_id, st, select, on_device, pictures)
         except _SessionError as e:
-            if on_device:
+            if on_device and pictures != "nv12":
                 raise DecodeError(path, f"NVDEC cannot decode it: {e}") from e
             log.warning("%s | NVDEC cannot decode it (%s); decoding with PyAV", path, e)
             st.fallback = f"NVDEC fallback to PyAV: NVDEC cannot decode it ({e})"
@@ -219,7 +225,7 @@ def _nvdec_frames(
     st: DecodeStats,
     select: np.ndarray | None,
     on_device: bool,
-    pictures: bool = False,
+    pictures: bool | str = False,
 ) -> Iterator[Frame]:
     """NVDEC's frames from keyframe ``seek_k`` on (from the start when < 0), on the index's timeline."""
     c, _ = open_video(path)
@@ -254,6 +260,8 @@ def _nvdec_frames(
                 pts_ms = float(t * tb) * 1000.0
                 if select is not None and not select[idx]:
                     yield Frame(idx, pts_ms, None)  # type: ignore[arg-type]
+                elif on_device and pictures == "nv12":
+                    yield Frame(idx, pts_ms, _device_image(f, colorspace, color_range, rotation))
                 elif on_device:
                     yield Frame(idx, pts_ms, f)
                 else:
@@ -301,7 +309,25 @@ def _rotation(path: str, stream) -> float:
     return 0.0
 
 
-def _host_image(path: str, frame, colorspace: int | None, color_range: int | None, rotation: float, pictures: bool) -> Image:
+def _device_image(frame, colorspace: int | None, color_range: int | None, rotation: float) -> Image:
+    """NVDEC's device NV12 picture (``usedevicememory=True``) copied into a CuPy array of its own
+    (NVDEC reuses its surfaces): an :class:`ferbatch.picture.Nv12Picture` on the device for streams
+    that convert as BT.601 limited range and are not rotated; else copied to the host and made the
+    image PyAV makes (:func:`nv12_to_rgb`, upright). Runs on a GPU node only (CuPy)."""
+    import cupy
+
+    try:
+        a = cupy.from_dlpack(frame)  # PyNvVideoCodec's NV12 frame: DLPack (CUDA array interface as the fallback)
+    except (TypeError, AttributeError, BufferError):
+        a = cupy.asarray(frame)
+    a = a.reshape(a.shape[0], -1).copy(order="C")  # (H * 3 / 2, W) uint8, owned
+    rows, w = a.shape
+    if converts(colorspace, color_range) and not rotation:
+        return Nv12Picture(a)
+    return _upright(nv12_to_rgb(a.get(), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range), rotation)
+
+
+def _host_image(path: str, frame, colorspace: int | None, color_range: int | None, rotation: float, pictures: bool | str) -> Image:
     """NVDEC's host NV12 picture (``usedevicememory=False``: a packed ``(H * 3 / 2, W)`` uint8
     buffer, ``frame.shape``) as PyAV's image of the same frame (RGB upright, or a picture)."""
     rows, w = (int(x) for x in tuple(frame.shape)[:2])

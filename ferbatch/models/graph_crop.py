@@ -29,58 +29,25 @@ Output ``crops`` ``(N, 48, 48, 1)`` uint8, the classifier's uint8 input
 How: the planes are read as one tall image ``(1, 1, F R, W)`` (a reshape of the planes cast to float32: one float copy of the batch), each face's
 4 x 4 sample points per crop pixel are clamped into its own frame's luma (the replicated border: a point
 never reads the next frame), offset by ``frame_pos * R`` rows and normalised, and one ``GridSample``
-(bilinear, ``align_corners=0``; ONNX opset 16) reads them all; their weighted sum per crop pixel
-(the outer product of the two axes' weights, then a 4 x 4 sum pool) is the area average. The arithmetic differs from OpenCV's (5-bit fixed-point bilinear weights, uint8
-rounding after the warp and after the area resize): a crop differs by a grey level or two
-(``tests/test_graph_crop.py``).
+(bilinear, ``align_corners=0``; ONNX opset 16) reads them all. Each sample is rounded half up to an integer, as
+``cv2.warpAffine`` rounds its uint8 output; their weighted sum per crop pixel (the outer product of
+the two axes' weights, then a 4 x 4 sum pool) is the area average, rounded as ``cv2.resize``
+(``INTER_AREA``) rounds it (half up for k = 2, half to even for k = 4). The crops then equal the
+CPU path's but for < 0.2 % of pixels, by a grey level or two where OpenCV's fixed-point bilinear
+weights tip a rounding (``tests/test_graph_crop.py``; before the per-sample rounding 5-16 % of
+pixels differed at k >= 2).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ferbatch.vision.align import crop_template, similarity_to, supersampling
+from ferbatch.vision.align import TAPS, crop_inputs  # the graph's per-face inputs are host math (re-exported)
 
 __all__ = ["TAPS", "crop_graph", "crop_inputs", "crop_classifier", "prepare_crop_classifier"]
 
-TAPS = 4  # samples per crop pixel and axis: the CPU path's largest supersampling factor (align.supersampling)
 OPSET = 17
-CROP_GRAPH_VERSION = 1  # bump when the crop graph changes: it invalidates prepared files
-
-
-def crop_inputs(landmarks: np.ndarray, frame_pos: np.ndarray, size: int = 48, scale: float = 1.0) -> dict[str, np.ndarray]:
-    """The graph's per-face inputs for YuNet landmarks (the same warp as ``aligned_crops``).
-
-    Args:
-        landmarks: (N, 5, 2) float32 frame pixels, YuNet's order (``ferbatch.vision.align``).
-        frame_pos: (N,) int index of each face's frame in ``planes``.
-        size: the crop side in pixels (the classifier's input, 48).
-        scale: the crop's ``crop.scale`` (> 1 shows more context).
-
-    Returns:
-        ``{"warps": (N, 2, 3) float32, "taps": (N, 4) float32, "tap_weights": (N, 4) float32,
-        "frame_pos": (N,) int64}``.
-    """
-    mats = similarity_to(landmarks, crop_template(size, size, scale)).astype(np.float64)  # frame -> crop pixels
-    k = supersampling(mats)
-    # the CPU path warps with mats * k at k x the size: crop pixel i + j / k reads M^-1 (i + j / k)
-    a, b = mats[:, 0, 0], mats[:, 1, 0]
-    det = a * a + b * b
-    inv = np.empty_like(mats)
-    inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 0], inv[:, 1, 1] = a / det, b / det, -b / det, a / det
-    t = mats[:, :, 2]
-    inv[:, 0, 2] = -(inv[:, 0, 0] * t[:, 0] + inv[:, 0, 1] * t[:, 1])
-    inv[:, 1, 2] = -(inv[:, 1, 0] * t[:, 0] + inv[:, 1, 1] * t[:, 1])
-    j = np.arange(TAPS)[None]
-    used = j < k[:, None]
-    taps = np.where(used, j / k[:, None], 0.0)
-    weights = np.where(used, 1.0 / k[:, None], 0.0)
-    return {
-        "warps": inv.astype(np.float32),
-        "taps": taps.astype(np.float32),
-        "tap_weights": weights.astype(np.float32),
-        "frame_pos": np.asarray(frame_pos, np.int64),
-    }
+CROP_GRAPH_VERSION = 2  # bump when the crop graph changes: it invalidates prepared files
 
 
 def crop_graph(size: int = 48, nv12: bool = False):
@@ -141,6 +108,12 @@ def crop_graph(size: int = 48, nv12: bool = False):
         n.append(helper.make_node("Identity", ["rows_f"], ["luma_f"]))
     one = const("one", np.float32(1.0))
     zero = const("zero", np.float32(0.0))
+    half = const("half", np.float32(0.5))
+
+    def node_add(x: str, y: str) -> str:
+        n.append(helper.make_node("Add", [x, y], [f"{x}_plus"]))
+        return f"{x}_plus"
+
     for axis, (cu, cv, ct), hi in (("x", ((0, 0), (0, 1), (0, 2)), "cols_f"), ("y", ((1, 0), (1, 1), (1, 2)), "luma_f")):
         n.append(helper.make_node("Mul", [coeff(*cu), "u"], [f"{axis}_a"]))
         n.append(helper.make_node("Mul", [coeff(*cv), "v"], [f"{axis}_b"]))
@@ -169,7 +142,9 @@ def crop_graph(size: int = 48, nv12: bool = False):
     n.append(helper.make_node("Concat", [const("tall_lead", np.array([1, 1, -1], np.int64)), "cols_1"], ["tall_shape"], axis=0))
     n.append(helper.make_node("Reshape", ["planes_f", "tall_shape"], ["tall"]))  # (1, 1, F R, W)
     n.append(helper.make_node("GridSample", ["tall", "grid"], ["sampled"], mode="bilinear", padding_mode="border", align_corners=0))
-    n.append(helper.make_node("Reshape", ["sampled", const("per_face", np.array([-1, 1, side, side], np.int64))], ["sampled4"]))
+    # each sample rounded half up to uint8 as cv2.warpAffine's is, before the area average
+    n.append(helper.make_node("Floor", [node_add("sampled", half)], ["sampled_r"]))
+    n.append(helper.make_node("Reshape", ["sampled_r", const("per_face", np.array([-1, 1, side, side], np.int64))], ["sampled4"]))
     # per-sample weight: the outer product of the axes' tap weights, tiled over the crop pixels
     n.append(helper.make_node("Tile", ["tap_weights", const("reps", np.array([1, size], np.int64))], ["w_axis"]))  # (N, side)
     n.append(helper.make_node("Unsqueeze", ["w_axis", const("ax_wr", np.array([2], np.int64))], ["w_rows"]))  # (N, side, 1)
@@ -180,7 +155,20 @@ def crop_graph(size: int = 48, nv12: bool = False):
     n.append(helper.make_node("AveragePool", ["weighted"], ["mean16"], kernel_shape=[TAPS, TAPS], strides=[TAPS, TAPS]))
     n.append(helper.make_node("Mul", ["mean16", const("taps2", np.float32(TAPS * TAPS))], ["luma"]))
     # limited-range luma -> full-range grey, truncated (ferbatch.picture.LUMA_TO_GRAY) after rounding as the CPU path does
-    n.append(helper.make_node("Round", ["luma"], ["luma_r"]))
+    # the area average rounded as cv2.resize(INTER_AREA) rounds it: half up for k = 2 ((sum + 2) >> 2),
+    # half to even for k = 4 (cvRound); k = 1 and 3 never tie. k = 4 where the tap weight is 1/4
+    n.append(helper.make_node("Floor", [node_add("luma", half)], ["luma_up"]))
+    n.append(helper.make_node("Round", ["luma"], ["luma_even"]))
+    n.append(
+        helper.make_node(
+            "Slice",
+            ["tap_weights", const("w0_s", np.array([0], np.int64)), const("w0_e", np.array([1], np.int64)), const("w0_a", np.array([1], np.int64))],
+            ["w_first"],
+        )
+    )  # (N, 1): 1 / k
+    n.append(helper.make_node("Less", ["w_first", const("k4", np.float32(0.3))], ["is_k4"]))
+    n.append(helper.make_node("Reshape", ["is_k4", const("col4", np.array([-1, 1, 1, 1], np.int64))], ["is_k4_4"]))
+    n.append(helper.make_node("Where", ["is_k4_4", "luma_even", "luma_up"], ["luma_r"]))
     n.append(helper.make_node("Sub", ["luma_r", const("y16", np.float32(16.0))], ["luma_0"]))
     n.append(helper.make_node("Mul", ["luma_0", const("range", np.float32(255.0 / 219.0))], ["grey_f"]))
     n.append(helper.make_node("Floor", ["grey_f"], ["grey_fl"]))

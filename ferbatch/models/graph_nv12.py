@@ -44,12 +44,13 @@ def letterbox_sizes(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dic
         ValueError: an odd frame side (4:2:0 frames have even sides) or a letterboxed side that
             rounds to an odd number (the host path then converts at full size: not this graph's job).
     """
+    from ferbatch.vision.detect import letterbox_size
+
     fw, fh = frame_wh
     w, h = input_wh
     if fw % 2 or fh % 2:
         raise ValueError(f"letterbox_sizes | frame {fw}x{fh}: NV12 frames have even sides")
-    r = min(w / fw, h / fh)
-    nw, nh = max(1, round(fw * r)), max(1, round(fh * r))
+    nw, nh = letterbox_size(frame_wh, input_wh)
     if nw % 2 or nh % 2:
         raise ValueError(f"letterbox_sizes | {fw}x{fh} letterboxed into {w}x{h} is {nw}x{nh}: an odd side")
     return {"resize_hw": np.array([nh, nw], np.int64), "input_hw": np.array([h, w], np.int64)}

@@ -20,7 +20,17 @@ from ferbatch.vision.classify import Classifier
 from ferbatch.vision.detect import Detector
 from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector
 
-__all__ = ["Models", "ModelRef", "gpu_visible", "load_models", "prepare_models", "prepare_graphs", "resolve_specs", "resolve_backend"]
+__all__ = [
+    "Models",
+    "ModelRef",
+    "frame_graphs",
+    "gpu_visible",
+    "load_models",
+    "prepare_models",
+    "prepare_graphs",
+    "resolve_specs",
+    "resolve_backend",
+]
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class Models:
 
     Attributes:
         backend: "onnxruntime", "onnxruntime-cuda", "tensorrt" or "openvino"; backend_reason: why it was picked.
+        graph_runners: the runners of the in-graph pre-processing (NV12 detector, crop classifier;
+            ONNX Runtime, thread-safe), freed with the detector's.
         wrap: builds the detector and classifier around two runners as :func:`load_models` did
             (None: :meth:`for_thread` cannot clone).
         owned: which of (detector runner, classifier runner) ``close`` frees: a thread's models
@@ -59,6 +71,14 @@ class Models:
     detect_batch: int = 8  # frames per detector call, resolved for the backend
     wrap: Wrap | None = field(default=None, repr=False, compare=False)
     owned: tuple[bool, bool] = (True, True)
+    graph_runners: tuple[Runner, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def takes_nv12(self) -> bool:
+        """True when the detector (and an aligned grey classifier) run the in-graph pre-processing
+        on :class:`ferbatch.picture.Nv12Picture` frames (``--preprocess``: :func:`frame_graphs`):
+        decoders should then yield those."""
+        return bool(self.graph_runners)
 
     @property
     def thread_safe(self) -> bool:
@@ -99,6 +119,8 @@ class Models:
         """Free the runners these models own (both, unless they came from :meth:`for_thread`)."""
         if self.owned[0]:
             self.detector.runner.close()
+            for r in self.graph_runners:
+                r.close()
         if self.owned[1]:
             self.classifier.runner.close()
 
@@ -212,6 +234,33 @@ def detector_nms_in_graph(cfg: JobConfig, det_spec: ModelSpec, backend: str) -> 
     return cfg.in_graph_nms and (backend in GPU_BACKENDS or not det_spec.gives_landmarks)
 
 
+def frame_graphs(cfg: JobConfig, backend: str, det_spec: ModelSpec) -> bool:
+    """Whether workers run the pre-processing inside the graphs (``cfg.preprocess``): "graph"
+    always, "auto" where NVDEC's frames can stay on the GPU (the onnxruntime-cuda backend with
+    PyNvVideoCodec and ``--decoder`` auto or nvdec), "host" never.
+
+    Raises:
+        ConfigError: "graph" with a backend other than ONNX Runtime (the graphs are bound through
+            its I/O binding) or a detector that does not letterbox (UltraFace: its fixed input is a
+            plain resize, made on the host).
+    """
+    if cfg.preprocess == "host":
+        return False
+    able = backend in ("onnxruntime", "onnxruntime-cuda") and det_spec.letterbox
+    if cfg.preprocess == "graph":
+        if not able:
+            raise ConfigError(
+                f"--preprocess graph | needs ONNX Runtime (onnxruntime or onnxruntime-cuda) and a letterboxing detector (yunet-*); "
+                f"got backend {backend} and detector {det_spec.name}"
+            )
+        return True
+    if not able or backend != "onnxruntime-cuda" or cfg.decoder == "pyav":
+        return False
+    from ferbatch.media.decoders import nvdec_available
+
+    return nvdec_available()[0]
+
+
 def prepare_graphs(cfg: JobConfig, backend: str | None = None) -> tuple[tuple[ModelSpec, Path], tuple[ModelSpec, Path]]:
     """((detector spec, prepared graph), (classifier spec, prepared graph)) for ``cfg``: resolved,
     sha256-checked, parsed and prepared (cached in the user cache).
@@ -294,6 +343,7 @@ def load_models(cfg: JobConfig, threads: int | None = None, *, graph_nms: bool |
     cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
     nms = detector_nms_in_graph(cfg, det_spec, backend) if graph_nms is None else graph_nms and det_spec.nms_in_graph
     det_batch, cls_batch = cfg.batches(backend)
+    providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if backend == "onnxruntime-cuda" else None
     if backend == "tensorrt":
         try:
             det_runner = _trt_runner(det_graph(nms), det_spec, cfg.precision, det_batch)
@@ -310,9 +360,29 @@ def load_models(cfg: JobConfig, threads: int | None = None, *, graph_nms: bool |
         det_runner = OvRunner(det_graph(nms), threads=threads, max_batch=det_batch, name=f"openvino:{det_spec.name}")
         cls_runner = OvRunner(cls_graph, threads=threads, max_batch=cls_batch, name=f"openvino:{cls_spec.name}")
     else:
-        providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if backend == "onnxruntime-cuda" else None
         det_runner = OrtRunner(det_graph(nms), threads=threads, providers=providers, max_batch=det_batch, name=f"{backend}:{det_spec.name}")
         cls_runner = OrtRunner(cls_graph, threads=threads, providers=providers, max_batch=cls_batch, name=f"{backend}:{cls_spec.name}")
+
+    nv12_runner = frames_runner = None
+    if frame_graphs(cfg, backend, det_spec):  # the in-graph pre-processing: ONNX Runtime, thread-safe runners
+        from ferbatch.models.graph_crop import prepare_crop_classifier
+        from ferbatch.models.graph_nv12 import prepare_nv12_detector
+
+        nv12_runner = OrtRunner(
+            prepare_nv12_detector(det_graph(nms), det_spec),
+            threads=threads,
+            providers=providers,
+            max_batch=det_batch,
+            name=f"{backend}:{det_spec.name}+nv12",
+        )
+        if cls_spec.crop.get("mode") == "aligned" and cls_spec.input.color == "GRAY" and cls_spec.input.width == cls_spec.input.height:
+            frames_runner = OrtRunner(
+                prepare_crop_classifier(cls_file, cls_spec, nv12=True, precision=cfg.precision),
+                threads=threads,
+                providers=providers,
+                max_batch=cls_batch,
+                name=f"{backend}:{cls_spec.name}+crops",
+            )
 
     def wrap(det_runner: Runner, cls_runner: Runner) -> tuple[AnyDetector, Classifier]:
         plain = Detector(
@@ -322,15 +392,17 @@ def load_models(cfg: JobConfig, threads: int | None = None, *, graph_nms: bool |
             max_faces=cfg.max_faces,
             score_threshold=cfg.score_threshold,
             iou_threshold=cfg.iou_threshold,
+            nv12_runner=nv12_runner,
         )
         # the input follows the frame where the graph allows it (TensorRT plans have one input size: kept fixed)
         inner = FrameSizedDetector(plain, max_side=det_spec.input_max_side) if det_spec.input_max_side and backend != "tensorrt" else plain
         det: AnyDetector = inner if cfg.min_face_px is None else TiledDetector(inner, min_face_px=cfg.min_face_px)
-        return det, Classifier(cls_runner, cls_spec)
+        return det, Classifier(cls_runner, cls_spec, frames_runner=frames_runner)
 
     det, cls = wrap(det_runner, cls_runner)
     refs = {
         "detector": ModelRef(det_spec.name, det_spec.file, det_spec.sha256),
         "classifier": ModelRef(cls_spec.name, cls_spec.file, cls_spec.sha256),
     }
-    return Models(det, cls, refs, backend, reason, det_batch, wrap=wrap)
+    graphs = tuple(r for r in (nv12_runner, frames_runner) if r is not None)
+    return Models(det, cls, refs, backend, reason, det_batch, wrap=wrap, graph_runners=graphs)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["FER48_TEMPLATE", "similarity_to", "crop_template", "supersampling", "aligned_crops"]
+__all__ = ["FER48_TEMPLATE", "TAPS", "similarity_to", "crop_template", "supersampling", "aligned_crops", "crop_inputs"]
 
 # (5, 2) float32 (x, y) pixels in a 48x48 face; see the module docstring for the source
 FER48_TEMPLATE = np.array(
@@ -122,3 +122,42 @@ def aligned_crops(
             crop = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
         out[i] = crop.reshape(height, width, ch)
     return out
+
+
+TAPS = 4  # samples per crop pixel and axis: the CPU path's largest supersampling factor (align.supersampling)
+
+
+def crop_inputs(landmarks: np.ndarray, frame_pos: np.ndarray, size: int = 48, scale: float = 1.0) -> dict[str, np.ndarray]:
+    """The crop graph's per-face inputs (:mod:`ferbatch.models.graph_crop`) for YuNet landmarks:
+    the same warp as :func:`aligned_crops`, as the inverse map and supersampling taps.
+
+    Args:
+        landmarks: (N, 5, 2) float32 frame pixels, YuNet's order (``ferbatch.vision.align``).
+        frame_pos: (N,) int index of each face's frame in ``planes``.
+        size: the crop side in pixels (the classifier's input, 48).
+        scale: the crop's ``crop.scale`` (> 1 shows more context).
+
+    Returns:
+        ``{"warps": (N, 2, 3) float32, "taps": (N, 4) float32, "tap_weights": (N, 4) float32,
+        "frame_pos": (N,) int64}``.
+    """
+    mats = similarity_to(landmarks, crop_template(size, size, scale)).astype(np.float64)  # frame -> crop pixels
+    k = supersampling(mats)
+    # the CPU path warps with mats * k at k x the size: crop pixel i + j / k reads M^-1 (i + j / k)
+    a, b = mats[:, 0, 0], mats[:, 1, 0]
+    det = a * a + b * b
+    inv = np.empty_like(mats)
+    inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 0], inv[:, 1, 1] = a / det, b / det, -b / det, a / det
+    t = mats[:, :, 2]
+    inv[:, 0, 2] = -(inv[:, 0, 0] * t[:, 0] + inv[:, 0, 1] * t[:, 1])
+    inv[:, 1, 2] = -(inv[:, 1, 0] * t[:, 0] + inv[:, 1, 1] * t[:, 1])
+    j = np.arange(TAPS)[None]
+    used = j < k[:, None]
+    taps = np.where(used, j / k[:, None], 0.0)
+    weights = np.where(used, 1.0 / k[:, None], 0.0)
+    return {
+        "warps": inv.astype(np.float32),
+        "taps": taps.astype(np.float32),
+        "tap_weights": weights.astype(np.float32),
+        "frame_pos": np.asarray(frame_pos, np.int64),
+    }

@@ -325,9 +325,14 @@ class FrameAnalyzer:
             if not len(rows):
                 return
             t1 = time.perf_counter()
-            crops = extract_crops(images, faces[rows], spec)
+            cls, sub = self.models.classifier, faces[rows]
+            if cls.crops_in_graph(images, sub):  # NV12 frames: the crops are cut inside the graph (counted as classify)
+                probs[rows] = cls.classify_frames(images, sub)
+                st["classify"] += time.perf_counter() - t1
+                return
+            crops = extract_crops(images, sub, spec)
             t2 = time.perf_counter()
-            probs[rows] = self.models.classifier.classify(crops)
+            probs[rows] = cls.classify(crops)
             st["crop"] += t2 - t1
             st["classify"] += time.perf_counter() - t2
 

@@ -23,9 +23,9 @@ import numpy as np
 from ferbatch.errors import ConfigError
 from ferbatch.faces import FaceBatch
 from ferbatch.labels import to_ferplus_order
-from ferbatch.picture import LUMA_TO_GRAY, Image, YuvPicture, as_rgb
+from ferbatch.picture import LUMA_TO_GRAY, Image, Nv12Picture, YuvPicture, as_rgb, host_picture, stack_nv12
 from ferbatch.specs import InputSpec, ModelSpec, Runner
-from ferbatch.vision.align import aligned_crops
+from ferbatch.vision.align import aligned_crops, crop_inputs
 from ferbatch.vision.boxes import square_boxes
 
 __all__ = ["Classifier", "extract_crops", "softmax", "ALIGN5_TEMPLATE_112"]
@@ -60,6 +60,7 @@ def extract_crops(frames: Sequence[Image], dets: FaceBatch, spec: ModelSpec) -> 
     """
     inp: InputSpec = spec.input
     mode = spec.crop.get("mode", "square")
+    frames = [host_picture(f) for f in frames]  # an NV12 picture's host planes (copied once from a device)
     out = np.empty((len(dets), inp.height, inp.width, inp.channels), np.uint8)
     if mode == "align5":
         if dets.landmarks is None:
@@ -121,13 +122,61 @@ class Classifier:
         runner: runs the prepared classifier graph (symbolic batch, uint8 (N, h, w, C) input
             normalised inside: :func:`ferbatch.models.graphs.prepend_uint8_input`).
         spec: the registry entry (labels, output kind, input spec).
+        frames_runner: an ONNX Runtime runner over the same classifier with the crop graph in front
+            (:func:`ferbatch.models.graph_crop.prepare_crop_classifier`, ``nv12=True``) for
+            :meth:`classify_frames`; used only by an aligned grey classifier (``crop.mode``
+            "aligned", the crop the graph cuts); None: crops are cut on the host.
     """
 
-    def __init__(self, runner: Runner, spec: ModelSpec):
+    def __init__(self, runner: Runner, spec: ModelSpec, frames_runner=None):
         if spec.kind != "classifier":
             raise ConfigError(f"model {spec.name} | is a {spec.kind}; expected a classifier")
         self.runner = runner
         self.spec = spec
+        aligned_grey = spec.crop.get("mode") == "aligned" and spec.input.color == "GRAY" and spec.input.width == spec.input.height
+        self.frames_runner = frames_runner if aligned_grey else None
+
+    def crops_in_graph(self, frames: Sequence[Image], faces: FaceBatch) -> bool:
+        """True when :meth:`classify_frames` cuts these faces' crops inside the graph: a
+        ``frames_runner``, landmarks, and every frame a face is in an :class:`Nv12Picture` of one size."""
+        if self.frames_runner is None or faces.landmarks is None or not len(faces):
+            return False
+        used = [frames[int(p)] for p in np.unique(faces.frame_pos)]
+        return all(isinstance(f, Nv12Picture) for f in used) and len({f.shape for f in used}) == 1
+
+    def classify_frames(self, frames: Sequence[Image], faces: FaceBatch) -> np.ndarray:
+        """Classify faces from their frames with the crops cut inside the graph
+        (:mod:`ferbatch.models.graph_crop`: the aligned grey crop of :func:`extract_crops`, within a
+        grey level or two); only the faces' warps and the stacked NV12 frames they are in go in, the
+        frames bound where they lie (a GPU's memory: :meth:`ferbatch.models.runners.onnxruntime.OrtRunner.infer_bound`).
+
+        Args:
+            frames: the batch's frames; those the faces are in are :class:`Nv12Picture` of one size
+                (:meth:`crops_in_graph`).
+            faces: M faces with (M, 5, 2) landmarks; ``frame_pos`` indexes ``frames``.
+
+        Returns:
+            (M, 8) float32 probabilities, as :meth:`classify`.
+
+        Raises:
+            ValueError: frames that are not NV12 pictures of one size.
+        """
+        if not len(faces):
+            return np.empty((0, 8), np.float32)
+        assert self.frames_runner is not None and faces.landmarks is not None
+        used, pos = np.unique(faces.frame_pos, return_inverse=True)
+        pics = [frames[int(p)] for p in used]
+        if not all(isinstance(f, Nv12Picture) for f in pics):
+            raise ValueError("Classifier.classify_frames | the faces' frames are not NV12 pictures")
+        planes = stack_nv12([f for f in pics if isinstance(f, Nv12Picture)])
+        size, scale = self.spec.input.width, float(self.spec.crop.get("scale", 1.0))
+        ins = crop_inputs(faces.landmarks, pos, size, scale)
+        step = self.frames_runner.max_batch or len(faces)
+        outs = []
+        for i in range(0, len(faces), step):
+            feed = {"planes": planes, **{k: v[i : i + step] for k, v in ins.items()}}
+            outs.append(self.frames_runner.infer_bound(feed)[self.spec.outputs["scores"]])
+        return self._probs(np.concatenate(outs))
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Classify face crops, in chunks of the runner's max batch.
@@ -147,11 +196,14 @@ class Classifier:
         outs = []
         for i in range(0, len(crops), step):
             x = np.ascontiguousarray(crops[i : i + step], dtype=np.uint8)  # normalised inside the prepared graph
-            y = self.runner.infer({inp.name: x})[self.spec.outputs["scores"]]
-            y = y.reshape(len(x), -1).astype(np.float32)
-            if self.spec.output_kind == "logits":
-                if self.spec.logit_bias:  # the prior setting (ferbatch.models.prior)
-                    y = y + np.asarray(self.spec.logit_bias, np.float32)
-                y = softmax(y / self.spec.temperature)
-            outs.append(y)
-        return to_ferplus_order(np.concatenate(outs), self.spec.labels)
+            outs.append(self.runner.infer({inp.name: x})[self.spec.outputs["scores"]])
+        return self._probs(np.concatenate(outs))
+
+    def _probs(self, y: np.ndarray) -> np.ndarray:
+        """(M, 8) float32 FER+-order probabilities of the graph's (M, K) scores (:meth:`classify`)."""
+        y = y.reshape(len(y), -1).astype(np.float32)
+        if self.spec.output_kind == "logits":
+            if self.spec.logit_bias:  # the prior setting (ferbatch.models.prior)
+                y = y + np.asarray(self.spec.logit_bias, np.float32)
+            y = softmax(y / self.spec.temperature)
+        return to_ferplus_order(y, self.spec.labels)

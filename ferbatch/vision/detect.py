@@ -31,12 +31,13 @@ import numpy as np
 
 from ferbatch.errors import ConfigError
 from ferbatch.faces import FaceBatch
-from ferbatch.picture import Image, YuvPicture, as_rgb
+from ferbatch.picture import Image, Nv12Picture, YuvPicture, as_rgb, host_picture, stack_nv12
 from ferbatch.specs import DetectorDecoder, InputSpec, ModelSpec, Runner
 from ferbatch.vision.decoders import postprocess_raw  # re-exported (tests)
 
 __all__ = [
     "Detector",
+    "letterbox_size",
     "preprocess_frames",
     "postprocess_raw",
     "DET_BOXES",
@@ -49,6 +50,15 @@ __all__ = [
 DET_BOXES, DET_SCORES, DET_LANDMARKS = "det_boxes", "det_scores", "det_landmarks"
 # its optional input: float32 (1,) score threshold, default built in (an initializer of that name)
 SCORE_THRESHOLD = "score_threshold"
+
+
+def letterbox_size(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> tuple[int, int]:
+    """(nw, nh): the size in pixels a ``frame_wh`` frame is resized to inside a ``input_wh``
+    letterboxed input, ``r = min(w / W, h / H)``, each side rounded, at least 1 (the one
+    definition: :func:`preprocess_frames` and :func:`ferbatch.models.graph_nv12.letterbox_sizes`)."""
+    (fw, fh), (w, h) = frame_wh, input_wh
+    r = min(w / fw, h / fh)
+    return max(1, round(fw * r)), max(1, round(fh * r))
 
 
 def preprocess_frames(
@@ -78,11 +88,11 @@ def preprocess_frames(
     n = len(frames)
     buf = np.empty((n, h, w, 3), np.uint8) if out is None else out[:n]
     scale = np.empty((n, 2), np.float32)
-    for i, f in enumerate(frames):
+    for i, frame in enumerate(frames):
+        f = host_picture(frame)
         fh, fw = f.shape[:2]
         if letterbox:
-            r = min(w / fw, h / fh)
-            nw, nh = max(1, round(fw * r)), max(1, round(fh * r))
+            nw, nh = letterbox_size((fw, fh), (w, h))
             if (nw, nh) == (fw, fh):
                 buf[i, :nh, :nw] = as_rgb(f)
             elif isinstance(f, YuvPicture):
@@ -114,6 +124,11 @@ class Detector:
         score_threshold, iou_threshold: override the registry's values (the IoU threshold must
             match the graph's when in_graph_nms; the score threshold is fed to the graph's
             ``score_threshold`` input when the runner takes it, else the graph's is the floor).
+        nv12_runner: an ONNX Runtime runner (:class:`ferbatch.models.runners.onnxruntime.OrtRunner`)
+            over the same graph with the NV12 front (:func:`ferbatch.models.graph_nv12.prepare_nv12_detector`):
+            a batch of :class:`ferbatch.picture.Nv12Picture` frames of one size goes through it,
+            letterboxed and converted inside the graph, where the frames lie (a GPU's memory bound
+            through DLPack); None, or other frames: the host path.
     """
 
     def __init__(
@@ -125,6 +140,7 @@ class Detector:
         max_faces: int = 64,
         score_threshold: float | None = None,
         iou_threshold: float | None = None,
+        nv12_runner=None,
     ):
         if spec.kind != "detector":
             raise ConfigError(f"model {spec.name} | is a {spec.kind}; expected a detector")
@@ -141,6 +157,7 @@ class Detector:
         # the graph's optional score_threshold input, when this runner can feed it (ONNX Runtime)
         feedable = tuple(runner.input_names) + tuple(getattr(runner, "optional_input_names", ()))
         self._feeds_threshold = self.in_graph_nms and SCORE_THRESHOLD in feedable
+        self.nv12_runner = nv12_runner if spec.letterbox else None
 
     @property
     def gives_landmarks(self) -> bool:
@@ -171,6 +188,10 @@ class Detector:
         parts = []
         for i in range(0, len(frames), step):
             chunk = frames[i : i + step]
+            nv12_sizes = self._nv12_feed(chunk)
+            if nv12_sizes is not None:
+                parts.append(self._run_nv12(nv12_sizes, chunk, i, min_score))
+                continue
             x, scale = preprocess_frames(chunk, self.spec.input, letterbox=self.spec.letterbox, out=self._batch_buffer(len(chunk)))
             sizes = np.array([[f.shape[1], f.shape[0]] for f in frames[i : i + step]], np.float32)
             parts.append(self._run(x, scale, sizes, i, min_score))
@@ -203,15 +224,43 @@ class Detector:
     def _join(self, parts: list[FaceBatch]) -> FaceBatch:
         return FaceBatch.merge(parts) if parts else FaceBatch.empty(self.gives_landmarks)
 
-    def _run(self, x: np.ndarray, scale: np.ndarray, sizes: np.ndarray, offset: int, min_score: float | None = None) -> FaceBatch:
+    def _nv12_feed(self, chunk: Sequence[Image]) -> dict | None:
+        """The NV12 graph's size inputs for a chunk of :class:`Nv12Picture` frames of one size
+        (as :func:`ferbatch.models.graph_nv12.letterbox_sizes`); None when the chunk takes the host
+        path (no NV12 runner, other frames, sizes that differ, or a letterboxed side that rounds odd)."""
+        if self.nv12_runner is None or not chunk or not all(isinstance(f, Nv12Picture) for f in chunk):
+            return None
+        if len({f.shape for f in chunk}) != 1:
+            return None
+        h, w = self.spec.input.height, self.spec.input.width
+        nw, nh = letterbox_size((chunk[0].shape[1], chunk[0].shape[0]), (w, h))
+        if nw % 2 or nh % 2:  # the graph resizes 4:2:0 planes: even sides only
+            return None
+        return {"resize_hw": np.array([nh, nw], np.int64), "input_hw": np.array([h, w], np.int64)}
+
+    def _run_nv12(self, sizes_in: dict, chunk: Sequence[Image], offset: int, min_score: float | None) -> FaceBatch:
+        """Run a chunk of NV12 pictures through :attr:`nv12_runner` (the frames bound where they lie:
+        :meth:`ferbatch.models.runners.onnxruntime.OrtRunner.infer_bound`); as :meth:`_run`."""
+        pics = [f for f in chunk if isinstance(f, Nv12Picture)]
+        fh, fw = pics[0].height, pics[0].width
+        nh, nw = (int(v) for v in sizes_in["resize_hw"])
+        feed = {"planes": stack_nv12(pics), **sizes_in}
+        scale = np.tile(np.array([[fw / nw, fh / nh]], np.float32), (len(pics), 1))
+        sizes = np.tile(np.array([[fw, fh]], np.float32), (len(pics), 1))
+        return self._run(feed, scale, sizes, offset, min_score, runner=self.nv12_runner)
+
+    def _run(
+        self, x: np.ndarray | dict, scale: np.ndarray, sizes: np.ndarray, offset: int, min_score: float | None = None, runner=None
+    ) -> FaceBatch:
         """Run one batch and map its faces to frame pixels.
 
         Args:
-            x: (F, h, w, 3) uint8 model input.
+            x: (F, h, w, 3) uint8 model input, or the NV12 graph's feed (``planes`` and sizes) for ``runner``.
             scale: (F, 2) float32 input pixels -> frame pixels (sx, sy).
             sizes: (F, 2) float32 frame width, height in pixels (boxes are clipped to them).
             offset: index of ``x[0]`` in the caller's batch (added to ``frame_pos``).
             min_score: the score threshold of this call (None: ``score_threshold``).
+            runner: :attr:`nv12_runner` for an NV12 feed (run through ``infer_bound``); None = :attr:`runner`.
 
         Returns:
             FaceBatch; boxes clipped to the frame, those clipped to under 1 px dropped.
@@ -219,10 +268,10 @@ class Detector:
         spec = self.spec.input
         thr = self.score_threshold if min_score is None else min_score
         lm = self.decoder.gives_landmarks
-        feed = {spec.name: x}
+        feed = dict(x) if isinstance(x, dict) else {spec.name: x}
         if self._feeds_threshold:
             feed[SCORE_THRESHOLD] = np.array([thr], np.float32)
-        out = self.runner.infer(feed)
+        out = self.runner.infer(feed) if runner is None else runner.infer_bound(feed)
         dk = None
         if self.in_graph_nms:
             db, ds = out[DET_BOXES], out[DET_SCORES]

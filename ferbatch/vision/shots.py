@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ferbatch.picture import Image, YuvPicture
+from ferbatch.picture import Image, Nv12Picture, YuvPicture
 
 __all__ = ["ShotDetector", "content_score", "thumbnail", "THUMB_W"]
 
@@ -26,13 +26,13 @@ THUMB_W = 96  # thumbnail width in pixels (height keeps the aspect ratio)
 
 
 def thumbnail(image: Image) -> np.ndarray:
-    """(h, THUMB_W, 3) uint8 HSV thumbnail of an (H, W, 3) uint8 RGB frame or a
-    :class:`ferbatch.picture.YuvPicture` (OpenCV ranges: H 0..179)."""
+    """(h, THUMB_W, 3) uint8 HSV thumbnail of an (H, W, 3) uint8 RGB frame or a picture
+    (:class:`ferbatch.picture.YuvPicture`, :class:`ferbatch.picture.Nv12Picture`; OpenCV ranges: H 0..179)."""
     h, w = image.shape[:2]
     th = max(1, round(h * THUMB_W / max(w, 1)))
     # bilinear, not area: it reads 2x2 pixels per output pixel instead of the whole frame (0.03 ms vs
     # 0.6 ms at 720p); the score averages ~5,000 pixel differences, so aliasing does not move it
-    if isinstance(image, YuvPicture):
+    if isinstance(image, (YuvPicture, Nv12Picture)):  # a device picture is decimated there first (Nv12Picture.resized_rgb)
         small = image.resized_rgb(THUMB_W, th)
     else:
         small = cv2.resize(image, (THUMB_W, th), interpolation=cv2.INTER_LINEAR)

@@ -314,6 +314,7 @@ class FrameSizedDetector:
                 max_faces=d.max_faces,
                 score_threshold=d.score_threshold,
                 iou_threshold=d.iou_threshold,
+                nv12_runner=d.nv12_runner,
             )
         return self._by_size[wh]
 
