@@ -1,0 +1,134 @@
+"""The in-graph pre-processing wired into the pipeline (``--preprocess graph``, issue 33), on the CPU
+provider: PyAV's frames as host :class:`ferbatch.picture.Nv12Picture`, letterbox and colour
+conversion inside the detector graph (:mod:`ferbatch.models.graph_nv12`), aligned grey crops inside
+the classifier graph (:mod:`ferbatch.models.graph_crop`). On a GPU node NVDEC's frames take the same
+path in GPU memory (``scripts/gpu_check.py``).
+
+Mutations run against these tests (each made the named test fail, then was restored):
+- ``Detector._run_nv12`` scaling boxes by the input size instead of the letterboxed size -> test_graph_rows_are_the_host_rows;
+- ``Classifier.crops_in_graph`` always False (crops cut on the host) -> test_graph_rows_are_the_host_rows;
+- ``ShardWorker.pictures_for`` always True -> test_worker_decodes_nv12_for_graph_models;
+- ``frame_graphs`` accepting the OpenVINO backend -> test_graph_preprocessing_needs_onnxruntime_and_a_letterbox;
+- ``Nv12Picture.decimated`` reading V from U's columns -> test_device_thumbnail_is_the_thumbnail.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from conftest import INTEL_3FACE, WOLFGANG
+
+from ferbatch.config import JobConfig
+from ferbatch.errors import ConfigError
+from ferbatch.media.decode import to_image
+from ferbatch.media.probe import probe_video
+from ferbatch.media.shards import Shard
+from ferbatch.models.load import frame_graphs, load_models, resolve_specs
+from ferbatch.picture import Nv12Picture, YuvPicture, stack_nv12
+from ferbatch.pipeline import FrameSettings, process_shard
+from ferbatch.vision.shots import content_score, thumbnail
+
+
+@pytest.fixture(scope="module")
+def graph_models(_cache):
+    m = load_models(JobConfig(preprocess="graph"), threads=2)
+    yield m
+    m.close()
+
+
+def _rows(path, models, pictures):
+    info, index = probe_video(path)
+    return process_shard(Shard("v", str(path), 0, 0, None, index), models, settings=FrameSettings.of(JobConfig()), pictures=pictures)
+
+
+@pytest.mark.parametrize("path", [WOLFGANG, INTEL_3FACE], ids=["wolfgang", "intel3"])
+def test_graph_rows_are_the_host_rows(models, graph_models, path):
+    """The default job's settings (detection every 3 frames, tracks, interpolated probabilities):
+    the same frames, faces per frame, sources and track ids; boxes within a pixel but for the rare
+    face YuNet places unstably; labels equal on >= 95 % of rows. Both graphs ran: crops were not cut
+    on the host, and boxes are not the host path's bit for bit."""
+    assert graph_models.takes_nv12 and not models.takes_nv12
+    host = _rows(path, models, True)
+    graph = _rows(path, graph_models, "nv12")
+    a, b = host.faces, graph.faces
+    assert host.result.status == graph.result.status == "ok"
+    assert np.array_equal(host.frame_idx, graph.frame_idx) and np.array_equal(host.face_count, graph.face_count)
+    assert np.array_equal(a.source, b.source) and np.array_equal(a.track_id, b.track_id)
+    err = np.abs(a.boxes - b.boxes).max(axis=1)
+    assert 0 < err.max() and np.median(err) < 0.5 and np.percentile(err, 90) < 1.0, (np.median(err), np.percentile(err, 90))
+    agree = (a.probs.argmax(1) == b.probs.argmax(1)).mean()
+    assert agree >= 0.95, agree
+    assert graph.result.stage_seconds["crop"] == 0.0 < host.result.stage_seconds["crop"]
+
+
+def test_worker_decodes_nv12_for_graph_models(_cache):
+    """A worker whose models run the graphs asks the decoder for NV12 pictures (PyAV's, on the CPU);
+    one with host pre-processing keeps YUV pictures."""
+    from ferbatch.job.workers import ShardWorker
+
+    w = ShardWorker(JobConfig(preprocess="graph", decoder="pyav"), threads=1)
+    try:
+        assert w.pictures_for("pyav") == "nv12"
+    finally:
+        w.models.close()
+    h = ShardWorker(JobConfig(preprocess="host", decoder="pyav"), threads=1)
+    try:
+        assert h.pictures_for("pyav") is True and not h.models.takes_nv12
+    finally:
+        h.models.close()
+
+
+def test_graph_preprocessing_needs_onnxruntime_and_a_letterbox():
+    """``--preprocess graph`` with a backend or detector that cannot take it is refused, naming the
+    option; auto never picks it on the CPU; host never."""
+    det, _ = resolve_specs(JobConfig())
+    assert frame_graphs(JobConfig(preprocess="graph"), "onnxruntime", det)
+    assert not frame_graphs(JobConfig(preprocess="auto"), "onnxruntime", det)
+    assert not frame_graphs(JobConfig(preprocess="host"), "onnxruntime-cuda", det)
+    with pytest.raises(ConfigError, match="--preprocess graph"):
+        frame_graphs(JobConfig(preprocess="graph"), "openvino", det)
+    ultra, _ = resolve_specs(JobConfig(detector="ultraface-rfb-320"))
+    with pytest.raises(ConfigError, match="letterbox"):
+        frame_graphs(JobConfig(preprocess="graph", detector="ultraface-rfb-320"), "onnxruntime", ultra)
+    with pytest.raises(ConfigError, match="--preprocess"):
+        JobConfig(preprocess="gpu")
+
+
+@pytest.fixture(scope="module")
+def frame():
+    with av.open(str(WOLFGANG)) as c:
+        return next(c.decode(video=0))
+
+
+def test_nv12_picture_is_the_yuv_picture(frame):
+    """PyAV's frame as an NV12 picture: the YUV picture's pixels, its host planes, RGB and grey."""
+    yuv = to_image(frame, pictures=True)
+    nv = to_image(frame, pictures="nv12")
+    assert isinstance(yuv, YuvPicture) and isinstance(nv, Nv12Picture) and not nv.on_device
+    assert nv.shape == yuv.shape and nv.nv12.shape == (540, 640)
+    fresh = Nv12Picture(nv.nv12)  # no cached planes: de-interleaved from the array
+    assert np.array_equal(fresh.rgb(), yuv.rgb()) and np.array_equal(fresh.gray(10, 20, 90, 120), yuv.gray(10, 20, 90, 120))
+    assert stack_nv12([nv, fresh]).shape == (2, 540, 640)
+    with pytest.raises(ValueError, match="one size"):
+        stack_nv12([nv, Nv12Picture(nv.nv12[:270, :320].copy())])
+    with pytest.raises(ValueError, match="Nv12Picture"):
+        Nv12Picture(nv.nv12[:-1])
+
+
+def test_device_thumbnail_is_the_thumbnail():
+    """The decimated picture a device frame's shot thumbnail is made from (every s-th pixel, read on
+    the device): within a few levels of the host thumbnail (a cut scores 27), and frame-to-frame
+    scores, what cuts are decided on, within 1.5 of the host thumbnails'."""
+    with av.open(str(WOLFGANG)) as c:
+        pics = [to_image(f, pictures="nv12") for _, f in zip(range(40), c.decode(video=0))]
+    exact = [thumbnail(p) for p in pics]
+    small = [p.decimated(96, 54) for p in pics]
+    assert small[0].width >= 192 and small[0].height >= 108 and small[0].width < pics[0].width
+    dec = [thumbnail(s) for s in small]
+    assert exact[0].shape == dec[0].shape
+    assert max(content_score(a, b) for a, b in zip(exact, dec)) < 8.0
+    steps = [(content_score(exact[i], exact[i + 1]), content_score(dec[i], dec[i + 1])) for i in range(len(pics) - 1)]
+    assert max(abs(x - y) for x, y in steps) < 1.5, steps
+    swapped = YuvPicture(small[0].y, small[0].v, small[0].u)  # a colour change the score sees
+    assert content_score(exact[0], thumbnail(swapped)) > 20.0
