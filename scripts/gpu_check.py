@@ -166,7 +166,9 @@ def compare_rows(a: Path, b: Path) -> dict:
     return res
 
 
-def _e2e_worker(clip: str, backend: str, precision: str, algo: str, barrier, results, out_dir: str, decoder: str = "pyav") -> None:
+def _e2e_worker(
+    clip: str, backend: str, precision: str, algo: str, barrier, results, out_dir: str, decoder: str = "pyav", preprocess: str = "host"
+) -> None:
     """One worker process: load the models, warm up on the first frames, wait at the barrier, run the clip."""
     from ferbatch.config import JobConfig
     from ferbatch.job.workers import ShardWorker
@@ -176,7 +178,7 @@ def _e2e_worker(clip: str, backend: str, precision: str, algo: str, barrier, res
 
     OrtRunner.cudnn_conv_algo_search = algo
     try:
-        w = ShardWorker(JobConfig(backend=backend, precision=precision, decoder=decoder), threads=1)
+        w = ShardWorker(JobConfig(backend=backend, precision=precision, decoder=decoder, preprocess=preprocess), threads=1)
         _, index = probe_video(clip)
         n = len(index.pts)
         w.run(Shard(f"warm{os.getpid()}", clip, 0, 0, min(n, 2 * w.models.detect_batch), index), out_dir)
@@ -199,15 +201,18 @@ def _e2e_worker(clip: str, backend: str, precision: str, algo: str, barrier, res
         results.put({"ok": False, "error": f"{type(e).__name__}: {e}"})
 
 
-def e2e_fps(clip: Path, workers: int, backend: str, precision: str, algo: str, work: Path, decoder: str = "pyav") -> dict:
+def e2e_fps(
+    clip: Path, workers: int, backend: str, precision: str, algo: str, work: Path, decoder: str = "pyav", preprocess: str = "host"
+) -> dict:
     """Steady-state frames/s of ``workers`` worker processes sharing the GPU (see the module doc),
-    decoding with ``decoder`` (the one each worker actually used is reported)."""
+    decoding with ``decoder`` (the one each worker actually used is reported), pre-processing on the
+    host or in the graphs (``--preprocess``: with NVDEC the frames stay on the GPU)."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(workers), ctx.Queue()
-    out = work / f"e2e_out_{workers}_{decoder}"
+    out = work / f"e2e_out_{workers}_{decoder}_{preprocess}"
     t_start = time.perf_counter()
     procs = [
-        ctx.Process(target=_e2e_worker, args=(str(clip), backend, precision, algo, barrier, results, str(out), decoder))
+        ctx.Process(target=_e2e_worker, args=(str(clip), backend, precision, algo, barrier, results, str(out), decoder, preprocess))
         for _ in range(workers)
     ]
     for p in procs:
@@ -544,6 +549,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="300 frames, counts 1,4")
     ap.add_argument("--label", default="", help="store e2e results under e2e_<label> (e.g. a baseline run of older code)")
     ap.add_argument("--decoders", default="pyav", help="decoders for e2e and rows: pyav, nvdec or pyav,nvdec")
+    ap.add_argument(
+        "--preprocess",
+        default="host",
+        help="e2e and rows: host, graph or host,graph (graph: --preprocess graph, frames on the GPU with NVDEC)",
+    )
     ap.add_argument("--variants", action="store_true", help="e2e: also fp16 and cuDNN exhaustive search at the best 720p count")
     a = ap.parse_args()
     steps = [x for x in a.steps.split(",") if x]
@@ -555,6 +565,9 @@ def main() -> int:
     if set(decoders) - {"pyav", "nvdec"}:
         ap.error(f"--decoders {a.decoders}: choose from pyav, nvdec")
     n = 300 if a.quick else a.frames
+    preprocess = [x for x in a.preprocess.split(",") if x]
+    if set(preprocess) - {"host", "graph"}:
+        ap.error(f"--preprocess {a.preprocess}: choose from host, graph")
 
     t0 = time.perf_counter()
     report: dict = json.loads(a.out.read_text()) if a.out.exists() else {}
@@ -665,16 +678,33 @@ def main() -> int:
                 report["rows_equal_nvdec"] = {"skipped": str(e)}
             print("rows (NVDEC) vs CPU:", report["rows_equal_nvdec"], flush=True)
         save()
+    if "rows" in steps and "graph" in preprocess:
+        from ferbatch.config import JobConfig
+        from ferbatch.errors import FerbatchError
+        from ferbatch.job import run_job
+
+        for dec in decoders:  # the in-graph pre-processing against the CPU run (host NV12 with PyAV, device NV12 with NVDEC)
+            d = work / f"gpu_graph_{dec}"
+            shutil.rmtree(d, ignore_errors=True)
+            try:
+                t = time.perf_counter()
+                run_job(a.data / "videos_faces", d, JobConfig(backend=a.backend, decoder=dec, preprocess="graph"), use_ray=False)
+                report[f"rows_equal_graph_{dec}"] = compare_rows(work / "cpu", d) | {"gpu_s": round(time.perf_counter() - t, 1)}
+            except FerbatchError as e:
+                report[f"rows_equal_graph_{dec}"] = {"skipped": str(e)}
+            print(f"rows (graph, {dec}) vs CPU:", report[f"rows_equal_graph_{dec}"], flush=True)
+        save()
     if "e2e" in steps:
         for dec in decoders:
-            key = "_".join(x for x in ("e2e", a.label, "" if dec == "pyav" else dec) if x)
-            e2e = report.setdefault(key, {})
-            for name, clip in clips.items():
-                row = e2e.setdefault(name, {})
-                for wpg in counts:
-                    row[str(wpg)] = e2e_fps(clip, wpg, a.backend, "fp32", "HEURISTIC", work, decoder=dec)
-                    print(f"e2e {dec} {name} {wpg} workers: {row[str(wpg)]}", flush=True)
-                    save()
+            for pre in preprocess:
+                key = "_".join(x for x in ("e2e", a.label, "" if dec == "pyav" else dec, "" if pre == "host" else pre) if x)
+                e2e = report.setdefault(key, {})
+                for name, clip in clips.items():
+                    row = e2e.setdefault(name, {})
+                    for wpg in counts:
+                        row[str(wpg)] = e2e_fps(clip, wpg, a.backend, "fp32", "HEURISTIC", work, decoder=dec, preprocess=pre)
+                        print(f"e2e {dec} {pre} {name} {wpg} workers: {row[str(wpg)]}", flush=True)
+                        save()
         e2e = report.setdefault(f"e2e_{a.label}" if a.label else "e2e", {})
     if "e2e" in steps and a.variants:
         best = max(counts, key=lambda c: e2e["720p"][str(c)].get("fps", 0))

@@ -162,7 +162,12 @@ def crop_graph(size: int = 48, nv12: bool = False):
     n.append(
         helper.make_node(
             "Slice",
-            ["tap_weights", const("w0_s", np.array([0], np.int64)), const("w0_e", np.array([1], np.int64)), const("w0_a", np.array([1], np.int64))],
+            [
+                "tap_weights",
+                const("w0_s", np.array([0], np.int64)),
+                const("w0_e", np.array([1], np.int64)),
+                const("w0_a", np.array([1], np.int64)),
+            ],
             ["w_first"],
         )
     )  # (N, 1): 1 / k

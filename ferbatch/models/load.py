@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ferbatch.config import GPU_BACKENDS, JobConfig
 from ferbatch.errors import ConfigError
+from ferbatch.models.frame_graphs import graph_runners
 from ferbatch.models.graphs import prepare_classifier, prepare_detector
 from ferbatch.models.prior import configure_classifier
 from ferbatch.models.registry import ModelSpec, load_registry, resolve_model_file
@@ -23,7 +24,6 @@ from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetecto
 __all__ = [
     "Models",
     "ModelRef",
-    "frame_graphs",
     "gpu_visible",
     "load_models",
     "prepare_models",
@@ -76,7 +76,7 @@ class Models:
     @property
     def takes_nv12(self) -> bool:
         """True when the detector (and an aligned grey classifier) run the in-graph pre-processing
-        on :class:`ferbatch.picture.Nv12Picture` frames (``--preprocess``: :func:`frame_graphs`):
+        on :class:`ferbatch.picture.Nv12Picture` frames (``--preprocess``: :func:`ferbatch.models.frame_graphs.frame_graphs`):
         decoders should then yield those."""
         return bool(self.graph_runners)
 
@@ -234,33 +234,6 @@ def detector_nms_in_graph(cfg: JobConfig, det_spec: ModelSpec, backend: str) -> 
     return cfg.in_graph_nms and (backend in GPU_BACKENDS or not det_spec.gives_landmarks)
 
 
-def frame_graphs(cfg: JobConfig, backend: str, det_spec: ModelSpec) -> bool:
-    """Whether workers run the pre-processing inside the graphs (``cfg.preprocess``): "graph"
-    always, "auto" where NVDEC's frames can stay on the GPU (the onnxruntime-cuda backend with
-    PyNvVideoCodec and ``--decoder`` auto or nvdec), "host" never.
-
-    Raises:
-        ConfigError: "graph" with a backend other than ONNX Runtime (the graphs are bound through
-            its I/O binding) or a detector that does not letterbox (UltraFace: its fixed input is a
-            plain resize, made on the host).
-    """
-    if cfg.preprocess == "host":
-        return False
-    able = backend in ("onnxruntime", "onnxruntime-cuda") and det_spec.letterbox
-    if cfg.preprocess == "graph":
-        if not able:
-            raise ConfigError(
-                f"--preprocess graph | needs ONNX Runtime (onnxruntime or onnxruntime-cuda) and a letterboxing detector (yunet-*); "
-                f"got backend {backend} and detector {det_spec.name}"
-            )
-        return True
-    if not able or backend != "onnxruntime-cuda" or cfg.decoder == "pyav":
-        return False
-    from ferbatch.media.decoders import nvdec_available
-
-    return nvdec_available()[0]
-
-
 def prepare_graphs(cfg: JobConfig, backend: str | None = None) -> tuple[tuple[ModelSpec, Path], tuple[ModelSpec, Path]]:
     """((detector spec, prepared graph), (classifier spec, prepared graph)) for ``cfg``: resolved,
     sha256-checked, parsed and prepared (cached in the user cache).
@@ -363,26 +336,9 @@ def load_models(cfg: JobConfig, threads: int | None = None, *, graph_nms: bool |
         det_runner = OrtRunner(det_graph(nms), threads=threads, providers=providers, max_batch=det_batch, name=f"{backend}:{det_spec.name}")
         cls_runner = OrtRunner(cls_graph, threads=threads, providers=providers, max_batch=cls_batch, name=f"{backend}:{cls_spec.name}")
 
-    nv12_runner = frames_runner = None
-    if frame_graphs(cfg, backend, det_spec):  # the in-graph pre-processing: ONNX Runtime, thread-safe runners
-        from ferbatch.models.graph_crop import prepare_crop_classifier
-        from ferbatch.models.graph_nv12 import prepare_nv12_detector
-
-        nv12_runner = OrtRunner(
-            prepare_nv12_detector(det_graph(nms), det_spec),
-            threads=threads,
-            providers=providers,
-            max_batch=det_batch,
-            name=f"{backend}:{det_spec.name}+nv12",
-        )
-        if cls_spec.crop.get("mode") == "aligned" and cls_spec.input.color == "GRAY" and cls_spec.input.width == cls_spec.input.height:
-            frames_runner = OrtRunner(
-                prepare_crop_classifier(cls_file, cls_spec, nv12=True, precision=cfg.precision),
-                threads=threads,
-                providers=providers,
-                max_batch=cls_batch,
-                name=f"{backend}:{cls_spec.name}+crops",
-            )
+    nv12_runner, frames_runner = graph_runners(
+        cfg, backend, det_spec, cls_spec, det_graph(nms), cls_file, threads, providers, (det_batch, cls_batch)
+    )
 
     def wrap(det_runner: Runner, cls_runner: Runner) -> tuple[AnyDetector, Classifier]:
         plain = Detector(

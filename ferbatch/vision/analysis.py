@@ -44,7 +44,7 @@ from ferbatch.faces import SOURCE_FRAME, SOURCE_TRACKED, SOURCE_WINDOW, FaceBatc
 from ferbatch.labels import EMOTIONS
 from ferbatch.picture import Image
 from ferbatch.vision.between import After, BetweenRows, Carried, interpolate_probs, rows_between
-from ferbatch.vision.classify import Classifier, extract_crops
+from ferbatch.vision.classify import Classifier
 from ferbatch.vision.shots import ShotDetector
 from ferbatch.vision.tiling import AnyDetector
 from ferbatch.vision.track import ByteTracker, TrackerConfig
@@ -315,7 +315,6 @@ class FrameAnalyzer:
         interpolated rows whose ends disagree or are not rows (a detection below the row
         threshold)."""
         st = self.stage_seconds
-        spec = self.models.classifier.spec
         m = len(faces)
         probs = np.full((m, len(EMOTIONS)), np.nan, np.float32)
         source = np.zeros(m, np.uint8)
@@ -325,16 +324,9 @@ class FrameAnalyzer:
             if not len(rows):
                 return
             t1 = time.perf_counter()
-            cls, sub = self.models.classifier, faces[rows]
-            if cls.crops_in_graph(images, sub):  # NV12 frames: the crops are cut inside the graph (counted as classify)
-                probs[rows] = cls.classify_frames(images, sub)
-                st["classify"] += time.perf_counter() - t1
-                return
-            crops = extract_crops(images, sub, spec)
-            t2 = time.perf_counter()
-            probs[rows] = cls.classify(crops)
-            st["crop"] += t2 - t1
-            st["classify"] += time.perf_counter() - t2
+            probs[rows], crop_s = self.models.classifier.classify_faces(images, faces[rows])
+            st["crop"] += crop_s
+            st["classify"] += time.perf_counter() - t1 - crop_s
 
         run(np.flatnonzero(~cand))
         need = interpolate_probs(faces, probs, source, np.flatnonzero(cand), weights, ends, self._carried_probs)

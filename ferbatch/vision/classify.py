@@ -15,6 +15,7 @@ Crop modes (registry key ``crop.mode``):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import cv2
@@ -135,6 +136,20 @@ class Classifier:
         self.spec = spec
         aligned_grey = spec.crop.get("mode") == "aligned" and spec.input.color == "GRAY" and spec.input.width == spec.input.height
         self.frames_runner = frames_runner if aligned_grey else None
+
+    def classify_faces(self, frames: Sequence[Image], faces: FaceBatch) -> tuple[np.ndarray, float]:
+        """Classify faces of a batch of frames: :meth:`classify_frames` where the crops can be cut
+        inside the graph (:meth:`crops_in_graph`), else :func:`extract_crops` and :meth:`classify`.
+
+        Returns:
+            ((M, 8) float32 probabilities as :meth:`classify`, seconds spent cutting crops on the host).
+        """
+        if self.crops_in_graph(frames, faces):
+            return self.classify_frames(frames, faces), 0.0
+        t = time.perf_counter()
+        crops = extract_crops(frames, faces, self.spec)
+        dt = time.perf_counter() - t
+        return self.classify(crops), dt
 
     def crops_in_graph(self, frames: Sequence[Image], faces: FaceBatch) -> bool:
         """True when :meth:`classify_frames` cuts these faces' crops inside the graph: a
