@@ -1,25 +1,30 @@
 """NV12 frames into the detector graph: the letterboxed RGB input made inside the graph, so frames
 NVDEC leaves in GPU memory reach the detector without a host round-trip (issue 33).
 
-:func:`nv12_input_graph` computes, for a batch of NV12 pictures, what
+:func:`nv12_input_graph` computes, for a batch of NV12 pictures, exactly what
 :func:`ferbatch.vision.detect.preprocess_frames` computes on the host for
-:class:`ferbatch.picture.YuvPicture` frames with a letterbox (``YuvPicture.resized_rgb``):
+:class:`ferbatch.picture.YuvPicture` frames with a letterbox (``YuvPicture.resized_rgb``: OpenCV's
+resize of each plane, then ``COLOR_YUV2RGB_I420``), bit for bit, in OpenCV's own integer arithmetic:
 
 1. the luma plane resized to the frame's letterboxed size ``(nh, nw)`` and the chroma planes to
-   ``(nh / 2, nw / 2)``, bilinear with half-pixel centres (OpenCV's ``INTER_LINEAR``; ONNX ``Resize``
-   ``linear``/``half_pixel``), each rounded to uint8 as OpenCV's are;
-2. chroma repeated 2 x 2 (nearest: OpenCV's ``COLOR_YUV2RGB_I420``) and converted to RGB with ITU-R
-   BT.601 limited range, ``Y' = max(Y - 16, 0)`` as OpenCV clamps it: ``R = 1.164 Y' + 1.596 (V - 128)``,
-   ``G = 1.164 Y' - 0.813 (V - 128) - 0.391 (U - 128)``, ``B = 1.164 Y' + 2.018 (U - 128)``
-   (the coefficients of OpenCV's ``cvtColor``; ``ferbatch.picture`` uses the same);
-3. rounded, clipped to 0..255, and padded with zeros right and bottom to the input's ``(h, w)``.
+   ``(nh / 2, nw / 2)`` as ``cv2.resize(INTER_LINEAR)`` resizes uint8 (imgproc/src/resize.cpp): two
+   taps per output pixel with 11-bit fixed-point weights along each axis
+   (:func:`ferbatch.vision.detect.linear_taps`, computed on the host and fed as inputs), the
+   horizontal sum in int32, then the vertical pass as OpenCV's vector kernel rounds it
+   (``VResizeLinearVec_32s8u``: ``(((b0 (S0 >> 4)) >> 16) + ((b1 (S1 >> 4)) >> 16) + 2) >> 2``);
+2. chroma repeated 2 x 2 and converted with ITU-R BT.601 limited range in OpenCV's 20-bit fixed point
+   (imgproc color_yuv, :data:`BT601_FIXED`): ``Y' = max(Y - 16, 0)``,
+   ``R = (cy Y' + cvr (V - 128) + 2^19) >> 20``, likewise G and B, clipped to 0..255;
+3. padded with zeros right and bottom to the input's ``(h, w)``.
 
 Inputs: ``planes`` ``(F, 3 H / 2, W)`` uint8 (NV12: ``H`` luma rows, then ``H / 2`` rows of
-interleaved U, V), ``resize_hw`` ``(2,)`` int64 ``(nh, nw)`` (even), ``input_hw`` ``(2,)`` int64
-``(h, w)`` (:func:`letterbox_sizes`). Output ``frames_rgb`` ``(F, h, w, 3)`` uint8 RGB, the prepared
-detector's input (:func:`ferbatch.models.graph_input.prepend_uint8_input`); :func:`nv12_detector`
-joins the two. OpenCV's fixed-point arithmetic differs from the graph's float32 by a level or two
-(``tests/test_graph_nv12.py`` bounds the detections' difference).
+interleaved U, V); ``luma_cols``, ``luma_rows``, ``chroma_cols``, ``chroma_rows`` ``(n, 2)`` int64
+source indices and their ``_w`` twins ``(n, 2)`` int32 weights; ``input_hw`` ``(2,)`` int64 ``(h, w)``
+(:func:`letterbox_sizes`). Output ``frames_rgb`` ``(F, h, w, 3)`` uint8 RGB, the prepared detector's
+input (:func:`ferbatch.models.graph_input.prepend_uint8_input`); :func:`nv12_detector` joins the two.
+``tests/test_graph_nv12.py`` checks the input equal to the host path's and the detections equal.
+(The first version resized in float32 with ONNX ``Resize``: inputs up to 4 levels off, and a face
+YuNet places unstably moved up to 15 px.)
 """
 
 from __future__ import annotations
@@ -29,31 +34,33 @@ import numpy as np
 __all__ = ["letterbox_sizes", "nv12_input_graph", "nv12_detector", "prepare_nv12_detector"]
 
 OPSET = 17
-NV12_GRAPH_VERSION = 1  # bump when the graph changes: it invalidates prepared files
+NV12_GRAPH_VERSION = 2  # bump when the graph changes: it invalidates prepared files
 
 
 def letterbox_sizes(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dict[str, np.ndarray]:
-    """The graph's size inputs for frames of ``frame_wh`` letterboxed into ``input_wh``, as
-    ``preprocess_frames(letterbox=True)`` sizes them (``r = min(w / W, h / H)``, rounded), made even
-    (4:2:0 chroma).
-
-    Returns:
-        ``{"resize_hw": (2,) int64 (nh, nw), "input_hw": (2,) int64 (h, w)}``.
+    """The graph's inputs besides ``planes`` for frames of ``frame_wh`` letterboxed into ``input_wh``
+    (:func:`ferbatch.vision.detect.nv12_letterbox_inputs`: OpenCV's resize taps and weights).
 
     Raises:
         ValueError: an odd frame side (4:2:0 frames have even sides) or a letterboxed side that
             rounds to an odd number (the host path then converts at full size: not this graph's job).
     """
-    from ferbatch.vision.detect import letterbox_size
+    from ferbatch.vision.detect import letterbox_size, nv12_letterbox_inputs
 
-    fw, fh = frame_wh
-    w, h = input_wh
-    if fw % 2 or fh % 2:
-        raise ValueError(f"letterbox_sizes | frame {fw}x{fh}: NV12 frames have even sides")
-    nw, nh = letterbox_size(frame_wh, input_wh)
-    if nw % 2 or nh % 2:
-        raise ValueError(f"letterbox_sizes | {fw}x{fh} letterboxed into {w}x{h} is {nw}x{nh}: an odd side")
-    return {"resize_hw": np.array([nh, nw], np.int64), "input_hw": np.array([h, w], np.int64)}
+    if frame_wh[0] % 2 or frame_wh[1] % 2:
+        raise ValueError(f"letterbox_sizes | frame {frame_wh[0]}x{frame_wh[1]}: NV12 frames have even sides")
+    out = nv12_letterbox_inputs(frame_wh, input_wh)
+    if out is None:
+        nw, nh = letterbox_size(frame_wh, input_wh)
+        raise ValueError(
+            f"letterbox_sizes | {frame_wh[0]}x{frame_wh[1]} letterboxed into {input_wh[0]}x{input_wh[1]} is {nw}x{nh}: an odd side"
+        )
+    return out
+
+
+PLANE_INPUTS = ("luma_cols", "luma_rows", "chroma_cols", "chroma_rows")  # each with a "_w" twin: (n, 2) indices, weights
+# ITU-R BT.601 limited range in OpenCV's 20-bit fixed point (imgproc color_yuv: ITUR_BT_601_CY, CVR, CVG, CUG, CUB)
+BT601_FIXED = {"cy": 1220542, "cvr": 1673527, "cvg": -852492, "cug": -409993, "cub": 2116026}
 
 
 def nv12_input_graph():
@@ -72,75 +79,121 @@ def nv12_input_graph():
         n.append(helper.make_node(op, ins, [out], **attrs))
         return out
 
+    i32 = {"to": TensorProto.INT32}
+    c = {k: const(k, np.int32(v)) for k, v in BT601_FIXED.items()}
+    for k, v in (
+        ("i0", 0),
+        ("i2", 2),
+        ("i4", 4),
+        ("i16", 16),
+        ("i128", 128),
+        ("i255", 255),
+        ("i2_16", 1 << 16),
+        ("i2_19", 1 << 19),
+        ("i2_20", 1 << 20),
+    ):
+        c[k] = const(k, np.int32(v))
+
+    cols_made: dict[tuple[str, int], str] = {}
+
+    def col(name: str, j: int) -> str:  # (n,) column j of an (n, 2) input, made once
+        if (name, j) not in cols_made:
+            cols_made[name, j] = node("Gather", [name, const(f"{name}_j{j}", np.array(j, np.int64))], f"{name}_{j}", axis=1)
+        return cols_made[name, j]
+
+    def resize(x: str, plane: str, ndim: int) -> str:
+        """OpenCV's INTER_LINEAR of uint8 ``x`` (F, rows, cols[, 2]) as int32: per output row, the two
+        source rows it reads (gathered first: only those are cast and summed), their horizontal taps
+        (scale 2048), then OpenCV's vertical vector kernel:
+        ``(((b0 (S0 >> 4)) >> 16) + ((b1 (S1 >> 4)) >> 16) + 2) >> 2``."""
+        cols, cw, rows, rw = f"{plane}_cols", f"{plane}_cols_w", f"{plane}_rows", f"{plane}_rows_w"
+        cw_shape = [-1] + [1] * (ndim - 3)  # weights along axis 2
+        rw_shape = [-1] + [1] * (ndim - 2)  # along axis 1
+        cws = [node("Reshape", [col(cw, k), const(f"{plane}_cws{k}", np.array(cw_shape, np.int64))], f"{plane}_cw{k}") for k in (0, 1)]
+        v = []
+        for j in (0, 1):
+            src = node("Cast", [node("Gather", [x, col(rows, j)], f"{plane}_r{j}", axis=1)], f"{plane}_r{j}_i", **i32)
+            h = [
+                node("Mul", [node("Gather", [src, col(cols, k)], f"{plane}_r{j}c{k}", axis=2), cws[k]], f"{plane}_r{j}w{k}") for k in (0, 1)
+            ]
+            s4 = node("Div", [node("Add", h, f"{plane}_h{j}"), c["i16"]], f"{plane}_h{j}_4")
+            w = node("Reshape", [col(rw, j), const(f"{plane}_rws{j}", np.array(rw_shape, np.int64))], f"{plane}_rw{j}")
+            v.append(node("Div", [node("Mul", [s4, w], f"{plane}_vw{j}"), c["i2_16"]], f"{plane}_vs{j}"))
+        out = node("Div", [node("Add", [node("Add", v, f"{plane}_vsum"), c["i2"]], f"{plane}_vr"), c["i4"]], f"{plane}_r")
+        return node("Min", [node("Max", [out, c["i0"]], f"{plane}_lo"), c["i255"]], f"{plane}_out")
+
     shape = node("Shape", ["planes"], "shape")
-    frames = node("Slice", [shape, const("i0", np.array([0], np.int64)), const("i1", np.array([1], np.int64))], "nf")  # (1,)
     rows = node("Slice", [shape, const("j1", np.array([1], np.int64)), const("j2", np.array([2], np.int64))], "rows")
     cols = node("Slice", [shape, const("k2", np.array([2], np.int64)), const("k3", np.array([3], np.int64))], "cols")
     luma_rows = node(
         "Div",
         [node("Mul", [rows, const("two_i", np.array([2], np.int64))], "rows2"), const("three_i", np.array([3], np.int64))],
-        "luma_rows",
+        "luma_rows_n",
     )
     one_i = const("one_i", np.array([1], np.int64))
-    two_i = const("two_only", np.array([2], np.int64))
-    pf = node("Cast", ["planes"], "planes_f", to=TensorProto.FLOAT)
-    # luma: (F, H, W) -> (F, 1, H, W) -> resized to (nh, nw)
-    y = node("Slice", [pf, const("y0", np.array([0], np.int64)), luma_rows, one_i], "y")
-    y4 = node("Unsqueeze", [y, one_i], "y4")
-    ysize = node("Concat", [frames, one_i, "resize_hw"], "ysize", axis=0)
-    resize = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
-    yr = node("Round", [node("Resize", [y4, "", "", ysize], "y_resized", **resize)], "y_r")
-    # chroma: (F, H/2, W) interleaved -> (F, 2, H/2, W/2) -> (nh/2, nw/2) -> repeated 2 x 2
-    uv = node("Slice", [pf, luma_rows, rows, one_i], "uv")
-    half_cols = node("Div", [cols, two_i], "half_cols")
-    uv_shape = node("Concat", [frames, const("m1", np.array([-1], np.int64)), half_cols, two_i], "uv_shape", axis=0)
-    uv4 = node("Transpose", [node("Reshape", [uv, uv_shape], "uv_hw2")], "uv4", perm=[0, 3, 1, 2])
-    csize = node("Concat", [frames, two_i, node("Div", ["resize_hw", two_i], "half_hw")], "csize", axis=0)
-    cr = node("Round", [node("Resize", [uv4, "", "", csize], "uv_resized", **resize)], "uv_r")
-    up = node(
-        "Resize",
-        [cr, "", const("x2", np.array([1, 1, 2, 2], np.float32))],
-        "uv_full",
-        mode="nearest",
-        coordinate_transformation_mode="asymmetric",
-        nearest_mode="floor",
-    )
-    u = node("Slice", [up, const("u0", np.array([0], np.int64)), one_i, one_i], "u")
-    v = node("Slice", [up, one_i, two_i, one_i], "v")
-    y16 = node(
-        "Max", [node("Sub", [yr, const("c16", np.float32(16.0))], "y16"), const("y0f", np.float32(0.0))], "y16c"
-    )  # OpenCV clamps Y - 16 at 0
-    yy = node("Mul", [y16, const("cy", np.float32(1.164))], "yy")
-    uu = node("Sub", [u, const("c128u", np.float32(128.0))], "uu")
-    vv = node("Sub", [v, const("c128v", np.float32(128.0))], "vv")
-    r = node("Add", [yy, node("Mul", [vv, const("crv", np.float32(1.596))], "rv")], "r")
-    g = node(
-        "Sub",
+    y = node("Slice", ["planes", const("y0", np.array([0], np.int64)), luma_rows, one_i], "y")  # (F, H, W)
+    yr = resize(y, "luma", 3)  # (F, nh, nw)
+    uv = node("Slice", ["planes", luma_rows, rows, one_i], "uv")  # (F, H/2, W) interleaved
+    uv_shape = node(
+        "Concat",
         [
-            node("Sub", [yy, node("Mul", [vv, const("cgv", np.float32(0.813))], "gv")], "g1"),
-            node("Mul", [uu, const("cgu", np.float32(0.391))], "gu"),
+            const("uv_lead", np.array([0, 0], np.int64)),
+            node("Div", [cols, const("two_c", np.array([2], np.int64))], "half_cols"),
+            const("uv_two", np.array([2], np.int64)),
         ],
-        "g",
+        "uv_shape",
+        axis=0,
     )
-    b = node("Add", [yy, node("Mul", [uu, const("cbu", np.float32(2.018))], "bu")], "b")
-    rgb = node("Concat", [r, g, b], "rgb", axis=1)  # (F, 3, nh, nw)
-    rgb = node("Clip", [node("Round", [rgb], "rgb_r"), const("lo", np.float32(0.0)), const("hi", np.float32(255.0))], "rgb_c")
-    # zeros right and bottom up to (h, w): pads = [0, 0, 0, 0, 0, 0, h - nh, w - nw]
-    extra = node("Sub", ["input_hw", "resize_hw"], "extra")
-    pads = node("Concat", [const("pad_lead", np.zeros(6, np.int64)), extra], "pads", axis=0)
-    padded = node("Pad", [rgb, pads, const("pad_value", np.float32(0.0))], "padded", mode="constant")
-    nhwc = node("Transpose", [padded], "nhwc", perm=[0, 2, 3, 1])
-    node("Cast", [nhwc], "frames_rgb", to=TensorProto.UINT8)
+    uv4 = node("Reshape", [uv, uv_shape], "uv4")  # (F, H/2, W/2, 2): U, V
+    uvr = resize(uv4, "chroma", 4)  # (F, nh/2, nw/2, 2)
+    # chroma repeated 2 x 2 (COLOR_YUV2RGB_I420): row i and column j read chroma i // 2, j // 2
+    nh = node("Gather", [node("Shape", ["luma_rows"], "lr_shape"), const("d0", np.array(0, np.int64))], "nh")
+    nw = node("Gather", [node("Shape", ["luma_cols"], "lc_shape"), const("d0c", np.array(0, np.int64))], "nw")
+    zero64, one64, two64 = const("z64", np.array(0, np.int64)), const("o64", np.array(1, np.int64)), const("t64", np.array(2, np.int64))
+    up_r = node("Div", [node("Range", [zero64, nh, one64], "range_r"), two64], "up_r")
+    up_c = node("Div", [node("Range", [zero64, nw, one64], "range_c"), two64], "up_c")
+    full = node("Gather", [node("Gather", [uvr, up_r], "uv_rows", axis=1), up_c], "uv_full", axis=2)  # (F, nh, nw, 2)
+    u = node("Sub", [node("Gather", [full, const("ch_u", np.array(0, np.int64))], "u_raw", axis=3), c["i128"]], "u")
+    v = node("Sub", [node("Gather", [full, const("ch_v", np.array(1, np.int64))], "v_raw", axis=3), c["i128"]], "v")
+    yy = node("Mul", [node("Max", [node("Sub", [yr, c["i16"]], "y16"), c["i0"]], "y16c"), c["cy"]], "yy")  # OpenCV clamps Y - 16 at 0
+    yh = node("Add", [yy, c["i2_19"]], "yh")  # + half: rounded by the shift
+    r = node("Add", [yh, node("Mul", [v, c["cvr"]], "rv")], "r")
+    g = node("Add", [node("Add", [yh, node("Mul", [v, c["cvg"]], "gv")], "g1"), node("Mul", [u, c["cug"]], "gu")], "g")
+    b = node("Add", [yh, node("Mul", [u, c["cub"]], "bu")], "b")
+    chans = []
+    for name in (r, g, b):  # >> 20; a negative sum truncates towards 0 instead of down: both clip to 0
+        sh = node("Div", [name, c["i2_20"]], f"{name}_s")
+        chans.append(
+            node(
+                "Unsqueeze",
+                [
+                    node("Min", [node("Max", [sh, c["i0"]], f"{name}_lo"), c["i255"]], f"{name}_c"),
+                    const(f"{name}_ax", np.array([3], np.int64)),
+                ],
+                f"{name}_4",
+            )
+        )
+    rgb = node("Cast", [node("Concat", chans, "rgb_i", axis=3)], "rgb_u8", to=TensorProto.UINT8)  # (F, nh, nw, 3)
+    # zeros right and bottom up to (h, w): pads = [0, 0, 0, 0, 0, h - nh, w - nw, 0]
+    hw = node(
+        "Concat",
+        [
+            node("Unsqueeze", [nh, const("ax_nh", np.array([0], np.int64))], "nh1"),
+            node("Unsqueeze", [nw, const("ax_nw", np.array([0], np.int64))], "nw1"),
+        ],
+        "resize_hw",
+        axis=0,
+    )
+    extra = node("Sub", ["input_hw", hw], "extra")
+    pads = node("Concat", [const("pad_lead", np.zeros(5, np.int64)), extra, const("pad_tail", np.zeros(1, np.int64))], "pads", axis=0)
+    node("Pad", [rgb, pads, const("pad_value", np.uint8(0))], "frames_rgb", mode="constant")
+    inputs = [helper.make_tensor_value_info("planes", TensorProto.UINT8, ["F", "R", "W"])]
+    for name in PLANE_INPUTS:
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, [f"{name}_n", 2]))
+        inputs.append(helper.make_tensor_value_info(f"{name}_w", TensorProto.INT32, [f"{name}_n", 2]))
+    inputs.append(helper.make_tensor_value_info("input_hw", TensorProto.INT64, [2]))
     graph = helper.make_graph(
-        n,
-        "ferbatch_nv12_input",
-        [
-            helper.make_tensor_value_info("planes", TensorProto.UINT8, ["F", "R", "W"]),
-            helper.make_tensor_value_info("resize_hw", TensorProto.INT64, [2]),
-            helper.make_tensor_value_info("input_hw", TensorProto.INT64, [2]),
-        ],
-        [helper.make_tensor_value_info("frames_rgb", TensorProto.UINT8, ["F", "h", "w", 3])],
-        inits,
+        n, "ferbatch_nv12_input", inputs, [helper.make_tensor_value_info("frames_rgb", TensorProto.UINT8, ["F", "h", "w", 3])], inits
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ferbatch")
 

@@ -23,6 +23,7 @@ NMS never lets a lower score suppress a higher one).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 
@@ -38,6 +39,8 @@ from ferbatch.vision.decoders import postprocess_raw  # re-exported (tests)
 __all__ = [
     "Detector",
     "letterbox_size",
+    "linear_taps",
+    "nv12_letterbox_inputs",
     "preprocess_frames",
     "postprocess_raw",
     "DET_BOXES",
@@ -59,6 +62,52 @@ def letterbox_size(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> tupl
     (fw, fh), (w, h) = frame_wh, input_wh
     r = min(w / fw, h / fh)
     return max(1, round(fw * r)), max(1, round(fh * r))
+
+
+# OpenCV's INTER_LINEAR on uint8 (imgproc/src/resize.cpp): weights in 11-bit fixed point
+# (INTER_RESIZE_COEF_BITS), the vertical pass as its vector kernel computes it (VResizeLinearVec_32s8u)
+RESIZE_COEF_SCALE = 2048
+
+
+def linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two source indices and fixed-point weights of each output pixel of OpenCV's
+    ``cv2.resize(INTER_LINEAR)`` along one axis of ``src`` -> ``dst`` pixels (imgproc/src/resize.cpp:
+    ``fx = (x + 0.5) src / dst - 0.5`` in float32, indices clamped to the border with weight 0,
+    weights ``round((1 - fx) 2048)`` and ``round(fx 2048)``).
+
+    Returns:
+        (dst, 2) int64 source indices and (dst, 2) int32 weights summing to 2048.
+    """
+    fx = ((np.arange(dst) + 0.5) * (src / dst) - 0.5).astype(np.float32)
+    sx = np.floor(fx).astype(np.int64)
+    fx = (fx - sx).astype(np.float32)
+    out = (sx < 0) | (sx >= src - 1)
+    fx[out] = 0
+    sx = np.clip(sx, 0, src - 1)
+    w = np.stack([np.rint((np.float32(1) - fx) * np.float32(RESIZE_COEF_SCALE)), np.rint(fx * np.float32(RESIZE_COEF_SCALE))], 1)
+    return np.stack([sx, np.minimum(sx + 1, src - 1)], 1), w.astype(np.int32)
+
+
+def nv12_letterbox_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    """The NV12 detector graph's inputs besides the planes (:mod:`ferbatch.models.graph_nv12`) for
+    ``frame_wh`` frames letterboxed into ``input_wh``: :func:`linear_taps` of the luma plane to the
+    letterboxed size (:func:`letterbox_size`) and of the chroma planes to half of it, and the input size.
+
+    Returns:
+        ``{"luma_cols", "luma_rows", "chroma_cols", "chroma_rows"}`` (n, 2) int64 source indices,
+        the same names + ``_w`` (n, 2) int32 weights, ``"input_hw"`` (2,) int64 ``(h, w)``; None
+        when a side is odd (4:2:0 planes: the host path converts at full size then).
+    """
+    (fw, fh), (w, h) = frame_wh, input_wh
+    nw, nh = letterbox_size(frame_wh, input_wh)
+    if fw % 2 or fh % 2 or nw % 2 or nh % 2:
+        return None
+    out = {"input_hw": np.array([h, w], np.int64)}
+    for plane, k in (("luma", 1), ("chroma", 2)):
+        for axis, src, dst in (("cols", fw, nw), ("rows", fh, nh)):
+            idx, wt = linear_taps(src // k, dst // k)
+            out[f"{plane}_{axis}"], out[f"{plane}_{axis}_w"] = idx, wt
+    return out
 
 
 def preprocess_frames(
@@ -225,26 +274,22 @@ class Detector:
         return FaceBatch.merge(parts) if parts else FaceBatch.empty(self.gives_landmarks)
 
     def _nv12_feed(self, chunk: Sequence[Image]) -> dict | None:
-        """The NV12 graph's size inputs for a chunk of :class:`Nv12Picture` frames of one size
-        (as :func:`ferbatch.models.graph_nv12.letterbox_sizes`); None when the chunk takes the host
-        path (no NV12 runner, other frames, sizes that differ, or a letterboxed side that rounds odd)."""
+        """The NV12 graph's inputs besides the planes for a chunk of :class:`Nv12Picture` frames of
+        one size (:func:`nv12_letterbox_inputs`); None when the chunk takes the host path (no NV12
+        runner, other frames, sizes that differ, an odd side)."""
         if self.nv12_runner is None or not chunk or not all(isinstance(f, Nv12Picture) for f in chunk):
             return None
         if len({f.shape for f in chunk}) != 1:
             return None
-        h, w = self.spec.input.height, self.spec.input.width
-        nw, nh = letterbox_size((chunk[0].shape[1], chunk[0].shape[0]), (w, h))
-        if nw % 2 or nh % 2:  # the graph resizes 4:2:0 planes: even sides only
-            return None
-        return {"resize_hw": np.array([nh, nw], np.int64), "input_hw": np.array([h, w], np.int64)}
+        return _nv12_inputs((chunk[0].shape[1], chunk[0].shape[0]), (self.spec.input.width, self.spec.input.height))
 
-    def _run_nv12(self, sizes_in: dict, chunk: Sequence[Image], offset: int, min_score: float | None) -> FaceBatch:
+    def _run_nv12(self, inputs: dict, chunk: Sequence[Image], offset: int, min_score: float | None) -> FaceBatch:
         """Run a chunk of NV12 pictures through :attr:`nv12_runner` (the frames bound where they lie:
         :meth:`ferbatch.models.runners.onnxruntime.OrtRunner.infer_bound`); as :meth:`_run`."""
         pics = [f for f in chunk if isinstance(f, Nv12Picture)]
         fh, fw = pics[0].height, pics[0].width
-        nh, nw = (int(v) for v in sizes_in["resize_hw"])
-        feed = {"planes": stack_nv12(pics), **sizes_in}
+        nh, nw = len(inputs["luma_rows"]), len(inputs["luma_cols"])
+        feed = {"planes": stack_nv12(pics), **inputs}
         scale = np.tile(np.array([[fw / nw, fh / nh]], np.float32), (len(pics), 1))
         sizes = np.tile(np.array([[fw, fh]], np.float32), (len(pics), 1))
         return self._run(feed, scale, sizes, offset, min_score, runner=self.nv12_runner)
@@ -292,3 +337,6 @@ class Detector:
         ok = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)  # drop boxes clipped to nothing
         lms = None if dk is None else dk[pos, slot][ok].astype(np.float32)
         return FaceBatch((pos[ok] + offset).astype(np.int32), boxes[ok], ds[pos, slot][ok].astype(np.float32), lms)
+
+
+_nv12_inputs = functools.lru_cache(maxsize=32)(nv12_letterbox_inputs)  # per (frame size, input size): a few KB each
