@@ -2,8 +2,9 @@
 letterbox and colour conversion), run on ONNX Runtime's CPU provider against the host path
 (``preprocess_frames`` on decoded pictures, the same prepared detector).
 
-Frames: the 3-person walking clip scaled to 320x180 (padded, not resized), 640x360, 1280x720 and
-1920x1080 (resized to 512x288), converted to 4:2:0 by OpenCV; NV12 = its luma, then U and V interleaved.
+Frames: the 3-person walking clip scaled to 320x180 (padded, not resized), 640x360, 854x480 (its 480
+rows resized to 288: weights not exact in 11 bits), 1280x720 and 1920x1080 (resized to 512x288),
+converted to 4:2:0 by OpenCV; NV12 = its luma, then U and V interleaved.
 
 Mutations run against these tests (each made both comparison tests fail, then was restored): U and V swapped
 in the interleaved plane; chroma upsampled bilinearly instead of repeated 2 x 2; no padding to the input size;
@@ -27,7 +28,7 @@ from ferbatch.models.runners.onnxruntime import OrtRunner
 from ferbatch.picture import YuvPicture
 from ferbatch.vision.detect import preprocess_frames
 
-SIZES = ((320, 180), (640, 360), (1280, 720), (1920, 1080))
+SIZES = ((320, 180), (640, 360), (854, 480), (1280, 720), (1920, 1080))  # 854x480: weights that are not exact in 11 bits
 
 
 def to_nv12(i420: np.ndarray, w: int, h: int) -> np.ndarray:
