@@ -207,6 +207,7 @@ class Detector:
         feedable = tuple(runner.input_names) + tuple(getattr(runner, "optional_input_names", ()))
         self._feeds_threshold = self.in_graph_nms and SCORE_THRESHOLD in feedable
         self.nv12_runner = nv12_runner if spec.letterbox else None
+        self.frames_in_graph = 0  # frames letterboxed and converted inside the NV12 graph (a count for tests and benchmarks)
 
     @property
     def gives_landmarks(self) -> bool:
@@ -290,6 +291,7 @@ class Detector:
         fh, fw = pics[0].height, pics[0].width
         nh, nw = len(inputs["luma_rows"]), len(inputs["luma_cols"])
         feed = {"planes": stack_nv12(pics), **inputs}
+        self.frames_in_graph += len(pics)
         scale = np.tile(np.array([[fw / nw, fh / nh]], np.float32), (len(pics), 1))
         sizes = np.tile(np.array([[fw, fh]], np.float32), (len(pics), 1))
         return self._run(feed, scale, sizes, offset, min_score, runner=self.nv12_runner)

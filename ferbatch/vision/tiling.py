@@ -287,6 +287,11 @@ class FrameSizedDetector:
         """True when detections carry 5 landmarks (YuNet)."""
         return self.detector.gives_landmarks
 
+    @property
+    def frames_in_graph(self) -> int:
+        """Frames the NV12 graph pre-processed, over every input size (:attr:`Detector.frames_in_graph`)."""
+        return sum(d.frames_in_graph for d in self._by_size.values())
+
     def input_for(self, frame_wh: tuple[int, int]) -> tuple[int, int]:
         """Input width, height for a frame size: the registry's input when the frame fits in it,
         else the frame (shrunk to ``max_side``) rounded up to ``multiple``."""
