@@ -9,7 +9,12 @@ path are matched to the RGB path's frame by frame (IoU >= 0.5): face-frame recal
 label agreement (``scripts/bench_interval.py``'s ``compare``), and CPU ms/frame (``time.process_time``,
 best of ``--repeat``) of each path. Nothing is asserted; it prints a table and one JSON line.
 
-Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_frame_path.py [--every 1,3] [--extra CLIP,...]
+With ``--graph`` the two paths are the host pre-processing of those pictures and the in-graph one
+(``--preprocess graph``, issue 33: NV12 pictures, letterbox and colour conversion inside the
+detector graph, aligned crops inside the classifier graph), both on the CPU provider: the first
+columns then read host, the second graph.
+
+Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_frame_path.py [--every 1,3] [--extra CLIP,...] [--graph]
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ def main() -> None:
     ap.add_argument("--extra", default="", help="comma-separated extra clips (e.g. the bench's 720p/1080p clips)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--json", default="")
+    ap.add_argument("--graph", action="store_true", help="compare host pictures (first) with the in-graph pre-processing (second)")
     args = ap.parse_args()
     from ferbatch.config import JobConfig
     from ferbatch.media.probe import probe_video
@@ -40,7 +46,10 @@ def main() -> None:
     from ferbatch.pipeline import FrameSettings, process_shard
 
     cv2.setNumThreads(1)
-    models = load_models(JobConfig(workers=1), threads=1)
+    models = load_models(JobConfig(workers=1, preprocess="host"), threads=1)
+    paths = [("rgb", False, models), ("pic", True, models)]
+    if args.graph:
+        paths = [("rgb", True, models), ("pic", "nv12", load_models(JobConfig(workers=1, preprocess="graph"), threads=1))]
     clips = CLIPS + [Path(c) for c in args.extra.split(",") if c]
     res: dict = {}
     for n in [int(x) for x in args.every.split(",")]:
@@ -50,9 +59,9 @@ def main() -> None:
             shard = Shard("bench", str(clip), 0, 0, None, index)
             out, best = {}, {}
             for _ in range(args.repeat):
-                for name, pictures in (("rgb", False), ("pic", True)):
+                for name, pictures, m in paths:
                     t = time.process_time()
-                    out[name] = process_shard(shard, models, prefetch=0, settings=FrameSettings(detect_every=n), pictures=pictures)
+                    out[name] = process_shard(shard, m, prefetch=0, settings=FrameSettings(detect_every=n), pictures=pictures)
                     best[name] = min(best.get(name, 1e9), time.process_time() - t)
             c = compare(out["rgb"], out["pic"])
             nf = len(out["rgb"].frame_idx)
@@ -74,10 +83,11 @@ def main() -> None:
             "rgb_ms_per_frame": 1000 * tot["rgb_s"] / max(1, tot["frames"]),
             "picture_ms_per_frame": 1000 * tot["pic_s"] / max(1, tot["frames"]),
         }
-    print(f"{'N':>3} {'recall':>7} {'median IoU':>10} {'agreement':>9} {'RGB ms/frame':>12} {'picture ms/frame':>16}")
+    first, second = ("host", "graph") if args.graph else ("RGB", "picture")
+    print(f"{'N':>3} {'recall':>7} {'median IoU':>10} {'agreement':>9} {first + ' ms/frame':>14} {second + ' ms/frame':>16}")
     for n, r in res.items():
         print(
-            f"{n:>3} {r['recall']:7.3f} {r['median_iou']:10.3f} {r['agreement']:9.3f} {r['rgb_ms_per_frame']:12.2f} {r['picture_ms_per_frame']:16.2f}"
+            f"{n:>3} {r['recall']:7.3f} {r['median_iou']:10.3f} {r['agreement']:9.3f} {r['rgb_ms_per_frame']:14.2f} {r['picture_ms_per_frame']:16.2f}"
         )
     emit_json(clips, res, args.json)
 
