@@ -26,7 +26,18 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["Image", "Nv12Picture", "YuvPicture", "as_rgb", "converts", "host_picture", "stack_nv12", "LUMA_TO_GRAY"]
+__all__ = [
+    "Image",
+    "Nv12Picture",
+    "YuvPicture",
+    "as_rgb",
+    "converts",
+    "host_picture",
+    "linear_taps",
+    "resize_plane",
+    "stack_nv12",
+    "LUMA_TO_GRAY",
+]
 
 # limited-range luma (16..235) -> full-range grey (0..255), ITU-R BT.601: g = 255 (Y - 16) / 219, truncated
 # and clipped as swscale's conversion does: the grey of its RGB (OpenCV's RGB2GRAY) equals this table on all
@@ -43,6 +54,65 @@ def converts(colorspace: int | None, color_range: int | None) -> bool:
     """True when a 4:2:0 picture tagged with these FFmpeg values converts as BT.601 limited range
     (the only conversion :class:`YuvPicture` does); None counts as unspecified."""
     return int(colorspace if colorspace is not None else 2) in _BT601 and int(color_range or 0) in _LIMITED
+
+
+# OpenCV's INTER_LINEAR on uint8 (imgproc/src/resize.cpp): weights in 11-bit fixed point
+# (INTER_RESIZE_COEF_BITS), the vertical pass as its vector kernel rounds it (VResizeLinearVec_32s8u)
+RESIZE_COEF_SCALE = 2048
+
+
+def linear_taps(src: int, dst: int, rows: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The two source indices and fixed-point weights of each output pixel of OpenCV's
+    ``cv2.resize(INTER_LINEAR)`` of uint8 along one axis, ``src`` -> ``dst`` pixels
+    (imgproc/src/resize.cpp): ``f = (x + 0.5) src / dst - 0.5`` in float32, weights
+    ``round((1 - frac(f)) 2048)`` and ``round(frac(f) 2048)``. At the borders columns take the
+    edge pixel with weight 2048; rows keep their weights and clamp both indices (``rows=True``),
+    as OpenCV does. :func:`resize_plane` applies them; the NV12 detector graph takes them as inputs
+    (:func:`ferbatch.vision.detect.nv12_letterbox_inputs`).
+
+    Returns:
+        (dst, 2) int64 source indices and (dst, 2) int32 weights summing to 2048.
+    """
+    f = ((np.arange(dst) + 0.5) * (src / dst) - 0.5).astype(np.float32)
+    s = np.floor(f).astype(np.int64)
+    f = (f - s).astype(np.float32)
+    if rows:
+        idx = np.stack([np.clip(s, 0, src - 1), np.clip(s + 1, 0, src - 1)], 1)
+    else:
+        edge = (s < 0) | (s >= src - 1)
+        f[edge] = 0
+        s = np.clip(s, 0, src - 1)
+        idx = np.stack([s, np.minimum(s + 1, src - 1)], 1)
+    w = np.stack([np.rint((np.float32(1) - f) * np.float32(RESIZE_COEF_SCALE)), np.rint(f * np.float32(RESIZE_COEF_SCALE))], 1)
+    return idx, w.astype(np.int32)
+
+
+def resize_plane(plane, width: int, height: int):
+    """``cv2.resize(plane, (width, height), interpolation=INTER_LINEAR)`` of a uint8 plane (H, W) or
+    (H, W, C), bit for bit, in the array's own module (NumPy, or CuPy on a GPU): the taps of
+    :func:`linear_taps`, then OpenCV's vertical vector kernel,
+    ``(((b0 (S0 >> 4)) >> 16) + ((b1 (S1 >> 4)) >> 16) + 2) >> 2`` (only the rows the output reads).
+
+    Returns:
+        (height, width[, C]) uint8 in the input's memory.
+    """
+    xp = np if isinstance(plane, np.ndarray) else _array_module(plane)
+    ci, cw = (xp.asarray(a) for a in linear_taps(plane.shape[1], width))
+    ri, rw = (xp.asarray(a) for a in linear_taps(plane.shape[0], height, rows=True))
+    tail = (1,) * (plane.ndim - 2)
+    out = 2
+    for j in (0, 1):
+        src = plane[ri[:, j]].astype(xp.int32)  # (height, W[, C])
+        h = src[:, ci[:, 0]] * cw[:, 0].reshape(-1, *tail) + src[:, ci[:, 1]] * cw[:, 1].reshape(-1, *tail)
+        out = out + ((rw[:, j].reshape(-1, 1, *tail) * (h >> 4)) >> 16)
+    return xp.clip(out >> 2, 0, 255).astype(xp.uint8)
+
+
+def _array_module(a):
+    """The array library of a device array (CuPy: the NVDEC path's frames)."""
+    import cupy
+
+    return cupy
 
 
 class YuvPicture:
@@ -205,29 +275,24 @@ class Nv12Picture:
         return self.host().gray(x1, y1, x2, y2)
 
     def resized_rgb(self, width: int, height: int) -> np.ndarray:
-        """(height, width, 3) uint8 RGB of the picture resized: :meth:`YuvPicture.resized_rgb` of
-        :meth:`host` for a host picture or one already copied; a picture on the device is first
-        decimated there by an even stride ``s`` that keeps at least twice the asked width
-        (every ``s``-th luma pixel, the chroma pixel over it), and only that is copied (a 96-px shot
-        thumbnail of a 720p frame reads 1/36 of the frame).
-        """
-        if not self.on_device or self._host is not None:
+        """(height, width, 3) uint8 RGB of the picture resized, :meth:`YuvPicture.resized_rgb` bit for
+        bit: for a host picture (or one already copied) that method of :meth:`host`; a picture on
+        the device is resized there (:func:`resize_plane`, OpenCV's arithmetic) and only the small
+        planes are copied (a 96-px shot thumbnail of a 720p frame copies 1/170 of the frame)."""
+        if not self.on_device or self._host is not None or width % 2 or height % 2:
             return self.host().resized_rgb(width, height)
-        return self.decimated(width, height).resized_rgb(width, height)
+        return self.resized_planes(width, height).rgb()
 
-    def decimated(self, width: int, height: int) -> YuvPicture:
-        """The host :class:`YuvPicture` of every ``s``-th pixel, ``s`` the largest even stride
-        that keeps at least ``2 * width`` columns and ``2 * height`` rows (1 when none does), sides
-        cut to even; :meth:`resized_rgb` of a device picture."""
-        k = min(self.width // (4 * max(width, 1)), self.height // (4 * max(height, 1)))
-        s = 2 * k if k >= 1 else 1
-        h, w = self.height, self.width
-        hs, ws = (h // s) // 2 * 2, (w // s) // 2 * 2
-        y = self.nv12[: hs * s : s, : ws * s : s]
-        uv = self.nv12[h : h + hs * s // 2 : s, : ws * s]
-        u, v = uv[:, 0 :: 2 * s], uv[:, 1 :: 2 * s]  # chroma pixel (i, j) of the small picture: row i s, columns 2 j s (+1)
-        get = (lambda a: np.ascontiguousarray(a)) if isinstance(self.nv12, np.ndarray) else (lambda a: a.get())
-        return YuvPicture(get(y), get(u), get(v))
+    def resized_planes(self, width: int, height: int) -> YuvPicture:
+        """The host :class:`YuvPicture` of the planes resized to ``width`` x ``height`` (even) where
+        the array lies (:func:`resize_plane`; chroma to half the size, U and V together), then
+        copied: what :meth:`YuvPicture.resized_rgb` converts."""
+        h = self.height
+        y = resize_plane(self.nv12[:h], width, height)
+        uv = resize_plane(self.nv12[h:].reshape(h // 2, self.width // 2, 2), width // 2, height // 2)
+        get = (lambda a: a) if isinstance(self.nv12, np.ndarray) else (lambda a: a.get())
+        y, uv = get(y), get(uv)
+        return YuvPicture(y, np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1]))
 
 
 def stack_nv12(pictures: list[Nv12Picture]):

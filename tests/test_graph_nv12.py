@@ -2,14 +2,15 @@
 letterbox and colour conversion), run on ONNX Runtime's CPU provider against the host path
 (``preprocess_frames`` on decoded pictures, the same prepared detector).
 
-Frames: the 3-person walking clip scaled to 320x180 (padded, not resized), 640x360, 854x480 (its 480
-rows resized to 288: weights not exact in 11 bits), 1280x720 and 1920x1080 (resized to 512x288),
-converted to 4:2:0 by OpenCV; NV12 = its luma, then U and V interleaved.
+Frames: the 3-person walking clip scaled to 160x120 and 256x144 (scaled up: the border rows keep
+their weights), 320x180 (padded, not resized), 640x360, 854x480 (its 480 rows resized to 288:
+weights not exact in 11 bits), 1280x720 and 1920x1080 (resized to 512x288), converted to 4:2:0 by
+OpenCV; NV12 = its luma, then U and V interleaved.
 
 Mutations run against these tests (each made both comparison tests fail, then was restored): U and V swapped
 in the interleaved plane; chroma upsampled bilinearly instead of repeated 2 x 2; no padding to the input size;
 the luma offset 16 left out; (integer graph) the vertical pass rounded as OpenCV's scalar kernel
-(``(b0 S0 + b1 S1 + 2^21) >> 22``) instead of its vector kernel; the weights' 0.5 rounding dropped.
+(``(b0 S0 + b1 S1 + 2^21) >> 22``) instead of its vector kernel; the weights' 0.5 rounding dropped; the rows' border weights zeroed as the columns' are.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ferbatch.models.runners.onnxruntime import OrtRunner
 from ferbatch.picture import YuvPicture
 from ferbatch.vision.detect import preprocess_frames
 
-SIZES = ((320, 180), (640, 360), (854, 480), (1280, 720), (1920, 1080))  # 854x480: weights that are not exact in 11 bits
+SIZES = ((160, 120), (256, 144), (320, 180), (640, 360), (854, 480), (1280, 720), (1920, 1080))  # 854x480: weights not exact in 11 bits
 
 
 def to_nv12(i420: np.ndarray, w: int, h: int) -> np.ndarray:

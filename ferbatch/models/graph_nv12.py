@@ -81,7 +81,7 @@ def nv12_input_graph():
 
     i32 = {"to": TensorProto.INT32}
     c = {k: const(k, np.int32(v)) for k, v in BT601_FIXED.items()}
-    for k, v in (
+    for k, val in (
         ("i0", 0),
         ("i2", 2),
         ("i4", 4),
@@ -92,7 +92,7 @@ def nv12_input_graph():
         ("i2_19", 1 << 19),
         ("i2_20", 1 << 20),
     ):
-        c[k] = const(k, np.int32(v))
+        c[k] = const(k, np.int32(val))
 
     cols_made: dict[tuple[str, int], str] = {}
 
@@ -173,7 +173,9 @@ def nv12_input_graph():
                 f"{name}_4",
             )
         )
-    rgb = node("Cast", [node("Concat", chans, "rgb_i", axis=3)], "rgb_u8", to=TensorProto.UINT8)  # (F, nh, nw, 3)
+    rgb = node(
+        "Cast", [node("Concat", chans, "rgb_i", axis=3)], "rgb_f", to=TensorProto.FLOAT
+    )  # (F, nh, nw, 3); padded in float (every provider has a float Pad)
     # zeros right and bottom up to (h, w): pads = [0, 0, 0, 0, 0, h - nh, w - nw, 0]
     hw = node(
         "Concat",
@@ -186,7 +188,9 @@ def nv12_input_graph():
     )
     extra = node("Sub", ["input_hw", hw], "extra")
     pads = node("Concat", [const("pad_lead", np.zeros(5, np.int64)), extra, const("pad_tail", np.zeros(1, np.int64))], "pads", axis=0)
-    node("Pad", [rgb, pads, const("pad_value", np.uint8(0))], "frames_rgb", mode="constant")
+    node(
+        "Cast", [node("Pad", [rgb, pads, const("pad_value", np.float32(0))], "padded", mode="constant")], "frames_rgb", to=TensorProto.UINT8
+    )
     inputs = [helper.make_tensor_value_info("planes", TensorProto.UINT8, ["F", "R", "W"])]
     for name in PLANE_INPUTS:
         inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, [f"{name}_n", 2]))

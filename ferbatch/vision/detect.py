@@ -32,14 +32,13 @@ import numpy as np
 
 from ferbatch.errors import ConfigError
 from ferbatch.faces import FaceBatch
-from ferbatch.picture import Image, Nv12Picture, YuvPicture, as_rgb, host_picture, stack_nv12
+from ferbatch.picture import Image, Nv12Picture, YuvPicture, as_rgb, host_picture, linear_taps, stack_nv12
 from ferbatch.specs import DetectorDecoder, InputSpec, ModelSpec, Runner
 from ferbatch.vision.decoders import postprocess_raw  # re-exported (tests)
 
 __all__ = [
     "Detector",
     "letterbox_size",
-    "linear_taps",
     "nv12_letterbox_inputs",
     "preprocess_frames",
     "postprocess_raw",
@@ -64,30 +63,6 @@ def letterbox_size(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> tupl
     return max(1, round(fw * r)), max(1, round(fh * r))
 
 
-# OpenCV's INTER_LINEAR on uint8 (imgproc/src/resize.cpp): weights in 11-bit fixed point
-# (INTER_RESIZE_COEF_BITS), the vertical pass as its vector kernel computes it (VResizeLinearVec_32s8u)
-RESIZE_COEF_SCALE = 2048
-
-
-def linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
-    """The two source indices and fixed-point weights of each output pixel of OpenCV's
-    ``cv2.resize(INTER_LINEAR)`` along one axis of ``src`` -> ``dst`` pixels (imgproc/src/resize.cpp:
-    ``fx = (x + 0.5) src / dst - 0.5`` in float32, indices clamped to the border with weight 0,
-    weights ``round((1 - fx) 2048)`` and ``round(fx 2048)``).
-
-    Returns:
-        (dst, 2) int64 source indices and (dst, 2) int32 weights summing to 2048.
-    """
-    fx = ((np.arange(dst) + 0.5) * (src / dst) - 0.5).astype(np.float32)
-    sx = np.floor(fx).astype(np.int64)
-    fx = (fx - sx).astype(np.float32)
-    out = (sx < 0) | (sx >= src - 1)
-    fx[out] = 0
-    sx = np.clip(sx, 0, src - 1)
-    w = np.stack([np.rint((np.float32(1) - fx) * np.float32(RESIZE_COEF_SCALE)), np.rint(fx * np.float32(RESIZE_COEF_SCALE))], 1)
-    return np.stack([sx, np.minimum(sx + 1, src - 1)], 1), w.astype(np.int32)
-
-
 def nv12_letterbox_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dict[str, np.ndarray] | None:
     """The NV12 detector graph's inputs besides the planes (:mod:`ferbatch.models.graph_nv12`) for
     ``frame_wh`` frames letterboxed into ``input_wh``: :func:`linear_taps` of the luma plane to the
@@ -105,7 +80,7 @@ def nv12_letterbox_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int]) 
     out = {"input_hw": np.array([h, w], np.int64)}
     for plane, k in (("luma", 1), ("chroma", 2)):
         for axis, src, dst in (("cols", fw, nw), ("rows", fh, nh)):
-            idx, wt = linear_taps(src // k, dst // k)
+            idx, wt = linear_taps(src // k, dst // k, rows=axis == "rows")
             out[f"{plane}_{axis}"], out[f"{plane}_{axis}_w"] = idx, wt
     return out
 
