@@ -19,6 +19,11 @@ full-range streams keep swscale's conversion. OpenCV's conversion differs from s
 level (rounding, chroma siting). The grey level of RGB converted from BT.601 is the luma itself:
 0.299 R + 0.587 G + 0.114 B = 1.164 (Y - 16) (the chroma terms cancel to 1e-3), so a grey crop is
 the luma plane mapped to full range (:data:`LUMA_TO_GRAY`, truncated as swscale does).
+
+An :class:`Nv12Picture` is the same picture as one NV12 array, in host memory or a GPU's (CuPy), for
+the graphs that pre-process frames where the decoder left them (``--preprocess graph``, issue 33);
+:func:`resize_plane` is OpenCV's ``INTER_LINEAR`` resize bit for bit in either memory, so a device
+picture's thumbnail equals the host path's.
 """
 
 from __future__ import annotations
@@ -297,7 +302,8 @@ class Nv12Picture:
 
 def stack_nv12(pictures: list[Nv12Picture]):
     """(F, H * 3 / 2, W) uint8 batch of the pictures' NV12 arrays, in the memory they lie in
-    (``numpy.stack``, or ``cupy.stack`` for device pictures: a copy on the device).
+    (``numpy.stack``, or ``cupy.stack`` for device pictures: a copy on the device, finished before
+    this returns, so a consumer on another CUDA stream reads it whole).
 
     Raises:
         ValueError: no pictures, sizes that differ, or host and device pictures mixed.
@@ -311,7 +317,10 @@ def stack_nv12(pictures: list[Nv12Picture]):
         raise ValueError("stack_nv12 | host and device pictures in one batch")
     import cupy  # a device picture is a CuPy array (the NVDEC path's frames)
 
-    return cupy.stack([p.nv12 for p in pictures])
+    batch = cupy.stack([p.nv12 for p in pictures])
+    # ONNX Runtime reads the batch through DLPack on its own CUDA stream: the copies above must be done
+    cupy.cuda.get_current_stream().synchronize()
+    return batch
 
 
 Image = np.ndarray | YuvPicture | Nv12Picture

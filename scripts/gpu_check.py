@@ -654,7 +654,7 @@ def main() -> int:
         t_cpu = time.perf_counter() - t
         try:
             t = time.perf_counter()
-            run_job(samples, work / "gpu", JobConfig(backend=a.backend), use_ray=False)
+            run_job(samples, work / "gpu", JobConfig(backend=a.backend, preprocess="host"), use_ray=False)
             report["rows_equal"] = compare_rows(work / "cpu", work / "gpu") | {
                 "cpu_s": round(t_cpu, 1),
                 "gpu_s": round(time.perf_counter() - t, 1),
@@ -666,7 +666,7 @@ def main() -> int:
             shutil.rmtree(work / "gpu_nvdec", ignore_errors=True)
             try:
                 t = time.perf_counter()
-                run_job(samples, work / "gpu_nvdec", JobConfig(backend=a.backend, decoder="nvdec"), use_ray=False)
+                run_job(samples, work / "gpu_nvdec", JobConfig(backend=a.backend, decoder="nvdec", preprocess="host"), use_ray=False)
                 import pyarrow.parquet as pq
 
                 used = sorted({str(r) for r in pq.read_table(work / "gpu_nvdec" / "videos.parquet")["decoder"].to_pylist()})

@@ -9,8 +9,10 @@ Mutations run against these tests (each made the named test fail, then was resto
 - ``Classifier.crops_in_graph`` always False (crops cut on the host) -> test_graph_rows_are_the_host_rows;
 - ``Detector._nv12_feed`` always None (the host letterbox) -> test_graph_rows_are_the_host_rows;
 - ``ShardWorker.pictures_for`` always True -> test_worker_decodes_nv12_for_graph_models;
+- ``frame_pictures`` keeping frames on the device for a CPU session -> test_frames_stay_on_the_gpu_only_where_the_graphs_can_read_them;
+- ``frame_graphs``' auto ignoring ``device_frames`` -> test_graph_preprocessing_needs_onnxruntime_and_a_letterbox;
 - ``frame_graphs`` (ferbatch.models.frame_graphs) accepting the OpenVINO backend -> test_graph_preprocessing_needs_onnxruntime_and_a_letterbox;
-- ``Nv12Picture.decimated`` reading V from U's columns -> test_device_thumbnail_is_the_thumbnail.
+- ``Nv12Picture.resized_planes`` reading V from U's channel -> test_device_thumbnail_is_the_thumbnail.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from ferbatch.errors import ConfigError
 from ferbatch.media.decode import to_image
 from ferbatch.media.probe import probe_video
 from ferbatch.media.shards import Shard
-from ferbatch.models.frame_graphs import frame_graphs
+from ferbatch.models.frame_graphs import frame_graphs, frame_pictures
 from ferbatch.models.load import load_models, resolve_specs
 from ferbatch.picture import Nv12Picture, YuvPicture, stack_nv12
 from ferbatch.pipeline import FrameSettings, process_shard
-from ferbatch.vision.shots import content_score, thumbnail
+from ferbatch.vision.shots import thumbnail
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,12 @@ def test_graph_preprocessing_needs_onnxruntime_and_a_letterbox():
     det, _ = resolve_specs(JobConfig())
     assert frame_graphs(JobConfig(preprocess="graph"), "onnxruntime", det)
     assert not frame_graphs(JobConfig(preprocess="auto"), "onnxruntime", det)
-    assert not frame_graphs(JobConfig(preprocess="host"), "onnxruntime-cuda", det)
+    assert not frame_graphs(JobConfig(preprocess="host"), "onnxruntime-cuda", det, device_frames=True)
+    # auto: only where NVDEC's frames can stay on the GPU (PyNvVideoCodec and CuPy), never with --decoder pyav
+    assert frame_graphs(JobConfig(preprocess="auto"), "onnxruntime-cuda", det, device_frames=True)
+    assert not frame_graphs(JobConfig(preprocess="auto"), "onnxruntime-cuda", det, device_frames=False)
+    assert not frame_graphs(JobConfig(preprocess="auto", decoder="pyav"), "onnxruntime-cuda", det, device_frames=True)
+    assert not frame_graphs(JobConfig(preprocess="auto"), "onnxruntime-cuda", det)  # this machine: no PyNvVideoCodec
     with pytest.raises(ConfigError, match="--preprocess graph"):
         frame_graphs(JobConfig(preprocess="graph"), "openvino", det)
     ultra, _ = resolve_specs(JobConfig(detector="ultraface-rfb-320"))
@@ -99,6 +106,19 @@ def test_graph_preprocessing_needs_onnxruntime_and_a_letterbox():
         frame_graphs(JobConfig(preprocess="graph", detector="ultraface-rfb-320"), "onnxruntime", ultra)
     with pytest.raises(ConfigError, match="--preprocess"):
         JobConfig(preprocess="gpu")
+
+
+def test_frames_stay_on_the_gpu_only_where_the_graphs_can_read_them():
+    """What a shard is decoded to: device NV12 only for NVDEC on onnxruntime-cuda with CuPy; host NV12
+    with --preprocess graph otherwise (a CPU session cannot read GPU memory); the host path's pictures
+    for models without the graphs and for auto's PyAV videos."""
+    assert frame_pictures(True, "auto", "nvdec", "onnxruntime-cuda", True) == "nv12-device"
+    assert frame_pictures(True, "graph", "nvdec", "onnxruntime-cuda", True) == "nv12-device"
+    assert frame_pictures(True, "graph", "nvdec", "onnxruntime", True) == "nv12"
+    assert frame_pictures(True, "graph", "nvdec", "onnxruntime-cuda", False) == "nv12"
+    assert frame_pictures(True, "graph", "pyav", "onnxruntime-cuda", True) == "nv12"
+    assert frame_pictures(True, "auto", "pyav", "onnxruntime-cuda", True) is True
+    assert frame_pictures(False, "graph", "nvdec", "onnxruntime-cuda", True) is True
 
 
 @pytest.fixture(scope="module")
@@ -123,18 +143,13 @@ def test_nv12_picture_is_the_yuv_picture(frame):
 
 
 def test_device_thumbnail_is_the_thumbnail():
-    """The decimated picture a device frame's shot thumbnail is made from (every s-th pixel, read on
-    the device): within a few levels of the host thumbnail (a cut scores 27), and frame-to-frame
-    scores, what cuts are decided on, within 1.5 of the host thumbnails'."""
+    """What a device frame's shot thumbnail is made from: its planes resized where they lie
+    (``resize_plane``, run here on NumPy arrays, the same code CuPy runs) then converted, equal to the
+    host path's ``resized_rgb`` bit for bit, at the thumbnail's size and at sizes scaled up."""
     with av.open(str(WOLFGANG)) as c:
-        pics = [to_image(f, pictures="nv12") for _, f in zip(range(40), c.decode(video=0), strict=False)]
-    exact = [thumbnail(p) for p in pics]
-    small = [p.decimated(96, 54) for p in pics]
-    assert small[0].width >= 192 and small[0].height >= 108 and small[0].width < pics[0].width
-    dec = [thumbnail(s) for s in small]
-    assert exact[0].shape == dec[0].shape
-    assert max(content_score(a, b) for a, b in zip(exact, dec, strict=True)) < 8.0
-    steps = [(content_score(exact[i], exact[i + 1]), content_score(dec[i], dec[i + 1])) for i in range(len(pics) - 1)]
-    assert max(abs(x - y) for x, y in steps) < 1.5, steps
-    swapped = YuvPicture(small[0].y, small[0].v, small[0].u)  # a colour change the score sees
-    assert content_score(exact[0], thumbnail(swapped)) > 20.0
+        pics = [to_image(f, pictures="nv12") for _, f in zip(range(3), c.decode(video=0), strict=False)]
+    for p in pics:
+        bare = Nv12Picture(p.nv12)  # no cached host planes
+        for w, h in ((96, 54), (512, 288), (800, 450)):
+            assert np.array_equal(bare.resized_planes(w, h).rgb(), p.host().resized_rgb(w, h)), (w, h)
+        assert np.array_equal(thumbnail(bare), thumbnail(p.host()))

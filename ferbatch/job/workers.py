@@ -26,6 +26,7 @@ from ferbatch.job.sizing import Placement
 from ferbatch.media.decoders import check_decoder, choose_decoder, stream_format
 from ferbatch.media.probe import VideoIndex, VideoInfo, probe_video
 from ferbatch.media.shards import Shard
+from ferbatch.models.frame_graphs import device_frames_available, frame_pictures
 from ferbatch.models.load import Models, load_models
 from ferbatch.pipeline import FrameSettings, ShardResult, run_shard
 
@@ -79,6 +80,7 @@ class ShardWorker:
         self.threads = threads
         check_decoder(cfg.decoder)  # --decoder nvdec without PyNvVideoCodec: refused before any work
         self.models: Models = load_models(cfg, threads=threads)
+        self._device_frames: bool | None = None  # NVDEC frames can stay on the GPU (asked once, when it matters)
 
     def probe(self, task: VideoTask) -> tuple[VideoInfo | None, VideoIndex | None, str]:
         """Index a video; returns (info, index, "") or (None, None, error message)."""
@@ -124,12 +126,12 @@ class ShardWorker:
         return res
 
     def pictures_for(self, decoder: str) -> bool | str:
-        """The frames a shard decoded by ``decoder`` is analysed from: NV12 pictures where these
-        models run the in-graph pre-processing (``--preprocess graph``, or auto with NVDEC's frames
-        on the GPU: :func:`ferbatch.models.load.frame_graphs`), else pictures for the host path."""
-        if self.models.takes_nv12 and (self.cfg.preprocess == "graph" or decoder == "nvdec"):
-            return "nv12"
-        return True
+        """The frames a shard decoded by ``decoder`` is analysed from
+        (:func:`ferbatch.models.frame_graphs.frame_pictures`): NV12 pictures where these models run
+        the in-graph pre-processing (on the GPU with NVDEC and CuPy), else pictures for the host path."""
+        if self._device_frames is None:
+            self._device_frames = bool(self.models.takes_nv12 and device_frames_available()[0])
+        return frame_pictures(self.models.takes_nv12, self.cfg.preprocess, decoder, self.models.backend, self._device_frames)
 
     def ping(self) -> str:
         """The backend this worker runs and why (returned once the models are loaded)."""

@@ -17,7 +17,9 @@ from ferbatch.errors import DecodeError
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
 from ferbatch.picture import Image, Nv12Picture, YuvPicture, converts
 
-__all__ = ["DecodeStats", "Frame", "Timeline", "frames_in_range", "iter_frames", "seek_target"]
+__all__ = ["DecodeStats", "Frame", "NV12_PICTURES", "Timeline", "frames_in_range", "iter_frames", "seek_target"]
+
+NV12_PICTURES = ("nv12", "nv12-device")  # ``pictures`` values that make NV12 pictures (host; NVDEC keeps "nv12-device" on the GPU)
 
 
 @dataclass
@@ -39,8 +41,8 @@ class Frame:
 def to_image(frame, pictures: bool | str) -> Image:
     """A decoded ``av.VideoFrame`` as the analysis step takes it, upright: a
     :class:`ferbatch.picture.YuvPicture` of its planes (no RGB conversion) when ``pictures`` is set
-    (an :class:`ferbatch.picture.Nv12Picture` of them, U and V interleaved, when it is "nv12": the
-    input of the in-graph pre-processing) and the frame is yuv420p of even size, BT.601 limited range
+    (an :class:`ferbatch.picture.Nv12Picture` of them in host memory, U and V interleaved, when it is
+    "nv12" or "nv12-device": the input of the in-graph pre-processing; only NVDEC keeps frames on a GPU) and the frame is yuv420p of even size, BT.601 limited range
     (or untagged), not rotated; else (H, W, 3) uint8 RGB converted by swscale (``to_ndarray(format="rgb24")``)."""
     rotation = getattr(frame, "rotation", 0)
     if (
@@ -51,7 +53,7 @@ def to_image(frame, pictures: bool | str) -> Image:
         and converts(frame.colorspace, frame.color_range)
     ):
         yuv = YuvPicture.from_frame(frame)
-        return Nv12Picture.from_planes(yuv) if pictures == "nv12" else yuv
+        return Nv12Picture.from_planes(yuv) if pictures in NV12_PICTURES else yuv
     return _upright(frame.to_ndarray(format="rgb24"), rotation)
 
 
@@ -135,8 +137,9 @@ def iter_frames(
             :func:`ferbatch.media.sampling.sample_mask`); the others are decoded (the codec needs
             them as references) but never converted to RGB. None = every frame.
         pictures: yield :class:`ferbatch.picture.YuvPicture` images where the stream allows
-            (:func:`to_image`): the analysis step converts only what it needs; "nv12":
-            :class:`ferbatch.picture.Nv12Picture` images (``--preprocess graph``).
+            (:func:`to_image`): the analysis step converts only what it needs; "nv12" (or
+            "nv12-device", NVDEC's GPU frames where PyAV stands in): host :class:`ferbatch.picture.Nv12Picture`
+            images (``--preprocess``, :func:`ferbatch.models.frame_graphs.frame_pictures`).
 
     Yields:
         :class:`Frame` in presentation order, strictly increasing ``idx``.

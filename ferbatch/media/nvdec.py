@@ -22,9 +22,10 @@ How the frames stay PyAV's frames:
 With ``on_device=True`` frames stay in GPU memory: ``Frame.image`` is PyNvVideoCodec's decoded
 frame (NV12, ``(H * 3 / 2, W)`` uint8, ``__dlpack__`` / ``__cuda_array_interface__``; not rotated;
 valid until the next frame is decoded), for an input bound to the detector on the device
-(:meth:`ferbatch.models.runners.onnxruntime.OrtRunner.infer_bound`). With ``pictures="nv12"``
-(``--preprocess graph``) they reach the pipeline as :class:`ferbatch.picture.Nv12Picture` over a
-CuPy copy, the input of the in-graph pre-processing; otherwise the pipeline takes host frames.
+(:meth:`ferbatch.models.runners.onnxruntime.OrtRunner.infer_bound`). With ``pictures="nv12-device"``
+(``--preprocess`` graph or auto on onnxruntime-cuda with CuPy: :func:`ferbatch.models.frame_graphs.frame_pictures`)
+they reach the pipeline as :class:`ferbatch.picture.Nv12Picture` over a CuPy copy, the input of the
+in-graph pre-processing; otherwise the pipeline takes host frames.
 
 Only :func:`nv12_to_rgb` runs without a GPU; the rest is verified on a GPU node
 (``scripts/gpu_check.py --steps nvdec_exact``). Choose the decoder with
@@ -42,7 +43,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ferbatch.errors import DecodeError
-from ferbatch.media.decode import DecodeStats, Frame, Timeline, _decoded_frames, _upright, frames_in_range, seek_target
+from ferbatch.media.decode import NV12_PICTURES, DecodeStats, Frame, Timeline, _decoded_frames, _upright, frames_in_range, seek_target
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
 from ferbatch.picture import Image, Nv12Picture, YuvPicture, converts
 
@@ -140,9 +141,11 @@ def iter_frames_nvdec(
         on_device: leave frames in GPU memory (``Frame.image`` = PyNvVideoCodec's NV12 frame, not
             rotated, valid until the next one); default host RGB ``(H, W, 3)`` uint8, upright.
         pictures: host frames as :func:`nv12_image` makes them (PyAV's images with the same flag);
-            "nv12": frames left on the device as :class:`ferbatch.picture.Nv12Picture` over a CuPy
-            copy of NVDEC's surface (``--preprocess graph``; :func:`_device_image`), and a file NVDEC
-            cannot decode falls back to PyAV's host NV12 pictures.
+            "nv12": host :class:`ferbatch.picture.Nv12Picture` frames; "nv12-device": frames left on
+            the device as :class:`ferbatch.picture.Nv12Picture` over a CuPy copy of NVDEC's surface
+            (:func:`_device_image`; :func:`ferbatch.models.frame_graphs.frame_pictures` picks it), and a
+            file NVDEC cannot decode falls back to PyAV's host NV12 pictures. Rotated streams and
+            streams that do not convert as BT.601 limited range give host RGB frames either way.
 
     Yields:
         :class:`ferbatch.media.decode.Frame` in presentation order, strictly increasing ``idx``.
@@ -158,13 +161,13 @@ def iter_frames_nvdec(
     path = str(path)
     st = stats if stats is not None else DecodeStats()
     nvc = _nvc()
-    on_device = on_device or pictures == "nv12"
+    on_device = on_device or pictures == "nv12-device"
 
     def decoded(seek_k: int) -> Iterator[Frame]:
         try:
             yield from _nvdec_frames(nvc, path, index, seek_k, gpu_id, st, select, on_device, pictures)
         except _SessionError as e:
-            if on_device and pictures != "nv12":
+            if on_device and pictures != "nv12-device":
                 raise DecodeError(path, f"NVDEC cannot decode it: {e}") from e
             log.warning("%s | NVDEC cannot decode it (%s); decoding with PyAV", path, e)
             st.fallback = f"NVDEC fallback to PyAV: NVDEC cannot decode it ({e})"
@@ -260,8 +263,8 @@ def _nvdec_frames(
                 pts_ms = float(t * tb) * 1000.0
                 if select is not None and not select[idx]:
                     yield Frame(idx, pts_ms, None)  # type: ignore[arg-type]
-                elif on_device and pictures == "nv12":
-                    yield Frame(idx, pts_ms, _device_image(f, colorspace, color_range, rotation))
+                elif on_device and pictures == "nv12-device":
+                    yield Frame(idx, pts_ms, _device_image(path, f, colorspace, color_range, rotation))
                 elif on_device:
                     yield Frame(idx, pts_ms, f)
                 else:
@@ -309,11 +312,15 @@ def _rotation(path: str, stream) -> float:
     return 0.0
 
 
-def _device_image(frame, colorspace: int | None, color_range: int | None, rotation: float) -> Image:
+def _device_image(path: str, frame, colorspace: int | None, color_range: int | None, rotation: float) -> Image:
     """NVDEC's device NV12 picture (``usedevicememory=True``) copied into a CuPy array of its own
     (NVDEC reuses its surfaces): an :class:`ferbatch.picture.Nv12Picture` on the device for streams
     that convert as BT.601 limited range and are not rotated; else copied to the host and made the
-    image PyAV makes (:func:`nv12_to_rgb`, upright). Runs on a GPU node only (CuPy)."""
+    image PyAV makes (:func:`nv12_to_rgb`, upright). Runs on a GPU node only (CuPy).
+
+    Raises:
+        DecodeError: NVDEC returned a picture that is not (H * 3 / 2, W) uint8 with H and W even.
+    """
     import cupy
 
     try:
@@ -322,6 +329,8 @@ def _device_image(frame, colorspace: int | None, color_range: int | None, rotati
         a = cupy.asarray(frame)
     a = a.reshape(a.shape[0], -1).copy(order="C")  # (H * 3 / 2, W) uint8, owned
     rows, w = a.shape
+    if str(a.dtype) != "uint8" or rows % 3 or (rows * 2 // 3) % 2 or w % 2:
+        raise DecodeError(path, f"NVDEC returned a {tuple(a.shape)} {a.dtype} picture; expected NV12 (H * 3 / 2, W) uint8, H and W even")
     if converts(colorspace, color_range) and not rotation:
         return Nv12Picture(a)
     return _upright(nv12_to_rgb(a.get(), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range), rotation)
@@ -335,6 +344,8 @@ def _host_image(path: str, frame, colorspace: int | None, color_range: int | Non
     if size < rows * w:
         raise DecodeError(path, f"NVDEC returned a {size}-byte picture for a {rows}x{w} NV12 shape")
     nv12 = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(int(frame.GetPtrToPlane(0))))[: rows * w].reshape(rows, w)
+    if pictures in NV12_PICTURES and not rotation and converts(colorspace, color_range) and not (rows * 2 // 3) % 2 and not w % 2:
+        return Nv12Picture(np.array(nv12, copy=True))  # NVDEC reuses its host buffer
     if pictures and not rotation:
         return nv12_image(nv12, w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
     return _upright(nv12_to_rgb(nv12, w, rows * 2 // 3, colorspace=colorspace, color_range=color_range), rotation)

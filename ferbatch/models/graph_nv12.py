@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ferbatch.vision.detect import NV12_PLANES, NV12_TABLES
+
 __all__ = ["letterbox_sizes", "nv12_input_graph", "nv12_detector", "prepare_nv12_detector"]
 
 OPSET = 17
@@ -58,7 +60,7 @@ def letterbox_sizes(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dic
     return out
 
 
-PLANE_INPUTS = ("luma_cols", "luma_rows", "chroma_cols", "chroma_rows")  # each with a "_w" twin: (n, 2) indices, weights
+PLANE_INPUTS = NV12_TABLES  # each with a "_w" twin: (n, 2) indices, weights (the contract is ferbatch.vision.detect's)
 # ITU-R BT.601 limited range in OpenCV's 20-bit fixed point (imgproc color_yuv: ITUR_BT_601_CY, CVR, CVG, CUG, CUB)
 BT601_FIXED = {"cy": 1220542, "cvr": 1673527, "cvg": -852492, "cug": -409993, "cub": 2116026}
 
@@ -122,7 +124,7 @@ def nv12_input_graph():
         out = node("Div", [node("Add", [node("Add", v, f"{plane}_vsum"), c["i2"]], f"{plane}_vr"), c["i4"]], f"{plane}_r")
         return node("Min", [node("Max", [out, c["i0"]], f"{plane}_lo"), c["i255"]], f"{plane}_out")
 
-    shape = node("Shape", ["planes"], "shape")
+    shape = node("Shape", [NV12_PLANES], "shape")
     rows = node("Slice", [shape, const("j1", np.array([1], np.int64)), const("j2", np.array([2], np.int64))], "rows")
     cols = node("Slice", [shape, const("k2", np.array([2], np.int64)), const("k3", np.array([3], np.int64))], "cols")
     luma_rows = node(
@@ -131,9 +133,9 @@ def nv12_input_graph():
         "luma_rows_n",
     )
     one_i = const("one_i", np.array([1], np.int64))
-    y = node("Slice", ["planes", const("y0", np.array([0], np.int64)), luma_rows, one_i], "y")  # (F, H, W)
+    y = node("Slice", [NV12_PLANES, const("y0", np.array([0], np.int64)), luma_rows, one_i], "y")  # (F, H, W)
     yr = resize(y, "luma", 3)  # (F, nh, nw)
-    uv = node("Slice", ["planes", luma_rows, rows, one_i], "uv")  # (F, H/2, W) interleaved
+    uv = node("Slice", [NV12_PLANES, luma_rows, rows, one_i], "uv")  # (F, H/2, W) interleaved
     uv_shape = node(
         "Concat",
         [
@@ -191,7 +193,7 @@ def nv12_input_graph():
     node(
         "Cast", [node("Pad", [rgb, pads, const("pad_value", np.float32(0))], "padded", mode="constant")], "frames_rgb", to=TensorProto.UINT8
     )
-    inputs = [helper.make_tensor_value_info("planes", TensorProto.UINT8, ["F", "R", "W"])]
+    inputs = [helper.make_tensor_value_info(NV12_PLANES, TensorProto.UINT8, ["F", "R", "W"])]
     for name in PLANE_INPUTS:
         inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, [f"{name}_n", 2]))
         inputs.append(helper.make_tensor_value_info(f"{name}_w", TensorProto.INT32, [f"{name}_n", 2]))
@@ -205,7 +207,8 @@ def nv12_input_graph():
 def nv12_detector(detector, input_name: str):
     """One graph: :func:`nv12_input_graph` feeding a prepared detector (uint8 ``(N, h, w, 3)`` RGB
     input ``input_name``, ``ferbatch.models.graphs.prepare_detector``). Inputs: ``planes``,
-    ``resize_hw``, ``input_hw`` and the detector's other inputs (``score_threshold``); outputs the
+    the resize tables of :data:`PLANE_INPUTS` (and their ``_w`` weights), ``input_hw`` and the
+    detector's other inputs (``score_threshold``); outputs the
     detector's.
 
     Raises:
@@ -238,7 +241,7 @@ def prepare_nv12_detector(det_graph, spec):
         spec: the detector's registry entry (names the cached file).
 
     Returns:
-        Path of the prepared ONNX file: inputs ``planes``, ``resize_hw``, ``input_hw`` (and the
+        Path of the prepared ONNX file: inputs ``planes``, the resize tables, ``input_hw`` (and the
         detector's ``score_threshold``); the detector's outputs.
     """
     from pathlib import Path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ferbatch.config import GPU_BACKENDS, JobConfig
 from ferbatch.errors import ConfigError
-from ferbatch.models.frame_graphs import graph_runners
+from ferbatch.models.frame_graphs import frame_graphs, graph_runners
 from ferbatch.models.graphs import prepare_classifier, prepare_detector
 from ferbatch.models.prior import configure_classifier
 from ferbatch.models.registry import ModelSpec, load_registry, resolve_model_file
@@ -315,6 +315,7 @@ def load_models(cfg: JobConfig, threads: int | None = None, *, graph_nms: bool |
 
     cls_graph = prepare_classifier(cls_file, cls_spec, src_sha256=cls_spec.sha256, precision=cfg.precision)
     nms = detector_nms_in_graph(cfg, det_spec, backend) if graph_nms is None else graph_nms and det_spec.nms_in_graph
+    frame_graphs(cfg, backend, det_spec)  # --preprocess graph on a backend that cannot: refused before any runner is built
     det_batch, cls_batch = cfg.batches(backend)
     providers = [CUDA_PROVIDER, "CPUExecutionProvider"] if backend == "onnxruntime-cuda" else None
     if backend == "tensorrt":

@@ -29,7 +29,7 @@ from ferbatch.specs import InputSpec, ModelSpec, Runner
 from ferbatch.vision.align import aligned_crops, crop_inputs
 from ferbatch.vision.boxes import square_boxes
 
-__all__ = ["Classifier", "extract_crops", "softmax", "ALIGN5_TEMPLATE_112"]
+__all__ = ["Classifier", "crops_in_graph_possible", "extract_crops", "softmax", "ALIGN5_TEMPLATE_112"]
 
 ALIGN5_TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
@@ -116,6 +116,13 @@ def _to_color(rgb: np.ndarray, color: str) -> np.ndarray:
     return rgb
 
 
+def crops_in_graph_possible(spec: ModelSpec) -> bool:
+    """True when the crop graph (:mod:`ferbatch.models.graph_crop`) cuts this classifier's crops:
+    the aligned crop (``crop.mode`` "aligned", as ``--align`` configures it) of a grey, square input."""
+    inp = spec.input
+    return spec.crop.get("mode") == "aligned" and inp.color == "GRAY" and inp.width == inp.height
+
+
 class Classifier:
     """Batched expression classifier over a runner.
 
@@ -134,8 +141,7 @@ class Classifier:
             raise ConfigError(f"model {spec.name} | is a {spec.kind}; expected a classifier")
         self.runner = runner
         self.spec = spec
-        aligned_grey = spec.crop.get("mode") == "aligned" and spec.input.color == "GRAY" and spec.input.width == spec.input.height
-        self.frames_runner = frames_runner if aligned_grey else None
+        self.frames_runner = frames_runner if crops_in_graph_possible(spec) else None
 
     def classify_faces(self, frames: Sequence[Image], faces: FaceBatch) -> tuple[np.ndarray, float]:
         """Classify faces of a batch of frames: :meth:`classify_frames` where the crops can be cut
@@ -179,17 +185,17 @@ class Classifier:
         if not len(faces):
             return np.empty((0, 8), np.float32)
         assert self.frames_runner is not None and faces.landmarks is not None
-        used, pos = np.unique(faces.frame_pos, return_inverse=True)
-        pics = [frames[int(p)] for p in used]
-        if not all(isinstance(f, Nv12Picture) for f in pics):
-            raise ValueError("Classifier.classify_frames | the faces' frames are not NV12 pictures")
-        planes = stack_nv12([f for f in pics if isinstance(f, Nv12Picture)])
         size, scale = self.spec.input.width, float(self.spec.crop.get("scale", 1.0))
-        ins = crop_inputs(faces.landmarks, pos, size, scale)
         step = self.frames_runner.max_batch or len(faces)
         outs = []
-        for i in range(0, len(faces), step):
-            feed = {"planes": planes, **{k: v[i : i + step] for k, v in ins.items()}}
+        for i in range(0, len(faces), step):  # each call binds only the frames its faces are in
+            part = faces[i : i + step]
+            used, pos = np.unique(part.frame_pos, return_inverse=True)
+            pics = [frames[int(p)] for p in used]
+            if not all(isinstance(f, Nv12Picture) for f in pics):
+                raise ValueError("Classifier.classify_frames | the faces' frames are not NV12 pictures")
+            assert part.landmarks is not None
+            feed = {"planes": stack_nv12([f for f in pics if isinstance(f, Nv12Picture)]), **crop_inputs(part.landmarks, pos, size, scale)}
             outs.append(self.frames_runner.infer_bound(feed)[self.spec.outputs["scores"]])
         return self._probs(np.concatenate(outs))
 

@@ -24,6 +24,7 @@ NMS never lets a lower score suppress a higher one).
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -39,6 +40,8 @@ from ferbatch.vision.decoders import postprocess_raw  # re-exported (tests)
 __all__ = [
     "Detector",
     "letterbox_size",
+    "NV12_PLANES",
+    "NV12_TABLES",
     "nv12_letterbox_inputs",
     "preprocess_frames",
     "postprocess_raw",
@@ -63,6 +66,12 @@ def letterbox_size(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> tupl
     return max(1, round(fw * r)), max(1, round(fh * r))
 
 
+# the NV12 detector graph's inputs (ferbatch.models.graph_nv12 builds to them): the frames, then per
+# plane and axis OpenCV's resize taps, each (n, 2) int64 with an int32 "_w" twin, and the input size
+NV12_PLANES = "planes"
+NV12_TABLES = ("luma_cols", "luma_rows", "chroma_cols", "chroma_rows")
+
+
 def nv12_letterbox_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dict[str, np.ndarray] | None:
     """The NV12 detector graph's inputs besides the planes (:mod:`ferbatch.models.graph_nv12`) for
     ``frame_wh`` frames letterboxed into ``input_wh``: :func:`linear_taps` of the luma plane to the
@@ -82,6 +91,7 @@ def nv12_letterbox_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int]) 
         for axis, src, dst in (("cols", fw, nw), ("rows", fh, nh)):
             idx, wt = linear_taps(src // k, dst // k, rows=axis == "rows")
             out[f"{plane}_{axis}"], out[f"{plane}_{axis}_w"] = idx, wt
+    assert set(NV12_TABLES) <= set(out)
     return out
 
 
@@ -183,6 +193,7 @@ class Detector:
         self._feeds_threshold = self.in_graph_nms and SCORE_THRESHOLD in feedable
         self.nv12_runner = nv12_runner if spec.letterbox else None
         self.frames_in_graph = 0  # frames letterboxed and converted inside the NV12 graph (a count for tests and benchmarks)
+        self._count = threading.Lock()
 
     @property
     def gives_landmarks(self) -> bool:
@@ -257,7 +268,18 @@ class Detector:
             return None
         if len({f.shape for f in chunk}) != 1:
             return None
-        return _nv12_inputs((chunk[0].shape[1], chunk[0].shape[0]), (self.spec.input.width, self.spec.input.height))
+        frame_wh, input_wh = (chunk[0].shape[1], chunk[0].shape[0]), (self.spec.input.width, self.spec.input.height)
+        inputs = _nv12_inputs(frame_wh, input_wh)
+        if inputs is None and any(isinstance(f, Nv12Picture) and f.on_device for f in chunk) and (frame_wh, input_wh) not in _warned:
+            _warned.add((frame_wh, input_wh))
+            nw, nh = letterbox_size(frame_wh, input_wh)
+            log.warning(
+                "%dx%d frames letterbox to %dx%d, an odd side the NV12 graph cannot resize: they are copied to the host and pre-processed there",
+                *frame_wh,
+                nw,
+                nh,
+            )
+        return inputs
 
     def _run_nv12(self, inputs: dict, chunk: Sequence[Image], offset: int, min_score: float | None) -> FaceBatch:
         """Run a chunk of NV12 pictures through :attr:`nv12_runner` (the frames bound where they lie:
@@ -265,8 +287,9 @@ class Detector:
         pics = [f for f in chunk if isinstance(f, Nv12Picture)]
         fh, fw = pics[0].height, pics[0].width
         nh, nw = len(inputs["luma_rows"]), len(inputs["luma_cols"])
-        feed = {"planes": stack_nv12(pics), **inputs}
-        self.frames_in_graph += len(pics)
+        feed = {NV12_PLANES: stack_nv12(pics), **inputs}
+        with self._count:
+            self.frames_in_graph += len(pics)
         scale = np.tile(np.array([[fw / nw, fh / nh]], np.float32), (len(pics), 1))
         sizes = np.tile(np.array([[fw, fh]], np.float32), (len(pics), 1))
         return self._run(feed, scale, sizes, offset, min_score, runner=self.nv12_runner)
@@ -316,4 +339,14 @@ class Detector:
         return FaceBatch((pos[ok] + offset).astype(np.int32), boxes[ok], ds[pos, slot][ok].astype(np.float32), lms)
 
 
-_nv12_inputs = functools.lru_cache(maxsize=32)(nv12_letterbox_inputs)  # per (frame size, input size): a few KB each
+@functools.lru_cache(maxsize=32)
+def _nv12_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dict[str, np.ndarray] | None:
+    """:func:`nv12_letterbox_inputs` per (frame size, input size), a few KB each, read-only (threads share them)."""
+    out = nv12_letterbox_inputs(frame_wh, input_wh)
+    for a in (out or {}).values():
+        a.setflags(write=False)
+    return out
+
+
+_warned: set = set()  # (frame size, input size) pairs already logged as pre-processed on the host
+log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ def thumbnail(image: Image) -> np.ndarray:
     th = max(1, round(h * THUMB_W / max(w, 1)))
     # bilinear, not area: it reads 2x2 pixels per output pixel instead of the whole frame (0.03 ms vs
     # 0.6 ms at 720p); the score averages ~5,000 pixel differences, so aliasing does not move it
-    if isinstance(image, (YuvPicture, Nv12Picture)):  # a device picture is decimated there first (Nv12Picture.resized_rgb)
+    if isinstance(image, (YuvPicture, Nv12Picture)):  # a device picture is resized there first (Nv12Picture.resized_rgb)
         small = image.resized_rgb(THUMB_W, th)
     else:
         small = cv2.resize(image, (THUMB_W, th), interpolation=cv2.INTER_LINEAR)

@@ -156,6 +156,11 @@ class TiledDetector:
         """True when detections carry 5 landmarks (YuNet)."""
         return self.detector.gives_landmarks
 
+    @property
+    def frames_in_graph(self) -> int:
+        """Frames the wrapped detector pre-processed in its NV12 graph (:attr:`Detector.frames_in_graph`)."""
+        return self.detector.frames_in_graph
+
     def tiles_for(self, frame_wh: tuple[int, int]) -> list[Tile]:
         """The tiles run on a frame of this size (empty: the whole frame only)."""
         inp = (self.spec.input.width, self.spec.input.height)
@@ -290,7 +295,7 @@ class FrameSizedDetector:
     @property
     def frames_in_graph(self) -> int:
         """Frames the NV12 graph pre-processed, over every input size (:attr:`Detector.frames_in_graph`)."""
-        return sum(d.frames_in_graph for d in self._by_size.values())
+        return sum(d.frames_in_graph for d in list(self._by_size.values()))
 
     def input_for(self, frame_wh: tuple[int, int]) -> tuple[int, int]:
         """Input width, height for a frame size: the registry's input when the frame fits in it,
