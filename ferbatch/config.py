@@ -96,8 +96,9 @@ class JobConfig:
             conversion, face crops), "graph" (inside the ONNX graphs, on NV12 frames:
             :mod:`ferbatch.models.graph_nv12`, :mod:`ferbatch.models.graph_crop`; with NVDEC on the
             CUDA backend the frames never leave the GPU) or "auto" (graph where NVDEC decodes for
-            ONNX Runtime CUDA, else host). A speed knob like the backend: the same faces, boxes
-            within a pixel, crops within 2 grey levels (tests/test_graph_path.py).
+            ONNX Runtime CUDA with CuPy, else host). A speed knob like the backend: the graphs
+            compute in OpenCV's arithmetic, so boxes and landmarks equal the host path's and labels
+            differ on ~0.2 % of rows (a crop pixel rounding the other way; tests/test_graph_path.py).
     """
 
     detector: str | None = None

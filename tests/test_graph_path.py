@@ -41,22 +41,27 @@ def graph_models(_cache):
     m.close()
 
 
-def _rows(path, models, pictures):
+def _rows(path, models, pictures, cfg):
     info, index = probe_video(path)
-    return process_shard(Shard("v", str(path), 0, 0, None, index), models, settings=FrameSettings.of(JobConfig()), pictures=pictures)
+    return process_shard(Shard("v", str(path), 0, 0, None, index), models, settings=FrameSettings.of(cfg), pictures=pictures)
 
 
-@pytest.mark.parametrize("path", [WOLFGANG, INTEL_3FACE], ids=["wolfgang", "intel3"])
-def test_graph_rows_are_the_host_rows(models, graph_models, path):
-    """The default job's settings (detection every 3 frames, tracks, interpolated probabilities):
+@pytest.mark.parametrize(
+    ("path", "cfg"),
+    [(WOLFGANG, JobConfig()), (INTEL_3FACE, JobConfig()), (INTEL_3FACE, JobConfig(between="window"))],
+    ids=["wolfgang", "intel3", "intel3-windows"],
+)
+def test_graph_rows_are_the_host_rows(models, graph_models, path, cfg):
+    """The default job's settings (detection every 3 frames, tracks, interpolated probabilities; and
+    windows between full detections, read from the pictures' host planes):
     the same frames, faces per frame, sources, track ids, boxes and landmarks bit for bit (the NV12
     graph makes the host path's detector input exactly); labels equal on >= 99 % of rows (a crop
     pixel in 500 can round the other way). Both graphs ran: the detector counted every full
     detection's frames, and no crop was cut on the host."""
     assert graph_models.takes_nv12 and not models.takes_nv12
-    host = _rows(path, models, True)
+    host = _rows(path, models, True, cfg)
     before = graph_models.detector.frames_in_graph
-    graph = _rows(path, graph_models, "nv12")
+    graph = _rows(path, graph_models, "nv12", cfg)
     a, b = host.faces, graph.faces
     assert host.result.status == graph.result.status == "ok"
     assert np.array_equal(host.frame_idx, graph.frame_idx) and np.array_equal(host.face_count, graph.face_count)

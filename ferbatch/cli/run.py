@@ -173,7 +173,7 @@ def run(
             help="Where letterbox, colour conversion and face crops run. host: NumPy/OpenCV on the CPU; "
             "graph: inside the ONNX graphs, on NV12 frames (with --decoder nvdec on onnxruntime-cuda the frames never leave the GPU; "
             "needs ONNX Runtime and a letterboxing detector); auto: graph where NVDEC decodes for onnxruntime-cuda, else host. "
-            "Same faces either way (boxes within a pixel)."
+            "Same rows either way: the graphs compute in OpenCV's arithmetic (boxes equal; a label in ~500 can differ)."
         ),
     ] = Preprocess.auto,
     address: Annotated[

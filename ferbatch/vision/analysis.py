@@ -184,7 +184,7 @@ class FrameAnalyzer:
         """Analyse the next frames of the stream.
 
         Args:
-            images: F arrays (H, W, 3) uint8 RGB or :class:`ferbatch.picture.YuvPicture`, upright,
+            images: F arrays (H, W, 3) uint8 RGB or pictures (:data:`ferbatch.picture.Image`), upright,
                 in presentation order.
             pts_ms: (F,) presentation times in milliseconds, ascending.
             force_full: positions in the batch that get a full-frame detection whatever the schedule.

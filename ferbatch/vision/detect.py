@@ -107,8 +107,9 @@ def preprocess_frames(
     padding is zeroed.
 
     Args:
-        frames: F arrays (H, W, 3) uint8 RGB or :class:`ferbatch.picture.YuvPicture` (resized in
-            its planes, then converted); sizes may differ.
+        frames: F arrays (H, W, 3) uint8 RGB, :class:`ferbatch.picture.YuvPicture` (resized in
+            its planes, then converted) or :class:`ferbatch.picture.Nv12Picture` (its host planes);
+            sizes may differ.
         spec: the detector's input spec (w x h).
         letterbox: keep the aspect ratio (pad right/bottom with zeros) instead of a plain resize.
         out: (>= F, h, w, 3) uint8 C-contiguous buffer to fill and return a view of (a batch
@@ -211,7 +212,9 @@ class Detector:
         """Find faces in a batch of frames.
 
         Args:
-            frames: F arrays (H, W, 3) uint8 RGB or :class:`ferbatch.picture.YuvPicture`.
+            frames: F arrays (H, W, 3) uint8 RGB, :class:`ferbatch.picture.YuvPicture` or
+                :class:`ferbatch.picture.Nv12Picture` (a chunk of NV12 pictures of one size goes
+                through :attr:`nv12_runner` where there is one; any other frame takes the host path).
             min_score: keep detections scored above this instead of ``score_threshold`` (the
                 tracker's low stage asks for weaker ones); with NMS inside the graph it is fed to
                 the graph's ``score_threshold`` input (ONNX Runtime); on a runner that cannot feed

@@ -175,7 +175,8 @@ class TiledDetector:
         """Find faces in a batch of frames.
 
         Args:
-            frames: F arrays (H, W, 3) uint8 RGB or :class:`ferbatch.picture.YuvPicture`; sizes may differ.
+            frames: F arrays (H, W, 3) uint8 RGB or pictures (:data:`ferbatch.picture.Image`); sizes
+                may differ. Tiles are cut from each frame's RGB (an NV12 picture's host copy).
             min_score: as in :meth:`Detector.detect`.
 
         Returns:
