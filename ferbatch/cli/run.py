@@ -171,8 +171,8 @@ def run(
         Preprocess,
         typer.Option(
             help="Where letterbox, colour conversion and face crops run. host: NumPy/OpenCV on the CPU; "
-            "graph: inside the ONNX graphs, on NV12 frames (with --decoder nvdec on onnxruntime-cuda the frames never leave the GPU; "
-            "needs ONNX Runtime and a letterboxing detector); auto: graph where NVDEC decodes for onnxruntime-cuda, else host. "
+            "graph: inside the ONNX graphs, on NV12 frames (with NVDEC on onnxruntime-cuda and CuPy the frames stay on the GPU; "
+            "needs ONNX Runtime and a letterboxing detector); auto: graph where NVDEC's frames can stay on the GPU, else host. "
             "Same rows either way: the graphs compute in OpenCV's arithmetic (boxes equal; a label in ~500 can differ)."
         ),
     ] = Preprocess.auto,
