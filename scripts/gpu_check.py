@@ -29,7 +29,17 @@ its results into the same JSON, so the work can be split between calls of a shor
    what is measured).
 
 ``rows`` also runs the job with ``--decoder nvdec`` when ``nvdec`` is in ``--decoders``
-(``rows_equal_nvdec``: the rows must equal the CPU run's as the PyAV GPU run's do).
+(``rows_equal_nvdec``: the rows must equal the CPU run's as the PyAV GPU run's do); those baselines
+pre-process on the host (``--preprocess host``). With ``graph`` in ``--preprocess`` it also runs the
+job with ``--preprocess graph`` per decoder (``rows_equal_graph_pyav``, ``rows_equal_graph_nvdec``:
+NVDEC's frames stay on the GPU, needs CuPy), and ``e2e`` measures each decoder with each
+pre-processing (``e2e_nvdec_graph`` and so on).
+
+Frames on the device end to end (#33), one prepared command (not yet run; budget it like the one below)::
+
+    FERBATCH_MODEL_MIRROR=../shared/models python scripts/gpu_check.py --data ../shared/data \
+        --out gpu_graph.json --work /tmp/gpu_graph --frames 300 --counts 1,4,8 \
+        --steps device,clips,device_graphs,rows,e2e --decoders pyav,nvdec --preprocess host,graph
 
 PyAV vs NVDEC end to end, one prepared command (#33; about 8 minutes on one H100/H200)::
 
