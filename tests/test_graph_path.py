@@ -9,6 +9,7 @@ Mutations run against these tests (each made the named test fail, then was resto
 - ``Classifier.crops_in_graph`` always False (crops cut on the host) -> test_graph_rows_are_the_host_rows;
 - ``Detector._nv12_feed`` always None (the host letterbox) -> test_graph_rows_are_the_host_rows;
 - ``ShardWorker.pictures_for`` always True -> test_worker_decodes_nv12_for_graph_models;
+- ``ShardWorker.run`` not passing its pictures to ``run_shard`` -> test_worker_decodes_nv12_for_graph_models;
 - ``frame_pictures`` keeping frames on the device for a CPU session -> test_frames_stay_on_the_gpu_only_where_the_graphs_can_read_them;
 - ``frame_graphs``' auto ignoring ``device_frames`` -> test_graph_preprocessing_needs_onnxruntime_and_a_letterbox;
 - ``frame_graphs`` (ferbatch.models.frame_graphs) accepting the OpenVINO backend -> test_graph_preprocessing_needs_onnxruntime_and_a_letterbox;
@@ -20,7 +21,7 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
-from conftest import INTEL_3FACE, WOLFGANG
+from conftest import INTEL_2FACE, INTEL_3FACE, WOLFGANG
 
 from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError
@@ -75,14 +76,17 @@ def test_graph_rows_are_the_host_rows(models, graph_models, path, cfg):
     assert graph.result.stage_seconds["crop"] == 0.0 < host.result.stage_seconds["crop"]
 
 
-def test_worker_decodes_nv12_for_graph_models(_cache):
-    """A worker whose models run the graphs asks the decoder for NV12 pictures (PyAV's, on the CPU);
-    one with host pre-processing keeps YUV pictures."""
+def test_worker_decodes_nv12_for_graph_models(_cache, tmp_path):
+    """A worker whose models run the graphs asks the decoder for NV12 pictures (PyAV's, on the CPU)
+    and its shard goes through the NV12 graph; one with host pre-processing keeps YUV pictures."""
     from ferbatch.job.workers import ShardWorker
 
     w = ShardWorker(JobConfig(preprocess="graph", decoder="pyav"), threads=1)
     try:
         assert w.pictures_for("pyav") == "nv12"
+        _, index = probe_video(INTEL_2FACE)
+        res = w.run(Shard("v", str(INTEL_2FACE), 0, 0, 24, index), str(tmp_path))
+        assert res.status == "ok" and res.faces > 0 and w.models.detector.frames_in_graph > 0
     finally:
         w.models.close()
     h = ShardWorker(JobConfig(preprocess="host", decoder="pyav"), threads=1)
