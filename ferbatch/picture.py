@@ -217,7 +217,8 @@ class Nv12Picture:
 
     Every other consumer reads :meth:`host`, the same picture as a :class:`YuvPicture` (copied to
     the host once and cached), so a frame on the device still works everywhere, at the cost of that
-    copy; the shot detector's thumbnail (:meth:`resized_rgb`) copies a decimated picture instead.
+    copy; the shot detector's thumbnail (:meth:`resized_rgb`) is resized on the device first and
+    only its small planes are copied (:meth:`resized_planes`).
 
     Args:
         nv12: (H * 3 / 2, W) uint8, C-contiguous: H luma rows, then H / 2 rows of interleaved U, V
