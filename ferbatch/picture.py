@@ -28,6 +28,8 @@ picture's thumbnail equals the host path's.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -66,6 +68,7 @@ def converts(colorspace: int | None, color_range: int | None) -> bool:
 RESIZE_COEF_SCALE = 2048
 
 
+@functools.lru_cache(maxsize=64)
 def linear_taps(src: int, dst: int, rows: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The two source indices and fixed-point weights of each output pixel of OpenCV's
     ``cv2.resize(INTER_LINEAR)`` of uint8 along one axis, ``src`` -> ``dst`` pixels
@@ -76,7 +79,8 @@ def linear_taps(src: int, dst: int, rows: bool = False) -> tuple[np.ndarray, np.
     (:func:`ferbatch.vision.detect.nv12_letterbox_inputs`).
 
     Returns:
-        (dst, 2) int64 source indices and (dst, 2) int32 weights summing to 2048.
+        (dst, 2) int64 source indices and (dst, 2) int32 weights summing to 2048; cached per
+        (src, dst, rows) and read-only (a device frame's thumbnail asks for the same taps every frame).
     """
     f = ((np.arange(dst) + 0.5) * (src / dst) - 0.5).astype(np.float32)
     s = np.floor(f).astype(np.int64)
@@ -89,7 +93,10 @@ def linear_taps(src: int, dst: int, rows: bool = False) -> tuple[np.ndarray, np.
         s = np.clip(s, 0, src - 1)
         idx = np.stack([s, np.minimum(s + 1, src - 1)], 1)
     w = np.stack([np.rint((np.float32(1) - f) * np.float32(RESIZE_COEF_SCALE)), np.rint(f * np.float32(RESIZE_COEF_SCALE))], 1)
-    return idx, w.astype(np.int32)
+    w = w.astype(np.int32)
+    idx.setflags(write=False)
+    w.setflags(write=False)
+    return idx, w
 
 
 def resize_plane(plane, width: int, height: int):

@@ -9,7 +9,7 @@ resize of each plane, then ``COLOR_YUV2RGB_I420``), bit for bit, in OpenCV's own
 1. the luma plane resized to the frame's letterboxed size ``(nh, nw)`` and the chroma planes to
    ``(nh / 2, nw / 2)`` as ``cv2.resize(INTER_LINEAR)`` resizes uint8 (imgproc/src/resize.cpp): two
    taps per output pixel with 11-bit fixed-point weights along each axis
-   (:func:`ferbatch.vision.detect.linear_taps`, computed on the host and fed as inputs), the
+   (:func:`ferbatch.picture.linear_taps`, computed on the host and fed as inputs), the
    horizontal sum in int32, then the vertical pass as OpenCV's vector kernel rounds it
    (``VResizeLinearVec_32s8u``: ``(((b0 (S0 >> 4)) >> 16) + ((b1 (S1 >> 4)) >> 16) + 2) >> 2``);
 2. chroma repeated 2 x 2 and converted with ITU-R BT.601 limited range in OpenCV's 20-bit fixed point
@@ -60,7 +60,6 @@ def letterbox_sizes(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dic
     return out
 
 
-PLANE_INPUTS = NV12_TABLES  # each with a "_w" twin: (n, 2) indices, weights (the contract is ferbatch.vision.detect's)
 # ITU-R BT.601 limited range in OpenCV's 20-bit fixed point (imgproc color_yuv: ITUR_BT_601_CY, CVR, CVG, CUG, CUB)
 BT601_FIXED = {"cy": 1220542, "cvr": 1673527, "cvg": -852492, "cug": -409993, "cub": 2116026}
 
@@ -194,7 +193,7 @@ def nv12_input_graph():
         "Cast", [node("Pad", [rgb, pads, const("pad_value", np.float32(0))], "padded", mode="constant")], "frames_rgb", to=TensorProto.UINT8
     )
     inputs = [helper.make_tensor_value_info(NV12_PLANES, TensorProto.UINT8, ["F", "R", "W"])]
-    for name in PLANE_INPUTS:
+    for name in NV12_TABLES:  # each with a "_w" twin: (n, 2) indices, weights (the contract is ferbatch.vision.detect's)
         inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, [f"{name}_n", 2]))
         inputs.append(helper.make_tensor_value_info(f"{name}_w", TensorProto.INT32, [f"{name}_n", 2]))
     inputs.append(helper.make_tensor_value_info("input_hw", TensorProto.INT64, [2]))
@@ -207,7 +206,7 @@ def nv12_input_graph():
 def nv12_detector(detector, input_name: str):
     """One graph: :func:`nv12_input_graph` feeding a prepared detector (uint8 ``(N, h, w, 3)`` RGB
     input ``input_name``, ``ferbatch.models.graphs.prepare_detector``). Inputs: ``planes``,
-    the resize tables of :data:`PLANE_INPUTS` (and their ``_w`` weights), ``input_hw`` and the
+    the resize tables of :data:`ferbatch.vision.detect.NV12_TABLES` (and their ``_w`` weights), ``input_hw`` and the
     detector's other inputs (``score_threshold``); outputs the
     detector's.
 

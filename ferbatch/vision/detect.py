@@ -227,9 +227,9 @@ class Detector:
         parts = []
         for i in range(0, len(frames), step):
             chunk = frames[i : i + step]
-            nv12_sizes = self._nv12_feed(chunk)
-            if nv12_sizes is not None:
-                parts.append(self._run_nv12(nv12_sizes, chunk, i, min_score))
+            nv12_inputs = self._nv12_feed(chunk)
+            if nv12_inputs is not None:
+                parts.append(self._run_nv12(nv12_inputs, chunk, i, min_score))
                 continue
             x, scale = preprocess_frames(chunk, self.spec.input, letterbox=self.spec.letterbox, out=self._batch_buffer(len(chunk)))
             sizes = np.array([[f.shape[1], f.shape[0]] for f in frames[i : i + step]], np.float32)
