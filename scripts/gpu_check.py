@@ -253,6 +253,58 @@ def e2e_fps(
     }
 
 
+def remux_copy(src: Path, dst: Path, tag: str) -> Path:
+    """``src``'s video packets, unchanged, in a new MP4 whose title is ``tag``: the same frames under another content
+    hash (the job processes files of equal content once)."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        o.metadata["title"] = tag
+        s = o.add_stream_from_template(i.streams.video[0])
+        for pkt in i.demux(i.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.stream = s
+                o.mux(pkt)
+    return dst
+
+
+def ray_job(clip: Path, videos: int, workers: int, backend: str, work: Path, decoder: str = "pyav", preprocess: str = "host") -> dict:
+    """The real job under Ray (#33 item 3): ``ferbatch run`` on ``videos`` copies of ``clip`` with embedded local Ray,
+    the job's own actors, placement (``workers`` per GPU on a GPU backend, else ``workers`` in all), scheduling and
+    dataset writer. frames/s over the job's wall time after start-up (Ray, actors placed, models loaded) and with it."""
+    from ferbatch.config import JobConfig
+    from ferbatch.job import run_job
+
+    src = work / f"ray_in_{clip.stem}_{videos}"
+    src.mkdir(parents=True, exist_ok=True)
+    for i in range(videos):
+        dst = src / f"{clip.stem}_{i:02d}.mp4"
+        if not dst.exists():
+            remux_copy(clip, dst, f"copy {i}")
+    gpu = backend != "onnxruntime" and backend != "openvino"
+    cfg = JobConfig(
+        backend=backend, decoder=decoder, preprocess=preprocess, workers=0 if gpu else workers, workers_per_gpu=workers if gpu else 0
+    )
+    out = work / f"ray_out_{clip.stem}_{workers}_{decoder}_{preprocess}"
+    shutil.rmtree(out, ignore_errors=True)
+    with GpuSampler() as g:
+        s = run_job(src, out, cfg, use_ray=True)
+    shutil.rmtree(out, ignore_errors=True)
+    steady = s.seconds - s.startup_seconds
+    return {
+        "fps": round(s.frames / steady, 1) if steady > 0 else 0.0,
+        "fps_with_startup": round(s.frames / s.seconds, 1) if s.seconds > 0 else 0.0,
+        "frames": s.frames,
+        "faces": s.faces,
+        "videos_ok": s.ok,
+        "videos_failed": s.failed,
+        "seconds": round(s.seconds, 2),
+        "startup_s": round(s.startup_seconds, 2),
+        "runner": s.runner,
+        "gpu_util_pct": round(g.mean, 1),
+    }
+
+
 def nvdec_exact(paths: list[Path], shard_frames: int = 48) -> dict:
     """NVDEC against PyAV on each video: frame indices, pts and RGB pixels over the whole video and
     over each shard of :func:`ferbatch.media.shards.plan_shards` (keyframe seeks), streamed frame by
@@ -543,7 +595,7 @@ def device_graphs_check(clip: Path, backend: str, batch: int = 32, repeats: int 
     return res
 
 
-STEPS = ("device", "clips", "decode", "nvdec", "nvdec_exact", "engines", "rows", "profile", "device_graphs", "e2e")
+STEPS = ("device", "clips", "decode", "nvdec", "nvdec_exact", "engines", "rows", "profile", "device_graphs", "e2e", "ray")
 CLIPS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
@@ -564,6 +616,7 @@ def main() -> int:
         default="host",
         help="e2e and rows: host, graph or host,graph (graph: --preprocess graph, frames on the GPU with NVDEC)",
     )
+    ap.add_argument("--ray-videos", type=int, default=0, help="ray: copies of each clip in the job (0 = two per worker)")
     ap.add_argument("--variants", action="store_true", help="e2e: also fp16 and cuDNN exhaustive search at the best 720p count")
     a = ap.parse_args()
     steps = [x for x in a.steps.split(",") if x]
@@ -723,6 +776,20 @@ def main() -> int:
             extra[f"{label} {best}"] = e2e_fps(clips["720p"], best, a.backend, precision, algo, work)
             print(f"e2e 720p {best} workers {label}: {extra[f'{label} {best}']}", flush=True)
             save()
+    if "ray" in steps:
+        for dec in decoders:
+            for pre in preprocess:
+                key = "_".join(x for x in ("ray", "" if dec == "pyav" else dec, "" if pre == "host" else pre) if x)
+                rows = report.setdefault(key, {})
+                for name, clip in clips.items():
+                    row = rows.setdefault(name, {})
+                    for wpg in counts:
+                        try:
+                            row[str(wpg)] = ray_job(clip, a.ray_videos or 2 * wpg, wpg, a.backend, work, decoder=dec, preprocess=pre)
+                        except Exception as e:  # a missing wheel (Ray, a decoder) or a failed job: recorded, not fatal
+                            row[str(wpg)] = {"error": f"{type(e).__name__}: {e}"}
+                        print(f"ray {dec} {pre} {name} {wpg} workers: {row[str(wpg)]}", flush=True)
+                        save()
     report.setdefault("seconds", []).append(round(time.perf_counter() - t0, 1))
     save()
     if "decode_fps" in report or "e2e" in report:

@@ -20,27 +20,10 @@ import argparse
 import numpy as np
 
 
-def raw_logits_graph(path: str) -> bytes:
-    """The graph at ``path`` with the output of its last ``Gemm`` node as the only output, serialised.
-
-    Raises:
-        ValueError: the graph has no ``Gemm`` node (not a ``vgg``/``res`` export).
-    """
-    import onnx
-
-    m = onnx.load(path)
-    gemms = [n for n in m.graph.node if n.op_type == "Gemm"]
-    if not gemms:
-        raise ValueError(f"{path} | no Gemm node: not an exported vgg/res classifier")
-    name = gemms[-1].output[0]
-    del m.graph.output[:]
-    m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    return bytes(m.SerializeToString())
-
-
 def main() -> None:
     from ferbatch.models.runners.onnxruntime import onnxruntime_module
     from ferbatch.training.data import load_faces
+    from ferbatch.training.nets import raw_logits_graph
     from ferbatch.training.train import prepare_train_folder
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

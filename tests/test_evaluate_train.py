@@ -202,6 +202,8 @@ def test_fine_tuning_starts_exactly_from_the_exported_model():
     faces = load_faces(DATA / "fer_sample", 48)
     x = (torch.from_numpy(faces.images).float().unsqueeze(1) / 255.0 - 0.5) / 0.5
     assert init_from_onnx(build_model(16, "vgg"), BUNDLED / "ferbatch-ferplus-cnn-v1.onnx", x) < 1e-4
+    # a release with its adjustment and temperature baked in after the linear layer (v5): compared on the raw logits
+    assert init_from_onnx(build_model(16, "res"), BUNDLED / "ferbatch-ferplus-cnn-v5.onnx", x) < 1e-4
     with pytest.raises(ConfigError, match="ferbatch-ferplus-cnn-v1.onnx"):
         init_from_onnx(build_model(20, "vgg"), BUNDLED / "ferbatch-ferplus-cnn-v1.onnx", x)
 

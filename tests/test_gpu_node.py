@@ -116,3 +116,60 @@ def test_gpu_check_runs_its_cpu_steps(tmp_path):
     assert "PyNvVideoCodec is not installed" in rep["nvdec_exact"]["skipped"]
     assert "--decoder nvdec | not usable on this machine: PyNvVideoCodec is not installed" in rep["e2e_nvdec"]["720p"]["1"]["error"]
     assert e2e["decoder"] == "pyav"
+
+
+def test_gpu_payload_round_trip(tmp_path):
+    """The packages a GPU lease carries (scripts/gpu_payload.py): packed into pieces here, taken call by call there.
+    Pieces that arrive in separate calls complete the set; a wheel's ``.data/platlib`` lands at the root; members
+    ferbatch never loads are dropped; a damaged piece is refused and removed so the next call can carry it again."""
+    import importlib.util
+    import os
+    import zipfile
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("gpu_payload", Path(__file__).resolve().parent.parent / "scripts/gpu_payload.py")
+    gp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gp)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    blob = os.urandom(6000)  # incompressible: several pieces of 2,000 bytes
+    with zipfile.ZipFile(wheels / "alpha-1.0-py3-none-any.whl", "w") as z:
+        z.writestr("alpha/__init__.py", "VALUE = 7\n")
+        z.writestr("alpha/blob.bin", blob)
+        z.writestr("alpha-1.0.dist-info/METADATA", "Name: alpha\n")
+    with zipfile.ZipFile(wheels / "ray-9.0-cp312-cp312-manylinux_2_28_x86_64.whl", "w") as z:
+        z.writestr("ray/__init__.py", "")
+        z.writestr("ray/jars/ray_dist.jar", b"x" * 100)
+        z.writestr("ray-9.0.data/platlib/ray_native.py", "N = 1\n")
+        z.writestr("ray-9.0.data/scripts/ray", "#!/bin/sh\n")
+    shared = tmp_path / "shared_models"
+    shared.mkdir()
+    (shared / "m.onnx").write_bytes(b"onnx")
+    out = tmp_path / "carry"
+    m = gp.pack(sorted(wheels.glob("*.whl")), out, piece_bytes=2000, shared={"shared/models": shared})
+    names = [p["name"] for p in m["pieces"]]
+    assert len(names) >= 3 and m["dropped_bytes"] >= 100 + len("#!/bin/sh\n")
+    store, site = tmp_path / "store", tmp_path / "site"
+    # the first call carries the manifest and half the pieces
+    first = tmp_path / "call1"
+    first.mkdir()
+    (first / "payload.json").write_text((out / "payload.json").read_text())
+    for n in names[: len(names) // 2]:
+        (first / n).write_bytes((out / n).read_bytes())
+    assert gp.take(first, store, site) == 3 and not site.exists()
+    # a damaged piece is refused and removed
+    second = tmp_path / "call2"
+    second.mkdir()
+    (second / "payload.json").write_text((out / "payload.json").read_text())
+    for n in names[len(names) // 2 :]:
+        (second / n).write_bytes((out / n).read_bytes())
+    last = second / names[-1]
+    last.write_bytes(last.read_bytes()[:-1] + b"?")
+    assert gp.take(second, store, site) == 1 and not (store / names[-1]).exists()
+    (second / names[-1]).write_bytes((out / names[-1]).read_bytes())
+    assert gp.take(second, store, site) == 0
+    assert (site / "alpha/blob.bin").read_bytes() == blob and (site / "ray_native.py").read_text() == "N = 1\n"
+    assert (site / "shared/models/m.onnx").read_bytes() == b"onnx" and (site / "alpha-1.0.dist-info/METADATA").exists()
+    assert not (site / "ray/jars").exists() and not list(site.rglob("ray-9.0.data"))
+    assert gp.take(second, store, site) == 0  # complete: a later call does nothing
+    assert f"export PYTHONPATH={site}" in gp.env(site)

@@ -125,6 +125,26 @@ def calibrated(model, temperature: float = 1.0, bias=None):
     return _Calibrated()
 
 
+def raw_logits_graph(path) -> bytes:
+    """The exported ``vgg``/``res`` graph at ``path``, serialised, with the output of its last ``Gemm`` (the linear
+    layer) as its only output: the raw logits, before any logit adjustment or temperature a release baked in after it
+    (``(z + bias) * inv_t``, ``scripts/release_model.py``).
+
+    Raises:
+        ValueError: the graph has no ``Gemm`` node (not a ``vgg``/``res`` export).
+    """
+    import onnx
+
+    m = onnx.load(str(path))
+    gemms = [n for n in m.graph.node if n.op_type == "Gemm"]
+    if not gemms:
+        raise ValueError(f"{path} | no Gemm node: not an exported vgg/res classifier")
+    name = gemms[-1].output[0]
+    del m.graph.output[:]
+    m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return bytes(m.SerializeToString())
+
+
 def init_from_onnx(model, path, x_sample) -> float:
     """Load the weights of an exported ``vgg``/``res`` graph (BatchNorm folded into the convs by
     the export) into ``model`` of the same architecture and width, in place, for fine-tuning.
@@ -145,7 +165,9 @@ def init_from_onnx(model, path, x_sample) -> float:
         model: a ``build_model`` network; path: the ONNX file; x_sample: (N, 1, S, S) float32 inputs.
 
     Returns:
-        max |model(x) - onnx(x)| over the first 64 of ``x_sample`` (should be ~1e-5); NaN when grown.
+        max |model(x) - onnx(x)| over the first 64 of ``x_sample``, onnx(x) being the graph's raw logits
+        (:func:`raw_logits_graph`: a release's baked adjustment and temperature are not the network's): ~1e-5; NaN
+        when grown.
 
     Raises:
         ConfigError: the graph's weights match neither the network's convs and linear layer nor
@@ -213,5 +235,6 @@ def init_from_onnx(model, path, x_sample) -> float:
                 blk.body[-1].weight.zero_()
                 blk.body[-1].bias.zero_()
             return float("nan")
-        ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {g.input[0].name: x_sample[:64].numpy()})[0]
+        raw = ort.InferenceSession(raw_logits_graph(path), providers=["CPUExecutionProvider"])
+        ref = raw.run(None, {g.input[0].name: x_sample[:64].numpy()})[0]
         return float(np.abs(model(x_sample[:64]).numpy() - ref).max())
