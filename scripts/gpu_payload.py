@@ -56,7 +56,7 @@ PAYLOAD = (
 PYTHON = "3.12"  # the device image's python3 (device KINDS.md)
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 # members ferbatch never loads: Ray's Java workers and dashboard front end, PyNvVideoCodec's sources and samples
-DROP_PREFIXES = ("ray/jars/", "ray/dashboard/client/", "samples/", "docs/")
+DROP_PREFIXES = ("ray/jars/", "ray/dashboard/client/", "samples/", "benchmarks/", "docs/")
 DROP_INFIXES = (".data/data/", ".data/headers/", ".data/scripts/")
 # what gpu_check needs from ../shared (15 MB), and the training set for teachers (48 MB)
 SHARED = ("models", "data/videos_faces", "data/videos_emotion_cremad", "data/videos_emotion_cremad_labels.csv")

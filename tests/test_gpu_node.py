@@ -85,8 +85,8 @@ def test_check_engines_cli_json():
 
 def test_gpu_check_runs_its_cpu_steps(tmp_path):
     """The GPU check's harness runs where there is no GPU (CPU backend, tiny clips): clips, decode-only,
-    the detector profile, the device-side graphs and end-to-end workers through the job's ShardWorker, results merged into one
-    JSON across calls (as a short GPU lease splits them)."""
+    the detector profile, the device-side graphs, end-to-end workers through the job's ShardWorker and the real job
+    under Ray, results merged into one JSON across calls (as a short GPU lease splits them)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -98,7 +98,7 @@ def test_gpu_check_runs_its_cpu_steps(tmp_path):
     assert res.returncode == 0 and "--steps" in res.stdout
     out, work = tmp_path / "r.json", tmp_path / "w"
     base = [sys.executable, str(script), "--data", str(DATA), "--out", str(out), "--work", str(work), "--counts", "1", "--frames", "8"]
-    for steps in ("clips,decode,nvdec_exact", "profile,device_graphs,e2e"):
+    for steps in ("clips,decode,nvdec_exact", "profile,device_graphs,e2e,ray"):
         res = subprocess.run(
             [*base, "--steps", steps, "--backend", "onnxruntime", "--decoders", "pyav,nvdec"], capture_output=True, text=True, timeout=600
         )
@@ -116,6 +116,8 @@ def test_gpu_check_runs_its_cpu_steps(tmp_path):
     assert "PyNvVideoCodec is not installed" in rep["nvdec_exact"]["skipped"]
     assert "--decoder nvdec | not usable on this machine: PyNvVideoCodec is not installed" in rep["e2e_nvdec"]["720p"]["1"]["error"]
     assert e2e["decoder"] == "pyav"
+    ray = rep["ray"]["720p"]["1"]  # two remuxed copies of the clip (same frames, other content hash): both processed
+    assert ray["videos_ok"] == 2 and ray["frames"] == 16 and ray["faces"] == 2 * e2e["faces"] and ray["runner"].startswith("ray"), ray
 
 
 def test_gpu_payload_round_trip(tmp_path):
