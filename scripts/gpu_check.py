@@ -27,6 +27,10 @@ its results into the same JSON, so the work can be split between calls of a shor
    from a barrier after the models are loaded and warmed up; GPU utilisation sampled by nvidia-smi;
    time per pipeline stage summed over workers. Ray itself is not needed (the scheduling is not
    what is measured).
+9. ``ray``: the real job under embedded Ray (``run_job(use_ray=True)``: the job's actors, placement,
+   scheduling and writer) on remuxed copies of the 720p clip (``--ray-videos``, default two per worker),
+   ``--ray-counts`` workers per GPU (default the largest of ``--counts``), for each decoder and pre-processing; frames/s after start-up and with
+   it, GPU busy. Needs Ray on the machine (``scripts/gpu_payload.py`` carries it).
 
 ``rows`` also runs the job with ``--decoder nvdec`` when ``nvdec`` is in ``--decoders``
 (``rows_equal_nvdec``: the rows must equal the CPU run's as the PyAV GPU run's do); those baselines
@@ -35,11 +39,13 @@ job with ``--preprocess graph`` per decoder (``rows_equal_graph_pyav``, ``rows_e
 NVDEC's frames stay on the GPU, needs CuPy), and ``e2e`` measures each decoder with each
 pre-processing (``e2e_nvdec_graph`` and so on).
 
-Frames on the device end to end (#33), one prepared command (not yet run; budget it like the one below)::
+Frames on the device end to end and the job under Ray (#33), one prepared command (not yet run; the packages and
+``../shared``'s files travel as ``scripts/gpu_payload.py`` pieces, see its doc and docs/performance.md)::
 
-    FERBATCH_MODEL_MIRROR=../shared/models python scripts/gpu_check.py --data ../shared/data \
+    FERBATCH_MODEL_MIRROR=/tmp/site/shared/models python3 scripts/gpu_check.py --data /tmp/site/shared/data \
         --out gpu_graph.json --work /tmp/gpu_graph --frames 300 --counts 1,4,8 \
-        --steps device,clips,device_graphs,rows,e2e --decoders pyav,nvdec --preprocess host,graph
+        --steps device,clips,device_graphs,rows,ray --decoders pyav,nvdec --preprocess host,graph
+    # then, in the next call (same --work, the JSON merges): --steps e2e --counts 4,8
 
 PyAV vs NVDEC end to end, one prepared command (#33; about 8 minutes on one H100/H200)::
 
@@ -616,7 +622,8 @@ def main() -> int:
         default="host",
         help="e2e and rows: host, graph or host,graph (graph: --preprocess graph, frames on the GPU with NVDEC)",
     )
-    ap.add_argument("--ray-videos", type=int, default=0, help="ray: copies of each clip in the job (0 = two per worker)")
+    ap.add_argument("--ray-videos", type=int, default=0, help="ray: copies of the 720p clip in the job (0 = two per worker)")
+    ap.add_argument("--ray-counts", default="", help="ray: workers per GPU, e.g. 8 or 4,8 (default: the largest of --counts)")
     ap.add_argument("--variants", action="store_true", help="e2e: also fp16 and cuDNN exhaustive search at the best 720p count")
     a = ap.parse_args()
     steps = [x for x in a.steps.split(",") if x]
@@ -627,6 +634,7 @@ def main() -> int:
     decoders = [x for x in a.decoders.split(",") if x]
     if set(decoders) - {"pyav", "nvdec"}:
         ap.error(f"--decoders {a.decoders}: choose from pyav, nvdec")
+    ray_counts = [int(x) for x in a.ray_counts.split(",") if x] or [max(counts)]
     n = 300 if a.quick else a.frames
     preprocess = [x for x in a.preprocess.split(",") if x]
     if set(preprocess) - {"host", "graph"}:
@@ -780,16 +788,15 @@ def main() -> int:
         for dec in decoders:
             for pre in preprocess:
                 key = "_".join(x for x in ("ray", "" if dec == "pyav" else dec, "" if pre == "host" else pre) if x)
-                rows = report.setdefault(key, {})
-                for name, clip in clips.items():
-                    row = rows.setdefault(name, {})
-                    for wpg in counts:
-                        try:
-                            row[str(wpg)] = ray_job(clip, a.ray_videos or 2 * wpg, wpg, a.backend, work, decoder=dec, preprocess=pre)
-                        except Exception as e:  # a missing wheel (Ray, a decoder) or a failed job: recorded, not fatal
-                            row[str(wpg)] = {"error": f"{type(e).__name__}: {e}"}
-                        print(f"ray {dec} {pre} {name} {wpg} workers: {row[str(wpg)]}", flush=True)
-                        save()
+                row = report.setdefault(key, {}).setdefault("720p", {})
+                clip = clips["720p"]
+                for wpg in ray_counts:
+                    try:
+                        row[str(wpg)] = ray_job(clip, a.ray_videos or 2 * wpg, wpg, a.backend, work, decoder=dec, preprocess=pre)
+                    except Exception as e:  # a missing wheel (Ray, a decoder) or a failed job: recorded, not fatal
+                        row[str(wpg)] = {"error": f"{type(e).__name__}: {e}"}
+                    print(f"ray {dec} {pre} 720p {wpg} workers: {row[str(wpg)]}", flush=True)
+                    save()
     report.setdefault("seconds", []).append(round(time.perf_counter() - t0, 1))
     save()
     if "decode_fps" in report or "e2e" in report:

@@ -20,9 +20,10 @@ There, one device call per piece, each carrying ``.whl/payload.json`` and the ne
     python3 scripts/gpu_payload.py take .whl && eval "$(python3 scripts/gpu_payload.py env)" && \\
         FERBATCH_MODEL_MIRROR=/tmp/site/shared/models python3 scripts/gpu_check.py --data /tmp/site/shared/data ...
 
-``take`` exits 0 once the set is complete and unpacked, 3 while pieces are missing (it names them), 1 on a piece
-whose sha256 is wrong. ``env`` prints the ``PYTHONPATH`` and the ``LD_LIBRARY_PATH`` of the CUDA libraries that
-PyTorch's ``nvidia-*`` wheels hold (ONNX Runtime's ``preload_dlls`` looks only beside its own install).
+``take`` exits 0 once the set is complete and unpacked, 3 while pieces are missing (it names them), 2 without the
+manifest, 1 on a piece whose sha256 is wrong. ``env`` prints the ``PYTHONPATH`` and the ``LD_LIBRARY_PATH`` of the
+CUDA libraries that PyTorch's ``nvidia-*`` wheels hold (ONNX Runtime's ``preload_dlls`` looks only beside its own
+install).
 """
 
 from __future__ import annotations
@@ -151,9 +152,12 @@ def take(src: Path, store: Path = STORE, site: Path = SITE) -> int:
     """Move the pieces carried into ``src`` to ``store``; unpack into ``site`` once all are there.
 
     Returns:
-        0: complete (now or before) and unpacked; 3: pieces still missing (printed); 1: a piece's sha256 is wrong
+        0: complete (now or before) and unpacked; 3: pieces still missing (printed); 2: no manifest in ``src``; 1: a piece's sha256 is wrong
         (it is deleted so that the next call can carry it again).
     """
+    if not (src / MANIFEST).exists():
+        print(f"gpu_payload | {src / MANIFEST} is missing: carry it with every piece", file=sys.stderr)
+        return 2
     manifest = json.loads((src / MANIFEST).read_text())
     done = site / ".payload.json"
     if done.exists() and json.loads(done.read_text()) == manifest:

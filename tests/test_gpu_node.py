@@ -152,6 +152,7 @@ def test_gpu_payload_round_trip(tmp_path):
     names = [p["name"] for p in m["pieces"]]
     assert len(names) >= 3 and m["dropped_bytes"] >= 100 + len("#!/bin/sh\n")
     store, site = tmp_path / "store", tmp_path / "site"
+    assert gp.take(tmp_path, store, site) == 2  # no manifest carried
     # the first call carries the manifest and half the pieces
     first = tmp_path / "call1"
     first.mkdir()
