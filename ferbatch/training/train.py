@@ -19,7 +19,8 @@ every epoch that a rerun with the same ``out`` continues from.
 Devices: ``device="cuda"`` trains on an NVIDIA GPU (augmentation stays on the CPU, batches move to
 the GPU); the exported ONNX is the same either way. ``save_logits`` writes the best model's logits on
 the (unaugmented) training and validation images, ``train_logits.npy`` / ``val_logits.npy`` (N, 8)
-float32 in load order: a teacher for offline knowledge distillation (Hinton et al. 2015,
+float32 in load order (``train_logits.npy`` covers every image of the training folder, the selection split's
+too when it is held out, so any run on that folder can read it): a teacher for offline knowledge distillation (Hinton et al. 2015,
 arXiv 1503.02531): ``teacher`` = one or more such files (their logits averaged: an ensemble), and the
 student's loss is ``(1 - a) * CE(targets) + a * T^2 * CE(softmax(teacher / T), softmax(student / T))`` (cross-entropy: the KL divergence plus the teacher's entropy, a constant)
 with ``a = distill_alpha``, ``T = distill_t``; the teacher sees the image before augmentation. With
@@ -311,7 +312,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
     kept = torch.load(out / "best.pt", weights_only=False, map_location=dev)
     model.load_state_dict(kept["model"])
     if cfg.save_logits:
-        np.save(out / "train_logits.npy", predict_logits(torch, model, xtr).astype(np.float32))
+        # every image of the folder in load order, the layout --teacher reads: with --val selection the held-out
+        # rows are filled too (a student trained with --val selection drops them again)
+        z = np.zeros((len(keep), 8), np.float32)
+        z[keep] = predict_logits(torch, model, xtr)
+        if cfg.val == VAL_SELECTION and xva is not None:
+            z[~keep] = predict_logits(torch, model, xva)
+        np.save(out / "train_logits.npy", z)
         if xva is not None:
             np.save(out / "val_logits.npy", predict_logits(torch, model, xva).astype(np.float32))
     model.cpu()
