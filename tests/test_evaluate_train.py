@@ -532,3 +532,24 @@ def test_top_faces_keeps_each_frames_best_face():
     assert np.array_equal(top_faces(FaceBatch(d.frame_pos, boxes, d.scores, lm)).landmarks, lm[[1, 2, 4]])
     none = top_faces(FaceBatch(np.empty(0, np.int32), np.empty((0, 4), np.float32), np.empty(0, np.float32), None))
     assert len(none) == 0 and none.frame_pos.dtype == np.int32
+
+
+def test_gpu_teachers_script_brings_back_each_teachers_logits(tmp_path, monkeypatch):
+    """scripts/gpu_teachers.py (#33 item 5) on the CPU, smoke-sized: concurrent ``ferbatch train`` runs on the
+    protocol's split, their logits over every training image in one npz, keyed by teacher, and seeds that differ."""
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("FERBATCH_CACHE", str(tmp_path / "cache"))
+    script = Path(__file__).resolve().parent.parent / "scripts/gpu_teachers.py"
+    cmd = [sys.executable, str(script), "--data", str(DATA / "ferplus/FER2013Train.tar.gz"), "--out", str(tmp_path / "out")]
+    cmd += ["--teachers", "2", "--device", "cpu", "--limit", "300", "--epochs", "1", "--width", "4", "--threads", "1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    got = np.load(tmp_path / "out/teachers.npz")
+    assert sorted(got) == ["seed0", "seed1"] and got["seed0"].shape == (300, 8), {k: got[k].shape for k in got}
+    assert np.abs(got["seed0"] - got["seed1"]).max() > 1e-3  # two teachers, not one twice
+    rep = json.loads((tmp_path / "out/teachers.json").read_text())
+    assert all(t["returncode"] == 0 and "--val selection" in t["command"] for t in rep["teachers"].values()), rep
+    assert "ensemble_selection_acc1" in rep

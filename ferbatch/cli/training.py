@@ -170,6 +170,9 @@ def train(
         str, typer.Option(help="Best-epoch criterion on validation: acc1 | acc1+f1 (mean of acc@1 and macro-F1).", metavar="acc1|acc1+f1")
     ] = "acc1",
     threads: Annotated[int, typer.Option(help="torch threads; 0 = torch's default.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the initial weights, the shuffling and the augmentation (teachers of an ensemble differ by it).")
+    ] = 0,
     batch: Annotated[int, typer.Option(help="Images per step.", metavar="N", min=1)] = 128,
     device: Annotated[str, typer.Option(help="cpu | cuda (an NVIDIA GPU; augmentation stays on the CPU).", metavar="cpu|cuda")] = "cpu",
     time_budget: Annotated[float, typer.Option(help="Stop after the epoch that passes this many seconds; 0 = none.", metavar="S")] = 0.0,
@@ -211,6 +214,7 @@ def train(
                 init=str(init) if init else None,
                 select=select,
                 threads=threads,
+                seed=seed,
                 batch=batch,
                 device=device,
                 time_budget_s=time_budget,
