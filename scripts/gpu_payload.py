@@ -210,7 +210,8 @@ class _Joined(io.RawIOBase):
 
 
 def env(site: Path = SITE) -> str:
-    """Shell lines that put ``site`` first on ``PYTHONPATH`` and PyTorch's CUDA libraries on ``LD_LIBRARY_PATH``."""
+    """Shell lines that put ``site`` and this checkout first on ``PYTHONPATH`` (scripts and Ray's workers import the
+    uninstalled ``ferbatch`` from there) and PyTorch's CUDA libraries on ``LD_LIBRARY_PATH``."""
     libs: list[str] = []
     try:
         import nvidia  # PyTorch's nvidia-* wheels (cuBLAS, cuDNN, cuFFT, ...), a namespace package
@@ -220,8 +221,10 @@ def env(site: Path = SITE) -> str:
     except ImportError:
         pass
     old = os.environ.get("LD_LIBRARY_PATH", "")
+    paths = [str(site), str(Path(__file__).resolve().parent.parent)]  # the packages, then this checkout's ferbatch
+    paths += [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
     return "\n".join(
-        [f"export PYTHONPATH={site}{os.pathsep + os.environ['PYTHONPATH'] if os.environ.get('PYTHONPATH') else ''}"]
+        [f"export PYTHONPATH={os.pathsep.join(paths)}"]
         + ([f"export LD_LIBRARY_PATH={os.pathsep.join(libs + ([old] if old else []))}"] if libs else [])
     )
 

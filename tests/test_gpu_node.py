@@ -175,4 +175,4 @@ def test_gpu_payload_round_trip(tmp_path):
     assert (site / "shared/models/m.onnx").read_bytes() == b"onnx" and (site / "alpha-1.0.dist-info/METADATA").exists()
     assert not (site / "ray/jars").exists() and not list(site.rglob("ray-9.0.data"))
     assert gp.take(second, store, site) == 0  # complete: a later call does nothing
-    assert f"export PYTHONPATH={site}" in gp.env(site)
+    assert f"export PYTHONPATH={site}:{Path(__file__).resolve().parent.parent}" in gp.env(site)  # the packages, then ferbatch
