@@ -278,7 +278,7 @@ def ray_job(clip: Path, videos: int, workers: int, backend: str, work: Path, dec
     """The real job under Ray (#33 item 3): ``ferbatch run`` on ``videos`` copies of ``clip`` with embedded local Ray,
     the job's own actors, placement (``workers`` per GPU on a GPU backend, else ``workers`` in all), scheduling and
     dataset writer. frames/s over the job's wall time after start-up (Ray, actors placed, models loaded) and with it."""
-    from ferbatch.config import JobConfig
+    from ferbatch.config import GPU_BACKENDS, JobConfig
     from ferbatch.job import run_job
 
     src = work / f"ray_in_{clip.stem}_{videos}"
@@ -287,7 +287,7 @@ def ray_job(clip: Path, videos: int, workers: int, backend: str, work: Path, dec
         dst = src / f"{clip.stem}_{i:02d}.mp4"
         if not dst.exists():
             remux_copy(clip, dst, f"copy {i}")
-    gpu = backend != "onnxruntime" and backend != "openvino"
+    gpu = backend in GPU_BACKENDS
     cfg = JobConfig(
         backend=backend, decoder=decoder, preprocess=preprocess, workers=0 if gpu else workers, workers_per_gpu=workers if gpu else 0
     )
