@@ -29,7 +29,6 @@ install).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import lzma
@@ -40,6 +39,9 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's ferbatch, before any install there
+from ferbatch.models.registry import sha256_file as sha256  # numpy is all it needs; the device has it
 
 # What the GPU lease of 2026-11-29 ran with (docs/performance.md), plus Ray and the parts of its needs that the
 # device image lacks (jsonschema's family); the image has numpy, OpenCV, onnx, pyarrow, typer, rich, aiohttp & co.
@@ -66,15 +68,6 @@ PIECE_MIB = 52  # 64 MiB per call, less the working tree (~8 MiB) and a margin
 MANIFEST = "payload.json"
 STORE = Path("/tmp/ferbatch_payload")
 SITE = Path("/tmp/site")
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of the file at ``path``."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def site_name(member: str) -> str | None:

@@ -314,13 +314,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if cfg.save_logits:
         # every image of the folder in load order, the layout --teacher reads: with --val selection the held-out
         # rows are filled too (a student trained with --val selection drops them again)
+        zva = predict_logits(torch, model, xva).astype(np.float32) if xva is not None else None
         z = np.zeros((len(keep), 8), np.float32)
         z[keep] = predict_logits(torch, model, xtr)
-        if cfg.val == VAL_SELECTION and xva is not None:
-            z[~keep] = predict_logits(torch, model, xva)
+        if cfg.val == VAL_SELECTION and zva is not None:
+            z[~keep] = zva
         np.save(out / "train_logits.npy", z)
-        if xva is not None:
-            np.save(out / "val_logits.npy", predict_logits(torch, model, xva).astype(np.float32))
+        if zva is not None:
+            np.save(out / "val_logits.npy", zva)
     model.cpu()
     diff = export_onnx(model, out / "model.onnx", sample=xva[:64] if xva is not None else xtr[:64])
     summary = {
