@@ -50,6 +50,9 @@ class ShardResult:
             prefetching), decode_wait (inference waiting for frames), analyze (the whole analysis
             step) and within it shots, detect (full frames and windows), track, crop, classify; write.
         decoder: the decoder that produced the frames ("pyav" or "nvdec"; set by the worker).
+        preprocess: where the detector's inputs were pre-processed (letterbox, colour conversion):
+            "host", "graph" (inside the NV12 graph, ``--preprocess``) or "graph,host" (both: windows,
+            tiles, frames the graph cannot take); "" when no frame was detected.
         handoff: what the driver joins shards with (:mod:`ferbatch.job.tracking`): ``head``, the
             tracked boxes ``[[track_id, x1, y1, x2, y2], ...]`` of the shard's first frame; ``tail``,
             those of the next shard's first frame as this shard saw it, and ``tail_cut``, whether
@@ -68,6 +71,7 @@ class ShardResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     handoff: dict = field(default_factory=dict)
     decoder: str = ""
+    preprocess: str = ""
 
 
 @dataclass
@@ -199,6 +203,7 @@ def process_shard(
     after = np.flatnonzero(select[end:])
     handoff_idx = end + int(after[0]) if end < n_all and len(after) else -1  # the next shard's first frame
     analyzer = settings.analyzer(models, first_rank=int(select[: shard.start].sum()))  # analysed frames before the shard
+    graph0, host0 = models.detector.thread_frames()
     f_idx: list[np.ndarray] = []
     f_pts: list[np.ndarray] = []
     f_cnt: list[np.ndarray] = []
@@ -277,6 +282,8 @@ def process_shard(
     rows_all = FaceBatch.merge(parts)
     res.frames, res.faces = len(frame_idx), len(rows_all)
     res.handoff["last_shot"] = int(shot[-1]) if len(shot) else 0
+    graph1, host1 = models.detector.thread_frames()
+    res.preprocess = ",".join(name for name, n in (("graph", graph1 - graph0), ("host", host1 - host0)) if n)
     _verify(shard, res, frame_idx, dstats, int(select[shard.start : end].sum()))
     st.update(analyzer.stage_seconds)
     res.stage_seconds = st

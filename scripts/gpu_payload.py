@@ -1,7 +1,7 @@
 """Carry the Python packages a GPU lease needs in the fewest calls, and install them there.
 
 The GPU machine has PyTorch, CuPy and ONNX Runtime's CPU build but no network and none of ONNX Runtime's CUDA
-build, PyAV, PyNvVideoCodec, DuckDB or Ray; each call of the device tool carries at most 64 MiB with the working
+build, PyAV, PyNvVideoCodec or Ray; each call of the device tool carries at most 64 MiB with the working
 tree. The wheels for the device's Python (3.12, x86-64) are about 420 MB as downloaded (onnxruntime-gpu alone is
 256 MB). This script packs them once here into one xz-compressed tar, without the parts ferbatch never loads (Ray's
 Java jars and dashboard front end, PyNvVideoCodec's FFmpeg sources and samples), split into pieces that each fit a
@@ -45,11 +45,12 @@ from ferbatch.models.registry import sha256_file as sha256  # numpy is all it ne
 
 # What the GPU lease of 2026-11-29 ran with (docs/performance.md), plus Ray and the parts of its needs that the
 # device image lacks (jsonschema's family); the image has numpy, OpenCV, onnx, pyarrow, typer, rich, aiohttp & co.
+# DuckDB stays behind (23 MB of xz, about half a piece): the job, gpu_check and the teachers never import it (only
+# `ferbatch query`/`report` do); a run under Ray with `import duckdb` blocked was checked here.
 PAYLOAD = (
     "onnxruntime-gpu==1.31.1",
     "av==18.1.0",
     "PyNvVideoCodec==2.2.4",
-    "duckdb==2.0.1",
     "ray==2.60.0",
     "jsonschema==4.26.0",
     "jsonschema-specifications==2025.9.1",

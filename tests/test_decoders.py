@@ -178,7 +178,8 @@ def test_videos_table_records_the_decoder_and_the_fallback(nvdec_present, tmp_pa
     """A real job (in-process, CPU backend) with NVDEC requested and PyNvVideoCodec "present" (the
     stand-in): the 4:4:4 video falls back to PyAV at the choice; the 4:2:0 one is given to NVDEC,
     whose session cannot start (the stand-in has no decoder), so PyAV decodes it and says why. Both
-    record decoder "pyav" and the reason in notes; with auto the column says pyav and no note."""
+    record decoder "pyav" and the reason in notes; with auto the column says pyav and no note. The
+    ``preprocess`` column says where each video's frames were pre-processed."""
     from ferbatch.api import run as run_job
 
     vids = tmp_path / "in"
@@ -193,6 +194,17 @@ def test_videos_table_records_the_decoder_and_the_fallback(nvdec_present, tmp_pa
     run_job([vids], tmp_path / "auto", use_ray=False, backend="onnxruntime", workers=1)
     t = {r["path"]: r for r in pq.read_table(tmp_path / "auto" / "videos.parquet").to_pylist()}
     assert [(r["status"], r["decoder"], r["notes"]) for r in t.values()] == [("ok", "pyav", None)] * 2
+    assert [r["preprocess"] for r in t.values()] == ["host", "host"]
+    # --preprocess graph: the 4:2:0 video's frames go through the NV12 graph; the 4:4:4 ones' cannot (host),
+    # whether they come before or after it on the worker
+    _clip(vids / "b444.mp4", "libx264", "yuv444p", n=12, size=(160, 120))
+    run_job([vids], tmp_path / "graph", use_ray=False, backend="onnxruntime", preprocess="graph", workers=1)
+    t = {r["path"]: r for r in pq.read_table(tmp_path / "graph" / "videos.parquet").to_pylist()}
+    assert {p: (r["status"], r["preprocess"]) for p, r in t.items()} == {
+        "b444.mp4": ("ok", "host"),
+        "c420.mp4": ("ok", "graph"),
+        "c444.mp4": ("ok", "host"),
+    }
 
 
 def _fed_like_nvdec(path: Path, index, start: int, end: int | None):

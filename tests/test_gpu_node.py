@@ -118,6 +118,7 @@ def test_gpu_check_runs_its_cpu_steps(tmp_path):
     assert e2e["decoder"] == "pyav"
     ray = rep["ray"]["720p"]["1"]  # two remuxed copies of the clip (same frames, other content hash): both processed
     assert ray["videos_ok"] == 2 and ray["frames"] == 16 and ray["faces"] == 2 * e2e["faces"] and ray["runner"].startswith("ray"), ray
+    assert ray["used"] == {"decoder": ["pyav"], "preprocess": ["host"]}, ray  # what ran, from the videos table
 
 
 def test_gpu_payload_round_trip(tmp_path):

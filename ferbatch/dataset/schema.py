@@ -129,6 +129,9 @@ VIDEOS_SCHEMA = pa.schema(
         ("align", pa.bool_()),  # aligned crops (ferbatch.vision.align) or the square box crop
         ("shots", pa.int32()),  # shots found (cuts + 1)
         ("decoder", pa.string()),  # which decoder gave the frames: "pyav" or "nvdec" (the same frames either way)
+        # where the detector's inputs were pre-processed: "host", "graph" (the NV12 graph, --preprocess) or
+        # "graph,host"; the graph's rows equal the host's up to a rare crop pixel rounding (README, --preprocess)
+        ("preprocess", pa.string()),
     ],
     metadata=_META,
 )

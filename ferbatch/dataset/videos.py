@@ -117,6 +117,7 @@ def videos_table(manifest: dict) -> pa.Table:
             "notes": "; ".join(r.get("notes") or []) or None,
             "shots": r.get("shots"),
             "decoder": r.get("decoder"),
+            "preprocess": r.get("preprocess"),
             **common,
         }
         for k, v in vals.items():

@@ -140,6 +140,9 @@ class JobLedger:
             if res.decoder:
                 used = {d for d in str(rec.get("decoder") or "").split(",") if d} | {res.decoder}
                 rec["decoder"] = ",".join(sorted(used))  # "pyav" or "nvdec"; both if shards differed
+            if res.preprocess:
+                used = {d for d in str(rec.get("preprocess") or "").split(",") if d} | set(res.preprocess.split(","))
+                rec["preprocess"] = ",".join(sorted(used))  # "host", "graph" or "graph,host"
             for note in res.notes:
                 if note not in rec.setdefault("notes", []):
                     rec["notes"].append(note)

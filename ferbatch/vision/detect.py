@@ -201,6 +201,17 @@ class Detector:
         """True when detections carry 5 landmarks (YuNet)."""
         return self.spec.gives_landmarks
 
+    def thread_frames(self) -> tuple[int, int]:
+        """(frames pre-processed inside the NV12 graph, frames pre-processed on the host) by the
+        calling thread's :meth:`detect` and :meth:`detect_resized` calls so far. Threads may share a
+        detector and a shard runs on one thread, so the difference over a shard says where its
+        detector inputs were pre-processed (the ``videos`` table's ``preprocess``)."""
+        return getattr(self._local, "in_graph", 0), getattr(self._local, "on_host", 0)
+
+    def _tally(self, in_graph: int = 0, on_host: int = 0) -> None:
+        loc = self._local
+        loc.in_graph, loc.on_host = getattr(loc, "in_graph", 0) + in_graph, getattr(loc, "on_host", 0) + on_host
+
     def _batch_buffer(self, n: int) -> np.ndarray:
         """This thread's reused input buffer, (>= n, h, w, 3) uint8 (threads may share a detector)."""
         buf = getattr(self._local, "buf", None)
@@ -232,6 +243,7 @@ class Detector:
                 parts.append(self._run_nv12(nv12_inputs, chunk, i, min_score))
                 continue
             x, scale = preprocess_frames(chunk, self.spec.input, letterbox=self.spec.letterbox, out=self._batch_buffer(len(chunk)))
+            self._tally(on_host=len(chunk))
             sizes = np.array([[f.shape[1], f.shape[0]] for f in frames[i : i + step]], np.float32)
             parts.append(self._run(x, scale, sizes, i, min_score))
         return self._join(parts)
@@ -256,6 +268,7 @@ class Detector:
         sizes = np.asarray(sizes, np.float32).reshape(-1, 2)
         scale = sizes / np.array([spec.width, spec.height], np.float32)
         step = self.runner.max_batch or max(1, len(x))
+        self._tally(on_host=len(x))  # resized by the decoder: host pre-processing
         return self._join(
             [self._run(x[i : i + step], scale[i : i + step], sizes[i : i + step], i, min_score) for i in range(0, len(x), step)]
         )
@@ -293,6 +306,7 @@ class Detector:
         feed = {NV12_PLANES: stack_nv12(pics), **inputs}
         with self._count:
             self.frames_in_graph += len(pics)
+        self._tally(in_graph=len(pics))
         scale = np.tile(np.array([[fw / nw, fh / nh]], np.float32), (len(pics), 1))
         sizes = np.tile(np.array([[fw, fh]], np.float32), (len(pics), 1))
         return self._run(feed, scale, sizes, offset, min_score, runner=self.nv12_runner)

@@ -161,6 +161,10 @@ class TiledDetector:
         """Frames the wrapped detector pre-processed in its NV12 graph (:attr:`Detector.frames_in_graph`)."""
         return self.detector.frames_in_graph
 
+    def thread_frames(self) -> tuple[int, int]:
+        """The wrapped detector's :meth:`Detector.thread_frames` (tiles count as host inputs)."""
+        return self.detector.thread_frames()
+
     def tiles_for(self, frame_wh: tuple[int, int]) -> list[Tile]:
         """The tiles run on a frame of this size (empty: the whole frame only)."""
         inp = (self.spec.input.width, self.spec.input.height)
@@ -297,6 +301,11 @@ class FrameSizedDetector:
     def frames_in_graph(self) -> int:
         """Frames the NV12 graph pre-processed, over every input size (:attr:`Detector.frames_in_graph`)."""
         return sum(d.frames_in_graph for d in list(self._by_size.values()))
+
+    def thread_frames(self) -> tuple[int, int]:
+        """:meth:`Detector.thread_frames` summed over every input size."""
+        counts = [d.thread_frames() for d in list(self._by_size.values())]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
     def input_for(self, frame_wh: tuple[int, int]) -> tuple[int, int]:
         """Input width, height for a frame size: the registry's input when the frame fits in it,
