@@ -171,7 +171,7 @@ def paths_used(out: Path) -> dict:
     import pyarrow.parquet as pq
 
     t = pq.read_table(out / "videos.parquet", columns=["decoder", "preprocess"])
-    return {c: sorted({str(v) for v in t[c].to_pylist()}) for c in ("decoder", "preprocess")}
+    return {c: sorted({str(v) for v in t[c].to_pylist() if v is not None}) for c in ("decoder", "preprocess")}
 
 
 def compare_rows(a: Path, b: Path) -> dict:
@@ -271,16 +271,19 @@ def e2e_fps(
 
 def remux_copy(src: Path, dst: Path, tag: str) -> Path:
     """``src``'s video packets, unchanged, in a new MP4 whose title is ``tag``: the same frames under another content
-    hash (the job processes files of equal content once)."""
+    hash (the job processes files of equal content once). Written under a temporary name and renamed, so that a copy
+    cut short is never taken for a whole one."""
     import av
 
-    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+    part = dst.with_name(f".{dst.name}.part")
+    with av.open(str(src)) as i, av.open(str(part), "w", format="mp4") as o:
         o.metadata["title"] = tag
         s = o.add_stream_from_template(i.streams.video[0])
         for pkt in i.demux(i.streams.video[0]):
             if pkt.dts is not None:
                 pkt.stream = s
                 o.mux(pkt)
+    part.replace(dst)
     return dst
 
 
@@ -295,7 +298,7 @@ def ray_job(clip: Path, videos: int, workers: int, backend: str, work: Path, dec
     src.mkdir(parents=True, exist_ok=True)
     for i in range(videos):
         dst = src / f"{clip.stem}_{i:02d}.mp4"
-        if not dst.exists():
+        if not dst.exists() or dst.stat().st_mtime < clip.stat().st_mtime:  # the clip rebuilt since (another --frames)
             remux_copy(clip, dst, f"copy {i}")
     gpu = backend in GPU_BACKENDS
     cfg = JobConfig(
@@ -303,10 +306,12 @@ def ray_job(clip: Path, videos: int, workers: int, backend: str, work: Path, dec
     )
     out = work / f"ray_out_{clip.stem}_{workers}_{decoder}_{preprocess}"
     shutil.rmtree(out, ignore_errors=True)
-    with GpuSampler() as g:
-        s = run_job(src, out, cfg, use_ray=True)
-    used = paths_used(out)
-    shutil.rmtree(out, ignore_errors=True)
+    try:
+        with GpuSampler() as g:
+            s = run_job(src, out, cfg, use_ray=True)
+        used = paths_used(out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     steady = s.seconds - s.startup_seconds
     return {
         "fps": round(s.frames / steady, 1) if steady > 0 else 0.0,

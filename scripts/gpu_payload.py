@@ -33,6 +33,7 @@ import io
 import json
 import lzma
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,7 @@ DROP_INFIXES = (".data/data/", ".data/headers/", ".data/scripts/")
 # what gpu_check needs from ../shared (15 MB), and the training set for teachers (48 MB)
 SHARED = ("models", "data/videos_faces", "data/videos_emotion_cremad", "data/videos_emotion_cremad_labels.csv")
 FERPLUS = ("data/ferplus/FER2013Train.tar.gz",)
-PIECE_MIB = 52  # 64 MiB per call, less the working tree (~8 MiB) and a margin
+PIECE_MIB = 53  # 64 MiB per call, less the working tree (8.1 MiB on 2026-12-03) and a margin of ~3 MiB
 MANIFEST = "payload.json"
 STORE = Path("/tmp/ferbatch_payload")
 SITE = Path("/tmp/site")
@@ -158,20 +159,22 @@ def take(src: Path, store: Path = STORE, site: Path = SITE) -> int:
         print(f"gpu_payload | complete: {site}")
         return 0
     store.mkdir(parents=True, exist_ok=True)
-    for piece in manifest["pieces"]:
+    for piece in manifest["pieces"]:  # every carried piece is kept first: a bad one does not lose the others
         carried = src / piece["name"]
         if carried.exists():
             shutil.move(str(carried), store / piece["name"])
-        kept = store / piece["name"]
-        if kept.exists() and sha256(kept) != piece["sha256"]:
-            kept.unlink()
-            print(f"gpu_payload | {piece['name']}: sha256 differs from the manifest; carry it again", file=sys.stderr)
-            return 1
+    bad = [p["name"] for p in manifest["pieces"] if (store / p["name"]).exists() and sha256(store / p["name"]) != p["sha256"]]
+    for name in bad:
+        (store / name).unlink()
+        print(f"gpu_payload | {name}: sha256 differs from the manifest (damaged, or of an older payload); carry it again", file=sys.stderr)
+    if bad:
+        return 1
     missing = [p["name"] for p in manifest["pieces"] if not (store / p["name"]).exists()]
     if missing:
         print(f"gpu_payload | {len(manifest['pieces']) - len(missing)} of {len(manifest['pieces'])} pieces here; carry next: {missing}")
         return 3
-    site.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(site, ignore_errors=True)  # an older payload's files do not linger
+    site.mkdir(parents=True)
     with _Joined([store / p["name"] for p in manifest["pieces"]]) as joined, tarfile.open(fileobj=joined, mode="r|xz") as tar:
         tar.extractall(site, filter="data")
     done.write_text(json.dumps(manifest))
@@ -218,8 +221,8 @@ def env(site: Path = SITE) -> str:
     paths = [str(site), str(Path(__file__).resolve().parent.parent)]  # the packages, then this checkout's ferbatch
     paths += [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
     return "\n".join(
-        [f"export PYTHONPATH={os.pathsep.join(paths)}"]
-        + ([f"export LD_LIBRARY_PATH={os.pathsep.join(libs + ([old] if old else []))}"] if libs else [])
+        [f"export PYTHONPATH={shlex.quote(os.pathsep.join(paths))}"]
+        + ([f"export LD_LIBRARY_PATH={shlex.quote(os.pathsep.join(libs + ([old] if old else [])))}"] if libs else [])
     )
 
 

@@ -7,7 +7,9 @@ Each teacher is ``ferbatch train --device cuda --save-logits --val selection --a
 FER2013Valid, 108 s on an H200), chosen on the protocol's selection split instead of FER2013Valid. Teachers
 differ by seed, and every third one samples classes by the square root of their frequency (v4's teacher B). They
 run concurrently: a 48-px network leaves an H200 mostly idle, so K teachers take little longer than one. Each gets
-``--time-budget`` seconds, so the call ends inside a device call's 10 minutes.
+``--time-budget`` seconds of training (default 300); teachers still running at ``--deadline`` (default the budget
+plus 150 s, for the epoch under way, prediction and export) are killed, so the call ends inside a device call's
+10 minutes with the time the payload and start-up take. The two files are rewritten as each teacher finishes.
 
 Writes two files into ``--out`` (a device call returns at most 8):
 
@@ -51,7 +53,13 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--limit", type=int, default=None, help="first N training images (smoke runs)")
     ap.add_argument("--threads", type=int, default=3, help="torch threads per teacher")
-    ap.add_argument("--time-budget", type=float, default=420.0, help="seconds per teacher (ferbatch train --time-budget)")
+    ap.add_argument("--time-budget", type=float, default=300.0, help="seconds per teacher (ferbatch train --time-budget)")
+    ap.add_argument(
+        "--deadline",
+        type=float,
+        default=0.0,
+        help="seconds after which teachers still running are killed (0: --time-budget + 150, for the last epoch, prediction and export)",
+    )
     ap.add_argument("--work", type=Path, default=None, help="the teachers' run folders (default: a temporary folder)")
     a = ap.parse_args()
     if not 1 <= a.teachers <= len(VARIANTS):
@@ -67,42 +75,77 @@ def main() -> int:
     base += ["--batch", "256", "--lr", "3e-3", "--threads", str(a.threads), "--time-budget", str(a.time_budget)]
     base += ["--limit", str(a.limit)] if a.limit else []
     t0 = time.perf_counter()
-    procs = {}
-    for name, extra in VARIANTS[: a.teachers]:
-        cmd = [*base, "--out", str(work / name), *extra]
-        log = (work / f"{name}.log").open("w")
-        procs[name] = (cmd, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
-    logits, report = {}, {"seconds": 0.0, "teachers": {}}
-    for name, (cmd, proc, log) in procs.items():
-        rc = proc.wait()
-        log.close()
-        entry: dict = {"command": " ".join(cmd[1:]).replace(str(folder), "FER2013Train").replace(str(work), "WORK"), "returncode": rc}
-        summary = work / name / "train_summary.json"
-        if rc == 0 and summary.exists():
-            s = json.loads(summary.read_text())
-            entry |= {k: v for k, v in s.items() if k not in ("history", "config")}
-            logits[name] = np.load(work / name / "train_logits.npy")
-        else:
-            entry["log_tail"] = (work / f"{name}.log").read_text()[-2000:]
-        report["teachers"][name] = entry
-        print(f"{name}: {entry.get('best_val_acc1', 'failed')} (rc {rc})", flush=True)
-    if len(logits) > 1:
-        y = None
-        try:
-            from ferbatch.training.data import load_faces
-            from ferbatch.training.protocol import selection_mask
-
-            faces = load_faces(folder, 48, a.limit)
-            sel, y = selection_mask(faces.names), faces.labels
-            mean = np.mean(list(logits.values()), 0)
-            report["ensemble_selection_acc1"] = float((mean[sel].argmax(1) == y[sel]).mean())
-        except Exception as e:  # the ensemble figure is a convenience; the logits are what matters
-            report["ensemble_error"] = f"{type(e).__name__}: {e}"
-    report["seconds"] = round(time.perf_counter() - t0, 1)
-    np.savez_compressed(a.out / "teachers.npz", **logits)
-    (a.out / "teachers.json").write_text(json.dumps(report, indent=1))
+    deadline = t0 + (a.deadline or a.time_budget + 150)
+    procs: dict = {}
+    logits: dict[str, np.ndarray] = {}
+    report: dict = {"seconds": 0.0, "teachers": {}}
+    try:
+        for name, extra in VARIANTS[: a.teachers]:
+            cmd = [*base, "--out", str(work / name), *extra]
+            log = (work / f"{name}.log").open("w")
+            procs[name] = (cmd, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+        running = dict(procs)
+        while running:  # each teacher saved as it finishes: a call cut short still returns the finished ones
+            time.sleep(1.0)
+            late = time.perf_counter() > deadline
+            for name, (cmd, proc, log) in list(running.items()):
+                if proc.poll() is None and not late:
+                    continue
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                del running[name]
+                log.close()
+                collect(name, cmd, proc.returncode, late, folder, work, logits, report)
+                finish(a.out, logits, report, t0)
+    finally:
+        for _, proc, log in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+    ensemble(folder, a.limit, logits, report)
+    finish(a.out, logits, report, t0)
     print(f"{len(logits)} of {len(procs)} teachers in {report['seconds']} s; {a.out}/teachers.npz", flush=True)
     return 0 if len(logits) == len(procs) else 1
+
+
+def collect(name: str, cmd: list[str], rc: int, killed: bool, folder: Path, work: Path, logits: dict, report: dict) -> None:
+    """One finished (or killed) teacher's summary into ``report`` and its ``train_logits.npy`` into ``logits``."""
+    entry: dict = {"command": " ".join(cmd[1:]).replace(str(folder), "FER2013Train").replace(str(work), "WORK"), "returncode": rc}
+    summary = work / name / "train_summary.json"
+    if rc == 0 and summary.exists():
+        s = json.loads(summary.read_text())
+        entry |= {k: v for k, v in s.items() if k not in ("history", "config")}
+        logits[name] = np.load(work / name / "train_logits.npy")
+    else:
+        entry["log_tail"] = (work / f"{name}.log").read_text()[-2000:]
+        entry["killed_at_deadline"] = killed
+    report["teachers"][name] = entry
+    print(f"{name}: {entry.get('best_val_acc1', 'killed at the deadline' if killed else 'failed')} (rc {rc})", flush=True)
+
+
+def ensemble(folder: Path, limit: int | None, logits: dict, report: dict) -> None:
+    """The mean logits' acc@1 on the selection split, into ``report`` (a convenience: the logits are what matters)."""
+    if len(logits) < 2:
+        return
+    try:
+        from ferbatch.training.data import load_faces
+        from ferbatch.training.protocol import selection_mask
+
+        faces = load_faces(folder, 48, limit)
+        sel, y = selection_mask(faces.names), faces.labels
+        mean = np.mean(list(logits.values()), 0)
+        report["ensemble_selection_acc1"] = float((mean[sel].argmax(1) == y[sel]).mean())
+    except Exception as e:
+        report["ensemble_error"] = f"{type(e).__name__}: {e}"
+
+
+def finish(out: Path, logits: dict, report: dict, t0: float) -> None:
+    """Write ``teachers.npz`` and ``teachers.json`` (again after each teacher)."""
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    np.savez_compressed(out / "teachers.npz", **logits)
+    (out / "teachers.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

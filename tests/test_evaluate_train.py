@@ -356,6 +356,14 @@ def test_distillation_pulls_the_student_to_its_teacher(tmp_path, monkeypatch):
     train(TrainConfig(out=str(tmp_path / "ts"), save_logits=True, val="selection", **base | {"epochs": 1}), log=lambda m: None)
     held = np.load(tmp_path / "ts/train_logits.npy")
     assert held.shape == logits.shape and np.all(held.any(1)), held.shape
+    # every row is its own image's: the exported teacher's raw logits, image by image in load order
+    from ferbatch.training.nets import raw_logits_graph
+    from ferbatch.training.protocol import selection_mask
+
+    raw = ort.InferenceSession(raw_logits_graph(tmp_path / "ts/model.onnx"), providers=["CPUExecutionProvider"])
+    x_all = ((faces.images.astype(np.float32) / 255.0 - 0.5) / 0.5)[:, None]
+    assert np.abs(raw.run(None, {raw.get_inputs()[0].name: x_all})[0] - held).max() < 1e-3
+    assert np.array_equal(np.load(tmp_path / "ts/val_logits.npy"), held[selection_mask(faces.names)])
     train(
         TrainConfig(out=str(tmp_path / "ss"), teacher=str(tmp_path / "ts/train_logits.npy"), val="selection", **base | {"epochs": 1}),
         log=lambda m: None,
@@ -553,3 +561,8 @@ def test_gpu_teachers_script_brings_back_each_teachers_logits(tmp_path, monkeypa
     rep = json.loads((tmp_path / "out/teachers.json").read_text())
     assert all(t["returncode"] == 0 and "--val selection" in t["command"] for t in rep["teachers"].values()), rep
     assert "ensemble_selection_acc1" in rep
+    # a teacher still running at --deadline is killed, and the report says so (the call still returns its files)
+    res = subprocess.run([*cmd[:5], str(tmp_path / "late"), *cmd[6:], "--deadline", "1"], capture_output=True, text=True, timeout=120)
+    rep = json.loads((tmp_path / "late/teachers.json").read_text())
+    assert res.returncode == 1 and [t["killed_at_deadline"] for t in rep["teachers"].values()] == [True, True], rep
+    assert not list(np.load(tmp_path / "late/teachers.npz"))

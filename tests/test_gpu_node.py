@@ -167,13 +167,17 @@ def test_gpu_payload_round_trip(tmp_path):
     (second / "payload.json").write_text((out / "payload.json").read_text())
     for n in names[len(names) // 2 :]:
         (second / n).write_bytes((out / n).read_bytes())
-    last = second / names[-1]
-    last.write_bytes(last.read_bytes()[:-1] + b"?")
-    assert gp.take(second, store, site) == 1 and not (store / names[-1]).exists()
-    (second / names[-1]).write_bytes((out / names[-1]).read_bytes())
-    assert gp.take(second, store, site) == 0
+    bad = second / names[len(names) // 2]  # the call's first piece damaged: the pieces after it are kept all the same
+    bad.write_bytes(bad.read_bytes()[:-1] + b"?")
+    assert gp.take(second, store, site) == 1 and not (store / bad.name).exists()
+    assert all((store / n).exists() for n in names if n != bad.name) and not list(second.glob("payload.tar.xz.*"))
+    (second / bad.name).write_bytes((out / bad.name).read_bytes())  # the next call carries only it
+    site.mkdir()
+    (site / "stale.py").write_text("")  # an older payload's file
+    assert gp.take(second, store, site) == 0 and not (site / "stale.py").exists()
     assert (site / "alpha/blob.bin").read_bytes() == blob and (site / "ray_native.py").read_text() == "N = 1\n"
     assert (site / "shared/models/m.onnx").read_bytes() == b"onnx" and (site / "alpha-1.0.dist-info/METADATA").exists()
     assert not (site / "ray/jars").exists() and not list(site.rglob("ray-9.0.data"))
     assert gp.take(second, store, site) == 0  # complete: a later call does nothing
     assert f"export PYTHONPATH={site}:{Path(__file__).resolve().parent.parent}" in gp.env(site)  # the packages, then ferbatch
+    assert "export PYTHONPATH='/tmp/a b:" in gp.env(Path("/tmp/a b"))  # quoted for the shell

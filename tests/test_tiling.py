@@ -114,3 +114,35 @@ def test_tile_scale_by_hand():
     assert tile_scale((1920, 1080), (320, 240), 120) == 0.0  # 120 / 6 = 20 px: whole frame suffices
     assert tile_scale((1920, 1080), (320, 240), 5) == 1.0  # never upsampled
     assert tile_scale((1920, 1080), (320, 240), None) == 0.0
+
+
+def test_threads_meeting_a_new_size_share_one_detector(default_detector, monkeypatch):
+    """Threads share a worker's detector (ONNX Runtime): those that meet a new input size at once get the same
+    sized Detector, so the per-thread counts behind the videos table's ``preprocess`` stay on it. The real
+    Detector is built 5 ms slower here, to widen the window two threads could both build one in."""
+    import threading
+    import time
+
+    import ferbatch.vision.tiling as tiling
+
+    class SlowDetector(tiling.Detector):
+        def __init__(self, *args, **kwargs):
+            time.sleep(0.005)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tiling, "Detector", SlowDetector)
+    assert isinstance(default_detector, FrameSizedDetector)
+    sizes = [(64 + 32 * k, 64) for k in range(10)]  # sizes no other test asks for
+    start = threading.Barrier(8)
+    got: list[list] = [[] for _ in range(8)]
+
+    def ask(slot: list) -> None:
+        start.wait()
+        slot.extend(default_detector.sized(wh) for wh in sizes)
+
+    threads = [threading.Thread(target=ask, args=(g,)) for g in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(a is b for g in got[1:] for a, b in zip(got[0], g, strict=True))

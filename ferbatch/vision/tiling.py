@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -291,6 +292,7 @@ class FrameSizedDetector:
         self.max_side = max_side
         self.max_faces, self.score_threshold, self.iou_threshold = detector.max_faces, detector.score_threshold, detector.iou_threshold
         self._by_size: dict[tuple[int, int], Detector] = {}
+        self._sizing = threading.Lock()  # threads share the wrapper: one Detector per size (its counts live on it)
 
     @property
     def gives_landmarks(self) -> bool:
@@ -324,19 +326,20 @@ class FrameSizedDetector:
         return self._for(wh)
 
     def _for(self, wh: tuple[int, int]) -> Detector:
-        if wh not in self._by_size:
-            d = self.detector
-            spec = dataclasses.replace(d.spec, input=dataclasses.replace(d.spec.input, width=wh[0], height=wh[1]))
-            self._by_size[wh] = Detector(
-                d.runner,
-                spec,
-                in_graph_nms=d.in_graph_nms,
-                max_faces=d.max_faces,
-                score_threshold=d.score_threshold,
-                iou_threshold=d.iou_threshold,
-                nv12_runner=d.nv12_runner,
-            )
-        return self._by_size[wh]
+        with self._sizing:  # two threads meeting a new size build one Detector, not two (one would lose its counts)
+            if wh not in self._by_size:
+                d = self.detector
+                spec = dataclasses.replace(d.spec, input=dataclasses.replace(d.spec.input, width=wh[0], height=wh[1]))
+                self._by_size[wh] = Detector(
+                    d.runner,
+                    spec,
+                    in_graph_nms=d.in_graph_nms,
+                    max_faces=d.max_faces,
+                    score_threshold=d.score_threshold,
+                    iou_threshold=d.iou_threshold,
+                    nv12_runner=d.nv12_runner,
+                )
+            return self._by_size[wh]
 
     def detect(self, frames: Sequence[Image], min_score: float | None = None) -> FaceBatch:
         """Find faces in a batch of frames (F arrays (H, W, 3) uint8 RGB or pictures); as :meth:`Detector.detect`."""
