@@ -43,9 +43,10 @@ Frames on the device end to end and the job under Ray (#33), one prepared comman
 ``../shared``'s files travel as ``scripts/gpu_payload.py`` pieces, see its doc and docs/performance.md)::
 
     FERBATCH_MODEL_MIRROR=/tmp/site/shared/models python3 scripts/gpu_check.py --data /tmp/site/shared/data \
-        --out gpu_graph.json --work /tmp/gpu_graph --frames 300 --counts 1,4,8 \
-        --steps device,clips,device_graphs,rows,ray --decoders pyav,nvdec --preprocess host,graph
-    # then, in the next call (same --work, the JSON merges): --steps e2e --counts 4,8
+        --out gpu_graph.json --work /tmp/gpu_graph --frames 300 --counts 1,4,8 --ray-counts 8 \
+        --steps device,clips,device_graphs,rows,ray --decoders nvdec,pyav --preprocess graph,host
+    # the target path first (NVDEC frames on the device into the graphs); then, in a later call (same --work,
+    # the JSON merges): --steps e2e --counts 4,8
 
 PyAV vs NVDEC end to end, one prepared command (#33; about 8 minutes on one H100/H200)::
 
