@@ -14,7 +14,7 @@ plus 150 s, for the epoch under way, prediction and export) are killed, so the c
 Writes two files into ``--out`` (a device call returns at most 8):
 
 - ``teachers.npz``: each teacher's ``train_logits.npy``, (N, 8) float32 over every image of the training folder in
-  load order, keyed by name: the files ``ferbatch train --teacher`` reads, once saved with ``numpy.save``;
+  load order, keyed by name: ``ferbatch train --teacher teachers.npz`` distils from their mean;
 - ``teachers.json``: each teacher's command and summary (selection acc@1 and macro-F1, best epoch, seconds),
   without the per-epoch history.
 

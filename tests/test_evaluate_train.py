@@ -371,9 +371,9 @@ def test_distillation_pulls_the_student_to_its_teacher(tmp_path, monkeypatch):
     surprise = EMOTIONS.index("surprise")
     fake = np.full_like(logits, -5.0)
     fake[:, surprise] = 5.0
-    np.save(tmp_path / "fake.npy", fake)
+    np.savez_compressed(tmp_path / "fake.npz", a=fake, b=fake)  # several teachers in one file, as gpu_teachers.py writes them
     train(
-        TrainConfig(out=str(tmp_path / "s"), teacher=str(tmp_path / "fake.npy"), distill_alpha=1.0, distill_t=1.0, **base),
+        TrainConfig(out=str(tmp_path / "s"), teacher=str(tmp_path / "fake.npz"), distill_alpha=1.0, distill_t=1.0, **base),
         log=lambda m: None,
     )
     sess = ort.InferenceSession(str(tmp_path / "s/model.onnx"), providers=["CPUExecutionProvider"])
@@ -399,6 +399,12 @@ def test_distillation_pulls_the_student_to_its_teacher(tmp_path, monkeypatch):
     np.save(tmp_path / "short.npy", fake[:10])
     with pytest.raises(ConfigError, match="short.npy"):
         train(TrainConfig(out=str(tmp_path / "x"), teacher=str(tmp_path / "short.npy"), **base), log=lambda m: None)
+    np.savez(tmp_path / "mixed.npz", good=fake, short=fake[:10])
+    with pytest.raises(ConfigError, match=r"mixed.npz\[short\] \| teacher logits have shape \(10, 8\)"):
+        train(TrainConfig(out=str(tmp_path / "x"), teacher=str(tmp_path / "mixed.npz"), **base), log=lambda m: None)
+    (tmp_path / "junk.npy").write_text("not numpy")
+    with pytest.raises(ConfigError, match=r"junk.npy \| cannot read teacher logits"):
+        train(TrainConfig(out=str(tmp_path / "x"), teacher=str(tmp_path / "junk.npy"), **base), log=lambda m: None)
 
 
 def _eval_photos_script():

@@ -182,7 +182,8 @@ def train(
     teacher: Annotated[
         str | None,
         typer.Option(
-            help="Distil from teachers: comma-separated train_logits.npy files (same data and --limit), averaged.", metavar="NPY[,NPY]"
+            help="Distil from teachers: comma-separated train_logits.npy files, or .npz files of several (scripts/gpu_teachers.py's teachers.npz); same data and --limit; all averaged.",
+            metavar="NPY|NPZ[,...]",
         ),
     ] = None,
     distill_alpha: Annotated[float, typer.Option(help="Weight of the distillation term (0..1).", min=0.0, max=1.0)] = 0.7,

@@ -170,15 +170,32 @@ def _check(cfg: TrainConfig) -> None:
 
 
 def _teacher_probs(torch, cfg: TrainConfig, n: int):
-    """(n, 8) float32 softened teacher probabilities softmax(mean logits / T), or None."""
+    """(n, 8) float32 softened teacher probabilities softmax(mean logits / T), or None. Each ``cfg.teacher`` file is
+    one teacher's (n, 8) ``.npy`` or an ``.npz`` of several (``scripts/gpu_teachers.py``'s ``teachers.npz``).
+
+    Raises:
+        ConfigError: a file cannot be read, or holds logits of another shape (named)."""
     if not cfg.teacher:
         return None
     logits = []
     for f in cfg.teacher.split(","):
-        arr = np.load(f)
-        if arr.shape != (n, 8):
-            raise ConfigError(f"{f} | teacher logits have shape {arr.shape}; the training set here has {n} images (same data and --limit?)")
-        logits.append(arr.astype(np.float32))
+        try:
+            got = np.load(f)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{f} | cannot read teacher logits: {e}") from e
+        if isinstance(got, np.ndarray):
+            arrays = [(f, got)]
+        else:  # an .npz: one array per teacher
+            with got:
+                arrays = [(f"{f}[{k}]", got[k]) for k in got.files]
+        for name, arr in arrays:
+            if arr.shape != (n, 8):
+                raise ConfigError(
+                    f"{name} | teacher logits have shape {arr.shape}; the training set here has {n} images (same data and --limit?)"
+                )
+            logits.append(arr.astype(np.float32))
+    if not logits:
+        raise ConfigError(f"--teacher {cfg.teacher} | no teacher logits in it")
     return torch.softmax(torch.from_numpy(np.mean(logits, 0)) / cfg.distill_t, 1)
 
 
