@@ -1,0 +1,106 @@
+"""What a BT.709-tagged stream costs against the same pictures tagged BT.601 (or untagged).
+
+Most HD video from cameras and phones is tagged BT.709. ferbatch's frame path keeps a decoded frame in its YUV planes
+(:class:`ferbatch.picture.YuvPicture`) and converts only what each consumer needs, but only for BT.601 limited-range or
+untagged streams (:func:`ferbatch.picture.converts`); a BT.709 frame is converted to full-size RGB by swscale in the
+decoder, and the in-graph pre-processing (``--preprocess graph``, NVDEC frames on the GPU) does not take it either.
+
+This script encodes the same pictures twice at 1280x720 (the shared 640x360 WolfgangLanger clip scaled up, 472 frames,
+H.264, one stream tagged BT.709 limited range, the other untagged, so the decoded planes are equal), runs the real job
+in-process on each, alternating, ``--reps`` times, and prints per tag: median frames/s, median CPU seconds per frame
+(``time.process_time`` of the whole process: other load on the machine does not count), the ratio of BT.709 to the
+untagged stream measured in the same run, and the ``videos`` table's ``preprocess`` column. Nothing is asserted.
+
+Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_colorspace.py [--reps 4] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATA = Path(os.environ.get("FERBATCH_SHARED", REPO.parent / "shared")) / "data"
+SOURCE = DATA / "videos_faces/pyfeat/WolfgangLanger_Pexels.mp4"
+TAGS = {"untagged": None, "bt709": 1}  # AVColorSpace: 1 = BT.709 (limited range, AVCOL_RANGE_MPEG = 1)
+
+
+def encode(src: Path, dst: Path, colorspace: int | None, width: int = 1280, height: int = 720) -> Path:
+    """``src`` scaled to ``width`` x ``height``, H.264 (libx264, CRF 23, GOP 48), tagged with ``colorspace`` (None:
+    untagged); equal pictures whatever the tag."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        s = o.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 30)
+        s.options = {"crf": "23", "g": "48", "preset": "veryfast"}
+        if colorspace is not None:
+            s.codec_context.colorspace = colorspace
+            s.codec_context.color_range = 1
+        for k, f in enumerate(i.decode(video=0)):
+            g = f.reformat(width, height, "yuv420p")
+            g.pts, g.time_base = k, s.codec_context.time_base
+            for p in s.encode(g):
+                o.mux(p)
+        for p in s.encode():
+            o.mux(p)
+    return dst
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=4, help="runs per tag, alternating")
+    ap.add_argument("--json", default="", help="also write the JSON here")
+    args = ap.parse_args()
+    import pyarrow.parquet as pq
+
+    from ferbatch.config import JobConfig
+    from ferbatch.job import run_job
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_colorspace_"))
+    try:
+        clips = {tag: encode(SOURCE, tmp / f"{tag}.mp4", cs) for tag, cs in TAGS.items()}
+        fps: dict[str, list[float]] = {t: [] for t in TAGS}
+        cpu: dict[str, list[float]] = {t: [] for t in TAGS}
+        used: dict[str, list] = {}
+        for _ in range(args.reps):
+            for tag, clip in clips.items():
+                out = tmp / f"out_{tag}"
+                shutil.rmtree(out, ignore_errors=True)
+                c0 = time.process_time()
+                s = run_job(clip, out, JobConfig(), use_ray=False)
+                cpu[tag].append((time.process_time() - c0) / max(s.frames, 1))
+                fps[tag].append(s.frames / max(s.seconds - s.startup_seconds, 1e-9))
+                used[tag] = pq.read_table(out / "videos.parquet", columns=["decoder", "preprocess", "frames", "faces"]).to_pylist()
+        res = {
+            tag: {"fps_median": round(statistics.median(fps[tag]), 1), "cpu_ms_per_frame": round(1000 * statistics.median(cpu[tag]), 2)}
+            | used[tag][0]
+            for tag in TAGS
+        }
+        res["ratio_bt709_fps"] = round(res["bt709"]["fps_median"] / res["untagged"]["fps_median"], 3)
+        res["ratio_bt709_cpu"] = round(res["bt709"]["cpu_ms_per_frame"] / res["untagged"]["cpu_ms_per_frame"], 3)
+        print("| stream | frames/s (median) | CPU ms/frame (median) | preprocess | frames | faces |")
+        print("|---|---|---|---|---|---|")
+        for tag in TAGS:
+            r = res[tag]
+            print(f"| {tag} | {r['fps_median']} | {r['cpu_ms_per_frame']} | {r['preprocess']} | {r['frames']} | {r['faces']} |")
+        print(f"BT.709 / untagged: frames/s x{res['ratio_bt709_fps']}, CPU per frame x{res['ratio_bt709_cpu']} ({args.reps} runs each)")
+        print(json.dumps(res))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
