@@ -269,3 +269,30 @@ def test_nvdec_packet_feed_gives_pyav_frames_whole_and_per_shard(which, tmp_path
         got = list(_fed_like_nvdec(path, index, a, b))
         assert [(f.idx, f.pts_ms) for f in got] == [(f.idx, f.pts_ms) for f in ref], (a, b)
         assert all(np.array_equal(g.image, r.image) for g, r in zip(got, ref, strict=True)), (a, b)
+
+
+def test_nvdec_host_pictures_own_their_pixels():
+    """NVDEC's host frames (``usedevicememory=False``) live in a buffer it reuses for the next picture: the picture the
+    host path keeps (held in the prefetch queue) must not be a view of it. The frame object stands in for
+    PyNvVideoCodec's (``shape``, ``framesize``, ``GetPtrToPlane``), which cannot run here."""
+    import ctypes
+
+    h, w = 4, 6
+    buf = (ctypes.c_uint8 * (h * 3 // 2 * w))(*range(h * 3 // 2 * w))
+
+    class HostFrame:
+        shape = (h * 3 // 2, w)
+
+        def framesize(self):
+            return h * 3 // 2 * w
+
+        def GetPtrToPlane(self, i):  # PyNvVideoCodec's name
+            return ctypes.addressof(buf)
+
+    for pictures in (True, "nv12"):
+        img = nvdec._host_image("clip.mp4", HostFrame(), 6, 1, 0.0, pictures)
+        before = np.array(img.i420() if hasattr(img, "i420") else img.nv12, copy=True)
+        ctypes.memset(buf, 0, len(buf))  # NVDEC writes the next picture there
+        after = img.i420() if hasattr(img, "i420") else img.nv12
+        np.testing.assert_array_equal(after, before)
+        ctypes.memmove(buf, bytes(range(h * 3 // 2 * w)), len(buf))

@@ -346,6 +346,6 @@ def _host_image(path: str, frame, colorspace: int | None, color_range: int | Non
     nv12 = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(int(frame.GetPtrToPlane(0))))[: rows * w].reshape(rows, w)
     if pictures in NV12_PICTURES and not rotation and converts(colorspace, color_range) and not (rows * 2 // 3) % 2 and not w % 2:
         return Nv12Picture(np.array(nv12, copy=True))  # NVDEC reuses its host buffer
-    if pictures and not rotation:
-        return nv12_image(nv12, w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
+    if pictures and not rotation:  # a copy: the picture's Y plane would be a view of the buffer NVDEC reuses
+        return nv12_image(np.array(nv12, copy=True), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
     return _upright(nv12_to_rgb(nv12, w, rows * 2 // 3, colorspace=colorspace, color_range=color_range), rotation)
