@@ -137,12 +137,8 @@ class JobLedger:
             )
             if res.frame_size[0] and shard.shard_idx == 0:  # decoded frames are upright: their size wins over the stream's
                 rec["width"], rec["height"] = res.frame_size
-            if res.decoder:
-                used = {d for d in str(rec.get("decoder") or "").split(",") if d} | {res.decoder}
-                rec["decoder"] = ",".join(sorted(used))  # "pyav" or "nvdec"; both if shards differed
-            if res.preprocess:
-                used = {d for d in str(rec.get("preprocess") or "").split(",") if d} | set(res.preprocess.split(","))
-                rec["preprocess"] = ",".join(sorted(used))  # "host", "graph" or "graph,host"
+            _add_used(rec, "decoder", res.decoder)  # "pyav" or "nvdec"; both if shards differed
+            _add_used(rec, "preprocess", res.preprocess)  # "host", "graph" or "graph,host"
             for note in res.notes:
                 if note not in rec.setdefault("notes", []):
                     rec["notes"].append(note)
@@ -231,3 +227,9 @@ class JobLedger:
         self.writer.stage(video_id, tables)
         if self.writer.due():
             self.commit()
+
+
+def _add_used(rec: dict, key: str, used: str) -> None:
+    """Merge a shard's comma-separated ``used`` (e.g. "graph,host") into the video record's ``key``: the sorted union."""
+    if used:
+        rec[key] = ",".join(sorted({x for x in str(rec.get(key) or "").split(",") if x} | set(used.split(","))))

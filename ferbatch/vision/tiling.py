@@ -326,6 +326,9 @@ class FrameSizedDetector:
         return self._for(wh)
 
     def _for(self, wh: tuple[int, int]) -> Detector:
+        d = self._by_size.get(wh)
+        if d is not None:  # the common case, per call: no lock
+            return d
         with self._sizing:  # two threads meeting a new size build one Detector, not two (one would lose its counts)
             if wh not in self._by_size:
                 d = self.detector
