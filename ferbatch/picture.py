@@ -13,12 +13,13 @@ full-size RGB (swscale, as ``VideoFrame.to_ndarray(format="rgb24")`` does) cost 
   colour crops, aligned crops).
 
 Colour: BT.601 limited range, what swscale assumes for untagged streams and what OpenCV's
-``COLOR_YUV2RGB_I420`` implements (ITU-R BT.601: R = 1.164 (Y - 16) + 1.596 (V - 128), ...).
-Decoders make a picture only for streams tagged so or untagged (:func:`converts`); BT.709 and
-full-range streams keep swscale's conversion. OpenCV's conversion differs from swscale's by about one
-level (rounding, chroma siting). The grey level of RGB converted from BT.601 is the luma itself:
+``COLOR_YUV2RGB_I420`` implements (ITU-R BT.601: R = 1.164 (Y - 16) + 1.596 (V - 128), ...), or BT.709
+limited range (most HD video; :mod:`ferbatch.colour`). Decoders make a picture only for streams tagged
+so or untagged (:func:`picture_matrix`); full-range and other streams keep swscale's conversion.
+OpenCV's conversion differs from swscale's by about one level (rounding, chroma siting). The grey level of RGB converted from BT.601 is the luma itself:
 0.299 R + 0.587 G + 0.114 B = 1.164 (Y - 16) (the chroma terms cancel to 1e-3), so a grey crop is
-the luma plane mapped to full range (:data:`LUMA_TO_GRAY`, truncated as swscale does).
+the luma plane mapped to full range (:data:`LUMA_TO_GRAY`, truncated as swscale does); a BT.709
+picture's grey takes its chroma too (:func:`ferbatch.colour.bt709_gray`).
 
 An :class:`Nv12Picture` is the same picture as one NV12 array, in host memory or a GPU's (CuPy), for
 the graphs that pre-process frames where the decoder left them (``--preprocess graph``, issue 33);
@@ -33,12 +34,17 @@ import functools
 import cv2
 import numpy as np
 
+from ferbatch.colour import bt709_rgb
+
 __all__ = [
     "Image",
     "Nv12Picture",
     "YuvPicture",
+    "BT601",
+    "BT709",
     "as_rgb",
-    "converts",
+    "picture_matrix",
+    "region_rgb",
     "host_picture",
     "linear_taps",
     "resize_plane",
@@ -52,15 +58,19 @@ __all__ = [
 # truncating moved 108 of 256 levels by one and cost 0.2 point of FER+ acc@1 through the crop path)
 LUMA_TO_GRAY = np.clip(np.floor((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
 # FFmpeg's AVColorSpace values converted as BT.601: 2 unspecified (swscale's default is BT.601),
-# 5 BT470BG, 6 SMPTE170M; AVColorRange 0 unspecified and 1 MPEG (limited)
-_BT601 = (2, 5, 6)
+# 5 BT470BG, 6 SMPTE170M; as BT.709: 1; AVColorRange 0 unspecified and 1 MPEG (limited)
+BT601, BT709 = "bt601", "bt709"
+_MATRICES = {2: BT601, 5: BT601, 6: BT601, 1: BT709}
 _LIMITED = (0, 1)
 
 
-def converts(colorspace: int | None, color_range: int | None) -> bool:
-    """True when a 4:2:0 picture tagged with these FFmpeg values converts as BT.601 limited range
-    (the only conversion :class:`YuvPicture` does); None counts as unspecified."""
-    return int(colorspace if colorspace is not None else 2) in _BT601 and int(color_range or 0) in _LIMITED
+def picture_matrix(colorspace: int | None, color_range: int | None) -> str | None:
+    """The matrix a 4:2:0 picture tagged with these FFmpeg values converts with: :data:`BT601` (BT.601
+    limited range or untagged: None counts as unspecified), :data:`BT709` (BT.709 limited range), or None
+    (full range, BT.2020, others: the decoder's swscale conversion)."""
+    if int(color_range or 0) not in _LIMITED:
+        return None
+    return _MATRICES.get(int(colorspace if colorspace is not None else 2))
 
 
 # OpenCV's INTER_LINEAR on uint8 (imgproc/src/resize.cpp): weights in 11-bit fixed point
@@ -128,30 +138,33 @@ def _array_module(a):
 
 
 class YuvPicture:
-    """A picture of H x W pixels (both even) in three 4:2:0 planes, BT.601 limited range.
+    """A picture of H x W pixels (both even) in three 4:2:0 planes, limited range.
 
     Args:
         y: (H, W) uint8 luma; rows may be strided (a view of the decoder's buffer: no copy).
         u, v: (H/2, W/2) uint8 chroma planes, likewise.
+        matrix: :data:`BT601` (OpenCV's conversion) or :data:`BT709` (:mod:`ferbatch.colour`).
 
     Raises:
-        ValueError: planes that are not uint8 of those shapes with even H and W.
+        ValueError: planes that are not uint8 of those shapes with even H and W, or another matrix.
     """
 
-    __slots__ = ("y", "u", "v", "height", "width", "_rgb")
+    __slots__ = ("y", "u", "v", "height", "width", "matrix", "_rgb")
 
-    def __init__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray):
+    def __init__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = BT601):
         h, w = y.shape if y.ndim == 2 else (0, 0)
         if not h or h % 2 or w % 2 or any(p.dtype != np.uint8 for p in (y, u, v)) or u.shape != (h // 2, w // 2) or v.shape != u.shape:
             raise ValueError(
                 f"YuvPicture | expected uint8 planes (H, W) and 2 x (H/2, W/2), H and W even; got {y.shape}, {u.shape}, {v.shape}"
             )
+        if matrix not in (BT601, BT709):
+            raise ValueError(f"YuvPicture | matrix {matrix!r}; expected {BT601!r} or {BT709!r}")
         self.y, self.u, self.v = y, u, v
-        self.height, self.width = h, w
+        self.height, self.width, self.matrix = h, w, matrix
         self._rgb: np.ndarray | None = None
 
     @classmethod
-    def from_i420(cls, i420: np.ndarray) -> YuvPicture:
+    def from_i420(cls, i420: np.ndarray, matrix: str = BT601) -> YuvPicture:
         """A picture of an (H * 3 / 2, W) uint8 array: the Y plane's H rows, then the U and V planes
         flattened behind it (``VideoFrame.to_ndarray()`` of a yuv420p frame).
 
@@ -164,10 +177,12 @@ class YuvPicture:
             raise ValueError(f"YuvPicture | expected (H * 3 / 2, W) uint8 with H, W even; got {i420.shape} {i420.dtype}")
         flat = np.ascontiguousarray(i420).reshape(-1)
         q = h * w // 4
-        return cls(flat[: h * w].reshape(h, w), flat[h * w : h * w + q].reshape(h // 2, w // 2), flat[h * w + q :].reshape(h // 2, w // 2))
+        return cls(
+            flat[: h * w].reshape(h, w), flat[h * w : h * w + q].reshape(h // 2, w // 2), flat[h * w + q :].reshape(h // 2, w // 2), matrix
+        )
 
     @classmethod
-    def from_frame(cls, frame) -> YuvPicture:
+    def from_frame(cls, frame, matrix: str = BT601) -> YuvPicture:
         """Views of a decoded yuv420p ``av.VideoFrame``'s planes (no copy; the views keep the
         frame's buffers alive).
 
@@ -177,7 +192,7 @@ class YuvPicture:
         if frame.format.name != "yuv420p":
             raise ValueError(f"YuvPicture | expected a yuv420p frame, got {frame.format.name}")
         y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes)
-        return cls(y, u, v)
+        return cls(y, u, v, matrix)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -191,7 +206,7 @@ class YuvPicture:
     def rgb(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB, converted on the first call and cached."""
         if self._rgb is None:
-            self._rgb = cv2.cvtColor(self.i420(), cv2.COLOR_YUV2RGB_I420)
+            self._rgb = bt709_rgb(self.y, self.u, self.v) if self.matrix == BT709 else cv2.cvtColor(self.i420(), cv2.COLOR_YUV2RGB_I420)
         return self._rgb
 
     def resized_rgb(self, width: int, height: int) -> np.ndarray:
@@ -207,11 +222,26 @@ class YuvPicture:
         cv2.resize(y, (width, height), dst=out[:height], interpolation=cv2.INTER_LINEAR)
         flat[height * width : height * width + q] = cv2.resize(u, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR).reshape(-1)
         flat[height * width + q :] = cv2.resize(v, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR).reshape(-1)
+        if self.matrix == BT709:
+            return YuvPicture.from_i420(out, BT709).rgb()
         return cv2.cvtColor(out, cv2.COLOR_YUV2RGB_I420)
 
     def gray(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
         """(y2 - y1, x2 - x1) uint8 full-range grey of the region (pixels, half-open, inside the picture)."""
-        return cv2.LUT(self.y[y1:y2, x1:x2], LUMA_TO_GRAY)
+        if self.matrix == BT601:
+            return cv2.LUT(self.y[y1:y2, x1:x2], LUMA_TO_GRAY)
+        return cv2.cvtColor(self.rgb_region(x1, y1, x2, y2), cv2.COLOR_RGB2GRAY)  # BT.709 grey takes the chroma too
+
+    def rgb_region(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+        """(y2 - y1, x2 - x1, 3) uint8 RGB of the region (pixels, half-open, inside the picture): a slice of
+        :meth:`rgb` when it is cached, else the planes of the 2 x 2 chroma blocks around the region converted
+        (a window around a face converts a fraction of the frame)."""
+        if self._rgb is not None:
+            return self._rgb[y1:y2, x1:x2]
+        ex1, ey1, ex2, ey2 = x1 & ~1, y1 & ~1, x2 + (x2 & 1), y2 + (y2 & 1)
+        c = (slice(ey1 // 2, ey2 // 2), slice(ex1 // 2, ex2 // 2))
+        part = YuvPicture(self.y[ey1:ey2, ex1:ex2], self.u[c], self.v[c], self.matrix).rgb()
+        return part[y1 - ey1 : y2 - ey1, x1 - ex1 : x2 - ex1]
 
 
 class Nv12Picture:
@@ -220,7 +250,8 @@ class Nv12Picture:
     (:mod:`ferbatch.models.graph_nv12`) and the crop classifier (:mod:`ferbatch.models.graph_crop`),
     fed by :meth:`ferbatch.vision.detect.Detector.detect` and
     :meth:`ferbatch.vision.classify.Classifier.classify_frames`. BT.601 limited range, as
-    :class:`YuvPicture`: decoders make one only for streams :func:`converts` accepts.
+    :class:`YuvPicture`: decoders make one only for streams :func:`picture_matrix` calls :data:`BT601`
+    (BT.709 frames stay :class:`YuvPicture`, pre-processed on the host).
 
     Every other consumer reads :meth:`host`, the same picture as a :class:`YuvPicture` (copied to
     the host once and cached), so a frame on the device still works everywhere, at the cost of that
@@ -249,7 +280,13 @@ class Nv12Picture:
 
     @classmethod
     def from_planes(cls, picture: YuvPicture) -> Nv12Picture:
-        """The NV12 array of a host :class:`YuvPicture` (its U and V interleaved: one copy)."""
+        """The NV12 array of a host :class:`YuvPicture` (its U and V interleaved: one copy).
+
+        Raises:
+            ValueError: a BT.709 picture (the graphs convert BT.601 only).
+        """
+        if picture.matrix != BT601:
+            raise ValueError(f"Nv12Picture | the NV12 graphs convert BT.601 only; got a {picture.matrix} picture")
         h, w = picture.height, picture.width
         out = np.empty((h * 3 // 2, w), np.uint8)
         out[:h] = picture.y
@@ -339,6 +376,13 @@ Image = np.ndarray | YuvPicture | Nv12Picture
 def as_rgb(image: Image) -> np.ndarray:
     """(H, W, 3) uint8 RGB of an RGB array (returned as is) or of a picture."""
     return image if isinstance(image, np.ndarray) else image.rgb()
+
+
+def region_rgb(image: Image, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """(y2 - y1, x2 - x1, 3) uint8 RGB of a region of an image (pixels, half-open, inside it): a slice of an
+    RGB array, else :meth:`YuvPicture.rgb_region` (of an :class:`Nv12Picture`'s host planes)."""
+    pic = host_picture(image)
+    return pic[y1:y2, x1:x2] if isinstance(pic, np.ndarray) else pic.rgb_region(x1, y1, x2, y2)
 
 
 def host_picture(image: Image) -> np.ndarray | YuvPicture:

@@ -1,9 +1,11 @@
 """What a BT.709-tagged stream costs against the same pictures tagged BT.601 (or untagged).
 
 Most HD video from cameras and phones is tagged BT.709. ferbatch's frame path keeps a decoded frame in its YUV planes
-(:class:`ferbatch.picture.YuvPicture`) and converts only what each consumer needs, but only for BT.601 limited-range or
-untagged streams (:func:`ferbatch.picture.converts`); a BT.709 frame is converted to full-size RGB by swscale in the
-decoder, and the in-graph pre-processing (``--preprocess graph``, NVDEC frames on the GPU) does not take it either.
+(:class:`ferbatch.picture.YuvPicture`) and converts only what each consumer needs. Until session 14 it did so only
+for BT.601 limited-range or untagged streams, and a BT.709 frame was converted to full-size RGB by swscale in the
+decoder (0.75x the frames/s of the same pictures untagged). Since then BT.709 pictures convert from their planes too
+(:mod:`ferbatch.colour`), so the ratio printed here should sit near 1. The in-graph pre-processing
+(``--preprocess graph``) still converts BT.601 only.
 
 This script encodes the same pictures twice at 1280x720 (the shared 640x360 WolfgangLanger clip scaled up, 472 frames,
 H.264, one stream tagged BT.709 limited range, the other untagged, so the decoded planes are equal), runs the real job

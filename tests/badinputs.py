@@ -21,13 +21,17 @@ def encode(
     rate: int = 24,
     options: dict | None = None,
     pts: list[int] | None = None,
+    colorspace: int | None = None,
 ) -> Path:
-    """Write RGB frames as a video; ``pts`` (in 1/rate/100 units) gives variable timing."""
+    """Write RGB frames as a video; ``pts`` (in 1/rate/100 units) gives variable timing; ``colorspace``
+    (FFmpeg's AVColorSpace, 1 = BT.709) tags the stream, limited range."""
     with av.open(str(path), "w") as out:
         s = out.add_stream(codec, rate=rate)
         s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
         if options:
             s.options = options
+        if colorspace is not None:
+            s.codec_context.colorspace, s.codec_context.color_range = colorspace, 1
         if pts is not None:
             from fractions import Fraction
 

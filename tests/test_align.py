@@ -23,7 +23,7 @@ from conftest import DATA
 from ferbatch.faces import FaceBatch
 from ferbatch.models.prior import configure_classifier
 from ferbatch.models.registry import load_registry
-from ferbatch.picture import YuvPicture
+from ferbatch.picture import BT601, BT709, YuvPicture
 from ferbatch.training.data import load_faces
 from ferbatch.training.protocol import PHOTO_FACE, PHOTO_UPSCALE, degrade, face_photo
 from ferbatch.vision.align import FER48_TEMPLATE, aligned_crops, similarity_to
@@ -104,13 +104,15 @@ def test_aligned_scale_shows_more_context(faces):
     assert np.abs(loose.astype(int) - faces.images[5].astype(int)).mean() > 10
 
 
-def test_aligned_crop_of_a_yuv_picture_is_the_rgb_one(models, faces, spec):
-    """A decoded picture's grey aligned crop comes from its luma plane (no RGB made) and matches the
-    crop of its RGB conversion to a couple of grey levels."""
+@pytest.mark.parametrize("matrix", [BT601, BT709])
+def test_aligned_crop_of_a_yuv_picture_is_the_rgb_one(models, faces, spec, matrix):
+    """A decoded picture's grey aligned crop comes from its planes (BT.601: the luma alone; BT.709: chroma
+    too, its grey is not the luma) with no RGB made, and matches the crop of its RGB conversion to a
+    couple of grey levels. Mutation: ``aligned_grey`` without the chroma planes (BT.709 as BT.601) -> fails (BT.709)."""
     photos = [face_photo(faces.images[i], i) for i in range(0, 80, 8)]
     i420 = [cv2.cvtColor(p, cv2.COLOR_RGB2YUV_I420) for p in photos]
-    rgbs = [YuvPicture.from_i420(x).rgb() for x in i420]
-    pics = [YuvPicture.from_i420(x) for x in i420]
+    rgbs = [YuvPicture.from_i420(x, matrix).rgb() for x in i420]
+    pics = [YuvPicture.from_i420(x, matrix) for x in i420]
     top = top_faces(models.detector.detect(rgbs))
     assert len(top) >= 8
     a = extract_crops(pics, top, spec).astype(int)

@@ -17,8 +17,9 @@ PKG = Path(__file__).resolve().parent.parent / "ferbatch"
 # what each pure layer may import from ferbatch (besides itself)
 PURE_LAYERS = {
     "ferbatch.media": {"ferbatch.errors", "ferbatch.location", "ferbatch.atomic", "ferbatch.picture"},
-    "ferbatch.vision": {"ferbatch.errors", "ferbatch.labels", "ferbatch.specs", "ferbatch.picture", "ferbatch.faces"},
-    "ferbatch.picture": set(),
+    "ferbatch.vision": {"ferbatch.errors", "ferbatch.labels", "ferbatch.specs", "ferbatch.picture", "ferbatch.colour", "ferbatch.faces"},
+    "ferbatch.picture": {"ferbatch.colour"},
+    "ferbatch.colour": set(),
     "ferbatch.dataset.schema": {"ferbatch.labels", "ferbatch.faces"},
     "ferbatch.faces": {"ferbatch.labels"},
     "ferbatch.specs": set(),

@@ -32,12 +32,14 @@ from conftest import INTEL_3FACE, WOLFGANG, read_frames
 
 from ferbatch.config import JobConfig
 from ferbatch.labels import to_ferplus_order
+from ferbatch.media.decode import to_image
 from ferbatch.media.probe import probe_video
 from ferbatch.media.shards import Shard
 from ferbatch.models.graphs import prepare_classifier, prepare_detector
 from ferbatch.models.load import resolve_specs
 from ferbatch.models.registry import resolve_model_file
 from ferbatch.models.runners.onnxruntime import OrtRunner
+from ferbatch.picture import YuvPicture
 from ferbatch.pipeline import process_shard
 from ferbatch.vision.boxes import iou_matrix, square_boxes
 from ferbatch.vision.classify import softmax
@@ -153,13 +155,19 @@ def compare(ref: Rows, new: Rows) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    """360p as stored, the 3-person clip at 1080p, and a 720p clip stored sideways with a display matrix."""
+    """360p as stored, the 3-person clip at 1080p (untagged, and tagged BT.709 as most HD video is: its pictures
+    convert with :mod:`ferbatch.colour`), and a 720p clip stored sideways with a display matrix."""
     d = tmp_path_factory.mktemp("eq")
     three = read_frames(INTEL_3FACE)
-    hd = encode(d / "three_1080p.mp4", [cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_LINEAR) for f in three])
+    hd = [cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_LINEAR) for f in three]
     side = [np.ascontiguousarray(np.rot90(cv2.resize(f, (1280, 720), interpolation=cv2.INTER_LINEAR), 1)) for f in three]
     rot = rotate_mp4(encode(d / ".side.mp4", side), d / "three_720p_rotated.mp4")
-    return {"360p": WOLFGANG, "1080p": hd, "720p rotated": rot}
+    return {
+        "360p": WOLFGANG,
+        "1080p": encode(d / "three_1080p.mp4", hd),
+        "1080p bt709": encode(d / "three_1080p_bt709.mp4", hd, colorspace=1),
+        "720p rotated": rot,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -189,8 +197,10 @@ def test_fast_path_rows_equal_reference(rows, name):
     assert r["labels_equal"] >= 0.99, r
 
 
-@pytest.mark.parametrize("name", ["360p", "1080p"])
-def test_picture_path_keeps_what_the_rows_say(rows, name):
+@pytest.mark.parametrize("name", ["360p", "1080p", "1080p bt709"])
+def test_picture_path_keeps_what_the_rows_say(rows, clips, name):
+    with av.open(str(clips[name])) as c:  # the picture path does take this clip's frames as pictures
+        assert isinstance(to_image(next(c.decode(video=0)), pictures=True), YuvPicture)
     rgb, pic = rows("rgb", name), rows("pictures", name)
     r = compare(rgb, pic)
     ious = [

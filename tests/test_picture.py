@@ -5,8 +5,11 @@ Mutations run against these tests (each made the named test fail, then was resto
 - ``LUMA_TO_GRAY`` without the 16 offset (``(Y - 0) * 255 / 219``) -> test_grey_crops_are_the_luma_in_full_range;
 - ``LUMA_TO_GRAY`` rounded instead of truncated -> test_grey_of_a_grey_picture_is_swscales;
 - ``resized_rgb`` filling the U plane from V -> test_resized_planes_match_resized_rgb;
-- ``converts`` accepting BT.709 (colorspace 1) -> test_only_bt601_limited_streams_become_pictures;
-- ``nv12_image`` with U and V swapped -> test_nvdec_gives_the_same_picture.
+- ``nv12_image`` with U and V swapped -> test_nvdec_gives_the_same_picture;
+- ``picture_matrix`` taking BT.709 for BT.601 (``_MATRICES[1] = BT601``) -> test_picture_matrix_follows_the_tags;
+- BT.709's Kr and Kb swapped, or ``SWSCALE_TRUNCATION`` zero -> test_bt709_planes_convert_as_swscale;
+- a BT.709 picture's grey from its luma alone (``gray`` as for BT.601) -> test_bt709_picture_matches_swscales_frame;
+- ``rgb_region`` without rounding the region out to whole chroma blocks -> test_regions_convert_as_the_whole_picture.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from conftest import DATA, WOLFGANG
 
 from ferbatch.media.decode import to_image
 from ferbatch.media.nvdec import nv12_image
-from ferbatch.picture import YuvPicture, as_rgb, converts
+from ferbatch.picture import BT601, BT709, Nv12Picture, YuvPicture, as_rgb, picture_matrix, region_rgb
 
 MOV_BT709 = DATA / "videos_faces/pyfeat/face_noface.mov"  # tagged BT.709
 
@@ -67,15 +70,70 @@ def test_resized_planes_match_resized_rgb(frame):
     assert small.shape == (180, 320, 3) and d.mean() < 1.5, d.mean()
 
 
-def test_only_bt601_limited_streams_become_pictures():
-    assert converts(None, None) and converts(6, 1) and converts(5, 0)
-    assert not converts(1, 1) and not converts(6, 2) and not converts(9, 1)  # BT.709, full range, BT.2020
+def test_picture_matrix_follows_the_tags():
+    assert picture_matrix(None, None) == picture_matrix(6, 1) == picture_matrix(5, 0) == BT601
+    assert picture_matrix(1, 1) == picture_matrix(1, 0) == BT709
+    assert picture_matrix(6, 2) is None and picture_matrix(9, 1) is None  # full range, BT.2020: swscale's RGB
     f709 = _first_frame(MOV_BT709)
-    img = to_image(f709, pictures=True)
-    assert isinstance(img, np.ndarray)
-    np.testing.assert_array_equal(img, f709.to_ndarray(format="rgb24"))
+    p = to_image(f709, pictures=True)
+    assert isinstance(p, YuvPicture) and p.matrix == BT709
+    q = to_image(f709, pictures="nv12")  # the NV12 graphs convert BT.601 only: a BT.709 frame stays host planes
+    assert isinstance(q, YuvPicture) and q.matrix == BT709
+    with pytest.raises(ValueError, match="BT.601 only"):
+        Nv12Picture.from_planes(p)
     with pytest.raises(ValueError, match="even"):
         YuvPicture.from_i420(np.zeros((5, 4), np.uint8))
+    with pytest.raises(ValueError, match="matrix"):
+        YuvPicture.from_i420(np.zeros((6, 4), np.uint8), "bt2020")
+
+
+def _swscale_rgb(i420: np.ndarray, colorspace: int) -> np.ndarray:
+    f = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+    f.colorspace, f.color_range = colorspace, 1
+    return f.to_ndarray(format="rgb24")
+
+
+def test_bt709_planes_convert_as_swscale():
+    """Random planes, each 2 x 2 block one colour (no chroma siting to differ by): BT.709 pictures convert as
+    swscale converts a BT.709-tagged frame, to two levels (its three truncations), without bias; the same planes as BT.601 do not."""
+    rng = np.random.default_rng(0)
+    h, w = 128, 256
+    y = rng.integers(16, 236, (h // 2, w // 2), dtype=np.uint8).repeat(2, 0).repeat(2, 1)
+    uv = rng.integers(16, 241, (2, h // 2, w // 2), dtype=np.uint8)
+    i420 = np.concatenate([y.reshape(-1), uv.reshape(-1)]).reshape(h * 3 // 2, w)
+    ref = _swscale_rgb(i420, 1).astype(int)
+    inside = ((ref > 0) & (ref < 255)).all(-1)  # where neither clips
+    d = YuvPicture.from_i420(i420, BT709).rgb().astype(int) - ref
+    assert np.abs(d).max() <= 2 and np.abs(d[inside].mean(0)).max() < 0.15, (np.abs(d).max(), d[inside].mean(0))
+    assert np.abs(YuvPicture.from_i420(i420).rgb().astype(int) - ref).max() > 20  # BT.601 is another picture
+
+
+def test_bt709_picture_matches_swscales_frame():
+    """A real BT.709 frame (960x540): RGB, grey crops at odd corners and the detector's resized input within
+    a level of the RGB frame path's (swscale, then OpenCV)."""
+    fr = _first_frame(MOV_BT709)
+    p = to_image(fr, pictures=True)
+    ref = fr.to_ndarray(format="rgb24")
+    grey = cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY).astype(int)
+    d = np.abs(p.resized_rgb(512, 288).astype(int) - cv2.resize(ref, (512, 288), interpolation=cv2.INTER_LINEAR))
+    assert d.mean() < 1.5, d.mean()
+    assert p._rgb is None  # the detector's input came from the planes
+    d = np.abs(p.gray(101, 37, 403, 299).astype(int) - grey[37:299, 101:403])
+    assert d.mean() < 0.5 and d.max() <= 1, (d.mean(), d.max())
+    d = np.abs(p.rgb().astype(int) - ref)
+    assert d.mean() < 0.5 and d.max() <= 1, (d.mean(), d.max())
+
+
+@pytest.mark.parametrize("path", [WOLFGANG, MOV_BT709], ids=["bt601", "bt709"])
+def test_regions_convert_as_the_whole_picture(path):
+    """A window's RGB (odd corners) converted from the planes around it equals the whole picture's RGB there,
+    and makes no full-size RGB."""
+    fr = _first_frame(path)
+    p, whole = to_image(fr, pictures=True), to_image(fr, pictures=True).rgb()
+    for x1, y1, x2, y2 in ((101, 37, 403, 299), (0, 0, 7, 5), (p.width - 9, p.height - 3, p.width, p.height)):
+        np.testing.assert_array_equal(region_rgb(p, x1, y1, x2, y2), whole[y1:y2, x1:x2])
+    assert p._rgb is None
+    np.testing.assert_array_equal(region_rgb(whole, 3, 4, 9, 8), whole[4:8, 3:9])
 
 
 def test_nvdec_gives_the_same_picture(frame):

@@ -45,7 +45,7 @@ import numpy as np
 from ferbatch.errors import DecodeError
 from ferbatch.media.decode import NV12_PICTURES, DecodeStats, Frame, Timeline, _decoded_frames, _upright, frames_in_range, seek_target
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
-from ferbatch.picture import Image, Nv12Picture, YuvPicture, converts
+from ferbatch.picture import BT601, Image, Nv12Picture, YuvPicture, picture_matrix
 
 __all__ = ["ANNEXB_FILTERS", "annexb_packets", "iter_frames_nvdec", "nv12_image", "nv12_to_rgb"]
 
@@ -97,17 +97,19 @@ def nv12_to_rgb(nv12: np.ndarray, width: int, height: int, *, colorspace: int | 
 def nv12_image(nv12: np.ndarray, width: int, height: int, *, colorspace: int | None = None, color_range: int | None = None) -> Image:
     """An NV12 picture as :func:`ferbatch.media.decode.to_image` makes PyAV's frame with
     ``pictures=True``: a :class:`ferbatch.picture.YuvPicture` of its planes (U and V
-    de-interleaved) for BT.601 limited-range or untagged streams, else :func:`nv12_to_rgb`; so
-    NVDEC and PyAV give the analysis step the same images.
+    de-interleaved) for BT.601 or BT.709 limited-range or untagged streams
+    (:func:`ferbatch.picture.picture_matrix`), else :func:`nv12_to_rgb`; so NVDEC and PyAV give the
+    analysis step the same images.
 
     Args, Raises: as :func:`nv12_to_rgb`.
     """
-    if not converts(colorspace, color_range):
+    matrix = picture_matrix(colorspace, color_range)
+    if not matrix:
         return nv12_to_rgb(nv12, width, height, colorspace=colorspace, color_range=color_range)
-    return _nv12_planes(nv12, width, height)
+    return _nv12_planes(nv12, width, height, matrix)
 
 
-def _nv12_planes(nv12: np.ndarray, width: int, height: int) -> YuvPicture:
+def _nv12_planes(nv12: np.ndarray, width: int, height: int, matrix: str = BT601) -> YuvPicture:
     """The planes of an NV12 picture (U and V de-interleaved; the Y plane a view), checked as
     :func:`nv12_to_rgb` documents."""
     if width % 2 or height % 2:
@@ -115,7 +117,7 @@ def _nv12_planes(nv12: np.ndarray, width: int, height: int) -> YuvPicture:
     if nv12.dtype != np.uint8 or nv12.ndim != 2 or nv12.shape[0] < height * 3 // 2 or nv12.shape[1] < width:
         raise ValueError(f"nv12: expected ({height * 3 // 2}, >={width}) uint8, got {nv12.shape} {nv12.dtype}")
     uv = nv12[height : height * 3 // 2, :width]
-    return YuvPicture(nv12[:height, :width], np.ascontiguousarray(uv[:, 0::2]), np.ascontiguousarray(uv[:, 1::2]))
+    return YuvPicture(nv12[:height, :width], np.ascontiguousarray(uv[:, 0::2]), np.ascontiguousarray(uv[:, 1::2]), matrix)
 
 
 def iter_frames_nvdec(
@@ -316,7 +318,8 @@ def _device_image(path: str, frame, colorspace: int | None, color_range: int | N
     """NVDEC's device NV12 picture (``usedevicememory=True``) copied into a CuPy array of its own
     (NVDEC reuses its surfaces): an :class:`ferbatch.picture.Nv12Picture` on the device for streams
     that convert as BT.601 limited range and are not rotated; else copied to the host and made the
-    image PyAV makes (:func:`nv12_to_rgb`, upright). Runs on a GPU node only (CuPy).
+    image PyAV makes (a BT.709 :class:`ferbatch.picture.YuvPicture`, or :func:`nv12_to_rgb` upright).
+    Runs on a GPU node only (CuPy).
 
     Raises:
         DecodeError: NVDEC returned a picture that is not (H * 3 / 2, W) uint8 with H and W even.
@@ -331,9 +334,11 @@ def _device_image(path: str, frame, colorspace: int | None, color_range: int | N
     rows, w = a.shape
     if str(a.dtype) != "uint8" or rows % 3 or (rows * 2 // 3) % 2 or w % 2:
         raise DecodeError(path, f"NVDEC returned a {tuple(a.shape)} {a.dtype} picture; expected NV12 (H * 3 / 2, W) uint8, H and W even")
-    if converts(colorspace, color_range) and not rotation:
+    if rotation:
+        return _upright(nv12_to_rgb(a.get(), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range), rotation)
+    if picture_matrix(colorspace, color_range) == BT601:
         return Nv12Picture(a)
-    return _upright(nv12_to_rgb(a.get(), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range), rotation)
+    return nv12_image(a.get(), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
 
 
 def _host_image(path: str, frame, colorspace: int | None, color_range: int | None, rotation: float, pictures: bool | str) -> Image:
@@ -344,7 +349,13 @@ def _host_image(path: str, frame, colorspace: int | None, color_range: int | Non
     if size < rows * w:
         raise DecodeError(path, f"NVDEC returned a {size}-byte picture for a {rows}x{w} NV12 shape")
     nv12 = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(int(frame.GetPtrToPlane(0))))[: rows * w].reshape(rows, w)
-    if pictures in NV12_PICTURES and not rotation and converts(colorspace, color_range) and not (rows * 2 // 3) % 2 and not w % 2:
+    if (
+        pictures in NV12_PICTURES
+        and not rotation
+        and picture_matrix(colorspace, color_range) == BT601
+        and not (rows * 2 // 3) % 2
+        and not w % 2
+    ):
         return Nv12Picture(np.array(nv12, copy=True))  # NVDEC reuses its host buffer
     if pictures and not rotation:  # a copy: the picture's Y plane would be a view of the buffer NVDEC reuses
         return nv12_image(np.array(nv12, copy=True), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)

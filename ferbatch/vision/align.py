@@ -21,7 +21,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["FER48_TEMPLATE", "TAPS", "similarity_to", "crop_template", "supersampling", "aligned_crops", "crop_inputs"]
+from ferbatch.colour import bt709_gray
+from ferbatch.picture import BT709, LUMA_TO_GRAY, YuvPicture
+
+__all__ = ["FER48_TEMPLATE", "TAPS", "similarity_to", "crop_template", "supersampling", "aligned_crops", "aligned_grey", "crop_inputs"]
 
 # (5, 2) float32 (x, y) pixels in a 48x48 face; see the module docstring for the source
 FER48_TEMPLATE = np.array(
@@ -89,7 +92,13 @@ def supersampling(mats: np.ndarray) -> np.ndarray:
 
 
 def aligned_crops(
-    frames: Sequence[np.ndarray | None], frame_pos: np.ndarray, landmarks: np.ndarray, width: int, height: int, scale: float = 1.0
+    frames: Sequence[np.ndarray | None],
+    frame_pos: np.ndarray,
+    landmarks: np.ndarray,
+    width: int,
+    height: int,
+    scale: float = 1.0,
+    supersample: bool = True,
 ) -> np.ndarray:
     """Warp each face onto :data:`FER48_TEMPLATE` scaled to ``width`` x ``height``.
 
@@ -101,6 +110,8 @@ def aligned_crops(
         width, height: the classifier input size in pixels.
         scale: >1 shows more context around the face (the template shrinks about the crop centre),
             like ``crop.scale`` of the square crop.
+        supersample: warp a face larger than the crop at :func:`supersampling`'s factor, then area-resize
+            (False: warp straight to the crop size; for planes with little detail, such as chroma).
 
     Returns:
         (M, height, width, C) uint8 crops (C as the frames'); pixels outside the frame repeat its
@@ -111,7 +122,7 @@ def aligned_crops(
     first = frames[int(frame_pos[0])] if len(frame_pos) else None
     ch = 1 if first is None or first.ndim == 2 else first.shape[2]
     out = np.empty((len(frame_pos), height, width, ch), np.uint8)
-    ks = supersampling(mats)
+    ks = supersampling(mats) if supersample else np.ones(len(mats), np.int64)
     for i in range(len(frame_pos)):
         k = int(ks[i])
         m = mats[i] * k
@@ -121,6 +132,34 @@ def aligned_crops(
         if k > 1:
             crop = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
         out[i] = crop.reshape(height, width, ch)
+    return out
+
+
+def aligned_grey(
+    pictures: Sequence[YuvPicture | None], frame_pos: np.ndarray, landmarks: np.ndarray, width: int, height: int, scale: float = 1.0
+) -> np.ndarray:
+    """:func:`aligned_crops` in full-range grey, from pictures' planes (no RGB made): the luma plane warped, then
+    mapped by :data:`ferbatch.picture.LUMA_TO_GRAY` (BT.601: grey is the luma); for a BT.709 picture the chroma
+    planes are warped too, at their own resolution (landmarks ``/ 2 - 0.25``: a chroma sample's centre lies
+    between the two luma columns it covers; without supersampling), and the three converted together
+    (:func:`ferbatch.colour.bt709_gray`; its grey is not the luma).
+
+    Args: as :func:`aligned_crops`, ``pictures`` instead of frames.
+
+    Returns:
+        (M, height, width, 1) uint8 grey crops.
+    """
+    y = aligned_crops([p.y if p else None for p in pictures], frame_pos, landmarks, width, height, scale)
+    out = LUMA_TO_GRAY[y]
+    bt709 = np.flatnonzero([getattr(pictures[int(p)], "matrix", None) == BT709 for p in frame_pos])
+    if len(bt709):
+        lm = landmarks[bt709] / 2 - np.float32(0.25)
+        # chroma is smooth (and half the size): warped straight to the crop size, no supersampling
+        u, v = (
+            aligned_crops([getattr(p, c) if p else None for p in pictures], frame_pos[bt709], lm, width, height, scale, False) for c in "uv"
+        )
+        for k, i in enumerate(bt709):
+            out[i, ..., 0] = bt709_gray(np.dstack([y[i], u[k], v[k]]))
     return out
 
 

@@ -24,9 +24,9 @@ import numpy as np
 from ferbatch.errors import ConfigError
 from ferbatch.faces import FaceBatch
 from ferbatch.labels import to_ferplus_order
-from ferbatch.picture import LUMA_TO_GRAY, Image, Nv12Picture, YuvPicture, as_rgb, host_picture, stack_nv12
+from ferbatch.picture import Image, Nv12Picture, YuvPicture, as_rgb, host_picture, region_rgb, stack_nv12
 from ferbatch.specs import InputSpec, ModelSpec, Runner
-from ferbatch.vision.align import aligned_crops, crop_inputs
+from ferbatch.vision.align import aligned_crops, aligned_grey, crop_inputs
 from ferbatch.vision.boxes import square_boxes
 
 __all__ = ["Classifier", "crops_in_graph_possible", "extract_crops", "softmax", "ALIGN5_TEMPLATE_112"]
@@ -78,15 +78,17 @@ def extract_crops(frames: Sequence[Image], dets: FaceBatch, spec: ModelSpec) -> 
         raise ConfigError(f"classifier {spec.name} | unknown crop mode {mode!r}; expected 'square', 'aligned' or 'align5'")
     scale = float(spec.crop.get("scale", 1.0))
     if mode == "aligned" and dets.landmarks is not None:  # without landmarks: the square crop
-        # grey from a picture's luma plane (warped, then mapped to full range: no RGB made); else RGB, then the input's colour
-        luma = inp.color == "GRAY" and all(isinstance(frames[int(p)], YuvPicture) for p in dets.frame_pos)
+        # grey from pictures' planes (warped, then mapped to grey: no RGB made); else RGB, then the input's colour
+        if inp.color == "GRAY" and all(isinstance(frames[int(p)], YuvPicture) for p in dets.frame_pos):
+            pictures = [f if isinstance(f, YuvPicture) else None for f in frames]
+            out[:] = aligned_grey(pictures, dets.frame_pos, dets.landmarks, inp.width, inp.height, scale)
+            return out
         srcs: list[np.ndarray | None] = [None] * len(frames)
         for p in np.unique(dets.frame_pos):
-            f = frames[int(p)]
-            srcs[int(p)] = f.y if luma and isinstance(f, YuvPicture) else as_rgb(f)
+            srcs[int(p)] = as_rgb(frames[int(p)])
         warped = aligned_crops(srcs, dets.frame_pos, dets.landmarks, inp.width, inp.height, scale)
         for i in range(len(dets)):
-            out[i] = (cv2.LUT(warped[i], LUMA_TO_GRAY) if luma else _to_color(warped[i], inp.color)).reshape(out.shape[1:])
+            out[i] = _to_color(warped[i], inp.color).reshape(out.shape[1:])
         return out
     sq = square_boxes(dets.boxes, scale)
     for i in range(len(dets)):
@@ -98,7 +100,7 @@ def extract_crops(frames: Sequence[Image], dets: FaceBatch, spec: ModelSpec) -> 
         if isinstance(f, YuvPicture) and inp.color == "GRAY":
             crop = f.gray(x1, y1, x2, y2)
         else:
-            crop = _to_color(as_rgb(f)[y1:y2, x1:x2], inp.color)
+            crop = _to_color(region_rgb(f, x1, y1, x2, y2), inp.color)
         out[i] = cv2.resize(crop, (inp.width, inp.height), interpolation=cv2.INTER_AREA).reshape(out.shape[1:])
     return out
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from ferbatch.faces import FaceBatch
-from ferbatch.picture import Image, as_rgb
+from ferbatch.picture import Image, region_rgb
 from ferbatch.vision.boxes import nms
 from ferbatch.vision.tiling import AnyDetector, FrameSizedDetector, TiledDetector, from_crops
 
@@ -72,7 +72,7 @@ def detect_windows(
             x1, y1 = int(min(fw, np.ceil(cx + half))), int(min(fh, np.ceil(cy + half)))
             if x1 - x0 < 8 or y1 - y0 < 8:  # the prediction left the frame
                 continue
-            crops.append(as_rgb(img)[y0:y1, x0:x1])
+            crops.append(region_rgb(img, x0, y0, x1, y1))  # only the window converted
             owner.append(k)
             origin.append((x0, y0))
             inner.append((x0 > 0, y0 > 0, x1 < fw, y1 < fh))
