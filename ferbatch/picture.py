@@ -13,13 +13,14 @@ full-size RGB (swscale, as ``VideoFrame.to_ndarray(format="rgb24")`` does) cost 
   colour crops, aligned crops).
 
 Colour: BT.601 limited range, what swscale assumes for untagged streams and what OpenCV's
-``COLOR_YUV2RGB_I420`` implements (ITU-R BT.601: R = 1.164 (Y - 16) + 1.596 (V - 128), ...), or BT.709
-limited range (most HD video; :mod:`ferbatch.colour`). Decoders make a picture only for streams tagged
-so or untagged (:func:`picture_matrix`); full-range and other streams keep swscale's conversion.
-OpenCV's conversion differs from swscale's by about one level (rounding, chroma siting). The grey level of RGB converted from BT.601 is the luma itself:
+``COLOR_YUV2RGB_I420`` implements (ITU-R BT.601: R = 1.164 (Y - 16) + 1.596 (V - 128), ...); BT.709
+limited range (most HD video) and either matrix in full range convert with :mod:`ferbatch.colour`.
+Decoders make a picture only for streams tagged so or untagged (:func:`picture_matrix`); BT.2020 and
+others keep swscale's conversion. OpenCV's conversion differs from swscale's by about one level
+(rounding, chroma siting). The grey level of RGB converted from BT.601 is the luma itself:
 0.299 R + 0.587 G + 0.114 B = 1.164 (Y - 16) (the chroma terms cancel to 1e-3), so a grey crop is
 the luma plane mapped to full range (:data:`LUMA_TO_GRAY`, truncated as swscale does); a BT.709
-picture's grey takes its chroma too (:func:`ferbatch.colour.bt709_gray`).
+picture's grey, and any other matrix's, goes through its RGB (:mod:`ferbatch.colour`).
 
 An :class:`Nv12Picture` is the same picture as one NV12 array, in host memory or a GPU's (CuPy), for
 the graphs that pre-process frames where the decoder left them (``--preprocess graph``, issue 33);
@@ -34,14 +35,16 @@ import functools
 import cv2
 import numpy as np
 
-from ferbatch.colour import bt709_rgb
+from ferbatch.colour import BT601, BT601_FULL, BT709, BT709_FULL, MATRICES, rgb_of
 
 __all__ = [
     "Image",
     "Nv12Picture",
     "YuvPicture",
     "BT601",
+    "BT601_FULL",
     "BT709",
+    "BT709_FULL",
     "as_rgb",
     "picture_matrix",
     "region_rgb",
@@ -50,6 +53,7 @@ __all__ = [
     "resize_plane",
     "stack_nv12",
     "LUMA_TO_GRAY",
+    "YUV420",
 ]
 
 # limited-range luma (16..235) -> full-range grey (0..255), ITU-R BT.601: g = 255 (Y - 16) / 219, truncated
@@ -59,18 +63,18 @@ __all__ = [
 LUMA_TO_GRAY = np.clip(np.floor((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
 # FFmpeg's AVColorSpace values converted as BT.601: 2 unspecified (swscale's default is BT.601),
 # 5 BT470BG, 6 SMPTE170M; as BT.709: 1; AVColorRange 0 unspecified and 1 MPEG (limited)
-BT601, BT709 = "bt601", "bt709"
-_MATRICES = {2: BT601, 5: BT601, 6: BT601, 1: BT709}
-_LIMITED = (0, 1)
+YUV420 = ("yuv420p", "yuvj420p")  # FFmpeg's 4:2:0 planar formats (yuvj420p: the deprecated full-range name)
+_MATRIX = {2: (BT601, BT601_FULL), 5: (BT601, BT601_FULL), 6: (BT601, BT601_FULL), 1: (BT709, BT709_FULL)}
 
 
 def picture_matrix(colorspace: int | None, color_range: int | None) -> str | None:
     """The matrix a 4:2:0 picture tagged with these FFmpeg values converts with: :data:`BT601` (BT.601
-    limited range or untagged: None counts as unspecified), :data:`BT709` (BT.709 limited range), or None
-    (full range, BT.2020, others: the decoder's swscale conversion)."""
-    if int(color_range or 0) not in _LIMITED:
-        return None
-    return _MATRICES.get(int(colorspace if colorspace is not None else 2))
+    limited range or untagged: None counts as unspecified), :data:`BT709` (BT.709 limited range), their
+    full-range twins :data:`BT601_FULL` and :data:`BT709_FULL` (``color_range`` 2, JPEG), or None
+    (BT.2020 and others, or another range: the decoder's swscale conversion)."""
+    both = _MATRIX.get(int(colorspace if colorspace is not None else 2))
+    rng = int(color_range or 0)  # AVColorRange: 0 unspecified, 1 MPEG (limited), 2 JPEG (full)
+    return None if both is None or rng > 2 else both[rng == 2]
 
 
 # OpenCV's INTER_LINEAR on uint8 (imgproc/src/resize.cpp): weights in 11-bit fixed point
@@ -143,7 +147,8 @@ class YuvPicture:
     Args:
         y: (H, W) uint8 luma; rows may be strided (a view of the decoder's buffer: no copy).
         u, v: (H/2, W/2) uint8 chroma planes, likewise.
-        matrix: :data:`BT601` (OpenCV's conversion) or :data:`BT709` (:mod:`ferbatch.colour`).
+        matrix: :data:`BT601` (OpenCV's conversion), or :data:`BT709`, :data:`BT601_FULL`, :data:`BT709_FULL`
+            (:mod:`ferbatch.colour`).
 
     Raises:
         ValueError: planes that are not uint8 of those shapes with even H and W, or another matrix.
@@ -157,8 +162,8 @@ class YuvPicture:
             raise ValueError(
                 f"YuvPicture | expected uint8 planes (H, W) and 2 x (H/2, W/2), H and W even; got {y.shape}, {u.shape}, {v.shape}"
             )
-        if matrix not in (BT601, BT709):
-            raise ValueError(f"YuvPicture | matrix {matrix!r}; expected {BT601!r} or {BT709!r}")
+        if matrix not in MATRICES:
+            raise ValueError(f"YuvPicture | matrix {matrix!r}; expected one of {sorted(MATRICES)}")
         self.y, self.u, self.v = y, u, v
         self.height, self.width, self.matrix = h, w, matrix
         self._rgb: np.ndarray | None = None
@@ -189,7 +194,7 @@ class YuvPicture:
         Raises:
             ValueError: the frame is not yuv420p of even size.
         """
-        if frame.format.name != "yuv420p":
+        if frame.format.name not in YUV420:
             raise ValueError(f"YuvPicture | expected a yuv420p frame, got {frame.format.name}")
         y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes)
         return cls(y, u, v, matrix)
@@ -206,7 +211,9 @@ class YuvPicture:
     def rgb(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB, converted on the first call and cached."""
         if self._rgb is None:
-            self._rgb = bt709_rgb(self.y, self.u, self.v) if self.matrix == BT709 else cv2.cvtColor(self.i420(), cv2.COLOR_YUV2RGB_I420)
+            self._rgb = (
+                cv2.cvtColor(self.i420(), cv2.COLOR_YUV2RGB_I420) if self.matrix == BT601 else rgb_of(self.y, self.u, self.v, self.matrix)
+            )
         return self._rgb
 
     def resized_rgb(self, width: int, height: int) -> np.ndarray:
@@ -222,15 +229,15 @@ class YuvPicture:
         cv2.resize(y, (width, height), dst=out[:height], interpolation=cv2.INTER_LINEAR)
         flat[height * width : height * width + q] = cv2.resize(u, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR).reshape(-1)
         flat[height * width + q :] = cv2.resize(v, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR).reshape(-1)
-        if self.matrix == BT709:
-            return YuvPicture.from_i420(out, BT709).rgb()
+        if self.matrix != BT601:
+            return YuvPicture.from_i420(out, self.matrix).rgb()
         return cv2.cvtColor(out, cv2.COLOR_YUV2RGB_I420)
 
     def gray(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
         """(y2 - y1, x2 - x1) uint8 full-range grey of the region (pixels, half-open, inside the picture)."""
         if self.matrix == BT601:
             return cv2.LUT(self.y[y1:y2, x1:x2], LUMA_TO_GRAY)
-        return cv2.cvtColor(self.rgb_region(x1, y1, x2, y2), cv2.COLOR_RGB2GRAY)  # BT.709 grey takes the chroma too
+        return cv2.cvtColor(self.rgb_region(x1, y1, x2, y2), cv2.COLOR_RGB2GRAY)  # others' grey takes the chroma too
 
     def rgb_region(self, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
         """(y2 - y1, x2 - x1, 3) uint8 RGB of the region (pixels, half-open, inside the picture): a slice of
@@ -283,7 +290,7 @@ class Nv12Picture:
         """The NV12 array of a host :class:`YuvPicture` (its U and V interleaved: one copy).
 
         Raises:
-            ValueError: a BT.709 picture (the graphs convert BT.601 only).
+            ValueError: a picture of another matrix than BT.601 limited range (the graphs convert that only).
         """
         if picture.matrix != BT601:
             raise ValueError(f"Nv12Picture | the NV12 graphs convert BT.601 only; got a {picture.matrix} picture")

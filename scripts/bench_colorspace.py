@@ -1,17 +1,19 @@
-"""What a BT.709-tagged stream costs against the same pictures tagged BT.601 (or untagged).
+"""What BT.709-tagged and full-range streams cost against the same pictures untagged (BT.601 limited range assumed).
 
-Most HD video from cameras and phones is tagged BT.709. ferbatch's frame path keeps a decoded frame in its YUV planes
-(:class:`ferbatch.picture.YuvPicture`) and converts only what each consumer needs. Until session 14 it did so only
-for BT.601 limited-range or untagged streams, and a BT.709 frame was converted to full-size RGB by swscale in the
-decoder (0.75x the frames/s of the same pictures untagged). Since then BT.709 pictures convert from their planes too
-(:mod:`ferbatch.colour`), so the ratio printed here should sit near 1. The in-graph pre-processing
-(``--preprocess graph``) still converts BT.601 only.
+Most HD video from cameras and phones is tagged BT.709; MJPEG, many webcams and some phones give full range
+(yuvj420p). ferbatch's frame path keeps a decoded frame in its YUV planes (:class:`ferbatch.picture.YuvPicture`) and
+converts only what each consumer needs. Until session 14 it did so only for BT.601 limited-range or untagged streams,
+and any other frame was converted to full-size RGB by swscale in the decoder (BT.709 720p: 0.75x the frames/s of the
+same pictures untagged). Since then those pictures convert from their planes too (:mod:`ferbatch.colour`), so the
+ratios printed here should sit near 1. The in-graph pre-processing (``--preprocess graph``) still converts BT.601
+limited range only.
 
-This script encodes the same pictures twice at 1280x720 (the shared 640x360 WolfgangLanger clip scaled up, 472 frames,
-H.264, one stream tagged BT.709 limited range, the other untagged, so the decoded planes are equal), runs the real job
-in-process on each, alternating, ``--reps`` times, and prints per tag: median frames/s, median CPU seconds per frame
-(``time.process_time`` of the whole process: other load on the machine does not count), the ratio of BT.709 to the
-untagged stream measured in the same run, and the ``videos`` table's ``preprocess`` column. Nothing is asserted.
+This script encodes the same pictures three times at 1280x720 (the shared 640x360 WolfgangLanger clip scaled up, 472
+frames, H.264): untagged, tagged BT.709 limited range, and tagged full range; the decoded planes are equal. It runs
+the real job in-process on each, alternating, ``--reps`` times, and prints per stream: median frames/s, median CPU
+seconds per frame (``time.process_time`` of the whole process: other load on the machine does not count), the ratio of
+each tagged stream to the untagged one measured in the same run, and the ``videos`` table's ``preprocess`` column.
+Nothing is asserted.
 
 Usage: FERBATCH_MODEL_MIRROR=../shared/models python scripts/bench_colorspace.py [--reps 4] [--json PATH]
 """
@@ -33,12 +35,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("FERBATCH_SHARED", REPO.parent / "shared")) / "data"
 SOURCE = DATA / "videos_faces/pyfeat/WolfgangLanger_Pexels.mp4"
-TAGS = {"untagged": None, "bt709": 1}  # AVColorSpace: 1 = BT.709 (limited range, AVCOL_RANGE_MPEG = 1)
+# (AVColorSpace, AVColorRange): 1 = BT.709; range 1 = limited (MPEG), 2 = full (JPEG: decoded as yuvj420p)
+TAGS = {"untagged": (None, None), "bt709": (1, 1), "full": (None, 2)}
 
 
-def encode(src: Path, dst: Path, colorspace: int | None, width: int = 1280, height: int = 720) -> Path:
-    """``src`` scaled to ``width`` x ``height``, H.264 (libx264, CRF 23, GOP 48), tagged with ``colorspace`` (None:
-    untagged); equal pictures whatever the tag."""
+def encode(src: Path, dst: Path, tag: tuple[int | None, int | None], width: int = 1280, height: int = 720) -> Path:
+    """``src`` scaled to ``width`` x ``height``, H.264 (libx264, CRF 23, GOP 48), tagged with ``tag`` (colorspace,
+    colour range; None: untagged); equal pictures whatever the tag."""
     import av
 
     with av.open(str(src)) as i, av.open(str(dst), "w") as o:
@@ -46,9 +49,11 @@ def encode(src: Path, dst: Path, colorspace: int | None, width: int = 1280, heig
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.codec_context.time_base = Fraction(1, 30)
         s.options = {"crf": "23", "g": "48", "preset": "veryfast"}
+        colorspace, color_range = tag
         if colorspace is not None:
             s.codec_context.colorspace = colorspace
-            s.codec_context.color_range = 1
+        if color_range is not None:
+            s.codec_context.color_range = color_range
         for k, f in enumerate(i.decode(video=0)):
             g = f.reformat(width, height, "yuv420p")
             g.pts, g.time_base = k, s.codec_context.time_base
@@ -89,14 +94,20 @@ def main() -> None:
             | used[tag][0]
             for tag in TAGS
         }
-        res["ratio_bt709_fps"] = round(res["bt709"]["fps_median"] / res["untagged"]["fps_median"], 3)
-        res["ratio_bt709_cpu"] = round(res["bt709"]["cpu_ms_per_frame"] / res["untagged"]["cpu_ms_per_frame"], 3)
+        for tag in TAGS:
+            if tag != "untagged":
+                res[f"ratio_{tag}_fps"] = round(res[tag]["fps_median"] / res["untagged"]["fps_median"], 3)
+                res[f"ratio_{tag}_cpu"] = round(res[tag]["cpu_ms_per_frame"] / res["untagged"]["cpu_ms_per_frame"], 3)
         print("| stream | frames/s (median) | CPU ms/frame (median) | preprocess | frames | faces |")
         print("|---|---|---|---|---|---|")
         for tag in TAGS:
             r = res[tag]
             print(f"| {tag} | {r['fps_median']} | {r['cpu_ms_per_frame']} | {r['preprocess']} | {r['frames']} | {r['faces']} |")
-        print(f"BT.709 / untagged: frames/s x{res['ratio_bt709_fps']}, CPU per frame x{res['ratio_bt709_cpu']} ({args.reps} runs each)")
+        for tag in TAGS:
+            if tag != "untagged":
+                print(
+                    f"{tag} / untagged: frames/s x{res[f'ratio_{tag}_fps']}, CPU per frame x{res[f'ratio_{tag}_cpu']} ({args.reps} runs each)"
+                )
         print(json.dumps(res))
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=1))

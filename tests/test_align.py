@@ -23,7 +23,7 @@ from conftest import DATA
 from ferbatch.faces import FaceBatch
 from ferbatch.models.prior import configure_classifier
 from ferbatch.models.registry import load_registry
-from ferbatch.picture import BT601, BT709, YuvPicture
+from ferbatch.picture import BT601, BT601_FULL, BT709, YuvPicture
 from ferbatch.training.data import load_faces
 from ferbatch.training.protocol import PHOTO_FACE, PHOTO_UPSCALE, degrade, face_photo
 from ferbatch.vision.align import FER48_TEMPLATE, aligned_crops, similarity_to
@@ -104,7 +104,7 @@ def test_aligned_scale_shows_more_context(faces):
     assert np.abs(loose.astype(int) - faces.images[5].astype(int)).mean() > 10
 
 
-@pytest.mark.parametrize("matrix", [BT601, BT709])
+@pytest.mark.parametrize("matrix", [BT601, BT709, BT601_FULL])
 def test_aligned_crop_of_a_yuv_picture_is_the_rgb_one(models, faces, spec, matrix):
     """A decoded picture's grey aligned crop comes from its planes (BT.601: the luma alone; BT.709: chroma
     too, its grey is not the luma) with no RGB made, and matches the crop of its RGB conversion to a

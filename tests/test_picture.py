@@ -7,7 +7,8 @@ Mutations run against these tests (each made the named test fail, then was resto
 - ``resized_rgb`` filling the U plane from V -> test_resized_planes_match_resized_rgb;
 - ``nv12_image`` with U and V swapped -> test_nvdec_gives_the_same_picture;
 - ``picture_matrix`` taking BT.709 for BT.601 (``_MATRICES[1] = BT601``) -> test_picture_matrix_follows_the_tags;
-- BT.709's Kr and Kb swapped, or ``SWSCALE_TRUNCATION`` zero -> test_bt709_planes_convert_as_swscale;
+- BT.709's Kr and Kb swapped, or ``swscale_truncation`` zero (or the same for both ranges) -> test_planes_convert_as_swscale;
+- yuvj420p frames left to swscale (``YUV420`` without it) -> test_full_range_video_is_a_picture;
 - a BT.709 picture's grey from its luma alone (``gray`` as for BT.601) -> test_bt709_picture_matches_swscales_frame;
 - ``rgb_region`` without rounding the region out to whole chroma blocks -> test_regions_convert_as_the_whole_picture.
 """
@@ -18,11 +19,12 @@ import av
 import cv2
 import numpy as np
 import pytest
-from conftest import DATA, WOLFGANG
+from badinputs import encode
+from conftest import DATA, WOLFGANG, read_frames
 
 from ferbatch.media.decode import to_image
 from ferbatch.media.nvdec import nv12_image
-from ferbatch.picture import BT601, BT709, Nv12Picture, YuvPicture, as_rgb, picture_matrix, region_rgb
+from ferbatch.picture import BT601, BT601_FULL, BT709, BT709_FULL, Nv12Picture, YuvPicture, as_rgb, picture_matrix, region_rgb
 
 MOV_BT709 = DATA / "videos_faces/pyfeat/face_noface.mov"  # tagged BT.709
 
@@ -73,7 +75,8 @@ def test_resized_planes_match_resized_rgb(frame):
 def test_picture_matrix_follows_the_tags():
     assert picture_matrix(None, None) == picture_matrix(6, 1) == picture_matrix(5, 0) == BT601
     assert picture_matrix(1, 1) == picture_matrix(1, 0) == BT709
-    assert picture_matrix(6, 2) is None and picture_matrix(9, 1) is None  # full range, BT.2020: swscale's RGB
+    assert picture_matrix(6, 2) == picture_matrix(None, 2) == BT601_FULL and picture_matrix(1, 2) == BT709_FULL
+    assert picture_matrix(9, 1) is None and picture_matrix(6, 3) is None  # BT.2020, an unknown range: swscale's RGB
     f709 = _first_frame(MOV_BT709)
     p = to_image(f709, pictures=True)
     assert isinstance(p, YuvPicture) and p.matrix == BT709
@@ -87,25 +90,45 @@ def test_picture_matrix_follows_the_tags():
         YuvPicture.from_i420(np.zeros((6, 4), np.uint8), "bt2020")
 
 
-def _swscale_rgb(i420: np.ndarray, colorspace: int) -> np.ndarray:
+def _swscale_rgb(i420: np.ndarray, colorspace: int, color_range: int = 1) -> np.ndarray:
     f = av.VideoFrame.from_ndarray(i420, format="yuv420p")
-    f.colorspace, f.color_range = colorspace, 1
+    f.colorspace, f.color_range = colorspace, color_range
     return f.to_ndarray(format="rgb24")
 
 
-def test_bt709_planes_convert_as_swscale():
-    """Random planes, each 2 x 2 block one colour (no chroma siting to differ by): BT.709 pictures convert as
-    swscale converts a BT.709-tagged frame, to two levels (its three truncations), without bias; the same planes as BT.601 do not."""
+@pytest.mark.parametrize(("colorspace", "color_range", "matrix"), [(1, 1, BT709), (5, 2, BT601_FULL), (1, 2, BT709_FULL)])
+def test_planes_convert_as_swscale(colorspace, color_range, matrix):
+    """Random planes, each 2 x 2 block one colour (no chroma siting to differ by): pictures of each matrix
+    OpenCV lacks convert as swscale converts a frame so tagged, to two levels (its truncations), without bias;
+    the same planes as BT.601 limited range do not."""
     rng = np.random.default_rng(0)
     h, w = 128, 256
-    y = rng.integers(16, 236, (h // 2, w // 2), dtype=np.uint8).repeat(2, 0).repeat(2, 1)
-    uv = rng.integers(16, 241, (2, h // 2, w // 2), dtype=np.uint8)
+    y = rng.integers(0, 256, (h // 2, w // 2), dtype=np.uint8).repeat(2, 0).repeat(2, 1)
+    uv = rng.integers(0, 256, (2, h // 2, w // 2), dtype=np.uint8)
     i420 = np.concatenate([y.reshape(-1), uv.reshape(-1)]).reshape(h * 3 // 2, w)
-    ref = _swscale_rgb(i420, 1).astype(int)
+    ref = _swscale_rgb(i420, colorspace, color_range).astype(int)
     inside = ((ref > 0) & (ref < 255)).all(-1)  # where neither clips
-    d = YuvPicture.from_i420(i420, BT709).rgb().astype(int) - ref
+    d = YuvPicture.from_i420(i420, matrix).rgb().astype(int) - ref
     assert np.abs(d).max() <= 2 and np.abs(d[inside].mean(0)).max() < 0.15, (np.abs(d).max(), d[inside].mean(0))
-    assert np.abs(YuvPicture.from_i420(i420).rgb().astype(int) - ref).max() > 20  # BT.601 is another picture
+    assert np.abs(YuvPicture.from_i420(i420).rgb().astype(int) - ref).max() > 20  # BT.601 limited is another picture
+
+
+def test_full_range_video_is_a_picture(tmp_path):
+    """A full-range stream (yuvj420p, as MJPEG and many webcams give) becomes a picture whose RGB and grey are
+    swscale's to a level; so does a yuvj420p frame whose tag says limited (swscale reads the format as full)."""
+    frames = [np.ascontiguousarray(f) for f in read_frames(WOLFGANG)[:2]]
+    clip = encode(tmp_path / "full.mp4", frames, pix_fmt="yuvj420p")
+    fr = _first_frame(clip)
+    assert fr.format.name == "yuvj420p"
+    p = to_image(fr, pictures=True)
+    assert isinstance(p, YuvPicture) and p.matrix == BT601_FULL
+    ref = fr.to_ndarray(format="rgb24")
+    d = np.abs(p.rgb().astype(int) - ref)
+    assert d.mean() < 0.5 and d.max() <= 2, (d.mean(), d.max())
+    g = np.abs(p.gray(11, 7, 301, 203).astype(int) - cv2.cvtColor(ref, cv2.COLOR_RGB2GRAY)[7:203, 11:301])
+    assert g.mean() < 0.5 and g.max() <= 2, (g.mean(), g.max())
+    fr.color_range = 1
+    assert to_image(fr, pictures=True).matrix == BT601_FULL
 
 
 def test_bt709_picture_matches_swscales_frame():

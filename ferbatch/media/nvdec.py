@@ -97,7 +97,7 @@ def nv12_to_rgb(nv12: np.ndarray, width: int, height: int, *, colorspace: int | 
 def nv12_image(nv12: np.ndarray, width: int, height: int, *, colorspace: int | None = None, color_range: int | None = None) -> Image:
     """An NV12 picture as :func:`ferbatch.media.decode.to_image` makes PyAV's frame with
     ``pictures=True``: a :class:`ferbatch.picture.YuvPicture` of its planes (U and V
-    de-interleaved) for BT.601 or BT.709 limited-range or untagged streams
+    de-interleaved) for BT.601 or BT.709 (limited or full range) or untagged streams
     (:func:`ferbatch.picture.picture_matrix`), else :func:`nv12_to_rgb`; so NVDEC and PyAV give the
     analysis step the same images.
 

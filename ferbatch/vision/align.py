@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ferbatch.colour import bt709_gray
-from ferbatch.picture import BT709, LUMA_TO_GRAY, YuvPicture
+from ferbatch.colour import gray_of
+from ferbatch.picture import BT601, LUMA_TO_GRAY, YuvPicture
 
 __all__ = ["FER48_TEMPLATE", "TAPS", "similarity_to", "crop_template", "supersampling", "aligned_crops", "aligned_grey", "crop_inputs"]
 
@@ -139,10 +139,10 @@ def aligned_grey(
     pictures: Sequence[YuvPicture | None], frame_pos: np.ndarray, landmarks: np.ndarray, width: int, height: int, scale: float = 1.0
 ) -> np.ndarray:
     """:func:`aligned_crops` in full-range grey, from pictures' planes (no RGB made): the luma plane warped, then
-    mapped by :data:`ferbatch.picture.LUMA_TO_GRAY` (BT.601: grey is the luma); for a BT.709 picture the chroma
-    planes are warped too, at their own resolution (landmarks ``/ 2 - 0.25``: a chroma sample's centre lies
-    between the two luma columns it covers; without supersampling), and the three converted together
-    (:func:`ferbatch.colour.bt709_gray`; its grey is not the luma).
+    mapped by :data:`ferbatch.picture.LUMA_TO_GRAY` (BT.601 limited range: grey is the luma); for a picture of
+    another matrix (BT.709, full range) the chroma planes are warped too, at their own resolution (landmarks
+    ``/ 2 - 0.25``: a chroma sample's centre lies between the two luma columns it covers; without
+    supersampling), and the three converted together (:func:`ferbatch.colour.gray_of`; its grey is not the luma).
 
     Args: as :func:`aligned_crops`, ``pictures`` instead of frames.
 
@@ -151,15 +151,17 @@ def aligned_grey(
     """
     y = aligned_crops([p.y if p else None for p in pictures], frame_pos, landmarks, width, height, scale)
     out = LUMA_TO_GRAY[y]
-    bt709 = np.flatnonzero([getattr(pictures[int(p)], "matrix", None) == BT709 for p in frame_pos])
-    if len(bt709):
-        lm = landmarks[bt709] / 2 - np.float32(0.25)
+    matrices = [getattr(pictures[int(p)], "matrix", BT601) for p in frame_pos]
+    chroma = np.flatnonzero([m != BT601 for m in matrices])
+    if len(chroma):
+        lm = landmarks[chroma] / 2 - np.float32(0.25)
         # chroma is smooth (and half the size): warped straight to the crop size, no supersampling
         u, v = (
-            aligned_crops([getattr(p, c) if p else None for p in pictures], frame_pos[bt709], lm, width, height, scale, False) for c in "uv"
+            aligned_crops([getattr(p, c) if p else None for p in pictures], frame_pos[chroma], lm, width, height, scale, False)
+            for c in "uv"
         )
-        for k, i in enumerate(bt709):
-            out[i, ..., 0] = bt709_gray(np.dstack([y[i], u[k], v[k]]))
+        for k, i in enumerate(chroma):
+            out[i, ..., 0] = gray_of(np.dstack([y[i], u[k], v[k]]), matrices[i])
     return out
 
 
