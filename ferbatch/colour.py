@@ -31,7 +31,20 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["BT601", "BT601_FULL", "BT709", "BT709_FULL", "MATRICES", "gray_of", "rgb_of", "swscale_truncation", "yuv444", "yuv_to_rgb"]
+__all__ = [
+    "BT601",
+    "BT601_FULL",
+    "BT601_FIXED",
+    "BT709",
+    "BT709_FULL",
+    "MATRICES",
+    "fixed_point",
+    "gray_of",
+    "rgb_of",
+    "swscale_truncation",
+    "yuv444",
+    "yuv_to_rgb",
+]
 
 BT601, BT709, BT601_FULL, BT709_FULL = "bt601", "bt709", "bt601-full", "bt709-full"
 MATRICES = {
@@ -68,6 +81,34 @@ def yuv_to_rgb(matrix: str) -> np.ndarray:
 
 
 _AFFINE = {name: yuv_to_rgb(name) for name in MATRICES}
+
+# ITU-R BT.601 limited range in OpenCV's 20-bit fixed point (imgproc color_yuv: ITUR_BT_601_CY, CVR, CVG, CUG, CUB)
+BT601_FIXED = {"cy": 1220542, "cvr": 1673527, "cvg": -852492, "cug": -409993, "cub": 2116026}
+TRANSFORM_BITS = 10  # OpenCV's uint8 cv2.transform: the matrix in 10 fractional bits (core matmul transform_8u)
+
+
+def fixed_point(matrix: str) -> np.ndarray:
+    """(13,) int32 integer form of a matrix's conversion, as the NV12 detector graph takes it
+    (:mod:`ferbatch.models.graph_nv12`): ``[ylo, cRY, cRU, cRV, cGY, cGU, cGV, cBY, cBU, cBV, bR, bG, bB]`` with
+    ``R = clip((cRY max(Y - ylo, 0) + cRU (U - 128) + cRV (V - 128) + bR) >> 20, 0, 255)``, likewise G and B.
+
+    Bit for bit what the host path computes: for :data:`BT601`, OpenCV's ``COLOR_YUV2RGB_I420`` (20-bit
+    coefficients :data:`BT601_FIXED`, Y - 16 clamped at 0, rounded by 2^19); for the others, OpenCV's uint8
+    ``cv2.transform`` of :func:`yuv_to_rgb`'s matrix, which rounds the float32 matrix to 10 fractional bits and
+    computes ``(Y mY + U mU + V mV + o + 512) >> 10`` (equal on 65,536 random pixels; ``tests/test_graph_nv12.py``),
+    here scaled by 2^10 with the chroma's 128 folded into the bias.
+
+    Raises:
+        KeyError: a name not in :data:`MATRICES`.
+    """
+    if matrix == BT601:
+        f = BT601_FIXED
+        c = [f["cy"], 0, f["cvr"], f["cy"], f["cug"], f["cvg"], f["cy"], f["cub"], 0]
+        return np.array([16, *c, 1 << 19, 1 << 19, 1 << 19], np.int32)
+    s = 1 << TRANSFORM_BITS
+    m = np.rint(_AFFINE[matrix].astype(np.float64) * s).astype(np.int64)  # (3, 4): Y, U, V, offset
+    bias = (m[:, 3] + 128 * (m[:, 1] + m[:, 2]) + s // 2) * s
+    return np.array([0, *(m[:, :3] * s).reshape(-1), *bias], np.int32)
 
 
 def yuv444(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -256,9 +256,9 @@ class Nv12Picture:
     the graphs that take frames where the decoder left them (issue 33): the NV12 detector
     (:mod:`ferbatch.models.graph_nv12`) and the crop classifier (:mod:`ferbatch.models.graph_crop`),
     fed by :meth:`ferbatch.vision.detect.Detector.detect` and
-    :meth:`ferbatch.vision.classify.Classifier.classify_frames`. BT.601 limited range, as
-    :class:`YuvPicture`: decoders make one only for streams :func:`picture_matrix` calls :data:`BT601`
-    (BT.709 frames stay :class:`YuvPicture`, pre-processed on the host).
+    :meth:`ferbatch.vision.classify.Classifier.classify_frames`. Any matrix :class:`YuvPicture` takes
+    (the detector graph takes its coefficients as an input); the crop graph cuts grey crops of
+    BT.601 limited-range pictures only (grey is their luma), the others' crops are cut on the host.
 
     Every other consumer reads :meth:`host`, the same picture as a :class:`YuvPicture` (copied to
     the host once and cached), so a frame on the device still works everywhere, at the cost of that
@@ -269,38 +269,35 @@ class Nv12Picture:
         nv12: (H * 3 / 2, W) uint8, C-contiguous: H luma rows, then H / 2 rows of interleaved U, V
             (U at even columns). A ``numpy.ndarray`` or a ``cupy.ndarray`` (anything with ``shape``,
             ``dtype`` and ``get()``, read through DLPack by ONNX Runtime).
+        matrix: one of :data:`ferbatch.colour.MATRICES`, as :class:`YuvPicture`.
 
     Raises:
-        ValueError: another shape or dtype, or an odd H or W.
+        ValueError: another shape or dtype, an odd H or W, or an unknown matrix.
     """
 
-    __slots__ = ("nv12", "height", "width", "_host")
+    __slots__ = ("nv12", "height", "width", "matrix", "_host")
 
-    def __init__(self, nv12):
+    def __init__(self, nv12, matrix: str = BT601):
         rows, w = tuple(nv12.shape) if len(nv12.shape) == 2 else (0, 0)
         h = rows * 2 // 3
         if str(nv12.dtype) != "uint8" or not h or h % 2 or w % 2 or h * 3 // 2 != rows:
             raise ValueError(f"Nv12Picture | expected (H * 3 / 2, W) uint8 with H, W even; got {tuple(nv12.shape)} {nv12.dtype}")
+        if matrix not in MATRICES:
+            raise ValueError(f"Nv12Picture | matrix {matrix!r}; expected one of {sorted(MATRICES)}")
         self.nv12 = nv12
-        self.height, self.width = h, w
+        self.height, self.width, self.matrix = h, w, matrix
         self._host: YuvPicture | None = None
 
     @classmethod
     def from_planes(cls, picture: YuvPicture) -> Nv12Picture:
-        """The NV12 array of a host :class:`YuvPicture` (its U and V interleaved: one copy).
-
-        Raises:
-            ValueError: a picture of another matrix than BT.601 limited range (the graphs convert that only).
-        """
-        if picture.matrix != BT601:
-            raise ValueError(f"Nv12Picture | the NV12 graphs convert BT.601 only; got a {picture.matrix} picture")
+        """The NV12 array of a host :class:`YuvPicture` (its U and V interleaved: one copy), of its matrix."""
         h, w = picture.height, picture.width
         out = np.empty((h * 3 // 2, w), np.uint8)
         out[:h] = picture.y
         uv = out[h:].reshape(h // 2, w // 2, 2)
         uv[..., 0] = picture.u
         uv[..., 1] = picture.v
-        nv = cls(out)
+        nv = cls(out, picture.matrix)
         nv._host = picture
         return nv
 
@@ -320,7 +317,7 @@ class Nv12Picture:
             a = self.nv12 if isinstance(self.nv12, np.ndarray) else self.nv12.get()
             h = self.height
             uv = a[h:]
-            self._host = YuvPicture(a[:h], np.ascontiguousarray(uv[:, 0::2]), np.ascontiguousarray(uv[:, 1::2]))
+            self._host = YuvPicture(a[:h], np.ascontiguousarray(uv[:, 0::2]), np.ascontiguousarray(uv[:, 1::2]), self.matrix)
         return self._host
 
     def rgb(self) -> np.ndarray:
@@ -349,7 +346,7 @@ class Nv12Picture:
         uv = resize_plane(self.nv12[h:].reshape(h // 2, self.width // 2, 2), width // 2, height // 2)
         get = (lambda a: a) if isinstance(self.nv12, np.ndarray) else (lambda a: a.get())
         y, uv = get(y), get(uv)
-        return YuvPicture(y, np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1]))
+        return YuvPicture(y, np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1]), self.matrix)
 
 
 def stack_nv12(pictures: list[Nv12Picture]):

@@ -5,8 +5,8 @@ Most HD video from cameras and phones is tagged BT.709; MJPEG, many webcams and 
 converts only what each consumer needs. Until session 14 it did so only for BT.601 limited-range or untagged streams,
 and any other frame was converted to full-size RGB by swscale in the decoder (BT.709 720p: 0.75x the frames/s of the
 same pictures untagged). Since then those pictures convert from their planes too (:mod:`ferbatch.colour`), so the
-ratios printed here should sit near 1. The in-graph pre-processing (``--preprocess graph``) still converts BT.601
-limited range only.
+ratios printed here should sit near 1. The in-graph pre-processing (``--preprocess graph``) takes every matrix too
+(the detector graph; the crop graph cuts BT.601 limited-range crops only).
 
 This script encodes the same pictures three times at 1280x720 (the shared 640x360 WolfgangLanger clip scaled up, 472
 frames, H.264): untagged, tagged BT.709 limited range, and tagged full range; the decoded planes are equal. It runs

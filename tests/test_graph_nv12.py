@@ -22,6 +22,7 @@ import onnx
 import pytest
 from conftest import DATA
 
+from ferbatch.colour import BT601_FULL, BT709, BT709_FULL
 from ferbatch.config import JobConfig
 from ferbatch.models.graph_nv12 import letterbox_sizes, nv12_detector, nv12_input_graph, prepare_nv12_detector
 from ferbatch.models.load import prepare_graphs
@@ -67,6 +68,25 @@ def test_nv12_input_is_the_host_letterbox(models, batches, tmp_path):
         assert got.shape == want.shape and got.dtype == np.uint8, (w, h)
         diff = np.abs(got.astype(int) - want.astype(int))
         assert diff.max() == 0, ((w, h), diff.max(), (diff > 0).mean())
+
+
+@pytest.mark.parametrize("matrix", [BT709, BT601_FULL, BT709_FULL])
+def test_nv12_input_converts_every_matrix(models, batches, tmp_path, matrix):
+    """Pictures tagged BT.709 or full range: the graph, fed the matrix's coefficients
+    (``ferbatch.colour.fixed_point``), gives the host path's letterboxed RGB bit for bit (OpenCV's uint8
+    ``cv2.transform`` in 10 fractional bits, in the graph's integers). Mutation: the rounding half (512) left
+    out of the bias -> fails."""
+    path = tmp_path / "nv12.onnx"
+    onnx.save(nv12_input_graph(), str(path))
+    runner = OrtRunner(str(path), threads=1)
+    for w, h in ((640, 360), (1280, 720)):
+        planes, pics, wh = batches[(w, h)]
+        pics = [YuvPicture(p.y, p.u, p.v, matrix) for p in pics]
+        want, _ = preprocess_frames(pics, models.detector.sized(wh).spec.input, letterbox=True)
+        got = runner.infer({"planes": planes, **letterbox_sizes((w, h), wh, matrix)})["frames_rgb"]
+        assert np.abs(got.astype(int) - want.astype(int)).max() == 0, (matrix, w, h)
+        other = runner.infer({"planes": planes, **letterbox_sizes((w, h), wh)})["frames_rgb"]  # as BT.601: not the picture
+        assert np.abs(other.astype(int) - want.astype(int)).max() > 2
 
 
 def test_nv12_detector_finds_the_host_faces(models, batches):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
-from conftest import INTEL_2FACE, INTEL_3FACE, WOLFGANG
+from conftest import FACE_NOFACE, INTEL_2FACE, INTEL_3FACE, WOLFGANG
 
 from ferbatch.config import JobConfig
 from ferbatch.errors import ConfigError
@@ -49,8 +49,8 @@ def _rows(path, models, pictures, cfg):
 
 @pytest.mark.parametrize(
     ("path", "cfg"),
-    [(WOLFGANG, JobConfig()), (INTEL_3FACE, JobConfig()), (INTEL_3FACE, JobConfig(between="window"))],
-    ids=["wolfgang", "intel3", "intel3-windows"],
+    [(WOLFGANG, JobConfig()), (INTEL_3FACE, JobConfig()), (INTEL_3FACE, JobConfig(between="window")), (FACE_NOFACE, JobConfig())],
+    ids=["wolfgang", "intel3", "intel3-windows", "bt709"],
 )
 def test_graph_rows_are_the_host_rows(models, graph_models, path, cfg):
     """The default job's settings (detection every 3 frames, tracks, interpolated probabilities; and
@@ -58,7 +58,8 @@ def test_graph_rows_are_the_host_rows(models, graph_models, path, cfg):
     the same frames, faces per frame, sources, track ids, boxes and landmarks bit for bit (the NV12
     graph makes the host path's detector input exactly); labels equal on >= 99 % of rows (a crop
     pixel in 500 can round the other way). Both graphs ran: the detector counted every full
-    detection's frames, and no crop was cut on the host."""
+    detection's frames, and no crop was cut on the host. A BT.709 video (HEVC, 960x540) takes the
+    detector graph with its own coefficients, and its crops are cut on the host (its grey is not the luma)."""
     assert graph_models.takes_nv12 and not models.takes_nv12
     host = _rows(path, models, True, cfg)
     before = graph_models.detector.frames_in_graph
@@ -73,7 +74,11 @@ def test_graph_rows_are_the_host_rows(models, graph_models, path, cfg):
     assert np.abs(a.probs - b.probs).mean() < 0.002
     full_with_faces = len(np.unique(b.frame_pos[b.source == 0]))  # frame indices of rows from full detections
     assert graph_models.detector.frames_in_graph - before >= full_with_faces > 0
-    assert graph.result.stage_seconds["crop"] == 0.0 < host.result.stage_seconds["crop"]
+    assert graph.result.preprocess == ("graph,host" if cfg.between == "window" else "graph") and host.result.preprocess == "host"
+    if path == FACE_NOFACE:
+        assert np.array_equal(a.probs, b.probs)  # the same host crops
+    else:
+        assert graph.result.stage_seconds["crop"] == 0.0 < host.result.stage_seconds["crop"]
 
 
 def test_worker_decodes_nv12_for_graph_models(_cache, tmp_path):

@@ -80,14 +80,15 @@ def test_picture_matrix_follows_the_tags():
     f709 = _first_frame(MOV_BT709)
     p = to_image(f709, pictures=True)
     assert isinstance(p, YuvPicture) and p.matrix == BT709
-    q = to_image(f709, pictures="nv12")  # the NV12 graphs convert BT.601 only: a BT.709 frame stays host planes
-    assert isinstance(q, YuvPicture) and q.matrix == BT709
-    with pytest.raises(ValueError, match="BT.601 only"):
-        Nv12Picture.from_planes(p)
+    q = to_image(f709, pictures="nv12")  # the NV12 detector graph takes the matrix's coefficients
+    assert isinstance(q, Nv12Picture) and q.matrix == BT709 and q.host().matrix == BT709
+    np.testing.assert_array_equal(q.host().rgb(), p.rgb())
     with pytest.raises(ValueError, match="even"):
         YuvPicture.from_i420(np.zeros((5, 4), np.uint8))
     with pytest.raises(ValueError, match="matrix"):
         YuvPicture.from_i420(np.zeros((6, 4), np.uint8), "bt2020")
+    with pytest.raises(ValueError, match="matrix"):
+        Nv12Picture(np.zeros((6, 4), np.uint8), "bt2020")
 
 
 def _swscale_rgb(i420: np.ndarray, colorspace: int, color_range: int = 1) -> np.ndarray:

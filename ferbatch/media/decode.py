@@ -15,7 +15,7 @@ import numpy as np
 
 from ferbatch.errors import DecodeError
 from ferbatch.media.probe import VideoIndex, open_video, video_stream
-from ferbatch.picture import BT601, YUV420, Image, Nv12Picture, YuvPicture, picture_matrix
+from ferbatch.picture import YUV420, Image, Nv12Picture, YuvPicture, picture_matrix
 
 __all__ = ["DecodeStats", "Frame", "NV12_PICTURES", "Timeline", "frames_in_range", "iter_frames", "seek_target"]
 
@@ -42,7 +42,7 @@ def to_image(frame, pictures: bool | str) -> Image:
     """A decoded ``av.VideoFrame`` as the analysis step takes it, upright: a
     :class:`ferbatch.picture.YuvPicture` of its planes (no RGB conversion) when ``pictures`` is set
     (an :class:`ferbatch.picture.Nv12Picture` of them in host memory, U and V interleaved, when it is
-    "nv12" or "nv12-device": the input of the in-graph pre-processing, BT.601 only; only NVDEC keeps frames on a GPU) and
+    "nv12" or "nv12-device": the input of the in-graph pre-processing; only NVDEC keeps frames on a GPU) and
     the frame is yuv420p (or yuvj420p) of even size, BT.601 or BT.709, limited or full range (or untagged:
     :func:`ferbatch.picture.picture_matrix`), not rotated; else (H, W, 3) uint8 RGB converted by swscale
     (``to_ndarray(format="rgb24")``)."""
@@ -51,7 +51,7 @@ def to_image(frame, pictures: bool | str) -> Image:
     matrix = picture_matrix(frame.colorspace, 2 if full else frame.color_range)
     if pictures and matrix and not rotation and frame.format.name in YUV420 and not (frame.width % 2 or frame.height % 2):
         yuv = YuvPicture.from_frame(frame, matrix)
-        return Nv12Picture.from_planes(yuv) if pictures in NV12_PICTURES and matrix == BT601 else yuv
+        return Nv12Picture.from_planes(yuv) if pictures in NV12_PICTURES else yuv
     return _upright(frame.to_ndarray(format="rgb24"), rotation)
 
 

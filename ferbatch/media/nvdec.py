@@ -316,10 +316,10 @@ def _rotation(path: str, stream) -> float:
 
 def _device_image(path: str, frame, colorspace: int | None, color_range: int | None, rotation: float) -> Image:
     """NVDEC's device NV12 picture (``usedevicememory=True``) copied into a CuPy array of its own
-    (NVDEC reuses its surfaces): an :class:`ferbatch.picture.Nv12Picture` on the device for streams
-    that convert as BT.601 limited range and are not rotated; else copied to the host and made the
-    image PyAV makes (a BT.709 :class:`ferbatch.picture.YuvPicture`, or :func:`nv12_to_rgb` upright).
-    Runs on a GPU node only (CuPy).
+    (NVDEC reuses its surfaces): an :class:`ferbatch.picture.Nv12Picture` on the device, of its matrix
+    (:func:`ferbatch.picture.picture_matrix`), for streams that are not rotated and have one; else
+    copied to the host and made the image PyAV makes (:func:`nv12_to_rgb`, upright). Runs on a GPU
+    node only (CuPy).
 
     Raises:
         DecodeError: NVDEC returned a picture that is not (H * 3 / 2, W) uint8 with H and W even.
@@ -336,9 +336,10 @@ def _device_image(path: str, frame, colorspace: int | None, color_range: int | N
         raise DecodeError(path, f"NVDEC returned a {tuple(a.shape)} {a.dtype} picture; expected NV12 (H * 3 / 2, W) uint8, H and W even")
     if rotation:
         return _upright(nv12_to_rgb(a.get(), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range), rotation)
-    if picture_matrix(colorspace, color_range) == BT601:
-        return Nv12Picture(a)
-    return nv12_image(a.get(), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
+    matrix = picture_matrix(colorspace, color_range)
+    if matrix:
+        return Nv12Picture(a, matrix)
+    return nv12_to_rgb(a.get(), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
 
 
 def _host_image(path: str, frame, colorspace: int | None, color_range: int | None, rotation: float, pictures: bool | str) -> Image:
@@ -349,14 +350,9 @@ def _host_image(path: str, frame, colorspace: int | None, color_range: int | Non
     if size < rows * w:
         raise DecodeError(path, f"NVDEC returned a {size}-byte picture for a {rows}x{w} NV12 shape")
     nv12 = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(int(frame.GetPtrToPlane(0))))[: rows * w].reshape(rows, w)
-    if (
-        pictures in NV12_PICTURES
-        and not rotation
-        and picture_matrix(colorspace, color_range) == BT601
-        and not (rows * 2 // 3) % 2
-        and not w % 2
-    ):
-        return Nv12Picture(np.array(nv12, copy=True))  # NVDEC reuses its host buffer
+    matrix = picture_matrix(colorspace, color_range)
+    if pictures in NV12_PICTURES and not rotation and matrix and not (rows * 2 // 3) % 2 and not w % 2:
+        return Nv12Picture(np.array(nv12, copy=True), matrix)  # NVDEC reuses its host buffer
     if pictures and not rotation:  # a copy: the picture's Y plane would be a view of the buffer NVDEC reuses
         return nv12_image(np.array(nv12, copy=True), w, rows * 2 // 3, colorspace=colorspace, color_range=color_range)
     return _upright(nv12_to_rgb(nv12, w, rows * 2 // 3, colorspace=colorspace, color_range=color_range), rotation)

@@ -83,16 +83,26 @@ def frame_pictures(takes_nv12: bool, preprocess: str, decoder: str, backend: str
 
 
 def opencv_resize_matches() -> bool:
-    """Whether this OpenCV build resizes as the graphs do (its vector kernel's rounding,
-    :func:`ferbatch.picture.resize_plane`); a build that takes its scalar path instead (some ARM
-    builds) differs by one level on ~10 % of pixels, and the graph path's rows then differ a little
-    from the host path's. Checked on a 64 x 48 random plane scaled to 40 x 30 (under a millisecond)."""
+    """Whether this OpenCV build resizes and converts colour as the graphs do: its resize's vector kernel
+    rounding (:func:`ferbatch.picture.resize_plane`; a build that takes its scalar path instead, some ARM
+    builds, differs by one level on ~10 % of pixels) and its uint8 ``cv2.transform`` in 10 fractional
+    bits (:func:`ferbatch.colour.fixed_point`, the BT.709 and full-range conversion). Where not, the graph
+    path's rows differ a little from the host path's. Checked on a 64 x 48 random plane scaled to 40 x 30
+    and 256 random BT.709 pixels (under a millisecond)."""
     import cv2
 
+    from ferbatch.colour import BT709, fixed_point, yuv_to_rgb
     from ferbatch.picture import resize_plane
 
-    a = np.random.default_rng(0).integers(0, 256, (48, 64), dtype=np.uint8)
-    return bool(np.array_equal(resize_plane(a, 40, 30), cv2.resize(a, (40, 30), interpolation=cv2.INTER_LINEAR)))
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (48, 64), dtype=np.uint8)
+    if not np.array_equal(resize_plane(a, 40, 30), cv2.resize(a, (40, 30), interpolation=cv2.INTER_LINEAR)):
+        return False
+    yuv = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    c = fixed_point(BT709).astype(np.int64)  # ylo 0: Y' = Y
+    centred = yuv.astype(np.int64) - np.array([0, 128, 128])
+    ints = np.clip((centred @ c[1:10].reshape(3, 3).T + c[10:]) >> 20, 0, 255)
+    return bool(np.array_equal(ints, cv2.transform(yuv, yuv_to_rgb(BT709))))
 
 
 def graph_runners(
@@ -127,7 +137,9 @@ def graph_runners(
     from ferbatch.models.runners.onnxruntime import OrtRunner
 
     if not opencv_resize_matches():
-        log.warning("this OpenCV build resizes with other rounding than the NV12 graph: rows may differ slightly from --preprocess host")
+        log.warning(
+            "this OpenCV build resizes or converts with other rounding than the NV12 graph: rows may differ slightly from --preprocess host"
+        )
     det_batch, cls_batch = batches
     nv12 = OrtRunner(
         prepare_nv12_detector(det_graph, det_spec),

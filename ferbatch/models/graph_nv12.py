@@ -12,15 +12,17 @@ resize of each plane, then ``COLOR_YUV2RGB_I420``), bit for bit, in OpenCV's own
    (:func:`ferbatch.picture.linear_taps`, computed on the host and fed as inputs), the
    horizontal sum in int32, then the vertical pass as OpenCV's vector kernel rounds it
    (``VResizeLinearVec_32s8u``: ``(((b0 (S0 >> 4)) >> 16) + ((b1 (S1 >> 4)) >> 16) + 2) >> 2``);
-2. chroma repeated 2 x 2 and converted with ITU-R BT.601 limited range in OpenCV's 20-bit fixed point
-   (imgproc color_yuv, :data:`BT601_FIXED`): ``Y' = max(Y - 16, 0)``,
-   ``R = (cy Y' + cvr (V - 128) + 2^19) >> 20``, likewise G and B, clipped to 0..255;
+2. chroma repeated 2 x 2 and converted in 20-bit fixed point with the coefficients of the ``colour`` input
+   (:func:`ferbatch.colour.fixed_point`: ``Y' = max(Y - ylo, 0)``,
+   ``R = (cRY Y' + cRU (U - 128) + cRV (V - 128) + bR) >> 20``, likewise G and B, clipped to 0..255): for
+   BT.601 limited range OpenCV's ``COLOR_YUV2RGB_I420`` (imgproc color_yuv), for BT.709 and full range
+   the uint8 ``cv2.transform`` of :mod:`ferbatch.colour` (10 fractional bits), each bit for bit;
 3. padded with zeros right and bottom to the input's ``(h, w)``.
 
 Inputs: ``planes`` ``(F, 3 H / 2, W)`` uint8 (NV12: ``H`` luma rows, then ``H / 2`` rows of
 interleaved U, V); ``luma_cols``, ``luma_rows``, ``chroma_cols``, ``chroma_rows`` ``(n, 2)`` int64
 source indices and their ``_w`` twins ``(n, 2)`` int32 weights; ``input_hw`` ``(2,)`` int64 ``(h, w)``
-(:func:`letterbox_sizes`). Output ``frames_rgb`` ``(F, h, w, 3)`` uint8 RGB, the prepared detector's
+(:func:`letterbox_sizes`); ``colour`` ``(13,)`` int32 (the frames' matrix). Output ``frames_rgb`` ``(F, h, w, 3)`` uint8 RGB, the prepared detector's
 input (:func:`ferbatch.models.graph_input.prepend_uint8_input`); :func:`nv12_detector` joins the two.
 ``tests/test_graph_nv12.py`` checks the input equal to the host path's and the detections equal.
 (The first version resized in float32 with ONNX ``Resize``: inputs up to 4 levels off, and a face
@@ -31,17 +33,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferbatch.vision.detect import NV12_PLANES, NV12_TABLES
+from ferbatch.colour import BT601
+from ferbatch.vision.detect import NV12_COLOUR, NV12_PLANES, NV12_TABLES
 
 __all__ = ["letterbox_sizes", "nv12_input_graph", "nv12_detector", "prepare_nv12_detector"]
 
 OPSET = 17
-NV12_GRAPH_VERSION = 2  # bump when the graph changes: it invalidates prepared files
+NV12_GRAPH_VERSION = 3  # bump when the graph changes: it invalidates prepared files (3: the colour input)
 
 
-def letterbox_sizes(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dict[str, np.ndarray]:
+def letterbox_sizes(frame_wh: tuple[int, int], input_wh: tuple[int, int], matrix: str = BT601) -> dict[str, np.ndarray]:
     """The graph's inputs besides ``planes`` for frames of ``frame_wh`` letterboxed into ``input_wh``
-    (:func:`ferbatch.vision.detect.nv12_letterbox_inputs`: OpenCV's resize taps and weights).
+    (:func:`ferbatch.vision.detect.nv12_letterbox_inputs`: OpenCV's resize taps and weights, and the
+    ``matrix``'s coefficients).
 
     Raises:
         ValueError: an odd frame side (4:2:0 frames have even sides) or a letterboxed side that
@@ -51,17 +55,13 @@ def letterbox_sizes(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dic
 
     if frame_wh[0] % 2 or frame_wh[1] % 2:
         raise ValueError(f"letterbox_sizes | frame {frame_wh[0]}x{frame_wh[1]}: NV12 frames have even sides")
-    out = nv12_letterbox_inputs(frame_wh, input_wh)
+    out = nv12_letterbox_inputs(frame_wh, input_wh, matrix)
     if out is None:
         nw, nh = letterbox_size(frame_wh, input_wh)
         raise ValueError(
             f"letterbox_sizes | {frame_wh[0]}x{frame_wh[1]} letterboxed into {input_wh[0]}x{input_wh[1]} is {nw}x{nh}: an odd side"
         )
     return out
-
-
-# ITU-R BT.601 limited range in OpenCV's 20-bit fixed point (imgproc color_yuv: ITUR_BT_601_CY, CVR, CVG, CUG, CUB)
-BT601_FIXED = {"cy": 1220542, "cvr": 1673527, "cvg": -852492, "cug": -409993, "cub": 2116026}
 
 
 def nv12_input_graph():
@@ -81,7 +81,7 @@ def nv12_input_graph():
         return out
 
     i32 = {"to": TensorProto.INT32}
-    c = {k: const(k, np.int32(v)) for k, v in BT601_FIXED.items()}
+    c: dict[str, str] = {}
     for k, val in (
         ("i0", 0),
         ("i2", 2),
@@ -90,7 +90,6 @@ def nv12_input_graph():
         ("i128", 128),
         ("i255", 255),
         ("i2_16", 1 << 16),
-        ("i2_19", 1 << 19),
         ("i2_20", 1 << 20),
     ):
         c[k] = const(k, np.int32(val))
@@ -156,13 +155,14 @@ def nv12_input_graph():
     full = node("Gather", [node("Gather", [uvr, up_r], "uv_rows", axis=1), up_c], "uv_full", axis=2)  # (F, nh, nw, 2)
     u = node("Sub", [node("Gather", [full, const("ch_u", np.array(0, np.int64))], "u_raw", axis=3), c["i128"]], "u")
     v = node("Sub", [node("Gather", [full, const("ch_v", np.array(1, np.int64))], "v_raw", axis=3), c["i128"]], "v")
-    yy = node("Mul", [node("Max", [node("Sub", [yr, c["i16"]], "y16"), c["i0"]], "y16c"), c["cy"]], "yy")  # OpenCV clamps Y - 16 at 0
-    yh = node("Add", [yy, c["i2_19"]], "yh")  # + half: rounded by the shift
-    r = node("Add", [yh, node("Mul", [v, c["cvr"]], "rv")], "r")
-    g = node("Add", [node("Add", [yh, node("Mul", [v, c["cvg"]], "gv")], "g1"), node("Mul", [u, c["cug"]], "gu")], "g")
-    b = node("Add", [yh, node("Mul", [u, c["cub"]], "bu")], "b")
+    coef = [node("Gather", [NV12_COLOUR, const(f"colour_{j}", np.array(j, np.int64))], f"colour_k{j}") for j in range(13)]  # scalars
+    yc = node("Max", [node("Sub", [yr, coef[0]], "y_lo"), c["i0"]], "y_c")  # OpenCV clamps Y - 16 at 0 (BT.601 limited)
+    chans_i = []
+    for j, name in enumerate("rgb"):  # cY Y' + cU U' + cV V' + bias (the bias holds the rounding half)
+        t = [node("Mul", [x, coef[1 + 3 * j + q]], f"{name}{q}") for q, x in enumerate((yc, u, v))]
+        chans_i.append(node("Add", [node("Add", [node("Add", t[:2], f"{name}01"), t[2]], f"{name}012"), coef[10 + j]], name))
     chans = []
-    for name in (r, g, b):  # >> 20; a negative sum truncates towards 0 instead of down: both clip to 0
+    for name in chans_i:  # >> 20; a negative sum truncates towards 0 instead of down: both clip to 0
         sh = node("Div", [name, c["i2_20"]], f"{name}_s")
         chans.append(
             node(
@@ -197,6 +197,7 @@ def nv12_input_graph():
         inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, [f"{name}_n", 2]))
         inputs.append(helper.make_tensor_value_info(f"{name}_w", TensorProto.INT32, [f"{name}_n", 2]))
     inputs.append(helper.make_tensor_value_info("input_hw", TensorProto.INT64, [2]))
+    inputs.append(helper.make_tensor_value_info(NV12_COLOUR, TensorProto.INT32, [13]))
     graph = helper.make_graph(
         n, "ferbatch_nv12_input", inputs, [helper.make_tensor_value_info("frames_rgb", TensorProto.UINT8, ["F", "h", "w", 3])], inits
     )

@@ -24,7 +24,7 @@ import numpy as np
 from ferbatch.errors import ConfigError
 from ferbatch.faces import FaceBatch
 from ferbatch.labels import to_ferplus_order
-from ferbatch.picture import Image, Nv12Picture, YuvPicture, as_rgb, host_picture, region_rgb, stack_nv12
+from ferbatch.picture import BT601, Image, Nv12Picture, YuvPicture, as_rgb, host_picture, region_rgb, stack_nv12
 from ferbatch.specs import InputSpec, ModelSpec, Runner
 from ferbatch.vision.align import aligned_crops, aligned_grey, crop_inputs
 from ferbatch.vision.boxes import square_boxes
@@ -161,11 +161,13 @@ class Classifier:
 
     def crops_in_graph(self, frames: Sequence[Image], faces: FaceBatch) -> bool:
         """True when :meth:`classify_frames` cuts these faces' crops inside the graph: a
-        ``frames_runner``, landmarks, and every frame a face is in an :class:`Nv12Picture` of one size."""
+        ``frames_runner``, landmarks, and every frame a face is in an :class:`Nv12Picture` of one size,
+        BT.601 limited range (the graph's grey is the luma; other matrices' crops are cut on the host)."""
         if self.frames_runner is None or faces.landmarks is None or not len(faces):
             return False
         used = [frames[int(p)] for p in np.unique(faces.frame_pos)]
-        return all(isinstance(f, Nv12Picture) for f in used) and len({f.shape for f in used}) == 1
+        nv12 = [f for f in used if isinstance(f, Nv12Picture) and f.matrix == BT601]
+        return len(nv12) == len(used) and len({f.shape for f in nv12}) == 1
 
     def classify_frames(self, frames: Sequence[Image], faces: FaceBatch) -> np.ndarray:
         """Classify faces from their frames with the crops cut inside the graph

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ferbatch.colour import BT601, fixed_point
 from ferbatch.errors import ConfigError
 from ferbatch.faces import FaceBatch
 from ferbatch.picture import Image, Nv12Picture, YuvPicture, as_rgb, host_picture, linear_taps, stack_nv12
@@ -42,6 +43,7 @@ __all__ = [
     "letterbox_size",
     "NV12_PLANES",
     "NV12_TABLES",
+    "NV12_COLOUR",
     "nv12_letterbox_inputs",
     "preprocess_frames",
     "postprocess_raw",
@@ -70,23 +72,26 @@ def letterbox_size(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> tupl
 # plane and axis OpenCV's resize taps, each (n, 2) int64 with an int32 "_w" twin, and the input size
 NV12_PLANES = "planes"
 NV12_TABLES = ("luma_cols", "luma_rows", "chroma_cols", "chroma_rows")
+NV12_COLOUR = "colour"  # (13,) int32: the frames' YUV -> RGB coefficients (ferbatch.colour.fixed_point)
 
 
-def nv12_letterbox_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dict[str, np.ndarray] | None:
+def nv12_letterbox_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int], matrix: str = BT601) -> dict[str, np.ndarray] | None:
     """The NV12 detector graph's inputs besides the planes (:mod:`ferbatch.models.graph_nv12`) for
-    ``frame_wh`` frames letterboxed into ``input_wh``: :func:`linear_taps` of the luma plane to the
-    letterboxed size (:func:`letterbox_size`) and of the chroma planes to half of it, and the input size.
+    ``frame_wh`` frames of a ``matrix`` (:data:`ferbatch.colour.MATRICES`) letterboxed into ``input_wh``:
+    :func:`linear_taps` of the luma plane to the letterboxed size (:func:`letterbox_size`) and of the
+    chroma planes to half of it, the input size, and the colour conversion's coefficients.
 
     Returns:
         ``{"luma_cols", "luma_rows", "chroma_cols", "chroma_rows"}`` (n, 2) int64 source indices,
-        the same names + ``_w`` (n, 2) int32 weights, ``"input_hw"`` (2,) int64 ``(h, w)``; None
-        when a side is odd (4:2:0 planes: the host path converts at full size then).
+        the same names + ``_w`` (n, 2) int32 weights, ``"input_hw"`` (2,) int64 ``(h, w)``,
+        ``"colour"`` (13,) int32 (:func:`ferbatch.colour.fixed_point`); None when a side is odd
+        (4:2:0 planes: the host path converts at full size then).
     """
     (fw, fh), (w, h) = frame_wh, input_wh
     nw, nh = letterbox_size(frame_wh, input_wh)
     if fw % 2 or fh % 2 or nw % 2 or nh % 2:
         return None
-    out = {"input_hw": np.array([h, w], np.int64)}
+    out = {"input_hw": np.array([h, w], np.int64), NV12_COLOUR: fixed_point(matrix)}
     for plane, k in (("luma", 1), ("chroma", 2)):
         for axis, src, dst in (("cols", fw, nw), ("rows", fh, nh)):
             idx, wt = linear_taps(src // k, dst // k, rows=axis == "rows")
@@ -278,14 +283,13 @@ class Detector:
 
     def _nv12_feed(self, chunk: Sequence[Image]) -> dict | None:
         """The NV12 graph's inputs besides the planes for a chunk of :class:`Nv12Picture` frames of
-        one size (:func:`nv12_letterbox_inputs`); None when the chunk takes the host path (no NV12
-        runner, other frames, sizes that differ, an odd side)."""
-        if self.nv12_runner is None or not chunk or not all(isinstance(f, Nv12Picture) for f in chunk):
-            return None
-        if len({f.shape for f in chunk}) != 1:
+        one size and matrix (:func:`nv12_letterbox_inputs`); None when the chunk takes the host path
+        (no NV12 runner, other frames, sizes or matrices that differ, an odd side)."""
+        pics = [f for f in chunk if isinstance(f, Nv12Picture)]
+        if self.nv12_runner is None or not chunk or len(pics) != len(chunk) or len({(f.shape, f.matrix) for f in pics}) != 1:
             return None
         frame_wh, input_wh = (chunk[0].shape[1], chunk[0].shape[0]), (self.spec.input.width, self.spec.input.height)
-        inputs = _nv12_inputs(frame_wh, input_wh)
+        inputs = _nv12_inputs(frame_wh, input_wh, pics[0].matrix)
         if inputs is None and any(isinstance(f, Nv12Picture) and f.on_device for f in chunk) and (frame_wh, input_wh) not in _warned:
             _warned.add((frame_wh, input_wh))
             nw, nh = letterbox_size(frame_wh, input_wh)
@@ -357,9 +361,9 @@ class Detector:
 
 
 @functools.lru_cache(maxsize=32)
-def _nv12_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int]) -> dict[str, np.ndarray] | None:
-    """:func:`nv12_letterbox_inputs` per (frame size, input size), a few KB each, read-only (threads share them)."""
-    out = nv12_letterbox_inputs(frame_wh, input_wh)
+def _nv12_inputs(frame_wh: tuple[int, int], input_wh: tuple[int, int], matrix: str) -> dict[str, np.ndarray] | None:
+    """:func:`nv12_letterbox_inputs` per (frame size, input size, matrix), a few KB each, read-only (threads share them)."""
+    out = nv12_letterbox_inputs(frame_wh, input_wh, matrix)
     for a in (out or {}).values():
         a.setflags(write=False)
     return out
