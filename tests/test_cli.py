@@ -47,8 +47,13 @@ def test_run_no_ray_then_query(tmp_path):
     assert res.stdout == res.stderr == ""  # -q: only errors; the exit status tells the rest
     q = CliRunner().invoke(app, ["query", str(out), "--sql", "SELECT count(*) AS n FROM frames", "--format", "csv"])
     assert q.exit_code == 0 and q.output.strip().splitlines()[-1] == "72"
+    positional = CliRunner().invoke(app, ["query", str(out), "SELECT count(*) AS n FROM frames", "--format", "csv"])
+    assert positional.exit_code == 0 and positional.output == q.output
     bad = CliRunner().invoke(app, ["query", str(out), "--sql", "COPY faces TO 'x.csv'"])
     assert bad.exit_code == 2
+    for args in ([], ["SELECT 1", "--sql", "SELECT 2"]):  # no SELECT, or two: one line saying so
+        res = CliRunner().invoke(app, ["query", str(out), *args])
+        assert res.exit_code == 2 and "give one" in res.stderr, res.output
 
 
 def test_missing_input_is_a_clear_error(tmp_path):
@@ -149,7 +154,7 @@ def test_closed_pipe_is_silent(single_out):
 
 def test_sql_errors_name_sql(single_out):
     res = CliRunner().invoke(app, ["query", str(single_out), "--sql", "SELECT no_such_column FROM faces"])
-    assert res.exit_code == 2 and res.stderr.startswith("error: --sql | BinderException"), res.output
+    assert res.exit_code == 2 and res.stderr.startswith("error: SELECT | BinderException"), res.output
 
 
 def test_help_has_metavars_choices_exit_codes_and_dash_h():

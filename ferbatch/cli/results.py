@@ -75,7 +75,10 @@ def _split(columns: str | None) -> list[str] | None:
 
 def query(
     out: OutArg,
-    sql: Annotated[str, typer.Option("--sql", help="One SELECT over the views faces, frames, videos, tracks.", metavar="SELECT")],
+    select: Annotated[
+        str | None, typer.Argument(help="One SELECT over the views faces, frames, videos, tracks.", metavar="SELECT", show_default=False)
+    ] = None,
+    sql: Annotated[str | None, typer.Option("--sql", help="The SELECT, as an option (instead of the argument).", metavar="SELECT")] = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     columns: ColumnsOpt = None,
@@ -86,7 +89,8 @@ def query(
 ) -> None:
     """Run DuckDB SQL over a dataset (read-only views faces, frames, videos, tracks).
 
-    Example: ferbatch query out/ --sql "SELECT emotion, count(*) FROM faces GROUP BY 1"
+    Example: ferbatch query out/ "SELECT emotion, count(*) FROM faces GROUP BY 1"
+    (or --sql "SELECT ...")
     """
     import duckdb
 
@@ -94,6 +98,10 @@ def query(
     from ferbatch.dataset.query import connect, damaged_part, deadline, inside, run_sql
 
     try:
+        text = select if sql is None else sql
+        if text is None or (select is not None and sql is not None):
+            what = "no SELECT" if text is None else "both the SELECT argument and --sql"
+            raise FerbatchError(f'query | {what}: give one, e.g. ferbatch query {out} "SELECT count(*) FROM faces"')
         if output is not None and inside(out, output):
             raise FerbatchError(f"--output {output} | is inside the dataset {out}: it would overwrite the dataset's own files")
         con = connect(out)
@@ -101,14 +109,14 @@ def query(
             with deadline(con, timeout):
                 # the relation itself: csv, tsv, json, jsonl and parquet stream it batch by batch
                 # (render), so a result of any size never sits in memory whole
-                rel = run_sql(con, sql)
+                rel = run_sql(con, text)
                 render(rel, resolve_format(fmt, output), Console(), output, columns=_split(columns), max_rows=_terminal_rows(max_rows))
         finally:
             con.close()  # before exit: Arrow's S3 client must not outlive the interpreter's finalizers
     except FerbatchError as e:
         _fail(e)
     except duckdb.Error as e:  # DuckDB's own errors (parser, binder, catalog, a damaged part): one line for the user
-        _fail(damaged_part(e, out) or FerbatchError(f"--sql | {type(e).__name__}: {e}"))
+        _fail(damaged_part(e, out) or FerbatchError(f"SELECT | {type(e).__name__}: {e}"))
 
 
 def _answer(out: str, fn, fmt: Format | None, output: Path | None, columns: str | None, max_rows: int = MAX_TABLE_ROWS, **kw) -> None:

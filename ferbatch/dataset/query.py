@@ -124,7 +124,7 @@ def run_sql(con, sql: str):
     stmts = con.extract_statements(sql)
     if len(stmts) != 1 or stmts[0].type != duckdb.StatementType.SELECT:
         kinds = ", ".join(str(s.type).split(".")[-1] for s in stmts) or "nothing"
-        raise OutputError(f"--sql | only one SELECT query is allowed; received {kinds}")
+        raise OutputError(f"SELECT | only one SELECT query is allowed; received {kinds}")
     return con.sql(sql)
 
 
@@ -144,7 +144,7 @@ def deadline(con, timeout_s: float | None) -> Iterator[None]:
     try:
         yield
     except duckdb.InterruptException as e:
-        raise OutputError(f"--sql | the query ran longer than {timeout_s:g} s and was stopped (--timeout)") from e
+        raise OutputError(f"SELECT | the query ran longer than {timeout_s:g} s and was stopped (--timeout)") from e
     finally:
         if timer:
             timer.cancel()
