@@ -81,6 +81,8 @@ def yuv_to_rgb(matrix: str) -> np.ndarray:
 
 
 _AFFINE = {name: yuv_to_rgb(name) for name in MATRICES}
+for _m in _AFFINE.values():
+    _m.setflags(write=False)  # shared by every thread
 
 # ITU-R BT.601 limited range in OpenCV's 20-bit fixed point (imgproc color_yuv: ITUR_BT_601_CY, CVR, CVG, CUG, CUB)
 BT601_FIXED = {"cy": 1220542, "cvr": 1673527, "cvg": -852492, "cug": -409993, "cub": 2116026}
@@ -131,5 +133,5 @@ def rgb_of(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str) -> np.ndarr
 def gray_of(yuv: np.ndarray, matrix: str) -> np.ndarray:
     """(H, W) uint8 grey (OpenCV's ``RGB2GRAY`` of the RGB) of a (H, W, 3) uint8 YUV array in one of
     :data:`MATRICES` (:func:`yuv444`, or a warp of one: the map is affine, so warping then converting is
-    converting then warping)."""
+    converting then warping, up to rounding and where no channel saturates)."""
     return cv2.cvtColor(cv2.transform(np.ascontiguousarray(yuv), _AFFINE[matrix]), cv2.COLOR_RGB2GRAY)

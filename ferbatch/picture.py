@@ -142,7 +142,7 @@ def _array_module(a):
 
 
 class YuvPicture:
-    """A picture of H x W pixels (both even) in three 4:2:0 planes, limited range.
+    """A picture of H x W pixels (both even) in three 4:2:0 planes, of one of :data:`ferbatch.colour.MATRICES`.
 
     Args:
         y: (H, W) uint8 luma; rows may be strided (a view of the decoder's buffer: no copy).

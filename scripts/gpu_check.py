@@ -530,6 +530,7 @@ def device_graphs_check(clip: Path, backend: str, batch: int = 32, repeats: int 
 
     Graphs run on ``backend``'s provider; with CuPy on CUDA also fed planes already in GPU memory, as
     NVDEC leaves them (bound through DLPack)."""
+    from ferbatch.colour import BT601
     from ferbatch.config import JobConfig
     from ferbatch.media.decode import iter_frames
     from ferbatch.media.probe import probe_video
@@ -568,7 +569,7 @@ def device_graphs_check(clip: Path, backend: str, batch: int = 32, repeats: int 
     wh = m.detector.input_for((w, h))
     sized = m.detector.sized(wh).spec.input
     nv12 = np.stack([np.concatenate([p.y, np.stack([p.u, p.v], -1).reshape(h // 2, w)]) for p in pics])
-    sizes = letterbox_sizes((w, h), wh)
+    sizes = letterbox_sizes((w, h), wh, pics[0].matrix)
     x, scale = preprocess_frames(pics, sized, letterbox=True)
     a = nv12_det.infer_bound({"planes": nv12, **sizes})
     b = host_det.infer_bound({dspec.input.name: x})
@@ -595,7 +596,7 @@ def device_graphs_check(clip: Path, backend: str, batch: int = 32, repeats: int 
         )
     # the crop + classifier
     dets = m.detector.detect(pics)
-    if len(dets) and dets.landmarks is not None:
+    if len(dets) and dets.landmarks is not None and pics[0].matrix == BT601:  # the crop graph's grey is BT.601's luma
         planes = np.stack([np.ascontiguousarray(p.y) for p in pics])
         ins = crop_inputs(dets.landmarks, dets.frame_pos)
         graph = OrtRunner(str(prepare_crop_classifier(resolve_model_file(spec), spec)), providers=providers)

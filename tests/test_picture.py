@@ -6,7 +6,7 @@ Mutations run against these tests (each made the named test fail, then was resto
 - ``LUMA_TO_GRAY`` rounded instead of truncated -> test_grey_of_a_grey_picture_is_swscales;
 - ``resized_rgb`` filling the U plane from V -> test_resized_planes_match_resized_rgb;
 - ``nv12_image`` with U and V swapped -> test_nvdec_gives_the_same_picture;
-- ``picture_matrix`` taking BT.709 for BT.601 (``_MATRICES[1] = BT601``) -> test_picture_matrix_follows_the_tags;
+- ``picture_matrix`` taking BT.709 for BT.601 (``_MATRIX[1] = (BT601, BT601_FULL)``) -> test_picture_matrix_follows_the_tags;
 - BT.709's Kr and Kb swapped, or ``swscale_truncation`` zero (or the same for both ranges) -> test_planes_convert_as_swscale;
 - yuvj420p frames left to swscale (``YUV420`` without it) -> test_full_range_video_is_a_picture;
 - a BT.709 picture's grey from its luma alone (``gray`` as for BT.601) -> test_bt709_picture_matches_swscales_frame;

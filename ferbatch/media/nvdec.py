@@ -147,7 +147,7 @@ def iter_frames_nvdec(
             the device as :class:`ferbatch.picture.Nv12Picture` over a CuPy copy of NVDEC's surface
             (:func:`_device_image`; :func:`ferbatch.models.frame_graphs.frame_pictures` picks it), and a
             file NVDEC cannot decode falls back to PyAV's host NV12 pictures. Rotated streams and
-            streams that do not convert as BT.601 limited range give host RGB frames either way.
+            streams :func:`ferbatch.picture.picture_matrix` has no matrix for give host RGB frames either way.
 
     Yields:
         :class:`ferbatch.media.decode.Frame` in presentation order, strictly increasing ``idx``.
@@ -243,6 +243,8 @@ def _nvdec_frames(
         tb = s.time_base or index.time_base
         rotation = _rotation(path, s)
         colorspace, color_range = getattr(cc, "colorspace", None), getattr(cc, "color_range", None)
+        if getattr(cc, "pix_fmt", None) == "yuvj420p":  # full range whatever the tag says, as PyAV's frames (decode.to_image)
+            color_range = 2
         try:
             dec = nvc.CreateDecoder(
                 gpuid=gpu_id,

@@ -207,9 +207,8 @@ def nv12_input_graph():
 def nv12_detector(detector, input_name: str):
     """One graph: :func:`nv12_input_graph` feeding a prepared detector (uint8 ``(N, h, w, 3)`` RGB
     input ``input_name``, ``ferbatch.models.graphs.prepare_detector``). Inputs: ``planes``,
-    the resize tables of :data:`ferbatch.vision.detect.NV12_TABLES` (and their ``_w`` weights), ``input_hw`` and the
-    detector's other inputs (``score_threshold``); outputs the
-    detector's.
+    the resize tables of :data:`ferbatch.vision.detect.NV12_TABLES` (and their ``_w`` weights), ``input_hw``,
+    ``colour`` and the detector's other inputs (``score_threshold``); outputs the detector's.
 
     Raises:
         ValueError: the detector's input is not uint8 with 3 channels last.
@@ -241,8 +240,8 @@ def prepare_nv12_detector(det_graph, spec):
         spec: the detector's registry entry (names the cached file).
 
     Returns:
-        Path of the prepared ONNX file: inputs ``planes``, the resize tables, ``input_hw`` (and the
-        detector's ``score_threshold``); the detector's outputs.
+        Path of the prepared ONNX file: inputs ``planes``, the resize tables, ``input_hw``, ``colour``
+        (and the detector's ``score_threshold``); the detector's outputs.
     """
     from pathlib import Path
 

@@ -99,6 +99,7 @@ def aligned_crops(
     height: int,
     scale: float = 1.0,
     supersample: bool = True,
+    shift: np.ndarray | None = None,
 ) -> np.ndarray:
     """Warp each face onto :data:`FER48_TEMPLATE` scaled to ``width`` x ``height``.
 
@@ -112,6 +113,8 @@ def aligned_crops(
             like ``crop.scale`` of the square crop.
         supersample: warp a face larger than the crop at :func:`supersampling`'s factor, then area-resize
             (False: warp straight to the crop size; for planes with little detail, such as chroma).
+        shift: (M,) float32 crop pixels each face's crop samples further right and down (its pixel ``i``
+            at template coordinate ``i + shift``), or None.
 
     Returns:
         (M, height, width, C) uint8 crops (C as the frames'); pixels outside the frame repeat its
@@ -119,6 +122,8 @@ def aligned_crops(
     """
     tpl = crop_template(width, height, scale)
     mats = similarity_to(landmarks, tpl)
+    if shift is not None:
+        mats[:, :, 2] -= np.asarray(shift, np.float32)[:, None]
     first = frames[int(frame_pos[0])] if len(frame_pos) else None
     ch = 1 if first is None or first.ndim == 2 else first.shape[2]
     out = np.empty((len(frame_pos), height, width, ch), np.uint8)
@@ -142,7 +147,7 @@ def aligned_grey(
     mapped by :data:`ferbatch.picture.LUMA_TO_GRAY` (BT.601 limited range: grey is the luma); for a picture of
     another matrix (BT.709, full range) the chroma planes are warped too, at their own resolution (landmarks
     ``/ 2 - 0.25``: a chroma sample's centre lies between the two luma columns it covers; without
-    supersampling), and the three converted together (:func:`ferbatch.colour.gray_of`; its grey is not the luma).
+    supersampling, at the luma's supersampled pixel centres), and the three converted together (:func:`ferbatch.colour.gray_of`; its grey is not the luma).
 
     Args: as :func:`aligned_crops`, ``pictures`` instead of frames.
 
@@ -155,9 +160,12 @@ def aligned_grey(
     chroma = np.flatnonzero([m != BT601 for m in matrices])
     if len(chroma):
         lm = landmarks[chroma] / 2 - np.float32(0.25)
-        # chroma is smooth (and half the size): warped straight to the crop size, no supersampling
+        # a luma crop warped at k times the size, then area-averaged, has its pixel i at template coordinate
+        # i + (k - 1) / 2k; the chroma, smooth and half the size, is warped straight to the crop size, there
+        ks = supersampling(similarity_to(landmarks[chroma], crop_template(width, height, scale)))
+        centre = ((ks - 1) / (2 * ks)).astype(np.float32)
         u, v = (
-            aligned_crops([getattr(p, c) if p else None for p in pictures], frame_pos[chroma], lm, width, height, scale, False)
+            aligned_crops([getattr(p, c) if p else None for p in pictures], frame_pos[chroma], lm, width, height, scale, False, centre)
             for c in "uv"
         )
         for k, i in enumerate(chroma):

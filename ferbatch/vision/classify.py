@@ -184,7 +184,8 @@ class Classifier:
             (M, 8) float32 probabilities, as :meth:`classify`.
 
         Raises:
-            ValueError: frames that are not NV12 pictures of one size.
+            ValueError: frames that are not BT.601 limited-range NV12 pictures of one size (the crop graph's
+                grey is the luma).
         """
         if not len(faces):
             return np.empty((0, 8), np.float32)
@@ -196,8 +197,8 @@ class Classifier:
             part = faces[i : i + step]
             used, pos = np.unique(part.frame_pos, return_inverse=True)
             pics = [frames[int(p)] for p in used]
-            if not all(isinstance(f, Nv12Picture) for f in pics):
-                raise ValueError("Classifier.classify_frames | the faces' frames are not NV12 pictures")
+            if not all(isinstance(f, Nv12Picture) and f.matrix == BT601 for f in pics):
+                raise ValueError("Classifier.classify_frames | the faces' frames are not BT.601 limited-range NV12 pictures")
             assert part.landmarks is not None
             feed = {"planes": stack_nv12([f for f in pics if isinstance(f, Nv12Picture)]), **crop_inputs(part.landmarks, pos, size, scale)}
             outs.append(self.frames_runner.infer_bound(feed)[self.spec.outputs["scores"]])
