@@ -257,8 +257,7 @@ class Nv12Picture:
     (:mod:`ferbatch.models.graph_nv12`) and the crop classifier (:mod:`ferbatch.models.graph_crop`),
     fed by :meth:`ferbatch.vision.detect.Detector.detect` and
     :meth:`ferbatch.vision.classify.Classifier.classify_frames`. Any matrix :class:`YuvPicture` takes
-    (the detector graph takes its coefficients as an input); the crop graph cuts grey crops of
-    BT.601 limited-range pictures only (grey is their luma), the others' crops are cut on the host.
+    (both graphs take its coefficients as an input).
 
     Every other consumer reads :meth:`host`, the same picture as a :class:`YuvPicture` (copied to
     the host once and cached), so a frame on the device still works everywhere, at the cost of that

@@ -22,6 +22,7 @@ import onnx
 import pytest
 from conftest import DATA
 
+from ferbatch.colour import BT601, BT709, BT709_FULL, fixed_point
 from ferbatch.models.graph_crop import crop_classifier, crop_graph, crop_inputs, prepare_crop_classifier
 from ferbatch.models.graphs import prepare_classifier
 from ferbatch.models.registry import resolve_model_file
@@ -89,10 +90,43 @@ def test_nv12_pictures_give_the_same_crops(batches, tmp_path):
     for pics, i420, dets in (batches[2], batches[-1]):
         ins = crop_inputs(dets.landmarks, dets.frame_pos)
         a = _run(str(luma), {"planes": np.stack([np.ascontiguousarray(p.y) for p in pics]), **ins})["crops"]
-        b = _run(str(nv12), {"planes": np.stack(i420), **ins})["crops"]
+        b = _run(str(nv12), {"planes": np.stack(i420), **ins, "colour": fixed_point(BT601)})["crops"]
         diff = np.abs(a.astype(int) - b.astype(int))
         # a sample's float position can tip its rounding by one luma level: up to 2 grey levels (255 / 219)
         assert diff.max() <= 2 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
+
+
+def _nv12(i420: np.ndarray) -> np.ndarray:
+    """NVDEC's layout of an I420 frame: the luma rows, then U and V interleaved."""
+    h = i420.shape[0] * 2 // 3
+    w, q = i420.shape[1], h * i420.shape[1] // 4
+    flat = i420.reshape(-1)
+    uv = np.stack([flat[h * w : h * w + q], flat[h * w + q :]], -1).reshape(h // 2, w)
+    return np.concatenate([i420[:h], uv])
+
+
+@pytest.mark.parametrize("matrix", [BT709, BT709_FULL])
+def test_nv12_crops_of_other_matrices_take_the_chroma(models, batches, tmp_path, matrix):
+    """BT.709 (and full-range) NV12 pictures: the graph samples the chroma too and converts with the ``colour``
+    input, giving the CPU path's grey (``aligned_grey``: chroma warped at the supersampled luma's pixel centres,
+    converted, RGB2GRAY) but for < 0.2 % of pixels by a level or two; read as BT.601 (its luma alone) most
+    pixels differ. Every k, the face cut off at the bottom edge. Mutations: the chroma sampled at the crop's
+    pixel corners (no ``(k - 1) / 2k``), or without the ``- 0.25`` siting -> fails."""
+    path = tmp_path / "nv12.onnx"
+    onnx.save(crop_graph(nv12=True), str(path))
+    spec = models.classifier.spec
+    worst, off, total, as601 = 0, 0, 0, 0
+    for pics, i420, dets in batches:
+        pics = [YuvPicture(p.y, p.u, p.v, matrix) for p in pics]
+        cpu = extract_crops(pics, dets, spec).astype(int)
+        feed = {"planes": np.stack([_nv12(x) for x in i420]), **crop_inputs(dets.landmarks, dets.frame_pos)}
+        got = _run(str(path), {**feed, "colour": fixed_point(matrix)})["crops"].astype(int)
+        luma = _run(str(path), {**feed, "colour": fixed_point(BT601)})["crops"].astype(int)
+        diff = np.abs(got - cpu)
+        worst, off, total = max(worst, int(diff.max())), off + int((diff > 0).sum()), total + diff.size
+        as601 += int((np.abs(luma - cpu) > 0).sum())
+    assert worst <= 2 and off / total < 0.002, (worst, off / total)  # measured: 2, 0.014 %
+    assert as601 / total > 0.3, as601 / total  # measured: 67 % of pixels
 
 
 def test_crop_classifier_is_one_graph(models, batches, tmp_path):

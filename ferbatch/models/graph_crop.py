@@ -47,7 +47,7 @@ from ferbatch.vision.align import TAPS, crop_inputs  # the graph's per-face inpu
 __all__ = ["TAPS", "crop_graph", "crop_inputs", "crop_classifier", "prepare_crop_classifier"]
 
 OPSET = 17
-CROP_GRAPH_VERSION = 2  # bump when the crop graph changes: it invalidates prepared files
+CROP_GRAPH_VERSION = 3  # bump when the crop graph changes: it invalidates prepared files (3: chroma, the colour input)
 
 
 def crop_graph(size: int = 48, nv12: bool = False):
@@ -178,22 +178,133 @@ def crop_graph(size: int = 48, nv12: bool = False):
     n.append(helper.make_node("Mul", ["luma_0", const("range", np.float32(255.0 / 219.0))], ["grey_f"]))
     n.append(helper.make_node("Floor", ["grey_f"], ["grey_fl"]))
     n.append(helper.make_node("Clip", ["grey_fl", zero, const("max255", np.float32(255.0))], ["grey_c"]))
-    n.append(helper.make_node("Transpose", ["grey_c"], ["grey_nhwc"], perm=[0, 2, 3, 1]))
+    if nv12:  # other matrices' grey takes the chroma (colour[0] > 0: BT.601 limited range, grey is the luma)
+        n.extend(_chroma_grey(const, size))
+        n.append(helper.make_node("Gather", ["colour", const("col_ylo", np.array(0, np.int64))], ["col_ylo_v"]))
+        n.append(helper.make_node("Greater", ["col_ylo_v", const("col_zero", np.int32(0))], ["luma_is_grey"]))
+        n.append(helper.make_node("Where", ["luma_is_grey", "grey_c", "grey_rgb"], ["grey_any"]))
+    n.append(helper.make_node("Transpose", ["grey_any" if nv12 else "grey_c"], ["grey_nhwc"], perm=[0, 2, 3, 1]))
     n.append(helper.make_node("Cast", ["grey_nhwc"], ["crops"], to=TensorProto.UINT8))
+    inputs = [
+        helper.make_tensor_value_info("planes", TensorProto.UINT8, ["F", "R", "W"]),
+        helper.make_tensor_value_info("warps", TensorProto.FLOAT, ["N", 2, 3]),
+        helper.make_tensor_value_info("taps", TensorProto.FLOAT, ["N", TAPS]),
+        helper.make_tensor_value_info("tap_weights", TensorProto.FLOAT, ["N", TAPS]),
+        helper.make_tensor_value_info("frame_pos", TensorProto.INT64, ["N"]),
+    ]
+    if nv12:
+        inputs.append(helper.make_tensor_value_info("colour", TensorProto.INT32, [13]))
     g = helper.make_graph(
         n,
         "ferbatch_face_crop",
-        [
-            helper.make_tensor_value_info("planes", TensorProto.UINT8, ["F", "R", "W"]),
-            helper.make_tensor_value_info("warps", TensorProto.FLOAT, ["N", 2, 3]),
-            helper.make_tensor_value_info("taps", TensorProto.FLOAT, ["N", TAPS]),
-            helper.make_tensor_value_info("tap_weights", TensorProto.FLOAT, ["N", TAPS]),
-            helper.make_tensor_value_info("frame_pos", TensorProto.INT64, ["N"]),
-        ],
+        inputs,
         [helper.make_tensor_value_info("crops", TensorProto.UINT8, ["N", size, size, 1])],
         inits,
     )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="ferbatch")
+
+
+# OpenCV's uint8 RGB2GRAY (imgproc color: R2GRAY, G2GRAY, B2GRAY in 15 bits, rounded): equal on 262,144 random pixels
+RGB2GRAY_FIXED = (9798, 19235, 3735)
+
+
+def _chroma_grey(const, size: int) -> list:
+    """Nodes that turn the rounded luma crops ``luma_r`` ``(N, 1, size, size)`` into ``grey_rgb``, the grey
+    :func:`ferbatch.vision.align.aligned_grey` computes for a picture of another matrix than BT.601 limited
+    range: the U and V planes of the NV12 pictures sampled once per crop pixel (bilinear, replicated
+    border, rounded half up as ``cv2.warpAffine``'s uint8) at the luma's supersampled pixel centre
+    ``i + (k - 1) / 2k`` mapped to chroma coordinates ``x / 2 - 0.25``; then ``colour``'s conversion
+    (:func:`ferbatch.colour.fixed_point`, 20-bit integers) and OpenCV's RGB2GRAY (:data:`RGB2GRAY_FIXED`)."""
+    from onnx import TensorProto, helper
+
+    n = []
+
+    def node(op: str, ins: list[str], out: str, **attrs) -> str:
+        n.append(helper.make_node(op, ins, [out], **attrs))
+        return out
+
+    f32, i32 = {"to": TensorProto.FLOAT}, {"to": TensorProto.INT32}
+    # the crop pixel centres per face: i + d, d = (1 - 1/k) / 2 from the first tap weight (1 / k)
+    d = node("Mul", [node("Sub", [const("c_one", np.float32(1.0)), "w_first"], "c_1mw"), const("c_half", np.float32(0.5))], "c_d")
+    at = node("Add", [const("c_idx", np.arange(size, dtype=np.float32)[None]), d], "c_at")  # (N, size)
+    cu = node("Unsqueeze", [at, const("c_axu", np.array([1], np.int64))], "c_u")  # (N, 1, size): columns
+    cv = node("Unsqueeze", [at, const("c_axv", np.array([2], np.int64))], "c_v")  # (N, size, 1): rows
+    h_i = node("Div", ["luma_i", const("c_two_i", np.array(2, np.int64))], "c_h_i")  # chroma rows H / 2
+    w_i = node("Div", ["cols_i", const("c_two_w", np.array(2, np.int64))], "c_w_i")  # chroma columns W / 2
+    h_f, w_f = node("Cast", [h_i], "c_h_f", **f32), node("Cast", [w_i], "c_w_f", **f32)
+    coords = {}
+    for axis, (a, b, t), hi in (("x", ("w00", "w01", "w02"), w_f), ("y", ("w10", "w11", "w12"), h_f)):
+        px = node(
+            "Add", [node("Add", [node("Mul", [a, cu], f"c_{axis}a"), node("Mul", [b, cv], f"c_{axis}b")], f"c_{axis}ab"), t], f"c_{axis}px"
+        )
+        c = node(
+            "Sub",
+            [node("Mul", [px, const(f"c_{axis}h", np.float32(0.5))], f"c_{axis}2"), const(f"c_{axis}q", np.float32(0.25))],
+            f"c_{axis}c",
+        )
+        top = node("Sub", [hi, const(f"c_{axis}1", np.float32(1.0))], f"c_{axis}top")
+        coords[axis] = node("Min", [node("Max", [c, const(f"c_{axis}0", np.float32(0.0))], f"c_{axis}lo"), top], f"c_{axis}in")
+    fp = node("Reshape", [node("Mul", ["fp_f", h_f], "c_fp_rows"), const("c_col3", np.array([-1, 1, 1], np.int64))], "c_fp3")
+    ys = node("Add", [coords["y"], fp], "c_ytall")
+    tall = node("Mul", ["nf_f", h_f], "c_tall")
+    grid = []
+    for axis, src, extent in (("x", coords["x"], w_f), ("y", ys, tall)):  # normalised for align_corners=0
+        q = node(
+            "Sub",
+            [node("Div", [node("Add", [node("Mul", [src, "two"], f"c_{axis}n2"), "one"], f"c_{axis}n21"), extent], f"c_{axis}nq"), "one"],
+            f"c_{axis}n",
+        )
+        grid.append(node("Unsqueeze", [q, const(f"c_ax{axis}4", np.array([3], np.int64))], f"c_{axis}n4"))
+    g = node("Reshape", [node("Concat", grid, "c_grid4", axis=3), const("c_grid_shape", np.array([1, -1, size, 2], np.int64))], "c_grid")
+    # the chroma rows of every picture as one two-channel tall image (1, 2, F H / 2, W / 2): U, V
+    ax0 = const("c_ax0", np.array([0], np.int64))
+    first, last = (node("Unsqueeze", [x, ax0], f"c_{x}1") for x in ("luma_i", "rows_i"))
+    uv = node("Slice", ["planes", first, last, const("c_ax1", np.array([1], np.int64))], "c_uv")  # (F, H/2, W)
+    uv4 = node("Reshape", [uv, const("c_uv4", np.array([0, 0, -1, 2], np.int64))], "c_uv4r")  # (F, H/2, W/2, 2)
+    chw = node("Transpose", [uv4], "c_uvt", perm=[3, 0, 1, 2])  # (2, F, H/2, W/2)
+    shape = node(
+        "Concat",
+        [const("c_lead", np.array([1, 2, -1], np.int64)), node("Unsqueeze", [w_i, const("c_axw", np.array([0], np.int64))], "c_w1")],
+        "c_tall_shape",
+        axis=0,
+    )
+    img = node("Reshape", [node("Cast", [chw], "c_uvf", **f32), shape], "c_img")
+    s = node("GridSample", [img, g], "c_sampled", mode="bilinear", padding_mode="border", align_corners=0)  # (1, 2, N size, size)
+    s = node("Floor", [node("Add", [s, "half"], "c_s_h")], "c_s_r")
+    s = node("Reshape", [s, const("c_per_face", np.array([2, -1, 1, size, size], np.int64))], "c_s5")  # (2, N, 1, size, size)
+    uu, vv = (
+        node(
+            "Sub",
+            [
+                node("Cast", [node("Gather", [s, const(f"c_ch{j}", np.array(j, np.int64))], f"c_{nm}f", axis=0)], f"c_{nm}i", **i32),
+                const(f"c_{nm}128", np.int32(128)),
+            ],
+            f"c_{nm}",
+        )
+        for j, nm in ((0, "uu"), (1, "vv"))
+    )
+    coef = [node("Gather", ["colour", const(f"c_k{j}", np.array(j, np.int64))], f"c_k{j}v") for j in range(13)]
+    yy = node(
+        "Max", [node("Sub", [node("Cast", ["luma_r"], "c_yi", **i32), coef[0]], "c_y_minus"), const("c_i0", np.int32(0))], "c_y_clamped"
+    )
+    grey = None
+    for j, (name, wgt) in enumerate(zip("rgb", RGB2GRAY_FIXED, strict=True)):
+        terms = [node("Mul", [x, coef[1 + 3 * j + q]], f"c_{name}{q}") for q, x in enumerate((yy, uu, vv))]
+        ch = node("Add", [node("Add", [node("Add", terms[:2], f"c_{name}01"), terms[2]], f"c_{name}012"), coef[10 + j]], f"c_{name}sum")
+        ch = node(
+            "Min",
+            [
+                node("Max", [node("Div", [ch, const(f"c_{name}s", np.int32(1 << 20))], f"c_{name}sh"), "c_i0"], f"c_{name}lo"),
+                const(f"c_{name}255", np.int32(255)),
+            ],
+            f"c_{name}",
+        )
+        term = node("Mul", [ch, const(f"c_{name}w", np.int32(wgt))], f"c_{name}g")
+        grey = term if grey is None else node("Add", [grey, term], f"c_grey_acc{j}")
+    assert grey is not None
+    out = node("Div", [node("Add", [grey, const("c_g_half", np.int32(1 << 14))], "c_g_r"), const("c_g_s", np.int32(1 << 15))], "c_grey_i")
+    node("Cast", [out], "grey_rgb", **f32)
+    return n
 
 
 def crop_classifier(classifier, input_name: str, size: int = 48, nv12: bool = False):

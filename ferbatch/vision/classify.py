@@ -21,10 +21,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ferbatch.colour import fixed_point
 from ferbatch.errors import ConfigError
 from ferbatch.faces import FaceBatch
 from ferbatch.labels import to_ferplus_order
-from ferbatch.picture import BT601, Image, Nv12Picture, YuvPicture, as_rgb, host_picture, region_rgb, stack_nv12
+from ferbatch.picture import Image, Nv12Picture, YuvPicture, as_rgb, host_picture, region_rgb, stack_nv12
 from ferbatch.specs import InputSpec, ModelSpec, Runner
 from ferbatch.vision.align import aligned_crops, aligned_grey, crop_inputs
 from ferbatch.vision.boxes import square_boxes
@@ -161,13 +162,13 @@ class Classifier:
 
     def crops_in_graph(self, frames: Sequence[Image], faces: FaceBatch) -> bool:
         """True when :meth:`classify_frames` cuts these faces' crops inside the graph: a
-        ``frames_runner``, landmarks, and every frame a face is in an :class:`Nv12Picture` of one size,
-        BT.601 limited range (the graph's grey is the luma; other matrices' crops are cut on the host)."""
+        ``frames_runner``, landmarks, and every frame a face is in an :class:`Nv12Picture` of one size and
+        one matrix (the graph converts with one ``colour`` per call)."""
         if self.frames_runner is None or faces.landmarks is None or not len(faces):
             return False
         used = [frames[int(p)] for p in np.unique(faces.frame_pos)]
-        nv12 = [f for f in used if isinstance(f, Nv12Picture) and f.matrix == BT601]
-        return len(nv12) == len(used) and len({f.shape for f in nv12}) == 1
+        nv12 = [f for f in used if isinstance(f, Nv12Picture)]
+        return len(nv12) == len(used) and len({(f.shape, f.matrix) for f in nv12}) == 1
 
     def classify_frames(self, frames: Sequence[Image], faces: FaceBatch) -> np.ndarray:
         """Classify faces from their frames with the crops cut inside the graph
@@ -184,8 +185,7 @@ class Classifier:
             (M, 8) float32 probabilities, as :meth:`classify`.
 
         Raises:
-            ValueError: frames that are not BT.601 limited-range NV12 pictures of one size (the crop graph's
-                grey is the luma).
+            ValueError: frames that are not NV12 pictures of one size and one matrix.
         """
         if not len(faces):
             return np.empty((0, 8), np.float32)
@@ -197,10 +197,11 @@ class Classifier:
             part = faces[i : i + step]
             used, pos = np.unique(part.frame_pos, return_inverse=True)
             pics = [frames[int(p)] for p in used]
-            if not all(isinstance(f, Nv12Picture) and f.matrix == BT601 for f in pics):
-                raise ValueError("Classifier.classify_frames | the faces' frames are not BT.601 limited-range NV12 pictures")
+            nv12 = [f for f in pics if isinstance(f, Nv12Picture)]
+            if len(nv12) != len(pics) or len({f.matrix for f in nv12}) != 1:
+                raise ValueError("Classifier.classify_frames | the faces' frames are not NV12 pictures of one matrix")
             assert part.landmarks is not None
-            feed = {"planes": stack_nv12([f for f in pics if isinstance(f, Nv12Picture)]), **crop_inputs(part.landmarks, pos, size, scale)}
+            feed = {"planes": stack_nv12(nv12), "colour": fixed_point(nv12[0].matrix), **crop_inputs(part.landmarks, pos, size, scale)}
             outs.append(self.frames_runner.infer_bound(feed)[self.spec.outputs["scores"]])
         return self._probs(np.concatenate(outs))
 
