@@ -530,7 +530,7 @@ def device_graphs_check(clip: Path, backend: str, batch: int = 32, repeats: int 
 
     Graphs run on ``backend``'s provider; with CuPy on CUDA also fed planes already in GPU memory, as
     NVDEC leaves them (bound through DLPack)."""
-    from ferbatch.colour import BT601
+    from ferbatch.colour import BT601, fixed_point
     from ferbatch.config import JobConfig
     from ferbatch.media.decode import iter_frames
     from ferbatch.media.probe import probe_video
@@ -610,10 +610,15 @@ def device_graphs_check(clip: Path, backend: str, batch: int = 32, repeats: int 
             "ms_per_face_cpu_crop_and_classify": timed(lambda: cls.infer({spec.input.name: extract_crops(pics, dets, spec)}), len(dets)),
             "ms_per_face_graph_host_planes": timed(lambda: graph.infer_bound({"planes": planes, **ins}), len(dets)),
         }
+        # the whole NV12 pictures, as NVDEC leaves them (the graph reads the luma, and the chroma for other matrices)
+        nv12_graph = OrtRunner(str(prepare_crop_classifier(resolve_model_file(spec), spec, nv12=True)), providers=providers)
+        nv12_ins = {**ins, "colour": fixed_point(pics[0].matrix)}
+        res["crop"]["nv12_labels_equal"] = float(
+            np.mean(nv12_graph.infer_bound({"planes": nv12, **nv12_ins})[nv12_graph.output_names[0]].argmax(1) == ref.argmax(1))
+        )
         if cuda and cupy is not None:
-            dev = cupy.asarray(nv12)  # the whole NV12 pictures: the crop graph reads their luma rows
-            nv12_graph = OrtRunner(str(prepare_crop_classifier(resolve_model_file(spec), spec, nv12=True)), providers=providers)
-            res["crop"]["ms_per_face_graph_device_nv12"] = timed(lambda: nv12_graph.infer_bound({"planes": dev, **ins}), len(dets))
+            dev = cupy.asarray(nv12)
+            res["crop"]["ms_per_face_graph_device_nv12"] = timed(lambda: nv12_graph.infer_bound({"planes": dev, **nv12_ins}), len(dets))
     else:
         res["crop"] = {"skipped": "no faces with landmarks in the clip"}
     m.close()

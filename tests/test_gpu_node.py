@@ -110,7 +110,7 @@ def test_gpu_check_runs_its_cpu_steps(tmp_path):
     assert rep["profile_detect_ms_per_frame"]["720p"]["detect_total"] > 0
     dev = rep["device_graphs"]["720p"]  # the device-side graphs on the CPU provider against the host path
     assert dev["provider"] == "cpu" and dev["nv12_detector"]["same_faces"] and dev["nv12_detector"]["box_err_px_median"] <= 1, dev
-    assert dev["crop"]["faces"] > 0 and dev["crop"]["labels_equal"] >= 0.9, dev
+    assert dev["crop"]["faces"] > 0 and dev["crop"]["labels_equal"] >= 0.9 and dev["crop"]["nv12_labels_equal"] >= 0.9, dev
     assert len(rep["dates"]) == 2
     # NVDEC (#33): without PyNvVideoCodec the comparison is skipped and the NVDEC workers refuse to start, both saying why
     assert "PyNvVideoCodec is not installed" in rep["nvdec_exact"]["skipped"]

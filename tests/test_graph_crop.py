@@ -10,7 +10,9 @@ Mutations run against these tests (each made the named test fail, then was resto
   (the cut-off face at the bottom edge);
 - ``frame_pos`` not added (every face read from frame 0) -> test_graph_crops_are_the_cpu_crops;
 - NV12 luma rows taken as all rows (``nv12`` ignored) -> test_nv12_pictures_give_the_same_crops;
-- the luma -> grey range map removed -> test_graph_crops_are_the_cpu_crops.
+- the luma -> grey range map removed -> test_graph_crops_are_the_cpu_crops;
+- (chroma, other matrices) no ``(k - 1) / 2k`` centre, no ``- 0.25`` siting -> test_nv12_crops_of_other_matrices_take_the_chroma
+  (a reviewer's ten mutations, U/V swapped and the frame offset among them, each failed it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import onnx
 import pytest
 from conftest import DATA
 
-from ferbatch.colour import BT601, BT709, BT709_FULL, fixed_point
+from ferbatch.colour import BT601, BT601_FULL, BT709, BT709_FULL, fixed_point
 from ferbatch.models.graph_crop import crop_classifier, crop_graph, crop_inputs, prepare_crop_classifier
 from ferbatch.models.graphs import prepare_classifier
 from ferbatch.models.registry import resolve_model_file
@@ -105,7 +107,7 @@ def _nv12(i420: np.ndarray) -> np.ndarray:
     return np.concatenate([i420[:h], uv])
 
 
-@pytest.mark.parametrize("matrix", [BT709, BT709_FULL])
+@pytest.mark.parametrize("matrix", [BT709, BT601_FULL, BT709_FULL])
 def test_nv12_crops_of_other_matrices_take_the_chroma(models, batches, tmp_path, matrix):
     """BT.709 (and full-range) NV12 pictures: the graph samples the chroma too and converts with the ``colour``
     input, giving the CPU path's grey (``aligned_grey``: chroma warped at the supersampled luma's pixel centres,

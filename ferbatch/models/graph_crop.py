@@ -6,13 +6,16 @@ The graph computes what :func:`ferbatch.vision.align.aligned_crops` and
 :func:`ferbatch.vision.classify.extract_crops` compute on the CPU for a grey classifier fed from a
 picture's luma plane: the similarity warp onto :data:`ferbatch.vision.align.FER48_TEMPLATE`
 (bilinear, replicated border), for a large face warped at ``k`` times the size and area-averaged
-down, then limited-range luma mapped to full-range grey (:data:`ferbatch.picture.LUMA_TO_GRAY`).
+down, then limited-range luma mapped to full-range grey (:data:`ferbatch.picture.LUMA_TO_GRAY`); for NV12
+pictures of another matrix (BT.709, full range) the grey of :func:`ferbatch.vision.align.aligned_grey`,
+which takes the chroma too (:func:`_chroma_grey`).
 
 Inputs (:func:`crop_graph`):
 
 - ``planes`` ``(F, R, W)`` uint8: the batch's frames as planes of ``R`` rows. The first ``H`` rows
   of each are its luma: ``H = R`` for a luma plane, ``H = 2 R / 3`` for an NV12 picture
-  (``nv12=True``; NVDEC's output, ``ferbatch.media.nvdec``), whose chroma rows are never read.
+  (``nv12=True``; NVDEC's output, ``ferbatch.media.nvdec``), whose chroma rows are read only for
+  pictures of another matrix than BT.601 limited range.
 - ``warps`` ``(N, 2, 3)`` float32: per face, the map from a crop pixel ``(u, v, 1)`` (0..47, pixel
   indices as in ``cv2.warpAffine``) to its source point ``(x, y)`` in frame pixels: the inverse of
   the similarity (:func:`crop_inputs`).
@@ -22,6 +25,8 @@ Inputs (:func:`crop_graph`):
   (:func:`ferbatch.vision.align.supersampling`): its ``k``-times warp and area average
   (:func:`crop_inputs`).
 - ``frame_pos`` ``(N,)`` int64: each face's frame in ``planes``.
+- ``colour`` ``(13,)`` int32 (``nv12=True`` only): the pictures' matrix, :func:`ferbatch.colour.fixed_point`;
+  ``colour[0] > 0`` (BT.601 limited range) takes the luma as grey.
 
 Output ``crops`` ``(N, 48, 48, 1)`` uint8, the classifier's uint8 input
 (:func:`ferbatch.models.graph_input.prepend_uint8_input`); :func:`crop_classifier` joins the two.
@@ -58,8 +63,8 @@ def crop_graph(size: int = 48, nv12: bool = False):
         nv12: ``planes`` are NV12 pictures (``R = 3 H / 2`` rows, luma first) instead of luma planes.
 
     Returns:
-        onnx.ModelProto with inputs ``planes``, ``warps``, ``taps``, ``tap_weights``, ``frame_pos`` and
-        output ``crops``.
+        onnx.ModelProto with inputs ``planes``, ``warps``, ``taps``, ``tap_weights``, ``frame_pos`` (and
+        ``colour`` when ``nv12``) and output ``crops``.
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -345,7 +350,7 @@ def prepare_crop_classifier(src, spec, *, nv12: bool = False, precision: str = "
 
     Returns:
         Path of the prepared ONNX file: inputs ``planes``, ``warps``, ``taps``, ``tap_weights``,
-        ``frame_pos``; the classifier's outputs.
+        ``frame_pos`` (and ``colour`` when ``nv12``); the classifier's outputs.
 
     Raises:
         ValueError: a colour classifier or a non-square input.
